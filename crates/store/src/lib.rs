@@ -1,0 +1,249 @@
+//! Storage: small traits per aggregate, implemented once in SQL over SQLite (embedded default) and PostgreSQL
+//! (shared by several nodes). The backend is chosen once, in [`open`]; nothing above this crate knows which.
+
+pub mod bus;
+mod error;
+pub mod migrations;
+mod repo;
+mod sql;
+pub mod testing;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use gatehouse_model::identity::{AuthServer, Claim, Client, ClientSecret, Scope, SigningKey};
+use gatehouse_model::listing::ListQuery;
+use gatehouse_model::pat::PersonalAccessToken;
+use gatehouse_model::{
+    AuthServerId, ClaimId, ClientId, ClientSecretId, PatId, ScopeId, SecretHash, Timestamp,
+};
+
+pub use bus::{Invalidation, LocalBus};
+pub use error::{Conflict, StoreError};
+pub use sql::postgres::PgSettings;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One page of a list and the total number of matching rows.
+#[derive(Debug, Clone)]
+pub struct Listed<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+}
+
+#[async_trait]
+pub trait AuthServerStore: Send + Sync {
+    /// Creates the server together with its first signing key, atomically.
+    async fn create_auth_server(&self, server: &AuthServer, key: &SigningKey) -> Result<()>;
+    async fn get_auth_server(&self, id: AuthServerId) -> Result<Option<AuthServer>>;
+    async fn find_auth_server_by_issuer_key(&self, issuer_key: &str) -> Result<Option<AuthServer>>;
+    async fn list_auth_servers(&self, query: &ListQuery) -> Result<Listed<AuthServer>>;
+    /// Saves the server. With `new_key`, that key becomes current and the server's other keys are retired as of
+    /// `server.updated_at`.
+    async fn update_auth_server(
+        &self,
+        server: &AuthServer,
+        new_key: Option<&SigningKey>,
+    ) -> Result<()>;
+    /// Without `force`, fails with [`StoreError::NotEmpty`] while clients, scopes or claims exist; with it,
+    /// removes everything under the server.
+    async fn delete_auth_server(&self, id: AuthServerId, force: bool) -> Result<()>;
+}
+
+#[async_trait]
+pub trait SigningKeyStore: Send + Sync {
+    /// Every key of the server, current (not retired) first.
+    async fn signing_keys(&self, auth_server: AuthServerId) -> Result<Vec<SigningKey>>;
+}
+
+#[async_trait]
+pub trait ScopeStore: Send + Sync {
+    async fn create_scope(&self, scope: &Scope) -> Result<()>;
+    async fn get_scope(&self, auth_server: AuthServerId, id: ScopeId) -> Result<Option<Scope>>;
+    async fn list_scopes(
+        &self,
+        auth_server: AuthServerId,
+        query: &ListQuery,
+    ) -> Result<Listed<Scope>>;
+    async fn all_scopes(&self, auth_server: AuthServerId) -> Result<Vec<Scope>>;
+    async fn update_scope(&self, scope: &Scope) -> Result<()>;
+    /// Also removes the scope from clients' `allow_scopes`. Without `force`, fails with
+    /// [`StoreError::ScopeInUse`] while claims list it in `include_in_scopes`; with it, removes it there too.
+    async fn delete_scope(&self, auth_server: AuthServerId, id: ScopeId, force: bool)
+    -> Result<()>;
+}
+
+#[async_trait]
+pub trait ClaimStore: Send + Sync {
+    async fn create_claim(&self, claim: &Claim) -> Result<()>;
+    async fn get_claim(&self, auth_server: AuthServerId, id: ClaimId) -> Result<Option<Claim>>;
+    async fn list_claims(
+        &self,
+        auth_server: AuthServerId,
+        query: &ListQuery,
+    ) -> Result<Listed<Claim>>;
+    async fn all_claims(&self, auth_server: AuthServerId) -> Result<Vec<Claim>>;
+    async fn update_claim(&self, claim: &Claim) -> Result<()>;
+    async fn delete_claim(&self, auth_server: AuthServerId, id: ClaimId) -> Result<()>;
+}
+
+#[async_trait]
+pub trait ClientStore: Send + Sync {
+    /// Creates the client with its first secret, atomically.
+    async fn create_client(&self, client: &Client, secret: &ClientSecret) -> Result<()>;
+    async fn get_client(&self, auth_server: AuthServerId, id: &ClientId) -> Result<Option<Client>>;
+    async fn list_clients(
+        &self,
+        auth_server: AuthServerId,
+        query: &ListQuery,
+    ) -> Result<Listed<Client>>;
+    /// Saves the client; with `replacement`, every existing secret is deleted and this one takes their place.
+    async fn update_client(
+        &self,
+        client: &Client,
+        replacement: Option<&ClientSecret>,
+    ) -> Result<()>;
+    async fn delete_client(&self, auth_server: AuthServerId, id: &ClientId) -> Result<()>;
+}
+
+#[async_trait]
+pub trait ClientSecretStore: Send + Sync {
+    async fn list_client_secrets(
+        &self,
+        auth_server: AuthServerId,
+        client: &ClientId,
+        query: &ListQuery,
+    ) -> Result<Listed<ClientSecret>>;
+    async fn get_client_secret(
+        &self,
+        auth_server: AuthServerId,
+        client: &ClientId,
+        id: ClientSecretId,
+    ) -> Result<Option<ClientSecret>>;
+    /// Adds a secret; fails with [`StoreError::SecretLimit`] past the enabled or total limit.
+    async fn add_client_secret(
+        &self,
+        secret: &ClientSecret,
+        max_enabled: usize,
+        max_total: usize,
+    ) -> Result<()>;
+    /// Enables or disables a secret; enabling fails with [`StoreError::SecretLimit`] past `max_enabled`.
+    async fn set_client_secret_enabled(
+        &self,
+        auth_server: AuthServerId,
+        client: &ClientId,
+        id: ClientSecretId,
+        enabled: bool,
+        max_enabled: usize,
+        now: Timestamp,
+    ) -> Result<ClientSecret>;
+    async fn delete_client_secret(
+        &self,
+        auth_server: AuthServerId,
+        client: &ClientId,
+        id: ClientSecretId,
+    ) -> Result<()>;
+}
+
+#[async_trait]
+pub trait PatStore: Send + Sync {
+    /// Stores a token; with `replace_same_name`, tokens with the same name are deleted in the same transaction.
+    async fn create_pat(&self, pat: &PersonalAccessToken, replace_same_name: bool) -> Result<()>;
+    async fn find_pat(&self, hash: &SecretHash) -> Result<Option<PersonalAccessToken>>;
+    async fn list_pats(&self) -> Result<Vec<PersonalAccessToken>>;
+    async fn delete_pat(&self, id: PatId) -> Result<()>;
+}
+
+#[async_trait]
+pub trait MetaStore: Send + Sync {
+    async fn get_meta(&self, key: &str) -> Result<Option<String>>;
+    /// Stores `value` unless the key exists; returns what is stored either way.
+    async fn init_meta(&self, key: &str, value: &str) -> Result<String>;
+}
+
+/// Everything the server needs from storage.
+pub trait Store:
+    AuthServerStore
+    + SigningKeyStore
+    + ScopeStore
+    + ClaimStore
+    + ClientStore
+    + ClientSecretStore
+    + PatStore
+    + MetaStore
+    + fmt::Debug
+{
+    /// This node's invalidation bus; it carries this node's writes and, on PostgreSQL, other nodes'.
+    fn bus(&self) -> &Arc<LocalBus>;
+    fn backend(&self) -> Backend;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Where the data lives: `sqlite://PATH` or `postgres://…`.
+#[derive(Debug, Clone)]
+pub enum StorageUrl {
+    Sqlite(PathBuf),
+    Postgres(PgSettings),
+}
+
+impl StorageUrl {
+    pub fn parse(url: &str) -> Result<Self> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(StoreError::Config("sqlite:// needs a file path".into()));
+            }
+            return Ok(Self::Sqlite(PathBuf::from(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self::Postgres(PgSettings::new(url)));
+        }
+        Err(StoreError::Config(
+            "storage URL must start with sqlite:// or postgres://".into(),
+        ))
+    }
+
+    /// The URL without credentials, for logs.
+    pub fn redacted(&self) -> String {
+        match self {
+            Self::Sqlite(p) => format!("sqlite://{}", p.display()),
+            Self::Postgres(s) => match url::Url::parse(&s.url) {
+                Ok(mut u) => {
+                    if u.password().is_some() {
+                        let _ = u.set_password(Some("[redacted]"));
+                    }
+                    u.to_string()
+                }
+                Err(_) => "postgres://[unparseable]".to_owned(),
+            },
+        }
+    }
+}
+
+/// Opens the store, creating the database file or schema if needed and running migrations.
+pub async fn open(url: &StorageUrl) -> Result<Arc<dyn Store>> {
+    let bus = LocalBus::new();
+    let store = match url {
+        StorageUrl::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Config(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+            let db = sql::sqlite::SqliteDb::open(path, bus.clone()).await?;
+            repo::SqlStore::new(Box::new(db), bus, Backend::Sqlite)
+        }
+        StorageUrl::Postgres(settings) => {
+            let db = sql::postgres::PgDb::connect(settings, bus.clone()).await?;
+            repo::SqlStore::new(Box::new(db), bus, Backend::Postgres)
+        }
+    };
+    Ok(Arc::new(store))
+}

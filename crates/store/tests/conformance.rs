@@ -1,0 +1,865 @@
+//! The store conformance suite: every case runs on SQLite and, when `GATEHOUSE_TEST_DATABASE_URL` is set, on
+//! PostgreSQL, each on its own database or schema.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_model::identity::client::{GrantType, ResponseType, TokenEndpointAuthMethod};
+use gatehouse_model::identity::{
+    AuthServer, Claim, Client, ClientSecret, Scope, SigningAlgorithm, SigningKey,
+};
+use gatehouse_model::listing::{self, Field, Filter, FilterOp, ListQuery, SortKey};
+use gatehouse_model::pat::PersonalAccessToken;
+use gatehouse_model::{
+    AuthServerId, ClaimId, ClientId, ClientSecretId, Labels, PatId, ScopeId, SecretHash,
+    SigningKeyId, Timestamp,
+};
+use gatehouse_store::testing::TestDatabase;
+use gatehouse_store::{Conflict, Invalidation, Store, StoreError};
+
+type S = Arc<dyn Store>;
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let db = gatehouse_store::testing::TestDatabase::sqlite();
+                    super::$case(db.open().await, &db).await;
+                    db.cleanup().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let Some(db) = gatehouse_store::testing::TestDatabase::postgres() else { return };
+                    super::$case(db.open().await, &db).await;
+                    db.cleanup().await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    auth_server_round_trip,
+    auth_server_names_are_unique,
+    auth_server_list_pages_filters_and_sorts,
+    auth_server_delete_needs_force_while_not_empty,
+    new_signing_key_retires_the_old_ones,
+    scope_round_trip_and_unique_names,
+    scope_delete_is_guarded_by_claims_and_cleans_clients,
+    claim_round_trip,
+    client_round_trip_with_secret,
+    client_ids_and_names_are_unique_per_server,
+    client_update_can_replace_every_secret,
+    secret_limits_hold,
+    secret_limits_hold_under_concurrency,
+    secret_list_filters,
+    personal_access_tokens,
+    meta_is_initialised_once,
+    writes_publish_invalidations,
+    deleting_a_client_removes_its_secrets,
+);
+
+#[test]
+fn postgres_suite_status() {
+    gatehouse_store::testing::report_postgres_suite();
+}
+
+fn ts(secs: i64) -> Timestamp {
+    Timestamp::from_secs(1_700_000_000 + secs)
+}
+
+fn server(name: &str, at: i64) -> AuthServer {
+    AuthServer {
+        id: AuthServerId::new(),
+        issuer_key: uuid::Uuid::new_v4().simple().to_string()[..16].to_owned(),
+        name: name.to_owned(),
+        audience: format!("aud-{name}"),
+        description: String::new(),
+        signing_algorithm: SigningAlgorithm::RS256,
+        labels: Labels::default(),
+        trusted_origins: vec![],
+        created_at: ts(at),
+        updated_at: ts(at),
+    }
+}
+
+fn key_for(s: &AuthServer) -> SigningKey {
+    SigningKey {
+        id: SigningKeyId::new(),
+        auth_server_id: s.id,
+        algorithm: s.signing_algorithm,
+        encrypted_private_key: vec![1, 2, 3],
+        public_jwk: serde_json::json!({"kty": "RSA", "n": "x", "e": "AQAB"}),
+        created_at: s.updated_at,
+        retired_at: None,
+    }
+}
+
+async fn make_server(store: &S, name: &str) -> AuthServer {
+    let s = server(name, 0);
+    store.create_auth_server(&s, &key_for(&s)).await.unwrap();
+    s
+}
+
+fn scope(server: &AuthServer, name: &str) -> Scope {
+    Scope {
+        id: ScopeId::new(),
+        auth_server_id: server.id,
+        name: name.to_owned(),
+        description: String::new(),
+        default: false,
+        include_in_metadata: false,
+        enabled: true,
+        created_at: ts(1),
+        updated_at: ts(1),
+    }
+}
+
+fn claim(server: &AuthServer, name: &str, scopes: Vec<ScopeId>) -> Claim {
+    Claim {
+        id: ClaimId::new(),
+        auth_server_id: server.id,
+        name: name.to_owned(),
+        value: "test".to_owned(),
+        include_in_token: true,
+        include_in_all_scopes: false,
+        include_in_scopes: scopes,
+        enabled: true,
+        created_at: ts(1),
+        updated_at: ts(1),
+    }
+}
+
+fn client(server: &AuthServer, id: &str, name: &str) -> Client {
+    Client {
+        id: ClientId::parse(id).unwrap(),
+        auth_server_id: server.id,
+        name: name.to_owned(),
+        grant_types: vec![GrantType::ClientCredentials],
+        response_types: vec![ResponseType::IdToken, ResponseType::Token],
+        redirect_uris: vec!["https://app.example.com/cb".into()],
+        login_uri: Some("https://app.example.com/login".into()),
+        access_token_duration: 3600,
+        id_token_duration: 300,
+        allow_all_scopes: false,
+        allow_scopes: vec![],
+        labels: Labels([("env".to_owned(), "dev".to_owned())].into()),
+        token_endpoint_auth_method: TokenEndpointAuthMethod::ClientSecretPost,
+        created_at: ts(2),
+        updated_at: ts(2),
+    }
+}
+
+fn secret(c: &Client, byte: u8, enabled: bool, at: i64) -> ClientSecret {
+    ClientSecret {
+        id: ClientSecretId::new(),
+        auth_server_id: c.auth_server_id,
+        client_id: c.id.clone(),
+        hash: SecretHash([byte; 32]),
+        enabled,
+        created_at: ts(at),
+        updated_at: ts(at),
+    }
+}
+
+async fn make_client(store: &S, server: &AuthServer, id: &str) -> Client {
+    let c = client(server, id, &format!("client-{id}"));
+    store
+        .create_client(&c, &secret(&c, 1, true, 2))
+        .await
+        .unwrap();
+    c
+}
+
+fn query(filters: Vec<Filter>, sort: Vec<SortKey>, size: u32, number: u32) -> ListQuery {
+    ListQuery {
+        page_size: size,
+        page_number: number,
+        filters,
+        sort,
+    }
+}
+
+async fn auth_server_round_trip(store: S, _db: &TestDatabase) {
+    let mut s = server("Appointments Dev", 0);
+    s.labels = Labels([("env".into(), "dev".into())].into());
+    s.trusted_origins = vec!["https://app.example.com".into()];
+    s.signing_algorithm = SigningAlgorithm::ES256;
+    store.create_auth_server(&s, &key_for(&s)).await.unwrap();
+    assert_eq!(store.get_auth_server(s.id).await.unwrap(), Some(s.clone()));
+    assert_eq!(
+        store
+            .find_auth_server_by_issuer_key(&s.issuer_key)
+            .await
+            .unwrap(),
+        Some(s.clone())
+    );
+    assert_eq!(
+        store.get_auth_server(AuthServerId::new()).await.unwrap(),
+        None
+    );
+
+    let mut changed = s.clone();
+    changed.description = "now described".into();
+    changed.updated_at = ts(10);
+    store.update_auth_server(&changed, None).await.unwrap();
+    assert_eq!(store.get_auth_server(s.id).await.unwrap(), Some(changed));
+
+    let missing = server("missing", 0);
+    assert!(matches!(
+        store.update_auth_server(&missing, None).await,
+        Err(StoreError::NotFound)
+    ));
+    store.delete_auth_server(s.id, false).await.unwrap();
+    assert_eq!(store.get_auth_server(s.id).await.unwrap(), None);
+    assert!(matches!(
+        store.delete_auth_server(s.id, false).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn auth_server_names_are_unique(store: S, _db: &TestDatabase) {
+    let a = make_server(&store, "a").await;
+    let b = make_server(&store, "b").await;
+    let dup = server("a", 1);
+    assert!(matches!(
+        store.create_auth_server(&dup, &key_for(&dup)).await,
+        Err(StoreError::Conflict(Conflict::Name))
+    ));
+    let mut renamed = b.clone();
+    renamed.name = "a".into();
+    assert!(matches!(
+        store.update_auth_server(&renamed, None).await,
+        Err(StoreError::Conflict(Conflict::Name))
+    ));
+    // Keeping one's own name is not a conflict.
+    store.update_auth_server(&a, None).await.unwrap();
+}
+
+async fn auth_server_list_pages_filters_and_sorts(store: S, _db: &TestDatabase) {
+    for (i, name) in ["charlie", "alpha", "bravo", "alphabet"].iter().enumerate() {
+        let mut s = server(name, i as i64);
+        if i % 2 == 0 {
+            s.labels = Labels([("env".into(), "prod".into())].into());
+        }
+        store.create_auth_server(&s, &key_for(&s)).await.unwrap();
+    }
+    let all = store
+        .list_auth_servers(&ListQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(all.total, 4);
+    let names: Vec<_> = all.items.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        vec!["charlie", "alpha", "bravo", "alphabet"],
+        "default order is creation time"
+    );
+
+    let by_name = query(
+        vec![],
+        vec![SortKey {
+            field: Field::Name,
+            descending: true,
+        }],
+        2,
+        2,
+    );
+    let page = store.list_auth_servers(&by_name).await.unwrap();
+    assert_eq!((page.total, page.items.len()), (4, 2));
+    assert_eq!(
+        page.items
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["alphabet", "alpha"]
+    );
+
+    let contains = query(
+        vec![Filter {
+            field: Field::Name,
+            op: FilterOp::Contains("alpha".into()),
+        }],
+        vec![],
+        100,
+        1,
+    );
+    assert_eq!(store.list_auth_servers(&contains).await.unwrap().total, 2);
+    let case_sensitive = query(
+        vec![Filter {
+            field: Field::Name,
+            op: FilterOp::Contains("ALPHA".into()),
+        }],
+        vec![],
+        100,
+        1,
+    );
+    assert_eq!(
+        store
+            .list_auth_servers(&case_sensitive)
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+    let wildcard = query(
+        vec![Filter {
+            field: Field::Name,
+            op: FilterOp::Contains("%".into()),
+        }],
+        vec![],
+        100,
+        1,
+    );
+    assert_eq!(
+        store.list_auth_servers(&wildcard).await.unwrap().total,
+        0,
+        "% is not a wildcard"
+    );
+    let eq = query(
+        vec![Filter {
+            field: Field::Name,
+            op: FilterOp::Eq("alpha".into()),
+        }],
+        vec![],
+        100,
+        1,
+    );
+    assert_eq!(store.list_auth_servers(&eq).await.unwrap().total, 1);
+    let label = query(
+        vec![Filter {
+            field: Field::Labels,
+            op: FilterOp::Label {
+                key: "env".into(),
+                value: "prod".into(),
+            },
+        }],
+        vec![],
+        100,
+        1,
+    );
+    let prod = store.list_auth_servers(&label).await.unwrap();
+    assert_eq!(
+        prod.items
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["charlie", "bravo"]
+    );
+    let beyond = query(vec![], vec![], 10, 5);
+    let empty = store.list_auth_servers(&beyond).await.unwrap();
+    assert_eq!((empty.total, empty.items.len()), (4, 0));
+    assert_eq!(listing::DEFAULT_PAGE_SIZE, ListQuery::default().page_size);
+}
+
+async fn auth_server_delete_needs_force_while_not_empty(store: S, _db: &TestDatabase) {
+    let s = make_server(&store, "full").await;
+    let sc = scope(&s, "read");
+    store.create_scope(&sc).await.unwrap();
+    store
+        .create_claim(&claim(&s, "c", vec![sc.id]))
+        .await
+        .unwrap();
+    let c = make_client(&store, &s, "client1").await;
+    match store.delete_auth_server(s.id, false).await {
+        Err(StoreError::NotEmpty {
+            clients: 1,
+            scopes: 1,
+            claims: 1,
+        }) => {}
+        other => panic!("expected NotEmpty, got {other:?}"),
+    }
+    assert!(
+        store.get_auth_server(s.id).await.unwrap().is_some(),
+        "nothing deleted"
+    );
+    store.delete_auth_server(s.id, true).await.unwrap();
+    assert!(store.get_client(s.id, &c.id).await.unwrap().is_none());
+    assert!(store.get_scope(s.id, sc.id).await.unwrap().is_none());
+    assert!(store.signing_keys(s.id).await.unwrap().is_empty());
+    assert!(store.all_claims(s.id).await.unwrap().is_empty());
+}
+
+async fn new_signing_key_retires_the_old_ones(store: S, _db: &TestDatabase) {
+    let s = make_server(&store, "keys").await;
+    let first = store.signing_keys(s.id).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].retired_at, None);
+    assert_eq!(first[0].encrypted_private_key, vec![1, 2, 3]);
+
+    let mut changed = s.clone();
+    changed.signing_algorithm = SigningAlgorithm::EdDSA;
+    changed.updated_at = ts(50);
+    let mut second = key_for(&changed);
+    second.created_at = ts(50);
+    store
+        .update_auth_server(&changed, Some(&second))
+        .await
+        .unwrap();
+    let keys = store.signing_keys(s.id).await.unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(
+        (keys[0].id, keys[0].retired_at, keys[0].algorithm),
+        (second.id, None, SigningAlgorithm::EdDSA)
+    );
+    assert_eq!(
+        (keys[1].id, keys[1].retired_at),
+        (first[0].id, Some(ts(50)))
+    );
+}
+
+async fn scope_round_trip_and_unique_names(store: S, _db: &TestDatabase) {
+    let s = make_server(&store, "scopes").await;
+    let other = make_server(&store, "other").await;
+    let mut sc = scope(&s, "my-scope");
+    sc.default = true;
+    store.create_scope(&sc).await.unwrap();
+    assert_eq!(
+        store.get_scope(s.id, sc.id).await.unwrap(),
+        Some(sc.clone())
+    );
+    assert_eq!(
+        store.get_scope(other.id, sc.id).await.unwrap(),
+        None,
+        "scopes belong to one server"
+    );
+    assert!(matches!(
+        store.create_scope(&scope(&s, "my-scope")).await,
+        Err(StoreError::Conflict(Conflict::Name))
+    ));
+    store
+        .create_scope(&scope(&other, "my-scope"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.create_scope(&scope(&server("ghost", 0), "x")).await,
+        Err(StoreError::NotFound)
+    ));
+
+    let mut changed = sc.clone();
+    changed.enabled = false;
+    changed.include_in_metadata = true;
+    store.update_scope(&changed).await.unwrap();
+    assert_eq!(store.get_scope(s.id, sc.id).await.unwrap(), Some(changed));
+    let listed = store
+        .list_scopes(
+            s.id,
+            &query(
+                vec![Filter {
+                    field: Field::Id,
+                    op: FilterOp::Eq(sc.id.to_string()),
+                }],
+                vec![],
+                10,
+                1,
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.total, 1);
+}
+
+async fn scope_delete_is_guarded_by_claims_and_cleans_clients(store: S, _db: &TestDatabase) {
+    let s = make_server(&store, "guard").await;
+    let keep = scope(&s, "keep");
+    let gone = scope(&s, "gone");
+    store.create_scope(&keep).await.unwrap();
+    store.create_scope(&gone).await.unwrap();
+    let cl = claim(&s, "test-claim", vec![keep.id, gone.id]);
+    store.create_claim(&cl).await.unwrap();
+    let mut c = client(&s, "c1", "c1");
+    c.allow_scopes = vec![gone.id, keep.id];
+    store
+        .create_client(&c, &secret(&c, 1, true, 2))
+        .await
+        .unwrap();
+
+    match store.delete_scope(s.id, gone.id, false).await {
+        Err(StoreError::ScopeInUse { claims }) => assert_eq!(claims, vec!["test-claim".to_owned()]),
+        other => panic!("expected ScopeInUse, got {other:?}"),
+    }
+    assert!(
+        store.get_scope(s.id, gone.id).await.unwrap().is_some(),
+        "refused delete changes nothing"
+    );
+    store.delete_scope(s.id, gone.id, true).await.unwrap();
+    assert_eq!(
+        store
+            .get_claim(s.id, cl.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .include_in_scopes,
+        vec![keep.id]
+    );
+    assert_eq!(
+        store
+            .get_client(s.id, &c.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .allow_scopes,
+        vec![keep.id]
+    );
+    assert!(matches!(
+        store.delete_scope(s.id, gone.id, true).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn claim_round_trip(store: S, _db: &TestDatabase) {
+    let s = make_server(&store, "claims").await;
+    let c = claim(&s, "test-claim", vec![]);
+    store.create_claim(&c).await.unwrap();
+    assert_eq!(store.get_claim(s.id, c.id).await.unwrap(), Some(c.clone()));
+    assert!(matches!(
+        store.create_claim(&claim(&s, "test-claim", vec![])).await,
+        Err(StoreError::Conflict(Conflict::Name))
+    ));
+    let mut changed = c.clone();
+    changed.value = "${ .Client.Name }".into();
+    changed.include_in_all_scopes = true;
+    store.update_claim(&changed).await.unwrap();
+    assert_eq!(store.all_claims(s.id).await.unwrap(), vec![changed]);
+    let page = store
+        .list_claims(
+            s.id,
+            &query(
+                vec![Filter {
+                    field: Field::Name,
+                    op: FilterOp::Contains("test".into()),
+                }],
+                vec![],
+                10,
+                1,
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.total, 1);
+    store.delete_claim(s.id, c.id).await.unwrap();
+    assert!(matches!(
+        store.delete_claim(s.id, c.id).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn client_round_trip_with_secret(store: S, _db: &TestDatabase) {
+    let s = make_server(&store, "clients").await;
+    let c = client(&s, "12yvvmecnlghhnfg", "Client");
+    let sec = secret(&c, 9, true, 2);
+    store.create_client(&c, &sec).await.unwrap();
+    assert_eq!(
+        store.get_client(s.id, &c.id).await.unwrap(),
+        Some(c.clone())
+    );
+    let secrets = store
+        .list_client_secrets(s.id, &c.id, &ListQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(secrets.items, vec![sec.clone()]);
+    assert_eq!(
+        store.get_client_secret(s.id, &c.id, sec.id).await.unwrap(),
+        Some(sec)
+    );
+
+    let mut changed = c.clone();
+    changed.login_uri = None;
+    changed.labels = Labels::default();
+    changed.updated_at = ts(9);
+    store.update_client(&changed, None).await.unwrap();
+    assert_eq!(store.get_client(s.id, &c.id).await.unwrap(), Some(changed));
+
+    let label = query(
+        vec![Filter {
+            field: Field::Labels,
+            op: FilterOp::Label {
+                key: "env".into(),
+                value: "dev".into(),
+            },
+        }],
+        vec![],
+        10,
+        1,
+    );
+    assert_eq!(store.list_clients(s.id, &label).await.unwrap().total, 0);
+    assert_eq!(
+        store
+            .list_clients(s.id, &ListQuery::default())
+            .await
+            .unwrap()
+            .total,
+        1
+    );
+}
+
+async fn client_ids_and_names_are_unique_per_server(store: S, _db: &TestDatabase) {
+    let s = make_server(&store, "uniq").await;
+    let other = make_server(&store, "uniq2").await;
+    let c = make_client(&store, &s, "same-id").await;
+    let dup_id = client(&s, "same-id", "another name");
+    assert!(matches!(
+        store
+            .create_client(&dup_id, &secret(&dup_id, 2, true, 3))
+            .await,
+        Err(StoreError::Conflict(Conflict::Id))
+    ));
+    let dup_name = client(&s, "other-id", &c.name);
+    assert!(matches!(
+        store
+            .create_client(&dup_name, &secret(&dup_name, 2, true, 3))
+            .await,
+        Err(StoreError::Conflict(Conflict::Name))
+    ));
+    make_client(&store, &other, "same-id").await;
+}
+
+async fn client_update_can_replace_every_secret(store: S, _db: &TestDatabase) {
+    let s = make_server(&store, "replace").await;
+    let c = make_client(&store, &s, "c").await;
+    store
+        .add_client_secret(&secret(&c, 2, true, 3), 2, 10)
+        .await
+        .unwrap();
+    let replacement = secret(&c, 7, true, 4);
+    store.update_client(&c, Some(&replacement)).await.unwrap();
+    let secrets = store
+        .list_client_secrets(s.id, &c.id, &ListQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(secrets.items, vec![replacement]);
+}
+
+async fn secret_limits_hold(store: S, _db: &TestDatabase) {
+    let s = make_server(&store, "limits").await;
+    let c = make_client(&store, &s, "c").await;
+    let second = secret(&c, 2, true, 3);
+    store.add_client_secret(&second, 2, 4).await.unwrap();
+    assert!(matches!(
+        store.add_client_secret(&secret(&c, 3, true, 4), 2, 4).await,
+        Err(StoreError::SecretLimit {
+            enabled_limit: true
+        })
+    ));
+    let disabled = secret(&c, 4, false, 5);
+    store.add_client_secret(&disabled, 2, 4).await.unwrap();
+    assert!(matches!(
+        store
+            .set_client_secret_enabled(s.id, &c.id, disabled.id, true, 2, ts(6))
+            .await,
+        Err(StoreError::SecretLimit {
+            enabled_limit: true
+        })
+    ));
+    let off = store
+        .set_client_secret_enabled(s.id, &c.id, second.id, false, 2, ts(7))
+        .await
+        .unwrap();
+    assert!(!off.enabled);
+    assert_eq!(off.updated_at, ts(7));
+    store
+        .set_client_secret_enabled(s.id, &c.id, disabled.id, true, 2, ts(8))
+        .await
+        .unwrap();
+    store
+        .add_client_secret(&secret(&c, 5, false, 9), 2, 4)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .add_client_secret(&secret(&c, 6, false, 10), 2, 4)
+            .await,
+        Err(StoreError::SecretLimit {
+            enabled_limit: false
+        })
+    ));
+    store
+        .delete_client_secret(s.id, &c.id, second.id)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.delete_client_secret(s.id, &c.id, second.id).await,
+        Err(StoreError::NotFound)
+    ));
+    let ghost = ClientId::parse("ghost").unwrap();
+    assert!(matches!(
+        store
+            .add_client_secret(
+                &ClientSecret {
+                    client_id: ghost,
+                    ..secret(&c, 8, true, 11)
+                },
+                2,
+                4
+            )
+            .await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn secret_limits_hold_under_concurrency(store: S, _db: &TestDatabase) {
+    let s = make_server(&store, "race").await;
+    let c = make_client(&store, &s, "c").await;
+    let attempts = (0..8).map(|i| {
+        let store = store.clone();
+        let sec = secret(&c, 10 + i, true, 3);
+        tokio::spawn(async move { store.add_client_secret(&sec, 2, 10).await })
+    });
+    let mut ok = 0;
+    for a in attempts {
+        match a.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(StoreError::SecretLimit { .. }) => {}
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(ok, 1, "only one more enabled secret fits");
+}
+
+async fn secret_list_filters(store: S, _db: &TestDatabase) {
+    let s = make_server(&store, "filters").await;
+    let c = make_client(&store, &s, "c").await;
+    store
+        .add_client_secret(&secret(&c, 2, false, 3), 2, 10)
+        .await
+        .unwrap();
+    let enabled = query(
+        vec![Filter {
+            field: Field::Enabled,
+            op: FilterOp::Is(true),
+        }],
+        vec![],
+        10,
+        1,
+    );
+    assert_eq!(
+        store
+            .list_client_secrets(s.id, &c.id, &enabled)
+            .await
+            .unwrap()
+            .total,
+        1
+    );
+    let newest_first = query(
+        vec![],
+        vec![SortKey {
+            field: Field::CreatedAt,
+            descending: true,
+        }],
+        10,
+        1,
+    );
+    let listed = store
+        .list_client_secrets(s.id, &c.id, &newest_first)
+        .await
+        .unwrap();
+    assert!(!listed.items[0].enabled && listed.items[1].enabled);
+}
+
+async fn personal_access_tokens(store: S, _db: &TestDatabase) {
+    let pat = |name: &str, byte: u8| PersonalAccessToken {
+        id: PatId::new(),
+        name: name.to_owned(),
+        hash: SecretHash([byte; 32]),
+        created_at: ts(0),
+        expires_at: ts(100),
+    };
+    let a = pat("quickstart", 1);
+    let b = pat("ci", 2);
+    store.create_pat(&a, true).await.unwrap();
+    store.create_pat(&b, false).await.unwrap();
+    assert_eq!(
+        store.find_pat(&SecretHash([1; 32])).await.unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(store.find_pat(&SecretHash([3; 32])).await.unwrap(), None);
+    let a2 = pat("quickstart", 3);
+    store.create_pat(&a2, true).await.unwrap();
+    assert_eq!(store.find_pat(&a.hash).await.unwrap(), None, "replaced");
+    assert_eq!(store.list_pats().await.unwrap(), vec![b.clone(), a2]);
+    store.delete_pat(b.id).await.unwrap();
+    assert!(matches!(
+        store.delete_pat(b.id).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn meta_is_initialised_once(store: S, _db: &TestDatabase) {
+    assert_eq!(store.get_meta("key_check").await.unwrap(), None);
+    assert_eq!(
+        store.init_meta("key_check", "first").await.unwrap(),
+        "first"
+    );
+    assert_eq!(
+        store.init_meta("key_check", "second").await.unwrap(),
+        "first"
+    );
+    assert_eq!(
+        store.get_meta("key_check").await.unwrap().as_deref(),
+        Some("first")
+    );
+}
+
+async fn writes_publish_invalidations(store: S, _db: &TestDatabase) {
+    let mut rx = store.bus().subscribe();
+    let s = make_server(&store, "events").await;
+    assert_eq!(
+        rx.recv().await.unwrap(),
+        Invalidation::AuthServer { id: s.id }
+    );
+    store.create_scope(&scope(&s, "x")).await.unwrap();
+    assert_eq!(
+        rx.recv().await.unwrap(),
+        Invalidation::AuthServer { id: s.id }
+    );
+    // A failed write publishes nothing.
+    assert!(store.create_scope(&scope(&s, "x")).await.is_err());
+    store
+        .create_pat(
+            &PersonalAccessToken {
+                id: PatId::new(),
+                name: "n".into(),
+                hash: SecretHash([5; 32]),
+                created_at: ts(0),
+                expires_at: ts(1),
+            },
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(1), rx.recv())
+            .await
+            .unwrap()
+            .unwrap(),
+        Invalidation::PersonalAccessTokens
+    );
+}
+
+async fn deleting_a_client_removes_its_secrets(store: S, _db: &TestDatabase) {
+    let s = make_server(&store, "del").await;
+    let c = make_client(&store, &s, "c").await;
+    store.delete_client(s.id, &c.id).await.unwrap();
+    assert!(matches!(
+        store.delete_client(s.id, &c.id).await,
+        Err(StoreError::NotFound)
+    ));
+    // Recreating the id starts with only the new secret.
+    let again = client(&s, "c", "client-c");
+    let fresh = secret(&again, 9, true, 5);
+    store.create_client(&again, &fresh).await.unwrap();
+    assert_eq!(
+        store
+            .list_client_secrets(s.id, &c.id, &ListQuery::default())
+            .await
+            .unwrap()
+            .items,
+        vec![fresh]
+    );
+}
