@@ -1,0 +1,81 @@
+//! Upgrade tests: a database holding rows written by an older schema version is migrated to the latest and read
+//! back through the store. Each version's fixture is the SQL that version's code wrote; when migration N+1
+//! arrives, add `fixture_v{N+1}` and a case that starts from version N.
+
+use gatehouse_model::listing::ListQuery;
+use gatehouse_model::{AuthServerId, ClientId, SecretHash};
+use gatehouse_store::StorageUrl;
+use gatehouse_store::migrations::latest_version;
+use gatehouse_store::testing::TestDatabase;
+
+const SERVER: &str = "0190a0a0-0000-7000-8000-000000000001";
+const SCOPE: &str = "0190a0a0-0000-7000-8000-000000000002";
+
+/// Rows as version 1 wrote them. `blob` renders a byte string in the dialect's literal syntax.
+fn fixture_v1(blob: impl Fn(&[u8]) -> String) -> String {
+    format!(
+        r#"
+INSERT INTO gatehouse_meta (key, value) VALUES ('key_check', 'abc');
+INSERT INTO personal_access_tokens (id, name, hash, created_at, expires_at)
+  VALUES ('0190a0a0-0000-7000-8000-000000000009', 'old', '{hash}', 1, 2);
+INSERT INTO auth_servers (id, issuer_key, name, audience, description, signing_algorithm, labels, trusted_origins, created_at, updated_at)
+  VALUES ('{SERVER}', 'abcdefghij012345', 'Appointments Dev', 'http://myhttpbin.dev', '', 'RS256', '{{"env":"dev"}}', '[]', 1700000000000000, 1700000000000000);
+INSERT INTO signing_keys (id, auth_server_id, algorithm, encrypted_private_key, public_jwk, created_at, retired_at)
+  VALUES ('0190a0a0-0000-7000-8000-000000000003', '{SERVER}', 'RS256', {key}, '{{"kty":"RSA"}}', 1700000000000000, NULL);
+INSERT INTO scopes (id, auth_server_id, name, description, is_default, include_in_metadata, enabled, created_at, updated_at)
+  VALUES ('{SCOPE}', '{SERVER}', 'my-scope', '', FALSE, FALSE, TRUE, 1700000000000001, 1700000000000001);
+INSERT INTO claims (id, auth_server_id, name, value, include_in_token, include_in_all_scopes, include_in_scopes, enabled, created_at, updated_at)
+  VALUES ('0190a0a0-0000-7000-8000-000000000004', '{SERVER}', 'test-claim', 'test', TRUE, FALSE, '["{SCOPE}"]', TRUE, 1700000000000002, 1700000000000002);
+INSERT INTO clients (auth_server_id, id, name, grant_types, response_types, redirect_uris, login_uri, access_token_duration, id_token_duration, allow_all_scopes, allow_scopes, labels, token_endpoint_auth_method, created_at, updated_at)
+  VALUES ('{SERVER}', 'legacyclient0001', 'Client', '["client_credentials"]', '["id_token","token"]', '[]', NULL, 3600, 3600, FALSE, '["{SCOPE}"]', '{{}}', 'client_secret_post', 1700000000000003, 1700000000000003);
+INSERT INTO client_secrets (id, auth_server_id, client_id, hash, enabled, created_at, updated_at)
+  VALUES ('0190a0a0-0000-7000-8000-000000000005', '{SERVER}', 'legacyclient0001', {secret}, TRUE, 1700000000000003, 1700000000000003);
+"#,
+        hash = "ab".repeat(32),
+        key = blob(&[1, 2, 3]),
+        secret = blob(&[7; 32]),
+    )
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn upgrade_from_v1(db: TestDatabase) {
+    db.migrate_to(1).await.unwrap();
+    let script = match db.url {
+        StorageUrl::Sqlite(_) => fixture_v1(|b| format!("X'{}'", hex(b))),
+        StorageUrl::Postgres(_) => fixture_v1(|b| format!("'\\x{}'::bytea", hex(b))),
+    };
+    db.execute_script(&script).await.unwrap();
+
+    let store = db.open().await; // runs every newer migration
+    let server: AuthServerId = SERVER.parse().unwrap();
+    let s = store.get_auth_server(server).await.unwrap().expect("auth server survives");
+    assert_eq!((s.name.as_str(), s.labels.get("env")), ("Appointments Dev", Some("dev")));
+    assert_eq!(store.signing_keys(server).await.unwrap()[0].encrypted_private_key, vec![1, 2, 3]);
+    assert_eq!(store.all_scopes(server).await.unwrap()[0].name, "my-scope");
+    assert_eq!(store.all_claims(server).await.unwrap()[0].include_in_scopes[0].to_string(), SCOPE);
+    let client_id = ClientId::parse("legacyclient0001").unwrap();
+    let c = store.get_client(server, &client_id).await.unwrap().expect("client survives");
+    assert_eq!(c.access_token_duration, 3600);
+    let secrets = store.list_client_secrets(server, &client_id, &ListQuery::default()).await.unwrap();
+    assert_eq!(secrets.items[0].hash, SecretHash([7; 32]));
+    assert_eq!(store.list_pats().await.unwrap()[0].name, "old");
+    assert_eq!(store.get_meta("key_check").await.unwrap().as_deref(), Some("abc"));
+    assert!(latest_version() >= 1);
+    drop(store);
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn sqlite_upgrades_from_v1() {
+    upgrade_from_v1(TestDatabase::sqlite()).await;
+}
+
+#[tokio::test]
+async fn postgres_upgrades_from_v1() {
+    if let Some(db) = TestDatabase::postgres() {
+        upgrade_from_v1(db).await;
+    }
+}
