@@ -34,6 +34,12 @@ impl fmt::Debug for SecretString {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for SecretString {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Self::new)
+    }
+}
+
 impl From<&str> for SecretString {
     fn from(s: &str) -> Self {
         Self::new(s.to_owned())

@@ -1,0 +1,514 @@
+//! Configuration: defaults, overlaid by a file (TOML or YAML), overlaid by `GATEHOUSE_SECTION__KEY` environment
+//! variables, overlaid by command-line flags. Unknown keys are reported (warnings, or errors under
+//! `--check-config`) with their full path, so a typo never silently falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+use gatehouse_model::SecretString;
+use gatehouse_model::issuer_url::IssuerUrlTemplate;
+use gatehouse_store::{StorageUrl, StoreError};
+
+pub const ENV_PREFIX: &str = "GATEHOUSE_";
+/// Variables the test suites read; they are not configuration.
+const ENV_IGNORED_PREFIX: &str = "GATEHOUSE_TEST_";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Where the SQLite database and the generated master key live.
+    pub data_dir: PathBuf,
+    /// The master key itself (base64 or hex of 32 bytes); prefer `GATEHOUSE_MASTER_KEY` to a file entry.
+    pub master_key: Option<SecretString>,
+    /// A file holding the master key. With SQLite it defaults to `<data_dir>/master.key`, created on first start.
+    pub master_key_file: Option<PathBuf>,
+    /// Base of every issuer URL: `https://id.example.com` (path-based) or `https://{key}.id.example.com`
+    /// (host-based). Defaults to `http://<issuer listen address>`.
+    pub identity_public_url: Option<String>,
+    /// Lets the proxy, platform, issuer and echo listeners bind a non-loopback address over plain HTTP.
+    #[serde(deserialize_with = "bool_or_string")]
+    pub allow_plaintext_public: bool,
+    pub storage: StorageConfig,
+    pub log: LogConfig,
+    pub proxy: ListenerConfig,
+    pub admin: ListenerConfig,
+    pub platform: ListenerConfig,
+    pub issuer: ListenerConfig,
+    pub echo: ListenerConfig,
+    pub gateway: GatewayConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct StorageConfig {
+    /// `sqlite://PATH` or `postgres://…`; defaults to `sqlite://<data_dir>/gatehouse.db`.
+    pub url: Option<String>,
+    /// PostgreSQL schema to create if missing and use.
+    pub schema: Option<String>,
+    #[serde(deserialize_with = "opt_u32_or_string")]
+    pub max_connections: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `gatehouse_identity=debug,info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ListenerConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct GatewayConfig {
+    /// The control plane whose configuration this node serves.
+    pub control_plane: Option<String>,
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./gatehouse-data"),
+            master_key: None,
+            master_key_file: None,
+            identity_public_url: None,
+            allow_plaintext_public: false,
+            storage: StorageConfig::default(),
+            log: LogConfig::default(),
+            proxy: ListenerConfig {
+                listen: loopback(8000),
+            },
+            admin: ListenerConfig {
+                listen: loopback(8001),
+            },
+            platform: ListenerConfig {
+                listen: loopback(8002),
+            },
+            issuer: ListenerConfig {
+                listen: loopback(8003),
+            },
+            echo: ListenerConfig {
+                listen: loopback(8004),
+            },
+            gateway: GatewayConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {0} must end in .toml, .yaml or .yml")]
+    UnknownFormat(PathBuf),
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error("unknown configuration keys: {}", .0.join(", "))]
+    UnknownKeys(Vec<String>),
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+}
+
+/// Where configuration comes from, lowest precedence first. Tests build this directly instead of touching the
+/// process environment.
+#[derive(Debug, Default, Clone)]
+pub struct ConfigSources {
+    pub file: Option<PathBuf>,
+    /// Environment variables (only `GATEHOUSE_*` ones are read).
+    pub env: Vec<(String, String)>,
+    /// Values from flags, by dotted path (`storage.url`).
+    pub overrides: Vec<(String, Value)>,
+}
+
+impl ConfigSources {
+    pub fn from_process_env(file: Option<PathBuf>) -> Self {
+        Self {
+            file,
+            env: std::env::vars().collect(),
+            overrides: Vec::new(),
+        }
+    }
+
+    pub fn set(mut self, path: &str, value: impl Into<Value>) -> Self {
+        self.overrides.push((path.to_owned(), value.into()));
+        self
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub config: Config,
+    /// Keys nobody reads, by dotted path and with where they came from.
+    pub unknown_keys: Vec<String>,
+}
+
+pub fn load(sources: &ConfigSources) -> Result<LoadedConfig, ConfigError> {
+    // Listener sections start from their own defaults, so a section that sets something else keeps its address.
+    let mut tree = Value::Object(
+        Config::default()
+            .listeners()
+            .iter()
+            .map(|(kind, l)| {
+                (
+                    kind.as_str().to_owned(),
+                    serde_json::json!({ "listen": l.listen.to_string() }),
+                )
+            })
+            .collect(),
+    );
+    if let Some(path) = &sources.file {
+        merge(&mut tree, read_file(path)?);
+    }
+    let mut env: Vec<_> = sources
+        .env
+        .iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+        .collect();
+    env.sort();
+    for (key, value) in env {
+        if key.starts_with(ENV_IGNORED_PREFIX) {
+            continue;
+        }
+        let path: Vec<String> = key[ENV_PREFIX.len()..]
+            .split("__")
+            .map(str::to_ascii_lowercase)
+            .collect();
+        set_path(&mut tree, &path, Value::String(value.clone()));
+    }
+    for (path, value) in &sources.overrides {
+        let path: Vec<String> = path.split('.').map(str::to_owned).collect();
+        set_path(&mut tree, &path, value.clone());
+    }
+
+    let mut unknown_keys = Vec::new();
+    let mut track = serde_path_to_error::Track::new();
+    let de = serde_path_to_error::Deserializer::new(tree, &mut track);
+    let config = serde_ignored::deserialize(de, |path| unknown_keys.push(path.to_string()))
+        .map_err(|e: serde_json::Error| ConfigError::Invalid {
+            path: track.path().to_string(),
+            message: e.to_string(),
+        })?;
+    Ok(LoadedConfig {
+        config,
+        unknown_keys,
+    })
+}
+
+fn read_file(path: &Path) -> Result<Value, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let parse_error = |message: String| ConfigError::Parse {
+        path: path.to_owned(),
+        message,
+    };
+    let value: Value = match path.extension().and_then(|e| e.to_str()) {
+        Some("toml") => toml::from_str(&text).map_err(|e| parse_error(e.to_string()))?,
+        Some("yaml" | "yml") => {
+            serde_saphyr::from_str(&text).map_err(|e| parse_error(e.to_string()))?
+        }
+        _ => return Err(ConfigError::UnknownFormat(path.to_owned())),
+    };
+    match value {
+        Value::Object(_) => Ok(value),
+        Value::Null => Ok(Value::Object(Map::new())),
+        _ => Err(parse_error(
+            "the top level must be a table of settings".to_owned(),
+        )),
+    }
+}
+
+fn merge(into: &mut Value, from: Value) {
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+fn set_path(tree: &mut Value, path: &[String], value: Value) {
+    let mut node = tree;
+    for key in &path[..path.len() - 1] {
+        if !node.is_object() {
+            *node = Value::Object(Map::new());
+        }
+        node = node
+            .as_object_mut()
+            .map(|m| m.entry(key.clone()).or_insert(Value::Object(Map::new())))
+            .unwrap_or_else(|| unreachable!("just made an object"));
+    }
+    if let (Some(last), Value::Object(map)) = (path.last(), node) {
+        map.insert(last.clone(), value);
+    }
+}
+
+/// Environment variables are strings; booleans and numbers accept their text form too.
+fn bool_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum B {
+        Bool(bool),
+        Text(String),
+    }
+    match B::deserialize(d)? {
+        B::Bool(b) => Ok(b),
+        B::Text(t) => match t.as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(serde::de::Error::custom(format!(
+                "expected true or false, got [{t}]"
+            ))),
+        },
+    }
+}
+
+fn opt_u32_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum N {
+        Num(u32),
+        Text(String),
+    }
+    match Option::<N>::deserialize(d)? {
+        None => Ok(None),
+        Some(N::Num(n)) => Ok(Some(n)),
+        Some(N::Text(t)) => t
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("expected a number, got [{t}]"))),
+    }
+}
+
+impl Config {
+    pub fn storage_url(&self) -> Result<StorageUrl, ConfigError> {
+        let raw = match &self.storage.url {
+            Some(u) => u.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("gatehouse.db").display()),
+        };
+        let mut url = StorageUrl::parse(&raw).map_err(|e| ConfigError::Invalid {
+            path: "storage.url".into(),
+            message: e.to_string(),
+        })?;
+        if let StorageUrl::Postgres(settings) = &mut url {
+            settings.schema = self.storage.schema.clone();
+            if let Some(n) = self.storage.max_connections {
+                settings.max_connections = n;
+            }
+        }
+        Ok(url)
+    }
+
+    /// The issuer URL template; without `identity_public_url`, the issuer listener's actual address.
+    pub fn issuer_url_template(
+        &self,
+        issuer_bound: SocketAddr,
+    ) -> Result<IssuerUrlTemplate, ConfigError> {
+        let raw = self
+            .identity_public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{issuer_bound}"));
+        IssuerUrlTemplate::parse(&raw).map_err(|e| ConfigError::Invalid {
+            path: "identity_public_url".into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Checks everything that can be checked without binding or connecting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.storage_url()?;
+        if let Some(url) = &self.identity_public_url {
+            IssuerUrlTemplate::parse(url).map_err(|e| ConfigError::Invalid {
+                path: "identity_public_url".into(),
+                message: e.to_string(),
+            })?;
+        }
+        for (name, listener) in self.listeners() {
+            crate::listener::check_bind(name, listener.listen, self.allow_plaintext_public)
+                .map_err(|e| ConfigError::Invalid {
+                    path: format!("{}.listen", name.as_str()),
+                    message: e.to_string(),
+                })?;
+        }
+        Ok(())
+    }
+
+    pub fn listeners(&self) -> [(crate::listener::ListenerKind, &ListenerConfig); 5] {
+        use crate::listener::ListenerKind as K;
+        [
+            (K::Proxy, &self.proxy),
+            (K::Admin, &self.admin),
+            (K::Platform, &self.platform),
+            (K::Issuer, &self.issuer),
+            (K::Echo, &self.echo),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_loopback_and_sqlite() {
+        let c = load(&ConfigSources::default()).unwrap().config;
+        assert_eq!(c.platform.listen, "127.0.0.1:8002".parse().unwrap());
+        assert_eq!(c.admin.listen.port(), 8001);
+        assert!(
+            matches!(c.storage_url().unwrap(), StorageUrl::Sqlite(p) if p.ends_with("gatehouse.db"))
+        );
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let dir = gatehouse_store::testing::TempDir::new("cfg");
+        let file = dir.path().join("gatehouse.toml");
+        std::fs::write(&file, "data_dir = \"/srv/a\"\n[platform]\nlisten = \"127.0.0.1:9002\"\n[log]\nlevel = \"debug\"\n").unwrap();
+        let sources = ConfigSources {
+            file: Some(file),
+            env: env(&[
+                ("GATEHOUSE_PLATFORM__LISTEN", "127.0.0.1:9102"),
+                ("GATEHOUSE_ALLOW_PLAINTEXT_PUBLIC", "true"),
+                ("GATEHOUSE_STORAGE__MAX_CONNECTIONS", "7"),
+                ("GATEHOUSE_TEST_DATABASE_URL", "ignored"),
+                ("HOME", "/root"),
+            ]),
+            overrides: vec![],
+        }
+        .set("log.level", "warn");
+        let loaded = load(&sources).unwrap();
+        assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
+        let c = loaded.config;
+        assert_eq!(c.data_dir, PathBuf::from("/srv/a"));
+        assert_eq!(c.platform.listen.port(), 9102, "env beats file");
+        assert_eq!(c.log.level, "warn", "flags beat env and file");
+        assert!(c.allow_plaintext_public);
+        assert_eq!(c.storage.max_connections, Some(7));
+    }
+
+    #[test]
+    fn yaml_files_work_too() {
+        let dir = gatehouse_store::testing::TempDir::new("cfg");
+        let file = dir.path().join("gatehouse.yaml");
+        std::fs::write(
+            &file,
+            "log:\n  format: json\nstorage:\n  url: postgres://u@h/db\n  schema: tenant_a\n",
+        )
+        .unwrap();
+        let c = load(&ConfigSources {
+            file: Some(file),
+            ..Default::default()
+        })
+        .unwrap()
+        .config;
+        assert_eq!(c.log.format, LogFormat::Json);
+        match c.storage_url().unwrap() {
+            StorageUrl::Postgres(s) => assert_eq!(s.schema.as_deref(), Some("tenant_a")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_with_their_path() {
+        let sources = ConfigSources {
+            env: env(&[("GATEHOUSE_PLATFORM__LISEN", "x")]),
+            ..Default::default()
+        }
+        .set("stroage.url", json!("sqlite://x"));
+        let loaded = load(&sources).unwrap();
+        let mut keys = loaded.unknown_keys;
+        keys.sort();
+        assert_eq!(keys, vec!["platform.lisen", "stroage"]);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e = load(&ConfigSources {
+            env: env(&[("GATEHOUSE_ISSUER__LISTEN", "nowhere")]),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().starts_with("issuer.listen:"), "{e}");
+        let e = load(&ConfigSources {
+            env: env(&[("GATEHOUSE_ALLOW_PLAINTEXT_PUBLIC", "maybe")]),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("allow_plaintext_public"), "{e}");
+    }
+
+    #[test]
+    fn validation_catches_public_binds_and_bad_urls() {
+        let public = load(&ConfigSources::default().set("admin.listen", "0.0.0.0:8001"))
+            .unwrap()
+            .config;
+        assert!(
+            public
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("admin.listen")
+        );
+        let allowed = load(
+            &ConfigSources::default()
+                .set("proxy.listen", "0.0.0.0:8000")
+                .set("allow_plaintext_public", true),
+        )
+        .unwrap()
+        .config;
+        allowed.validate().unwrap();
+        let bad_url = load(&ConfigSources::default().set("identity_public_url", "ftp://x"))
+            .unwrap()
+            .config;
+        assert!(bad_url.validate().is_err());
+        let bad_storage = load(&ConfigSources::default().set("storage.url", "mysql://x"))
+            .unwrap()
+            .config;
+        assert!(bad_storage.validate().is_err());
+    }
+}

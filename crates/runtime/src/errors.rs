@@ -1,0 +1,407 @@
+//! Typed errors inside, one renderer per surface at the edge.
+//!
+//! Handlers return [`ApiError`] values (or store errors that convert into them); each surface turns them into its
+//! own wire format: problem+json for the Konnect APIs (`/v1` and `/v2` differ in trace prefix and 401 body), Kong's
+//! `{code,name,message,fields}` for the Admin API and core entities, RFC 6749 JSON for OAuth endpoints. Internal
+//! failures are logged with a trace id and never echoed.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value};
+
+use gatehouse_model::kong::{KongErrorBody, MessageBody};
+use gatehouse_model::oauth::{OAuthErrorBody, OAuthErrorCode};
+use gatehouse_model::problem::{InvalidParameter, ProblemBody, title_for};
+use gatehouse_store::StoreError;
+
+/// Correlates an error response with its log line; also read by the access log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceId(pub u64);
+
+impl TraceId {
+    pub fn new() -> Self {
+        // Kong's trace ids are decimal digits; keep them within i64 so every JSON reader holds them exactly.
+        Self(u64::from_le_bytes(crate::random::bytes::<8>()) >> 1)
+    }
+}
+
+impl Default for TraceId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug)]
+pub enum ApiError {
+    Unauthorized,
+    Forbidden(String),
+    NotFound(String),
+    Conflict(String),
+    /// 400 with the parameters at fault.
+    Invalid(Vec<InvalidParameter>),
+    PayloadTooLarge {
+        limit: usize,
+    },
+    UnsupportedMediaType {
+        expected: &'static str,
+    },
+    MethodNotAllowed,
+    TooManyRequests {
+        retry_after_secs: u64,
+    },
+    Unavailable(BoxError),
+    Internal(BoxError),
+}
+
+impl ApiError {
+    pub fn invalid(p: InvalidParameter) -> Self {
+        ApiError::Invalid(vec![p])
+    }
+
+    pub fn internal(e: impl Into<BoxError>) -> Self {
+        ApiError::Internal(e.into())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A human-readable sentence for the client. Internal details never appear here.
+    fn detail(&self) -> String {
+        match self {
+            ApiError::Unauthorized => "Invalid credentials".to_owned(),
+            ApiError::Forbidden(d) | ApiError::NotFound(d) | ApiError::Conflict(d) => d.clone(),
+            ApiError::Invalid(_) => "Invalid request".to_owned(),
+            ApiError::PayloadTooLarge { limit } => {
+                format!("The request body is larger than [{limit}] bytes")
+            }
+            ApiError::UnsupportedMediaType { expected } => {
+                format!("The request body must be [{expected}]")
+            }
+            ApiError::MethodNotAllowed => "Method not allowed".to_owned(),
+            ApiError::TooManyRequests { retry_after_secs } => {
+                format!("Too many requests; retry in [{retry_after_secs}] seconds")
+            }
+            ApiError::Unavailable(_) => "The service is temporarily unavailable".to_owned(),
+            ApiError::Internal(_) => "An unexpected error occurred".to_owned(),
+        }
+    }
+
+    /// Logs what the client will not see. Returns the trace id the response carries.
+    fn log(&self) -> TraceId {
+        let trace = TraceId::new();
+        match self {
+            ApiError::Internal(e) => tracing::error!(trace = trace.0, error = %e, "internal error"),
+            ApiError::Unavailable(e) => {
+                tracing::warn!(trace = trace.0, error = %e, "dependency unavailable")
+            }
+            _ => tracing::debug!(
+                trace = trace.0,
+                status = self.status().as_u16(),
+                "request refused"
+            ),
+        }
+        trace
+    }
+
+    fn headers(&self, response: &mut Response) {
+        if let ApiError::TooManyRequests { retry_after_secs } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.status().as_u16(), self.detail())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::NotFound("Not Found".to_owned()),
+            StoreError::Conflict(_) => ApiError::Conflict("The resource already exists".to_owned()),
+            StoreError::Unavailable(_) => ApiError::Unavailable(Box::new(e)),
+            other => ApiError::Internal(Box::new(other)),
+        }
+    }
+}
+
+/// A surface's error type: built from [`ApiError`], rendered in the surface's format, with its body limit.
+pub trait Surface: From<ApiError> + IntoResponse + Send + 'static {
+    const BODY_LIMIT: usize;
+}
+
+/// How a Konnect API shapes problem+json.
+pub trait ProblemStyle: Send + Sync + 'static {
+    const TRACE_PREFIX: &'static str;
+    const UNAUTHORIZED_TITLE: &'static str;
+    const UNAUTHORIZED_DETAIL: &'static str;
+}
+
+/// `/v1` (Kong Identity).
+#[derive(Debug)]
+pub struct IdentityApi;
+impl ProblemStyle for IdentityApi {
+    const TRACE_PREFIX: &'static str = "kong:trace:";
+    const UNAUTHORIZED_TITLE: &'static str = "Unauthorized";
+    const UNAUTHORIZED_DETAIL: &'static str = "Invalid credentials";
+}
+
+/// `/v2/control-planes`.
+#[derive(Debug)]
+pub struct ControlPlaneApi;
+impl ProblemStyle for ControlPlaneApi {
+    const TRACE_PREFIX: &'static str = "konnect:trace:";
+    const UNAUTHORIZED_TITLE: &'static str = "Unauthenticated";
+    const UNAUTHORIZED_DETAIL: &'static str = "A valid token is required";
+}
+
+pub const MANAGEMENT_BODY_LIMIT: usize = 64 * 1024;
+pub const OAUTH_BODY_LIMIT: usize = 16 * 1024;
+
+/// An error of a problem+json surface.
+pub struct Problem<S>(pub ApiError, PhantomData<S>);
+
+pub type V1Error = Problem<IdentityApi>;
+pub type V2Error = Problem<ControlPlaneApi>;
+
+impl<S> fmt::Debug for Problem<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<S> From<ApiError> for Problem<S> {
+    fn from(e: ApiError) -> Self {
+        Self(e, PhantomData)
+    }
+}
+
+impl<S> From<StoreError> for Problem<S> {
+    fn from(e: StoreError) -> Self {
+        Self(e.into(), PhantomData)
+    }
+}
+
+impl<S: ProblemStyle> Surface for Problem<S> {
+    const BODY_LIMIT: usize = MANAGEMENT_BODY_LIMIT;
+}
+
+impl<S: ProblemStyle> IntoResponse for Problem<S> {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let trace = e.log();
+        let status = e.status();
+        let (title, detail) = match &e {
+            ApiError::Unauthorized => (S::UNAUTHORIZED_TITLE, S::UNAUTHORIZED_DETAIL.to_owned()),
+            _ => (title_for(status.as_u16()), e.detail()),
+        };
+        let invalid_parameters = match e {
+            ApiError::Invalid(ref params) => params.clone(),
+            _ => Vec::new(),
+        };
+        let body = ProblemBody {
+            status: status.as_u16(),
+            title,
+            type_uri: format!("https://httpstatuses.com/{}", status.as_u16()),
+            instance: format!("{}{}", S::TRACE_PREFIX, trace.0),
+            detail,
+            invalid_parameters,
+        };
+        let mut response = (status, Json(body)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        e.headers(&mut response);
+        response.extensions_mut().insert(trace);
+        response
+    }
+}
+
+/// An error of the Kong Admin API and of Konnect's core-entities mirror.
+#[derive(Debug)]
+pub struct KongError(pub ApiError);
+
+impl From<ApiError> for KongError {
+    fn from(e: ApiError) -> Self {
+        Self(e)
+    }
+}
+
+impl From<StoreError> for KongError {
+    fn from(e: StoreError) -> Self {
+        Self(e.into())
+    }
+}
+
+impl Surface for KongError {
+    const BODY_LIMIT: usize = MANAGEMENT_BODY_LIMIT;
+}
+
+impl IntoResponse for KongError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let trace = e.log();
+        let status = e.status();
+        let message = |m: &str| {
+            Json(MessageBody {
+                message: m.to_owned(),
+                status: None,
+            })
+            .into_response()
+        };
+        let mut response = match &e {
+            ApiError::Unauthorized => Json(MessageBody {
+                message: "Unauthorized".into(),
+                status: Some(401),
+            })
+            .into_response(),
+            ApiError::Invalid(params) => {
+                let fields: Map<String, Value> = params
+                    .iter()
+                    .map(|p| (p.field.clone(), Value::String(p.reason.clone())))
+                    .collect();
+                let message = format!(
+                    "schema violation ({})",
+                    params
+                        .iter()
+                        .map(|p| format!("{}: {}", p.field, p.reason))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                );
+                Json(KongErrorBody {
+                    code: 2,
+                    name: "schema violation",
+                    message,
+                    fields: Some(Value::Object(fields)),
+                })
+                .into_response()
+            }
+            ApiError::Conflict(detail) => Json(KongErrorBody {
+                code: 5,
+                name: "unique constraint violation",
+                message: detail.clone(),
+                fields: None,
+            })
+            .into_response(),
+            ApiError::NotFound(_) => message("Not found"),
+            ApiError::Internal(_) => message("An unexpected error occurred"),
+            other => message(&other.detail()),
+        };
+        *response.status_mut() = status;
+        e.headers(&mut response);
+        response.extensions_mut().insert(trace);
+        response
+    }
+}
+
+/// An RFC 6749 §5.2 error of an OAuth endpoint.
+#[derive(Debug)]
+pub struct OAuthError {
+    pub code: OAuthErrorCode,
+    pub description: Option<String>,
+    /// Answer `invalid_client` with `WWW-Authenticate: Basic`, as RFC 6749 requires when Basic was used.
+    pub basic_challenge: bool,
+    status_override: Option<StatusCode>,
+    retry_after_secs: Option<u64>,
+}
+
+impl OAuthError {
+    pub fn new(code: OAuthErrorCode, description: impl Into<String>) -> Self {
+        Self {
+            code,
+            description: Some(description.into()),
+            basic_challenge: false,
+            status_override: None,
+            retry_after_secs: None,
+        }
+    }
+}
+
+impl From<ApiError> for OAuthError {
+    fn from(e: ApiError) -> Self {
+        let trace = e.log();
+        let (code, status) = match &e {
+            ApiError::Unauthorized => (OAuthErrorCode::InvalidClient, None),
+            ApiError::Internal(_) => (OAuthErrorCode::ServerError, None),
+            ApiError::Unavailable(_) => (OAuthErrorCode::TemporarilyUnavailable, None),
+            other => (OAuthErrorCode::InvalidRequest, Some(other.status())),
+        };
+        let description = match &e {
+            ApiError::Invalid(params) => params
+                .iter()
+                .map(|p| format!("{}: {}", p.field, p.reason))
+                .collect::<Vec<_>>()
+                .join("; "),
+            ApiError::Internal(_) => format!("an unexpected error occurred (trace {})", trace.0),
+            other => other.detail(),
+        };
+        let retry_after_secs = match e {
+            ApiError::TooManyRequests { retry_after_secs } => Some(retry_after_secs),
+            _ => None,
+        };
+        Self {
+            code,
+            description: Some(description),
+            basic_challenge: false,
+            status_override: status,
+            retry_after_secs,
+        }
+    }
+}
+
+impl Surface for OAuthError {
+    const BODY_LIMIT: usize = OAUTH_BODY_LIMIT;
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let status = self.status_override.unwrap_or_else(|| {
+            StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::BAD_REQUEST)
+        });
+        let mut response = (
+            status,
+            Json(OAuthErrorBody {
+                error: self.code,
+                error_description: self.description,
+            }),
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if self.basic_challenge && status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"gatehouse\""),
+            );
+        }
+        if let Some(secs) = self.retry_after_secs {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}

@@ -1,0 +1,149 @@
+//! Binding listeners safely and serving routers on them.
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+/// The listeners of a node (SPEC §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListenerKind {
+    Proxy,
+    Admin,
+    Platform,
+    Issuer,
+    Echo,
+}
+
+impl ListenerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListenerKind::Proxy => "proxy",
+            ListenerKind::Admin => "admin",
+            ListenerKind::Platform => "platform",
+            ListenerKind::Issuer => "issuer",
+            ListenerKind::Echo => "echo",
+        }
+    }
+}
+
+impl fmt::Display for ListenerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error(
+        "the admin API has no authentication, so it only binds a loopback address (asked for {0}); reach it through \
+         an SSH tunnel or a proxy that authenticates"
+    )]
+    AdminNotLoopback(SocketAddr),
+    #[error(
+        "{kind} would serve plain HTTP on the non-loopback address {addr}; set allow_plaintext_public = true to accept \
+         that (until TLS listeners exist, put a TLS-terminating proxy in front)"
+    )]
+    PlaintextPublic {
+        kind: ListenerKind,
+        addr: SocketAddr,
+    },
+    #[error("cannot bind the {kind} listener to {addr}: {source}")]
+    Io {
+        kind: ListenerKind,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Every listener defaults to loopback. The admin API, which has no authentication, never binds anything else;
+/// the others need `allow_plaintext_public` because credentials would cross the network in clear text.
+pub fn check_bind(
+    kind: ListenerKind,
+    addr: SocketAddr,
+    allow_plaintext_public: bool,
+) -> Result<(), BindError> {
+    if addr.ip().is_loopback() {
+        return Ok(());
+    }
+    match kind {
+        ListenerKind::Admin => Err(BindError::AdminNotLoopback(addr)),
+        _ if allow_plaintext_public => Ok(()),
+        _ => Err(BindError::PlaintextPublic { kind, addr }),
+    }
+}
+
+/// Binds after the safety check and logs the address actually bound (port 0 picks a free one).
+pub async fn bind(
+    kind: ListenerKind,
+    addr: SocketAddr,
+    allow_plaintext_public: bool,
+) -> Result<TcpListener, BindError> {
+    check_bind(kind, addr, allow_plaintext_public)?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| BindError::Io { kind, addr, source })?;
+    if let Ok(bound) = listener.local_addr() {
+        tracing::info!(listener = kind.as_str(), address = %bound, "listening");
+    }
+    Ok(listener)
+}
+
+/// Serves a router until `shutdown` resolves, then lets in-flight requests finish.
+pub async fn serve(
+    kind: ListenerKind,
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = router.layer(axum::middleware::from_fn(move |req, next| {
+        crate::logging::access_log(kind, req, next)
+    }));
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_rules() {
+        let any: SocketAddr = "0.0.0.0:1".parse().unwrap();
+        let lan: SocketAddr = "192.168.1.5:1".parse().unwrap();
+        let v6_loopback: SocketAddr = "[::1]:1".parse().unwrap();
+        assert!(check_bind(ListenerKind::Admin, "127.0.0.1:1".parse().unwrap(), false).is_ok());
+        assert!(check_bind(ListenerKind::Admin, v6_loopback, false).is_ok());
+        assert!(matches!(
+            check_bind(ListenerKind::Admin, any, true),
+            Err(BindError::AdminNotLoopback(_))
+        ));
+        for kind in [
+            ListenerKind::Proxy,
+            ListenerKind::Issuer,
+            ListenerKind::Platform,
+            ListenerKind::Echo,
+        ] {
+            assert!(check_bind(kind, lan, false).is_err());
+            assert!(check_bind(kind, lan, true).is_ok());
+        }
+    }
+
+    #[tokio::test]
+    async fn port_zero_picks_a_free_port() {
+        let l = bind(
+            ListenerKind::Platform,
+            "127.0.0.1:0".parse().unwrap(),
+            false,
+        )
+        .await
+        .unwrap();
+        assert_ne!(l.local_addr().unwrap().port(), 0);
+    }
+}

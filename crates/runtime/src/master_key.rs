@@ -1,0 +1,356 @@
+//! The master key and what is derived from it.
+//!
+//! One 32-byte key protects everything at rest. HKDF derives a separate key per purpose (a label each), so a key
+//! used for one job never doubles for another: HMAC keys for client secrets and personal access tokens, an
+//! AES-256-GCM key for signing keys and secret plugin fields, and a key-check value stored in the database so a
+//! node started with the wrong key refuses to run instead of failing every login.
+
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use aws_lc_rs::{aead, hkdf, hmac};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use zeroize::Zeroizing;
+
+use gatehouse_model::{SecretHash, SecretString};
+use gatehouse_store::{StorageUrl, Store, StoreError};
+
+use crate::config::Config;
+
+const KEY_LEN: usize = 32;
+const KEY_CHECK_META: &str = "master_key_check";
+const SEALED_VERSION: u8 = 1;
+const NONCE_LEN: usize = 12;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("the master key must be 32 bytes as base64 or hex")]
+    Malformed,
+    #[error("cannot read the master key file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create the master key file {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "PostgreSQL needs an explicit master key: set GATEHOUSE_MASTER_KEY or master_key_file (every node the same)"
+    )]
+    MissingForPostgres,
+    #[error(
+        "this master key is not the one the database was set up with; start with the original key \
+         (GATEHOUSE_MASTER_KEY or master_key_file)"
+    )]
+    Mismatch,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("decryption failed: the data was altered or sealed with another key")]
+pub struct DecryptError;
+
+pub struct MasterKey(Zeroizing<[u8; KEY_LEN]>);
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey([redacted])")
+    }
+}
+
+impl MasterKey {
+    pub fn generate() -> Self {
+        Self(Zeroizing::new(crate::random::bytes::<KEY_LEN>()))
+    }
+
+    /// Accepts standard or URL-safe base64 (padded or not) or 64 hex digits; surrounding whitespace is ignored.
+    pub fn parse(text: &str) -> Result<Self, KeyError> {
+        let text = text.trim();
+        let decoded = if text.len() == 2 * KEY_LEN && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            (0..KEY_LEN)
+                .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok())
+                .collect::<Option<Vec<u8>>>()
+        } else {
+            [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD]
+                .iter()
+                .find_map(|e| e.decode(text).ok())
+        };
+        let bytes = Zeroizing::new(decoded.ok_or(KeyError::Malformed)?);
+        let array: [u8; KEY_LEN] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| KeyError::Malformed)?;
+        Ok(Self(Zeroizing::new(array)))
+    }
+
+    pub fn to_text(&self) -> SecretString {
+        SecretString::new(STANDARD.encode(*self.0))
+    }
+
+    pub fn derive(&self) -> DerivedKeys {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"gatehouse master key v1").extract(&*self.0);
+        let hmac_key = |label: &[u8]| {
+            let info = [label];
+            hmac::Key::from(
+                prk.expand(&info, hmac::HMAC_SHA256)
+                    .unwrap_or_else(|_| unreachable!("32-byte output")),
+            )
+        };
+        let info = [b"gatehouse/v1/encryption".as_slice()];
+        let aead_okm = prk
+            .expand(&info, &aead::AES_256_GCM)
+            .unwrap_or_else(|_| unreachable!("32-byte output"));
+        DerivedKeys {
+            client_secret: hmac_key(b"gatehouse/v1/client-secret-hmac"),
+            pat: hmac_key(b"gatehouse/v1/pat-hmac"),
+            key_check: hmac_key(b"gatehouse/v1/key-check"),
+            encryption: aead::LessSafeKey::new(aead::UnboundKey::from(aead_okm)),
+        }
+    }
+}
+
+/// The working keys. Cheap to share behind an `Arc`.
+pub struct DerivedKeys {
+    client_secret: hmac::Key,
+    pat: hmac::Key,
+    key_check: hmac::Key,
+    encryption: aead::LessSafeKey,
+}
+
+impl fmt::Debug for DerivedKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DerivedKeys([redacted])")
+    }
+}
+
+fn tag(key: &hmac::Key, data: &[u8]) -> SecretHash {
+    let t = hmac::sign(key, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(t.as_ref());
+    SecretHash(out)
+}
+
+impl DerivedKeys {
+    /// Client secrets are server-generated and high-entropy, so a keyed hash is as strong as a slow KDF against
+    /// guessing and costs a fraction of a microsecond on the token endpoint instead of milliseconds.
+    pub fn hash_client_secret(&self, secret: &str) -> SecretHash {
+        tag(&self.client_secret, secret.as_bytes())
+    }
+
+    pub fn hash_pat(&self, token: &str) -> SecretHash {
+        tag(&self.pat, token.as_bytes())
+    }
+
+    /// The value stored in the database to recognise this key.
+    pub fn key_check_value(&self) -> String {
+        tag(&self.key_check, b"gatehouse key check").to_hex()
+    }
+
+    /// Seals `plaintext`; `context` (e.g. `signing-key:<kid>`) is authenticated, so a sealed value copied to
+    /// another row does not open there.
+    pub fn seal(&self, context: &str, plaintext: &[u8]) -> Vec<u8> {
+        let nonce = crate::random::bytes::<NONCE_LEN>();
+        let mut in_out = plaintext.to_vec();
+        // Sealing only fails for inputs beyond 64 GiB.
+        self.encryption
+            .seal_in_place_append_tag(
+                aead::Nonce::assume_unique_for_key(nonce),
+                aead::Aad::from(context.as_bytes()),
+                &mut in_out,
+            )
+            .unwrap_or_else(|_| unreachable!("AES-GCM input within limits"));
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + in_out.len());
+        out.push(SEALED_VERSION);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&in_out);
+        out
+    }
+
+    pub fn open(&self, context: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, DecryptError> {
+        let (version, rest) = sealed.split_first().ok_or(DecryptError)?;
+        if *version != SEALED_VERSION || rest.len() < NONCE_LEN {
+            return Err(DecryptError);
+        }
+        let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
+        let nonce = aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| DecryptError)?;
+        let mut buf = Zeroizing::new(ciphertext.to_vec());
+        let len = self
+            .encryption
+            .open_in_place(nonce, aead::Aad::from(context.as_bytes()), &mut buf)
+            .map_err(|_| DecryptError)?
+            .len();
+        buf.truncate(len);
+        Ok(buf)
+    }
+}
+
+/// Finds the master key: `master_key`, else `master_key_file`, else (SQLite only) `<data_dir>/master.key`, which is
+/// created with mode 0600 on first start.
+pub fn resolve(config: &Config, storage: &StorageUrl) -> Result<MasterKey, KeyError> {
+    if let Some(text) = &config.master_key {
+        return MasterKey::parse(text.expose());
+    }
+    if let Some(path) = &config.master_key_file {
+        return read_key_file(path);
+    }
+    match storage {
+        StorageUrl::Postgres(_) => Err(KeyError::MissingForPostgres),
+        StorageUrl::Sqlite(_) => {
+            let path = config.data_dir.join("master.key");
+            if path.exists() {
+                read_key_file(&path)
+            } else {
+                create_key_file(&path)
+            }
+        }
+    }
+}
+
+fn read_key_file(path: &Path) -> Result<MasterKey, KeyError> {
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+            path: path.to_owned(),
+            source,
+        })?,
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(path = %path.display(), "the master key file is readable by other users; chmod 600 it");
+            }
+        }
+    }
+    MasterKey::parse(&text)
+}
+
+fn create_key_file(path: &Path) -> Result<MasterKey, KeyError> {
+    let create_error = |source| KeyError::Create {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(create_error)?;
+    }
+    let key = MasterKey::generate();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(create_error)?;
+    file.write_all(format!("{}\n", key.to_text().expose()).as_bytes())
+        .map_err(create_error)?;
+    file.sync_all().map_err(create_error)?;
+    tracing::info!(path = %path.display(), "created a new master key; back it up with the database");
+    Ok(key)
+}
+
+/// Records the key-check value on first start and refuses a different key afterwards.
+pub async fn verify(store: &dyn Store, keys: &DerivedKeys) -> Result<(), KeyError> {
+    let ours = keys.key_check_value();
+    let stored = store.init_meta(KEY_CHECK_META, &ours).await?;
+    let same =
+        aws_lc_rs::constant_time::verify_slices_are_equal(stored.as_bytes(), ours.as_bytes())
+            .is_ok();
+    if same {
+        Ok(())
+    } else {
+        Err(KeyError::Mismatch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_base64_and_hex() {
+        let k = MasterKey::generate();
+        let text = k.to_text();
+        let again = MasterKey::parse(text.expose()).unwrap();
+        assert_eq!(*k.0, *again.0);
+        let hex: String = k.0.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(*MasterKey::parse(&hex).unwrap().0, *k.0);
+        assert!(MasterKey::parse("short").is_err());
+        assert!(MasterKey::parse(&STANDARD.encode([0u8; 31])).is_err());
+        assert_eq!(format!("{k:?}"), "MasterKey([redacted])");
+    }
+
+    #[test]
+    fn derived_keys_are_separate_and_deterministic() {
+        let k = MasterKey::parse(&"11".repeat(32)).unwrap();
+        let a = k.derive();
+        let b = k.derive();
+        assert_eq!(a.hash_client_secret("s"), b.hash_client_secret("s"));
+        assert_ne!(
+            a.hash_client_secret("s"),
+            a.hash_pat("s"),
+            "one label per purpose"
+        );
+        assert_eq!(a.key_check_value(), b.key_check_value());
+        let other = MasterKey::parse(&"22".repeat(32)).unwrap().derive();
+        assert_ne!(a.key_check_value(), other.key_check_value());
+    }
+
+    #[test]
+    fn seal_and_open() {
+        let keys = MasterKey::generate().derive();
+        let sealed = keys.seal("signing-key:1", b"private");
+        assert_eq!(&*keys.open("signing-key:1", &sealed).unwrap(), b"private");
+        assert!(
+            keys.open("signing-key:2", &sealed).is_err(),
+            "bound to its context"
+        );
+        let mut tampered = sealed.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert!(keys.open("signing-key:1", &tampered).is_err());
+        assert!(
+            MasterKey::generate()
+                .derive()
+                .open("signing-key:1", &sealed)
+                .is_err()
+        );
+        assert!(keys.open("x", &[]).is_err());
+        assert_ne!(
+            keys.seal("c", b"same"),
+            keys.seal("c", b"same"),
+            "fresh nonce each time"
+        );
+    }
+
+    #[test]
+    fn key_file_is_created_private_and_reused() {
+        let dir = gatehouse_store::testing::TempDir::new("mk");
+        let config = Config {
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
+        let storage = config.storage_url().unwrap();
+        let first = resolve(&config, &storage).unwrap();
+        let second = resolve(&config, &storage).unwrap();
+        assert_eq!(*first.0, *second.0);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("master.key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let pg = StorageUrl::parse("postgres://localhost/x").unwrap();
+        assert!(matches!(
+            resolve(&config, &pg),
+            Err(KeyError::MissingForPostgres)
+        ));
+    }
+}
