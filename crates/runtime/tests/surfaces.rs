@@ -1,5 +1,7 @@
 //! Each surface renders the same typed errors in its own format, including the 413 for an oversized body.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};

@@ -1,12 +1,14 @@
 //! Invalidations across nodes sharing one PostgreSQL: delivered to the other node within a second, and a node
 //! whose listener connection drops tells its subscribers to resync once it listens again.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use gatehouse_model::identity::{AuthServer, SigningAlgorithm, SigningKey};
 use gatehouse_model::{AuthServerId, Labels, SigningKeyId, Timestamp};
 use gatehouse_store::testing::TestDatabase;
-use gatehouse_store::{Invalidation, StorageUrl, Store};
+use gatehouse_store::{Invalidation, StorageUrl};
 use tokio::sync::broadcast::Receiver;
 
 fn server(name: &str) -> (AuthServer, SigningKey) {

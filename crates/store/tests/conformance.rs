@@ -1,6 +1,8 @@
 //! The store conformance suite: every case runs on SQLite and, when `GATEHOUSE_TEST_DATABASE_URL` is set, on
 //! PostgreSQL, each on its own database or schema.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

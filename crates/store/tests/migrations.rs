@@ -2,6 +2,8 @@
 //! back through the store. Each version's fixture is the SQL that version's code wrote; when migration N+1
 //! arrives, add `fixture_v{N+1}` and a case that starts from version N.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use gatehouse_model::listing::ListQuery;
 use gatehouse_model::{AuthServerId, ClientId, SecretHash};
 use gatehouse_store::StorageUrl;

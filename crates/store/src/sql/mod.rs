@@ -188,20 +188,6 @@ pub(crate) fn number_placeholders(sql: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numbers_placeholders_in_order() {
-        assert_eq!(
-            number_placeholders("a = ? AND b IN (?, ?)"),
-            "a = $1 AND b IN ($2, $3)"
-        );
-        assert_eq!(number_placeholders("no params"), "no params");
-    }
-}
-
 /// The row, binding and executor glue is the same for every sqlx driver except for the types; this stamps it
 /// out per backend. `$prepare` turns this crate's SQL into the backend's (placeholder style).
 macro_rules! sqlx_glue {
@@ -335,3 +321,17 @@ macro_rules! sqlx_glue {
     };
 }
 pub(crate) use sqlx_glue;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_placeholders_in_order() {
+        assert_eq!(
+            number_placeholders("a = ? AND b IN (?, ?)"),
+            "a = $1 AND b IN ($2, $3)"
+        );
+        assert_eq!(number_placeholders("no params"), "no params");
+    }
+}
