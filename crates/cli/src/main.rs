@@ -1,1 +1,223 @@
-fn main() {}
+//! `gatehouse`: identity provider and API gateway in one binary.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
+
+use gatehouse::node::{self, NodeOptions};
+use gatehouse::{quickstart, token};
+use gatehouse_model::SystemClock;
+use gatehouse_runtime::config::{self, Config, ConfigSources};
+
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse", version, about = "Self-hosted OAuth 2.0 authorization server and API gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run everything on this machine with embedded storage and print the environment for the tutorial.
+    Quickstart(ConfigArgs),
+    /// Run a node from configuration.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Validate the configuration (unknown keys are errors here) and exit.
+        #[arg(long)]
+        check_config: bool,
+    },
+    /// Manage personal access tokens for the platform API.
+    Token {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenAction {
+    /// Create a token and print it (only this once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Lifetime in days (`30` or `30d`); default 90, at most 365.
+        #[arg(long, value_parser = token::parse_days)]
+        expires_in: Option<i64>,
+    },
+    /// List tokens (never their values).
+    List,
+    /// Revoke a token by id, or every token with a name.
+    Revoke { id_or_name: String },
+}
+
+/// Settings every command shares; each flag overrides the file and `GATEHOUSE_*` variables.
+#[derive(Debug, Args)]
+struct ConfigArgs {
+    /// A TOML or YAML configuration file.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Where SQLite data and the generated master key live (default ./gatehouse-data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// `sqlite://PATH` or `postgres://…`.
+    #[arg(long)]
+    storage_url: Option<String>,
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormatArg>,
+    /// A tracing filter such as `info` or `debug`.
+    #[arg(long)]
+    log_level: Option<String>,
+    /// Address of the platform API (Konnect-compatible management).
+    #[arg(long)]
+    platform_listen: Option<String>,
+    /// Address of the issuer (OAuth endpoints).
+    #[arg(long)]
+    issuer_listen: Option<String>,
+    /// Base of issuer URLs, e.g. https://id.example.com or https://{key}.id.example.com.
+    #[arg(long)]
+    identity_public_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+impl ConfigArgs {
+    fn sources(&self) -> ConfigSources {
+        let mut sources = ConfigSources::from_process_env(self.config.clone());
+        let mut set = |path: &str, value: Option<Value>| {
+            if let Some(v) = value {
+                sources.overrides.push((path.to_owned(), v));
+            }
+        };
+        set("data_dir", self.data_dir.as_ref().map(|p| Value::String(p.display().to_string())));
+        set("storage.url", self.storage_url.clone().map(Value::String));
+        set(
+            "log.format",
+            self.log_format.map(|f| {
+                Value::String(match f {
+                    LogFormatArg::Text => "text".into(),
+                    LogFormatArg::Json => "json".into(),
+                })
+            }),
+        );
+        set("log.level", self.log_level.clone().map(Value::String));
+        set("platform.listen", self.platform_listen.clone().map(Value::String));
+        set("issuer.listen", self.issuer_listen.clone().map(Value::String));
+        set("identity_public_url", self.identity_public_url.clone().map(Value::String));
+        sources
+    }
+}
+
+/// Loads configuration and sets up logging; unknown keys are warned about (or refused when `strict`).
+fn load(args: &ConfigArgs, strict: bool, quiet_by_default: bool) -> anyhow::Result<Config> {
+    let mut sources = args.sources();
+    let level_given = args.log_level.is_some() || sources.env.iter().any(|(k, _)| k == "GATEHOUSE_LOG__LEVEL");
+    if quiet_by_default && !level_given {
+        sources.overrides.push(("log.level".to_owned(), Value::String("warn".to_owned())));
+    }
+    let loaded = config::load(&sources)?;
+    gatehouse_runtime::logging::init(&loaded.config.log).map_err(anyhow::Error::msg)?;
+    if !loaded.unknown_keys.is_empty() {
+        if strict {
+            return Err(config::ConfigError::UnknownKeys(loaded.unknown_keys).into());
+        }
+        for key in &loaded.unknown_keys {
+            tracing::warn!(key, "unknown configuration key ignored");
+        }
+    }
+    Ok(loaded.config)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn run_until_signal(node: node::RunningNode) {
+    let stop = node.stop_handle();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        stop.cancel();
+    });
+    node.wait().await;
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { config, check_config } => {
+            let cfg = load(&config, check_config, false)?;
+            if check_config {
+                cfg.validate()?;
+                println!("configuration OK");
+                return Ok(());
+            }
+            let node = node::start(&cfg, NodeOptions::default()).await?;
+            run_until_signal(node).await;
+        }
+        Command::Quickstart(args) => {
+            let cfg = load(&args, false, true)?;
+            let node = node::start(&cfg, NodeOptions::default()).await?;
+            quickstart::announce(&node, &mut std::io::stdout()).await?;
+            run_until_signal(node).await;
+        }
+        Command::Token { config, action } => {
+            let cfg = load(&config, false, true)?;
+            let services = node::open_services(&cfg, std::sync::Arc::new(SystemClock)).await?;
+            match action {
+                TokenAction::Create { name, expires_in } => {
+                    token::create(&services, &name, expires_in, &mut std::io::stdout()).await?;
+                }
+                TokenAction::List => token::list(&services, &mut std::io::stdout()).await?,
+                TokenAction::Revoke { id_or_name } => {
+                    let n = token::revoke(&services, &id_or_name).await?;
+                    if n == 0 {
+                        anyhow::bail!("no token matches [{id_or_name}]");
+                    }
+                    println!("revoked {n} token(s)");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<config::ConfigError>().is_some() { ExitCode::from(2) } else { ExitCode::FAILURE }
+        }
+    }
+}

@@ -1,1 +1,9 @@
+//! The authorization server: Kong Identity's management API (`/v1/auth-servers/**`) and, later, the issuer
+//! endpoints. Exposes router-building functions; the binary decides where they listen.
 
+pub mod keys;
+pub mod management;
+mod state;
+
+pub use management::management_router;
+pub use state::IdentityState;

@@ -22,30 +22,19 @@ pub enum Presence<T> {
 /// values counts is a classic way to slip a field past validation.
 pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, InvalidParameter> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(
-            InvalidParameter::new("body", Rule::Required, "request body is required").in_body(),
-        );
+        return Err(InvalidParameter::new("body", Rule::Required, "request body is required").in_body());
     }
     let StrictValue(value) = serde_json::from_slice(bytes).map_err(|e| {
         let reason = if e.to_string().contains("duplicate key") {
             format!("request format is invalid: {e}")
         } else {
-            format!(
-                "request format is invalid: JSON syntax error at line {} column {}",
-                e.line(),
-                e.column()
-            )
+            format!("request format is invalid: JSON syntax error at line {} column {}", e.line(), e.column())
         };
         InvalidParameter::new("body", Rule::Invalid, reason).in_body()
     })?;
     match value {
         Value::Object(map) => Ok(map),
-        _ => {
-            Err(
-                InvalidParameter::new("body", Rule::IsObject, "request body must be a JSON object")
-                    .in_body(),
-            )
-        }
+        _ => Err(InvalidParameter::new("body", Rule::IsObject, "request body must be a JSON object").in_body()),
     }
 }
 
@@ -148,11 +137,7 @@ impl<'a> BodyReader<'a> {
     /// dropped (a PUT may send back what a GET returned). Anything else is an `unknown_property`.
     pub fn new(obj: &'a Map<String, Value>, known: &[&str], ignored: &[&str]) -> Self {
         let known: HashSet<&str> = known.iter().chain(ignored).copied().collect();
-        let errors = obj
-            .keys()
-            .filter(|k| !known.contains(k.as_str()))
-            .map(|k| unknown_property(k))
-            .collect();
+        let errors = obj.keys().filter(|k| !known.contains(k.as_str())).map(|k| unknown_property(k)).collect();
         Self { obj, errors }
     }
 
@@ -165,11 +150,7 @@ impl<'a> BodyReader<'a> {
     }
 
     pub fn finish(self) -> Result<(), Vec<InvalidParameter>> {
-        if self.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(self.errors)
-        }
+        if self.errors.is_empty() { Ok(()) } else { Err(self.errors) }
     }
 
     fn get(&self, name: &str) -> Presence<&'a Value> {
@@ -198,8 +179,7 @@ impl<'a> BodyReader<'a> {
         match self.get(name) {
             Presence::Absent => None,
             Presence::Null => {
-                self.errors
-                    .push(type_error(name, Rule::IsString, "must be a string"));
+                self.errors.push(type_error(name, Rule::IsString, "must be a string"));
                 None
             }
             Presence::Value(v) => self.check_string(name, v, len),
@@ -210,9 +190,7 @@ impl<'a> BodyReader<'a> {
         match self.get(name) {
             Presence::Absent => Presence::Absent,
             Presence::Null => Presence::Null,
-            Presence::Value(v) => self
-                .check_string(name, v, len)
-                .map_or(Presence::Absent, Presence::Value),
+            Presence::Value(v) => self.check_string(name, v, len).map_or(Presence::Absent, Presence::Value),
         }
     }
 
@@ -231,8 +209,7 @@ impl<'a> BodyReader<'a> {
             Presence::Absent => None,
             Presence::Value(Value::Bool(b)) => Some(*b),
             _ => {
-                self.errors
-                    .push(type_error(name, Rule::IsBoolean, "must be a boolean"));
+                self.errors.push(type_error(name, Rule::IsBoolean, "must be a boolean"));
                 None
             }
         }
@@ -269,8 +246,7 @@ impl<'a> BodyReader<'a> {
                 }
             },
             _ => {
-                self.errors
-                    .push(type_error(name, Rule::IsInteger, "must be an integer"));
+                self.errors.push(type_error(name, Rule::IsInteger, "must be an integer"));
                 None
             }
         }
@@ -307,20 +283,15 @@ impl<'a> BodyReader<'a> {
             Presence::Absent => return None,
             Presence::Value(Value::Array(items)) => items,
             _ => {
-                self.errors
-                    .push(type_error(name, Rule::IsArray, "must be an array"));
+                self.errors.push(type_error(name, Rule::IsArray, "must be an array"));
                 return None;
             }
         };
         if items.len() > max_items {
             self.errors.push(
-                InvalidParameter::new(
-                    name,
-                    Rule::MaxItems,
-                    format!("must have at most {max_items} items"),
-                )
-                .with_maximum(max_items as i64)
-                .in_body(),
+                InvalidParameter::new(name, Rule::MaxItems, format!("must have at most {max_items} items"))
+                    .with_maximum(max_items as i64)
+                    .in_body(),
             );
             return None;
         }
@@ -331,10 +302,7 @@ impl<'a> BodyReader<'a> {
             match item(&field, v) {
                 Ok(t) if unique && out.contains(&t) => {
                     ok = false;
-                    self.errors.push(
-                        InvalidParameter::new(field, Rule::Invalid, "items must be unique")
-                            .in_body(),
-                    );
+                    self.errors.push(InvalidParameter::new(field, Rule::Invalid, "items must be unique").in_body());
                 }
                 Ok(t) => out.push(t),
                 Err(e) => {
@@ -364,45 +332,28 @@ pub fn string_within(field: &str, v: &Value, len: Len) -> Result<String, Invalid
         } else {
             format!("must have at least {} characters", len.min)
         };
-        return Err(InvalidParameter::new(field, Rule::MinLength, reason)
-            .with_minimum(len.min as i64)
-            .in_body());
+        return Err(InvalidParameter::new(field, Rule::MinLength, reason).with_minimum(len.min as i64).in_body());
     }
     if n > len.max {
-        return Err(InvalidParameter::new(
-            field,
-            Rule::MaxLength,
-            format!("must have at most {} characters", len.max),
-        )
-        .with_maximum(len.max as i64)
-        .in_body());
+        return Err(InvalidParameter::new(field, Rule::MaxLength, format!("must have at most {} characters", len.max))
+            .with_maximum(len.max as i64)
+            .in_body());
     }
     if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(InvalidParameter::new(
-            field,
-            Rule::Invalid,
-            "must not contain control characters",
-        )
-        .in_body());
+        return Err(InvalidParameter::new(field, Rule::Invalid, "must not contain control characters").in_body());
     }
     Ok(s.clone())
 }
 
 pub fn choice_of<C: Choice>(field: &str, v: &Value) -> Result<C, InvalidParameter> {
-    v.as_str()
-        .and_then(C::parse)
-        .ok_or_else(|| choice_error::<C>(field))
+    v.as_str().and_then(C::parse).ok_or_else(|| choice_error::<C>(field))
 }
 
 fn choice_error<C: Choice>(field: &str) -> InvalidParameter {
     let names = C::names();
-    InvalidParameter::new(
-        field,
-        Rule::Enum,
-        format!("must be one of [{}]", names.join(", ")),
-    )
-    .with_choices(&names)
-    .in_body()
+    InvalidParameter::new(field, Rule::Enum, format!("must be one of [{}]", names.join(", ")))
+        .with_choices(&names)
+        .in_body()
 }
 
 pub fn type_error(field: &str, rule: Rule, reason: &str) -> InvalidParameter {
@@ -414,12 +365,7 @@ pub fn required(field: &str) -> InvalidParameter {
 }
 
 pub fn unknown_property(field: &str) -> InvalidParameter {
-    InvalidParameter::new(
-        field,
-        Rule::UnknownProperty,
-        format!("property {field} should not exist"),
-    )
-    .in_body()
+    InvalidParameter::new(field, Rule::UnknownProperty, format!("property {field} should not exist")).in_body()
 }
 
 #[cfg(test)]
@@ -436,12 +382,7 @@ mod tests {
 
     #[test]
     fn refuses_duplicate_keys_and_non_objects() {
-        assert!(
-            parse_object(br#"{"a":1,"a":2}"#)
-                .unwrap_err()
-                .reason
-                .contains("duplicate key [a]")
-        );
+        assert!(parse_object(br#"{"a":1,"a":2}"#).unwrap_err().reason.contains("duplicate key [a]"));
         assert!(parse_object(br#"{"x":{"a":1,"a":2}}"#).is_err());
         assert_eq!(parse_object(b"[1]").unwrap_err().rule, Some(Rule::IsObject));
         assert_eq!(parse_object(b"  ").unwrap_err().rule, Some(Rule::Required));
@@ -451,22 +392,15 @@ mod tests {
 
     #[test]
     fn collects_every_problem() {
-        let body =
-            obj(json!({"name": 5, "extra": true, "n": 3, "flag": "yes", "list": ["a", "a"]}));
+        let body = obj(json!({"name": 5, "extra": true, "n": 3, "flag": "yes", "list": ["a", "a"]}));
         let mut r = BodyReader::new(&body, &["name", "n", "flag", "list", "missing"], &[]);
         assert_eq!(r.required_string("name", Len::new(1, 10)), None);
         assert_eq!(r.integer("n", 5, 10), None);
         assert_eq!(r.boolean("flag"), None);
-        assert_eq!(
-            r.array("list", 5, true, |f, v| string_within(f, v, Len::new(1, 5))),
-            None
-        );
+        assert_eq!(r.array("list", 5, true, |f, v| string_within(f, v, Len::new(1, 5))), None);
         assert_eq!(r.required_string("missing", Len::new(1, 10)), None);
         let errors = r.finish().unwrap_err();
-        let rules: Vec<_> = errors
-            .iter()
-            .map(|e| (e.field.as_str(), e.rule.unwrap()))
-            .collect();
+        let rules: Vec<_> = errors.iter().map(|e| (e.field.as_str(), e.rule.unwrap())).collect();
         assert_eq!(
             rules,
             vec![
@@ -483,23 +417,8 @@ mod tests {
     #[test]
     fn string_bounds_count_characters() {
         assert!(string_within("f", &json!("ééé"), Len::new(1, 3)).is_ok());
-        assert_eq!(
-            string_within("f", &json!("éééé"), Len::new(1, 3))
-                .unwrap_err()
-                .rule,
-            Some(Rule::MaxLength)
-        );
-        assert_eq!(
-            string_within("f", &json!(""), Len::new(1, 3))
-                .unwrap_err()
-                .rule,
-            Some(Rule::MinLength)
-        );
-        assert_eq!(
-            string_within("f", &json!("a\u{0}b"), Len::new(1, 3))
-                .unwrap_err()
-                .rule,
-            Some(Rule::Invalid)
-        );
+        assert_eq!(string_within("f", &json!("éééé"), Len::new(1, 3)).unwrap_err().rule, Some(Rule::MaxLength));
+        assert_eq!(string_within("f", &json!(""), Len::new(1, 3)).unwrap_err().rule, Some(Rule::MinLength));
+        assert_eq!(string_within("f", &json!("a\u{0}b"), Len::new(1, 3)).unwrap_err().rule, Some(Rule::Invalid));
     }
 }

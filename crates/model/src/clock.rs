@@ -35,8 +35,7 @@ impl ManualClock {
     }
 
     pub fn advance_secs(&self, secs: i64) {
-        self.0
-            .fetch_add(secs.saturating_mul(1_000_000), Ordering::SeqCst);
+        self.0.fetch_add(secs.saturating_mul(1_000_000), Ordering::SeqCst);
     }
 
     pub fn set(&self, t: Timestamp) {

@@ -99,13 +99,8 @@ impl ClientId {
     pub fn parse(s: &str) -> Result<Self, InvalidId> {
         let ok = !s.is_empty()
             && s.len() <= Self::MAX_LEN
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if ok {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(InvalidId)
-        }
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok { Ok(Self(s.to_owned())) } else { Err(InvalidId) }
     }
 
     /// Wraps a value that is already known to be valid (read back from the store).
@@ -157,17 +152,7 @@ mod tests {
         for ok in ["a", "12yvvmecnlghhnfg", "legacy_client-01", &"x".repeat(36)] {
             assert!(ClientId::parse(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            &"x".repeat(37),
-            "a b",
-            "a@b",
-            "a+b",
-            "../x",
-            "é",
-            "a/b",
-            "a.b",
-        ] {
+        for bad in ["", &"x".repeat(37), "a b", "a@b", "a+b", "../x", "é", "a/b", "a.b"] {
             assert!(ClientId::parse(bad).is_err(), "{bad}");
         }
     }

@@ -41,19 +41,15 @@ impl IssuerUrlTemplate {
             return Err(IssuerUrlError::QueryOrFragment(raw.to_owned()));
         }
         if !raw.contains(KEY_PLACEHOLDER) {
-            return Ok(Self::PathBased {
-                base: raw.to_owned(),
-            });
+            return Ok(Self::PathBased { base: raw.to_owned() });
         }
-        let host_starts_with_key = raw.split_once("://").is_some_and(|(_, rest)| {
-            rest.starts_with("{key}.") && rest.matches(KEY_PLACEHOLDER).count() == 1
-        });
+        let host_starts_with_key = raw
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest.starts_with("{key}.") && rest.matches(KEY_PLACEHOLDER).count() == 1);
         if !host_starts_with_key {
             return Err(IssuerUrlError::MisplacedKey(raw.to_owned()));
         }
-        Ok(Self::HostBased {
-            template: raw.to_owned(),
-        })
+        Ok(Self::HostBased { template: raw.to_owned() })
     }
 
     pub fn issuer(&self, key: &str) -> String {
@@ -66,10 +62,7 @@ impl IssuerUrlTemplate {
 
 /// Whether `key` has the shape of an issuer key (checked before any lookup).
 pub fn is_issuer_key(key: &str) -> bool {
-    key.len() == ISSUER_KEY_LEN
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    key.len() == ISSUER_KEY_LEN && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 #[cfg(test)]
@@ -79,10 +72,7 @@ mod tests {
     #[test]
     fn path_and_host_templates() {
         let p = IssuerUrlTemplate::parse("http://127.0.0.1:8003/").unwrap();
-        assert_eq!(
-            p.issuer("abcdefghijklmnop"),
-            "http://127.0.0.1:8003/abcdefghijklmnop"
-        );
+        assert_eq!(p.issuer("abcdefghijklmnop"), "http://127.0.0.1:8003/abcdefghijklmnop");
         let p = IssuerUrlTemplate::parse("https://id.example.com/auth").unwrap();
         assert_eq!(p.issuer("k"), "https://id.example.com/auth/k");
         let h = IssuerUrlTemplate::parse("https://{key}.id.example.com/auth").unwrap();

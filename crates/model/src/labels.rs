@@ -42,13 +42,7 @@ impl Labels {
     /// Reads a `labels` object from a request body.
     pub fn from_json(field: &str, v: &Value) -> Result<Labels, Vec<InvalidParameter>> {
         let patch = read(field, v, false)?;
-        Ok(Labels(
-            patch
-                .0
-                .into_iter()
-                .filter_map(|(k, v)| v.map(|v| (k, v)))
-                .collect(),
-        ))
+        Ok(Labels(patch.0.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect()))
     }
 }
 
@@ -58,15 +52,9 @@ impl LabelsPatch {
     }
 }
 
-fn read(
-    field: &str,
-    v: &Value,
-    allow_null_values: bool,
-) -> Result<LabelsPatch, Vec<InvalidParameter>> {
+fn read(field: &str, v: &Value, allow_null_values: bool) -> Result<LabelsPatch, Vec<InvalidParameter>> {
     let Value::Object(map) = v else {
-        return Err(vec![
-            InvalidParameter::new(field, Rule::IsObject, "must be an object").in_body(),
-        ]);
+        return Err(vec![InvalidParameter::new(field, Rule::IsObject, "must be an object").in_body()]);
     };
     if map.len() > MAX_LABELS {
         return Err(vec![too_many(field)]);
@@ -87,30 +75,18 @@ fn read(
                 Ok(()) => {
                     out.insert(k.clone(), Some(s.clone()));
                 }
-                Err(reason) => {
-                    errors.push(InvalidParameter::new(&f, Rule::IsLabel, reason).in_body())
-                }
+                Err(reason) => errors.push(InvalidParameter::new(&f, Rule::IsLabel, reason).in_body()),
             },
-            _ => errors.push(
-                InvalidParameter::new(&f, Rule::IsString, "label values must be strings").in_body(),
-            ),
+            _ => errors.push(InvalidParameter::new(&f, Rule::IsString, "label values must be strings").in_body()),
         }
     }
-    if errors.is_empty() {
-        Ok(LabelsPatch(out))
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(LabelsPatch(out)) } else { Err(errors) }
 }
 
 fn too_many(field: &str) -> InvalidParameter {
-    InvalidParameter::new(
-        field,
-        Rule::MaxItems,
-        format!("must have at most {MAX_LABELS} labels"),
-    )
-    .with_maximum(MAX_LABELS as i64)
-    .in_body()
+    InvalidParameter::new(field, Rule::MaxItems, format!("must have at most {MAX_LABELS} labels"))
+        .with_maximum(MAX_LABELS as i64)
+        .in_body()
 }
 
 /// Keys: 1–63 characters, letters and digits at both ends, `-._/` inside (the `/` admits `team.io/owner`
@@ -124,8 +100,9 @@ pub fn check_key(key: &str) -> Result<(), String> {
         return Err(format!("label keys must not start with [{p}]"));
     }
     if !shaped(key, |c| matches!(c, '-' | '.' | '_' | '/')) {
-        return Err("label keys must start and end with a letter or digit and contain only letters, digits and -._/"
-            .to_owned());
+        return Err(
+            "label keys must start and end with a letter or digit and contain only letters, digits and -._/".to_owned()
+        );
     }
     Ok(())
 }
@@ -136,10 +113,8 @@ pub fn check_value(value: &str) -> Result<(), String> {
         return Err(format!("label values must have 1 to {MAX_LEN} characters"));
     }
     if !shaped(value, |c| matches!(c, '-' | '.' | '_')) {
-        return Err(
-            "label values must start and end with a letter or digit and contain only letters, digits and -._"
-                .to_owned(),
-        );
+        return Err("label values must start and end with a letter or digit and contain only letters, digits and -._"
+            .to_owned());
     }
     Ok(())
 }
@@ -156,9 +131,7 @@ impl crate::body::BodyReader<'_> {
         match self.raw(name) {
             crate::body::Presence::Absent => None,
             crate::body::Presence::Null => {
-                self.error(
-                    InvalidParameter::new(name, Rule::IsObject, "must be an object").in_body(),
-                );
+                self.error(InvalidParameter::new(name, Rule::IsObject, "must be an object").in_body());
                 None
             }
             crate::body::Presence::Value(v) => match Labels::from_json(name, v) {
@@ -208,11 +181,7 @@ mod tests {
 
     #[test]
     fn accepts_konnect_shaped_labels() {
-        let l = Labels::from_json(
-            "labels",
-            &json!({"env": "prod", "team.io/owner": "a-b_c.d", "x": "1"}),
-        )
-        .unwrap();
+        let l = Labels::from_json("labels", &json!({"env": "prod", "team.io/owner": "a-b_c.d", "x": "1"})).unwrap();
         assert_eq!(l.get("env"), Some("prod"));
     }
 
@@ -235,17 +204,10 @@ mod tests {
         ] {
             let mut m = serde_json::Map::new();
             m.insert(k.to_owned(), v.clone());
-            assert!(
-                Labels::from_json("labels", &Value::Object(m)).is_err(),
-                "{k}={v}"
-            );
+            assert!(Labels::from_json("labels", &Value::Object(m)).is_err(), "{k}={v}");
         }
-        let many: serde_json::Map<String, Value> =
-            (0..51).map(|i| (format!("k{i}"), json!("v"))).collect();
-        assert_eq!(
-            Labels::from_json("labels", &Value::Object(many)).unwrap_err()[0].rule,
-            Some(Rule::MaxItems)
-        );
+        let many: serde_json::Map<String, Value> = (0..51).map(|i| (format!("k{i}"), json!("v"))).collect();
+        assert_eq!(Labels::from_json("labels", &Value::Object(many)).unwrap_err()[0].rule, Some(Rule::MaxItems));
     }
 
     #[test]
@@ -253,9 +215,6 @@ mod tests {
         let base = Labels::from_json("labels", &json!({"a": "1", "b": "2"})).unwrap();
         let patch = LabelsPatch::from_json("labels", &json!({"a": null, "c": "3"})).unwrap();
         let out = base.patched(&patch, "labels").unwrap();
-        assert_eq!(
-            out.0.into_iter().collect::<Vec<_>>(),
-            vec![("b".into(), "2".into()), ("c".into(), "3".into())]
-        );
+        assert_eq!(out.0.into_iter().collect::<Vec<_>>(), vec![("b".into(), "2".into()), ("c".into(), "3".into())]);
     }
 }

@@ -92,12 +92,7 @@ pub struct ListQuery {
 
 impl Default for ListQuery {
     fn default() -> Self {
-        Self {
-            page_size: DEFAULT_PAGE_SIZE,
-            page_number: 1,
-            filters: Vec::new(),
-            sort: Vec::new(),
-        }
+        Self { page_size: DEFAULT_PAGE_SIZE, page_number: 1, filters: Vec::new(), sort: Vec::new() }
     }
 }
 
@@ -128,77 +123,44 @@ pub struct PageNumbers {
 
 impl<T> Page<T> {
     pub fn new(data: Vec<T>, query: &ListQuery, total: u64) -> Self {
-        Self {
-            data,
-            meta: PageMeta {
-                page: PageNumbers {
-                    number: query.page_number,
-                    size: query.page_size,
-                    total,
-                },
-            },
-        }
+        Self { data, meta: PageMeta { page: PageNumbers { number: query.page_number, size: query.page_size, total } } }
     }
 
     pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
-        Page {
-            data: self.data.into_iter().map(f).collect(),
-            meta: self.meta,
-        }
+        Page { data: self.data.into_iter().map(f).collect(), meta: self.meta }
     }
 }
 
 /// Parses a raw query string (`None` when the URL had none).
-pub fn parse_list_query(
-    raw: Option<&str>,
-    spec: &CollectionSpec,
-) -> Result<ListQuery, Vec<InvalidParameter>> {
+pub fn parse_list_query(raw: Option<&str>, spec: &CollectionSpec) -> Result<ListQuery, Vec<InvalidParameter>> {
     let mut q = ListQuery::default();
     let mut errors = Vec::new();
     let mut seen_keys = HashSet::new();
     let mut filtered = HashSet::new();
     for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         if !seen_keys.insert(key.to_string()) {
-            errors.push(query_error(
-                &key,
-                Rule::Invalid,
-                "must be given at most once",
-            ));
+            errors.push(query_error(&key, Rule::Invalid, "must be given at most once"));
             continue;
         }
         let result = match key.as_ref() {
             "page[size]" => parse_number(&key, &value, 1, MAX_PAGE_SIZE).map(|n| q.page_size = n),
-            "page[number]" => {
-                parse_number(&key, &value, 1, MAX_PAGE_NUMBER).map(|n| q.page_number = n)
-            }
+            "page[number]" => parse_number(&key, &value, 1, MAX_PAGE_NUMBER).map(|n| q.page_number = n),
             "sort" => parse_sort(&value, spec).map(|s| q.sort = s),
             k if k.starts_with("filter[") => parse_filter(k, &value, spec).and_then(|f| {
                 if filtered.insert(f.field) {
                     q.filters.push(f);
                     Ok(())
                 } else {
-                    Err(query_error(
-                        k,
-                        Rule::Invalid,
-                        "only one of eq or contains may be given per field",
-                    ))
+                    Err(query_error(k, Rule::Invalid, "only one of eq or contains may be given per field"))
                 }
             }),
-            k => Err(query_error(
-                k,
-                Rule::UnknownProperty,
-                format!("unknown query parameter [{k}]"),
-            )),
+            k => Err(query_error(k, Rule::UnknownProperty, format!("unknown query parameter [{k}]"))),
         };
         if let Err(e) = result {
             errors.push(e);
         }
     }
-    if errors.is_empty() {
-        Ok(q)
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(q) } else { Err(errors) }
 }
 
 fn query_error(field: &str, rule: Rule, reason: impl Into<String>) -> InvalidParameter {
@@ -206,20 +168,12 @@ fn query_error(field: &str, rule: Rule, reason: impl Into<String>) -> InvalidPar
 }
 
 fn parse_number(key: &str, value: &str, min: u32, max: u32) -> Result<u32, InvalidParameter> {
-    let n: i64 = value
-        .parse()
-        .map_err(|_| query_error(key, Rule::IsInteger, "must be an integer"))?;
+    let n: i64 = value.parse().map_err(|_| query_error(key, Rule::IsInteger, "must be an integer"))?;
     if n < i64::from(min) {
-        return Err(
-            query_error(key, Rule::Min, format!("must be at least {min}"))
-                .with_minimum(i64::from(min)),
-        );
+        return Err(query_error(key, Rule::Min, format!("must be at least {min}")).with_minimum(i64::from(min)));
     }
     if n > i64::from(max) {
-        return Err(
-            query_error(key, Rule::Max, format!("must be at most {max}"))
-                .with_maximum(i64::from(max)),
-        );
+        return Err(query_error(key, Rule::Max, format!("must be at most {max}")).with_maximum(i64::from(max)));
     }
     Ok(n as u32)
 }
@@ -229,28 +183,17 @@ fn parse_sort(value: &str, spec: &CollectionSpec) -> Result<Vec<SortKey>, Invali
     for part in value.split(',') {
         let mut words = part.split_whitespace();
         let (Some(attr), dir, None) = (words.next(), words.next(), words.next()) else {
-            return Err(query_error(
-                "sort",
-                Rule::Invalid,
-                "must be a list of `attribute [asc|desc]`",
-            ));
+            return Err(query_error("sort", Rule::Invalid, "must be a list of `attribute [asc|desc]`"));
         };
         let Some(field) = spec.sorts.iter().copied().find(|f| f.as_str() == attr) else {
             let names: Vec<_> = spec.sorts.iter().map(|f| f.as_str()).collect();
-            return Err(
-                query_error("sort", Rule::Enum, format!("cannot sort by [{attr}]"))
-                    .with_choices(&names),
-            );
+            return Err(query_error("sort", Rule::Enum, format!("cannot sort by [{attr}]")).with_choices(&names));
         };
         let descending = match dir {
             None | Some("asc") => false,
             Some("desc") => true,
             Some(_) => {
-                return Err(query_error(
-                    "sort",
-                    Rule::Enum,
-                    "direction must be asc or desc",
-                ));
+                return Err(query_error("sort", Rule::Enum, "direction must be asc or desc"));
             }
         };
         keys.push(SortKey { field, descending });
@@ -261,45 +204,24 @@ fn parse_sort(value: &str, spec: &CollectionSpec) -> Result<Vec<SortKey>, Invali
 fn parse_filter(key: &str, value: &str, spec: &CollectionSpec) -> Result<Filter, InvalidParameter> {
     // filter[<field>] or filter[<field>][<op>]
     let rest = &key["filter[".len()..];
-    let (name, tail) = rest.split_once(']').ok_or_else(|| {
-        query_error(
-            key,
-            Rule::Invalid,
-            "filters look like filter[field][op]=value",
-        )
-    })?;
+    let (name, tail) = rest
+        .split_once(']')
+        .ok_or_else(|| query_error(key, Rule::Invalid, "filters look like filter[field][op]=value"))?;
     let op = match tail {
         "" => None,
-        t if t.starts_with('[')
-            && t.ends_with(']')
-            && t.len() > 2
-            && !t[1..t.len() - 1].contains(['[', ']']) =>
-        {
+        t if t.starts_with('[') && t.ends_with(']') && t.len() > 2 && !t[1..t.len() - 1].contains(['[', ']']) => {
             Some(&t[1..t.len() - 1])
         }
         _ => {
-            return Err(query_error(
-                key,
-                Rule::Invalid,
-                "filters look like filter[field][op]=value",
-            ));
+            return Err(query_error(key, Rule::Invalid, "filters look like filter[field][op]=value"));
         }
     };
-    let Some((field, kind)) = spec
-        .filters
-        .iter()
-        .copied()
-        .find(|(f, _)| f.as_str() == name)
-    else {
+    let Some((field, kind)) = spec.filters.iter().copied().find(|(f, _)| f.as_str() == name) else {
         let names: Vec<_> = spec.filters.iter().map(|(f, _)| f.as_str()).collect();
-        return Err(
-            query_error(key, Rule::Enum, format!("cannot filter by [{name}]")).with_choices(&names),
-        );
+        return Err(query_error(key, Rule::Enum, format!("cannot filter by [{name}]")).with_choices(&names));
     };
     let op = match (kind, op) {
-        (FilterKind::Text | FilterKind::Equals, None | Some("eq")) => {
-            FilterOp::Eq(value.to_owned())
-        }
+        (FilterKind::Text | FilterKind::Equals, None | Some("eq")) => FilterOp::Eq(value.to_owned()),
         (FilterKind::Text, Some("contains")) => FilterOp::Contains(value.to_owned()),
         (FilterKind::Boolean, None | Some("eq")) => match value {
             "true" => FilterOp::Is(true),
@@ -311,22 +233,15 @@ fn parse_filter(key: &str, value: &str, spec: &CollectionSpec) -> Result<Filter,
                 .split_once(':')
                 .filter(|(k, v)| !k.is_empty() && !v.is_empty())
                 .ok_or_else(|| query_error(key, Rule::IsLabel, "must be key:value"))?;
-            FilterOp::Label {
-                key: k.to_owned(),
-                value: v.to_owned(),
-            }
+            crate::labels::check_key(k).map_err(|reason| query_error(key, Rule::IsLabel, reason))?;
+            FilterOp::Label { key: k.to_owned(), value: v.to_owned() }
         }
         (_, Some(op)) => {
             let ops: &[&str] = match kind {
                 FilterKind::Text => &["eq", "contains"],
                 _ => &["eq"],
             };
-            return Err(query_error(
-                key,
-                Rule::Enum,
-                format!("unsupported filter operator [{op}]"),
-            )
-            .with_choices(ops));
+            return Err(query_error(key, Rule::Enum, format!("unsupported filter operator [{op}]")).with_choices(ops));
         }
     };
     Ok(Filter { field, op })
@@ -359,42 +274,23 @@ mod tests {
     #[test]
     fn raw_and_encoded_brackets_are_the_same() {
         let a = parse("filter[name][contains]=quick&page[size]=5&page[number]=3").unwrap();
-        let b = parse("filter%5Bname%5D%5Bcontains%5D=quick&page%5Bsize%5D=5&page%5Bnumber%5D=3")
-            .unwrap();
+        let b = parse("filter%5Bname%5D%5Bcontains%5D=quick&page%5Bsize%5D=5&page%5Bnumber%5D=3").unwrap();
         assert_eq!(a, b);
-        assert_eq!(
-            a.filters,
-            vec![Filter {
-                field: Field::Name,
-                op: FilterOp::Contains("quick".into())
-            }]
-        );
+        assert_eq!(a.filters, vec![Filter { field: Field::Name, op: FilterOp::Contains("quick".into()) }]);
         assert_eq!(a.offset(), 10);
     }
 
     #[test]
     fn filters_and_sort() {
-        let q = parse("filter[id]=x&filter[labels][eq]=env:prod&filter[enabled]=false&sort=name desc,created_at")
-            .unwrap();
+        let q =
+            parse("filter[id]=x&filter[labels][eq]=env:prod&filter[enabled]=false&sort=name desc,created_at").unwrap();
         assert_eq!(q.filters.len(), 3);
-        assert_eq!(
-            q.filters[1].op,
-            FilterOp::Label {
-                key: "env".into(),
-                value: "prod".into()
-            }
-        );
+        assert_eq!(q.filters[1].op, FilterOp::Label { key: "env".into(), value: "prod".into() });
         assert_eq!(
             q.sort,
             vec![
-                SortKey {
-                    field: Field::Name,
-                    descending: true
-                },
-                SortKey {
-                    field: Field::CreatedAt,
-                    descending: false
-                }
+                SortKey { field: Field::Name, descending: true },
+                SortKey { field: Field::CreatedAt, descending: false }
             ]
         );
         assert!(parse("sort=name+desc").is_ok());
@@ -418,6 +314,7 @@ mod tests {
             "filter[id][contains]=x",
             "filter[enabled]=yes",
             "filter[labels][eq]=novalue",
+            "filter[labels][eq]=bad\"key:v",
             "sort=secret",
             "sort=name sideways",
             "sort=name desc extra",

@@ -21,16 +21,14 @@ pub struct PersonalAccessToken {
 pub fn is_valid_pat_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Whether a bearer value has the shape of a token; checked before hashing so junk is refused cheaply.
 pub fn looks_like_pat(value: &str) -> bool {
-    value.strip_prefix(PAT_PREFIX).is_some_and(|rest| {
-        rest.len() == PAT_RANDOM_LEN && rest.bytes().all(|b| b.is_ascii_alphanumeric())
-    })
+    value
+        .strip_prefix(PAT_PREFIX)
+        .is_some_and(|rest| rest.len() == PAT_RANDOM_LEN && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 #[cfg(test)]

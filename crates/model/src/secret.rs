@@ -100,10 +100,7 @@ mod tests {
         let s = SecretString::from("hunter2-hunter2");
         assert_eq!(format!("{s:?}"), "[redacted]");
         assert_eq!(format!("{:?}", Some(&s)), "Some([redacted])");
-        assert_eq!(
-            format!("{:?}", SecretHash([7; 32])),
-            "SecretHash([redacted])"
-        );
+        assert_eq!(format!("{:?}", SecretHash([7; 32])), "SecretHash([redacted])");
     }
 
     #[test]

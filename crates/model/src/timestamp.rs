@@ -71,10 +71,7 @@ mod tests {
     fn formats_like_kong_identity() {
         let t = Timestamp::from_micros(1_758_864_650_551_157);
         assert_eq!(t.to_rfc3339(), "2025-09-26T05:30:50.551157Z");
-        assert_eq!(
-            Timestamp::from_secs(0).to_rfc3339(),
-            "1970-01-01T00:00:00.000000Z"
-        );
+        assert_eq!(Timestamp::from_secs(0).to_rfc3339(), "1970-01-01T00:00:00.000000Z");
         assert_eq!(t.secs(), 1_758_864_650);
     }
 }

@@ -8,8 +8,8 @@ use axum::http::header;
 use axum::http::request::Parts;
 
 use gatehouse_model::pat::{
-    DEFAULT_PAT_LIFETIME_DAYS, MAX_PAT_LIFETIME_DAYS, PAT_PREFIX, PAT_RANDOM_LEN,
-    PersonalAccessToken, is_valid_pat_name, looks_like_pat,
+    DEFAULT_PAT_LIFETIME_DAYS, MAX_PAT_LIFETIME_DAYS, PAT_PREFIX, PAT_RANDOM_LEN, PersonalAccessToken,
+    is_valid_pat_name, looks_like_pat,
 };
 use gatehouse_model::{PatId, SecretString};
 use gatehouse_store::StoreError;
@@ -42,24 +42,13 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, E> {
         let services = Services::from_ref(state);
-        let token = bearer(parts)
-            .filter(|t| looks_like_pat(t))
-            .ok_or(ApiError::Unauthorized)?;
+        let token = bearer(parts).filter(|t| looks_like_pat(t)).ok_or(ApiError::Unauthorized)?;
         let hash = services.keys.hash_pat(token);
-        let pat = services
-            .store
-            .find_pat(&hash)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or(ApiError::Unauthorized)?;
+        let pat = services.store.find_pat(&hash).await.map_err(ApiError::from)?.ok_or(ApiError::Unauthorized)?;
         if pat.expires_at <= services.clock.now() {
             return Err(ApiError::Unauthorized.into());
         }
-        Ok(Principal {
-            token_id: pat.id,
-            token_name: pat.name,
-            surface: PhantomData,
-        })
+        Ok(Principal { token_id: pat.id, token_name: pat.name, surface: PhantomData })
     }
 }
 
@@ -95,10 +84,7 @@ pub async fn issue_pat(
     if !(1..=MAX_PAT_LIFETIME_DAYS).contains(&days) {
         return Err(PatError::BadLifetime);
     }
-    let token = SecretString::new(format!(
-        "{PAT_PREFIX}{}",
-        crate::random::alphanumeric(PAT_RANDOM_LEN)
-    ));
+    let token = SecretString::new(format!("{PAT_PREFIX}{}", crate::random::alphanumeric(PAT_RANDOM_LEN)));
     let now = services.clock.now();
     let record = PersonalAccessToken {
         id: PatId::new(),
@@ -107,9 +93,6 @@ pub async fn issue_pat(
         created_at: now,
         expires_at: now.plus_secs(days * 86_400),
     };
-    services
-        .store
-        .create_pat(&record, replace_same_name)
-        .await?;
+    services.store.create_pat(&record, replace_same_name).await?;
     Ok(IssuedPat { token, record })
 }

@@ -70,10 +70,7 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self {
-            format: LogFormat::Text,
-            level: "info".to_owned(),
-        }
+        Self { format: LogFormat::Text, level: "info".to_owned() }
     }
 }
 
@@ -103,21 +100,11 @@ impl Default for Config {
             allow_plaintext_public: false,
             storage: StorageConfig::default(),
             log: LogConfig::default(),
-            proxy: ListenerConfig {
-                listen: loopback(8000),
-            },
-            admin: ListenerConfig {
-                listen: loopback(8001),
-            },
-            platform: ListenerConfig {
-                listen: loopback(8002),
-            },
-            issuer: ListenerConfig {
-                listen: loopback(8003),
-            },
-            echo: ListenerConfig {
-                listen: loopback(8004),
-            },
+            proxy: ListenerConfig { listen: loopback(8000) },
+            admin: ListenerConfig { listen: loopback(8001) },
+            platform: ListenerConfig { listen: loopback(8002) },
+            issuer: ListenerConfig { listen: loopback(8003) },
+            echo: ListenerConfig { listen: loopback(8004) },
             gateway: GatewayConfig::default(),
         }
     }
@@ -126,10 +113,7 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config file {0} must end in .toml, .yaml or .yml")]
@@ -155,11 +139,7 @@ pub struct ConfigSources {
 
 impl ConfigSources {
     pub fn from_process_env(file: Option<PathBuf>) -> Self {
-        Self {
-            file,
-            env: std::env::vars().collect(),
-            overrides: Vec::new(),
-        }
+        Self { file, env: std::env::vars().collect(), overrides: Vec::new() }
     }
 
     pub fn set(mut self, path: &str, value: impl Into<Value>) -> Self {
@@ -181,31 +161,19 @@ pub fn load(sources: &ConfigSources) -> Result<LoadedConfig, ConfigError> {
         Config::default()
             .listeners()
             .iter()
-            .map(|(kind, l)| {
-                (
-                    kind.as_str().to_owned(),
-                    serde_json::json!({ "listen": l.listen.to_string() }),
-                )
-            })
+            .map(|(kind, l)| (kind.as_str().to_owned(), serde_json::json!({ "listen": l.listen.to_string() })))
             .collect(),
     );
     if let Some(path) = &sources.file {
         merge(&mut tree, read_file(path)?);
     }
-    let mut env: Vec<_> = sources
-        .env
-        .iter()
-        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
-        .collect();
+    let mut env: Vec<_> = sources.env.iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
     env.sort();
     for (key, value) in env {
         if key.starts_with(ENV_IGNORED_PREFIX) {
             continue;
         }
-        let path: Vec<String> = key[ENV_PREFIX.len()..]
-            .split("__")
-            .map(str::to_ascii_lowercase)
-            .collect();
+        let path: Vec<String> = key[ENV_PREFIX.len()..].split("__").map(str::to_ascii_lowercase).collect();
         set_path(&mut tree, &path, Value::String(value.clone()));
     }
     for (path, value) in &sources.overrides {
@@ -216,39 +184,24 @@ pub fn load(sources: &ConfigSources) -> Result<LoadedConfig, ConfigError> {
     let mut unknown_keys = Vec::new();
     let mut track = serde_path_to_error::Track::new();
     let de = serde_path_to_error::Deserializer::new(tree, &mut track);
-    let config = serde_ignored::deserialize(de, |path| unknown_keys.push(path.to_string()))
-        .map_err(|e: serde_json::Error| ConfigError::Invalid {
-            path: track.path().to_string(),
-            message: e.to_string(),
-        })?;
-    Ok(LoadedConfig {
-        config,
-        unknown_keys,
-    })
+    let config = serde_ignored::deserialize(de, |path| unknown_keys.push(path.to_string())).map_err(
+        |e: serde_json::Error| ConfigError::Invalid { path: track.path().to_string(), message: e.to_string() },
+    )?;
+    Ok(LoadedConfig { config, unknown_keys })
 }
 
 fn read_file(path: &Path) -> Result<Value, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let parse_error = |message: String| ConfigError::Parse {
-        path: path.to_owned(),
-        message,
-    };
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let parse_error = |message: String| ConfigError::Parse { path: path.to_owned(), message };
     let value: Value = match path.extension().and_then(|e| e.to_str()) {
         Some("toml") => toml::from_str(&text).map_err(|e| parse_error(e.to_string()))?,
-        Some("yaml" | "yml") => {
-            serde_saphyr::from_str(&text).map_err(|e| parse_error(e.to_string()))?
-        }
+        Some("yaml" | "yml") => serde_saphyr::from_str(&text).map_err(|e| parse_error(e.to_string()))?,
         _ => return Err(ConfigError::UnknownFormat(path.to_owned())),
     };
     match value {
         Value::Object(_) => Ok(value),
         Value::Null => Ok(Value::Object(Map::new())),
-        _ => Err(parse_error(
-            "the top level must be a table of settings".to_owned(),
-        )),
+        _ => Err(parse_error("the top level must be a table of settings".to_owned())),
     }
 }
 
@@ -292,9 +245,7 @@ fn bool_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
         B::Text(t) => match t.as_str() {
             "true" | "1" | "yes" | "on" => Ok(true),
             "false" | "0" | "no" | "off" => Ok(false),
-            _ => Err(serde::de::Error::custom(format!(
-                "expected true or false, got [{t}]"
-            ))),
+            _ => Err(serde::de::Error::custom(format!("expected true or false, got [{t}]"))),
         },
     }
 }
@@ -309,10 +260,9 @@ fn opt_u32_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::
     match Option::<N>::deserialize(d)? {
         None => Ok(None),
         Some(N::Num(n)) => Ok(Some(n)),
-        Some(N::Text(t)) => t
-            .parse()
-            .map(Some)
-            .map_err(|_| serde::de::Error::custom(format!("expected a number, got [{t}]"))),
+        Some(N::Text(t)) => {
+            t.parse().map(Some).map_err(|_| serde::de::Error::custom(format!("expected a number, got [{t}]")))
+        }
     }
 }
 
@@ -322,10 +272,8 @@ impl Config {
             Some(u) => u.clone(),
             None => format!("sqlite://{}", self.data_dir.join("gatehouse.db").display()),
         };
-        let mut url = StorageUrl::parse(&raw).map_err(|e| ConfigError::Invalid {
-            path: "storage.url".into(),
-            message: e.to_string(),
-        })?;
+        let mut url = StorageUrl::parse(&raw)
+            .map_err(|e| ConfigError::Invalid { path: "storage.url".into(), message: e.to_string() })?;
         if let StorageUrl::Postgres(settings) = &mut url {
             settings.schema = self.storage.schema.clone();
             if let Some(n) = self.storage.max_connections {
@@ -336,35 +284,23 @@ impl Config {
     }
 
     /// The issuer URL template; without `identity_public_url`, the issuer listener's actual address.
-    pub fn issuer_url_template(
-        &self,
-        issuer_bound: SocketAddr,
-    ) -> Result<IssuerUrlTemplate, ConfigError> {
-        let raw = self
-            .identity_public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{issuer_bound}"));
-        IssuerUrlTemplate::parse(&raw).map_err(|e| ConfigError::Invalid {
-            path: "identity_public_url".into(),
-            message: e.to_string(),
-        })
+    pub fn issuer_url_template(&self, issuer_bound: SocketAddr) -> Result<IssuerUrlTemplate, ConfigError> {
+        let raw = self.identity_public_url.clone().unwrap_or_else(|| format!("http://{issuer_bound}"));
+        IssuerUrlTemplate::parse(&raw)
+            .map_err(|e| ConfigError::Invalid { path: "identity_public_url".into(), message: e.to_string() })
     }
 
     /// Checks everything that can be checked without binding or connecting.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.storage_url()?;
         if let Some(url) = &self.identity_public_url {
-            IssuerUrlTemplate::parse(url).map_err(|e| ConfigError::Invalid {
-                path: "identity_public_url".into(),
-                message: e.to_string(),
-            })?;
+            IssuerUrlTemplate::parse(url)
+                .map_err(|e| ConfigError::Invalid { path: "identity_public_url".into(), message: e.to_string() })?;
         }
         for (name, listener) in self.listeners() {
-            crate::listener::check_bind(name, listener.listen, self.allow_plaintext_public)
-                .map_err(|e| ConfigError::Invalid {
-                    path: format!("{}.listen", name.as_str()),
-                    message: e.to_string(),
-                })?;
+            crate::listener::check_bind(name, listener.listen, self.allow_plaintext_public).map_err(|e| {
+                ConfigError::Invalid { path: format!("{}.listen", name.as_str()), message: e.to_string() }
+            })?;
         }
         Ok(())
     }
@@ -387,10 +323,7 @@ mod tests {
     use serde_json::json;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
 
     #[test]
@@ -398,9 +331,7 @@ mod tests {
         let c = load(&ConfigSources::default()).unwrap().config;
         assert_eq!(c.platform.listen, "127.0.0.1:8002".parse().unwrap());
         assert_eq!(c.admin.listen.port(), 8001);
-        assert!(
-            matches!(c.storage_url().unwrap(), StorageUrl::Sqlite(p) if p.ends_with("gatehouse.db"))
-        );
+        assert!(matches!(c.storage_url().unwrap(), StorageUrl::Sqlite(p) if p.ends_with("gatehouse.db")));
         c.validate().unwrap();
     }
 
@@ -408,7 +339,11 @@ mod tests {
     fn file_then_env_then_flags() {
         let dir = gatehouse_store::testing::TempDir::new("cfg");
         let file = dir.path().join("gatehouse.toml");
-        std::fs::write(&file, "data_dir = \"/srv/a\"\n[platform]\nlisten = \"127.0.0.1:9002\"\n[log]\nlevel = \"debug\"\n").unwrap();
+        std::fs::write(
+            &file,
+            "data_dir = \"/srv/a\"\n[platform]\nlisten = \"127.0.0.1:9002\"\n[log]\nlevel = \"debug\"\n",
+        )
+        .unwrap();
         let sources = ConfigSources {
             file: Some(file),
             env: env(&[
@@ -435,17 +370,9 @@ mod tests {
     fn yaml_files_work_too() {
         let dir = gatehouse_store::testing::TempDir::new("cfg");
         let file = dir.path().join("gatehouse.yaml");
-        std::fs::write(
-            &file,
-            "log:\n  format: json\nstorage:\n  url: postgres://u@h/db\n  schema: tenant_a\n",
-        )
-        .unwrap();
-        let c = load(&ConfigSources {
-            file: Some(file),
-            ..Default::default()
-        })
-        .unwrap()
-        .config;
+        std::fs::write(&file, "log:\n  format: json\nstorage:\n  url: postgres://u@h/db\n  schema: tenant_a\n")
+            .unwrap();
+        let c = load(&ConfigSources { file: Some(file), ..Default::default() }).unwrap().config;
         assert_eq!(c.log.format, LogFormat::Json);
         match c.storage_url().unwrap() {
             StorageUrl::Postgres(s) => assert_eq!(s.schema.as_deref(), Some("tenant_a")),
@@ -455,11 +382,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_reported_with_their_path() {
-        let sources = ConfigSources {
-            env: env(&[("GATEHOUSE_PLATFORM__LISEN", "x")]),
-            ..Default::default()
-        }
-        .set("stroage.url", json!("sqlite://x"));
+        let sources = ConfigSources { env: env(&[("GATEHOUSE_PLATFORM__LISEN", "x")]), ..Default::default() }
+            .set("stroage.url", json!("sqlite://x"));
         let loaded = load(&sources).unwrap();
         let mut keys = loaded.unknown_keys;
         keys.sort();
@@ -468,47 +392,27 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_key() {
-        let e = load(&ConfigSources {
-            env: env(&[("GATEHOUSE_ISSUER__LISTEN", "nowhere")]),
-            ..Default::default()
-        })
-        .unwrap_err();
+        let e = load(&ConfigSources { env: env(&[("GATEHOUSE_ISSUER__LISTEN", "nowhere")]), ..Default::default() })
+            .unwrap_err();
         assert!(e.to_string().starts_with("issuer.listen:"), "{e}");
-        let e = load(&ConfigSources {
-            env: env(&[("GATEHOUSE_ALLOW_PLAINTEXT_PUBLIC", "maybe")]),
-            ..Default::default()
-        })
-        .unwrap_err();
+        let e =
+            load(&ConfigSources { env: env(&[("GATEHOUSE_ALLOW_PLAINTEXT_PUBLIC", "maybe")]), ..Default::default() })
+                .unwrap_err();
         assert!(e.to_string().contains("allow_plaintext_public"), "{e}");
     }
 
     #[test]
     fn validation_catches_public_binds_and_bad_urls() {
-        let public = load(&ConfigSources::default().set("admin.listen", "0.0.0.0:8001"))
-            .unwrap()
-            .config;
-        assert!(
-            public
-                .validate()
-                .unwrap_err()
-                .to_string()
-                .contains("admin.listen")
-        );
-        let allowed = load(
-            &ConfigSources::default()
-                .set("proxy.listen", "0.0.0.0:8000")
-                .set("allow_plaintext_public", true),
-        )
-        .unwrap()
-        .config;
+        let public = load(&ConfigSources::default().set("admin.listen", "0.0.0.0:8001")).unwrap().config;
+        assert!(public.validate().unwrap_err().to_string().contains("admin.listen"));
+        let allowed =
+            load(&ConfigSources::default().set("proxy.listen", "0.0.0.0:8000").set("allow_plaintext_public", true))
+                .unwrap()
+                .config;
         allowed.validate().unwrap();
-        let bad_url = load(&ConfigSources::default().set("identity_public_url", "ftp://x"))
-            .unwrap()
-            .config;
+        let bad_url = load(&ConfigSources::default().set("identity_public_url", "ftp://x")).unwrap().config;
         assert!(bad_url.validate().is_err());
-        let bad_storage = load(&ConfigSources::default().set("storage.url", "mysql://x"))
-            .unwrap()
-            .config;
+        let bad_storage = load(&ConfigSources::default().set("storage.url", "mysql://x")).unwrap().config;
         assert!(bad_storage.validate().is_err());
     }
 }

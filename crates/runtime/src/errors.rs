@@ -113,20 +113,14 @@ impl ApiError {
             ApiError::Unavailable(e) => {
                 tracing::warn!(trace = trace.0, error = %e, "dependency unavailable")
             }
-            _ => tracing::debug!(
-                trace = trace.0,
-                status = self.status().as_u16(),
-                "request refused"
-            ),
+            _ => tracing::debug!(trace = trace.0, status = self.status().as_u16(), "request refused"),
         }
         trace
     }
 
     fn headers(&self, response: &mut Response) {
         if let ApiError::TooManyRequests { retry_after_secs } = self {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
         }
     }
 }
@@ -231,10 +225,7 @@ impl<S: ProblemStyle> IntoResponse for Problem<S> {
             invalid_parameters,
         };
         let mut response = (status, Json(body)).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         e.headers(&mut response);
         response.extensions_mut().insert(trace);
         response
@@ -266,39 +257,20 @@ impl IntoResponse for KongError {
         let e = self.0;
         let trace = e.log();
         let status = e.status();
-        let message = |m: &str| {
-            Json(MessageBody {
-                message: m.to_owned(),
-                status: None,
-            })
-            .into_response()
-        };
+        let message = |m: &str| Json(MessageBody { message: m.to_owned(), status: None }).into_response();
         let mut response = match &e {
-            ApiError::Unauthorized => Json(MessageBody {
-                message: "Unauthorized".into(),
-                status: Some(401),
-            })
-            .into_response(),
+            ApiError::Unauthorized => {
+                Json(MessageBody { message: "Unauthorized".into(), status: Some(401) }).into_response()
+            }
             ApiError::Invalid(params) => {
-                let fields: Map<String, Value> = params
-                    .iter()
-                    .map(|p| (p.field.clone(), Value::String(p.reason.clone())))
-                    .collect();
+                let fields: Map<String, Value> =
+                    params.iter().map(|p| (p.field.clone(), Value::String(p.reason.clone()))).collect();
                 let message = format!(
                     "schema violation ({})",
-                    params
-                        .iter()
-                        .map(|p| format!("{}: {}", p.field, p.reason))
-                        .collect::<Vec<_>>()
-                        .join("; ")
+                    params.iter().map(|p| format!("{}: {}", p.field, p.reason)).collect::<Vec<_>>().join("; ")
                 );
-                Json(KongErrorBody {
-                    code: 2,
-                    name: "schema violation",
-                    message,
-                    fields: Some(Value::Object(fields)),
-                })
-                .into_response()
+                Json(KongErrorBody { code: 2, name: "schema violation", message, fields: Some(Value::Object(fields)) })
+                    .into_response()
             }
             ApiError::Conflict(detail) => Json(KongErrorBody {
                 code: 5,
@@ -351,11 +323,9 @@ impl From<ApiError> for OAuthError {
             other => (OAuthErrorCode::InvalidRequest, Some(other.status())),
         };
         let description = match &e {
-            ApiError::Invalid(params) => params
-                .iter()
-                .map(|p| format!("{}: {}", p.field, p.reason))
-                .collect::<Vec<_>>()
-                .join("; "),
+            ApiError::Invalid(params) => {
+                params.iter().map(|p| format!("{}: {}", p.field, p.reason)).collect::<Vec<_>>().join("; ")
+            }
             ApiError::Internal(_) => format!("an unexpected error occurred (trace {})", trace.0),
             other => other.detail(),
         };
@@ -363,13 +333,7 @@ impl From<ApiError> for OAuthError {
             ApiError::TooManyRequests { retry_after_secs } => Some(retry_after_secs),
             _ => None,
         };
-        Self {
-            code,
-            description: Some(description),
-            basic_challenge: false,
-            status_override: status,
-            retry_after_secs,
-        }
+        Self { code, description: Some(description), basic_challenge: false, status_override: status, retry_after_secs }
     }
 }
 
@@ -379,25 +343,16 @@ impl Surface for OAuthError {
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let status = self.status_override.unwrap_or_else(|| {
-            StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::BAD_REQUEST)
-        });
-        let mut response = (
-            status,
-            Json(OAuthErrorBody {
-                error: self.code,
-                error_description: self.description,
-            }),
-        )
-            .into_response();
+        let status = self
+            .status_override
+            .unwrap_or_else(|| StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::BAD_REQUEST));
+        let mut response =
+            (status, Json(OAuthErrorBody { error: self.code, error_description: self.description })).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         if self.basic_challenge && status == StatusCode::UNAUTHORIZED {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"gatehouse\""),
-            );
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"gatehouse\""));
         }
         if let Some(secs) = self.retry_after_secs {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));

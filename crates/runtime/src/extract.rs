@@ -18,35 +18,23 @@ use crate::errors::{ApiError, Surface};
 pub struct JsonBody<E>(pub Map<String, Value>, PhantomData<E>);
 
 fn is_json(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Reads a whole body, refusing more than `limit` bytes (checked against `Content-Length` first, then while
 /// reading, since chunked bodies announce nothing).
 pub async fn read_body_limited(req: Request, limit: usize) -> Result<bytes::Bytes, ApiError> {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
     match Limited::new(req.into_body(), limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(ApiError::PayloadTooLarge { limit })
-        }
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::PayloadTooLarge { limit }),
         Err(_) => Err(ApiError::invalid(
-            InvalidParameter::new("body", Rule::Invalid, "the request body could not be read")
-                .in_body(),
+            InvalidParameter::new("body", Rule::Invalid, "the request body could not be read").in_body(),
         )),
     }
 }
@@ -55,16 +43,9 @@ impl<S: Send + Sync, E: Surface> FromRequest<S> for JsonBody<E> {
     type Rejection = E;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, E> {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+        let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         if !is_json(content_type) {
-            return Err(ApiError::UnsupportedMediaType {
-                expected: "application/json",
-            }
-            .into());
+            return Err(ApiError::UnsupportedMediaType { expected: "application/json" }.into());
         }
         let bytes = read_body_limited(req, E::BODY_LIMIT).await?;
         let map = parse_object(&bytes).map_err(ApiError::invalid)?;
@@ -83,8 +64,7 @@ impl<S: Send + Sync, E: Surface> FromRequestParts<S> for PathParams<E> {
         match Path::<Vec<String>>::from_request_parts(parts, state).await {
             Ok(Path(params)) => Ok(Self(params, PhantomData)),
             Err(_) => Err(ApiError::invalid(
-                InvalidParameter::new("path", Rule::Invalid, "the path is not valid UTF-8")
-                    .in_path(),
+                InvalidParameter::new("path", Rule::Invalid, "the path is not valid UTF-8").in_path(),
             )
             .into()),
         }
@@ -92,12 +72,7 @@ impl<S: Send + Sync, E: Surface> FromRequestParts<S> for PathParams<E> {
 }
 
 /// Parses a path parameter, answering 400 with the parameter's name when it is malformed.
-pub fn path_id<T>(
-    name: &str,
-    value: &str,
-    parse: impl FnOnce(&str) -> Option<T>,
-    rule: Rule,
-) -> Result<T, ApiError> {
+pub fn path_id<T>(name: &str, value: &str, parse: impl FnOnce(&str) -> Option<T>, rule: Rule) -> Result<T, ApiError> {
     parse(value).ok_or_else(|| {
         let reason = match rule {
             Rule::IsUuid => "must be a UUID".to_owned(),
@@ -122,21 +97,12 @@ mod tests {
 
     #[test]
     fn json_content_types() {
-        for ok in [
-            "application/json",
-            "application/json; charset=utf-8",
-            "Application/JSON",
-            "application/merge-patch+json",
-        ] {
+        for ok in
+            ["application/json", "application/json; charset=utf-8", "Application/JSON", "application/merge-patch+json"]
+        {
             assert!(is_json(ok), "{ok}");
         }
-        for bad in [
-            "",
-            "text/plain",
-            "application/x-www-form-urlencoded",
-            "application/jsonx",
-            "text/json",
-        ] {
+        for bad in ["", "text/plain", "application/x-www-form-urlencoded", "application/jsonx", "text/json"] {
             assert!(!is_json(bad), "{bad}");
         }
     }

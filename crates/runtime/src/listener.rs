@@ -5,7 +5,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use axum::Router;
+use axum::ServiceExt;
+use axum::extract::Request;
 use tokio::net::TcpListener;
+use tower_http::normalize_path::NormalizePath;
 
 /// The listeners of a node (SPEC §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,25 +49,14 @@ pub enum BindError {
         "{kind} would serve plain HTTP on the non-loopback address {addr}; set allow_plaintext_public = true to accept \
          that (until TLS listeners exist, put a TLS-terminating proxy in front)"
     )]
-    PlaintextPublic {
-        kind: ListenerKind,
-        addr: SocketAddr,
-    },
+    PlaintextPublic { kind: ListenerKind, addr: SocketAddr },
     #[error("cannot bind the {kind} listener to {addr}: {source}")]
-    Io {
-        kind: ListenerKind,
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Io { kind: ListenerKind, addr: SocketAddr, source: std::io::Error },
 }
 
 /// Every listener defaults to loopback. The admin API, which has no authentication, never binds anything else;
 /// the others need `allow_plaintext_public` because credentials would cross the network in clear text.
-pub fn check_bind(
-    kind: ListenerKind,
-    addr: SocketAddr,
-    allow_plaintext_public: bool,
-) -> Result<(), BindError> {
+pub fn check_bind(kind: ListenerKind, addr: SocketAddr, allow_plaintext_public: bool) -> Result<(), BindError> {
     if addr.ip().is_loopback() {
         return Ok(());
     }
@@ -82,31 +74,26 @@ pub async fn bind(
     allow_plaintext_public: bool,
 ) -> Result<TcpListener, BindError> {
     check_bind(kind, addr, allow_plaintext_public)?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| BindError::Io { kind, addr, source })?;
+    let listener = TcpListener::bind(addr).await.map_err(|source| BindError::Io { kind, addr, source })?;
     if let Ok(bound) = listener.local_addr() {
         tracing::info!(listener = kind.as_str(), address = %bound, "listening");
     }
     Ok(listener)
 }
 
-/// Serves a router until `shutdown` resolves, then lets in-flight requests finish.
+/// Serves a router until `shutdown` resolves, then lets in-flight requests finish. A trailing slash is ignored
+/// (`…/plugins/` as Kong's docs write it reaches `…/plugins`); every request gets an access-log line.
 pub async fn serve(
     kind: ListenerKind,
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let router = router.layer(axum::middleware::from_fn(move |req, next| {
-        crate::logging::access_log(kind, req, next)
-    }));
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let router = router.layer(axum::middleware::from_fn(move |req, next| crate::logging::access_log(kind, req, next)));
+    let service = NormalizePath::trim_trailing_slash(router);
+    axum::serve(listener, ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(service))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 #[cfg(test)]
@@ -120,16 +107,8 @@ mod tests {
         let v6_loopback: SocketAddr = "[::1]:1".parse().unwrap();
         assert!(check_bind(ListenerKind::Admin, "127.0.0.1:1".parse().unwrap(), false).is_ok());
         assert!(check_bind(ListenerKind::Admin, v6_loopback, false).is_ok());
-        assert!(matches!(
-            check_bind(ListenerKind::Admin, any, true),
-            Err(BindError::AdminNotLoopback(_))
-        ));
-        for kind in [
-            ListenerKind::Proxy,
-            ListenerKind::Issuer,
-            ListenerKind::Platform,
-            ListenerKind::Echo,
-        ] {
+        assert!(matches!(check_bind(ListenerKind::Admin, any, true), Err(BindError::AdminNotLoopback(_))));
+        for kind in [ListenerKind::Proxy, ListenerKind::Issuer, ListenerKind::Platform, ListenerKind::Echo] {
             assert!(check_bind(kind, lan, false).is_err());
             assert!(check_bind(kind, lan, true).is_ok());
         }
@@ -137,13 +116,7 @@ mod tests {
 
     #[tokio::test]
     async fn port_zero_picks_a_free_port() {
-        let l = bind(
-            ListenerKind::Platform,
-            "127.0.0.1:0".parse().unwrap(),
-            false,
-        )
-        .await
-        .unwrap();
+        let l = bind(ListenerKind::Platform, "127.0.0.1:0".parse().unwrap(), false).await.unwrap();
         assert_ne!(l.local_addr().unwrap().port(), 0);
     }
 }

@@ -32,11 +32,8 @@ pub const REDACTED: &str = "[redacted]";
 
 /// Installs the global subscriber (once per process; later calls are ignored so tests can share a process).
 pub fn init(config: &LogConfig) -> Result<(), String> {
-    let filter = EnvFilter::try_new(&config.level)
-        .map_err(|e| format!("log.level [{}]: {e}", config.level))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = EnvFilter::try_new(&config.level).map_err(|e| format!("log.level [{}]: {e}", config.level))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match config.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -53,13 +50,8 @@ pub fn redact_uri(uri: &http::Uri) -> String {
         .split('&')
         .map(|pair| {
             let (name, _) = pair.split_once('=').unwrap_or((pair, ""));
-            let decoded: String = form_urlencoded::parse(name.as_bytes())
-                .map(|(k, _)| k.into_owned())
-                .collect();
-            if SECRET_PARAMS
-                .iter()
-                .any(|s| decoded.eq_ignore_ascii_case(s))
-            {
+            let decoded: String = form_urlencoded::parse(name.as_bytes()).map(|(k, _)| k.into_owned()).collect();
+            if SECRET_PARAMS.iter().any(|s| decoded.eq_ignore_ascii_case(s)) {
                 format!("{name}={REDACTED}")
             } else {
                 pair.to_owned()
@@ -92,18 +84,10 @@ mod tests {
     #[test]
     fn masks_credentials_in_queries() {
         let uri: http::Uri =
-            "/anything?a=1&access_token=eyJhbGci&Client_Secret=s3cr3t&x=2&%61ccess_token=zz"
-                .parse()
-                .unwrap();
+            "/anything?a=1&access_token=eyJhbGci&Client_Secret=s3cr3t&x=2&%61ccess_token=zz".parse().unwrap();
         let out = redact_uri(&uri);
-        assert_eq!(
-            out,
-            "/anything?a=1&access_token=[redacted]&Client_Secret=[redacted]&x=2&%61ccess_token=[redacted]"
-        );
+        assert_eq!(out, "/anything?a=1&access_token=[redacted]&Client_Secret=[redacted]&x=2&%61ccess_token=[redacted]");
         assert!(!out.contains("eyJ") && !out.contains("s3cr3t") && !out.contains("zz"));
-        assert_eq!(
-            redact_uri(&"/v1/auth-servers".parse().unwrap()),
-            "/v1/auth-servers"
-        );
+        assert_eq!(redact_uri(&"/v1/auth-servers".parse().unwrap()), "/v1/auth-servers");
     }
 }

@@ -29,15 +29,9 @@ pub enum KeyError {
     #[error("the master key must be 32 bytes as base64 or hex")]
     Malformed,
     #[error("cannot read the master key file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("cannot create the master key file {path}: {source}")]
-    Create {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Create { path: PathBuf, source: std::io::Error },
     #[error(
         "PostgreSQL needs an explicit master key: set GATEHOUSE_MASTER_KEY or master_key_file (every node the same)"
     )]
@@ -72,19 +66,12 @@ impl MasterKey {
     pub fn parse(text: &str) -> Result<Self, KeyError> {
         let text = text.trim();
         let decoded = if text.len() == 2 * KEY_LEN && text.bytes().all(|b| b.is_ascii_hexdigit()) {
-            (0..KEY_LEN)
-                .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok())
-                .collect::<Option<Vec<u8>>>()
+            (0..KEY_LEN).map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()).collect::<Option<Vec<u8>>>()
         } else {
-            [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD]
-                .iter()
-                .find_map(|e| e.decode(text).ok())
+            [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD].iter().find_map(|e| e.decode(text).ok())
         };
         let bytes = Zeroizing::new(decoded.ok_or(KeyError::Malformed)?);
-        let array: [u8; KEY_LEN] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| KeyError::Malformed)?;
+        let array: [u8; KEY_LEN] = bytes.as_slice().try_into().map_err(|_| KeyError::Malformed)?;
         Ok(Self(Zeroizing::new(array)))
     }
 
@@ -96,15 +83,10 @@ impl MasterKey {
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"gatehouse master key v1").extract(&*self.0);
         let hmac_key = |label: &[u8]| {
             let info = [label];
-            hmac::Key::from(
-                prk.expand(&info, hmac::HMAC_SHA256)
-                    .unwrap_or_else(|_| unreachable!("32-byte output")),
-            )
+            hmac::Key::from(prk.expand(&info, hmac::HMAC_SHA256).unwrap_or_else(|_| unreachable!("32-byte output")))
         };
         let info = [b"gatehouse/v1/encryption".as_slice()];
-        let aead_okm = prk
-            .expand(&info, &aead::AES_256_GCM)
-            .unwrap_or_else(|_| unreachable!("32-byte output"));
+        let aead_okm = prk.expand(&info, &aead::AES_256_GCM).unwrap_or_else(|_| unreachable!("32-byte output"));
         DerivedKeys {
             client_secret: hmac_key(b"gatehouse/v1/client-secret-hmac"),
             pat: hmac_key(b"gatehouse/v1/pat-hmac"),
@@ -202,21 +184,14 @@ pub fn resolve(config: &Config, storage: &StorageUrl) -> Result<MasterKey, KeyEr
         StorageUrl::Postgres(_) => Err(KeyError::MissingForPostgres),
         StorageUrl::Sqlite(_) => {
             let path = config.data_dir.join("master.key");
-            if path.exists() {
-                read_key_file(&path)
-            } else {
-                create_key_file(&path)
-            }
+            if path.exists() { read_key_file(&path) } else { create_key_file(&path) }
         }
     }
 }
 
 fn read_key_file(path: &Path) -> Result<MasterKey, KeyError> {
     let text = Zeroizing::new(
-        std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-            path: path.to_owned(),
-            source,
-        })?,
+        std::fs::read_to_string(path).map_err(|source| KeyError::Read { path: path.to_owned(), source })?,
     );
     #[cfg(unix)]
     {
@@ -231,10 +206,7 @@ fn read_key_file(path: &Path) -> Result<MasterKey, KeyError> {
 }
 
 fn create_key_file(path: &Path) -> Result<MasterKey, KeyError> {
-    let create_error = |source| KeyError::Create {
-        path: path.to_owned(),
-        source,
-    };
+    let create_error = |source| KeyError::Create { path: path.to_owned(), source };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(create_error)?;
     }
@@ -247,8 +219,7 @@ fn create_key_file(path: &Path) -> Result<MasterKey, KeyError> {
         options.mode(0o600);
     }
     let mut file = options.open(path).map_err(create_error)?;
-    file.write_all(format!("{}\n", key.to_text().expose()).as_bytes())
-        .map_err(create_error)?;
+    file.write_all(format!("{}\n", key.to_text().expose()).as_bytes()).map_err(create_error)?;
     file.sync_all().map_err(create_error)?;
     tracing::info!(path = %path.display(), "created a new master key; back it up with the database");
     Ok(key)
@@ -258,14 +229,8 @@ fn create_key_file(path: &Path) -> Result<MasterKey, KeyError> {
 pub async fn verify(store: &dyn Store, keys: &DerivedKeys) -> Result<(), KeyError> {
     let ours = keys.key_check_value();
     let stored = store.init_meta(KEY_CHECK_META, &ours).await?;
-    let same =
-        aws_lc_rs::constant_time::verify_slices_are_equal(stored.as_bytes(), ours.as_bytes())
-            .is_ok();
-    if same {
-        Ok(())
-    } else {
-        Err(KeyError::Mismatch)
-    }
+    let same = aws_lc_rs::constant_time::verify_slices_are_equal(stored.as_bytes(), ours.as_bytes()).is_ok();
+    if same { Ok(()) } else { Err(KeyError::Mismatch) }
 }
 
 #[cfg(test)]
@@ -291,11 +256,7 @@ mod tests {
         let a = k.derive();
         let b = k.derive();
         assert_eq!(a.hash_client_secret("s"), b.hash_client_secret("s"));
-        assert_ne!(
-            a.hash_client_secret("s"),
-            a.hash_pat("s"),
-            "one label per purpose"
-        );
+        assert_ne!(a.hash_client_secret("s"), a.hash_pat("s"), "one label per purpose");
         assert_eq!(a.key_check_value(), b.key_check_value());
         let other = MasterKey::parse(&"22".repeat(32)).unwrap().derive();
         assert_ne!(a.key_check_value(), other.key_check_value());
@@ -306,34 +267,19 @@ mod tests {
         let keys = MasterKey::generate().derive();
         let sealed = keys.seal("signing-key:1", b"private");
         assert_eq!(&*keys.open("signing-key:1", &sealed).unwrap(), b"private");
-        assert!(
-            keys.open("signing-key:2", &sealed).is_err(),
-            "bound to its context"
-        );
+        assert!(keys.open("signing-key:2", &sealed).is_err(), "bound to its context");
         let mut tampered = sealed.clone();
         *tampered.last_mut().unwrap() ^= 1;
         assert!(keys.open("signing-key:1", &tampered).is_err());
-        assert!(
-            MasterKey::generate()
-                .derive()
-                .open("signing-key:1", &sealed)
-                .is_err()
-        );
+        assert!(MasterKey::generate().derive().open("signing-key:1", &sealed).is_err());
         assert!(keys.open("x", &[]).is_err());
-        assert_ne!(
-            keys.seal("c", b"same"),
-            keys.seal("c", b"same"),
-            "fresh nonce each time"
-        );
+        assert_ne!(keys.seal("c", b"same"), keys.seal("c", b"same"), "fresh nonce each time");
     }
 
     #[test]
     fn key_file_is_created_private_and_reused() {
         let dir = gatehouse_store::testing::TempDir::new("mk");
-        let config = Config {
-            data_dir: dir.path().to_owned(),
-            ..Config::default()
-        };
+        let config = Config { data_dir: dir.path().to_owned(), ..Config::default() };
         let storage = config.storage_url().unwrap();
         let first = resolve(&config, &storage).unwrap();
         let second = resolve(&config, &storage).unwrap();
@@ -341,16 +287,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("master.key"))
-                .unwrap()
-                .permissions()
-                .mode();
+            let mode = std::fs::metadata(dir.path().join("master.key")).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let pg = StorageUrl::parse("postgres://localhost/x").unwrap();
-        assert!(matches!(
-            resolve(&config, &pg),
-            Err(KeyError::MissingForPostgres)
-        ));
+        assert!(matches!(resolve(&config, &pg), Err(KeyError::MissingForPostgres)));
     }
 }

@@ -11,8 +11,7 @@ fn random_from(alphabet: &[u8], len: usize) -> String {
     let mut buf = [0u8; 64];
     while out.len() < len {
         // The OS CSPRNG failing is not something a server can recover from.
-        getrandom::fill(&mut buf)
-            .unwrap_or_else(|e| panic!("the operating system's random source failed: {e}"));
+        getrandom::fill(&mut buf).unwrap_or_else(|e| panic!("the operating system's random source failed: {e}"));
         for &b in &buf {
             if (b as usize) < limit && out.len() < len {
                 out.push(alphabet[b as usize % alphabet.len()] as char);
@@ -34,8 +33,7 @@ pub fn lower_alphanumeric(len: usize) -> String {
 
 pub fn bytes<const N: usize>() -> [u8; N] {
     let mut out = [0u8; N];
-    getrandom::fill(&mut out)
-        .unwrap_or_else(|e| panic!("the operating system's random source failed: {e}"));
+    getrandom::fill(&mut out).unwrap_or_else(|e| panic!("the operating system's random source failed: {e}"));
     out
 }
 
@@ -50,10 +48,7 @@ mod tests {
         assert_eq!(a.len(), 32);
         assert!(a.bytes().all(|b| b.is_ascii_alphanumeric()));
         let l = lower_alphanumeric(16);
-        assert!(
-            l.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        );
+        assert!(l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
         let many: HashSet<_> = (0..1000).map(|_| alphanumeric(32)).collect();
         assert_eq!(many.len(), 1000);
     }

@@ -37,63 +37,32 @@ fn app() -> Router {
 }
 
 async fn call(path: &str, content_type: &str, body: Vec<u8>) -> (StatusCode, String, Value) {
-    let req = Request::post(path)
-        .header("content-type", content_type)
-        .body(Body::from(body))
-        .unwrap();
+    let req = Request::post(path).header("content-type", content_type).body(Body::from(body)).unwrap();
     let res = app().oneshot(req).await.unwrap();
     let status = res.status();
-    let ct = res
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (
-        status,
-        ct,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    let ct = res.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+    (status, ct, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
 #[tokio::test]
 async fn oversized_bodies_get_413_in_each_format() {
     let big = vec![b' '; 64 * 1024 + 1];
     let (s, ct, v1) = call("/v1", "application/json", big.clone()).await;
-    assert_eq!(
-        (s, ct.as_str()),
-        (StatusCode::PAYLOAD_TOO_LARGE, "application/problem+json")
-    );
+    assert_eq!((s, ct.as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "application/problem+json"));
     assert_eq!(v1["status"], 413);
     assert!(v1["instance"].as_str().unwrap().starts_with("kong:trace:"));
     let (s, _, v2) = call("/v2", "application/json", big.clone()).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(
-        v2["instance"]
-            .as_str()
-            .unwrap()
-            .starts_with("konnect:trace:")
-    );
+    assert!(v2["instance"].as_str().unwrap().starts_with("konnect:trace:"));
     let (s, _, kong) = call("/kong", "application/json", big).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(kong["message"].as_str().unwrap().contains("65536"));
-    let (s, _, oauth) = call(
-        "/oauth",
-        "application/x-www-form-urlencoded",
-        vec![b'a'; 16 * 1024 + 1],
-    )
-    .await;
+    let (s, _, oauth) = call("/oauth", "application/x-www-form-urlencoded", vec![b'a'; 16 * 1024 + 1]).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(oauth["error"], "invalid_request");
     // At the limit is fine.
-    let (s, _, _) = call(
-        "/oauth",
-        "application/x-www-form-urlencoded",
-        vec![b'a'; 16 * 1024],
-    )
-    .await;
+    let (s, _, _) = call("/oauth", "application/x-www-form-urlencoded", vec![b'a'; 16 * 1024]).await;
     assert_eq!(s, StatusCode::OK);
 }
 
@@ -108,19 +77,13 @@ async fn unauthorized_bodies_differ_per_surface() {
         (Some("Unauthenticated"), Some("A valid token is required"))
     );
     let (_, _, kong) = call("/kong/unauth", "application/json", vec![]).await;
-    assert_eq!(
-        kong,
-        serde_json::json!({"message": "Unauthorized", "status": 401})
-    );
+    assert_eq!(kong, serde_json::json!({"message": "Unauthorized", "status": 401}));
 }
 
 #[tokio::test]
 async fn bad_bodies_are_400_or_415_never_500() {
     let (s, _, v1) = call("/v1", "text/plain", b"{}".to_vec()).await;
-    assert_eq!(
-        (s, v1["status"].as_u64()),
-        (StatusCode::UNSUPPORTED_MEDIA_TYPE, Some(415))
-    );
+    assert_eq!((s, v1["status"].as_u64()), (StatusCode::UNSUPPORTED_MEDIA_TYPE, Some(415)));
     let (s, _, v1) = call("/v1", "application/json", b"{\"a\":".to_vec()).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(v1["invalid_parameters"][0]["field"], "body");

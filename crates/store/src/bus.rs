@@ -31,9 +31,7 @@ const CAPACITY: usize = 1024;
 
 impl LocalBus {
     pub fn new() -> Arc<Self> {
-        Arc::new(Self {
-            sender: broadcast::channel(CAPACITY).0,
-        })
+        Arc::new(Self { sender: broadcast::channel(CAPACITY).0 })
     }
 
     pub fn publish(&self, event: Invalidation) {
@@ -54,9 +52,7 @@ mod tests {
 
     #[test]
     fn events_round_trip_as_json() {
-        let e = Invalidation::AuthServer {
-            id: AuthServerId::new(),
-        };
+        let e = Invalidation::AuthServer { id: AuthServerId::new() };
         let json = serde_json::to_string(&e).unwrap();
         assert!(json.contains("\"kind\":\"auth_server\""));
         assert_eq!(serde_json::from_str::<Invalidation>(&json).unwrap(), e);

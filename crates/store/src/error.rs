@@ -19,11 +19,7 @@ pub enum StoreError {
     Conflict(Conflict),
     /// An auth server still has children and `force` was not given.
     #[error("auth server is not empty")]
-    NotEmpty {
-        clients: u64,
-        scopes: u64,
-        claims: u64,
-    },
+    NotEmpty { clients: u64, scopes: u64, claims: u64 },
     /// Claims still name the scope in `include_in_scopes` and `force` was not given.
     #[error("scope is referenced by claims")]
     ScopeInUse { claims: Vec<String> },
@@ -52,13 +48,10 @@ impl StoreError {
 /// The one mapping from driver errors; the same for every backend because sqlx classifies them.
 pub(crate) fn from_sqlx(e: sqlx::Error) -> StoreError {
     match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Conflict(Conflict::Other)
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(Conflict::Other),
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+            StoreError::Unavailable(e)
         }
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_) => StoreError::Unavailable(e),
         _ => StoreError::Database(e),
     }
 }

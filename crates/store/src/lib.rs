@@ -17,9 +17,7 @@ use async_trait::async_trait;
 use gatehouse_model::identity::{AuthServer, Claim, Client, ClientSecret, Scope, SigningKey};
 use gatehouse_model::listing::ListQuery;
 use gatehouse_model::pat::PersonalAccessToken;
-use gatehouse_model::{
-    AuthServerId, ClaimId, ClientId, ClientSecretId, PatId, ScopeId, SecretHash, Timestamp,
-};
+use gatehouse_model::{AuthServerId, ClaimId, ClientId, ClientSecretId, PatId, ScopeId, SecretHash, Timestamp};
 
 pub use bus::{Invalidation, LocalBus};
 pub use error::{Conflict, StoreError};
@@ -43,11 +41,7 @@ pub trait AuthServerStore: Send + Sync {
     async fn list_auth_servers(&self, query: &ListQuery) -> Result<Listed<AuthServer>>;
     /// Saves the server. With `new_key`, that key becomes current and the server's other keys are retired as of
     /// `server.updated_at`.
-    async fn update_auth_server(
-        &self,
-        server: &AuthServer,
-        new_key: Option<&SigningKey>,
-    ) -> Result<()>;
+    async fn update_auth_server(&self, server: &AuthServer, new_key: Option<&SigningKey>) -> Result<()>;
     /// Without `force`, fails with [`StoreError::NotEmpty`] while clients, scopes or claims exist; with it,
     /// removes everything under the server.
     async fn delete_auth_server(&self, id: AuthServerId, force: bool) -> Result<()>;
@@ -63,28 +57,19 @@ pub trait SigningKeyStore: Send + Sync {
 pub trait ScopeStore: Send + Sync {
     async fn create_scope(&self, scope: &Scope) -> Result<()>;
     async fn get_scope(&self, auth_server: AuthServerId, id: ScopeId) -> Result<Option<Scope>>;
-    async fn list_scopes(
-        &self,
-        auth_server: AuthServerId,
-        query: &ListQuery,
-    ) -> Result<Listed<Scope>>;
+    async fn list_scopes(&self, auth_server: AuthServerId, query: &ListQuery) -> Result<Listed<Scope>>;
     async fn all_scopes(&self, auth_server: AuthServerId) -> Result<Vec<Scope>>;
     async fn update_scope(&self, scope: &Scope) -> Result<()>;
     /// Also removes the scope from clients' `allow_scopes`. Without `force`, fails with
     /// [`StoreError::ScopeInUse`] while claims list it in `include_in_scopes`; with it, removes it there too.
-    async fn delete_scope(&self, auth_server: AuthServerId, id: ScopeId, force: bool)
-    -> Result<()>;
+    async fn delete_scope(&self, auth_server: AuthServerId, id: ScopeId, force: bool) -> Result<()>;
 }
 
 #[async_trait]
 pub trait ClaimStore: Send + Sync {
     async fn create_claim(&self, claim: &Claim) -> Result<()>;
     async fn get_claim(&self, auth_server: AuthServerId, id: ClaimId) -> Result<Option<Claim>>;
-    async fn list_claims(
-        &self,
-        auth_server: AuthServerId,
-        query: &ListQuery,
-    ) -> Result<Listed<Claim>>;
+    async fn list_claims(&self, auth_server: AuthServerId, query: &ListQuery) -> Result<Listed<Claim>>;
     async fn all_claims(&self, auth_server: AuthServerId) -> Result<Vec<Claim>>;
     async fn update_claim(&self, claim: &Claim) -> Result<()>;
     async fn delete_claim(&self, auth_server: AuthServerId, id: ClaimId) -> Result<()>;
@@ -95,17 +80,9 @@ pub trait ClientStore: Send + Sync {
     /// Creates the client with its first secret, atomically.
     async fn create_client(&self, client: &Client, secret: &ClientSecret) -> Result<()>;
     async fn get_client(&self, auth_server: AuthServerId, id: &ClientId) -> Result<Option<Client>>;
-    async fn list_clients(
-        &self,
-        auth_server: AuthServerId,
-        query: &ListQuery,
-    ) -> Result<Listed<Client>>;
+    async fn list_clients(&self, auth_server: AuthServerId, query: &ListQuery) -> Result<Listed<Client>>;
     /// Saves the client; with `replacement`, every existing secret is deleted and this one takes their place.
-    async fn update_client(
-        &self,
-        client: &Client,
-        replacement: Option<&ClientSecret>,
-    ) -> Result<()>;
+    async fn update_client(&self, client: &Client, replacement: Option<&ClientSecret>) -> Result<()>;
     async fn delete_client(&self, auth_server: AuthServerId, id: &ClientId) -> Result<()>;
 }
 
@@ -124,12 +101,7 @@ pub trait ClientSecretStore: Send + Sync {
         id: ClientSecretId,
     ) -> Result<Option<ClientSecret>>;
     /// Adds a secret; fails with [`StoreError::SecretLimit`] past the enabled or total limit.
-    async fn add_client_secret(
-        &self,
-        secret: &ClientSecret,
-        max_enabled: usize,
-        max_total: usize,
-    ) -> Result<()>;
+    async fn add_client_secret(&self, secret: &ClientSecret, max_enabled: usize, max_total: usize) -> Result<()>;
     /// Enables or disables a secret; enabling fails with [`StoreError::SecretLimit`] past `max_enabled`.
     async fn set_client_secret_enabled(
         &self,
@@ -205,9 +177,7 @@ impl StorageUrl {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(Self::Postgres(PgSettings::new(url)));
         }
-        Err(StoreError::Config(
-            "storage URL must start with sqlite:// or postgres://".into(),
-        ))
+        Err(StoreError::Config("storage URL must start with sqlite:// or postgres://".into()))
     }
 
     /// The URL without credentials, for logs.
@@ -233,9 +203,8 @@ pub async fn open(url: &StorageUrl) -> Result<Arc<dyn Store>> {
     let store = match url {
         StorageUrl::Sqlite(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    StoreError::Config(format!("cannot create {}: {e}", dir.display()))
-                })?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
             }
             let db = sql::sqlite::SqliteDb::open(path, bus.clone()).await?;
             repo::SqlStore::new(Box::new(db), bus, Backend::Sqlite)

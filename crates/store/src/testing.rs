@@ -13,9 +13,7 @@ pub const DATABASE_URL_VAR: &str = "GATEHOUSE_TEST_DATABASE_URL";
 
 /// The PostgreSQL URL of the test server, if the suite is enabled.
 pub fn postgres_url() -> Option<String> {
-    std::env::var(DATABASE_URL_VAR)
-        .ok()
-        .filter(|v| !v.is_empty())
+    std::env::var(DATABASE_URL_VAR).ok().filter(|v| !v.is_empty())
 }
 
 /// Says, in the test output itself (not captured), whether the PostgreSQL suite runs.
@@ -63,10 +61,7 @@ impl TestDatabase {
     pub fn sqlite() -> Self {
         let dir = TempDir::new("gatehouse-test");
         let url = StorageUrl::Sqlite(dir.path().join("gatehouse.db"));
-        Self {
-            url,
-            dir: Some(dir),
-        }
+        Self { url, dir: Some(dir) }
     }
 
     /// A fresh schema on the test server, or `None` when the PostgreSQL suite is disabled.
@@ -74,10 +69,7 @@ impl TestDatabase {
         let mut settings = PgSettings::new(postgres_url()?);
         settings.schema = Some(format!("gh_t_{}", random_suffix()));
         settings.max_connections = 4;
-        Some(Self {
-            url: StorageUrl::Postgres(settings),
-            dir: None,
-        })
+        Some(Self { url: StorageUrl::Postgres(settings), dir: None })
     }
 
     /// The directory holding a SQLite test database.
@@ -86,9 +78,7 @@ impl TestDatabase {
     }
 
     pub async fn open(&self) -> Arc<dyn Store> {
-        open(&self.url)
-            .await
-            .unwrap_or_else(|e| panic!("open test store: {e}"))
+        open(&self.url).await.unwrap_or_else(|e| panic!("open test store: {e}"))
     }
 
     /// Applies migrations up to and including `version` only (for upgrade tests).
@@ -144,9 +134,7 @@ impl TestDatabase {
                 }
                 out
             }
-            StorageUrl::Postgres(settings) => dump_schema(settings)
-                .await
-                .unwrap_or_else(|e| panic!("dump: {e}")),
+            StorageUrl::Postgres(settings) => dump_schema(settings).await.unwrap_or_else(|e| panic!("dump: {e}")),
         }
     }
 
@@ -159,10 +147,7 @@ impl TestDatabase {
 }
 
 async fn bootstrap_pool(settings: &PgSettings) -> Result<sqlx::PgPool, StoreError> {
-    let plain = PgSettings {
-        schema: None,
-        ..settings.clone()
-    };
+    let plain = PgSettings { schema: None, ..settings.clone() };
     PgDb::connect_unmigrated(&plain).await
 }
 
@@ -170,10 +155,7 @@ async fn create_schema(settings: &PgSettings) -> Result<(), StoreError> {
     let pool = bootstrap_pool(settings).await?;
     let schema = settings.schema.clone().unwrap_or_default();
     let sql = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-        .execute(&pool)
-        .await
-        .map_err(crate::error::from_sqlx)?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await.map_err(crate::error::from_sqlx)?;
     pool.close().await;
     Ok(())
 }
@@ -184,10 +166,7 @@ async fn drop_schema(settings: &PgSettings) -> Result<(), StoreError> {
     };
     let pool = bootstrap_pool(settings).await?;
     let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-        .execute(&pool)
-        .await
-        .map_err(crate::error::from_sqlx)?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await.map_err(crate::error::from_sqlx)?;
     pool.close().await;
     Ok(())
 }
@@ -195,24 +174,17 @@ async fn drop_schema(settings: &PgSettings) -> Result<(), StoreError> {
 async fn dump_schema(settings: &PgSettings) -> Result<Vec<u8>, StoreError> {
     use sqlx::Row;
     let pool = PgDb::connect_unmigrated(settings).await?;
-    let schema = settings
-        .schema
-        .clone()
-        .unwrap_or_else(|| "public".to_owned());
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1",
-    )
-    .bind(&schema)
-    .fetch_all(&pool)
-    .await
-    .map_err(crate::error::from_sqlx)?;
-    let mut out = Vec::new();
-    for table in tables {
-        let sql = format!("SELECT row_to_json(t)::text AS j FROM \"{schema}\".\"{table}\" t");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let schema = settings.schema.clone().unwrap_or_else(|| "public".to_owned());
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1")
+            .bind(&schema)
             .fetch_all(&pool)
             .await
             .map_err(crate::error::from_sqlx)?;
+    let mut out = Vec::new();
+    for table in tables {
+        let sql = format!("SELECT row_to_json(t)::text AS j FROM \"{schema}\".\"{table}\" t");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&pool).await.map_err(crate::error::from_sqlx)?;
         for row in rows {
             let j: String = row.try_get("j").map_err(crate::error::from_sqlx)?;
             out.extend(j.into_bytes());

@@ -37,16 +37,11 @@ fn server(name: &str) -> (AuthServer, SigningKey) {
 }
 
 async fn next(rx: &mut Receiver<Invalidation>, within: Duration) -> Invalidation {
-    tokio::time::timeout(within, rx.recv())
-        .await
-        .expect("an invalidation in time")
-        .expect("bus open")
+    tokio::time::timeout(within, rx.recv()).await.expect("an invalidation in time").expect("bus open")
 }
 
 async fn terminate_listeners(db: &TestDatabase) {
-    let StorageUrl::Postgres(settings) = &db.url else {
-        unreachable!()
-    };
+    let StorageUrl::Postgres(settings) = &db.url else { unreachable!() };
     let pool = sqlx::PgPool::connect(&settings.url).await.unwrap();
     let schema = settings.schema.clone().unwrap();
     let killed: Vec<bool> = sqlx::query_scalar(
@@ -72,26 +67,13 @@ async fn other_nodes_hear_writes_and_resync_after_reconnect() {
 
     let (s, k) = server("cross-node");
     node_a.create_auth_server(&s, &k).await.unwrap();
-    assert_eq!(
-        next(&mut heard_by_a, Duration::from_millis(100)).await,
-        Invalidation::AuthServer { id: s.id }
-    );
-    assert_eq!(
-        next(&mut heard_by_b, Duration::from_secs(1)).await,
-        Invalidation::AuthServer { id: s.id }
-    );
+    assert_eq!(next(&mut heard_by_a, Duration::from_millis(100)).await, Invalidation::AuthServer { id: s.id });
+    assert_eq!(next(&mut heard_by_b, Duration::from_secs(1)).await, Invalidation::AuthServer { id: s.id });
     // A node does not hear its own notice twice.
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), heard_by_a.recv())
-            .await
-            .is_err()
-    );
+    assert!(tokio::time::timeout(Duration::from_millis(300), heard_by_a.recv()).await.is_err());
 
     terminate_listeners(&db).await;
-    assert_eq!(
-        next(&mut heard_by_b, Duration::from_secs(5)).await,
-        Invalidation::Resync
-    );
+    assert_eq!(next(&mut heard_by_b, Duration::from_secs(5)).await, Invalidation::Resync);
 
     let (s2, k2) = server("after-reconnect");
     node_a.create_auth_server(&s2, &k2).await.unwrap();

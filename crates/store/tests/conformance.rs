@@ -7,14 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_model::identity::client::{GrantType, ResponseType, TokenEndpointAuthMethod};
-use gatehouse_model::identity::{
-    AuthServer, Claim, Client, ClientSecret, Scope, SigningAlgorithm, SigningKey,
-};
+use gatehouse_model::identity::{AuthServer, Claim, Client, ClientSecret, Scope, SigningAlgorithm, SigningKey};
 use gatehouse_model::listing::{self, Field, Filter, FilterOp, ListQuery, SortKey};
 use gatehouse_model::pat::PersonalAccessToken;
 use gatehouse_model::{
-    AuthServerId, ClaimId, ClientId, ClientSecretId, Labels, PatId, ScopeId, SecretHash,
-    SigningKeyId, Timestamp,
+    AuthServerId, ClaimId, ClientId, ClientSecretId, Labels, PatId, ScopeId, SecretHash, SigningKeyId, Timestamp,
 };
 use gatehouse_store::testing::TestDatabase;
 use gatehouse_store::{Conflict, Invalidation, Store, StoreError};
@@ -172,20 +169,12 @@ fn secret(c: &Client, byte: u8, enabled: bool, at: i64) -> ClientSecret {
 
 async fn make_client(store: &S, server: &AuthServer, id: &str) -> Client {
     let c = client(server, id, &format!("client-{id}"));
-    store
-        .create_client(&c, &secret(&c, 1, true, 2))
-        .await
-        .unwrap();
+    store.create_client(&c, &secret(&c, 1, true, 2)).await.unwrap();
     c
 }
 
 fn query(filters: Vec<Filter>, sort: Vec<SortKey>, size: u32, number: u32) -> ListQuery {
-    ListQuery {
-        page_size: size,
-        page_number: number,
-        filters,
-        sort,
-    }
+    ListQuery { page_size: size, page_number: number, filters, sort }
 }
 
 async fn auth_server_round_trip(store: S, _db: &TestDatabase) {
@@ -195,17 +184,8 @@ async fn auth_server_round_trip(store: S, _db: &TestDatabase) {
     s.signing_algorithm = SigningAlgorithm::ES256;
     store.create_auth_server(&s, &key_for(&s)).await.unwrap();
     assert_eq!(store.get_auth_server(s.id).await.unwrap(), Some(s.clone()));
-    assert_eq!(
-        store
-            .find_auth_server_by_issuer_key(&s.issuer_key)
-            .await
-            .unwrap(),
-        Some(s.clone())
-    );
-    assert_eq!(
-        store.get_auth_server(AuthServerId::new()).await.unwrap(),
-        None
-    );
+    assert_eq!(store.find_auth_server_by_issuer_key(&s.issuer_key).await.unwrap(), Some(s.clone()));
+    assert_eq!(store.get_auth_server(AuthServerId::new()).await.unwrap(), None);
 
     let mut changed = s.clone();
     changed.description = "now described".into();
@@ -214,32 +194,20 @@ async fn auth_server_round_trip(store: S, _db: &TestDatabase) {
     assert_eq!(store.get_auth_server(s.id).await.unwrap(), Some(changed));
 
     let missing = server("missing", 0);
-    assert!(matches!(
-        store.update_auth_server(&missing, None).await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(matches!(store.update_auth_server(&missing, None).await, Err(StoreError::NotFound)));
     store.delete_auth_server(s.id, false).await.unwrap();
     assert_eq!(store.get_auth_server(s.id).await.unwrap(), None);
-    assert!(matches!(
-        store.delete_auth_server(s.id, false).await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(matches!(store.delete_auth_server(s.id, false).await, Err(StoreError::NotFound)));
 }
 
 async fn auth_server_names_are_unique(store: S, _db: &TestDatabase) {
     let a = make_server(&store, "a").await;
     let b = make_server(&store, "b").await;
     let dup = server("a", 1);
-    assert!(matches!(
-        store.create_auth_server(&dup, &key_for(&dup)).await,
-        Err(StoreError::Conflict(Conflict::Name))
-    ));
+    assert!(matches!(store.create_auth_server(&dup, &key_for(&dup)).await, Err(StoreError::Conflict(Conflict::Name))));
     let mut renamed = b.clone();
     renamed.name = "a".into();
-    assert!(matches!(
-        store.update_auth_server(&renamed, None).await,
-        Err(StoreError::Conflict(Conflict::Name))
-    ));
+    assert!(matches!(store.update_auth_server(&renamed, None).await, Err(StoreError::Conflict(Conflict::Name))));
     // Keeping one's own name is not a conflict.
     store.update_auth_server(&a, None).await.unwrap();
 }
@@ -252,108 +220,33 @@ async fn auth_server_list_pages_filters_and_sorts(store: S, _db: &TestDatabase) 
         }
         store.create_auth_server(&s, &key_for(&s)).await.unwrap();
     }
-    let all = store
-        .list_auth_servers(&ListQuery::default())
-        .await
-        .unwrap();
+    let all = store.list_auth_servers(&ListQuery::default()).await.unwrap();
     assert_eq!(all.total, 4);
     let names: Vec<_> = all.items.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(
-        names,
-        vec!["charlie", "alpha", "bravo", "alphabet"],
-        "default order is creation time"
-    );
+    assert_eq!(names, vec!["charlie", "alpha", "bravo", "alphabet"], "default order is creation time");
 
-    let by_name = query(
-        vec![],
-        vec![SortKey {
-            field: Field::Name,
-            descending: true,
-        }],
-        2,
-        2,
-    );
+    let by_name = query(vec![], vec![SortKey { field: Field::Name, descending: true }], 2, 2);
     let page = store.list_auth_servers(&by_name).await.unwrap();
     assert_eq!((page.total, page.items.len()), (4, 2));
-    assert_eq!(
-        page.items
-            .iter()
-            .map(|s| s.name.as_str())
-            .collect::<Vec<_>>(),
-        vec!["alphabet", "alpha"]
-    );
+    assert_eq!(page.items.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), vec!["alphabet", "alpha"]);
 
-    let contains = query(
-        vec![Filter {
-            field: Field::Name,
-            op: FilterOp::Contains("alpha".into()),
-        }],
-        vec![],
-        100,
-        1,
-    );
+    let contains = query(vec![Filter { field: Field::Name, op: FilterOp::Contains("alpha".into()) }], vec![], 100, 1);
     assert_eq!(store.list_auth_servers(&contains).await.unwrap().total, 2);
-    let case_sensitive = query(
-        vec![Filter {
-            field: Field::Name,
-            op: FilterOp::Contains("ALPHA".into()),
-        }],
-        vec![],
-        100,
-        1,
-    );
-    assert_eq!(
-        store
-            .list_auth_servers(&case_sensitive)
-            .await
-            .unwrap()
-            .total,
-        0
-    );
-    let wildcard = query(
-        vec![Filter {
-            field: Field::Name,
-            op: FilterOp::Contains("%".into()),
-        }],
-        vec![],
-        100,
-        1,
-    );
-    assert_eq!(
-        store.list_auth_servers(&wildcard).await.unwrap().total,
-        0,
-        "% is not a wildcard"
-    );
-    let eq = query(
-        vec![Filter {
-            field: Field::Name,
-            op: FilterOp::Eq("alpha".into()),
-        }],
-        vec![],
-        100,
-        1,
-    );
+    let case_sensitive =
+        query(vec![Filter { field: Field::Name, op: FilterOp::Contains("ALPHA".into()) }], vec![], 100, 1);
+    assert_eq!(store.list_auth_servers(&case_sensitive).await.unwrap().total, 0);
+    let wildcard = query(vec![Filter { field: Field::Name, op: FilterOp::Contains("%".into()) }], vec![], 100, 1);
+    assert_eq!(store.list_auth_servers(&wildcard).await.unwrap().total, 0, "% is not a wildcard");
+    let eq = query(vec![Filter { field: Field::Name, op: FilterOp::Eq("alpha".into()) }], vec![], 100, 1);
     assert_eq!(store.list_auth_servers(&eq).await.unwrap().total, 1);
     let label = query(
-        vec![Filter {
-            field: Field::Labels,
-            op: FilterOp::Label {
-                key: "env".into(),
-                value: "prod".into(),
-            },
-        }],
+        vec![Filter { field: Field::Labels, op: FilterOp::Label { key: "env".into(), value: "prod".into() } }],
         vec![],
         100,
         1,
     );
     let prod = store.list_auth_servers(&label).await.unwrap();
-    assert_eq!(
-        prod.items
-            .iter()
-            .map(|s| s.name.as_str())
-            .collect::<Vec<_>>(),
-        vec!["charlie", "bravo"]
-    );
+    assert_eq!(prod.items.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), vec!["charlie", "bravo"]);
     let beyond = query(vec![], vec![], 10, 5);
     let empty = store.list_auth_servers(&beyond).await.unwrap();
     assert_eq!((empty.total, empty.items.len()), (4, 0));
@@ -364,23 +257,13 @@ async fn auth_server_delete_needs_force_while_not_empty(store: S, _db: &TestData
     let s = make_server(&store, "full").await;
     let sc = scope(&s, "read");
     store.create_scope(&sc).await.unwrap();
-    store
-        .create_claim(&claim(&s, "c", vec![sc.id]))
-        .await
-        .unwrap();
+    store.create_claim(&claim(&s, "c", vec![sc.id])).await.unwrap();
     let c = make_client(&store, &s, "client1").await;
     match store.delete_auth_server(s.id, false).await {
-        Err(StoreError::NotEmpty {
-            clients: 1,
-            scopes: 1,
-            claims: 1,
-        }) => {}
+        Err(StoreError::NotEmpty { clients: 1, scopes: 1, claims: 1 }) => {}
         other => panic!("expected NotEmpty, got {other:?}"),
     }
-    assert!(
-        store.get_auth_server(s.id).await.unwrap().is_some(),
-        "nothing deleted"
-    );
+    assert!(store.get_auth_server(s.id).await.unwrap().is_some(), "nothing deleted");
     store.delete_auth_server(s.id, true).await.unwrap();
     assert!(store.get_client(s.id, &c.id).await.unwrap().is_none());
     assert!(store.get_scope(s.id, sc.id).await.unwrap().is_none());
@@ -400,20 +283,11 @@ async fn new_signing_key_retires_the_old_ones(store: S, _db: &TestDatabase) {
     changed.updated_at = ts(50);
     let mut second = key_for(&changed);
     second.created_at = ts(50);
-    store
-        .update_auth_server(&changed, Some(&second))
-        .await
-        .unwrap();
+    store.update_auth_server(&changed, Some(&second)).await.unwrap();
     let keys = store.signing_keys(s.id).await.unwrap();
     assert_eq!(keys.len(), 2);
-    assert_eq!(
-        (keys[0].id, keys[0].retired_at, keys[0].algorithm),
-        (second.id, None, SigningAlgorithm::EdDSA)
-    );
-    assert_eq!(
-        (keys[1].id, keys[1].retired_at),
-        (first[0].id, Some(ts(50)))
-    );
+    assert_eq!((keys[0].id, keys[0].retired_at, keys[0].algorithm), (second.id, None, SigningAlgorithm::EdDSA));
+    assert_eq!((keys[1].id, keys[1].retired_at), (first[0].id, Some(ts(50))));
 }
 
 async fn scope_round_trip_and_unique_names(store: S, _db: &TestDatabase) {
@@ -422,27 +296,11 @@ async fn scope_round_trip_and_unique_names(store: S, _db: &TestDatabase) {
     let mut sc = scope(&s, "my-scope");
     sc.default = true;
     store.create_scope(&sc).await.unwrap();
-    assert_eq!(
-        store.get_scope(s.id, sc.id).await.unwrap(),
-        Some(sc.clone())
-    );
-    assert_eq!(
-        store.get_scope(other.id, sc.id).await.unwrap(),
-        None,
-        "scopes belong to one server"
-    );
-    assert!(matches!(
-        store.create_scope(&scope(&s, "my-scope")).await,
-        Err(StoreError::Conflict(Conflict::Name))
-    ));
-    store
-        .create_scope(&scope(&other, "my-scope"))
-        .await
-        .unwrap();
-    assert!(matches!(
-        store.create_scope(&scope(&server("ghost", 0), "x")).await,
-        Err(StoreError::NotFound)
-    ));
+    assert_eq!(store.get_scope(s.id, sc.id).await.unwrap(), Some(sc.clone()));
+    assert_eq!(store.get_scope(other.id, sc.id).await.unwrap(), None, "scopes belong to one server");
+    assert!(matches!(store.create_scope(&scope(&s, "my-scope")).await, Err(StoreError::Conflict(Conflict::Name))));
+    store.create_scope(&scope(&other, "my-scope")).await.unwrap();
+    assert!(matches!(store.create_scope(&scope(&server("ghost", 0), "x")).await, Err(StoreError::NotFound)));
 
     let mut changed = sc.clone();
     changed.enabled = false;
@@ -452,15 +310,7 @@ async fn scope_round_trip_and_unique_names(store: S, _db: &TestDatabase) {
     let listed = store
         .list_scopes(
             s.id,
-            &query(
-                vec![Filter {
-                    field: Field::Id,
-                    op: FilterOp::Eq(sc.id.to_string()),
-                }],
-                vec![],
-                10,
-                1,
-            ),
+            &query(vec![Filter { field: Field::Id, op: FilterOp::Eq(sc.id.to_string()) }], vec![], 10, 1),
         )
         .await
         .unwrap();
@@ -477,42 +327,17 @@ async fn scope_delete_is_guarded_by_claims_and_cleans_clients(store: S, _db: &Te
     store.create_claim(&cl).await.unwrap();
     let mut c = client(&s, "c1", "c1");
     c.allow_scopes = vec![gone.id, keep.id];
-    store
-        .create_client(&c, &secret(&c, 1, true, 2))
-        .await
-        .unwrap();
+    store.create_client(&c, &secret(&c, 1, true, 2)).await.unwrap();
 
     match store.delete_scope(s.id, gone.id, false).await {
         Err(StoreError::ScopeInUse { claims }) => assert_eq!(claims, vec!["test-claim".to_owned()]),
         other => panic!("expected ScopeInUse, got {other:?}"),
     }
-    assert!(
-        store.get_scope(s.id, gone.id).await.unwrap().is_some(),
-        "refused delete changes nothing"
-    );
+    assert!(store.get_scope(s.id, gone.id).await.unwrap().is_some(), "refused delete changes nothing");
     store.delete_scope(s.id, gone.id, true).await.unwrap();
-    assert_eq!(
-        store
-            .get_claim(s.id, cl.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .include_in_scopes,
-        vec![keep.id]
-    );
-    assert_eq!(
-        store
-            .get_client(s.id, &c.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .allow_scopes,
-        vec![keep.id]
-    );
-    assert!(matches!(
-        store.delete_scope(s.id, gone.id, true).await,
-        Err(StoreError::NotFound)
-    ));
+    assert_eq!(store.get_claim(s.id, cl.id).await.unwrap().unwrap().include_in_scopes, vec![keep.id]);
+    assert_eq!(store.get_client(s.id, &c.id).await.unwrap().unwrap().allow_scopes, vec![keep.id]);
+    assert!(matches!(store.delete_scope(s.id, gone.id, true).await, Err(StoreError::NotFound)));
 }
 
 async fn claim_round_trip(store: S, _db: &TestDatabase) {
@@ -532,24 +357,13 @@ async fn claim_round_trip(store: S, _db: &TestDatabase) {
     let page = store
         .list_claims(
             s.id,
-            &query(
-                vec![Filter {
-                    field: Field::Name,
-                    op: FilterOp::Contains("test".into()),
-                }],
-                vec![],
-                10,
-                1,
-            ),
+            &query(vec![Filter { field: Field::Name, op: FilterOp::Contains("test".into()) }], vec![], 10, 1),
         )
         .await
         .unwrap();
     assert_eq!(page.total, 1);
     store.delete_claim(s.id, c.id).await.unwrap();
-    assert!(matches!(
-        store.delete_claim(s.id, c.id).await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(matches!(store.delete_claim(s.id, c.id).await, Err(StoreError::NotFound)));
 }
 
 async fn client_round_trip_with_secret(store: S, _db: &TestDatabase) {
@@ -557,19 +371,10 @@ async fn client_round_trip_with_secret(store: S, _db: &TestDatabase) {
     let c = client(&s, "12yvvmecnlghhnfg", "Client");
     let sec = secret(&c, 9, true, 2);
     store.create_client(&c, &sec).await.unwrap();
-    assert_eq!(
-        store.get_client(s.id, &c.id).await.unwrap(),
-        Some(c.clone())
-    );
-    let secrets = store
-        .list_client_secrets(s.id, &c.id, &ListQuery::default())
-        .await
-        .unwrap();
+    assert_eq!(store.get_client(s.id, &c.id).await.unwrap(), Some(c.clone()));
+    let secrets = store.list_client_secrets(s.id, &c.id, &ListQuery::default()).await.unwrap();
     assert_eq!(secrets.items, vec![sec.clone()]);
-    assert_eq!(
-        store.get_client_secret(s.id, &c.id, sec.id).await.unwrap(),
-        Some(sec)
-    );
+    assert_eq!(store.get_client_secret(s.id, &c.id, sec.id).await.unwrap(), Some(sec));
 
     let mut changed = c.clone();
     changed.login_uri = None;
@@ -579,26 +384,13 @@ async fn client_round_trip_with_secret(store: S, _db: &TestDatabase) {
     assert_eq!(store.get_client(s.id, &c.id).await.unwrap(), Some(changed));
 
     let label = query(
-        vec![Filter {
-            field: Field::Labels,
-            op: FilterOp::Label {
-                key: "env".into(),
-                value: "dev".into(),
-            },
-        }],
+        vec![Filter { field: Field::Labels, op: FilterOp::Label { key: "env".into(), value: "dev".into() } }],
         vec![],
         10,
         1,
     );
     assert_eq!(store.list_clients(s.id, &label).await.unwrap().total, 0);
-    assert_eq!(
-        store
-            .list_clients(s.id, &ListQuery::default())
-            .await
-            .unwrap()
-            .total,
-        1
-    );
+    assert_eq!(store.list_clients(s.id, &ListQuery::default()).await.unwrap().total, 1);
 }
 
 async fn client_ids_and_names_are_unique_per_server(store: S, _db: &TestDatabase) {
@@ -607,16 +399,12 @@ async fn client_ids_and_names_are_unique_per_server(store: S, _db: &TestDatabase
     let c = make_client(&store, &s, "same-id").await;
     let dup_id = client(&s, "same-id", "another name");
     assert!(matches!(
-        store
-            .create_client(&dup_id, &secret(&dup_id, 2, true, 3))
-            .await,
+        store.create_client(&dup_id, &secret(&dup_id, 2, true, 3)).await,
         Err(StoreError::Conflict(Conflict::Id))
     ));
     let dup_name = client(&s, "other-id", &c.name);
     assert!(matches!(
-        store
-            .create_client(&dup_name, &secret(&dup_name, 2, true, 3))
-            .await,
+        store.create_client(&dup_name, &secret(&dup_name, 2, true, 3)).await,
         Err(StoreError::Conflict(Conflict::Name))
     ));
     make_client(&store, &other, "same-id").await;
@@ -625,16 +413,10 @@ async fn client_ids_and_names_are_unique_per_server(store: S, _db: &TestDatabase
 async fn client_update_can_replace_every_secret(store: S, _db: &TestDatabase) {
     let s = make_server(&store, "replace").await;
     let c = make_client(&store, &s, "c").await;
-    store
-        .add_client_secret(&secret(&c, 2, true, 3), 2, 10)
-        .await
-        .unwrap();
+    store.add_client_secret(&secret(&c, 2, true, 3), 2, 10).await.unwrap();
     let replacement = secret(&c, 7, true, 4);
     store.update_client(&c, Some(&replacement)).await.unwrap();
-    let secrets = store
-        .list_client_secrets(s.id, &c.id, &ListQuery::default())
-        .await
-        .unwrap();
+    let secrets = store.list_client_secrets(s.id, &c.id, &ListQuery::default()).await.unwrap();
     assert_eq!(secrets.items, vec![replacement]);
 }
 
@@ -645,62 +427,28 @@ async fn secret_limits_hold(store: S, _db: &TestDatabase) {
     store.add_client_secret(&second, 2, 4).await.unwrap();
     assert!(matches!(
         store.add_client_secret(&secret(&c, 3, true, 4), 2, 4).await,
-        Err(StoreError::SecretLimit {
-            enabled_limit: true
-        })
+        Err(StoreError::SecretLimit { enabled_limit: true })
     ));
     let disabled = secret(&c, 4, false, 5);
     store.add_client_secret(&disabled, 2, 4).await.unwrap();
     assert!(matches!(
-        store
-            .set_client_secret_enabled(s.id, &c.id, disabled.id, true, 2, ts(6))
-            .await,
-        Err(StoreError::SecretLimit {
-            enabled_limit: true
-        })
+        store.set_client_secret_enabled(s.id, &c.id, disabled.id, true, 2, ts(6)).await,
+        Err(StoreError::SecretLimit { enabled_limit: true })
     ));
-    let off = store
-        .set_client_secret_enabled(s.id, &c.id, second.id, false, 2, ts(7))
-        .await
-        .unwrap();
+    let off = store.set_client_secret_enabled(s.id, &c.id, second.id, false, 2, ts(7)).await.unwrap();
     assert!(!off.enabled);
     assert_eq!(off.updated_at, ts(7));
-    store
-        .set_client_secret_enabled(s.id, &c.id, disabled.id, true, 2, ts(8))
-        .await
-        .unwrap();
-    store
-        .add_client_secret(&secret(&c, 5, false, 9), 2, 4)
-        .await
-        .unwrap();
+    store.set_client_secret_enabled(s.id, &c.id, disabled.id, true, 2, ts(8)).await.unwrap();
+    store.add_client_secret(&secret(&c, 5, false, 9), 2, 4).await.unwrap();
     assert!(matches!(
-        store
-            .add_client_secret(&secret(&c, 6, false, 10), 2, 4)
-            .await,
-        Err(StoreError::SecretLimit {
-            enabled_limit: false
-        })
+        store.add_client_secret(&secret(&c, 6, false, 10), 2, 4).await,
+        Err(StoreError::SecretLimit { enabled_limit: false })
     ));
-    store
-        .delete_client_secret(s.id, &c.id, second.id)
-        .await
-        .unwrap();
-    assert!(matches!(
-        store.delete_client_secret(s.id, &c.id, second.id).await,
-        Err(StoreError::NotFound)
-    ));
+    store.delete_client_secret(s.id, &c.id, second.id).await.unwrap();
+    assert!(matches!(store.delete_client_secret(s.id, &c.id, second.id).await, Err(StoreError::NotFound)));
     let ghost = ClientId::parse("ghost").unwrap();
     assert!(matches!(
-        store
-            .add_client_secret(
-                &ClientSecret {
-                    client_id: ghost,
-                    ..secret(&c, 8, true, 11)
-                },
-                2,
-                4
-            )
-            .await,
+        store.add_client_secret(&ClientSecret { client_id: ghost, ..secret(&c, 8, true, 11) }, 2, 4).await,
         Err(StoreError::NotFound)
     ));
 }
@@ -727,40 +475,11 @@ async fn secret_limits_hold_under_concurrency(store: S, _db: &TestDatabase) {
 async fn secret_list_filters(store: S, _db: &TestDatabase) {
     let s = make_server(&store, "filters").await;
     let c = make_client(&store, &s, "c").await;
-    store
-        .add_client_secret(&secret(&c, 2, false, 3), 2, 10)
-        .await
-        .unwrap();
-    let enabled = query(
-        vec![Filter {
-            field: Field::Enabled,
-            op: FilterOp::Is(true),
-        }],
-        vec![],
-        10,
-        1,
-    );
-    assert_eq!(
-        store
-            .list_client_secrets(s.id, &c.id, &enabled)
-            .await
-            .unwrap()
-            .total,
-        1
-    );
-    let newest_first = query(
-        vec![],
-        vec![SortKey {
-            field: Field::CreatedAt,
-            descending: true,
-        }],
-        10,
-        1,
-    );
-    let listed = store
-        .list_client_secrets(s.id, &c.id, &newest_first)
-        .await
-        .unwrap();
+    store.add_client_secret(&secret(&c, 2, false, 3), 2, 10).await.unwrap();
+    let enabled = query(vec![Filter { field: Field::Enabled, op: FilterOp::Is(true) }], vec![], 10, 1);
+    assert_eq!(store.list_client_secrets(s.id, &c.id, &enabled).await.unwrap().total, 1);
+    let newest_first = query(vec![], vec![SortKey { field: Field::CreatedAt, descending: true }], 10, 1);
+    let listed = store.list_client_secrets(s.id, &c.id, &newest_first).await.unwrap();
     assert!(!listed.items[0].enabled && listed.items[1].enabled);
 }
 
@@ -776,50 +495,29 @@ async fn personal_access_tokens(store: S, _db: &TestDatabase) {
     let b = pat("ci", 2);
     store.create_pat(&a, true).await.unwrap();
     store.create_pat(&b, false).await.unwrap();
-    assert_eq!(
-        store.find_pat(&SecretHash([1; 32])).await.unwrap(),
-        Some(a.clone())
-    );
+    assert_eq!(store.find_pat(&SecretHash([1; 32])).await.unwrap(), Some(a.clone()));
     assert_eq!(store.find_pat(&SecretHash([3; 32])).await.unwrap(), None);
     let a2 = pat("quickstart", 3);
     store.create_pat(&a2, true).await.unwrap();
     assert_eq!(store.find_pat(&a.hash).await.unwrap(), None, "replaced");
     assert_eq!(store.list_pats().await.unwrap(), vec![b.clone(), a2]);
     store.delete_pat(b.id).await.unwrap();
-    assert!(matches!(
-        store.delete_pat(b.id).await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(matches!(store.delete_pat(b.id).await, Err(StoreError::NotFound)));
 }
 
 async fn meta_is_initialised_once(store: S, _db: &TestDatabase) {
     assert_eq!(store.get_meta("key_check").await.unwrap(), None);
-    assert_eq!(
-        store.init_meta("key_check", "first").await.unwrap(),
-        "first"
-    );
-    assert_eq!(
-        store.init_meta("key_check", "second").await.unwrap(),
-        "first"
-    );
-    assert_eq!(
-        store.get_meta("key_check").await.unwrap().as_deref(),
-        Some("first")
-    );
+    assert_eq!(store.init_meta("key_check", "first").await.unwrap(), "first");
+    assert_eq!(store.init_meta("key_check", "second").await.unwrap(), "first");
+    assert_eq!(store.get_meta("key_check").await.unwrap().as_deref(), Some("first"));
 }
 
 async fn writes_publish_invalidations(store: S, _db: &TestDatabase) {
     let mut rx = store.bus().subscribe();
     let s = make_server(&store, "events").await;
-    assert_eq!(
-        rx.recv().await.unwrap(),
-        Invalidation::AuthServer { id: s.id }
-    );
+    assert_eq!(rx.recv().await.unwrap(), Invalidation::AuthServer { id: s.id });
     store.create_scope(&scope(&s, "x")).await.unwrap();
-    assert_eq!(
-        rx.recv().await.unwrap(),
-        Invalidation::AuthServer { id: s.id }
-    );
+    assert_eq!(rx.recv().await.unwrap(), Invalidation::AuthServer { id: s.id });
     // A failed write publishes nothing.
     assert!(store.create_scope(&scope(&s, "x")).await.is_err());
     store
@@ -836,10 +534,7 @@ async fn writes_publish_invalidations(store: S, _db: &TestDatabase) {
         .await
         .unwrap();
     assert_eq!(
-        tokio::time::timeout(Duration::from_secs(1), rx.recv())
-            .await
-            .unwrap()
-            .unwrap(),
+        tokio::time::timeout(Duration::from_secs(1), rx.recv()).await.unwrap().unwrap(),
         Invalidation::PersonalAccessTokens
     );
 }
@@ -848,20 +543,10 @@ async fn deleting_a_client_removes_its_secrets(store: S, _db: &TestDatabase) {
     let s = make_server(&store, "del").await;
     let c = make_client(&store, &s, "c").await;
     store.delete_client(s.id, &c.id).await.unwrap();
-    assert!(matches!(
-        store.delete_client(s.id, &c.id).await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(matches!(store.delete_client(s.id, &c.id).await, Err(StoreError::NotFound)));
     // Recreating the id starts with only the new secret.
     let again = client(&s, "c", "client-c");
     let fresh = secret(&again, 9, true, 5);
     store.create_client(&again, &fresh).await.unwrap();
-    assert_eq!(
-        store
-            .list_client_secrets(s.id, &c.id, &ListQuery::default())
-            .await
-            .unwrap()
-            .items,
-        vec![fresh]
-    );
+    assert_eq!(store.list_client_secrets(s.id, &c.id, &ListQuery::default()).await.unwrap().items, vec![fresh]);
 }

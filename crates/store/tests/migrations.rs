@@ -53,41 +53,18 @@ async fn upgrade_from_v1(db: TestDatabase) {
 
     let store = db.open().await; // runs every newer migration
     let server: AuthServerId = SERVER.parse().unwrap();
-    let s = store
-        .get_auth_server(server)
-        .await
-        .unwrap()
-        .expect("auth server survives");
-    assert_eq!(
-        (s.name.as_str(), s.labels.get("env")),
-        ("Appointments Dev", Some("dev"))
-    );
-    assert_eq!(
-        store.signing_keys(server).await.unwrap()[0].encrypted_private_key,
-        vec![1, 2, 3]
-    );
+    let s = store.get_auth_server(server).await.unwrap().expect("auth server survives");
+    assert_eq!((s.name.as_str(), s.labels.get("env")), ("Appointments Dev", Some("dev")));
+    assert_eq!(store.signing_keys(server).await.unwrap()[0].encrypted_private_key, vec![1, 2, 3]);
     assert_eq!(store.all_scopes(server).await.unwrap()[0].name, "my-scope");
-    assert_eq!(
-        store.all_claims(server).await.unwrap()[0].include_in_scopes[0].to_string(),
-        SCOPE
-    );
+    assert_eq!(store.all_claims(server).await.unwrap()[0].include_in_scopes[0].to_string(), SCOPE);
     let client_id = ClientId::parse("legacyclient0001").unwrap();
-    let c = store
-        .get_client(server, &client_id)
-        .await
-        .unwrap()
-        .expect("client survives");
+    let c = store.get_client(server, &client_id).await.unwrap().expect("client survives");
     assert_eq!(c.access_token_duration, 3600);
-    let secrets = store
-        .list_client_secrets(server, &client_id, &ListQuery::default())
-        .await
-        .unwrap();
+    let secrets = store.list_client_secrets(server, &client_id, &ListQuery::default()).await.unwrap();
     assert_eq!(secrets.items[0].hash, SecretHash([7; 32]));
     assert_eq!(store.list_pats().await.unwrap()[0].name, "old");
-    assert_eq!(
-        store.get_meta("key_check").await.unwrap().as_deref(),
-        Some("abc")
-    );
+    assert_eq!(store.get_meta("key_check").await.unwrap().as_deref(), Some("abc"));
     assert!(latest_version() >= 1);
     drop(store);
     db.cleanup().await;

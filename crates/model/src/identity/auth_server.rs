@@ -22,12 +22,7 @@ pub const COLLECTION: CollectionSpec = CollectionSpec {
         (Field::Id, FilterKind::Equals),
         (Field::Labels, FilterKind::Label),
     ],
-    sorts: &[
-        Field::CreatedAt,
-        Field::UpdatedAt,
-        Field::Name,
-        Field::Audience,
-    ],
+    sorts: &[Field::CreatedAt, Field::UpdatedAt, Field::Name, Field::Audience],
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,14 +60,7 @@ pub struct AuthServerPatch {
     pub trusted_origins: Option<Vec<String>>,
 }
 
-const FIELDS: &[&str] = &[
-    "name",
-    "audience",
-    "description",
-    "signing_algorithm",
-    "labels",
-    "trusted_origins",
-];
+const FIELDS: &[&str] = &["name", "audience", "description", "signing_algorithm", "labels", "trusted_origins"];
 
 impl NewAuthServer {
     pub fn from_body(obj: &Map<String, Value>) -> Result<Self, Vec<InvalidParameter>> {
@@ -110,28 +98,15 @@ impl AuthServerPatch {
         Ok(patch)
     }
 
-    pub fn apply(
-        &self,
-        current: &AuthServer,
-        now: Timestamp,
-    ) -> Result<AuthServer, Vec<InvalidParameter>> {
+    pub fn apply(&self, current: &AuthServer, now: Timestamp) -> Result<AuthServer, Vec<InvalidParameter>> {
         let labels = apply_labels_patch(&current.labels, &self.labels).map_err(|e| vec![e])?;
         Ok(AuthServer {
             name: self.name.clone().unwrap_or_else(|| current.name.clone()),
-            audience: self
-                .audience
-                .clone()
-                .unwrap_or_else(|| current.audience.clone()),
-            description: self
-                .description
-                .clone()
-                .unwrap_or_else(|| current.description.clone()),
+            audience: self.audience.clone().unwrap_or_else(|| current.audience.clone()),
+            description: self.description.clone().unwrap_or_else(|| current.description.clone()),
             signing_algorithm: self.signing_algorithm.unwrap_or(current.signing_algorithm),
             labels,
-            trusted_origins: self
-                .trusted_origins
-                .clone()
-                .unwrap_or_else(|| current.trusted_origins.clone()),
+            trusted_origins: self.trusted_origins.clone().unwrap_or_else(|| current.trusted_origins.clone()),
             updated_at: now,
             ..current.clone()
         })
@@ -144,12 +119,8 @@ fn trusted_origins(r: &mut BodyReader<'_>) -> Option<Vec<String>> {
     r.array("trusted_origins", MAX_TRUSTED_ORIGINS, true, |field, v| {
         let s = string_within(field, v, Len::new(1, 2048))?;
         let bad = || {
-            InvalidParameter::new(
-                field,
-                Rule::Invalid,
-                "must be an http(s) origin such as https://app.example.com",
-            )
-            .in_body()
+            InvalidParameter::new(field, Rule::Invalid, "must be an http(s) origin such as https://app.example.com")
+                .in_body()
         };
         let url = url::Url::parse(&s).map_err(|_| bad())?;
         let origin = url.origin();
@@ -219,10 +190,8 @@ mod tests {
 
     #[test]
     fn tutorial_body_parses_with_defaults() {
-        let b = obj(
-            json!({"name": "Appointments Dev", "audience": "http://myhttpbin.dev",
-            "description": "Auth server for the Appointment dev environment"}),
-        );
+        let b = obj(json!({"name": "Appointments Dev", "audience": "http://myhttpbin.dev",
+            "description": "Auth server for the Appointment dev environment"}));
         let s = NewAuthServer::from_body(&b).unwrap();
         assert_eq!(s.signing_algorithm, SigningAlgorithm::RS256);
         assert!(s.labels.0.is_empty() && s.trusted_origins.is_empty());
@@ -237,23 +206,12 @@ mod tests {
             NewAuthServer::from_body(&b).unwrap().trusted_origins,
             vec!["https://app.example.com", "http://localhost:3000"]
         );
-        for bad in [
-            "https://a.com/path",
-            "ftp://a.com",
-            "https://a.com?q",
-            "a.com",
-            "https://u@a.com",
-        ] {
+        for bad in ["https://a.com/path", "ftp://a.com", "https://a.com?q", "a.com", "https://u@a.com"] {
             let b = obj(json!({"name": "a", "audience": "b", "trusted_origins": [bad]}));
             assert!(NewAuthServer::from_body(&b).is_err(), "{bad}");
         }
-        let b = obj(
-            json!({"name": "a", "audience": "b", "trusted_origins": ["https://a.com", "https://a.com/"]}),
-        );
-        assert!(
-            NewAuthServer::from_body(&b).is_err(),
-            "duplicates after normalising"
-        );
+        let b = obj(json!({"name": "a", "audience": "b", "trusted_origins": ["https://a.com", "https://a.com/"]}));
+        assert!(NewAuthServer::from_body(&b).is_err(), "duplicates after normalising");
     }
 
     #[test]
@@ -261,9 +219,6 @@ mod tests {
         let b = obj(json!({"signing_algorithm": "HS256", "issuer": "x"}));
         let errors = NewAuthServer::from_body(&b).unwrap_err();
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(
-            fields,
-            vec!["issuer", "name", "audience", "signing_algorithm"]
-        );
+        assert_eq!(fields, vec!["issuer", "name", "audience", "signing_algorithm"]);
     }
 }

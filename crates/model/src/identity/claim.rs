@@ -15,25 +15,11 @@ pub const MAX_INCLUDE_IN_SCOPES: usize = 100;
 
 /// Registered JWT claims and the names introspection answers carry: a custom claim with one of these names would
 /// overwrite what resource servers rely on (`sub`, `client_id`, `scope`, `active`), so they are refused.
-pub const RESERVED_CLAIM_NAMES: &[&str] = &[
-    "iss",
-    "sub",
-    "aud",
-    "exp",
-    "iat",
-    "nbf",
-    "jti",
-    "client_id",
-    "scope",
-    "active",
-    "token_type",
-];
+pub const RESERVED_CLAIM_NAMES: &[&str] =
+    &["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "scope", "active", "token_type"];
 
 pub const COLLECTION: CollectionSpec = CollectionSpec {
-    filters: &[
-        (Field::Name, FilterKind::Text),
-        (Field::Id, FilterKind::Equals),
-    ],
+    filters: &[(Field::Name, FilterKind::Text), (Field::Id, FilterKind::Equals)],
     sorts: &[Field::CreatedAt, Field::UpdatedAt, Field::Name],
 };
 
@@ -72,31 +58,13 @@ pub struct ClaimPatch {
     pub enabled: Option<bool>,
 }
 
-const FIELDS: &[&str] = &[
-    "name",
-    "value",
-    "include_in_token",
-    "include_in_all_scopes",
-    "include_in_scopes",
-    "enabled",
-];
+const FIELDS: &[&str] = &["name", "value", "include_in_token", "include_in_all_scopes", "include_in_scopes", "enabled"];
 
 fn claim_name(r: &mut BodyReader<'_>, required: bool) -> Option<String> {
-    let name = if required {
-        r.required_string("name", CLAIM_NAME_LEN)
-    } else {
-        r.string("name", CLAIM_NAME_LEN)
-    };
+    let name = if required { r.required_string("name", CLAIM_NAME_LEN) } else { r.string("name", CLAIM_NAME_LEN) };
     match name {
         Some(n) if RESERVED_CLAIM_NAMES.contains(&n.as_str()) => {
-            r.error(
-                InvalidParameter::new(
-                    "name",
-                    Rule::Invalid,
-                    format!("[{n}] is a reserved claim name"),
-                )
-                .in_body(),
-            );
+            r.error(InvalidParameter::new("name", Rule::Invalid, format!("[{n}] is a reserved claim name")).in_body());
             None
         }
         other => other,
@@ -104,12 +72,7 @@ fn claim_name(r: &mut BodyReader<'_>, required: bool) -> Option<String> {
 }
 
 fn include_in_scopes(r: &mut BodyReader<'_>) -> Option<Vec<ScopeId>> {
-    r.array(
-        "include_in_scopes",
-        MAX_INCLUDE_IN_SCOPES,
-        true,
-        scope_id_item,
-    )
+    r.array("include_in_scopes", MAX_INCLUDE_IN_SCOPES, true, scope_id_item)
 }
 
 impl NewClaim {
@@ -153,13 +116,8 @@ impl ClaimPatch {
             name: self.name.clone().unwrap_or_else(|| current.name.clone()),
             value: self.value.clone().unwrap_or_else(|| current.value.clone()),
             include_in_token: self.include_in_token.unwrap_or(current.include_in_token),
-            include_in_all_scopes: self
-                .include_in_all_scopes
-                .unwrap_or(current.include_in_all_scopes),
-            include_in_scopes: self
-                .include_in_scopes
-                .clone()
-                .unwrap_or_else(|| current.include_in_scopes.clone()),
+            include_in_all_scopes: self.include_in_all_scopes.unwrap_or(current.include_in_all_scopes),
+            include_in_scopes: self.include_in_scopes.clone().unwrap_or_else(|| current.include_in_scopes.clone()),
             enabled: self.enabled.unwrap_or(current.enabled),
             updated_at: now,
             ..current.clone()
@@ -184,17 +142,11 @@ mod tests {
     #[test]
     fn reserved_names_and_bad_scope_ids() {
         for name in RESERVED_CLAIM_NAMES {
-            assert!(
-                NewClaim::from_body(json!({"name": name, "value": "x"}).as_object().unwrap())
-                    .is_err()
-            );
+            assert!(NewClaim::from_body(json!({"name": name, "value": "x"}).as_object().unwrap()).is_err());
         }
-        let e = NewClaim::from_body(
-            json!({"name": "a", "value": "x", "include_in_scopes": ["nope"]})
-                .as_object()
-                .unwrap(),
-        )
-        .unwrap_err();
+        let e =
+            NewClaim::from_body(json!({"name": "a", "value": "x", "include_in_scopes": ["nope"]}).as_object().unwrap())
+                .unwrap_err();
         assert_eq!(e[0].rule, Some(Rule::IsUuid));
         assert_eq!(e[0].field, "include_in_scopes[0]");
     }

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use super::secret::chosen_secret;
 use super::{NAME_LEN, scope_id_item, uri_item};
-use crate::body::{BodyReader, Choice, Len, Presence, choice_of};
+use crate::body::{BodyReader, Choice, Presence, choice_of};
 use crate::labels::{LabelsPatch, apply_labels_patch};
 use crate::listing::{CollectionSpec, Field, FilterKind};
 use crate::problem::{InvalidParameter, Rule};
@@ -18,11 +18,7 @@ pub const MAX_REDIRECT_URIS: usize = 32;
 pub const MAX_ALLOW_SCOPES: usize = 1000;
 
 pub const COLLECTION: CollectionSpec = CollectionSpec {
-    filters: &[
-        (Field::Name, FilterKind::Text),
-        (Field::Id, FilterKind::Equals),
-        (Field::Labels, FilterKind::Label),
-    ],
+    filters: &[(Field::Name, FilterKind::Text), (Field::Id, FilterKind::Equals), (Field::Labels, FilterKind::Label)],
     sorts: &[Field::CreatedAt, Field::UpdatedAt, Field::Name],
 };
 
@@ -166,17 +162,8 @@ struct CommonFields {
 }
 
 fn common(r: &mut BodyReader<'_>, name_required: bool) -> CommonFields {
-    let name = if name_required {
-        r.required_string("name", NAME_LEN)
-    } else {
-        r.string("name", NAME_LEN)
-    };
-    let grant_types = r.array(
-        "grant_types",
-        GrantType::ALL.len(),
-        true,
-        choice_of::<GrantType>,
-    );
+    let name = if name_required { r.required_string("name", NAME_LEN) } else { r.string("name", NAME_LEN) };
+    let grant_types = r.array("grant_types", GrantType::ALL.len(), true, choice_of::<GrantType>);
     let grant_types = match grant_types {
         Some(g) if g.is_empty() => {
             r.error(
@@ -188,20 +175,9 @@ fn common(r: &mut BodyReader<'_>, name_required: bool) -> CommonFields {
         }
         other => other,
     };
-    let grant_types = if name_required {
-        r.required("grant_types", grant_types)
-    } else {
-        grant_types
-    };
-    let response_types = r.array(
-        "response_types",
-        ResponseType::ALL.len(),
-        true,
-        choice_of::<ResponseType>,
-    );
-    let redirect_uris = r.array("redirect_uris", MAX_REDIRECT_URIS, true, |f, v| {
-        uri_item(f, v, true)
-    });
+    let grant_types = if name_required { r.required("grant_types", grant_types) } else { grant_types };
+    let response_types = r.array("response_types", ResponseType::ALL.len(), true, choice_of::<ResponseType>);
+    let redirect_uris = r.array("redirect_uris", MAX_REDIRECT_URIS, true, |f, v| uri_item(f, v, true));
     let login_uri = match r.raw("login_uri") {
         Presence::Value(v) => match uri_item("login_uri", v, true) {
             Ok(u) => Presence::Value(u),
@@ -219,11 +195,7 @@ fn common(r: &mut BodyReader<'_>, name_required: bool) -> CommonFields {
         response_types,
         redirect_uris,
         login_uri,
-        access_token_duration: r.integer(
-            "access_token_duration",
-            MIN_TOKEN_DURATION,
-            MAX_TOKEN_DURATION,
-        ),
+        access_token_duration: r.integer("access_token_duration", MIN_TOKEN_DURATION, MAX_TOKEN_DURATION),
         id_token_duration: r.integer("id_token_duration", MIN_TOKEN_DURATION, MAX_TOKEN_DURATION),
         allow_all_scopes: r.boolean("allow_all_scopes"),
         allow_scopes: r.array("allow_scopes", MAX_ALLOW_SCOPES, true, scope_id_item),
@@ -253,17 +225,11 @@ impl ClientInput {
         Ok(Self::with_defaults(c, labels, secret))
     }
 
-    fn with_defaults(
-        c: CommonFields,
-        labels: Option<Labels>,
-        client_secret: Option<SecretString>,
-    ) -> Self {
+    fn with_defaults(c: CommonFields, labels: Option<Labels>, client_secret: Option<SecretString>) -> Self {
         Self {
             name: c.name.unwrap_or_default(),
             grant_types: c.grant_types.unwrap_or_default(),
-            response_types: c
-                .response_types
-                .unwrap_or_else(|| vec![ResponseType::Token]),
+            response_types: c.response_types.unwrap_or_else(|| vec![ResponseType::Token]),
             redirect_uris: c.redirect_uris.unwrap_or_default(),
             login_uri: match c.login_uri {
                 Presence::Value(u) => Some(u),
@@ -313,10 +279,7 @@ fn secret_field(r: &mut BodyReader<'_>) -> Option<SecretString> {
     match r.raw("client_secret") {
         Presence::Absent => None,
         Presence::Null => {
-            r.error(
-                InvalidParameter::new("client_secret", Rule::IsString, "must be a string")
-                    .in_body(),
-            );
+            r.error(InvalidParameter::new("client_secret", Rule::IsString, "must be a string").in_body());
             None
         }
         Presence::Value(v) => match chosen_secret("client_secret", v) {
@@ -357,36 +320,20 @@ impl ClientPatch {
         let labels = apply_labels_patch(&current.labels, &self.labels).map_err(|e| vec![e])?;
         Ok(Client {
             name: self.name.clone().unwrap_or_else(|| current.name.clone()),
-            grant_types: self
-                .grant_types
-                .clone()
-                .unwrap_or_else(|| current.grant_types.clone()),
-            response_types: self
-                .response_types
-                .clone()
-                .unwrap_or_else(|| current.response_types.clone()),
-            redirect_uris: self
-                .redirect_uris
-                .clone()
-                .unwrap_or_else(|| current.redirect_uris.clone()),
+            grant_types: self.grant_types.clone().unwrap_or_else(|| current.grant_types.clone()),
+            response_types: self.response_types.clone().unwrap_or_else(|| current.response_types.clone()),
+            redirect_uris: self.redirect_uris.clone().unwrap_or_else(|| current.redirect_uris.clone()),
             login_uri: match &self.login_uri {
                 Presence::Absent => current.login_uri.clone(),
                 Presence::Null => None,
                 Presence::Value(u) => Some(u.clone()),
             },
-            access_token_duration: self
-                .access_token_duration
-                .unwrap_or(current.access_token_duration),
+            access_token_duration: self.access_token_duration.unwrap_or(current.access_token_duration),
             id_token_duration: self.id_token_duration.unwrap_or(current.id_token_duration),
             allow_all_scopes: self.allow_all_scopes.unwrap_or(current.allow_all_scopes),
-            allow_scopes: self
-                .allow_scopes
-                .clone()
-                .unwrap_or_else(|| current.allow_scopes.clone()),
+            allow_scopes: self.allow_scopes.clone().unwrap_or_else(|| current.allow_scopes.clone()),
             labels,
-            token_endpoint_auth_method: self
-                .token_endpoint_auth_method
-                .unwrap_or(current.token_endpoint_auth_method),
+            token_endpoint_auth_method: self.token_endpoint_auth_method.unwrap_or(current.token_endpoint_auth_method),
             updated_at: now,
             ..current.clone()
         })
@@ -401,9 +348,6 @@ pub struct CreatedClientView<'a> {
     pub client_secret: &'a str,
 }
 
-/// Lengths accepted for client ids chosen by callers.
-pub const CLIENT_ID_LEN: Len = Len::new(1, ClientId::MAX_LEN);
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,14 +361,8 @@ mod tests {
             "response_types": ["id_token", "token"]});
         let c = ClientInput::from_create_body(b.as_object().unwrap()).unwrap();
         assert_eq!(c.access_token_duration, 3600);
-        assert_eq!(
-            c.response_types,
-            vec![ResponseType::IdToken, ResponseType::Token]
-        );
-        assert_eq!(
-            c.token_endpoint_auth_method,
-            TokenEndpointAuthMethod::ClientSecretPost
-        );
+        assert_eq!(c.response_types, vec![ResponseType::IdToken, ResponseType::Token]);
+        assert_eq!(c.token_endpoint_auth_method, TokenEndpointAuthMethod::ClientSecretPost);
     }
 
     #[test]
@@ -445,16 +383,9 @@ mod tests {
         );
         let b = json!({"name": "c", "grant_types": ["client_credentials"], "id": "ignored", "created_at": "x"});
         let e = ClientInput::from_replace_body(b.as_object().unwrap()).unwrap_err();
-        assert_eq!(
-            (e[0].field.as_str(), e[0].rule),
-            ("client_secret", Some(Rule::Required))
-        );
-        let b =
-            json!({"name": "c", "grant_types": ["client_credentials"], "client_secret": "short"});
-        assert_eq!(
-            ClientInput::from_replace_body(b.as_object().unwrap()).unwrap_err()[0].rule,
-            Some(Rule::MinLength)
-        );
+        assert_eq!((e[0].field.as_str(), e[0].rule), ("client_secret", Some(Rule::Required)));
+        let b = json!({"name": "c", "grant_types": ["client_credentials"], "client_secret": "short"});
+        assert_eq!(ClientInput::from_replace_body(b.as_object().unwrap()).unwrap_err()[0].rule, Some(Rule::MinLength));
     }
 
     #[test]
@@ -478,10 +409,7 @@ mod tests {
         ] {
             let mut b = json!({"name": "c", "grant_types": ["client_credentials"]});
             b[field] = v.clone();
-            assert!(
-                ClientInput::from_create_body(b.as_object().unwrap()).is_err(),
-                "{field}={v}"
-            );
+            assert!(ClientInput::from_create_body(b.as_object().unwrap()).is_err(), "{field}={v}");
         }
     }
 
@@ -495,12 +423,7 @@ mod tests {
             Timestamp::from_secs(1),
             Timestamp::from_secs(1),
         );
-        let p = ClientPatch::from_body(
-            json!({"login_uri": null, "labels": {"b": "2"}})
-                .as_object()
-                .unwrap(),
-        )
-        .unwrap();
+        let p = ClientPatch::from_body(json!({"login_uri": null, "labels": {"b": "2"}}).as_object().unwrap()).unwrap();
         let out = p.apply(&c, Timestamp::from_secs(2)).unwrap();
         assert_eq!(out.login_uri, None);
         assert_eq!(out.labels.0.len(), 2);

@@ -14,10 +14,7 @@ use crate::{AuthServerId, ScopeId, Timestamp};
 pub const SCOPE_NAME_LEN: Len = Len::new(1, 128);
 
 pub const COLLECTION: CollectionSpec = CollectionSpec {
-    filters: &[
-        (Field::Name, FilterKind::Text),
-        (Field::Id, FilterKind::Equals),
-    ],
+    filters: &[(Field::Name, FilterKind::Text), (Field::Id, FilterKind::Equals)],
     sorts: &[Field::CreatedAt, Field::UpdatedAt, Field::Name],
 };
 
@@ -53,34 +50,19 @@ pub struct ScopePatch {
     pub enabled: Option<bool>,
 }
 
-const FIELDS: &[&str] = &[
-    "name",
-    "description",
-    "default",
-    "include_in_metadata",
-    "enabled",
-];
+const FIELDS: &[&str] = &["name", "description", "default", "include_in_metadata", "enabled"];
 
 pub fn is_scope_token(name: &str) -> bool {
-    name.bytes()
-        .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+    name.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
 fn scope_name(r: &mut BodyReader<'_>, required: bool) -> Option<String> {
-    let name = if required {
-        r.required_string("name", SCOPE_NAME_LEN)
-    } else {
-        r.string("name", SCOPE_NAME_LEN)
-    };
+    let name = if required { r.required_string("name", SCOPE_NAME_LEN) } else { r.string("name", SCOPE_NAME_LEN) };
     match name {
         Some(n) if !is_scope_token(&n) => {
             r.error(
-                InvalidParameter::new(
-                    "name",
-                    Rule::MatchesRegex,
-                    "must be printable ASCII without spaces, \" or \\",
-                )
-                .in_body(),
+                InvalidParameter::new("name", Rule::MatchesRegex, "must be printable ASCII without spaces, \" or \\")
+                    .in_body(),
             );
             None
         }
@@ -124,14 +106,9 @@ impl ScopePatch {
     pub fn apply(&self, current: &Scope, now: Timestamp) -> Scope {
         Scope {
             name: self.name.clone().unwrap_or_else(|| current.name.clone()),
-            description: self
-                .description
-                .clone()
-                .unwrap_or_else(|| current.description.clone()),
+            description: self.description.clone().unwrap_or_else(|| current.description.clone()),
             default: self.default.unwrap_or(current.default),
-            include_in_metadata: self
-                .include_in_metadata
-                .unwrap_or(current.include_in_metadata),
+            include_in_metadata: self.include_in_metadata.unwrap_or(current.include_in_metadata),
             enabled: self.enabled.unwrap_or(current.enabled),
             updated_at: now,
             ..current.clone()
@@ -152,10 +129,7 @@ mod tests {
         assert_eq!(s.name, "my-scope");
         assert!(s.enabled);
         for bad in ["a b", "a\"b", "a\\b", "é", ""] {
-            assert!(
-                NewScope::from_body(json!({"name": bad}).as_object().unwrap()).is_err(),
-                "{bad}"
-            );
+            assert!(NewScope::from_body(json!({"name": bad}).as_object().unwrap()).is_err(), "{bad}");
         }
         assert!(NewScope::from_body(json!({"name": "orders:read"}).as_object().unwrap()).is_ok());
     }

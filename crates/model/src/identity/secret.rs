@@ -18,10 +18,7 @@ pub const MAX_ENABLED_SECRETS: usize = 2;
 pub const MAX_SECRETS: usize = 10;
 
 pub const COLLECTION: CollectionSpec = CollectionSpec {
-    filters: &[
-        (Field::Id, FilterKind::Equals),
-        (Field::Enabled, FilterKind::Boolean),
-    ],
+    filters: &[(Field::Id, FilterKind::Equals), (Field::Enabled, FilterKind::Boolean)],
     sorts: &[Field::CreatedAt, Field::UpdatedAt],
 };
 
@@ -73,12 +70,7 @@ pub fn chosen_secret(field: &str, v: &Value) -> Result<SecretString, InvalidPara
         .in_body());
     }
     if !s.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(InvalidParameter::new(
-            field,
-            Rule::Invalid,
-            "must be printable ASCII without spaces",
-        )
-        .in_body());
+        return Err(InvalidParameter::new(field, Rule::Invalid, "must be printable ASCII without spaces").in_body());
     }
     Ok(SecretString::new(s.clone()))
 }
@@ -96,19 +88,14 @@ impl NewSecret {
         let secret = match r.raw("secret") {
             Presence::Absent => None,
             Presence::Null => {
-                r.error(
-                    InvalidParameter::new("secret", Rule::IsString, "must be a string").in_body(),
-                );
+                r.error(InvalidParameter::new("secret", Rule::IsString, "must be a string").in_body());
                 None
             }
             Presence::Value(v) => chosen_secret("secret", v).map_err(|e| r.error(e)).ok(),
         };
         let enabled = r.boolean("enabled");
         r.finish()?;
-        Ok(Self {
-            secret,
-            enabled: enabled.unwrap_or(true),
-        })
+        Ok(Self { secret, enabled: enabled.unwrap_or(true) })
     }
 }
 
@@ -129,17 +116,9 @@ mod tests {
     #[test]
     fn chosen_secrets() {
         assert!(chosen_secret("s", &json!("a".repeat(24))).is_ok());
-        for bad in [
-            json!("a".repeat(23)),
-            json!("a".repeat(257)),
-            json!(format!("{} b", "a".repeat(24))),
-            json!(5),
-        ] {
+        for bad in [json!("a".repeat(23)), json!("a".repeat(257)), json!(format!("{} b", "a".repeat(24))), json!(5)] {
             let e = chosen_secret("s", &bad).unwrap_err();
-            assert!(
-                !e.reason.contains("aaaa"),
-                "the value never appears in an error"
-            );
+            assert!(!e.reason.contains("aaaa"), "the value never appears in an error");
         }
     }
 
@@ -147,16 +126,10 @@ mod tests {
     fn secret_bodies() {
         assert_eq!(
             NewSecret::from_body(json!({}).as_object().unwrap()).unwrap(),
-            NewSecret {
-                secret: None,
-                enabled: true
-            }
+            NewSecret { secret: None, enabled: true }
         );
         assert!(NewSecret::from_body(json!({"secret": "short"}).as_object().unwrap()).is_err());
         assert!(secret_patch_from_body(json!({}).as_object().unwrap()).is_err());
-        assert_eq!(
-            secret_patch_from_body(json!({"enabled": false}).as_object().unwrap()),
-            Ok(false)
-        );
+        assert_eq!(secret_patch_from_body(json!({"enabled": false}).as_object().unwrap()), Ok(false));
     }
 }

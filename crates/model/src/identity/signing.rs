@@ -20,16 +20,8 @@ pub enum SigningAlgorithm {
 }
 
 impl Choice for SigningAlgorithm {
-    const ALL: &'static [Self] = &[
-        Self::RS256,
-        Self::RS384,
-        Self::RS512,
-        Self::PS256,
-        Self::PS384,
-        Self::PS512,
-        Self::ES256,
-        Self::EdDSA,
-    ];
+    const ALL: &'static [Self] =
+        &[Self::RS256, Self::RS384, Self::RS512, Self::PS256, Self::PS384, Self::PS512, Self::ES256, Self::EdDSA];
 
     fn as_str(self) -> &'static str {
         match self {
@@ -47,10 +39,7 @@ impl Choice for SigningAlgorithm {
 
 impl SigningAlgorithm {
     pub fn is_rsa(self) -> bool {
-        matches!(
-            self,
-            Self::RS256 | Self::RS384 | Self::RS512 | Self::PS256 | Self::PS384 | Self::PS512
-        )
+        matches!(self, Self::RS256 | Self::RS384 | Self::RS512 | Self::PS256 | Self::PS384 | Self::PS512)
     }
 }
 

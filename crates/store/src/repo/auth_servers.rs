@@ -62,17 +62,9 @@ async fn insert_key(tx: &mut dyn Tx, key: &SigningKey) -> Result<()> {
 /// Names are unique; checked inside the write transaction so the caller learns which rule it broke (the unique
 /// index still guards against a concurrent writer on PostgreSQL).
 async fn ensure_name_free(tx: &mut dyn Tx, name: &str, except: Option<AuthServerId>) -> Result<()> {
-    let rows = tx
-        .fetch("SELECT id FROM auth_servers WHERE name = ?", params![name])
-        .await?;
-    let taken = rows
-        .iter()
-        .any(|r| r.text("id").ok() != except.map(|id| id.to_string()));
-    if taken {
-        Err(StoreError::Conflict(Conflict::Name))
-    } else {
-        Ok(())
-    }
+    let rows = tx.fetch("SELECT id FROM auth_servers WHERE name = ?", params![name]).await?;
+    let taken = rows.iter().any(|r| r.text("id").ok() != except.map(|id| id.to_string()));
+    if taken { Err(StoreError::Conflict(Conflict::Name)) } else { Ok(()) }
 }
 
 #[async_trait]
@@ -104,20 +96,14 @@ impl AuthServerStore for SqlStore {
 
     async fn get_auth_server(&self, id: AuthServerId) -> Result<Option<AuthServer>> {
         let row = self
-            .fetch_one(
-                &format!("SELECT {COLUMNS} FROM auth_servers WHERE id = ?"),
-                params![id.to_string()],
-            )
+            .fetch_one(&format!("SELECT {COLUMNS} FROM auth_servers WHERE id = ?"), params![id.to_string()])
             .await?;
         row.map(|r| decode(r.as_ref())).transpose()
     }
 
     async fn find_auth_server_by_issuer_key(&self, issuer_key: &str) -> Result<Option<AuthServer>> {
         let row = self
-            .fetch_one(
-                &format!("SELECT {COLUMNS} FROM auth_servers WHERE issuer_key = ?"),
-                params![issuer_key],
-            )
+            .fetch_one(&format!("SELECT {COLUMNS} FROM auth_servers WHERE issuer_key = ?"), params![issuer_key])
             .await?;
         row.map(|r| decode(r.as_ref())).transpose()
     }
@@ -167,32 +153,18 @@ impl AuthServerStore for SqlStore {
             let mut counts = [0u64; 3];
             for (i, table) in ["clients", "scopes", "claims"].iter().enumerate() {
                 counts[i] = tx
-                    .count(
-                        &format!("SELECT COUNT(*) AS n FROM {table} WHERE auth_server_id = ?"),
-                        params![&sid],
-                    )
+                    .count(&format!("SELECT COUNT(*) AS n FROM {table} WHERE auth_server_id = ?"), params![&sid])
                     .await?;
             }
             if counts.iter().any(|&c| c > 0) {
                 // Still report a missing server as missing.
-                let exists = tx
-                    .count(
-                        "SELECT COUNT(*) AS n FROM auth_servers WHERE id = ?",
-                        params![&sid],
-                    )
-                    .await?;
+                let exists = tx.count("SELECT COUNT(*) AS n FROM auth_servers WHERE id = ?", params![&sid]).await?;
                 found(exists)?;
-                return Err(StoreError::NotEmpty {
-                    clients: counts[0],
-                    scopes: counts[1],
-                    claims: counts[2],
-                });
+                return Err(StoreError::NotEmpty { clients: counts[0], scopes: counts[1], claims: counts[2] });
             }
         }
         // Foreign keys cascade to keys, scopes, claims, clients and secrets.
-        let n = tx
-            .execute("DELETE FROM auth_servers WHERE id = ?", params![&sid])
-            .await?;
+        let n = tx.execute("DELETE FROM auth_servers WHERE id = ?", params![&sid]).await?;
         found(n)?;
         tx.notify(Invalidation::AuthServer { id });
         tx.commit().await

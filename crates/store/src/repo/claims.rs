@@ -50,9 +50,7 @@ impl ClaimStore for SqlStore {
             ],
         )
         .await?;
-        tx.notify(Invalidation::AuthServer {
-            id: c.auth_server_id,
-        });
+        tx.notify(Invalidation::AuthServer { id: c.auth_server_id });
         tx.commit().await
     }
 
@@ -66,14 +64,8 @@ impl ClaimStore for SqlStore {
         row.map(|r| decode(r.as_ref())).transpose()
     }
 
-    async fn list_claims(
-        &self,
-        auth_server: AuthServerId,
-        query: &ListQuery,
-    ) -> Result<Listed<Claim>> {
-        let mut base = SqlBuf::new(&format!(
-            "SELECT {COLUMNS} FROM claims WHERE auth_server_id = ?"
-        ));
+    async fn list_claims(&self, auth_server: AuthServerId, query: &ListQuery) -> Result<Listed<Claim>> {
+        let mut base = SqlBuf::new(&format!("SELECT {COLUMNS} FROM claims WHERE auth_server_id = ?"));
         base.bind(auth_server.to_string());
         self.list(base, query, decode).await
     }
@@ -81,9 +73,7 @@ impl ClaimStore for SqlStore {
     async fn all_claims(&self, auth_server: AuthServerId) -> Result<Vec<Claim>> {
         let rows = self
             .fetch(
-                &format!(
-                    "SELECT {COLUMNS} FROM claims WHERE auth_server_id = ? ORDER BY created_at, id"
-                ),
+                &format!("SELECT {COLUMNS} FROM claims WHERE auth_server_id = ? ORDER BY created_at, id"),
                 params![auth_server.to_string()],
             )
             .await?;
@@ -92,14 +82,7 @@ impl ClaimStore for SqlStore {
 
     async fn update_claim(&self, c: &Claim) -> Result<()> {
         let mut tx = self.db.writer().await?;
-        ensure_name_free(
-            tx.as_mut(),
-            "claims",
-            c.auth_server_id,
-            &c.name,
-            Some(&c.id.to_string()),
-        )
-        .await?;
+        ensure_name_free(tx.as_mut(), "claims", c.auth_server_id, &c.name, Some(&c.id.to_string())).await?;
         let n = tx
             .execute(
                 "UPDATE claims SET name = ?, value = ?, include_in_token = ?, include_in_all_scopes = ?, \
@@ -118,9 +101,7 @@ impl ClaimStore for SqlStore {
             )
             .await?;
         found(n)?;
-        tx.notify(Invalidation::AuthServer {
-            id: c.auth_server_id,
-        });
+        tx.notify(Invalidation::AuthServer { id: c.auth_server_id });
         tx.commit().await
     }
 

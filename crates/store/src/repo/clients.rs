@@ -19,8 +19,7 @@ const COLUMNS: &str = "auth_server_id, id, name, grant_types, response_types, re
 
 fn decode(row: &dyn Row) -> Result<Client> {
     Ok(Client {
-        id: ClientId::parse(&row.text("id")?)
-            .map_err(|_| StoreError::corrupt("column id: bad client id"))?,
+        id: ClientId::parse(&row.text("id")?).map_err(|_| StoreError::corrupt("column id: bad client id"))?,
         auth_server_id: parse_id(row, "auth_server_id")?,
         name: row.text("name")?,
         grant_types: choices(row, "grant_types")?,
@@ -75,9 +74,7 @@ impl ClientStore for SqlStore {
         )
         .await?;
         insert_secret(tx.as_mut(), secret).await?;
-        tx.notify(Invalidation::AuthServer {
-            id: c.auth_server_id,
-        });
+        tx.notify(Invalidation::AuthServer { id: c.auth_server_id });
         tx.commit().await
     }
 
@@ -91,28 +88,15 @@ impl ClientStore for SqlStore {
         row.map(|r| decode(r.as_ref())).transpose()
     }
 
-    async fn list_clients(
-        &self,
-        auth_server: AuthServerId,
-        query: &ListQuery,
-    ) -> Result<Listed<Client>> {
-        let mut base = SqlBuf::new(&format!(
-            "SELECT {COLUMNS} FROM clients WHERE auth_server_id = ?"
-        ));
+    async fn list_clients(&self, auth_server: AuthServerId, query: &ListQuery) -> Result<Listed<Client>> {
+        let mut base = SqlBuf::new(&format!("SELECT {COLUMNS} FROM clients WHERE auth_server_id = ?"));
         base.bind(auth_server.to_string());
         self.list(base, query, decode).await
     }
 
     async fn update_client(&self, c: &Client, replacement: Option<&ClientSecret>) -> Result<()> {
         let mut tx = self.db.writer().await?;
-        ensure_name_free(
-            tx.as_mut(),
-            "clients",
-            c.auth_server_id,
-            &c.name,
-            Some(c.id.as_str()),
-        )
-        .await?;
+        ensure_name_free(tx.as_mut(), "clients", c.auth_server_id, &c.name, Some(c.id.as_str())).await?;
         let n = tx
             .execute(
                 "UPDATE clients SET name = ?, grant_types = ?, response_types = ?, redirect_uris = ?, login_uri = ?, \
@@ -145,9 +129,7 @@ impl ClientStore for SqlStore {
             .await?;
             insert_secret(tx.as_mut(), secret).await?;
         }
-        tx.notify(Invalidation::AuthServer {
-            id: c.auth_server_id,
-        });
+        tx.notify(Invalidation::AuthServer { id: c.auth_server_id });
         tx.commit().await
     }
 

@@ -7,12 +7,7 @@ use crate::{MetaStore, Result, StoreError};
 #[async_trait]
 impl MetaStore for SqlStore {
     async fn get_meta(&self, key: &str) -> Result<Option<String>> {
-        let row = self
-            .fetch_one(
-                "SELECT value FROM gatehouse_meta WHERE key = ?",
-                params![key],
-            )
-            .await?;
+        let row = self.fetch_one("SELECT value FROM gatehouse_meta WHERE key = ?", params![key]).await?;
         row.map(|r| r.text("value")).transpose()
     }
 
@@ -25,10 +20,7 @@ impl MetaStore for SqlStore {
         )
         .await?;
         let row = tx
-            .fetch_one(
-                "SELECT value FROM gatehouse_meta WHERE key = ?",
-                params![key],
-            )
+            .fetch_one("SELECT value FROM gatehouse_meta WHERE key = ?", params![key])
             .await?
             .ok_or_else(|| StoreError::corrupt("meta value vanished"))?;
         let stored = row.text("value")?;

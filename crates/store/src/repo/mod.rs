@@ -41,11 +41,7 @@ impl SqlStore {
         self.db.reader().await?.fetch(sql, params).await
     }
 
-    async fn fetch_one(
-        &self,
-        sql: &str,
-        params: Vec<Param>,
-    ) -> Result<Option<Box<dyn Row>>, StoreError> {
+    async fn fetch_one(&self, sql: &str, params: Vec<Param>) -> Result<Option<Box<dyn Row>>, StoreError> {
         self.db.reader().await?.fetch_one(sql, params).await
     }
 
@@ -63,14 +59,11 @@ impl SqlStore {
             let col = column(filter.field);
             match &filter.op {
                 FilterOp::Eq(v) => filtered.push(&format!(" AND {col} = ?")).bind(v),
-                FilterOp::Contains(v) => filtered
-                    .push(&format!(" AND {}", dialect.contains(col)))
-                    .bind(v),
+                FilterOp::Contains(v) => filtered.push(&format!(" AND {}", dialect.contains(col))).bind(v),
                 FilterOp::Is(b) => filtered.push(&format!(" AND {col} = ?")).bind(*b),
-                FilterOp::Label { key, value } => filtered
-                    .push(&format!(" AND {}", dialect.json_key_equals(col)))
-                    .bind(key)
-                    .bind(value),
+                FilterOp::Label { key, value } => {
+                    filtered.push(&format!(" AND {}", dialect.json_key_equals(col))).bind(key).bind(value)
+                }
             };
         }
         let count_sql = format!("SELECT COUNT(*) AS n FROM ({}) AS matched", filtered.sql);
@@ -80,25 +73,14 @@ impl SqlStore {
         let mut order: Vec<String> = query
             .sort
             .iter()
-            .map(|k| {
-                format!(
-                    "{} {}",
-                    column(k.field),
-                    if k.descending { "DESC" } else { "ASC" }
-                )
-            })
+            .map(|k| format!("{} {}", column(k.field), if k.descending { "DESC" } else { "ASC" }))
             .collect();
         order.push("created_at ASC".into());
         order.push("id ASC".into());
         filtered.push(&format!(" ORDER BY {} LIMIT ? OFFSET ?", order.join(", ")));
-        filtered
-            .bind(i64::from(query.page_size))
-            .bind(i64::try_from(query.offset()).unwrap_or(i64::MAX));
+        filtered.bind(i64::from(query.page_size)).bind(i64::try_from(query.offset()).unwrap_or(i64::MAX));
         let rows = conn.fetch(&filtered.sql, filtered.params).await?;
-        let items = rows
-            .iter()
-            .map(|r| decode(r.as_ref()))
-            .collect::<Result<_, _>>()?;
+        let items = rows.iter().map(|r| decode(r.as_ref())).collect::<Result<_, _>>()?;
         Ok(Listed { items, total })
     }
 }
@@ -140,8 +122,7 @@ fn from_json<T: DeserializeOwned>(row: &dyn Row, col: &str) -> Result<T, StoreEr
 
 fn choice<C: Choice>(row: &dyn Row, col: &str) -> Result<C, StoreError> {
     let text = row.text(col)?;
-    C::parse(&text)
-        .ok_or_else(|| StoreError::corrupt(format!("column {col}: unknown value {text}")))
+    C::parse(&text).ok_or_else(|| StoreError::corrupt(format!("column {col}: unknown value {text}")))
 }
 
 fn choices_to_json<C: Choice>(values: &[C]) -> String {
@@ -152,24 +133,16 @@ fn choices<C: Choice>(row: &dyn Row, col: &str) -> Result<Vec<C>, StoreError> {
     let names: Vec<String> = from_json(row, col)?;
     names
         .iter()
-        .map(|n| {
-            C::parse(n)
-                .ok_or_else(|| StoreError::corrupt(format!("column {col}: unknown value {n}")))
-        })
+        .map(|n| C::parse(n).ok_or_else(|| StoreError::corrupt(format!("column {col}: unknown value {n}"))))
         .collect()
 }
 
 fn parse_id<T: std::str::FromStr>(row: &dyn Row, col: &str) -> Result<T, StoreError> {
     let text = row.text(col)?;
-    text.parse()
-        .map_err(|_| StoreError::corrupt(format!("column {col}: bad id {text}")))
+    text.parse().map_err(|_| StoreError::corrupt(format!("column {col}: bad id {text}")))
 }
 
 /// Fails with `NotFound` when an update or delete touched no row.
 fn found(rows: u64) -> Result<(), StoreError> {
-    if rows == 0 {
-        Err(StoreError::NotFound)
-    } else {
-        Ok(())
-    }
+    if rows == 0 { Err(StoreError::NotFound) } else { Ok(()) }
 }

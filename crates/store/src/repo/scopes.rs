@@ -10,7 +10,8 @@ use crate::error::Conflict;
 use crate::sql::{Row, SqlBuf, Tx, params};
 use crate::{Listed, Result, ScopeStore, StoreError};
 
-const COLUMNS: &str = "id, auth_server_id, name, description, is_default, include_in_metadata, enabled, created_at, updated_at";
+const COLUMNS: &str =
+    "id, auth_server_id, name, description, is_default, include_in_metadata, enabled, created_at, updated_at";
 
 fn decode(row: &dyn Row) -> Result<Scope> {
     Ok(Scope {
@@ -41,21 +42,11 @@ pub(super) async fn ensure_name_free(
         )
         .await?;
     let taken = rows.iter().any(|r| r.text("id").ok().as_deref() != except);
-    if taken {
-        Err(StoreError::Conflict(Conflict::Name))
-    } else {
-        Ok(())
-    }
+    if taken { Err(StoreError::Conflict(Conflict::Name)) } else { Ok(()) }
 }
 
 pub(super) async fn ensure_auth_server(tx: &mut dyn Tx, auth_server: AuthServerId) -> Result<()> {
-    found(
-        tx.count(
-            "SELECT COUNT(*) AS n FROM auth_servers WHERE id = ?",
-            params![auth_server.to_string()],
-        )
-        .await?,
-    )
+    found(tx.count("SELECT COUNT(*) AS n FROM auth_servers WHERE id = ?", params![auth_server.to_string()]).await?)
 }
 
 #[async_trait]
@@ -79,9 +70,7 @@ impl ScopeStore for SqlStore {
             ],
         )
         .await?;
-        tx.notify(Invalidation::AuthServer {
-            id: s.auth_server_id,
-        });
+        tx.notify(Invalidation::AuthServer { id: s.auth_server_id });
         tx.commit().await
     }
 
@@ -95,14 +84,8 @@ impl ScopeStore for SqlStore {
         row.map(|r| decode(r.as_ref())).transpose()
     }
 
-    async fn list_scopes(
-        &self,
-        auth_server: AuthServerId,
-        query: &ListQuery,
-    ) -> Result<Listed<Scope>> {
-        let mut base = SqlBuf::new(&format!(
-            "SELECT {COLUMNS} FROM scopes WHERE auth_server_id = ?"
-        ));
+    async fn list_scopes(&self, auth_server: AuthServerId, query: &ListQuery) -> Result<Listed<Scope>> {
+        let mut base = SqlBuf::new(&format!("SELECT {COLUMNS} FROM scopes WHERE auth_server_id = ?"));
         base.bind(auth_server.to_string());
         self.list(base, query, decode).await
     }
@@ -110,9 +93,7 @@ impl ScopeStore for SqlStore {
     async fn all_scopes(&self, auth_server: AuthServerId) -> Result<Vec<Scope>> {
         let rows = self
             .fetch(
-                &format!(
-                    "SELECT {COLUMNS} FROM scopes WHERE auth_server_id = ? ORDER BY created_at, id"
-                ),
+                &format!("SELECT {COLUMNS} FROM scopes WHERE auth_server_id = ? ORDER BY created_at, id"),
                 params![auth_server.to_string()],
             )
             .await?;
@@ -121,14 +102,7 @@ impl ScopeStore for SqlStore {
 
     async fn update_scope(&self, s: &Scope) -> Result<()> {
         let mut tx = self.db.writer().await?;
-        ensure_name_free(
-            tx.as_mut(),
-            "scopes",
-            s.auth_server_id,
-            &s.name,
-            Some(&s.id.to_string()),
-        )
-        .await?;
+        ensure_name_free(tx.as_mut(), "scopes", s.auth_server_id, &s.name, Some(&s.id.to_string())).await?;
         let n = tx
             .execute(
                 "UPDATE scopes SET name = ?, description = ?, is_default = ?, include_in_metadata = ?, enabled = ?, \
@@ -146,27 +120,15 @@ impl ScopeStore for SqlStore {
             )
             .await?;
         found(n)?;
-        tx.notify(Invalidation::AuthServer {
-            id: s.auth_server_id,
-        });
+        tx.notify(Invalidation::AuthServer { id: s.auth_server_id });
         tx.commit().await
     }
 
-    async fn delete_scope(
-        &self,
-        auth_server: AuthServerId,
-        id: ScopeId,
-        force: bool,
-    ) -> Result<()> {
+    async fn delete_scope(&self, auth_server: AuthServerId, id: ScopeId, force: bool) -> Result<()> {
         let mut tx = self.db.writer().await?;
         let server = auth_server.to_string();
         let sid = id.to_string();
-        let n = tx
-            .execute(
-                "DELETE FROM scopes WHERE auth_server_id = ? AND id = ?",
-                params![&server, &sid],
-            )
-            .await?;
+        let n = tx.execute("DELETE FROM scopes WHERE auth_server_id = ? AND id = ?", params![&server, &sid]).await?;
         found(n)?;
         // The scope id lives inside JSON arrays: find candidate rows by text, then rewrite the arrays in code, the
         // same way on both backends.
@@ -178,10 +140,7 @@ impl ScopeStore for SqlStore {
             )
             .await?;
         if !claims.is_empty() && !force {
-            let names = claims
-                .iter()
-                .map(|r| r.text("name"))
-                .collect::<Result<Vec<_>>>()?;
+            let names = claims.iter().map(|r| r.text("name")).collect::<Result<Vec<_>>>()?;
             return Err(StoreError::ScopeInUse { claims: names });
         }
         for row in &claims {

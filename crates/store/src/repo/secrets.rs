@@ -17,8 +17,7 @@ fn decode(row: &dyn Row) -> Result<ClientSecret> {
         auth_server_id: parse_id(row, "auth_server_id")?,
         client_id: gatehouse_model::ClientId::parse(&row.text("client_id")?)
             .map_err(|_| StoreError::corrupt("column client_id: bad client id"))?,
-        hash: SecretHash::from_slice(&row.bytes("hash")?)
-            .ok_or_else(|| StoreError::corrupt("column hash: length"))?,
+        hash: SecretHash::from_slice(&row.bytes("hash")?).ok_or_else(|| StoreError::corrupt("column hash: length"))?,
         enabled: row.boolean("enabled")?,
         created_at: Timestamp::from_micros(row.int("created_at")?),
         updated_at: Timestamp::from_micros(row.int("updated_at")?),
@@ -60,9 +59,7 @@ async fn count_secrets(
     client: &ClientId,
     only_enabled: bool,
 ) -> Result<u64> {
-    let mut sql = SqlBuf::new(
-        "SELECT COUNT(*) AS n FROM client_secrets WHERE auth_server_id = ? AND client_id = ?",
-    );
+    let mut sql = SqlBuf::new("SELECT COUNT(*) AS n FROM client_secrets WHERE auth_server_id = ? AND client_id = ?");
     sql.bind(auth_server.to_string()).bind(client.as_str());
     if only_enabled {
         sql.push(" AND enabled = ?").bind(true);
@@ -78,9 +75,8 @@ impl ClientSecretStore for SqlStore {
         client: &ClientId,
         query: &ListQuery,
     ) -> Result<Listed<ClientSecret>> {
-        let mut base = SqlBuf::new(&format!(
-            "SELECT {COLUMNS} FROM client_secrets WHERE auth_server_id = ? AND client_id = ?"
-        ));
+        let mut base =
+            SqlBuf::new(&format!("SELECT {COLUMNS} FROM client_secrets WHERE auth_server_id = ? AND client_id = ?"));
         base.bind(auth_server.to_string()).bind(client.as_str());
         self.list(base, query, decode).await
     }
@@ -100,32 +96,18 @@ impl ClientSecretStore for SqlStore {
         row.map(|r| decode(r.as_ref())).transpose()
     }
 
-    async fn add_client_secret(
-        &self,
-        s: &ClientSecret,
-        max_enabled: usize,
-        max_total: usize,
-    ) -> Result<()> {
+    async fn add_client_secret(&self, s: &ClientSecret, max_enabled: usize, max_total: usize) -> Result<()> {
         let mut tx = self.db.writer().await?;
         lock_client(tx.as_mut(), s.auth_server_id, &s.client_id).await?;
         let total = count_secrets(tx.as_mut(), s.auth_server_id, &s.client_id, false).await?;
         if total >= max_total as u64 {
-            return Err(StoreError::SecretLimit {
-                enabled_limit: false,
-            });
+            return Err(StoreError::SecretLimit { enabled_limit: false });
         }
-        if s.enabled
-            && count_secrets(tx.as_mut(), s.auth_server_id, &s.client_id, true).await?
-                >= max_enabled as u64
-        {
-            return Err(StoreError::SecretLimit {
-                enabled_limit: true,
-            });
+        if s.enabled && count_secrets(tx.as_mut(), s.auth_server_id, &s.client_id, true).await? >= max_enabled as u64 {
+            return Err(StoreError::SecretLimit { enabled_limit: true });
         }
         insert_secret(tx.as_mut(), s).await?;
-        tx.notify(Invalidation::AuthServer {
-            id: s.auth_server_id,
-        });
+        tx.notify(Invalidation::AuthServer { id: s.auth_server_id });
         tx.commit().await
     }
 
@@ -152,9 +134,7 @@ impl ClientSecretStore for SqlStore {
             && !secret.enabled
             && count_secrets(tx.as_mut(), auth_server, client, true).await? >= max_enabled as u64
         {
-            return Err(StoreError::SecretLimit {
-                enabled_limit: true,
-            });
+            return Err(StoreError::SecretLimit { enabled_limit: true });
         }
         tx.execute(
             "UPDATE client_secrets SET enabled = ?, updated_at = ? WHERE id = ?",

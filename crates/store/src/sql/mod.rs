@@ -88,19 +88,12 @@ pub(crate) trait Executor: Send {
     async fn execute(&mut self, sql: &str, params: Vec<Param>) -> Result<u64, StoreError>;
     async fn fetch(&mut self, sql: &str, params: Vec<Param>) -> Result<Rows, StoreError>;
 
-    async fn fetch_one(
-        &mut self,
-        sql: &str,
-        params: Vec<Param>,
-    ) -> Result<Option<Box<dyn Row>>, StoreError> {
+    async fn fetch_one(&mut self, sql: &str, params: Vec<Param>) -> Result<Option<Box<dyn Row>>, StoreError> {
         Ok(self.fetch(sql, params).await?.into_iter().next())
     }
 
     async fn count(&mut self, sql: &str, params: Vec<Param>) -> Result<u64, StoreError> {
-        let row = self
-            .fetch_one(sql, params)
-            .await?
-            .ok_or(StoreError::corrupt("count returned no row"))?;
+        let row = self.fetch_one(sql, params).await?.ok_or(StoreError::corrupt("count returned no row"))?;
         Ok(u64::try_from(row.int("n")?).unwrap_or(0))
     }
 }
@@ -155,10 +148,7 @@ pub(crate) struct SqlBuf {
 
 impl SqlBuf {
     pub fn new(sql: &str) -> Self {
-        Self {
-            sql: sql.to_owned(),
-            params: Vec::new(),
-        }
+        Self { sql: sql.to_owned(), params: Vec::new() }
     }
 
     pub fn push(&mut self, fragment: &str) -> &mut Self {
@@ -219,8 +209,7 @@ macro_rules! sqlx_glue {
             row: &'r $sqlx_row,
             col: &str,
         ) -> Result<T, crate::StoreError> {
-            row.try_get(col)
-                .map_err(|e| crate::StoreError::corrupt(format!("column {col}: {e}")))
+            row.try_get(col).map_err(|e| crate::StoreError::corrupt(format!("column {col}: {e}")))
         }
 
         impl Row for RowOf {
@@ -244,11 +233,7 @@ macro_rules! sqlx_glue {
             }
         }
 
-        async fn run_execute<'c, E>(
-            e: E,
-            sql: &str,
-            params: Vec<Param>,
-        ) -> Result<u64, crate::StoreError>
+        async fn run_execute<'c, E>(e: E, sql: &str, params: Vec<Param>) -> Result<u64, crate::StoreError>
         where
             E: sqlx::Executor<'c, Database = $db>,
         {
@@ -258,39 +243,24 @@ macro_rules! sqlx_glue {
             Ok(done.rows_affected())
         }
 
-        async fn run_fetch<'c, E>(
-            e: E,
-            sql: &str,
-            params: Vec<Param>,
-        ) -> Result<Rows, crate::StoreError>
+        async fn run_fetch<'c, E>(e: E, sql: &str, params: Vec<Param>) -> Result<Rows, crate::StoreError>
         where
             E: sqlx::Executor<'c, Database = $db>,
         {
             let prepared: String = $prepare(sql);
             let q = sqlx::query(sqlx::AssertSqlSafe(prepared));
             let rows = bind_all(q, params).fetch_all(e).await.map_err(from_sqlx)?;
-            Ok(rows
-                .into_iter()
-                .map(|r| Box::new(RowOf(r)) as Box<dyn Row>)
-                .collect())
+            Ok(rows.into_iter().map(|r| Box::new(RowOf(r)) as Box<dyn Row>).collect())
         }
 
         struct Conn(sqlx::pool::PoolConnection<$db>);
 
         #[async_trait::async_trait]
         impl Executor for Conn {
-            async fn execute(
-                &mut self,
-                sql: &str,
-                params: Vec<Param>,
-            ) -> Result<u64, crate::StoreError> {
+            async fn execute(&mut self, sql: &str, params: Vec<Param>) -> Result<u64, crate::StoreError> {
                 run_execute(&mut *self.0, sql, params).await
             }
-            async fn fetch(
-                &mut self,
-                sql: &str,
-                params: Vec<Param>,
-            ) -> Result<Rows, crate::StoreError> {
+            async fn fetch(&mut self, sql: &str, params: Vec<Param>) -> Result<Rows, crate::StoreError> {
                 run_fetch(&mut *self.0, sql, params).await
             }
         }
@@ -303,18 +273,10 @@ macro_rules! sqlx_glue {
 
         #[async_trait::async_trait]
         impl Executor for WriteTx {
-            async fn execute(
-                &mut self,
-                sql: &str,
-                params: Vec<Param>,
-            ) -> Result<u64, crate::StoreError> {
+            async fn execute(&mut self, sql: &str, params: Vec<Param>) -> Result<u64, crate::StoreError> {
                 run_execute(&mut *self.tx, sql, params).await
             }
-            async fn fetch(
-                &mut self,
-                sql: &str,
-                params: Vec<Param>,
-            ) -> Result<Rows, crate::StoreError> {
+            async fn fetch(&mut self, sql: &str, params: Vec<Param>) -> Result<Rows, crate::StoreError> {
                 run_fetch(&mut *self.tx, sql, params).await
             }
         }
@@ -328,10 +290,7 @@ mod tests {
 
     #[test]
     fn numbers_placeholders_in_order() {
-        assert_eq!(
-            number_placeholders("a = ? AND b IN (?, ?)"),
-            "a = $1 AND b IN ($2, $3)"
-        );
+        assert_eq!(number_placeholders("a = ? AND b IN (?, ?)"), "a = $1 AND b IN ($2, $3)");
         assert_eq!(number_placeholders("no params"), "no params");
     }
 }

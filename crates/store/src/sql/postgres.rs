@@ -29,11 +29,7 @@ pub struct PgSettings {
 
 impl PgSettings {
     pub fn new(url: impl Into<String>) -> Self {
-        Self {
-            url: url.into(),
-            schema: None,
-            max_connections: 10,
-        }
+        Self { url: url.into(), schema: None, max_connections: 10 }
     }
 
     fn channel(&self) -> String {
@@ -59,15 +55,11 @@ impl PgSettings {
 fn quote_ident(name: &str) -> Result<String, crate::StoreError> {
     let ok = !name.is_empty()
         && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if ok {
         Ok(format!("\"{name}\""))
     } else {
-        Err(crate::StoreError::Config(format!(
-            "schema name [{name}] must be 1-63 of a-z, 0-9, _"
-        )))
+        Err(crate::StoreError::Config(format!("schema name [{name}] must be 1-63 of a-z, 0-9, _")))
     }
 }
 
@@ -93,23 +85,12 @@ impl Drop for PgDb {
 }
 
 impl PgDb {
-    pub(crate) async fn connect(
-        settings: &PgSettings,
-        bus: Arc<LocalBus>,
-    ) -> Result<Self, crate::StoreError> {
+    pub(crate) async fn connect(settings: &PgSettings, bus: Arc<LocalBus>) -> Result<Self, crate::StoreError> {
         if let Some(schema) = &settings.schema {
-            let bootstrap = PgSettings {
-                schema: None,
-                ..settings.clone()
-            };
-            let mut conn = sqlx::ConnectOptions::connect(&bootstrap.connect_options()?)
-                .await
-                .map_err(from_sqlx)?;
+            let bootstrap = PgSettings { schema: None, ..settings.clone() };
+            let mut conn = sqlx::ConnectOptions::connect(&bootstrap.connect_options()?).await.map_err(from_sqlx)?;
             let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema)?);
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(&mut conn)
-                .await
-                .map_err(from_sqlx)?;
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.map_err(from_sqlx)?;
         }
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
@@ -122,30 +103,12 @@ impl PgDb {
         let node = Uuid::new_v4();
         // Listen before returning, so nothing committed after `connect` returns can be missed.
         let listener = listen(&pool, &channel).await.map_err(from_sqlx)?;
-        let listener = tokio::spawn(relay(
-            listener,
-            pool.clone(),
-            channel.clone(),
-            node,
-            bus.clone(),
-        ));
-        Ok(Self {
-            pool,
-            bus,
-            node,
-            channel,
-            listener,
-        })
+        let listener = tokio::spawn(relay(listener, pool.clone(), channel.clone(), node, bus.clone()));
+        Ok(Self { pool, bus, node, channel, listener })
     }
 
-    pub(crate) async fn connect_unmigrated(
-        settings: &PgSettings,
-    ) -> Result<PgPool, crate::StoreError> {
-        PgPoolOptions::new()
-            .max_connections(2)
-            .connect_with(settings.connect_options()?)
-            .await
-            .map_err(from_sqlx)
+    pub(crate) async fn connect_unmigrated(settings: &PgSettings) -> Result<PgPool, crate::StoreError> {
+        PgPoolOptions::new().max_connections(2).connect_with(settings.connect_options()?).await.map_err(from_sqlx)
     }
 }
 
@@ -157,13 +120,7 @@ async fn listen(pool: &PgPool, channel: &str) -> Result<PgListener, sqlx::Error>
 
 /// Forwards other nodes' notices to this node's subscribers. When the connection drops, notices sent meanwhile
 /// are lost, so after listening again it tells subscribers to resync.
-async fn relay(
-    mut listener: PgListener,
-    pool: PgPool,
-    channel: String,
-    node: Uuid,
-    bus: Arc<LocalBus>,
-) {
+async fn relay(mut listener: PgListener, pool: PgPool, channel: String, node: Uuid, bus: Arc<LocalBus>) {
     loop {
         match listener.try_recv().await {
             Ok(Some(n)) => match serde_json::from_str::<Notice>(n.payload()) {
@@ -172,10 +129,7 @@ async fn relay(
                 Err(e) => tracing::warn!(error = %e, "ignoring a malformed invalidation notice"),
             },
             Ok(None) | Err(_) => {
-                tracing::warn!(
-                    channel,
-                    "lost the invalidation listener connection; reconnecting"
-                );
+                tracing::warn!(channel, "lost the invalidation listener connection; reconnecting");
                 let mut delay = Duration::from_millis(50);
                 listener = loop {
                     match listen(&pool, &channel).await {
@@ -201,19 +155,13 @@ impl Db for PgDb {
     }
 
     async fn reader(&self) -> Result<Box<dyn Executor>, crate::StoreError> {
-        Ok(Box::new(Conn(
-            self.pool.acquire().await.map_err(from_sqlx)?,
-        )))
+        Ok(Box::new(Conn(self.pool.acquire().await.map_err(from_sqlx)?)))
     }
 
     async fn writer(&self) -> Result<Box<dyn Tx>, crate::StoreError> {
         let tx = self.pool.begin().await.map_err(from_sqlx)?;
         Ok(Box::new(PgWriteTx {
-            inner: WriteTx {
-                tx,
-                events: Vec::new(),
-                bus: self.bus.clone(),
-            },
+            inner: WriteTx { tx, events: Vec::new(), bus: self.bus.clone() },
             node: self.node,
             channel: self.channel.clone(),
         }))
@@ -246,18 +194,10 @@ impl Tx for PgWriteTx {
 
     async fn commit(mut self: Box<Self>) -> Result<(), crate::StoreError> {
         for event in self.inner.events.clone() {
-            let payload = serde_json::to_string(&Notice {
-                node: self.node,
-                event,
-            })
-            .map_err(|e| crate::StoreError::corrupt(format!("notice: {e}")))?;
+            let payload = serde_json::to_string(&Notice { node: self.node, event })
+                .map_err(|e| crate::StoreError::corrupt(format!("notice: {e}")))?;
             let channel = self.channel.clone();
-            self.inner
-                .execute(
-                    "SELECT pg_notify(?, ?)",
-                    vec![Param::Text(channel), Param::Text(payload)],
-                )
-                .await?;
+            self.inner.execute("SELECT pg_notify(?, ?)", vec![Param::Text(channel), Param::Text(payload)]).await?;
         }
         let WriteTx { tx, events, bus } = self.inner;
         tx.commit().await.map_err(from_sqlx)?;

@@ -29,21 +29,14 @@ impl SqliteDb {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await
-            .map_err(from_sqlx)?;
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(from_sqlx)?;
         migrations::sqlite().run(&pool).await?;
         Ok(Self { pool, bus })
     }
 
     /// Opens without migrating, for the migration tests.
     pub(crate) async fn open_unmigrated(path: &Path) -> Result<SqlitePool, crate::StoreError> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .foreign_keys(true);
+        let options = SqliteConnectOptions::new().filename(path).create_if_missing(true).foreign_keys(true);
         SqlitePool::connect_with(options).await.map_err(from_sqlx)
     }
 }
@@ -55,24 +48,14 @@ impl Db for SqliteDb {
     }
 
     async fn reader(&self) -> Result<Box<dyn Executor>, crate::StoreError> {
-        Ok(Box::new(Conn(
-            self.pool.acquire().await.map_err(from_sqlx)?,
-        )))
+        Ok(Box::new(Conn(self.pool.acquire().await.map_err(from_sqlx)?)))
     }
 
     async fn writer(&self) -> Result<Box<dyn Tx>, crate::StoreError> {
         // IMMEDIATE takes the write lock now; a deferred transaction that reads first can fail with SQLITE_BUSY
         // when it upgrades, without waiting for the busy timeout.
-        let tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(from_sqlx)?;
-        Ok(Box::new(WriteTx {
-            tx,
-            events: Vec::new(),
-            bus: self.bus.clone(),
-        }))
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
+        Ok(Box::new(WriteTx { tx, events: Vec::new(), bus: self.bus.clone() }))
     }
 }
 

@@ -1,0 +1,102 @@
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use gatehouse_model::ClaimId;
+use gatehouse_model::identity::claim::COLLECTION;
+use gatehouse_model::identity::{Claim, ClaimPatch, NewClaim};
+use gatehouse_model::problem::Rule;
+use gatehouse_runtime::errors::ApiError;
+use gatehouse_runtime::extract::path_id;
+use gatehouse_store::{Conflict, StoreError};
+
+use super::{Auth, Body, Params, Result, auth_server_id, list_query, missing_scopes, nth, page, require_server};
+use crate::IdentityState;
+
+fn claim_id(params: &Params) -> Result<ClaimId, ApiError> {
+    path_id("claimId", nth(params, 1), |s| s.parse().ok(), Rule::IsUuid)
+}
+
+fn not_found(id: ClaimId) -> ApiError {
+    ApiError::NotFound(format!("Claim [{id}] was not found"))
+}
+
+fn store_error(name: &str) -> impl Fn(StoreError) -> ApiError + '_ {
+    move |e| match e {
+        StoreError::Conflict(Conflict::Name) => ApiError::Conflict(format!("A claim named [{name}] already exists")),
+        other => other.into(),
+    }
+}
+
+async fn check_scopes(state: &IdentityState, claim: &Claim) -> Result<()> {
+    if claim.include_in_scopes.is_empty() {
+        return Ok(());
+    }
+    let scopes = state.services.store.all_scopes(claim.auth_server_id).await?;
+    let missing = missing_scopes("include_in_scopes", &claim.include_in_scopes, &scopes);
+    if missing.is_empty() { Ok(()) } else { Err(ApiError::Invalid(missing).into()) }
+}
+
+pub(super) async fn list(
+    _: Auth,
+    State(state): State<IdentityState>,
+    params: Params,
+    RawQuery(raw): RawQuery,
+) -> Result<Response> {
+    let server = require_server(&state, auth_server_id(&params)?).await?;
+    let query = list_query(raw.as_deref(), &COLLECTION)?;
+    let listed = state.services.store.list_claims(server.id, &query).await?;
+    Ok(page(listed.items, &query, listed.total).into_response())
+}
+
+pub(super) async fn create(
+    _: Auth,
+    State(state): State<IdentityState>,
+    params: Params,
+    body: Body,
+) -> Result<Response> {
+    let server = require_server(&state, auth_server_id(&params)?).await?;
+    let input = NewClaim::from_body(&body.0).map_err(ApiError::Invalid)?;
+    let now = state.services.clock.now();
+    let claim = Claim {
+        id: ClaimId::new(),
+        auth_server_id: server.id,
+        name: input.name,
+        value: input.value,
+        include_in_token: input.include_in_token,
+        include_in_all_scopes: input.include_in_all_scopes,
+        include_in_scopes: input.include_in_scopes,
+        enabled: input.enabled,
+        created_at: now,
+        updated_at: now,
+    };
+    check_scopes(&state, &claim).await?;
+    state.services.store.create_claim(&claim).await.map_err(store_error(&claim.name))?;
+    Ok((StatusCode::CREATED, Json(claim)).into_response())
+}
+
+pub(super) async fn get(_: Auth, State(state): State<IdentityState>, params: Params) -> Result<Response> {
+    let (server, id) = (auth_server_id(&params)?, claim_id(&params)?);
+    let claim = state.services.store.get_claim(server, id).await?.ok_or_else(|| not_found(id))?;
+    Ok(Json(claim).into_response())
+}
+
+pub(super) async fn patch(_: Auth, State(state): State<IdentityState>, params: Params, body: Body) -> Result<Response> {
+    let (server, id) = (auth_server_id(&params)?, claim_id(&params)?);
+    let patch = ClaimPatch::from_body(&body.0).map_err(ApiError::Invalid)?;
+    let current = state.services.store.get_claim(server, id).await?.ok_or_else(|| not_found(id))?;
+    let updated = patch.apply(&current, state.services.clock.now());
+    check_scopes(&state, &updated).await?;
+    state.services.store.update_claim(&updated).await.map_err(store_error(&updated.name))?;
+    Ok(Json(updated).into_response())
+}
+
+pub(super) async fn delete(_: Auth, State(state): State<IdentityState>, params: Params) -> Result<StatusCode> {
+    let (server, id) = (auth_server_id(&params)?, claim_id(&params)?);
+    match state.services.store.delete_claim(server, id).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(StoreError::NotFound) => Err(not_found(id).into()),
+        Err(e) => Err(e.into()),
+    }
+}
