@@ -168,8 +168,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config, check_config } => {
             let cfg = load(&config, check_config, false)?;
+            cfg.validate()?;
             if check_config {
-                cfg.validate()?;
                 println!("configuration OK");
                 return Ok(());
             }
@@ -178,6 +178,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Quickstart(args) => {
             let cfg = load(&args, false, true)?;
+            cfg.validate()?;
             let node = node::start(&cfg, NodeOptions::default()).await?;
             quickstart::announce(&node, &mut std::io::stdout()).await?;
             run_until_signal(node).await;

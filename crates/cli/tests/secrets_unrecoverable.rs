@@ -1,0 +1,126 @@
+//! A client secret is shown once and is unrecoverable afterwards: no API response, no log line (even at debug
+//! level) and no byte of the database holds it. The same goes for personal access tokens.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use common::ProcessEnv;
+use gatehouse_store::testing::TestDatabase;
+
+struct Api {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+    /// Every response body seen after the secrets were created.
+    seen: Vec<String>,
+}
+
+impl Api {
+    async fn send(&mut self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        self.seen.push(text.clone());
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+async fn secrets_never_reappear(db: TestDatabase) {
+    let env = ProcessEnv::for_db(&db).with("GATEHOUSE_LOG__LEVEL", "trace");
+    let token = env.create_token("secret-test").await;
+    let (mut process, base) = env.serve(&[]).await;
+    let mut api = Api { base, token: token.clone(), http: reqwest::Client::new(), seen: Vec::new() };
+    use reqwest::Method as M;
+
+    let (_, server) = api.send(M::POST, "/v1/auth-servers", Some(json!({"name": "s", "audience": "a"}))).await;
+    let sid = server["id"].as_str().unwrap().to_owned();
+    let clients = format!("/v1/auth-servers/{sid}/clients");
+    let mut secrets = Vec::new();
+
+    let (status, created) =
+        api.send(M::POST, &clients, Some(json!({"name": "generated", "grant_types": ["client_credentials"]}))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let generated_id = created["id"].as_str().unwrap().to_owned();
+    secrets.push(created["client_secret"].as_str().unwrap().to_owned());
+
+    let chosen = "Chosen-Secret_0123456789abcdefXYZ".to_owned();
+    let (status, _) = api
+        .send(
+            M::PUT,
+            &format!("{clients}/imported-client"),
+            Some(json!({"name": "imported", "grant_types": ["client_credentials"], "client_secret": chosen})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    secrets.push(chosen);
+
+    let (status, extra) = api.send(M::POST, &format!("{clients}/{generated_id}/secrets"), Some(json!({}))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    secrets.push(extra["secret"].as_str().unwrap().to_owned());
+
+    let patched = "Patched-Secret-9876543210zyxwvuTSR".to_owned();
+    let (status, _) =
+        api.send(M::PATCH, &format!("{clients}/imported-client"), Some(json!({"client_secret": patched}))).await;
+    assert_eq!(status, StatusCode::OK);
+    secrets.push(patched);
+
+    // Everything a caller could read afterwards.
+    api.seen.clear();
+    for path in [
+        clients.clone(),
+        format!("{clients}/{generated_id}"),
+        format!("{clients}/imported-client"),
+        format!("{clients}/{generated_id}/secrets"),
+        format!("{clients}/imported-client/secrets"),
+    ] {
+        let (status, _) = api.send(M::GET, &path, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
+    let secret_items = api.seen[3].clone();
+    let first_secret_id =
+        serde_json::from_str::<Value>(&secret_items).unwrap()["data"][0]["id"].as_str().unwrap().to_owned();
+    api.send(M::GET, &format!("{clients}/{generated_id}/secrets/{first_secret_id}"), None).await;
+
+    let status = process.interrupt(Duration::from_secs(10)).await;
+    assert!(status.success(), "clean exit on SIGINT: {status}");
+    let logs = format!("{}\n{}", process.output.stdout_text(), process.output.stderr_text());
+    assert!(logs.contains("\"listening\""), "logs were captured");
+    let stored = db.raw_contents().await;
+    assert!(stored.len() > 1000, "database contents were read");
+
+    let mut needles = secrets.clone();
+    needles.push(token.clone());
+    for needle in &needles {
+        for body in &api.seen {
+            assert!(!body.contains(needle.as_str()), "an API response contains a secret: {body}");
+        }
+        assert!(!logs.contains(needle.as_str()), "the logs contain a secret");
+        assert!(
+            !stored.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "the database contains a secret in plain text"
+        );
+    }
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn secrets_are_unrecoverable_on_sqlite() {
+    secrets_never_reappear(TestDatabase::sqlite()).await;
+}
+
+#[tokio::test]
+async fn secrets_are_unrecoverable_on_postgres() {
+    if let Some(db) = TestDatabase::postgres() {
+        secrets_never_reappear(db).await;
+    }
+}
