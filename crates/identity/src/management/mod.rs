@@ -55,8 +55,9 @@ pub fn management_router(state: IdentityState) -> Router {
             "/v1/auth-servers/{auth_server}/clients/{client}/secrets/{secret}",
             get(secrets::get).patch(secrets::patch).delete(secrets::delete),
         )
-        .fallback(not_found::<V1Error>)
-        .method_not_allowed_fallback(method_not_allowed::<V1Error>)
+        // Unknown paths and methods also need a token, so an anonymous caller learns nothing about the API.
+        .fallback(|_: Auth| not_found::<V1Error>())
+        .method_not_allowed_fallback(|_: Auth| method_not_allowed::<V1Error>())
         .with_state(state)
 }
 
