@@ -1,0 +1,92 @@
+//! What the proxy answers when it fails on its own, in Kong's shape: `{"message": …, "request_id": …}` with
+//! Kong's messages, so log parsers and clients that read them keep working.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+
+use gatehouse_model::kong::ProxyErrorBody;
+
+/// Bodies the proxy inspects (for plugins that read a token from them) are bounded; larger ones stream through.
+pub const INSPECTED_BODY_LIMIT: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyError {
+    /// No route matches the request.
+    NoRoute,
+    /// The request is malformed (e.g. conflicting `Content-Length` and `Transfer-Encoding`).
+    BadRequest,
+    /// A body that must be read whole is over the limit.
+    PayloadTooLarge,
+    HeadersTooLarge,
+    /// The upstream answered with something that is not HTTP, or reset the connection.
+    BadGateway,
+    /// No upstream connection could be made.
+    Unavailable,
+    /// The upstream did not answer in time.
+    GatewayTimeout,
+    Internal,
+}
+
+impl ProxyError {
+    pub fn status(self) -> StatusCode {
+        match self {
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::BadRequest => StatusCode::BAD_REQUEST,
+            ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ProxyError::BadGateway => StatusCode::BAD_GATEWAY,
+            ProxyError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            ProxyError::NoRoute => "no Route matched with those values",
+            ProxyError::BadRequest => "Bad request",
+            ProxyError::PayloadTooLarge => "Payload too large",
+            ProxyError::HeadersTooLarge => "Request header or cookie too large",
+            ProxyError::BadGateway => "An invalid response was received from the upstream server",
+            ProxyError::Unavailable => "Service unavailable",
+            ProxyError::GatewayTimeout => "The upstream server is timing out",
+            ProxyError::Internal => "An unexpected error occurred",
+        }
+    }
+
+    pub fn to_response(self, request_id: &str) -> Response<Full<Bytes>> {
+        let body = ProxyErrorBody { message: self.message().to_owned(), request_id: request_id.to_owned() };
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let mut response = Response::new(Full::new(Bytes::from(bytes)));
+        *response.status_mut() = self.status();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn kong_shaped_bodies() {
+        for (e, status, message) in [
+            (ProxyError::NoRoute, 404, "no Route matched with those values"),
+            (ProxyError::PayloadTooLarge, 413, "Payload too large"),
+            (ProxyError::BadGateway, 502, "An invalid response was received from the upstream server"),
+            (ProxyError::Unavailable, 503, "Service unavailable"),
+            (ProxyError::GatewayTimeout, 504, "The upstream server is timing out"),
+        ] {
+            let res = e.to_response("abc123");
+            assert_eq!(res.status().as_u16(), status);
+            assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json; charset=utf-8");
+            let bytes = res.into_body().collect().await.unwrap().to_bytes();
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(v, serde_json::json!({"message": message, "request_id": "abc123"}));
+        }
+    }
+}
