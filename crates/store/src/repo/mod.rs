@@ -95,19 +95,10 @@ impl Store for SqlStore {
     }
 }
 
-/// Every table uses the same column names for the listable attributes.
+/// Every table names its listable columns like the API attributes (`Field::as_str`), so the typed field is the
+/// column; nothing from the request reaches the SQL text.
 fn column(field: Field) -> &'static str {
-    match field {
-        Field::Id => "id",
-        Field::Name => "name",
-        Field::Description => "description",
-        Field::Audience => "audience",
-        Field::Labels => "labels",
-        Field::Enabled => "enabled",
-        Field::CreatedAt => "created_at",
-        Field::UpdatedAt => "updated_at",
-        Field::ExpiresAt => "expires_at",
-    }
+    field.as_str()
 }
 
 fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
