@@ -71,6 +71,10 @@ uuid_id!(
     /// A personal access token's id.
     PatId
 );
+uuid_id!(
+    /// An issued access token: its record's id and the JWT `jti`.
+    TokenId
+);
 
 /// The id was not in the expected format.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -17,7 +17,7 @@ pub mod secret;
 pub mod timestamp;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use id::{AuthServerId, ClaimId, ClientId, ClientSecretId, PatId, ScopeId, SigningKeyId};
+pub use id::{AuthServerId, ClaimId, ClientId, ClientSecretId, PatId, ScopeId, SigningKeyId, TokenId};
 pub use labels::Labels;
 pub use problem::{InvalidParameter, Rule};
 pub use secret::{SecretHash, SecretString};

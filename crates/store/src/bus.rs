@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use gatehouse_model::AuthServerId;
+use gatehouse_model::{AuthServerId, ClientId, TokenId};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -16,6 +16,10 @@ pub enum Invalidation {
     AuthServer { id: AuthServerId },
     /// A personal access token was created or revoked.
     PersonalAccessTokens,
+    /// One access token was revoked; it stays refused until `expires_at` (microseconds).
+    TokenRevoked { id: TokenId, expires_at: i64 },
+    /// Every token of a client was revoked; nodes reload that client's revocations.
+    ClientTokensRevoked { auth_server_id: AuthServerId, client_id: ClientId },
     /// Notifications may have been missed (the bus reconnected, or a subscriber lagged): reload everything.
     Resync,
 }

@@ -14,10 +14,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use gatehouse_model::identity::{AuthServer, Claim, Client, ClientSecret, Scope, SigningKey};
+use gatehouse_model::identity::{AuthServer, Claim, Client, ClientSecret, IssuedToken, Scope, SigningKey};
 use gatehouse_model::listing::ListQuery;
 use gatehouse_model::pat::PersonalAccessToken;
-use gatehouse_model::{AuthServerId, ClaimId, ClientId, ClientSecretId, PatId, ScopeId, SecretHash, Timestamp};
+use gatehouse_model::{
+    AuthServerId, ClaimId, ClientId, ClientSecretId, PatId, ScopeId, SecretHash, SigningKeyId, Timestamp, TokenId,
+};
 
 pub use bus::{Invalidation, LocalBus};
 pub use error::{Conflict, StoreError};
@@ -51,6 +53,8 @@ pub trait AuthServerStore: Send + Sync {
 pub trait SigningKeyStore: Send + Sync {
     /// Every key of the server, current (not retired) first.
     async fn signing_keys(&self, auth_server: AuthServerId) -> Result<Vec<SigningKey>>;
+    /// Makes `key` the server's current key and retires the others as of `key.created_at`.
+    async fn rotate_signing_key(&self, key: &SigningKey) -> Result<()>;
 }
 
 #[async_trait]
@@ -81,8 +85,11 @@ pub trait ClientStore: Send + Sync {
     async fn create_client(&self, client: &Client, secret: &ClientSecret) -> Result<()>;
     async fn get_client(&self, auth_server: AuthServerId, id: &ClientId) -> Result<Option<Client>>;
     async fn list_clients(&self, auth_server: AuthServerId, query: &ListQuery) -> Result<Listed<Client>>;
+    async fn all_clients(&self, auth_server: AuthServerId) -> Result<Vec<Client>>;
     /// Saves the client; with `replacement`, every existing secret is deleted and this one takes their place.
     async fn update_client(&self, client: &Client, replacement: Option<&ClientSecret>) -> Result<()>;
+    /// Also removes the client's secrets, token records and revocations: its tokens are refused from now on
+    /// because the client is gone, and stay refused if the id is re-created (they predate its `created_at`).
     async fn delete_client(&self, auth_server: AuthServerId, id: &ClientId) -> Result<()>;
 }
 
@@ -118,6 +125,31 @@ pub trait ClientSecretStore: Send + Sync {
         client: &ClientId,
         id: ClientSecretId,
     ) -> Result<()>;
+    /// The enabled secrets of every client of the server (for the issuer's in-memory snapshot).
+    async fn enabled_client_secrets(&self, auth_server: AuthServerId) -> Result<Vec<ClientSecret>>;
+}
+
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// Persists records in one transaction (the issuer batches concurrent mints into one call); returns once
+    /// they are durable.
+    async fn record_tokens(&self, tokens: &[IssuedToken]) -> Result<()>;
+    /// Tokens not revoked, oldest first by default.
+    async fn list_tokens(&self, auth_server: AuthServerId, client: &ClientId, query: &ListQuery)
+    -> Result<Listed<IssuedToken>>;
+    async fn get_token(&self, auth_server: AuthServerId, client: &ClientId, id: TokenId) -> Result<Option<IssuedToken>>;
+    /// Revokes one token: its record becomes a revocation kept until the token expires. `NotFound` when the
+    /// client has no such (unrevoked) token.
+    async fn revoke_token(&self, auth_server: AuthServerId, client: &ClientId, id: TokenId) -> Result<IssuedToken>;
+    /// Revokes every token of a client; returns how many.
+    async fn revoke_client_tokens(&self, auth_server: AuthServerId, client: &ClientId) -> Result<u64>;
+    /// Revoked tokens that have not expired by `now`.
+    async fn live_revocations(&self, now: Timestamp) -> Result<Vec<(TokenId, Timestamp)>>;
+    async fn client_revocations(&self, auth_server: AuthServerId, client: &ClientId) -> Result<Vec<(TokenId, Timestamp)>>;
+    /// Deletes records expired for longer than the retention and revocations of expired tokens.
+    async fn prune_tokens(&self, now: Timestamp) -> Result<u64>;
+    /// The latest expiry of an unrevoked token the key signed (a retired key stays published until then).
+    async fn key_token_expiry(&self, key: SigningKeyId) -> Result<Option<Timestamp>>;
 }
 
 #[async_trait]
@@ -144,6 +176,7 @@ pub trait Store:
     + ClaimStore
     + ClientStore
     + ClientSecretStore
+    + TokenStore
     + PatStore
     + MetaStore
     + fmt::Debug

@@ -7,11 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_model::identity::client::{GrantType, ResponseType, TokenEndpointAuthMethod};
-use gatehouse_model::identity::{AuthServer, Claim, Client, ClientSecret, Scope, SigningAlgorithm, SigningKey};
+use gatehouse_model::identity::{
+    AuthServer, Claim, Client, ClientSecret, IssuedToken, Scope, SigningAlgorithm, SigningKey,
+};
 use gatehouse_model::listing::{self, Field, Filter, FilterOp, ListQuery, SortKey};
 use gatehouse_model::pat::PersonalAccessToken;
 use gatehouse_model::{
     AuthServerId, ClaimId, ClientId, ClientSecretId, Labels, PatId, ScopeId, SecretHash, SigningKeyId, Timestamp,
+    TokenId,
 };
 use gatehouse_store::testing::TestDatabase;
 use gatehouse_store::{Conflict, Invalidation, Store, StoreError};
@@ -62,6 +65,11 @@ conformance!(
     meta_is_initialised_once,
     writes_publish_invalidations,
     deleting_a_client_removes_its_secrets,
+    token_records_round_trip,
+    token_revocation_one_and_all,
+    token_records_are_pruned_after_retention,
+    rotating_a_key_and_key_expiries,
+    issuer_snapshot_reads,
 );
 
 #[test]
@@ -549,4 +557,114 @@ async fn deleting_a_client_removes_its_secrets(store: S, _db: &TestDatabase) {
     let fresh = secret(&again, 9, true, 5);
     store.create_client(&again, &fresh).await.unwrap();
     assert_eq!(store.list_client_secrets(s.id, &c.id, &ListQuery::default()).await.unwrap().items, vec![fresh]);
+}
+
+fn token(c: &Client, key: SigningKeyId, at: i64, lifetime: i64) -> IssuedToken {
+    IssuedToken {
+        id: TokenId::new(),
+        auth_server_id: c.auth_server_id,
+        client_id: c.id.clone(),
+        signing_key_id: key,
+        granted_scope_names: vec!["my-scope".into()],
+        created_at: ts(at),
+        expires_at: ts(at + lifetime),
+    }
+}
+
+async fn token_records_round_trip(store: S, _db: &TestDatabase) {
+    let s = make_server(&store, "tokens").await;
+    let a = make_client(&store, &s, "a").await;
+    let b = make_client(&store, &s, "b").await;
+    let key = SigningKeyId::new();
+    let (t1, t2, t3) = (token(&a, key, 10, 300), token(&a, key, 20, 60), token(&b, key, 30, 300));
+    store.record_tokens(&[t1.clone(), t2.clone(), t3.clone()]).await.unwrap();
+    store.record_tokens(&[]).await.unwrap();
+    let listed = store.list_tokens(s.id, &a.id, &ListQuery::default()).await.unwrap();
+    assert_eq!((listed.total, listed.items), (2, vec![t1.clone(), t2.clone()]));
+    let by_expiry = query(vec![], vec![SortKey { field: Field::ExpiresAt, descending: false }], 10, 1);
+    assert_eq!(store.list_tokens(s.id, &a.id, &by_expiry).await.unwrap().items, vec![t2.clone(), t1.clone()]);
+    let by_id = query(vec![Filter { field: Field::Id, op: FilterOp::Eq(t2.id.to_string()) }], vec![], 10, 1);
+    assert_eq!(store.list_tokens(s.id, &a.id, &by_id).await.unwrap().items, vec![t2.clone()]);
+    assert_eq!(store.get_token(s.id, &a.id, t1.id).await.unwrap(), Some(t1.clone()));
+    assert_eq!(store.get_token(s.id, &b.id, t1.id).await.unwrap(), None, "records belong to their client");
+    // Large batches are split into several statements inside one transaction.
+    let many: Vec<_> = (0..1200).map(|i| token(&b, key, 40 + i, 300)).collect();
+    store.record_tokens(&many).await.unwrap();
+    assert_eq!(store.list_tokens(s.id, &b.id, &ListQuery::default()).await.unwrap().total, 1201);
+    // A duplicate id fails the whole batch and writes nothing.
+    assert!(store.record_tokens(&[token(&a, key, 50, 60), t1.clone()]).await.is_err());
+    assert_eq!(store.list_tokens(s.id, &a.id, &ListQuery::default()).await.unwrap().total, 2);
+}
+
+async fn token_revocation_one_and_all(store: S, _db: &TestDatabase) {
+    let s = make_server(&store, "revoke").await;
+    let a = make_client(&store, &s, "a").await;
+    let key = SigningKeyId::new();
+    let (t1, t2, t3) = (token(&a, key, 10, 300), token(&a, key, 20, 300), token(&a, key, 30, 300));
+    store.record_tokens(&[t1.clone(), t2.clone(), t3.clone()]).await.unwrap();
+    let mut rx = store.bus().subscribe();
+    assert_eq!(store.revoke_token(s.id, &a.id, t1.id).await.unwrap(), t1);
+    assert_eq!(rx.recv().await.unwrap(), Invalidation::TokenRevoked { id: t1.id, expires_at: t1.expires_at.micros() });
+    assert!(matches!(store.revoke_token(s.id, &a.id, t1.id).await, Err(StoreError::NotFound)));
+    assert_eq!(store.live_revocations(ts(0)).await.unwrap(), vec![(t1.id, t1.expires_at)]);
+    assert!(store.live_revocations(ts(400)).await.unwrap().is_empty(), "expired tokens need no revocation");
+    assert_eq!(store.revoke_client_tokens(s.id, &a.id).await.unwrap(), 2);
+    assert_eq!(
+        rx.recv().await.unwrap(),
+        Invalidation::ClientTokensRevoked { auth_server_id: s.id, client_id: a.id.clone() }
+    );
+    assert_eq!(store.list_tokens(s.id, &a.id, &ListQuery::default()).await.unwrap().total, 0);
+    let mut revoked = store.client_revocations(s.id, &a.id).await.unwrap();
+    revoked.sort_by_key(|r| r.1);
+    assert_eq!(revoked, vec![(t1.id, t1.expires_at), (t2.id, t2.expires_at), (t3.id, t3.expires_at)]);
+    // Deleting the client drops its records and revocations.
+    store.record_tokens(&[token(&a, key, 40, 300)]).await.unwrap();
+    store.delete_client(s.id, &a.id).await.unwrap();
+    assert!(store.client_revocations(s.id, &a.id).await.unwrap().is_empty());
+    assert_eq!(store.list_tokens(s.id, &a.id, &ListQuery::default()).await.unwrap().total, 0);
+}
+
+async fn token_records_are_pruned_after_retention(store: S, _db: &TestDatabase) {
+    let s = make_server(&store, "prune").await;
+    let a = make_client(&store, &s, "a").await;
+    let key = SigningKeyId::new();
+    let (short, long) = (token(&a, key, 0, 60), token(&a, key, 0, 10 * 86_400));
+    let revoked = token(&a, key, 0, 120);
+    store.record_tokens(&[short.clone(), long.clone(), revoked.clone()]).await.unwrap();
+    store.revoke_token(s.id, &a.id, revoked.id).await.unwrap();
+    assert_eq!(store.prune_tokens(ts(3600)).await.unwrap(), 1, "only the revocation of an expired token goes");
+    assert_eq!(store.list_tokens(s.id, &a.id, &ListQuery::default()).await.unwrap().total, 2);
+    store.prune_tokens(ts(60 + 86_400 + 1)).await.unwrap();
+    assert_eq!(store.list_tokens(s.id, &a.id, &ListQuery::default()).await.unwrap().items, vec![long]);
+}
+
+async fn rotating_a_key_and_key_expiries(store: S, _db: &TestDatabase) {
+    let s = make_server(&store, "rotate").await;
+    let first = store.signing_keys(s.id).await.unwrap().remove(0);
+    let c = make_client(&store, &s, "c").await;
+    assert_eq!(store.key_token_expiry(first.id).await.unwrap(), None);
+    store.record_tokens(&[token(&c, first.id, 0, 300), token(&c, first.id, 5, 100)]).await.unwrap();
+    assert_eq!(store.key_token_expiry(first.id).await.unwrap(), Some(ts(300)));
+    let mut rx = store.bus().subscribe();
+    let mut next = key_for(&s);
+    next.created_at = ts(500);
+    store.rotate_signing_key(&next).await.unwrap();
+    assert_eq!(rx.recv().await.unwrap(), Invalidation::AuthServer { id: s.id });
+    let keys = store.signing_keys(s.id).await.unwrap();
+    assert_eq!((keys[0].id, keys[0].retired_at), (next.id, None));
+    assert_eq!((keys[1].id, keys[1].retired_at), (first.id, Some(ts(500))));
+    let ghost = SigningKey { auth_server_id: AuthServerId::new(), ..key_for(&s) };
+    assert!(matches!(store.rotate_signing_key(&ghost).await, Err(StoreError::NotFound)));
+}
+
+async fn issuer_snapshot_reads(store: S, _db: &TestDatabase) {
+    let s = make_server(&store, "snapshot").await;
+    let a = make_client(&store, &s, "a").await;
+    let b = make_client(&store, &s, "b").await;
+    store.add_client_secret(&secret(&b, 5, false, 3), 2, 10).await.unwrap();
+    let clients = store.all_clients(s.id).await.unwrap();
+    assert_eq!(clients.iter().map(|c| c.id.clone()).collect::<Vec<_>>(), vec![a.id.clone(), b.id.clone()]);
+    let secrets = store.enabled_client_secrets(s.id).await.unwrap();
+    assert_eq!(secrets.len(), 2, "disabled secrets are left out");
+    assert!(secrets.iter().all(|x| x.enabled));
 }

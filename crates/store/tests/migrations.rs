@@ -43,12 +43,28 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn upgrade_from_v1(db: TestDatabase) {
-    db.migrate_to(1).await.unwrap();
-    let script = match db.url {
+/// Rows as version 2 added them.
+fn fixture_v2() -> String {
+    format!(
+        r#"
+INSERT INTO issued_tokens (id, auth_server_id, client_id, signing_key_id, granted_scope_names, created_at, expires_at)
+  VALUES ('0190a0a0-0000-7000-8000-000000000006', '{SERVER}', 'legacyclient0001', '0190a0a0-0000-7000-8000-000000000003', '["my-scope"]', 1700000000000000, 4102444800000000);
+INSERT INTO token_revocations (id, auth_server_id, client_id, expires_at)
+  VALUES ('0190a0a0-0000-7000-8000-000000000007', '{SERVER}', 'legacyclient0001', 4102444800000000);
+"#
+    )
+}
+
+/// Migrates to `from`, writes every fixture up to that version, then opens (migrating to the latest).
+async fn upgrade_from(db: TestDatabase, from: i64) {
+    db.migrate_to(from).await.unwrap();
+    let mut script = match db.url {
         StorageUrl::Sqlite(_) => fixture_v1(|b| format!("X'{}'", hex(b))),
         StorageUrl::Postgres(_) => fixture_v1(|b| format!("'\\x{}'::bytea", hex(b))),
     };
+    if from >= 2 {
+        script.push_str(&fixture_v2());
+    }
     db.execute_script(&script).await.unwrap();
 
     let store = db.open().await; // runs every newer migration
@@ -65,19 +81,32 @@ async fn upgrade_from_v1(db: TestDatabase) {
     assert_eq!(secrets.items[0].hash, SecretHash([7; 32]));
     assert_eq!(store.list_pats().await.unwrap()[0].name, "old");
     assert_eq!(store.get_meta("key_check").await.unwrap().as_deref(), Some("abc"));
-    assert!(latest_version() >= 1);
+    // Version 2's tables work whether they were created under old rows or held rows of their own.
+    let tokens = store.list_tokens(server, &client_id, &ListQuery::default()).await.unwrap();
+    let revocations = store.client_revocations(server, &client_id).await.unwrap();
+    if from >= 2 {
+        assert_eq!(tokens.items[0].granted_scope_names, vec!["my-scope".to_owned()]);
+        assert_eq!(revocations.len(), 1);
+    } else {
+        assert_eq!((tokens.total, revocations.len()), (0, 0));
+    }
+    assert!(latest_version() >= 2);
     drop(store);
     db.cleanup().await;
 }
 
 #[tokio::test]
-async fn sqlite_upgrades_from_v1() {
-    upgrade_from_v1(TestDatabase::sqlite()).await;
+async fn sqlite_upgrades_from_every_version() {
+    for from in 1..=latest_version() {
+        upgrade_from(TestDatabase::sqlite(), from).await;
+    }
 }
 
 #[tokio::test]
-async fn postgres_upgrades_from_v1() {
-    if let Some(db) = TestDatabase::postgres() {
-        upgrade_from_v1(db).await;
+async fn postgres_upgrades_from_every_version() {
+    for from in 1..=latest_version() {
+        if let Some(db) = TestDatabase::postgres() {
+            upgrade_from(db, from).await;
+        }
     }
 }

@@ -3,9 +3,11 @@
 pub mod auth_server;
 pub mod claim;
 pub mod client;
+pub mod grant;
 pub mod scope;
 pub mod secret;
 pub mod signing;
+pub mod token;
 
 pub use auth_server::{AuthServer, AuthServerPatch, NewAuthServer};
 pub use claim::{Claim, ClaimPatch, NewClaim};
@@ -13,6 +15,7 @@ pub use client::{Client, ClientInput, ClientPatch};
 pub use scope::{NewScope, Scope, ScopePatch};
 pub use secret::ClientSecret;
 pub use signing::{SigningAlgorithm, SigningKey};
+pub use token::IssuedToken;
 
 use serde_json::Value;
 

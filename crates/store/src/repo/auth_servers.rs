@@ -163,7 +163,10 @@ impl AuthServerStore for SqlStore {
                 return Err(StoreError::NotEmpty { clients: counts[0], scopes: counts[1], claims: counts[2] });
             }
         }
-        // Foreign keys cascade to keys, scopes, claims, clients and secrets.
+        // Foreign keys cascade to keys, scopes, claims, clients and secrets; token records have no foreign key.
+        for table in ["issued_tokens", "token_revocations"] {
+            tx.execute(&format!("DELETE FROM {table} WHERE auth_server_id = ?"), params![&sid]).await?;
+        }
         let n = tx.execute("DELETE FROM auth_servers WHERE id = ?", params![&sid]).await?;
         found(n)?;
         tx.notify(Invalidation::AuthServer { id });
@@ -183,5 +186,19 @@ impl SigningKeyStore for SqlStore {
             )
             .await?;
         rows.iter().map(|r| decode_key(r.as_ref())).collect()
+    }
+
+    async fn rotate_signing_key(&self, key: &SigningKey) -> Result<()> {
+        let mut tx = self.db.writer().await?;
+        let server = key.auth_server_id.to_string();
+        found(tx.count("SELECT COUNT(*) AS n FROM auth_servers WHERE id = ?", params![&server]).await?)?;
+        tx.execute(
+            "UPDATE signing_keys SET retired_at = ? WHERE auth_server_id = ? AND retired_at IS NULL",
+            params![key.created_at.micros(), &server],
+        )
+        .await?;
+        insert_key(tx.as_mut(), key).await?;
+        tx.notify(Invalidation::AuthServer { id: key.auth_server_id });
+        tx.commit().await
     }
 }

@@ -94,6 +94,16 @@ impl ClientStore for SqlStore {
         self.list(base, query, decode).await
     }
 
+    async fn all_clients(&self, auth_server: AuthServerId) -> Result<Vec<Client>> {
+        let rows = self
+            .fetch(
+                &format!("SELECT {COLUMNS} FROM clients WHERE auth_server_id = ? ORDER BY created_at, id"),
+                params![auth_server.to_string()],
+            )
+            .await?;
+        rows.iter().map(|r| decode(r.as_ref())).collect()
+    }
+
     async fn update_client(&self, c: &Client, replacement: Option<&ClientSecret>) -> Result<()> {
         let mut tx = self.db.writer().await?;
         ensure_name_free(tx.as_mut(), "clients", c.auth_server_id, &c.name, Some(c.id.as_str())).await?;
@@ -142,6 +152,13 @@ impl ClientStore for SqlStore {
             )
             .await?;
         found(n)?;
+        for table in ["issued_tokens", "token_revocations"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE auth_server_id = ? AND client_id = ?"),
+                params![auth_server.to_string(), id.as_str()],
+            )
+            .await?;
+        }
         tx.notify(Invalidation::AuthServer { id: auth_server });
         tx.commit().await
     }

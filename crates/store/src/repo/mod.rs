@@ -7,6 +7,7 @@ mod meta;
 mod pats;
 mod scopes;
 mod secrets;
+mod tokens;
 
 use std::sync::Arc;
 

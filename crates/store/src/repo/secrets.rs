@@ -165,4 +165,14 @@ impl ClientSecretStore for SqlStore {
         tx.notify(Invalidation::AuthServer { id: auth_server });
         tx.commit().await
     }
+
+    async fn enabled_client_secrets(&self, auth_server: AuthServerId) -> Result<Vec<ClientSecret>> {
+        let rows = self
+            .fetch(
+                &format!("SELECT {COLUMNS} FROM client_secrets WHERE auth_server_id = ? AND enabled = ?"),
+                params![auth_server.to_string(), true],
+            )
+            .await?;
+        rows.iter().map(|r| decode(r.as_ref())).collect()
+    }
 }
