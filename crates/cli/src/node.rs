@@ -10,7 +10,7 @@ use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use gatehouse_identity::{IdentityState, management_router};
+use gatehouse_identity::{IdentityState, Issuer, IssuerSettings, IssuerState, issuer_router, management_router};
 use gatehouse_model::{Clock, SystemClock};
 use gatehouse_runtime::Services;
 use gatehouse_runtime::config::{Config, ConfigError};
@@ -45,7 +45,9 @@ impl Default for NodeOptions {
 #[derive(Debug)]
 pub struct RunningNode {
     pub services: Services,
+    pub issuer: IssuerState,
     pub platform_addr: SocketAddr,
+    pub issuer_addr: SocketAddr,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<std::io::Result<()>>>,
 }
@@ -53,6 +55,11 @@ pub struct RunningNode {
 impl RunningNode {
     pub fn platform_url(&self) -> String {
         format!("http://{}", self.platform_addr)
+    }
+
+    /// Where the issuer listener answers (issuer URLs themselves come from `identity_public_url`).
+    pub fn issuer_listener_url(&self) -> String {
+        format!("http://{}", self.issuer_addr)
     }
 
     /// Stops accepting connections, lets in-flight requests finish, and returns when every listener is done.
@@ -93,25 +100,34 @@ async fn health() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
+fn bound(listener: &tokio::net::TcpListener, kind: ListenerKind, asked: SocketAddr) -> Result<SocketAddr, BindError> {
+    listener.local_addr().map_err(|source| BindError::Io { kind, addr: asked, source })
+}
+
 pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode, StartError> {
     config.validate()?;
     let services = open_services(config, options.clock).await?;
     let shutdown = CancellationToken::new();
-    let platform =
-        listener::bind(ListenerKind::Platform, config.platform.listen, config.allow_plaintext_public).await?;
-    let platform_addr = platform.local_addr().map_err(|source| BindError::Io {
-        kind: ListenerKind::Platform,
-        addr: config.platform.listen,
-        source,
-    })?;
-    let identity = IdentityState {
-        services: services.clone(),
-        issuer: Arc::new(config.issuer_url_template(config.issuer.listen)?),
-    };
+    let plaintext = config.allow_plaintext_public;
+    let platform = listener::bind(ListenerKind::Platform, config.platform.listen, plaintext).await?;
+    let platform_addr = bound(&platform, ListenerKind::Platform, config.platform.listen)?;
+    let issuer_listener = listener::bind(ListenerKind::Issuer, config.issuer.listen, plaintext).await?;
+    let issuer_addr = bound(&issuer_listener, ListenerKind::Issuer, config.issuer.listen)?;
+    let template = Arc::new(config.issuer_url_template(issuer_addr)?);
+
+    let settings = IssuerSettings { trusted_proxies: config.issuer.trusted_ips.clone(), ..IssuerSettings::default() };
+    let issuer = Issuer::start(services.clone(), template.clone(), settings).await?;
+    let identity =
+        IdentityState { services: services.clone(), issuer: template, revocations: issuer.revocations.clone() };
     let platform_router = Router::new().route("/health", get(health)).merge(management_router(identity));
-    let stop = shutdown.clone();
-    let tasks = vec![tokio::spawn(listener::serve(ListenerKind::Platform, platform, platform_router, async move {
-        stop.cancelled().await
-    }))];
-    Ok(RunningNode { services, platform_addr, shutdown, tasks })
+
+    let mut tasks = Vec::new();
+    for (kind, listener, router) in [
+        (ListenerKind::Platform, platform, platform_router),
+        (ListenerKind::Issuer, issuer_listener, issuer_router(issuer.clone())),
+    ] {
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(listener::serve(kind, listener, router, async move { stop.cancelled().await })));
+    }
+    Ok(RunningNode { services, issuer, platform_addr, issuer_addr, shutdown, tasks })
 }

@@ -58,6 +58,58 @@ impl IssuerUrlTemplate {
             Self::HostBased { template } => template.replace(KEY_PLACEHOLDER, key),
         }
     }
+
+    /// The path part of the configured URL (`""` for `http://127.0.0.1:8003`, `/auth` for `https://x/auth`):
+    /// requests arrive under it.
+    fn prefix(&self) -> &str {
+        let raw = match self {
+            Self::PathBased { base } => base.as_str(),
+            Self::HostBased { template } => template.as_str(),
+        };
+        let after_scheme = raw.split_once("://").map_or(raw, |(_, rest)| rest);
+        after_scheme.find('/').map_or("", |i| &after_scheme[i..])
+    }
+
+    /// Finds the auth server a request is for, and the endpoint path relative to its issuer. Path-based: the key
+    /// is the first segment after the prefix; host-based: it is the first label of `Host`, and the rest of the
+    /// host must match the template. Also accepts RFC 8414's location,
+    /// `/.well-known/oauth-authorization-server{issuer path}`, answered as the issuer's own metadata path.
+    pub fn resolve<'a>(&self, host: Option<&str>, path: &'a str) -> Option<(String, std::borrow::Cow<'a, str>)> {
+        const RFC8414: &str = "/.well-known/oauth-authorization-server";
+        let prefix = self.prefix();
+        match self {
+            Self::PathBased { .. } => {
+                if let Some(issuer_path) = path.strip_prefix(RFC8414).filter(|p| p.starts_with('/')) {
+                    let key = issuer_path.strip_prefix(prefix)?.strip_prefix('/')?;
+                    return is_issuer_key(key).then(|| (key.to_owned(), RFC8414.into()));
+                }
+                let rest = path.strip_prefix(prefix)?.strip_prefix('/')?;
+                let (key, endpoint) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                is_issuer_key(key).then(|| (key.to_owned(), endpoint.into()))
+            }
+            Self::HostBased { template } => {
+                let host = host?.rsplit_once(':').map_or(host?, |(h, port)| {
+                    if port.bytes().all(|b| b.is_ascii_digit()) { h } else { host.unwrap_or_default() }
+                });
+                let template_host = template.split_once("://")?.1.split('/').next()?;
+                let suffix = template_host.strip_prefix(KEY_PLACEHOLDER)?;
+                let suffix = suffix.rsplit_once(':').map_or(suffix, |(h, _)| h);
+                let lower = host.to_ascii_lowercase();
+                let key = lower.strip_suffix(&suffix.to_ascii_lowercase())?;
+                if !is_issuer_key(key) {
+                    return None;
+                }
+                let endpoint = if path == format!("{RFC8414}{prefix}") || (prefix.is_empty() && path == RFC8414) {
+                    RFC8414
+                } else if prefix.is_empty() {
+                    path
+                } else {
+                    path.strip_prefix(prefix)?
+                };
+                (endpoint.is_empty() || endpoint.starts_with('/')).then(|| (key.to_owned(), endpoint.into()))
+            }
+        }
+    }
 }
 
 /// Whether `key` has the shape of an issuer key (checked before any lookup).
@@ -77,6 +129,46 @@ mod tests {
         assert_eq!(p.issuer("k"), "https://id.example.com/auth/k");
         let h = IssuerUrlTemplate::parse("https://{key}.id.example.com/auth").unwrap();
         assert_eq!(h.issuer("abc"), "https://abc.id.example.com/auth");
+    }
+
+    #[test]
+    fn resolves_requests_to_issuer_keys() {
+        let key = "abcdefghij012345";
+        let p = IssuerUrlTemplate::parse("http://127.0.0.1:8003").unwrap();
+        assert_eq!(p.resolve(None, &format!("/{key}/oauth/token")), Some((key.to_owned(), "/oauth/token".into())));
+        assert_eq!(p.resolve(None, &format!("/{key}")), Some((key.to_owned(), "".into())));
+        assert_eq!(
+            p.resolve(None, &format!("/.well-known/oauth-authorization-server/{key}")),
+            Some((key.to_owned(), "/.well-known/oauth-authorization-server".into()))
+        );
+        assert_eq!(p.resolve(None, "/health"), None);
+        assert_eq!(p.resolve(None, "/SHOUTINGKEY00000/x"), None);
+        let prefixed = IssuerUrlTemplate::parse("https://id.example.com/auth").unwrap();
+        assert_eq!(
+            prefixed.resolve(None, &format!("/auth/{key}/introspect")),
+            Some((key.to_owned(), "/introspect".into()))
+        );
+        assert_eq!(prefixed.resolve(None, &format!("/{key}/introspect")), None);
+        assert_eq!(
+            prefixed.resolve(None, &format!("/.well-known/oauth-authorization-server/auth/{key}")).map(|r| r.0),
+            Some(key.to_owned())
+        );
+
+        let h = IssuerUrlTemplate::parse("https://{key}.id.example.com/auth").unwrap();
+        let host = format!("{key}.id.example.com");
+        assert_eq!(h.resolve(Some(&host), "/auth/oauth/token"), Some((key.to_owned(), "/oauth/token".into())));
+        assert_eq!(
+            h.resolve(Some(&format!("{key}.ID.example.com:443")), "/auth/jwks").map(|r| r.0),
+            Some(key.to_owned())
+        );
+        assert_eq!(
+            h.resolve(Some(&host), "/.well-known/oauth-authorization-server/auth"),
+            Some((key.to_owned(), "/.well-known/oauth-authorization-server".into()))
+        );
+        assert_eq!(h.resolve(Some(&host), "/other/oauth/token"), None);
+        assert_eq!(h.resolve(Some("evil.example.com"), "/auth/oauth/token"), None);
+        assert_eq!(h.resolve(Some(&format!("{key}.id.example.com.evil.net")), "/auth/x"), None);
+        assert_eq!(h.resolve(None, "/auth/x"), None);
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub struct Config {
     pub proxy: ListenerConfig,
     pub admin: ListenerConfig,
     pub platform: ListenerConfig,
-    pub issuer: ListenerConfig,
+    pub issuer: IssuerConfig,
     pub echo: ListenerConfig,
     pub gateway: GatewayConfig,
 }
@@ -79,6 +79,36 @@ pub struct ListenerConfig {
     pub listen: SocketAddr,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+pub struct IssuerConfig {
+    pub listen: SocketAddr,
+    /// Proxies whose `X-Forwarded-For` is believed when limiting failed client authentications (CIDRs, a list
+    /// or a comma-separated string).
+    #[serde(default, deserialize_with = "nets_or_string")]
+    pub trusted_ips: Vec<ipnet::IpNet>,
+}
+
+fn nets_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum L {
+        List(Vec<String>),
+        Text(String),
+    }
+    let items = match L::deserialize(d)? {
+        L::List(v) => v,
+        L::Text(t) => t.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
+    };
+    items
+        .iter()
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| serde::de::Error::custom(format!("[{s}] is not an IP address or CIDR")))
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct GatewayConfig {
@@ -103,7 +133,7 @@ impl Default for Config {
             proxy: ListenerConfig { listen: loopback(8000) },
             admin: ListenerConfig { listen: loopback(8001) },
             platform: ListenerConfig { listen: loopback(8002) },
-            issuer: ListenerConfig { listen: loopback(8003) },
+            issuer: IssuerConfig { listen: loopback(8003), trusted_ips: Vec::new() },
             echo: ListenerConfig { listen: loopback(8004) },
             gateway: GatewayConfig::default(),
         }
@@ -161,7 +191,7 @@ pub fn load(sources: &ConfigSources) -> Result<LoadedConfig, ConfigError> {
         Config::default()
             .listeners()
             .iter()
-            .map(|(kind, l)| (kind.as_str().to_owned(), serde_json::json!({ "listen": l.listen.to_string() })))
+            .map(|(kind, addr)| (kind.as_str().to_owned(), serde_json::json!({ "listen": addr.to_string() })))
             .collect(),
     );
     if let Some(path) = &sources.file {
@@ -297,22 +327,23 @@ impl Config {
             IssuerUrlTemplate::parse(url)
                 .map_err(|e| ConfigError::Invalid { path: "identity_public_url".into(), message: e.to_string() })?;
         }
-        for (name, listener) in self.listeners() {
-            crate::listener::check_bind(name, listener.listen, self.allow_plaintext_public).map_err(|e| {
-                ConfigError::Invalid { path: format!("{}.listen", name.as_str()), message: e.to_string() }
+        for (name, addr) in self.listeners() {
+            crate::listener::check_bind(name, addr, self.allow_plaintext_public).map_err(|e| ConfigError::Invalid {
+                path: format!("{}.listen", name.as_str()),
+                message: e.to_string(),
             })?;
         }
         Ok(())
     }
 
-    pub fn listeners(&self) -> [(crate::listener::ListenerKind, &ListenerConfig); 5] {
+    pub fn listeners(&self) -> [(crate::listener::ListenerKind, SocketAddr); 5] {
         use crate::listener::ListenerKind as K;
         [
-            (K::Proxy, &self.proxy),
-            (K::Admin, &self.admin),
-            (K::Platform, &self.platform),
-            (K::Issuer, &self.issuer),
-            (K::Echo, &self.echo),
+            (K::Proxy, self.proxy.listen),
+            (K::Admin, self.admin.listen),
+            (K::Platform, self.platform.listen),
+            (K::Issuer, self.issuer.listen),
+            (K::Echo, self.echo.listen),
         ]
     }
 }
@@ -364,6 +395,16 @@ mod tests {
         assert_eq!(c.log.level, "warn", "flags beat env and file");
         assert!(c.allow_plaintext_public);
         assert_eq!(c.storage.max_connections, Some(7));
+        let nets = load(&ConfigSources {
+            env: env(&[("GATEHOUSE_ISSUER__TRUSTED_IPS", "10.0.0.0/8, 192.168.1.1")]),
+            ..Default::default()
+        })
+        .unwrap()
+        .config
+        .issuer
+        .trusted_ips;
+        assert_eq!(nets.len(), 2);
+        assert!(nets[1].contains(&"192.168.1.1".parse::<std::net::IpAddr>().unwrap()));
     }
 
     #[test]

@@ -24,10 +24,21 @@ pub enum Invalidation {
     Resync,
 }
 
-/// Fan-out to this node's subscribers.
-#[derive(Debug)]
+/// A callback run synchronously on every event, before `publish` returns.
+pub type Hook = Arc<dyn Fn(&Invalidation) + Send + Sync>;
+
+/// Fan-out to this node's subscribers. Hooks run inside `publish` — for local writes, inside the commit, before
+/// the API call that made the change answers — so caches on this node never serve what the caller just changed;
+/// channel subscribers hear it asynchronously.
 pub struct LocalBus {
     sender: broadcast::Sender<Invalidation>,
+    hooks: std::sync::RwLock<Vec<Hook>>,
+}
+
+impl std::fmt::Debug for LocalBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalBus").field("subscribers", &self.sender.receiver_count()).finish_non_exhaustive()
+    }
 }
 
 /// How many events a slow subscriber may fall behind before it is told to resync (`RecvError::Lagged`).
@@ -35,12 +46,22 @@ const CAPACITY: usize = 1024;
 
 impl LocalBus {
     pub fn new() -> Arc<Self> {
-        Arc::new(Self { sender: broadcast::channel(CAPACITY).0 })
+        Arc::new(Self { sender: broadcast::channel(CAPACITY).0, hooks: std::sync::RwLock::new(Vec::new()) })
     }
 
     pub fn publish(&self, event: Invalidation) {
+        if let Ok(hooks) = self.hooks.read() {
+            hooks.iter().for_each(|hook| hook(&event));
+        }
         // No subscriber is not an error: nothing is cached yet.
         let _ = self.sender.send(event);
+    }
+
+    /// Registers a callback for every later event. Hooks must be quick and must not publish.
+    pub fn add_hook(&self, hook: Hook) {
+        if let Ok(mut hooks) = self.hooks.write() {
+            hooks.push(hook);
+        }
     }
 
     /// A subscription. A receiver that gets `RecvError::Lagged` missed events and must treat it as
@@ -60,6 +81,16 @@ mod tests {
         let json = serde_json::to_string(&e).unwrap();
         assert!(json.contains("\"kind\":\"auth_server\""));
         assert_eq!(serde_json::from_str::<Invalidation>(&json).unwrap(), e);
+    }
+
+    #[test]
+    fn hooks_run_before_publish_returns() {
+        let bus = LocalBus::new();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        bus.add_hook(Arc::new(move |e| sink.lock().unwrap().push(e.clone())));
+        bus.publish(Invalidation::Resync);
+        assert_eq!(*seen.lock().unwrap(), vec![Invalidation::Resync]);
     }
 
     #[tokio::test]

@@ -135,17 +135,30 @@ pub trait TokenStore: Send + Sync {
     /// they are durable.
     async fn record_tokens(&self, tokens: &[IssuedToken]) -> Result<()>;
     /// Tokens not revoked, oldest first by default.
-    async fn list_tokens(&self, auth_server: AuthServerId, client: &ClientId, query: &ListQuery)
-    -> Result<Listed<IssuedToken>>;
-    async fn get_token(&self, auth_server: AuthServerId, client: &ClientId, id: TokenId) -> Result<Option<IssuedToken>>;
+    async fn list_tokens(
+        &self,
+        auth_server: AuthServerId,
+        client: &ClientId,
+        query: &ListQuery,
+    ) -> Result<Listed<IssuedToken>>;
+    async fn get_token(&self, auth_server: AuthServerId, client: &ClientId, id: TokenId)
+    -> Result<Option<IssuedToken>>;
     /// Revokes one token: its record becomes a revocation kept until the token expires. `NotFound` when the
     /// client has no such (unrevoked) token.
     async fn revoke_token(&self, auth_server: AuthServerId, client: &ClientId, id: TokenId) -> Result<IssuedToken>;
-    /// Revokes every token of a client; returns how many.
-    async fn revoke_client_tokens(&self, auth_server: AuthServerId, client: &ClientId) -> Result<u64>;
+    /// Revokes every token of a client; returns the revoked ids with their expiry.
+    async fn revoke_client_tokens(
+        &self,
+        auth_server: AuthServerId,
+        client: &ClientId,
+    ) -> Result<Vec<(TokenId, Timestamp)>>;
     /// Revoked tokens that have not expired by `now`.
     async fn live_revocations(&self, now: Timestamp) -> Result<Vec<(TokenId, Timestamp)>>;
-    async fn client_revocations(&self, auth_server: AuthServerId, client: &ClientId) -> Result<Vec<(TokenId, Timestamp)>>;
+    async fn client_revocations(
+        &self,
+        auth_server: AuthServerId,
+        client: &ClientId,
+    ) -> Result<Vec<(TokenId, Timestamp)>>;
     /// Deletes records expired for longer than the retention and revocations of expired tokens.
     async fn prune_tokens(&self, now: Timestamp) -> Result<u64>;
     /// The latest expiry of an unrevoked token the key signed (a retired key stays published until then).

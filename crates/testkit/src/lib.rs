@@ -58,9 +58,11 @@ impl TestNodeBuilder {
 /// A configuration for tests: every listener on port 0, storage as given, an explicit master key.
 pub fn test_config(storage: &StorageUrl, data_dir: &std::path::Path) -> Config {
     let mut config = Config { data_dir: data_dir.to_owned(), ..Config::default() };
-    for listener in [&mut config.proxy, &mut config.admin, &mut config.platform, &mut config.issuer, &mut config.echo] {
-        listener.listen = "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!());
+    let any_port: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!());
+    for listener in [&mut config.proxy, &mut config.admin, &mut config.platform, &mut config.echo] {
+        listener.listen = any_port;
     }
+    config.issuer.listen = any_port;
     match storage {
         StorageUrl::Sqlite(path) => config.storage.url = Some(format!("sqlite://{}", path.display())),
         StorageUrl::Postgres(settings) => {

@@ -4,12 +4,14 @@
 mod auth_servers;
 mod claims;
 mod clients;
+mod keys;
 mod scopes;
 mod secrets;
+mod tokens;
 
 use axum::Json;
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Serialize;
 
 use gatehouse_model::AuthServerId;
@@ -35,6 +37,8 @@ pub fn management_router(state: IdentityState) -> Router {
             "/v1/auth-servers/{auth_server}",
             get(auth_servers::get).patch(auth_servers::patch).delete(auth_servers::delete),
         )
+        .route("/v1/auth-servers/{auth_server}/keys", get(keys::list))
+        .route("/v1/auth-servers/{auth_server}/keys/rotate", post(keys::rotate))
         .route("/v1/auth-servers/{auth_server}/scopes", get(scopes::list).post(scopes::create))
         .route(
             "/v1/auth-servers/{auth_server}/scopes/{scope}",
@@ -56,6 +60,11 @@ pub fn management_router(state: IdentityState) -> Router {
             get(secrets::get).patch(secrets::patch).delete(secrets::delete),
         )
         // Unknown paths and methods also need a token, so an anonymous caller learns nothing about the API.
+        .route("/v1/auth-servers/{auth_server}/clients/{client}/tokens", get(tokens::list).delete(tokens::revoke_all))
+        .route(
+            "/v1/auth-servers/{auth_server}/clients/{client}/tokens/{token}",
+            get(tokens::get).delete(tokens::revoke),
+        )
         .fallback(|_: Auth| not_found::<V1Error>())
         .method_not_allowed_fallback(|_: Auth| method_not_allowed::<V1Error>())
         .with_state(state)

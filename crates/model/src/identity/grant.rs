@@ -16,7 +16,11 @@ pub enum ScopeError {
 
 /// The scopes granted, in request order followed by the client's default scopes. A requested scope must exist,
 /// be enabled and be allowed to the client; defaults are added only when allowed and enabled.
-pub fn grant_scopes<'a>(requested: Option<&str>, client: &Client, scopes: &'a [Scope]) -> Result<Vec<&'a Scope>, ScopeError> {
+pub fn grant_scopes<'a>(
+    requested: Option<&str>,
+    client: &Client,
+    scopes: &'a [Scope],
+) -> Result<Vec<&'a Scope>, ScopeError> {
     let allowed = |s: &Scope| s.enabled && (client.allow_all_scopes || client.allow_scopes.contains(&s.id));
     let mut granted: Vec<&Scope> = Vec::new();
     if let Some(requested) = requested.filter(|r| !r.is_empty()) {
@@ -109,7 +113,12 @@ mod tests {
 
     #[test]
     fn scopes_requested_allowed_and_defaults() {
-        let scopes = vec![scope("read", false, true), scope("write", false, true), scope("base", true, true), scope("off", false, false)];
+        let scopes = vec![
+            scope("read", false, true),
+            scope("write", false, true),
+            scope("base", true, true),
+            scope("off", false, false),
+        ];
         let c = client(vec![scopes[0].id, scopes[2].id, scopes[3].id], false);
         assert_eq!(names(&grant_scopes(Some("read"), &c, &scopes).unwrap()), vec!["read", "base"]);
         assert_eq!(names(&grant_scopes(None, &c, &scopes).unwrap()), vec!["base"]);

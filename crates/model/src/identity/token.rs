@@ -6,10 +6,8 @@ use uuid::Uuid;
 use crate::listing::{CollectionSpec, Field, FilterKind};
 use crate::{AuthServerId, ClientId, SigningKeyId, Timestamp, TokenId};
 
-pub const COLLECTION: CollectionSpec = CollectionSpec {
-    filters: &[(Field::Id, FilterKind::Equals)],
-    sorts: &[Field::CreatedAt, Field::ExpiresAt],
-};
+pub const COLLECTION: CollectionSpec =
+    CollectionSpec { filters: &[(Field::Id, FilterKind::Equals)], sorts: &[Field::CreatedAt, Field::ExpiresAt] };
 
 /// Records are kept this long after their token expires, then pruned.
 pub const RECORD_RETENTION_SECS: i64 = 86_400;

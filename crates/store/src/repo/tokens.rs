@@ -69,7 +69,12 @@ impl TokenStore for SqlStore {
         self.list(base, query, decode).await
     }
 
-    async fn get_token(&self, auth_server: AuthServerId, client: &ClientId, id: TokenId) -> Result<Option<IssuedToken>> {
+    async fn get_token(
+        &self,
+        auth_server: AuthServerId,
+        client: &ClientId,
+        id: TokenId,
+    ) -> Result<Option<IssuedToken>> {
         let row = self
             .fetch_one(
                 &format!("SELECT {COLUMNS} FROM issued_tokens WHERE auth_server_id = ? AND client_id = ? AND id = ?"),
@@ -101,30 +106,44 @@ impl TokenStore for SqlStore {
         Ok(token)
     }
 
-    async fn revoke_client_tokens(&self, auth_server: AuthServerId, client: &ClientId) -> Result<u64> {
+    async fn revoke_client_tokens(
+        &self,
+        auth_server: AuthServerId,
+        client: &ClientId,
+    ) -> Result<Vec<(TokenId, Timestamp)>> {
         let mut tx = self.db.writer().await?;
         let key = params![auth_server.to_string(), client.as_str()];
-        let n = tx
-            .execute(
-                "INSERT INTO token_revocations (id, auth_server_id, client_id, expires_at) \
+        let revoked = tx
+            .fetch("SELECT id, expires_at FROM issued_tokens WHERE auth_server_id = ? AND client_id = ?", key.clone())
+            .await?
+            .iter()
+            .map(|r| revocation(r.as_ref()))
+            .collect::<Result<Vec<_>>>()?;
+        tx.execute(
+            "INSERT INTO token_revocations (id, auth_server_id, client_id, expires_at) \
                  SELECT id, auth_server_id, client_id, expires_at FROM issued_tokens \
                  WHERE auth_server_id = ? AND client_id = ?",
-                key.clone(),
-            )
-            .await?;
+            key.clone(),
+        )
+        .await?;
         tx.execute("DELETE FROM issued_tokens WHERE auth_server_id = ? AND client_id = ?", key).await?;
         tx.notify(Invalidation::ClientTokensRevoked { auth_server_id: auth_server, client_id: client.clone() });
         tx.commit().await?;
-        Ok(n)
+        Ok(revoked)
     }
 
     async fn live_revocations(&self, now: Timestamp) -> Result<Vec<(TokenId, Timestamp)>> {
-        let rows =
-            self.fetch("SELECT id, expires_at FROM token_revocations WHERE expires_at > ?", params![now.micros()]).await?;
+        let rows = self
+            .fetch("SELECT id, expires_at FROM token_revocations WHERE expires_at > ?", params![now.micros()])
+            .await?;
         rows.iter().map(|r| revocation(r.as_ref())).collect()
     }
 
-    async fn client_revocations(&self, auth_server: AuthServerId, client: &ClientId) -> Result<Vec<(TokenId, Timestamp)>> {
+    async fn client_revocations(
+        &self,
+        auth_server: AuthServerId,
+        client: &ClientId,
+    ) -> Result<Vec<(TokenId, Timestamp)>> {
         let rows = self
             .fetch(
                 "SELECT id, expires_at FROM token_revocations WHERE auth_server_id = ? AND client_id = ?",
@@ -152,7 +171,10 @@ impl TokenStore for SqlStore {
 
     async fn key_token_expiry(&self, key: SigningKeyId) -> Result<Option<Timestamp>> {
         let row = self
-            .fetch_one("SELECT MAX(expires_at) AS latest FROM issued_tokens WHERE signing_key_id = ?", params![key.to_string()])
+            .fetch_one(
+                "SELECT MAX(expires_at) AS latest FROM issued_tokens WHERE signing_key_id = ?",
+                params![key.to_string()],
+            )
             .await?;
         Ok(row.map(|r| r.opt_int("latest")).transpose()?.flatten().map(Timestamp::from_micros))
     }
