@@ -74,6 +74,34 @@ async fn secrets_never_reappear(db: TestDatabase) {
     assert_eq!(status, StatusCode::OK);
     secrets.push(patched);
 
+    // Use the secrets: a token from the issuer, introspected, with credentials in the query too (never logged).
+    let issuer_listener = format!("http://{}", process.listener_address("issuer").await);
+    let issuer = server["issuer"].as_str().unwrap().to_owned();
+    let issuer = format!("{issuer_listener}/{}", issuer.rsplit('/').next().unwrap());
+    let minted: Value = api
+        .http
+        .post(format!("{issuer}/oauth/token?client_secret={}", secrets[0]))
+        .form(&[("grant_type", "client_credentials"), ("client_id", &generated_id), ("client_secret", &secrets[0])])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access_token = minted["access_token"].as_str().expect("a token").to_owned();
+    let introspected: Value = api
+        .http
+        .post(format!("{issuer}/introspect?access_token={access_token}"))
+        .basic_auth(&generated_id, Some(&secrets[0]))
+        .form(&[("token", &access_token)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(introspected["active"], true);
+
     // Everything a caller could read afterwards.
     api.seen.clear();
     for path in [
@@ -100,6 +128,7 @@ async fn secrets_never_reappear(db: TestDatabase) {
 
     let mut needles = secrets.clone();
     needles.push(token.clone());
+    needles.push(access_token.clone());
     for needle in &needles {
         for body in &api.seen {
             assert!(!body.contains(needle.as_str()), "an API response contains a secret: {body}");

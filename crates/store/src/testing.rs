@@ -72,6 +72,15 @@ impl TestDatabase {
         Some(Self { url: StorageUrl::Postgres(settings), dir: None })
     }
 
+    /// Another handle on the same PostgreSQL schema, for a second node (`None` for SQLite, whose file belongs to
+    /// one handle). Only the original handle's `cleanup` drops the schema.
+    pub fn shared(&self) -> Option<TestDatabase> {
+        match &self.url {
+            StorageUrl::Postgres(_) => Some(Self { url: self.url.clone(), dir: None }),
+            StorageUrl::Sqlite(_) => None,
+        }
+    }
+
     /// The directory holding a SQLite test database.
     pub fn path(&self) -> Option<&Path> {
         self.dir.as_ref().map(TempDir::path)

@@ -26,15 +26,28 @@ pub struct TestNode {
     pub token: String,
     pub db: TestDatabase,
     pub clock: Option<ManualClock>,
+    /// The master key the node runs with (a second node on the same database needs the same).
+    pub master_key: gatehouse_model::SecretString,
     _data_dir: TempDir,
     http: reqwest::Client,
 }
 
+/// A change to the configuration before a node starts.
+pub type Configure = Box<dyn FnOnce(&mut Config) + Send>;
+
 /// How to start a test node.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct TestNodeBuilder {
     postgres: bool,
     manual_clock: bool,
+    configure: Option<Configure>,
+    database: Option<TestDatabase>,
+}
+
+impl std::fmt::Debug for TestNodeBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestNodeBuilder").field("postgres", &self.postgres).finish_non_exhaustive()
+    }
 }
 
 impl TestNodeBuilder {
@@ -48,10 +61,26 @@ impl TestNodeBuilder {
         self
     }
 
+    /// Adjusts the configuration before the node starts.
+    pub fn configure(mut self, f: impl FnOnce(&mut Config) + Send + 'static) -> Self {
+        self.configure = Some(Box::new(f));
+        self
+    }
+
+    /// Runs on an existing database (a second node of the same PostgreSQL, for instance).
+    pub fn database(mut self, db: TestDatabase) -> Self {
+        self.database = Some(db);
+        self
+    }
+
     /// `None` when PostgreSQL was asked for and the suite is disabled.
     pub async fn start(self) -> Option<TestNode> {
-        let db = if self.postgres { TestDatabase::postgres()? } else { TestDatabase::sqlite() };
-        Some(TestNode::start_with(db, self.manual_clock).await)
+        let db = match self.database {
+            Some(db) => db,
+            None if self.postgres => TestDatabase::postgres()?,
+            None => TestDatabase::sqlite(),
+        };
+        Some(TestNode::start_with(db, self.manual_clock, self.configure).await)
     }
 }
 
@@ -82,12 +111,20 @@ impl TestNode {
 
     /// A node on a fresh SQLite database.
     pub async fn start() -> TestNode {
-        Self::start_with(TestDatabase::sqlite(), false).await
+        Self::start_with(TestDatabase::sqlite(), false, None).await
     }
 
-    async fn start_with(db: TestDatabase, manual_clock: bool) -> TestNode {
+    async fn start_with(
+        db: TestDatabase,
+        manual_clock: bool,
+        configure: Option<Configure>,
+    ) -> TestNode {
         let data_dir = TempDir::new("gatehouse-node");
-        let config = test_config(&db.url, data_dir.path());
+        let mut config = test_config(&db.url, data_dir.path());
+        if let Some(f) = configure {
+            f(&mut config);
+        }
+        let master_key = config.master_key.clone().unwrap_or_else(|| unreachable!("test configs set a key"));
         let (clock, dyn_clock): (Option<ManualClock>, Arc<dyn Clock>) = if manual_clock {
             let c = ManualClock::new(Timestamp::from_secs(1_800_000_000));
             (Some(c.clone()), Arc::new(c))
@@ -108,6 +145,7 @@ impl TestNode {
             token,
             db,
             clock,
+            master_key,
             _data_dir: data_dir,
             http: reqwest::Client::new(),
         }
@@ -166,6 +204,89 @@ impl TestNode {
         self.node.shutdown().await;
         self.db.cleanup().await;
     }
+
+    /// Stops the node but keeps its database (to start another node on it).
+    pub async fn stop_keeping_database(self) -> TestDatabase {
+        self.node.shutdown().await;
+        self.db
+    }
+
+    /// The tutorial's identity setup: auth server (with `algorithm`), scope `my-scope`, claim `test-claim`
+    /// limited to that scope, and a client allowed the scope.
+    pub async fn tutorial_setup(&self, algorithm: &str) -> Tutorial {
+        let (status, server) = self
+            .post(
+                "/v1/auth-servers",
+                serde_json::json!({"name": format!("Appointments Dev {algorithm}"), "audience": "http://myhttpbin.dev",
+                    "signing_algorithm": algorithm}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{server}");
+        let server_id = server["id"].as_str().unwrap_or_default().to_owned();
+        let (_, scope) =
+            self.post(&format!("/v1/auth-servers/{server_id}/scopes"), serde_json::json!({"name": "my-scope"})).await;
+        let scope_id = scope["id"].as_str().unwrap_or_default().to_owned();
+        let (status, claim) = self
+            .post(
+                &format!("/v1/auth-servers/{server_id}/claims"),
+                serde_json::json!({"name": "test-claim", "value": "test", "include_in_token": true,
+                    "include_in_all_scopes": false, "include_in_scopes": [scope_id], "enabled": true}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{claim}");
+        let (status, client) = self
+            .post(
+                &format!("/v1/auth-servers/{server_id}/clients"),
+                serde_json::json!({"name": "Client", "grant_types": ["client_credentials"], "allow_all_scopes": false,
+                    "allow_scopes": [scope_id], "access_token_duration": 3600, "id_token_duration": 3600,
+                    "response_types": ["id_token", "token"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{client}");
+        Tutorial {
+            issuer: server["issuer"].as_str().unwrap_or_default().to_owned(),
+            server_id,
+            scope_id,
+            client_id: client["id"].as_str().unwrap_or_default().to_owned(),
+            client_secret: client["client_secret"].as_str().unwrap_or_default().to_owned(),
+        }
+    }
+
+    /// A form POST to an issuer endpoint.
+    pub async fn form(&self, url: &str, basic: Option<(&str, &str)>, form: &[(&str, &str)]) -> (StatusCode, Value) {
+        let mut req = self.http.post(url).form(form);
+        if let Some((id, secret)) = basic {
+            req = req.basic_auth(id, Some(secret));
+        }
+        decode(req.send().await.unwrap_or_else(|e| panic!("POST {url}: {e}"))).await
+    }
+
+    /// `client_credentials` with the secret in the body, as the tutorial does.
+    pub async fn token(&self, issuer: &str, client_id: &str, secret: &str, scope: Option<&str>) -> (StatusCode, Value) {
+        let mut form = vec![("grant_type", "client_credentials"), ("client_id", client_id), ("client_secret", secret)];
+        if let Some(s) = scope {
+            form.push(("scope", s));
+        }
+        self.form(&format!("{issuer}/oauth/token"), None, &form).await
+    }
+
+    /// Introspection with Basic credentials, as the oauth2-introspection plugin sends it.
+    pub async fn introspect(&self, issuer: &str, client_id: &str, secret: &str, token: &str) -> Value {
+        let (status, body) =
+            self.form(&format!("{issuer}/introspect"), Some((client_id, secret)), &[("token", token)]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+}
+
+/// Identifiers and credentials made by [`TestNode::tutorial_setup`].
+#[derive(Debug, Clone)]
+pub struct Tutorial {
+    pub server_id: String,
+    pub issuer: String,
+    pub scope_id: String,
+    pub client_id: String,
+    pub client_secret: String,
 }
 
 pub async fn decode(res: reqwest::Response) -> (StatusCode, Value) {
