@@ -5,7 +5,8 @@
 #   ROUNDS=3 DURATION=5s bench/run.sh
 #
 # Knobs (environment): ROUNDS (5), DURATION (10s), THREADS (2), CONNS (32), WARMUP (3s), PAUSE (1 s between runs),
-# CASES ("token-rs256 token-es256 introspect"), OP_WORKERS (1: oidc-provider Node processes for the JWT cases),
+# CASES ("token-rs256 token-es256 introspect"), ORDER (gatehouse-first | alternate: who runs first in each round),
+# OP_WORKERS (1: oidc-provider Node processes for the JWT cases),
 # GH_BIN (target/release/gatehouse), HEY (1: cross-check status codes with hey when installed),
 # OPENSSL_SPEED (1), KEEP (0: keep the temp dir with logs and raw results), ports GH_PLATFORM_PORT (18002),
 # GH_ISSUER_PORT (18003), OP_PORT_RS256 (18090), OP_PORT_ES256 (18091), OP_PORT_OPAQUE (18092).
@@ -21,6 +22,7 @@ CONNS=${CONNS:-32}
 WARMUP=${WARMUP:-3s}
 PAUSE=${PAUSE:-1}
 CASES=${CASES:-"token-rs256 token-es256 introspect"}
+ORDER=${ORDER:-gatehouse-first}
 OP_WORKERS=${OP_WORKERS:-1}
 HEY=${HEY:-1}
 OPENSSL_SPEED=${OPENSSL_SPEED:-1}
@@ -223,8 +225,10 @@ for c in $CASES; do for s in gatehouse oidc-provider; do run_wrk "$c" "$s" "$WAR
 log "measuring: $ROUNDS rounds x [$CASES] x [gatehouse, oidc-provider], wrk -t$THREADS -c$CONNS -d$DURATION"
 printf '\n%-5s %-12s %-14s %10s %9s %9s %8s %8s\n' round case server req/s p50_ms p99_ms ok errors
 for ((r = 1; r <= ROUNDS; r++)); do
+  servers="gatehouse oidc-provider"
+  if [[ $ORDER == alternate ]] && (( r % 2 == 0 )); then servers="oidc-provider gatehouse"; fi
   for c in $CASES; do
-    for s in gatehouse oidc-provider; do
+    for s in $servers; do
       sleep "$PAUSE"
       line=$(run_wrk "$c" "$s" "$DURATION")
       rps=$(field rps "$line") p50=$(field p50_ms "$line") p99=$(field p99_ms "$line")
@@ -323,7 +327,7 @@ JS
 cat <<EOF
 
 [setup]
-wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds (order per round: Gatehouse then oidc-provider), warm-up $WARMUP, load generator on the same $(nproc)-core host
+wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds (order: $ORDER), warm-up $WARMUP, load generator on the same $(nproc)-core host
 Gatehouse: $("$BIN" --version 2>/dev/null || echo "$BIN"), SQLite, every token record persisted (group commit) before the response; data dir now $GH_DATA
 data dir file system: ${FS_TYPE:-?}, ${SYNC_RATE:-?} synchronous 4 KiB writes/s (dd oflag=dsync)
 oidc-provider $OP_VERSION on node $(node --version), $OP_WORKERS process(es) for JWT cases, 1 for introspection; tokens in memory only (JWTs not stored at all, opaque tokens in an in-process LRU)
