@@ -12,6 +12,10 @@ use gatehouse::{quickstart, token};
 use gatehouse_model::SystemClock;
 use gatehouse_runtime::config::{self, Config, ConfigSources};
 
+// The token and proxy paths allocate per request; mimalloc measured faster than glibc's allocator on them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "gatehouse", version, about = "Self-hosted OAuth 2.0 authorization server and API gateway")]
 struct Cli {

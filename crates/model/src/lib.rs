@@ -4,6 +4,7 @@
 
 pub mod body;
 pub mod clock;
+pub mod gateway;
 pub mod id;
 pub mod identity;
 pub mod issuer_url;

@@ -24,6 +24,8 @@ pub enum Field {
     CreatedAt,
     UpdatedAt,
     ExpiresAt,
+    ClusterType,
+    CloudGateway,
 }
 
 impl Field {
@@ -38,6 +40,8 @@ impl Field {
             Field::CreatedAt => "created_at",
             Field::UpdatedAt => "updated_at",
             Field::ExpiresAt => "expires_at",
+            Field::ClusterType => "cluster_type",
+            Field::CloudGateway => "cloud_gateway",
         }
     }
 }
@@ -53,14 +57,23 @@ pub enum FilterKind {
     Boolean,
     /// `filter[labels][eq]=key:value`.
     Label,
+    /// Konnect's control-plane filters: `eq`, `neq`, `contains` and (with `oeq`) a comma list meaning "any of".
+    TextWithNeq,
+    /// `eq`, `neq`, or `oeq` (any of a comma list).
+    Enumerated,
+    /// `eq` or `oeq`.
+    EqualsOrAnyOf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FilterOp {
     Eq(String),
+    Neq(String),
     Contains(String),
+    OneOf(Vec<String>),
     Is(bool),
     Label { key: String, value: String },
+    LabelExists { key: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,8 +234,19 @@ fn parse_filter(key: &str, value: &str, spec: &CollectionSpec) -> Result<Filter,
         return Err(query_error(key, Rule::Enum, format!("cannot filter by [{name}]")).with_choices(&names));
     };
     let op = match (kind, op) {
-        (FilterKind::Text | FilterKind::Equals, None | Some("eq")) => FilterOp::Eq(value.to_owned()),
-        (FilterKind::Text, Some("contains")) => FilterOp::Contains(value.to_owned()),
+        (
+            FilterKind::Text
+            | FilterKind::Equals
+            | FilterKind::TextWithNeq
+            | FilterKind::Enumerated
+            | FilterKind::EqualsOrAnyOf,
+            None | Some("eq"),
+        ) => FilterOp::Eq(value.to_owned()),
+        (FilterKind::Text | FilterKind::TextWithNeq, Some("contains")) => FilterOp::Contains(value.to_owned()),
+        (FilterKind::TextWithNeq | FilterKind::Enumerated, Some("neq")) => FilterOp::Neq(value.to_owned()),
+        (FilterKind::Enumerated | FilterKind::EqualsOrAnyOf, Some("oeq")) => {
+            FilterOp::OneOf(value.split(',').map(str::to_owned).collect())
+        }
         (FilterKind::Boolean, None | Some("eq")) => match value {
             "true" => FilterOp::Is(true),
             "false" => FilterOp::Is(false),
@@ -239,12 +263,30 @@ fn parse_filter(key: &str, value: &str, spec: &CollectionSpec) -> Result<Filter,
         (_, Some(op)) => {
             let ops: &[&str] = match kind {
                 FilterKind::Text => &["eq", "contains"],
+                FilterKind::TextWithNeq => &["eq", "neq", "contains"],
+                FilterKind::Enumerated => &["eq", "neq", "oeq"],
+                FilterKind::EqualsOrAnyOf => &["eq", "oeq"],
                 _ => &["eq"],
             };
             return Err(query_error(key, Rule::Enum, format!("unsupported filter operator [{op}]")).with_choices(ops));
         }
     };
     Ok(Filter { field, op })
+}
+
+/// Takes one parameter out of a raw query string (for parameters a collection reads itself, like the control
+/// planes' `labels=key:value`); returns its decoded values and the rest of the query.
+pub fn take_param(raw: Option<&str>, name: &str) -> (Vec<String>, String) {
+    let mut taken = Vec::new();
+    let mut rest = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        if k == name {
+            taken.push(v.into_owned());
+        } else {
+            rest.append_pair(&k, &v);
+        }
+    }
+    (taken, rest.finish())
 }
 
 #[cfg(test)]

@@ -234,17 +234,75 @@ impl<S: ProblemStyle> IntoResponse for Problem<S> {
 
 /// An error of the Kong Admin API and of Konnect's core-entities mirror.
 #[derive(Debug)]
-pub struct KongError(pub ApiError);
+pub enum KongError {
+    Api(ApiError),
+    /// One of Kong's DAO errors, with its code (`2` schema violation, `4` foreign key violation, `5` unique
+    /// violation, …).
+    Dao {
+        status: StatusCode,
+        body: KongErrorBody,
+    },
+}
+
+impl KongError {
+    pub fn dao(
+        status: StatusCode,
+        code: u16,
+        name: &'static str,
+        message: impl Into<String>,
+        fields: Option<Value>,
+    ) -> Self {
+        KongError::Dao { status, body: KongErrorBody { code, name, message: message.into(), fields } }
+    }
+
+    /// Code 2: schema violations at dotted paths, rendered as Kong nests them (`{"config":{"ttl":"…"}}`).
+    pub fn schema_violation(violations: &[(String, String)]) -> Self {
+        let mut fields = Map::new();
+        for (path, message) in violations {
+            insert_nested(&mut fields, path, message);
+        }
+        let listed = violations.iter().map(|(p, m)| format!("{p}: {m}")).collect::<Vec<_>>().join("; ");
+        let message = match violations.len() {
+            1 => format!("schema violation ({listed})"),
+            n => format!("{n} schema violations ({listed})"),
+        };
+        Self::dao(StatusCode::BAD_REQUEST, 2, "schema violation", message, Some(Value::Object(fields)))
+    }
+}
+
+fn insert_nested(fields: &mut Map<String, Value>, path: &str, message: &str) {
+    if path == "@entity" {
+        let list = fields.entry("@entity").or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(items) = list {
+            items.push(Value::String(message.to_owned()));
+        }
+        return;
+    }
+    match path.split_once('.') {
+        Some((head, rest)) => {
+            let child = fields.entry(head).or_insert_with(|| Value::Object(Map::new()));
+            if !child.is_object() {
+                *child = Value::Object(Map::new());
+            }
+            if let Value::Object(m) = child {
+                insert_nested(m, rest, message);
+            }
+        }
+        None => {
+            fields.insert(path.to_owned(), Value::String(message.to_owned()));
+        }
+    }
+}
 
 impl From<ApiError> for KongError {
     fn from(e: ApiError) -> Self {
-        Self(e)
+        KongError::Api(e)
     }
 }
 
 impl From<StoreError> for KongError {
     fn from(e: StoreError) -> Self {
-        Self(e.into())
+        KongError::Api(e.into())
     }
 }
 
@@ -254,7 +312,10 @@ impl Surface for KongError {
 
 impl IntoResponse for KongError {
     fn into_response(self) -> Response {
-        let e = self.0;
+        let e = match self {
+            KongError::Dao { status, body } => return (status, Json(body)).into_response(),
+            KongError::Api(e) => e,
+        };
         let trace = e.log();
         let status = e.status();
         let message = |m: &str| Json(MessageBody { message: m.to_owned(), status: None }).into_response();
@@ -263,14 +324,9 @@ impl IntoResponse for KongError {
                 Json(MessageBody { message: "Unauthorized".into(), status: Some(401) }).into_response()
             }
             ApiError::Invalid(params) => {
-                let fields: Map<String, Value> =
-                    params.iter().map(|p| (p.field.clone(), Value::String(p.reason.clone()))).collect();
-                let message = format!(
-                    "schema violation ({})",
-                    params.iter().map(|p| format!("{}: {}", p.field, p.reason)).collect::<Vec<_>>().join("; ")
-                );
-                Json(KongErrorBody { code: 2, name: "schema violation", message, fields: Some(Value::Object(fields)) })
-                    .into_response()
+                let violations: Vec<(String, String)> =
+                    params.iter().map(|p| (p.field.clone(), p.reason.clone())).collect();
+                return KongError::schema_violation(&violations).into_response();
             }
             ApiError::Conflict(detail) => Json(KongErrorBody {
                 code: 5,

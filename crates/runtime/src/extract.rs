@@ -24,13 +24,17 @@ fn is_json(content_type: &str) -> bool {
 
 /// Reads a whole body, refusing more than `limit` bytes (checked against `Content-Length` first, then while
 /// reading, since chunked bodies announce nothing).
-pub async fn read_body_limited(req: Request, limit: usize) -> Result<bytes::Bytes, ApiError> {
+pub async fn read_body_limited(
+    headers: &http::HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<bytes::Bytes, ApiError> {
     let declared =
-        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    match Limited::new(req.into_body(), limit).collect().await {
+    match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::PayloadTooLarge { limit }),
         Err(_) => Err(ApiError::invalid(
@@ -47,7 +51,8 @@ impl<S: Send + Sync, E: Surface> FromRequest<S> for JsonBody<E> {
         if !is_json(content_type) {
             return Err(ApiError::UnsupportedMediaType { expected: "application/json" }.into());
         }
-        let bytes = read_body_limited(req, E::BODY_LIMIT).await?;
+        let (parts, body) = req.into_parts();
+        let bytes = read_body_limited(&parts.headers, body, E::BODY_LIMIT).await?;
         let map = parse_object(&bytes).map_err(ApiError::invalid)?;
         Ok(Self(map, PhantomData))
     }

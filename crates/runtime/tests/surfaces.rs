@@ -17,7 +17,8 @@ async fn echo_json<E: Surface>(body: JsonBody<E>) -> Result<String, E> {
 }
 
 async fn oauth_form(req: axum::extract::Request) -> Result<String, OAuthError> {
-    let bytes = read_body_limited(req, <OAuthError as Surface>::BODY_LIMIT).await?;
+    let (parts, body) = req.into_parts();
+    let bytes = read_body_limited(&parts.headers, body, <OAuthError as Surface>::BODY_LIMIT).await?;
     Ok(bytes.len().to_string())
 }
 

@@ -20,6 +20,10 @@ pub enum Invalidation {
     TokenRevoked { id: TokenId, expires_at: i64 },
     /// Every token of a client was revoked; nodes reload that client's revocations.
     ClientTokensRevoked { auth_server_id: AuthServerId, client_id: ClientId },
+    /// The entities of a control plane changed: its configuration snapshot is rebuilt.
+    GatewayConfig { control_plane_id: uuid::Uuid },
+    /// A control plane was created, renamed or deleted.
+    ControlPlanes,
     /// Notifications may have been missed (the bus reconnected, or a subscriber lagged): reload everything.
     Resync,
 }

@@ -7,6 +7,8 @@ use std::fmt;
 pub enum Conflict {
     Name,
     Id,
+    /// A named unique field of a gateway entity (`name`, `username`, `custom_id`, `instance_name`, `cache_key`).
+    Field(&'static str),
     /// A constraint the store did not expect to hit first (a concurrent write won a race).
     Other,
 }
@@ -26,6 +28,12 @@ pub enum StoreError {
     /// Creating or enabling a secret would pass a per-client limit.
     #[error("secret limit reached")]
     SecretLimit { enabled_limit: bool },
+    /// A gateway entity names another (`service`, `route`, `consumer`) that does not exist.
+    #[error("missing reference in {field}")]
+    MissingReference { field: &'static str },
+    /// Other entities still reference this one (`routes` reference a service).
+    #[error("referenced by {by}")]
+    Referenced { by: &'static str },
     /// A row could not be decoded: the database holds something this version does not understand.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),

@@ -14,6 +14,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use gatehouse_model::gateway::control_plane::ControlPlane;
+use gatehouse_model::gateway::{EntityKind, StoredEntity};
 use gatehouse_model::identity::{AuthServer, Claim, Client, ClientSecret, IssuedToken, Scope, SigningKey};
 use gatehouse_model::listing::ListQuery;
 use gatehouse_model::pat::PersonalAccessToken;
@@ -166,6 +168,71 @@ pub trait TokenStore: Send + Sync {
 }
 
 #[async_trait]
+pub trait ControlPlaneStore: Send + Sync {
+    /// `Conflict(Name)` when the name is taken.
+    async fn create_control_plane(&self, cp: &ControlPlane) -> Result<()>;
+    async fn get_control_plane(&self, id: uuid::Uuid) -> Result<Option<ControlPlane>>;
+    async fn find_control_plane_by_name(&self, name: &str) -> Result<Option<ControlPlane>>;
+    async fn list_control_planes(&self, query: &ListQuery) -> Result<Listed<ControlPlane>>;
+    async fn update_control_plane(&self, cp: &ControlPlane) -> Result<()>;
+    /// Deletes the control plane and every entity it holds.
+    async fn delete_control_plane(&self, id: uuid::Uuid) -> Result<()>;
+}
+
+/// Tag filters of Kong's lists: `tags=a,b` (all) or `tags=a/b` (any).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum TagFilter {
+    #[default]
+    None,
+    All(Vec<String>),
+    Any(Vec<String>),
+}
+
+/// A page of gateway entities: keyset paging by id, as Kong's opaque `offset` does.
+#[derive(Debug, Clone, Default)]
+pub struct EntityQuery {
+    pub size: u32,
+    pub after: Option<uuid::Uuid>,
+    pub tags: TagFilter,
+    pub service_id: Option<uuid::Uuid>,
+    pub route_id: Option<uuid::Uuid>,
+    pub consumer_id: Option<uuid::Uuid>,
+    /// Exact match on the endpoint key (`name`, `username`, `instance_name`).
+    pub key_eq: Option<String>,
+    pub key_contains: Option<String>,
+    pub custom_id: Option<String>,
+}
+
+#[async_trait]
+pub trait GatewayStore: Send + Sync {
+    /// Inserts a new entity. Fails with `Conflict(Field(_))` on a unique key, `Conflict(Id)` on a taken id,
+    /// `MissingReference` when a referenced entity does not exist, `NotFound` without the control plane.
+    async fn insert_entity(&self, control_plane: uuid::Uuid, entity: &StoredEntity) -> Result<()>;
+    /// Inserts or replaces by id (PUT); returns whether it was created.
+    async fn upsert_entity(&self, control_plane: uuid::Uuid, entity: &StoredEntity) -> Result<bool>;
+    async fn get_entity(
+        &self,
+        control_plane: uuid::Uuid,
+        kind: EntityKind,
+        id: uuid::Uuid,
+    ) -> Result<Option<StoredEntity>>;
+    async fn find_entity(&self, control_plane: uuid::Uuid, kind: EntityKind, key: &str)
+    -> Result<Option<StoredEntity>>;
+    /// Returns the page and, when more follow, the id to continue after.
+    async fn list_entities(
+        &self,
+        control_plane: uuid::Uuid,
+        kind: EntityKind,
+        query: &EntityQuery,
+    ) -> Result<(Vec<StoredEntity>, Option<uuid::Uuid>)>;
+    /// Returns whether something was deleted. Plugins of a deleted service, route or consumer go with it; a service
+    /// that routes still use is refused with `Referenced`.
+    async fn delete_entity(&self, control_plane: uuid::Uuid, kind: EntityKind, id: uuid::Uuid) -> Result<bool>;
+    /// Every entity of a control plane (to build the proxy's configuration).
+    async fn all_entities(&self, control_plane: uuid::Uuid) -> Result<Vec<StoredEntity>>;
+}
+
+#[async_trait]
 pub trait PatStore: Send + Sync {
     /// Stores a token; with `replace_same_name`, tokens with the same name are deleted in the same transaction.
     async fn create_pat(&self, pat: &PersonalAccessToken, replace_same_name: bool) -> Result<()>;
@@ -190,6 +257,8 @@ pub trait Store:
     + ClientStore
     + ClientSecretStore
     + TokenStore
+    + ControlPlaneStore
+    + GatewayStore
     + PatStore
     + MetaStore
     + fmt::Debug

@@ -114,11 +114,7 @@ impl TestNode {
         Self::start_with(TestDatabase::sqlite(), false, None).await
     }
 
-    async fn start_with(
-        db: TestDatabase,
-        manual_clock: bool,
-        configure: Option<Configure>,
-    ) -> TestNode {
+    async fn start_with(db: TestDatabase, manual_clock: bool, configure: Option<Configure>) -> TestNode {
         let data_dir = TempDir::new("gatehouse-node");
         let mut config = test_config(&db.url, data_dir.path());
         if let Some(f) = configure {

@@ -29,8 +29,7 @@ impl Form {
                 "the request body must be application/x-www-form-urlencoded",
             ));
         }
-        let request = axum::extract::Request::from_parts(parts.clone(), body);
-        let bytes = read_body_limited(request, OAuthError::BODY_LIMIT).await?;
+        let bytes = read_body_limited(&parts.headers, body, OAuthError::BODY_LIMIT).await?;
         Self::parse(&bytes)
     }
 

@@ -3,6 +3,8 @@
 mod auth_servers;
 mod claims;
 mod clients;
+mod control_planes;
+mod gateway;
 mod meta;
 mod pats;
 mod scopes;
@@ -59,7 +61,25 @@ impl SqlStore {
         for filter in &query.filters {
             let col = column(filter.field);
             match &filter.op {
+                FilterOp::Eq(v) if filter.field == Field::CloudGateway => {
+                    filtered.push(&format!(" AND {col} = ?")).bind(v == "true")
+                }
                 FilterOp::Eq(v) => filtered.push(&format!(" AND {col} = ?")).bind(v),
+                FilterOp::Neq(v) => filtered.push(&format!(" AND {col} <> ?")).bind(v),
+                FilterOp::OneOf(values) => {
+                    let marks = vec!["?"; values.len().max(1)].join(", ");
+                    filtered.push(&format!(" AND {col} IN ({marks})"));
+                    if values.is_empty() {
+                        filtered.bind("");
+                    }
+                    for v in values {
+                        filtered.bind(v);
+                    }
+                    &mut filtered
+                }
+                FilterOp::LabelExists { key } => {
+                    filtered.push(&format!(" AND {}", dialect.json_key_exists(col))).bind(key)
+                }
                 FilterOp::Contains(v) => filtered.push(&format!(" AND {}", dialect.contains(col))).bind(v),
                 FilterOp::Is(b) => filtered.push(&format!(" AND {col} = ?")).bind(*b),
                 FilterOp::Label { key, value } => {

@@ -121,6 +121,14 @@ impl Dialect {
         }
     }
 
+    /// Tests that a JSON-object text column has a key; binds the key.
+    pub(crate) fn json_key_exists(self, column: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_extract({column}, '$.' || json_quote(?)) IS NOT NULL"),
+            Dialect::Postgres => format!("(({column})::jsonb ->> ?) IS NOT NULL"),
+        }
+    }
+
     /// Compares one key of a JSON-object text column; binds the key then the value.
     pub(crate) fn json_key_equals(self, column: &str) -> String {
         match self {

@@ -1,0 +1,554 @@
+//! Kong's entity API (services, routes, consumers, plugins), served twice: on the admin listener for the node's
+//! control plane, and under `/v2/control-planes/{id}/core-entities` on the platform listener (with a personal
+//! access token). One set of handlers; [`Target`] resolves which control plane a request is about.
+
+use axum::extract::{FromRef, FromRequestParts, Path, RawQuery};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value, json};
+
+use gatehouse_model::gateway::plugins;
+use gatehouse_model::gateway::schema::Violation;
+use gatehouse_model::gateway::{EntityKind, StoredEntity, is_uuid, validate_entity};
+use gatehouse_runtime::Services;
+use gatehouse_runtime::auth::Principal;
+use gatehouse_runtime::errors::{ApiError, KongError};
+use gatehouse_runtime::extract::JsonBody;
+use gatehouse_store::{Conflict, EntityQuery, StoreError, TagFilter};
+
+use crate::{ControlState, secrets};
+
+type Result<T, E = KongError> = std::result::Result<T, E>;
+type Body = JsonBody<KongError>;
+
+/// Which control plane an entity API instance works on.
+#[derive(Debug, Clone, Copy)]
+enum Scope {
+    /// The admin listener: the control plane this node serves.
+    Served,
+    /// Konnect's core entities: the `{controlPlaneId}` in the path, after a personal access token.
+    FromPath,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct EntityApi {
+    control: ControlState,
+    scope: Scope,
+}
+
+impl FromRef<EntityApi> for Services {
+    fn from_ref(api: &EntityApi) -> Services {
+        api.control.services.clone()
+    }
+}
+
+/// The control plane a request is about, the remaining path parameters, and the path prefix for `next` links.
+#[derive(Debug)]
+pub(crate) struct Target {
+    control: ControlState,
+    cp: uuid::Uuid,
+    params: Vec<String>,
+    base: String,
+}
+
+fn not_found() -> KongError {
+    ApiError::NotFound("Not found".into()).into()
+}
+
+impl FromRequestParts<EntityApi> for Target {
+    type Rejection = KongError;
+
+    async fn from_request_parts(parts: &mut Parts, api: &EntityApi) -> Result<Self> {
+        let mut params = match Path::<Vec<String>>::from_request_parts(parts, api).await {
+            Ok(Path(p)) => p,
+            Err(_) => Vec::new(),
+        };
+        let (cp, base) = match api.scope {
+            Scope::Served => (api.control.served.ok_or_else(not_found)?, String::new()),
+            Scope::FromPath => {
+                // Authentication first: nothing about the control plane is revealed without a token.
+                Principal::<KongError>::from_request_parts(parts, api).await?;
+                let raw = if params.is_empty() { String::new() } else { params.remove(0) };
+                let cp: uuid::Uuid = is_uuid(&raw).then(|| raw.parse().ok()).flatten().ok_or_else(not_found)?;
+                api.control.services.store.get_control_plane(cp).await?.ok_or_else(not_found)?;
+                (cp, format!("/v2/control-planes/{cp}/core-entities"))
+            }
+        };
+        Ok(Target { control: api.control.clone(), cp, params, base })
+    }
+}
+
+fn entity_routes() -> Router<EntityApi> {
+    Router::new()
+        .route("/schemas/{entity}", get(schema))
+        // `/schemas/plugins/validate` lands here too: matching prefers the static `plugins` segment.
+        .route("/schemas/plugins/{name}", get(plugin_schema).post(validate_plugin))
+        .route("/schemas/{entity}/validate", post(validate))
+        .route("/{collection}", get(list).post(create))
+        .route("/{collection}/{id}", get(read).put(replace).patch(update).delete(remove))
+        .route("/{parent}/{parent_id}/{collection}", get(list_nested).post(create_nested))
+        .route(
+            "/{parent}/{parent_id}/{collection}/{id}",
+            get(read_nested).put(replace_nested).patch(update_nested).delete(remove_nested),
+        )
+}
+
+pub fn core_entities_router(control: ControlState) -> Router {
+    let api = EntityApi { control, scope: Scope::FromPath };
+    Router::new()
+        .nest("/v2/control-planes/{control_plane}/core-entities", entity_routes().fallback(fallback))
+        .with_state(api)
+}
+
+/// The entity routes for the served control plane, for the admin listener.
+pub(crate) fn served_entity_routes(control: ControlState) -> Router {
+    entity_routes().with_state(EntityApi { control, scope: Scope::Served })
+}
+
+async fn fallback(_: Target) -> KongError {
+    not_found()
+}
+
+fn kind_of(collection: &str) -> Result<EntityKind> {
+    EntityKind::from_collection(collection).ok_or_else(not_found)
+}
+
+/// The nestings Kong offers: routes under services; plugins under services, routes and consumers.
+fn nested(parent: &str, collection: &str) -> Result<(EntityKind, EntityKind)> {
+    let (parent, child) = (kind_of(parent)?, kind_of(collection)?);
+    match (parent, child) {
+        (EntityKind::Service, EntityKind::Route)
+        | (EntityKind::Service | EntityKind::Route | EntityKind::Consumer, EntityKind::Plugin) => Ok((parent, child)),
+        _ => Err(not_found()),
+    }
+}
+
+fn param(t: &Target, i: usize) -> &str {
+    t.params.get(i).map(String::as_str).unwrap_or("")
+}
+
+async fn resolve(t: &Target, kind: EntityKind, id_or_key: &str) -> Result<Option<StoredEntity>> {
+    let store = &t.control.services.store;
+    if is_uuid(id_or_key) {
+        let id = id_or_key.parse().map_err(|_| not_found())?;
+        Ok(store.get_entity(t.cp, kind, id).await?)
+    } else {
+        Ok(store.find_entity(t.cp, kind, id_or_key).await?)
+    }
+}
+
+async fn require(t: &Target, kind: EntityKind, id_or_key: &str) -> Result<StoredEntity> {
+    resolve(t, kind, id_or_key).await?.ok_or_else(not_found)
+}
+
+/// The entity as the APIs show it: secret fields opened.
+fn output(t: &Target, e: StoredEntity) -> Value {
+    let mut data = e.data;
+    secrets::open(&t.control.services.keys, e.kind, &mut data);
+    Value::Object(data)
+}
+
+fn violations(v: Vec<Violation>) -> KongError {
+    KongError::schema_violation(&v.into_iter().map(|v| (v.path, v.message)).collect::<Vec<_>>())
+}
+
+fn quoted(v: &Option<String>) -> String {
+    v.as_ref().map_or("null".to_owned(), |s| format!("\"{s}\""))
+}
+
+/// Store failures in Kong's DAO shapes.
+fn store_error(e: StoreError, entity: &StoredEntity) -> KongError {
+    match e {
+        StoreError::Conflict(Conflict::Field("cache_key")) => {
+            let part = |id: Option<uuid::Uuid>| id.map_or("null".to_owned(), |u| format!("{{id=\"{u}\"}}"));
+            let message = format!(
+                "UNIQUE violation detected on '{{consumer={},name={},route={},service={}}}'",
+                part(entity.consumer_id),
+                quoted(&entity.name),
+                part(entity.route_id),
+                part(entity.service_id)
+            );
+            KongError::dao(StatusCode::CONFLICT, 5, "unique constraint violation", message, None)
+        }
+        StoreError::Conflict(Conflict::Field(field)) => {
+            let value = match field {
+                "custom_id" => entity.custom_id.clone(),
+                _ => entity.endpoint_key.clone(),
+            };
+            let shown = value.clone().unwrap_or_default();
+            KongError::dao(
+                StatusCode::CONFLICT,
+                5,
+                "unique constraint violation",
+                format!("UNIQUE violation detected on '{{{field}={}}}'", quoted(&value)),
+                Some(json!({ field: format!("already exists with value '{shown}'") })),
+            )
+        }
+        StoreError::Conflict(_) => KongError::dao(
+            StatusCode::BAD_REQUEST,
+            3,
+            "primary key violation",
+            format!("primary key violation on key '{{id=\"{}\"}}'", entity.id),
+            Some(json!({ "id": format!("already exists with value '{}'", entity.id) })),
+        ),
+        StoreError::MissingReference { field } => {
+            let id = entity.data.get(field).and_then(|f| f.get("id")).and_then(Value::as_str).unwrap_or_default();
+            let message =
+                format!("the foreign key '{{id=\"{id}\"}}' does not reference an existing '{field}s' entity.");
+            KongError::dao(
+                StatusCode::BAD_REQUEST,
+                4,
+                "foreign key violation",
+                message.clone(),
+                Some(json!({ field: message })),
+            )
+        }
+        StoreError::Referenced { by } => KongError::dao(
+            StatusCode::BAD_REQUEST,
+            19,
+            "referenced by others",
+            format!("an existing '{by}' entity references this '{}' entity", entity.kind.collection()),
+            None,
+        ),
+        StoreError::NotFound => not_found(),
+        other => other.into(),
+    }
+}
+
+fn now_secs(t: &Target) -> i64 {
+    t.control.services.clock.now().secs()
+}
+
+/// Validates `body` as a whole entity and stamps id and timestamps; secret fields are sealed for storage.
+fn prepare(
+    t: &Target,
+    kind: EntityKind,
+    id: uuid::Uuid,
+    created_at: i64,
+    mut body: Map<String, Value>,
+) -> Result<StoredEntity> {
+    for auto in ["id", "created_at", "updated_at"] {
+        body.remove(auto);
+    }
+    let mut data = validate_entity(kind, &body).map_err(violations)?;
+    data.insert("id".into(), json!(id.to_string()));
+    data.insert("created_at".into(), json!(created_at));
+    data.insert("updated_at".into(), json!(now_secs(t)));
+    secrets::seal(&t.control.services.keys, kind, &mut data);
+    StoredEntity::from_data(kind, data).ok_or_else(|| ApiError::internal("a validated entity without an id").into())
+}
+
+/// A body's `id`, when it sends one, must be a UUID (and match the path on PUT).
+fn body_id(body: &Map<String, Value>) -> Result<Option<uuid::Uuid>> {
+    match body.get("id") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if is_uuid(s) => Ok(s.parse().ok()),
+        Some(_) => Err(violations(vec![Violation::new("id", "expected a valid UUID")])),
+    }
+}
+
+/// Nested writes reference their parent; a body naming another parent is refused.
+fn attach_parent(body: &mut Map<String, Value>, parent: Option<&StoredEntity>) -> Result<()> {
+    let Some(parent) = parent else { return Ok(()) };
+    let field = parent.kind.singular();
+    let reference = json!({ "id": parent.id.to_string() });
+    match body.get(field) {
+        None | Some(Value::Null) => {
+            body.insert(field.to_owned(), reference);
+            Ok(())
+        }
+        Some(v) if v.get("id") == reference.get("id") => Ok(()),
+        Some(_) => Err(violations(vec![Violation::new(field, format!("must be the {field} in the path"))])),
+    }
+}
+
+async fn do_create(
+    t: Target,
+    kind: EntityKind,
+    parent: Option<StoredEntity>,
+    mut body: Map<String, Value>,
+) -> Result<Response> {
+    attach_parent(&mut body, parent.as_ref())?;
+    let id = body_id(&body)?.unwrap_or_else(uuid::Uuid::new_v4);
+    let entity = prepare(&t, kind, id, now_secs(&t), body)?;
+    t.control.services.store.insert_entity(t.cp, &entity).await.map_err(|e| store_error(e, &entity))?;
+    Ok((StatusCode::CREATED, Json(output(&t, entity))).into_response())
+}
+
+/// PUT: create or replace by id, or by endpoint key (a name in the path becomes the entity's name).
+async fn do_replace(
+    t: Target,
+    kind: EntityKind,
+    id_or_key: &str,
+    parent: Option<StoredEntity>,
+    mut body: Map<String, Value>,
+) -> Result<Response> {
+    attach_parent(&mut body, parent.as_ref())?;
+    let existing = resolve(&t, kind, id_or_key).await?;
+    let id = if is_uuid(id_or_key) {
+        id_or_key.parse().map_err(|_| not_found())?
+    } else {
+        let key = kind.endpoint_key();
+        match body.get(key) {
+            None | Some(Value::Null) => {
+                body.insert(key.to_owned(), json!(id_or_key));
+            }
+            Some(v) if v.as_str() == Some(id_or_key) => {}
+            Some(_) => {
+                return Err(violations(vec![Violation::new(key, format!("must be '{id_or_key}', as in the path"))]));
+            }
+        }
+        existing.as_ref().map(|e| e.id).or(body_id(&body)?).unwrap_or_else(uuid::Uuid::new_v4)
+    };
+    if body_id(&body)?.is_some_and(|b| b != id) {
+        return Err(violations(vec![Violation::new("id", "must match the id in the path")]));
+    }
+    let created_at = existing.as_ref().map_or_else(|| now_secs(&t), |e| e.created_at);
+    let entity = prepare(&t, kind, id, created_at, body)?;
+    t.control.services.store.upsert_entity(t.cp, &entity).await.map_err(|e| store_error(e, &entity))?;
+    Ok(Json(output(&t, entity)).into_response())
+}
+
+/// PATCH: the body's fields over the current entity; records (a plugin's `config`) merge field by field.
+async fn do_update(t: Target, kind: EntityKind, existing: StoredEntity, body: Map<String, Value>) -> Result<Response> {
+    let (id, created_at) = (existing.id, existing.created_at);
+    let Value::Object(mut merged) = output(&t, existing) else { return Err(not_found()) };
+    for (k, v) in body {
+        match (merged.get_mut(&k), v) {
+            (Some(Value::Object(current)), Value::Object(patch)) if k == "config" => current.extend(patch),
+            (_, v) => {
+                merged.insert(k, v);
+            }
+        }
+    }
+    if body_id(&merged)?.is_some_and(|b| b != id) {
+        return Err(violations(vec![Violation::new("id", "cannot be changed")]));
+    }
+    let entity = prepare(&t, kind, id, created_at, merged)?;
+    t.control.services.store.upsert_entity(t.cp, &entity).await.map_err(|e| store_error(e, &entity))?;
+    Ok(Json(output(&t, entity)).into_response())
+}
+
+async fn do_delete(t: Target, kind: EntityKind, target: Option<StoredEntity>) -> Result<StatusCode> {
+    // Kong answers 204 for a delete of something that is not there.
+    let Some(entity) = target else { return Ok(StatusCode::NO_CONTENT) };
+    t.control.services.store.delete_entity(t.cp, kind, entity.id).await.map_err(|e| store_error(e, &entity))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn size_error(reason: &str) -> KongError {
+    KongError::dao(StatusCode::BAD_REQUEST, 9, "invalid size", format!("size {reason}"), None)
+}
+
+/// Kong's list: `size` (1–1000, default 100), an opaque `offset`, `tags` (`a,b` all, `a/b` any), and Konnect's
+/// `filter[name][eq|contains]`; consumers also `custom_id`.
+async fn do_list(
+    t: Target,
+    kind: EntityKind,
+    parent: Option<StoredEntity>,
+    raw: Option<String>,
+    path: &str,
+) -> Result<Response> {
+    let mut q = EntityQuery { size: 100, ..EntityQuery::default() };
+    // Parameters carried into the `next` link.
+    let mut echo: Vec<(&'static str, String)> = Vec::new();
+    for (k, v) in form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "size" => {
+                let n: u32 = v.parse().map_err(|_| size_error("must be a number"))?;
+                if !(1..=1000).contains(&n) {
+                    return Err(size_error("must be an integer between 1 and 1000"));
+                }
+                q.size = n;
+                echo.push(("size", v.into_owned()));
+            }
+            "offset" => {
+                let decoded = URL_SAFE_NO_PAD.decode(v.as_bytes()).ok().and_then(|b| String::from_utf8(b).ok());
+                let after = decoded.filter(|s| is_uuid(s)).and_then(|s| s.parse().ok());
+                q.after = Some(after.ok_or_else(|| {
+                    KongError::dao(
+                        StatusCode::BAD_REQUEST,
+                        7,
+                        "invalid offset",
+                        format!("'{v}' is not a valid offset"),
+                        None,
+                    )
+                })?);
+            }
+            "tags" => {
+                let tags = if v.contains('/') {
+                    TagFilter::Any(v.split('/').map(str::to_owned).collect())
+                } else {
+                    TagFilter::All(v.split(',').map(str::to_owned).collect())
+                };
+                q.tags = tags;
+                echo.push(("tags", v.into_owned()));
+            }
+            "filter[name][eq]" | "filter[name]" => q.key_eq = Some(v.into_owned()),
+            "filter[name][contains]" => q.key_contains = Some(v.into_owned()),
+            "custom_id" if kind == EntityKind::Consumer => q.custom_id = Some(v.into_owned()),
+            // Kong ignores query arguments it does not know.
+            _ => {}
+        }
+    }
+    if let Some(p) = &parent {
+        match p.kind {
+            EntityKind::Service => q.service_id = Some(p.id),
+            EntityKind::Route => q.route_id = Some(p.id),
+            EntityKind::Consumer => q.consumer_id = Some(p.id),
+            EntityKind::Plugin => {}
+        }
+    }
+    let (items, next) = t.control.services.store.list_entities(t.cp, kind, &q).await?;
+    let data: Vec<Value> = items.into_iter().map(|e| output(&t, e)).collect();
+    let mut body = json!({ "data": data, "next": null });
+    if let Some(after) = next {
+        let offset = URL_SAFE_NO_PAD.encode(after.to_string());
+        echo.push(("offset", offset.clone()));
+        let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(echo).finish();
+        body["next"] = json!(format!("{}{path}?{query}", t.base));
+        body["offset"] = json!(offset);
+    }
+    Ok(Json(body).into_response())
+}
+
+async fn list(t: Target, RawQuery(raw): RawQuery) -> Result<Response> {
+    let kind = kind_of(param(&t, 0))?;
+    let path = format!("/{}", kind.collection());
+    do_list(t, kind, None, raw, &path).await
+}
+
+async fn create(t: Target, body: Body) -> Result<Response> {
+    let kind = kind_of(param(&t, 0))?;
+    do_create(t, kind, None, body.0).await
+}
+
+async fn read(t: Target) -> Result<Response> {
+    let kind = kind_of(param(&t, 0))?;
+    let entity = require(&t, kind, param(&t, 1)).await?;
+    Ok(Json(output(&t, entity)).into_response())
+}
+
+async fn replace(t: Target, body: Body) -> Result<Response> {
+    let kind = kind_of(param(&t, 0))?;
+    let key = param(&t, 1).to_owned();
+    do_replace(t, kind, &key, None, body.0).await
+}
+
+async fn update(t: Target, body: Body) -> Result<Response> {
+    let kind = kind_of(param(&t, 0))?;
+    let existing = require(&t, kind, param(&t, 1)).await?;
+    do_update(t, kind, existing, body.0).await
+}
+
+async fn remove(t: Target) -> Result<StatusCode> {
+    let kind = kind_of(param(&t, 0))?;
+    let target = resolve(&t, kind, param(&t, 1)).await?;
+    do_delete(t, kind, target).await
+}
+
+async fn parent_of(t: &Target) -> Result<(EntityKind, StoredEntity)> {
+    let (parent_kind, child) = nested(param(t, 0), param(t, 2))?;
+    let parent = require(t, parent_kind, param(t, 1)).await?;
+    Ok((child, parent))
+}
+
+/// A nested child must belong to the parent in the path.
+fn belongs(child: &StoredEntity, parent: &StoredEntity) -> bool {
+    match parent.kind {
+        EntityKind::Service => child.service_id == Some(parent.id),
+        EntityKind::Route => child.route_id == Some(parent.id),
+        EntityKind::Consumer => child.consumer_id == Some(parent.id),
+        EntityKind::Plugin => false,
+    }
+}
+
+async fn list_nested(t: Target, RawQuery(raw): RawQuery) -> Result<Response> {
+    // `GET /routes/{route}/service` shares this path shape.
+    if param(&t, 0) == "routes" && param(&t, 2) == "service" {
+        return route_service(t).await;
+    }
+    let (child, parent) = parent_of(&t).await?;
+    let path = format!("/{}/{}/{}", param(&t, 0), param(&t, 1), child.collection());
+    do_list(t, child, Some(parent), raw, &path).await
+}
+
+async fn create_nested(t: Target, body: Body) -> Result<Response> {
+    let (child, parent) = parent_of(&t).await?;
+    do_create(t, child, Some(parent), body.0).await
+}
+
+async fn read_nested(t: Target) -> Result<Response> {
+    let (child, parent) = parent_of(&t).await?;
+    let entity = require(&t, child, param(&t, 3)).await?;
+    if !belongs(&entity, &parent) {
+        return Err(not_found());
+    }
+    Ok(Json(output(&t, entity)).into_response())
+}
+
+async fn replace_nested(t: Target, body: Body) -> Result<Response> {
+    let (child, parent) = parent_of(&t).await?;
+    let key = param(&t, 3).to_owned();
+    do_replace(t, child, &key, Some(parent), body.0).await
+}
+
+async fn update_nested(t: Target, body: Body) -> Result<Response> {
+    let (child, parent) = parent_of(&t).await?;
+    let existing = require(&t, child, param(&t, 3)).await?;
+    if !belongs(&existing, &parent) {
+        return Err(not_found());
+    }
+    do_update(t, child, existing, body.0).await
+}
+
+async fn remove_nested(t: Target) -> Result<StatusCode> {
+    let (child, parent) = parent_of(&t).await?;
+    let target = resolve(&t, child, param(&t, 3)).await?.filter(|e| belongs(e, &parent));
+    do_delete(t, child, target).await
+}
+
+async fn route_service(t: Target) -> Result<Response> {
+    let route = require(&t, EntityKind::Route, param(&t, 1)).await?;
+    let service_id = route.service_id.ok_or_else(not_found)?;
+    let service =
+        t.control.services.store.get_entity(t.cp, EntityKind::Service, service_id).await?.ok_or_else(not_found)?;
+    Ok(Json(output(&t, service)).into_response())
+}
+
+async fn schema(t: Target) -> Result<Response> {
+    let name = param(&t, 0);
+    match EntityKind::from_collection(name) {
+        Some(kind) => Ok(Json(kind.schema_document()).into_response()),
+        None => Err(KongError::dao(StatusCode::NOT_FOUND, 6, "not found", format!("No entity named '{name}'"), None)),
+    }
+}
+
+async fn plugin_schema(t: Target) -> Result<Response> {
+    let name = param(&t, 0);
+    plugins::schema_document(name)
+        .map(|d| Json(d).into_response())
+        .ok_or_else(|| KongError::dao(StatusCode::NOT_FOUND, 6, "not found", format!("No plugin named '{name}'"), None))
+}
+
+async fn validate(t: Target, body: Body) -> Result<Response> {
+    let name = param(&t, 0);
+    let kind = EntityKind::from_collection(name).ok_or_else(|| {
+        KongError::dao(StatusCode::NOT_FOUND, 6, "not found", format!("No entity named '{name}'"), None)
+    })?;
+    validate_entity(kind, &body.0).map_err(violations)?;
+    Ok(Json(json!({"message": "schema validation successful"})).into_response())
+}
+
+async fn validate_plugin(t: Target, body: Body) -> Result<Response> {
+    if param(&t, 0) != "validate" {
+        return Err(ApiError::MethodNotAllowed.into());
+    }
+    validate_entity(EntityKind::Plugin, &body.0).map_err(violations)?;
+    Ok(Json(json!({"message": "schema validation successful"})).into_response())
+}

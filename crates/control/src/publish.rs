@@ -1,0 +1,122 @@
+//! Configuration snapshots for the proxy: every entity of the served control plane, rebuilt whenever the bus
+//! says it changed (on this node at once, from other PostgreSQL nodes within the notification latency) and
+//! handed over through a watch channel; the proxy swaps it in atomically.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::Value;
+use tokio::sync::{Notify, watch};
+
+use gatehouse_model::gateway::control_plane::{AuthType, ClusterType, ControlPlane};
+use gatehouse_model::gateway::{ConfigData, EntityKind, Normalized};
+use gatehouse_runtime::Services;
+use gatehouse_store::{Invalidation, StoreError};
+
+use crate::secrets;
+
+/// Finds the control plane named `name`, creating it when missing (a node always serves one).
+pub async fn ensure_control_plane(services: &Services, name: &str) -> Result<ControlPlane, StoreError> {
+    if let Some(cp) = services.store.find_control_plane_by_name(name).await? {
+        return Ok(cp);
+    }
+    let now = services.clock.now();
+    let cp = ControlPlane {
+        id: uuid::Uuid::new_v4(),
+        name: name.to_owned(),
+        description: String::new(),
+        cluster_type: ClusterType::ControlPlane,
+        auth_type: AuthType::PinnedClientCerts,
+        cloud_gateway: false,
+        proxy_urls: Vec::new(),
+        labels: Default::default(),
+        created_at: now,
+        updated_at: now,
+    };
+    match services.store.create_control_plane(&cp).await {
+        Ok(()) => Ok(cp),
+        // Another node created it first.
+        Err(StoreError::Conflict(_)) => {
+            services.store.find_control_plane_by_name(name).await?.ok_or(StoreError::NotFound)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A stable digest of a configuration, like Kong's `configuration_hash`.
+pub fn config_hash<'a>(entities: impl Iterator<Item = &'a Normalized>) -> String {
+    let (mut a, mut b) = (DefaultHasher::new(), DefaultHasher::new());
+    "gatehouse".hash(&mut b);
+    for e in entities {
+        let text = Value::Object(e.clone()).to_string();
+        text.hash(&mut a);
+        text.hash(&mut b);
+    }
+    format!("{:016x}{:016x}", a.finish(), b.finish())
+}
+
+#[derive(Debug)]
+pub struct ConfigPublisher {
+    pub control_plane_id: uuid::Uuid,
+    receiver: watch::Receiver<Arc<ConfigData>>,
+}
+
+impl ConfigPublisher {
+    /// Builds the first snapshot, then rebuilds on every change until the process ends.
+    pub async fn start(services: Services, control_plane_id: uuid::Uuid) -> Result<Self, StoreError> {
+        let version = Arc::new(AtomicU64::new(0));
+        let first = build(&services, control_plane_id, &version).await?;
+        let (sender, receiver) = watch::channel(Arc::new(first));
+        let changed = Arc::new(Notify::new());
+        let hook = changed.clone();
+        services.store.bus().add_hook(Arc::new(move |event| match event {
+            Invalidation::GatewayConfig { control_plane_id: cp } if *cp == control_plane_id => hook.notify_one(),
+            Invalidation::Resync => hook.notify_one(),
+            _ => {}
+        }));
+        tokio::spawn(async move {
+            loop {
+                changed.notified().await;
+                match build(&services, control_plane_id, &version).await {
+                    Ok(config) => {
+                        tracing::debug!(version = config.version, "configuration rebuilt");
+                        if sender.send(Arc::new(config)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        // Keep serving the last configuration; retry shortly.
+                        tracing::error!(error = %e, "could not rebuild the gateway configuration");
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                        changed.notify_one();
+                    }
+                }
+            }
+        });
+        Ok(Self { control_plane_id, receiver })
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Arc<ConfigData>> {
+        self.receiver.clone()
+    }
+}
+
+async fn build(services: &Services, cp: uuid::Uuid, version: &AtomicU64) -> Result<ConfigData, StoreError> {
+    let mut config = ConfigData {
+        control_plane_id: Some(cp),
+        version: version.fetch_add(1, Ordering::SeqCst) + 1,
+        ..ConfigData::default()
+    };
+    for entity in services.store.all_entities(cp).await? {
+        let mut data = entity.data;
+        secrets::open(&services.keys, entity.kind, &mut data);
+        match entity.kind {
+            EntityKind::Service => config.services.push(data),
+            EntityKind::Route => config.routes.push(data),
+            EntityKind::Consumer => config.consumers.push(data),
+            EntityKind::Plugin => config.plugins.push(data),
+        }
+    }
+    Ok(config)
+}

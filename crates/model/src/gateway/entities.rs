@@ -1,0 +1,641 @@
+//! Services, routes, consumers and plugins: their schemas and Kong's entity-level rules.
+
+use serde_json::{Map, Value, json};
+
+use super::plugins;
+use super::schema::{Field, Kind, Violation, describe_fields, normalize};
+
+pub const PROTOCOLS: &[&str] = &["grpc", "grpcs", "http", "https", "tcp", "tls", "tls_passthrough", "udp", "ws", "wss"];
+const MAX_TIMEOUT: i64 = 2_147_483_646;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntityKind {
+    Service,
+    Route,
+    Consumer,
+    Plugin,
+}
+
+impl EntityKind {
+    pub const ALL: [EntityKind; 4] = [EntityKind::Service, EntityKind::Route, EntityKind::Consumer, EntityKind::Plugin];
+
+    /// The collection name in URLs and in Kong's schema endpoints.
+    pub fn collection(self) -> &'static str {
+        match self {
+            EntityKind::Service => "services",
+            EntityKind::Route => "routes",
+            EntityKind::Consumer => "consumers",
+            EntityKind::Plugin => "plugins",
+        }
+    }
+
+    /// The singular name decK prints (`creating service example-service`).
+    pub fn singular(self) -> &'static str {
+        match self {
+            EntityKind::Service => "service",
+            EntityKind::Route => "route",
+            EntityKind::Consumer => "consumer",
+            EntityKind::Plugin => "plugin",
+        }
+    }
+
+    pub fn from_collection(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.collection() == s)
+    }
+
+    /// The field besides `id` that an entity can be addressed by in URLs (`/services/{id or name}`).
+    pub fn endpoint_key(self) -> &'static str {
+        match self {
+            EntityKind::Service | EntityKind::Route => "name",
+            EntityKind::Consumer => "username",
+            EntityKind::Plugin => "instance_name",
+        }
+    }
+
+    pub fn fields(self) -> Vec<Field> {
+        match self {
+            EntityKind::Service => service_fields(),
+            EntityKind::Route => route_fields(),
+            EntityKind::Consumer => consumer_fields(),
+            EntityKind::Plugin => plugin_fields(None),
+        }
+    }
+
+    /// `GET /schemas/{collection}`.
+    pub fn schema_document(self) -> Value {
+        json!({ "fields": describe_fields(&self.fields()) })
+    }
+}
+
+fn base_fields() -> Vec<Field> {
+    vec![
+        Field::string("id").auto().check(check_uuid),
+        Field::integer("created_at").auto(),
+        Field::integer("updated_at").auto(),
+    ]
+}
+
+fn tags() -> Field {
+    Field::set("tags", Field::string("tag").check(check_tag))
+}
+
+fn service_fields() -> Vec<Field> {
+    let mut f = base_fields();
+    f.extend([
+        Field::string("name").unique().check(check_name),
+        Field::integer("retries").default(json!(5)).between(0, 32767),
+        Field::string("protocol").required().default(json!("http")).one_of(PROTOCOLS),
+        Field::string("host").required().check(check_host),
+        Field::integer("port").required().default(json!(80)).between(0, 65535),
+        Field::string("path").check(check_service_path),
+        Field::integer("connect_timeout").default(json!(60000)).between(1, MAX_TIMEOUT),
+        Field::integer("write_timeout").default(json!(60000)).between(1, MAX_TIMEOUT),
+        Field::integer("read_timeout").default(json!(60000)).between(1, MAX_TIMEOUT),
+        tags(),
+        Field::foreign("client_certificate", "certificates"),
+        Field::boolean("tls_verify"),
+        Field::integer("tls_verify_depth").between(0, 64),
+        Field::array("ca_certificates", Field::string("ca_certificate").check(check_uuid)),
+        Field::boolean("enabled").required().default(json!(true)),
+    ]);
+    f
+}
+
+fn route_fields() -> Vec<Field> {
+    let mut f = base_fields();
+    f.extend([
+        Field::string("name").unique().check(check_name),
+        Field::set("protocols", Field::string("protocol").one_of(PROTOCOLS))
+            .required()
+            .default(json!(["http", "https"])),
+        Field::set("methods", Field::string("method").check(check_method)),
+        Field::array("hosts", Field::string("host").check(check_route_host)),
+        Field::array("paths", Field::string("path").check(check_route_path)),
+        Field::map(
+            "headers",
+            Field::string("name").check(check_header_name),
+            Field::array("values", Field::string("value")),
+        ),
+        Field::integer("https_redirect_status_code").required().default(json!(426)).check(check_redirect_code),
+        Field::integer("regex_priority").default(json!(0)),
+        Field::boolean("strip_path").required().default(json!(true)),
+        Field::string("path_handling").default(json!("v0")).one_of(&["v0", "v1"]),
+        Field::boolean("preserve_host").required().default(json!(false)),
+        Field::boolean("request_buffering").required().default(json!(true)),
+        Field::boolean("response_buffering").required().default(json!(true)),
+        Field::set("snis", Field::string("sni")),
+        Field::set(
+            "sources",
+            Field::record("source", vec![Field::string("ip"), Field::integer("port").between(0, 65535)]),
+        ),
+        Field::set(
+            "destinations",
+            Field::record("destination", vec![Field::string("ip"), Field::integer("port").between(0, 65535)]),
+        ),
+        tags(),
+        Field::foreign("service", "services"),
+    ]);
+    f
+}
+
+fn consumer_fields() -> Vec<Field> {
+    let mut f = base_fields();
+    f.extend([Field::string("username").unique(), Field::string("custom_id").unique(), tags()]);
+    f
+}
+
+/// Plugin fields; with `config`, the named plugin's config record.
+pub fn plugin_fields(config: Option<Vec<Field>>) -> Vec<Field> {
+    let mut f = base_fields();
+    f.extend([
+        Field::string("name").required(),
+        Field::string("instance_name").unique().check(check_name),
+        Field::foreign("route", "routes"),
+        Field::foreign("service", "services"),
+        Field::foreign("consumer", "consumers"),
+        match config {
+            Some(fields) => Field::record("config", fields).required(),
+            None => Field::new("config", Kind::Record(Vec::new())).required(),
+        },
+        Field::set("protocols", Field::string("protocol").one_of(PROTOCOLS))
+            .required()
+            .default(json!(["grpc", "grpcs", "http", "https"])),
+        Field::boolean("enabled").required().default(json!(true)),
+        tags(),
+        Field::record(
+            "ordering",
+            vec![
+                Field::map("before", Field::string("phase"), Field::array("plugins", Field::string("plugin"))),
+                Field::map("after", Field::string("phase"), Field::array("plugins", Field::string("plugin"))),
+            ],
+        ),
+    ]);
+    f
+}
+
+/// A validated entity: every field present with Kong's defaults, `null` where unset.
+pub type Normalized = Map<String, Value>;
+
+/// An entity as stored: its data plus the keys storage enforces and indexes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEntity {
+    pub kind: EntityKind,
+    pub id: uuid::Uuid,
+    /// `name`, `username` or `instance_name`: the other way to address it in URLs; unique.
+    pub endpoint_key: Option<String>,
+    /// Consumers' `custom_id`; unique.
+    pub custom_id: Option<String>,
+    /// Plugins: one instance per name and scope (`name|route|service|consumer`); unique.
+    pub cache_key: Option<String>,
+    pub service_id: Option<uuid::Uuid>,
+    pub route_id: Option<uuid::Uuid>,
+    pub consumer_id: Option<uuid::Uuid>,
+    /// The plugin name (plugins only), for filters.
+    pub name: Option<String>,
+    pub tags: Vec<String>,
+    /// The full entity as the APIs return it, including `id`, `created_at` and `updated_at` (epoch seconds).
+    pub data: Normalized,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+fn foreign_id(data: &Normalized, field: &str) -> Option<uuid::Uuid> {
+    data.get(field)?.get("id")?.as_str()?.parse().ok()
+}
+
+impl StoredEntity {
+    /// Derives the keys from validated data that carries `id` and timestamps.
+    pub fn from_data(kind: EntityKind, data: Normalized) -> Option<Self> {
+        let id = data.get("id")?.as_str()?.parse().ok()?;
+        let text = |f: &str| data.get(f).and_then(Value::as_str).map(str::to_owned);
+        let (service_id, route_id, consumer_id) =
+            (foreign_id(&data, "service"), foreign_id(&data, "route"), foreign_id(&data, "consumer"));
+        let cache_key = (kind == EntityKind::Plugin).then(|| {
+            let part = |id: Option<uuid::Uuid>| id.map(|u| u.to_string()).unwrap_or_default();
+            format!(
+                "{}|{}|{}|{}",
+                text("name").unwrap_or_default(),
+                part(route_id),
+                part(service_id),
+                part(consumer_id)
+            )
+        });
+        Some(Self {
+            kind,
+            id,
+            endpoint_key: text(kind.endpoint_key()),
+            custom_id: if kind == EntityKind::Consumer { text("custom_id") } else { None },
+            cache_key,
+            service_id,
+            route_id,
+            consumer_id,
+            name: if kind == EntityKind::Plugin { text("name") } else { None },
+            tags: data
+                .get("tags")
+                .and_then(Value::as_array)
+                .map(|t| t.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .unwrap_or_default(),
+            created_at: data.get("created_at").and_then(Value::as_i64).unwrap_or(0),
+            updated_at: data.get("updated_at").and_then(Value::as_i64).unwrap_or(0),
+            data,
+        })
+    }
+}
+
+/// Validates an input body for `kind` and returns the full entity (without `id` and timestamps if absent).
+/// `url` is Kong's service shorthand; for plugins the config is checked against the named plugin's schema.
+pub fn validate_entity(kind: EntityKind, input: &Map<String, Value>) -> Result<Normalized, Vec<Violation>> {
+    let mut violations = Vec::new();
+    let input = match kind {
+        EntityKind::Service => expand_service_url(input, &mut violations),
+        _ => input.clone(),
+    };
+    let fields = match kind {
+        EntityKind::Plugin => match input.get("name").and_then(Value::as_str) {
+            Some(name) => match plugins::config_fields(name) {
+                Some(config) => plugin_fields(Some(config)),
+                None => {
+                    violations.push(Violation::new(
+                        "name",
+                        format!("plugin '{name}' not enabled; add it to the 'plugins' configuration property"),
+                    ));
+                    plugin_fields(None)
+                }
+            },
+            None => plugin_fields(None),
+        },
+        other => other.fields(),
+    };
+    let normalized = normalize(&fields, &input, "", &mut violations);
+    if violations.is_empty() {
+        entity_checks(kind, &normalized, &mut violations);
+    }
+    if violations.is_empty() { Ok(normalized) } else { Err(violations) }
+}
+
+fn entity_checks(kind: EntityKind, e: &Normalized, out: &mut Vec<Violation>) {
+    let set = |name: &str| {
+        e.get(name).is_some_and(|v| {
+            !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()) && v.as_object().is_none_or(|o| !o.is_empty())
+        })
+    };
+    match kind {
+        EntityKind::Route => {
+            let protocols: Vec<&str> = e
+                .get("protocols")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let http = protocols.iter().any(|p| matches!(*p, "http" | "https" | "grpc" | "grpcs" | "ws" | "wss"));
+            if http
+                && !["methods", "hosts", "headers", "paths"].iter().any(|f| set(f))
+                && !(protocols.contains(&"https") && set("snis"))
+            {
+                out.push(Violation::new(
+                    "@entity",
+                    "must set one of 'methods', 'hosts', 'headers', 'paths' when 'protocols' is 'http'",
+                ));
+            }
+            let groups: [&[&str]; 4] =
+                [&["http", "https"], &["tcp", "tls", "udp"], &["tls_passthrough"], &["grpc", "grpcs"]];
+            let group_of = |p: &str| groups.iter().position(|g| g.contains(&p));
+            if let Some(first) = protocols.first()
+                && protocols.iter().any(|p| group_of(p) != group_of(first) && !matches!(*p, "ws" | "wss"))
+            {
+                out.push(Violation::new(
+                    "protocols",
+                    "mixing protocols that belong to different subsystems is not allowed",
+                ));
+            }
+            if protocols.iter().any(|p| p.starts_with("grpc"))
+                && e.get("strip_path") == Some(&Value::Bool(true))
+                && e.get("paths").is_some_and(|p| !p.is_null())
+            {
+                out.push(Violation::new("strip_path", "cannot set 'strip_path' when 'protocols' is 'grpc' or 'grpcs'"));
+            }
+        }
+        EntityKind::Consumer => {
+            if !set("username") && !set("custom_id") {
+                out.push(Violation::new(
+                    "@entity",
+                    "at least one of these fields must be non-empty: 'custom_id', 'username'",
+                ));
+            }
+        }
+        EntityKind::Plugin => {
+            if let Some(name) = e.get("name").and_then(Value::as_str)
+                && !plugins::allows_consumer_scope(name)
+                && set("consumer")
+            {
+                out.push(Violation::new(
+                    "consumer",
+                    format!("value must be null; the {name} plugin cannot be applied to a consumer"),
+                ));
+            }
+        }
+        EntityKind::Service => {
+            let protocol = e.get("protocol").and_then(Value::as_str).unwrap_or("http");
+            if set("path") && !matches!(protocol, "http" | "https" | "ws" | "wss") {
+                out.push(Violation::new("path", format!("value must be null when 'protocol' is '{protocol}'")));
+            }
+        }
+    }
+}
+
+/// Kong's `url` shorthand: `url` sets protocol, host, port and path; explicit fields are not allowed beside it.
+fn expand_service_url(input: &Map<String, Value>, out: &mut Vec<Violation>) -> Map<String, Value> {
+    let mut input = input.clone();
+    let Some(url) = input.remove("url") else { return input };
+    if url.is_null() {
+        return input;
+    }
+    let Some(raw) = url.as_str() else {
+        out.push(Violation::new("url", "expected a string"));
+        return input;
+    };
+    let Ok(parsed) = url::Url::parse(raw) else {
+        out.push(Violation::new("url", "missing host in url"));
+        return input;
+    };
+    let Some(host) = parsed.host_str() else {
+        out.push(Violation::new("url", "missing host in url"));
+        return input;
+    };
+    let scheme = parsed.scheme().to_owned();
+    let port = parsed.port().map(i64::from).unwrap_or(if scheme == "https" { 443 } else { 80 });
+    input.entry("protocol").or_insert(json!(scheme));
+    input.entry("host").or_insert(json!(host.trim_start_matches('[').trim_end_matches(']')));
+    input.entry("port").or_insert(json!(port));
+    // `Url::path` is already percent-encoded (spaces become %20, as decK writes them).
+    let path = parsed.path();
+    if !(path.is_empty()
+        || (path == "/" && !raw.trim_end_matches(parsed.query().unwrap_or("")).trim_end_matches('?').ends_with('/')))
+    {
+        input.entry("path").or_insert(json!(path));
+    }
+    input
+}
+
+fn check_uuid(v: &Value) -> Result<(), String> {
+    match v.as_str() {
+        Some(s) if super::is_uuid(s) => Ok(()),
+        _ => Err("expected a valid UUID".into()),
+    }
+}
+
+/// Kong's utf8 name: letters, digits, `.-_~` and any non-ASCII character.
+fn check_name(v: &Value) -> Result<(), String> {
+    let s = v.as_str().unwrap_or("");
+    let ok = !s.is_empty()
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '~') || !c.is_ascii());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("invalid value '{s}': it must only contain alphanumeric and '., -, _, ~' characters"))
+    }
+}
+
+fn check_tag(v: &Value) -> Result<(), String> {
+    let s = v.as_str().unwrap_or("");
+    if s.is_empty() || s.contains([',', '/']) || s.chars().any(|c| c.is_control() || c == ' ') {
+        Err("invalid tag: it must be printable and must not contain ',', '/' or spaces".into())
+    } else {
+        Ok(())
+    }
+}
+
+fn check_host(v: &Value) -> Result<(), String> {
+    let s = v.as_str().unwrap_or("");
+    if s.parse::<std::net::IpAddr>().is_ok() || is_hostname(s) { Ok(()) } else { Err(format!("invalid value: {s}")) }
+}
+
+fn is_hostname(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// `hosts` entries: a hostname or address, with at most one `*` as the whole leftmost or rightmost label, and an
+/// optional `:port`.
+fn check_route_host(v: &Value) -> Result<(), String> {
+    let s = v.as_str().unwrap_or("");
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h, Some(p)),
+        _ => (s, None),
+    };
+    if let Some(p) = port
+        && p.parse::<u16>().is_err()
+    {
+        return Err(format!("invalid port number: {s}"));
+    }
+    let stars = host.matches('*').count();
+    let wildcard_ok = stars == 0 || (stars == 1 && (host.starts_with("*.") || host.ends_with(".*")) && host.len() > 2);
+    let bare = host.trim_start_matches("*.").trim_end_matches(".*");
+    if wildcard_ok && (bare.parse::<std::net::IpAddr>().is_ok() || is_hostname(bare)) {
+        Ok(())
+    } else if !wildcard_ok {
+        Err("invalid wildcard: must be placed at leftmost or rightmost label".into())
+    } else {
+        Err(format!("invalid hostname: {s}"))
+    }
+}
+
+const PATH_CHARS: &str = "-._~!$&'()*+,;=:@/%";
+
+fn check_service_path(v: &Value) -> Result<(), String> {
+    let s = v.as_str().unwrap_or("");
+    if !s.starts_with('/') {
+        return Err("should start with: /".into());
+    }
+    check_plain_path(s)
+}
+
+fn check_plain_path(s: &str) -> Result<(), String> {
+    if s.contains("//") {
+        return Err("must not have empty segments".into());
+    }
+    if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || PATH_CHARS.contains(*c))) {
+        return Err(format!("invalid character '{c}' in path; percent-encode it"));
+    }
+    // Percent-escapes must be well formed.
+    let bytes = s.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        if *b == b'%'
+            && !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+        {
+            return Err("invalid percent-encoding in path".into());
+        }
+    }
+    Ok(())
+}
+
+/// Route paths: a prefix (`/…`) or a regex (`~/…`) that the linear-time engine accepts (no backreferences or
+/// look-around: a path can never make the router take exponential time).
+fn check_route_path(v: &Value) -> Result<(), String> {
+    let s = v.as_str().unwrap_or("");
+    if let Some(pattern) = s.strip_prefix('~') {
+        if !pattern.starts_with('/') {
+            return Err("should start with: / (fixed path) or ~/ (regex path)".into());
+        }
+        return regex::Regex::new(&format!("^(?:{pattern})")).map(|_| ()).map_err(|e| {
+            format!("invalid regex: '{pattern}' ({})", e.to_string().lines().last().unwrap_or("syntax error").trim())
+        });
+    }
+    if !s.starts_with('/') {
+        return Err("should start with: / (fixed path) or ~/ (regex path)".into());
+    }
+    check_plain_path(s)
+}
+
+fn check_method(v: &Value) -> Result<(), String> {
+    let s = v.as_str().unwrap_or("");
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_uppercase()) { Ok(()) } else { Err(format!("invalid value: {s}")) }
+}
+
+fn check_header_name(v: &Value) -> Result<(), String> {
+    let s = v.as_str().unwrap_or("");
+    if s.eq_ignore_ascii_case("host") {
+        return Err("cannot contain 'host' header, which must be specified in the 'hosts' attribute".into());
+    }
+    if http::HeaderName::from_bytes(s.as_bytes()).is_err() {
+        return Err(format!("invalid header name: {s}"));
+    }
+    Ok(())
+}
+
+fn check_redirect_code(v: &Value) -> Result<(), String> {
+    match v.as_i64() {
+        Some(426 | 301 | 302 | 307 | 308) => Ok(()),
+        _ => Err("expected one of: 426, 301, 302, 307, 308".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(kind: EntityKind, v: Value) -> Normalized {
+        validate_entity(kind, v.as_object().unwrap()).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    fn err(kind: EntityKind, v: Value) -> Vec<(String, String)> {
+        validate_entity(kind, v.as_object().unwrap()).unwrap_err().into_iter().map(|v| (v.path, v.message)).collect()
+    }
+
+    #[test]
+    fn service_url_shorthand_and_defaults() {
+        let s =
+            ok(EntityKind::Service, json!({"name": "example-service", "url": "http://httpbin.konghq.com/anything"}));
+        assert_eq!(
+            (s["protocol"].clone(), s["host"].clone(), s["port"].clone(), s["path"].clone()),
+            (json!("http"), json!("httpbin.konghq.com"), json!(80), json!("/anything"))
+        );
+        assert_eq!(
+            (s["retries"].clone(), s["connect_timeout"].clone(), s["enabled"].clone()),
+            (json!(5), json!(60000), json!(true))
+        );
+        assert_eq!(s["tags"], Value::Null);
+        let s = ok(EntityKind::Service, json!({"url": "https://api.example.com:8443"}));
+        assert_eq!((s["port"].clone(), s["path"].clone()), (json!(8443), Value::Null));
+        let s = ok(EntityKind::Service, json!({"url": "https://api.example.com"}));
+        assert_eq!(s["port"], 443);
+        let s = ok(EntityKind::Service, json!({"url": "http://h/a b"}));
+        assert_eq!(s["path"], "/a%20b");
+        assert_eq!(err(EntityKind::Service, json!({"url": "nothing"}))[0].0, "url");
+        assert_eq!(
+            err(EntityKind::Service, json!({"name": "x"})),
+            vec![("host".to_owned(), "required field missing".to_owned())]
+        );
+        assert_eq!(
+            err(EntityKind::Service, json!({"host": "h", "port": 70000}))[0].1,
+            "value should be between 0 and 65535"
+        );
+        assert_eq!(err(EntityKind::Service, json!({"host": "h", "name": "a b"}))[0].0, "name");
+        assert_eq!(err(EntityKind::Service, json!({"host": "h", "path": "x"}))[0].1, "should start with: /");
+        assert_eq!(err(EntityKind::Service, json!({"host": "h", "protocol": "tcp", "path": "/x"}))[0].0, "path");
+    }
+
+    #[test]
+    fn route_rules() {
+        let r = ok(
+            EntityKind::Route,
+            json!({"name": "example-route", "paths": ["/anything"], "service": {"id": "0190a0a0-0000-7000-8000-000000000001"}}),
+        );
+        assert_eq!(
+            (r["strip_path"].clone(), r["preserve_host"].clone(), r["protocols"].clone(), r["regex_priority"].clone()),
+            (json!(true), json!(false), json!(["http", "https"]), json!(0))
+        );
+        assert_eq!(r["https_redirect_status_code"], 426);
+        ok(EntityKind::Route, json!({"hosts": ["*.example.com", "api.*", "a.example.com:8080"]}));
+        ok(EntityKind::Route, json!({"paths": ["~/v(\\d+)/users"]}));
+        ok(EntityKind::Route, json!({"methods": ["GET"]}));
+        ok(EntityKind::Route, json!({"headers": {"x-version": ["1", "~*^v\\d$"]}}));
+        for (bad, path) in [
+            (json!({}), "@entity"),
+            (json!({"paths": ["nope"]}), "paths.1"),
+            (json!({"paths": ["/a//b"]}), "paths.1"),
+            (json!({"paths": ["~/(a"]}), "paths.1"),
+            (json!({"paths": ["~/(a)\\1"]}), "paths.1"),
+            (json!({"paths": ["~/(?=a)"]}), "paths.1"),
+            (json!({"hosts": ["a.*.com"]}), "hosts.1"),
+            (json!({"hosts": ["*.*.com"]}), "hosts.1"),
+            (json!({"hosts": ["a.com:99999"]}), "hosts.1"),
+            (json!({"methods": ["get"]}), "methods.1"),
+            (json!({"headers": {"Host": ["x"]}}), "headers.Host"),
+            (json!({"paths": ["/"], "https_redirect_status_code": 303}), "https_redirect_status_code"),
+            (json!({"paths": ["/"], "protocols": ["http", "tcp"]}), "protocols"),
+            (json!({"paths": ["/"], "service": {"id": "nope"}}), "service"),
+            (json!({"paths": ["/"], "bogus": true}), "bogus"),
+        ] {
+            assert_eq!(err(EntityKind::Route, bad.clone())[0].0, path, "{bad}");
+        }
+    }
+
+    #[test]
+    fn consumers_need_a_username_or_custom_id() {
+        ok(EntityKind::Consumer, json!({"custom_id": "abc"}));
+        assert_eq!(err(EntityKind::Consumer, json!({"tags": ["a"]}))[0].0, "@entity");
+        assert_eq!(err(EntityKind::Consumer, json!({"username": "u", "tags": ["a,b"]}))[0].0, "tags.1");
+    }
+
+    #[test]
+    fn plugins_are_checked_against_their_schema() {
+        let p = ok(
+            EntityKind::Plugin,
+            json!({"name": "oauth2-introspection", "config": {
+            "introspection_url": "http://127.0.0.1:8003/abc/introspect", "authorization_value": "Basic eA==",
+            "consumer_by": "client_id", "custom_claims_forward": ["Claim"]}}),
+        );
+        assert_eq!(p["config"]["ttl"], 30);
+        assert_eq!(p["config"]["consumer_by"], "client_id");
+        assert_eq!(p["config"]["custom_introspection_headers"], json!({}));
+        assert_eq!(p["protocols"], json!(["grpc", "grpcs", "http", "https"]));
+        assert_eq!(p["enabled"], true);
+        assert_eq!(err(EntityKind::Plugin, json!({"name": "made-up", "config": {}}))[0].0, "name");
+        let e = err(EntityKind::Plugin, json!({"name": "oauth2-introspection", "config": {"consumer_by": "email"}}));
+        let paths: Vec<_> = e.iter().map(|x| x.0.as_str()).collect();
+        assert_eq!(paths, vec!["config.introspection_url", "config.authorization_value", "config.consumer_by"]);
+        let e = err(
+            EntityKind::Plugin,
+            json!({"name": "oauth2-introspection", "consumer": {"id": "0190a0a0-0000-7000-8000-000000000001"},
+            "config": {"introspection_url": "http://i/x", "authorization_value": "v"}}),
+        );
+        assert_eq!(e[0].0, "consumer");
+    }
+
+    #[test]
+    fn schema_documents_carry_defaults() {
+        let doc = EntityKind::Service.schema_document();
+        let fields = doc["fields"].as_array().unwrap();
+        let port = fields.iter().find_map(|f| f.get("port")).unwrap();
+        assert_eq!(port["default"], 80);
+        assert_eq!(EntityKind::from_collection("routes"), Some(EntityKind::Route));
+    }
+}

@@ -1,0 +1,27 @@
+//! Kong Gateway's entities (services, routes, consumers, plugins) and Konnect control planes: schemas, Kong's
+//! validation rules and the `url` shorthand, as pure code so the Admin API, Konnect's core-entities API and
+//! offline file validation all apply the same rules.
+
+pub mod control_plane;
+pub mod entities;
+pub mod plugins;
+pub mod schema;
+
+pub use entities::{EntityKind, Normalized, StoredEntity, validate_entity};
+
+/// A canonical, hyphenated UUID.
+pub fn is_uuid(s: &str) -> bool {
+    s.len() == 36 && uuid::Uuid::try_parse(s).is_ok()
+}
+
+/// What a data plane runs: every entity of one control plane, secret fields in clear, as the APIs return them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConfigData {
+    pub control_plane_id: Option<uuid::Uuid>,
+    /// Increases with every published change (per node).
+    pub version: u64,
+    pub services: Vec<Normalized>,
+    pub routes: Vec<Normalized>,
+    pub consumers: Vec<Normalized>,
+    pub plugins: Vec<Normalized>,
+}

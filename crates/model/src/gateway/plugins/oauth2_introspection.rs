@@ -1,0 +1,99 @@
+//! `oauth2-introspection`'s config: Kong's 13 fields with Kong's defaults, plus Gatehouse's `negative_ttl`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::gateway::schema::Field;
+
+pub const NAME: &str = "oauth2-introspection";
+pub const PRIORITY: i32 = 1700;
+
+pub fn config_fields() -> Vec<Field> {
+    vec![
+        Field::string("introspection_url").required().check(check_url),
+        Field::number("ttl").default(json!(30)).check(non_negative),
+        Field::string("token_type_hint"),
+        Field::string("authorization_value").required().encrypted(),
+        Field::integer("timeout").default(json!(10000)).check(non_negative),
+        Field::integer("keepalive").default(json!(60000)).check(non_negative),
+        Field::boolean("introspect_request").required().default(json!(false)),
+        Field::boolean("hide_credentials").default(json!(false)),
+        Field::boolean("run_on_preflight").default(json!(true)),
+        Field::string("anonymous").default(json!("")),
+        Field::string("consumer_by").required().default(json!("username")).one_of(&["username", "client_id"]),
+        Field::map("custom_introspection_headers", Field::string("name"), Field::string("value"))
+            .required()
+            .default(json!({})),
+        Field::set("custom_claims_forward", Field::string("claim")).required().default(json!([])),
+        // Gatehouse addition: how long an inactive answer is cached. Kong caches it for `ttl`; 0 = not cached.
+        Field::number("negative_ttl").default(json!(0)).check(non_negative).gatehouse_only(),
+    ]
+}
+
+/// The typed config the plugin runs with.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Config {
+    pub introspection_url: String,
+    pub ttl: f64,
+    pub token_type_hint: Option<String>,
+    pub authorization_value: String,
+    pub timeout: u64,
+    pub keepalive: u64,
+    pub introspect_request: bool,
+    pub hide_credentials: bool,
+    pub run_on_preflight: bool,
+    pub anonymous: String,
+    pub consumer_by: ConsumerBy,
+    pub custom_introspection_headers: BTreeMap<String, String>,
+    pub custom_claims_forward: Vec<String>,
+    #[serde(default)]
+    pub negative_ttl: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsumerBy {
+    Username,
+    ClientId,
+}
+
+fn check_url(v: &Value) -> Result<(), String> {
+    let s = v.as_str().unwrap_or("");
+    match url::Url::parse(s) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(()),
+        Ok(_) => Err("missing host in url".into()),
+        Err(_) => Err(format!("invalid url: {s}")),
+    }
+}
+
+fn non_negative(v: &Value) -> Result<(), String> {
+    if v.as_f64().is_some_and(|n| n >= 0.0) { Ok(()) } else { Err("value must be greater than or equal to 0".into()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::EntityKind;
+
+    #[test]
+    fn the_tutorials_plugin_validates_and_types() {
+        let body = json!({"name": NAME, "config": {"introspection_url": "http://127.0.0.1:8003/k/introspect",
+            "authorization_value": "Basic eDp5", "consumer_by": "client_id", "custom_claims_forward": ["Claim"]}});
+        let plugin = crate::gateway::validate_entity(EntityKind::Plugin, body.as_object().unwrap()).unwrap();
+        let config: Config = serde_json::from_value(plugin["config"].clone()).unwrap();
+        assert_eq!(config.consumer_by, ConsumerBy::ClientId);
+        assert_eq!((config.ttl, config.timeout, config.keepalive, config.negative_ttl), (30.0, 10000, 60000, 0.0));
+        assert!(config.run_on_preflight && !config.hide_credentials && !config.introspect_request);
+        assert_eq!(config_fields().len(), 14, "Kong's 13 fields and negative_ttl");
+        let doc = super::super::schema_document(NAME).unwrap().to_string();
+        assert!(!doc.contains("negative_ttl"), "Gatehouse-only fields stay out of the schema decK reads");
+        assert!(doc.contains("authorization_value"));
+        assert_eq!(super::super::encrypted_config_fields(NAME), vec!["authorization_value"]);
+        for bad in ["ftp://x/y", "not a url", "http://"] {
+            let body = json!({"name": NAME, "config": {"introspection_url": bad, "authorization_value": "v"}});
+            assert!(crate::gateway::validate_entity(EntityKind::Plugin, body.as_object().unwrap()).is_err(), "{bad}");
+        }
+    }
+}
