@@ -35,6 +35,15 @@ enum Command {
         #[arg(long)]
         check_config: bool,
     },
+    /// Run only the httpbin-compatible echo upstream (`/anything`, `/status/{code}`, `/delay/{s}`, `/headers`).
+    Echo {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8004")]
+        listen: std::net::SocketAddr,
+        /// Allow a non-loopback address.
+        #[arg(long)]
+        allow_plaintext_public: bool,
+    },
     /// Manage personal access tokens for the platform API.
     Token {
         #[command(flatten)]
@@ -181,11 +190,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             run_until_signal(node).await;
         }
         Command::Quickstart(args) => {
-            let cfg = load(&args, false, true)?;
+            let mut cfg = load(&args, false, true)?;
             cfg.validate()?;
-            let node = node::start(&cfg, NodeOptions::default()).await?;
+            cfg.gateway.control_plane.get_or_insert_with(|| quickstart::QUICKSTART_CONTROL_PLANE.to_owned());
+            let node = node::start(&cfg, NodeOptions { echo: true, ..NodeOptions::default() }).await?;
             quickstart::announce(&node, &mut std::io::stdout()).await?;
             run_until_signal(node).await;
+        }
+        Command::Echo { listen, allow_plaintext_public } => {
+            gatehouse_runtime::logging::init(&config::LogConfig::default()).map_err(anyhow::Error::msg)?;
+            let listener = gatehouse_runtime::listener::bind(
+                gatehouse_runtime::listener::ListenerKind::Echo,
+                listen,
+                allow_plaintext_public,
+            )
+            .await?;
+            gatehouse_runtime::listener::serve(
+                gatehouse_runtime::listener::ListenerKind::Echo,
+                listener,
+                gatehouse::echo::echo_router(),
+                shutdown_signal(),
+            )
+            .await?;
         }
         Command::Token { config, action } => {
             let cfg = load(&config, false, true)?;

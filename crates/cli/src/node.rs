@@ -3,20 +3,33 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Json;
-use axum::Router;
+use axum::extract::{FromRequestParts, Request};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Json, Router};
 use serde_json::json;
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use gatehouse_control::{
+    ConfigPublisher, Control, ControlState, admin_router, control_planes_router, core_entities_router,
+    ensure_control_plane,
+};
+use gatehouse_gateway::{Proxy, ProxySettings};
 use gatehouse_identity::{IdentityState, Issuer, IssuerSettings, IssuerState, issuer_router, management_router};
+use gatehouse_model::gateway::control_plane::ControlPlane;
 use gatehouse_model::{Clock, SystemClock};
 use gatehouse_runtime::Services;
+use gatehouse_runtime::auth::Principal;
 use gatehouse_runtime::config::{Config, ConfigError};
+use gatehouse_runtime::errors::{ApiError, KongError, V1Error, V2Error};
 use gatehouse_runtime::listener::{self, BindError, ListenerKind};
 use gatehouse_runtime::master_key::{self, KeyError};
 use gatehouse_store::StoreError;
+
+/// The control plane a node serves when the configuration names none.
+pub const DEFAULT_CONTROL_PLANE: &str = "default";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -34,11 +47,13 @@ pub enum StartError {
 #[derive(Debug, Clone)]
 pub struct NodeOptions {
     pub clock: Arc<dyn Clock>,
+    /// Also serve the httpbin-compatible echo upstream (the quickstart does).
+    pub echo: bool,
 }
 
 impl Default for NodeOptions {
     fn default() -> Self {
-        Self { clock: Arc::new(SystemClock) }
+        Self { clock: Arc::new(SystemClock), echo: false }
     }
 }
 
@@ -46,8 +61,13 @@ impl Default for NodeOptions {
 pub struct RunningNode {
     pub services: Services,
     pub issuer: IssuerState,
+    pub proxy: Arc<Proxy>,
+    pub control_plane: ControlPlane,
     pub platform_addr: SocketAddr,
     pub issuer_addr: SocketAddr,
+    pub proxy_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub echo_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<std::io::Result<()>>>,
 }
@@ -60,6 +80,18 @@ impl RunningNode {
     /// Where the issuer listener answers (issuer URLs themselves come from `identity_public_url`).
     pub fn issuer_listener_url(&self) -> String {
         format!("http://{}", self.issuer_addr)
+    }
+
+    pub fn proxy_url(&self) -> String {
+        format!("http://{}", self.proxy_addr)
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin_addr)
+    }
+
+    pub fn echo_url(&self) -> Option<String> {
+        self.echo_addr.map(|a| format!("http://{a}"))
     }
 
     /// Stops accepting connections, lets in-flight requests finish, and returns when every listener is done.
@@ -100,8 +132,34 @@ async fn health() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-fn bound(listener: &tokio::net::TcpListener, kind: ListenerKind, asked: SocketAddr) -> Result<SocketAddr, BindError> {
-    listener.local_addr().map_err(|source| BindError::Io { kind, addr: asked, source })
+/// Unknown paths on the platform listener: a token first, then a 404 in the format of the API the path belongs
+/// to.
+async fn platform_fallback(services: Services, request: Request) -> Response {
+    let (mut parts, _) = request.into_parts();
+    let path = parts.uri.path().to_owned();
+    let not_found = || ApiError::NotFound("Not Found".to_owned());
+    if path.starts_with("/v2/control-planes/") && path.contains("/core-entities") {
+        match Principal::<KongError>::from_request_parts(&mut parts, &services).await {
+            Ok(_) => KongError::from(ApiError::NotFound("Not found".to_owned())).into_response(),
+            Err(e) => e.into_response(),
+        }
+    } else if path.starts_with("/v2/") {
+        match Principal::<V2Error>::from_request_parts(&mut parts, &services).await {
+            Ok(_) => V2Error::from(not_found()).into_response(),
+            Err(e) => e.into_response(),
+        }
+    } else {
+        match Principal::<V1Error>::from_request_parts(&mut parts, &services).await {
+            Ok(_) => V1Error::from(not_found()).into_response(),
+            Err(e) => e.into_response(),
+        }
+    }
+}
+
+async fn bind(kind: ListenerKind, addr: SocketAddr, plaintext: bool) -> Result<(TcpListener, SocketAddr), BindError> {
+    let listener = listener::bind(kind, addr, plaintext).await?;
+    let bound = listener.local_addr().map_err(|source| BindError::Io { kind, addr, source })?;
+    Ok((listener, bound))
 }
 
 pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode, StartError> {
@@ -109,25 +167,70 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
     let services = open_services(config, options.clock).await?;
     let shutdown = CancellationToken::new();
     let plaintext = config.allow_plaintext_public;
-    let platform = listener::bind(ListenerKind::Platform, config.platform.listen, plaintext).await?;
-    let platform_addr = bound(&platform, ListenerKind::Platform, config.platform.listen)?;
-    let issuer_listener = listener::bind(ListenerKind::Issuer, config.issuer.listen, plaintext).await?;
-    let issuer_addr = bound(&issuer_listener, ListenerKind::Issuer, config.issuer.listen)?;
-    let template = Arc::new(config.issuer_url_template(issuer_addr)?);
+    // Bind everything first, so a port conflict fails the start before anything serves.
+    let (platform, platform_addr) = bind(ListenerKind::Platform, config.platform.listen, plaintext).await?;
+    let (issuer_listener, issuer_addr) = bind(ListenerKind::Issuer, config.issuer.listen, plaintext).await?;
+    let (admin, admin_addr) = bind(ListenerKind::Admin, config.admin.listen, plaintext).await?;
+    let (proxy_listener, proxy_addr) = bind(ListenerKind::Proxy, config.proxy.listen, plaintext).await?;
+    let echo = if options.echo { Some(bind(ListenerKind::Echo, config.echo.listen, plaintext).await?) } else { None };
 
+    let template = Arc::new(config.issuer_url_template(issuer_addr)?);
     let settings = IssuerSettings { trusted_proxies: config.issuer.trusted_ips.clone(), ..IssuerSettings::default() };
     let issuer = Issuer::start(services.clone(), template.clone(), settings).await?;
     let identity =
         IdentityState { services: services.clone(), issuer: template, revocations: issuer.revocations.clone() };
-    let platform_router = Router::new().route("/health", get(health)).merge(management_router(identity));
 
-    let mut tasks = Vec::new();
-    for (kind, listener, router) in [
+    let served_name = config.gateway.control_plane.as_deref().unwrap_or(DEFAULT_CONTROL_PLANE);
+    let control_plane = ensure_control_plane(&services, served_name).await?;
+    let publisher = ConfigPublisher::start(services.clone(), control_plane.id).await?;
+    let proxy = Proxy::new(ProxySettings { trusted_ips: config.proxy.trusted_ips.clone() });
+    proxy.follow(publisher.subscribe());
+    let control = ControlState(Arc::new(Control {
+        services: services.clone(),
+        admin_url: format!("http://{admin_addr}"),
+        served: Some(control_plane.id),
+    }));
+
+    let platform_router = Router::new()
+        .route("/health", get(health))
+        .merge(control_planes_router(control.clone()))
+        .merge(core_entities_router(control.clone()))
+        .merge(management_router(identity))
+        .fallback({
+            let services = services.clone();
+            move |request: Request| platform_fallback(services.clone(), request)
+        });
+    let mut routers = vec![
         (ListenerKind::Platform, platform, platform_router),
         (ListenerKind::Issuer, issuer_listener, issuer_router(issuer.clone())),
-    ] {
+        (ListenerKind::Admin, admin, admin_router(control)),
+    ];
+    let echo_addr = echo.as_ref().map(|(_, a)| *a);
+    if let Some((listener, _)) = echo {
+        routers.push((ListenerKind::Echo, listener, crate::echo::echo_router()));
+    }
+    let mut tasks = Vec::new();
+    for (kind, listener, router) in routers {
         let stop = shutdown.clone();
         tasks.push(tokio::spawn(listener::serve(kind, listener, router, async move { stop.cancelled().await })));
     }
-    Ok(RunningNode { services, issuer, platform_addr, issuer_addr, shutdown, tasks })
+    let stop = shutdown.clone();
+    tasks.push(tokio::spawn(gatehouse_gateway::serve(
+        proxy.clone(),
+        proxy_listener,
+        async move { stop.cancelled().await },
+    )));
+    Ok(RunningNode {
+        services,
+        issuer,
+        proxy,
+        control_plane,
+        platform_addr,
+        issuer_addr,
+        proxy_addr,
+        admin_addr,
+        echo_addr,
+        shutdown,
+        tasks,
+    })
 }

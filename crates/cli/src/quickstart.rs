@@ -8,6 +8,8 @@ use gatehouse_runtime::auth::{PatError, issue_pat};
 use crate::node::RunningNode;
 
 pub const QUICKSTART_TOKEN_NAME: &str = "quickstart";
+/// The control plane the quickstart serves, as Konnect's quickstart names it.
+pub const QUICKSTART_CONTROL_PLANE: &str = "quickstart";
 pub const READY_LINE: &str = "Gatehouse Ready";
 
 /// Replaces the previous quickstart token (so the printed exports always work) and prints the exports.
@@ -16,8 +18,13 @@ pub async fn announce(node: &RunningNode, out: &mut impl Write) -> Result<(), Pa
     let platform = node.platform_url();
     let _ = writeln!(out, "export KONNECT_TOKEN='{}'", issued.token.expose());
     let _ = writeln!(out, "export DECK_KONNECT_TOKEN=$KONNECT_TOKEN");
-    let _ = writeln!(out, "export KONNECT_CONTROL_PLANE_URL={platform}");
+    let _ = writeln!(out, "export DECK_KONNECT_CONTROL_PLANE_NAME={}", node.control_plane.name);
     let _ = writeln!(out, "export DECK_KONNECT_ADDR={platform}");
+    let _ = writeln!(out, "export KONNECT_CONTROL_PLANE_URL={platform}");
+    let _ = writeln!(out, "export KONNECT_PROXY_URL='{}'", node.proxy_url());
+    if let Some(echo) = node.echo_url() {
+        let _ = writeln!(out, "export ECHO_URL={echo}");
+    }
     let _ = writeln!(out, "{READY_LINE}");
     let _ = out.flush();
     Ok(())

@@ -26,6 +26,16 @@ fn export<'a>(all: &'a [(String, String)], key: &str) -> &'a str {
     all.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).unwrap_or_else(|| panic!("no export {key}"))
 }
 
+fn listener_var(listener: &str) -> &'static str {
+    match listener {
+        "PLATFORM" => "GATEHOUSE_PLATFORM__LISTEN",
+        "ISSUER" => "GATEHOUSE_ISSUER__LISTEN",
+        "PROXY" => "GATEHOUSE_PROXY__LISTEN",
+        "ADMIN" => "GATEHOUSE_ADMIN__LISTEN",
+        _ => "GATEHOUSE_ECHO__LISTEN",
+    }
+}
+
 async fn quickstart(dir: &std::path::Path) -> (GatehouseProcess, Vec<(String, String)>, Duration) {
     let started = Instant::now();
     let env = [

@@ -14,7 +14,7 @@ use gatehouse_model::listing::{
 use gatehouse_model::problem::{InvalidParameter, Rule};
 use gatehouse_runtime::auth::Principal;
 use gatehouse_runtime::errors::{ApiError, V2Error};
-use gatehouse_runtime::extract::{JsonBody, PathParams, method_not_allowed, not_found, path_id};
+use gatehouse_runtime::extract::{JsonBody, PathParams, method_not_allowed, path_id};
 use gatehouse_store::{Conflict, StoreError};
 
 use crate::ControlState;
@@ -36,7 +36,6 @@ pub fn control_planes_router(state: ControlState) -> Router {
     Router::new()
         .route("/v2/control-planes", get(list).post(create))
         .route("/v2/control-planes/{control_plane}", get(get_one).patch(patch).delete(delete))
-        .fallback(|_: Auth| not_found::<V2Error>())
         .method_not_allowed_fallback(|_: Auth| method_not_allowed::<V2Error>())
         .with_state(state)
 }

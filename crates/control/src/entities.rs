@@ -100,18 +100,12 @@ fn entity_routes() -> Router<EntityApi> {
 
 pub fn core_entities_router(control: ControlState) -> Router {
     let api = EntityApi { control, scope: Scope::FromPath };
-    Router::new()
-        .nest("/v2/control-planes/{control_plane}/core-entities", entity_routes().fallback(fallback))
-        .with_state(api)
+    Router::new().nest("/v2/control-planes/{control_plane}/core-entities", entity_routes()).with_state(api)
 }
 
 /// The entity routes for the served control plane, for the admin listener.
 pub(crate) fn served_entity_routes(control: ControlState) -> Router {
     entity_routes().with_state(EntityApi { control, scope: Scope::Served })
-}
-
-async fn fallback(_: Target) -> KongError {
-    not_found()
 }
 
 fn kind_of(collection: &str) -> Result<EntityKind> {

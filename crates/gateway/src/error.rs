@@ -14,6 +14,8 @@ pub const INSPECTED_BODY_LIMIT: usize = 64 * 1024;
 pub enum ProxyError {
     /// No route matches the request.
     NoRoute,
+    /// The route has no service (and no plugin answered).
+    NoService,
     /// The request is malformed (e.g. conflicting `Content-Length` and `Transfer-Encoding`).
     BadRequest,
     /// A body that must be read whole is over the limit.
@@ -32,6 +34,7 @@ impl ProxyError {
     pub fn status(self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::NoService => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::BadRequest => StatusCode::BAD_REQUEST,
             ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -45,6 +48,7 @@ impl ProxyError {
     pub fn message(self) -> &'static str {
         match self {
             ProxyError::NoRoute => "no Route matched with those values",
+            ProxyError::NoService => "no Service found with those values",
             ProxyError::BadRequest => "Bad request",
             ProxyError::PayloadTooLarge => "Payload too large",
             ProxyError::HeadersTooLarge => "Request header or cookie too large",

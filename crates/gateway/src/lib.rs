@@ -1,5 +1,13 @@
-//! The data plane: Kong's router, the proxy on hyper, the upstream pool and plugins (the proxy itself is planned;
-//! its error responses are here). It reads configuration snapshots only and never touches the database; it talks
-//! to the issuer over HTTP like any other resource server. Depends on `model` alone.
+//! The data plane: Kong's router, the proxy on hyper, the upstream pool and plugins. It reads configuration
+//! snapshots only and never touches the database; it talks to the issuer over HTTP like any other resource
+//! server. Depends on `model` alone.
 
+pub mod body;
+pub mod config;
 pub mod error;
+pub mod plugins;
+pub mod proxy;
+pub mod router;
+mod upstream;
+
+pub use proxy::{Proxy, ProxySettings, serve};

@@ -36,7 +36,7 @@ pub struct Config {
     pub proxy: ListenerConfig,
     pub admin: ListenerConfig,
     pub platform: ListenerConfig,
-    pub issuer: IssuerConfig,
+    pub issuer: ListenerConfig,
     pub echo: ListenerConfig,
     pub gateway: GatewayConfig,
 }
@@ -77,13 +77,8 @@ impl Default for LogConfig {
 #[derive(Debug, Clone, Deserialize)]
 pub struct ListenerConfig {
     pub listen: SocketAddr,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct IssuerConfig {
-    pub listen: SocketAddr,
-    /// Proxies whose `X-Forwarded-For` is believed when limiting failed client authentications (CIDRs, a list
-    /// or a comma-separated string).
+    /// Proxies in front of this listener whose `X-Forwarded-For` is believed (the proxy's forwarded headers, the
+    /// issuer's brute-force limits): CIDRs, a list or a comma-separated string.
     #[serde(default, deserialize_with = "nets_or_string")]
     pub trusted_ips: Vec<ipnet::IpNet>,
 }
@@ -112,7 +107,7 @@ fn nets_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct GatewayConfig {
-    /// The control plane whose configuration this node serves.
+    /// The control plane whose configuration this node serves (created when missing); default `default`.
     pub control_plane: Option<String>,
 }
 
@@ -130,11 +125,11 @@ impl Default for Config {
             allow_plaintext_public: false,
             storage: StorageConfig::default(),
             log: LogConfig::default(),
-            proxy: ListenerConfig { listen: loopback(8000) },
-            admin: ListenerConfig { listen: loopback(8001) },
-            platform: ListenerConfig { listen: loopback(8002) },
-            issuer: IssuerConfig { listen: loopback(8003), trusted_ips: Vec::new() },
-            echo: ListenerConfig { listen: loopback(8004) },
+            proxy: ListenerConfig { listen: loopback(8000), trusted_ips: Vec::new() },
+            admin: ListenerConfig { listen: loopback(8001), trusted_ips: Vec::new() },
+            platform: ListenerConfig { listen: loopback(8002), trusted_ips: Vec::new() },
+            issuer: ListenerConfig { listen: loopback(8003), trusted_ips: Vec::new() },
+            echo: ListenerConfig { listen: loopback(8004), trusted_ips: Vec::new() },
             gateway: GatewayConfig::default(),
         }
     }

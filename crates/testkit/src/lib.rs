@@ -127,8 +127,9 @@ impl TestNode {
         } else {
             (None, Arc::new(SystemClock))
         };
-        let node =
-            node::start(&config, NodeOptions { clock: dyn_clock }).await.unwrap_or_else(|e| panic!("start node: {e}"));
+        let node = node::start(&config, NodeOptions { clock: dyn_clock, echo: true })
+            .await
+            .unwrap_or_else(|e| panic!("start node: {e}"));
         let token = issue_pat(&node.services, "test", None, false)
             .await
             .unwrap_or_else(|e| panic!("issue token: {e}"))

@@ -26,6 +26,9 @@ impl ProcessEnv {
             ("GATEHOUSE_DATA_DIR", dir.path().display().to_string()),
             ("GATEHOUSE_PLATFORM__LISTEN", "127.0.0.1:0".to_owned()),
             ("GATEHOUSE_ISSUER__LISTEN", "127.0.0.1:0".to_owned()),
+            ("GATEHOUSE_PROXY__LISTEN", "127.0.0.1:0".to_owned()),
+            ("GATEHOUSE_ADMIN__LISTEN", "127.0.0.1:0".to_owned()),
+            ("GATEHOUSE_ECHO__LISTEN", "127.0.0.1:0".to_owned()),
         ];
         match &db.url {
             StorageUrl::Sqlite(path) => vars.push(("GATEHOUSE_STORAGE__URL", format!("sqlite://{}", path.display()))),

@@ -21,7 +21,7 @@ use gatehouse_model::problem::{InvalidParameter, Rule};
 use gatehouse_model::{ClientId, ScopeId};
 use gatehouse_runtime::auth::Principal;
 use gatehouse_runtime::errors::{ApiError, V1Error};
-use gatehouse_runtime::extract::{JsonBody, PathParams, method_not_allowed, not_found, path_id};
+use gatehouse_runtime::extract::{JsonBody, PathParams, method_not_allowed, path_id};
 
 use crate::IdentityState;
 
@@ -59,13 +59,13 @@ pub fn management_router(state: IdentityState) -> Router {
             "/v1/auth-servers/{auth_server}/clients/{client}/secrets/{secret}",
             get(secrets::get).patch(secrets::patch).delete(secrets::delete),
         )
-        // Unknown paths and methods also need a token, so an anonymous caller learns nothing about the API.
         .route("/v1/auth-servers/{auth_server}/clients/{client}/tokens", get(tokens::list).delete(tokens::revoke_all))
         .route(
             "/v1/auth-servers/{auth_server}/clients/{client}/tokens/{token}",
             get(tokens::get).delete(tokens::revoke),
         )
-        .fallback(|_: Auth| not_found::<V1Error>())
+        // A wrong method also needs a token, so an anonymous caller learns nothing about the API. (Unknown paths are
+        // answered by the platform listener's fallback, shared with the other APIs on it.)
         .method_not_allowed_fallback(|_: Auth| method_not_allowed::<V1Error>())
         .with_state(state)
 }

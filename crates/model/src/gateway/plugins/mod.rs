@@ -3,6 +3,7 @@
 //! CLI can validate configurations without the data plane.
 
 pub mod oauth2_introspection;
+pub mod request_termination;
 
 use serde_json::{Value, json};
 
@@ -19,12 +20,20 @@ pub struct PluginInfo {
     pub config: fn() -> Vec<Field>,
 }
 
-pub const PLUGINS: &[PluginInfo] = &[PluginInfo {
-    name: oauth2_introspection::NAME,
-    priority: oauth2_introspection::PRIORITY,
-    consumer_scope: false,
-    config: oauth2_introspection::config_fields,
-}];
+pub const PLUGINS: &[PluginInfo] = &[
+    PluginInfo {
+        name: oauth2_introspection::NAME,
+        priority: oauth2_introspection::PRIORITY,
+        consumer_scope: false,
+        config: oauth2_introspection::config_fields,
+    },
+    PluginInfo {
+        name: request_termination::NAME,
+        priority: request_termination::PRIORITY,
+        consumer_scope: true,
+        config: request_termination::config_fields,
+    },
+];
 
 pub fn info(name: &str) -> Option<&'static PluginInfo> {
     PLUGINS.iter().find(|p| p.name == name)

@@ -1,0 +1,80 @@
+//! Body types of the proxy.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use http_body_util::combinators::BoxBody;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// What the proxy sends upstream and to clients: a buffered body or a stream.
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
+
+pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+    http_body_util::Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+}
+
+pub fn empty() -> ProxyBody {
+    full(Bytes::new())
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("no data within {0:?}")]
+pub struct IdleTimeout(pub Duration);
+
+/// A body that fails when no frame arrives within `timeout` of the previous one (Kong's `read_timeout` is
+/// between two reads, not for the whole body).
+pub struct IdleTimeoutBody<B> {
+    inner: B,
+    timeout: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<B> std::fmt::Debug for IdleTimeoutBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdleTimeoutBody").field("timeout", &self.timeout).finish_non_exhaustive()
+    }
+}
+
+impl<B> IdleTimeoutBody<B> {
+    pub fn new(inner: B, timeout: Duration) -> Self {
+        Self { inner, timeout, sleep: Box::pin(tokio::time::sleep(timeout)) }
+    }
+}
+
+impl<B> Body for IdleTimeoutBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let deadline = tokio::time::Instant::now() + this.timeout;
+                this.sleep.as_mut().reset(deadline);
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => match this.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(IdleTimeout(this.timeout))))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+use std::future::Future as _;

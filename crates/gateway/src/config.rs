@@ -1,0 +1,146 @@
+//! A configuration snapshot compiled for the proxy: the router, services by id, plugins by scope, consumers. Built
+//! once per published change and swapped in atomically; requests in flight finish on the snapshot they started
+//! with.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use gatehouse_model::gateway::ConfigData;
+
+use crate::plugins::{PluginSet, build_plugins};
+use crate::router::{RouteConfig, RouteRules, Router};
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ServiceConfig {
+    pub id: uuid::Uuid,
+    pub name: Option<String>,
+    pub protocol: String,
+    pub host: String,
+    pub port: u16,
+    pub path: Option<String>,
+    pub retries: u32,
+    pub connect_timeout: u64,
+    pub write_timeout: u64,
+    pub read_timeout: u64,
+    pub tls_verify: Option<bool>,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Consumer {
+    pub id: uuid::Uuid,
+    pub username: Option<String>,
+    pub custom_id: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Compiled {
+    pub version: u64,
+    pub router: Router,
+    pub services: HashMap<uuid::Uuid, Arc<ServiceConfig>>,
+    pub plugins: PluginSet,
+    pub consumers: HashMap<uuid::Uuid, Arc<Consumer>>,
+}
+
+impl Compiled {
+    pub fn consumer_by_username(&self, username: &str) -> Option<&Arc<Consumer>> {
+        self.consumers.values().find(|c| c.username.as_deref() == Some(username))
+    }
+
+    pub fn consumer_by_custom_id(&self, custom_id: &str) -> Option<&Arc<Consumer>> {
+        self.consumers.values().find(|c| c.custom_id.as_deref() == Some(custom_id))
+    }
+
+    /// Kong's anonymous lookup: by id, else by username.
+    pub fn consumer_by_id_or_username(&self, key: &str) -> Option<&Arc<Consumer>> {
+        key.parse::<uuid::Uuid>().ok().and_then(|id| self.consumers.get(&id)).or_else(|| self.consumer_by_username(key))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error("entity does not have the expected shape: {0}")]
+    Shape(String),
+    #[error(transparent)]
+    Router(#[from] crate::router::RouterError),
+    #[error("plugin {name}: {reason}")]
+    Plugin { name: String, reason: String },
+}
+
+fn strings(v: &Value, field: &str) -> Vec<String> {
+    v.get(field)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+fn foreign(v: &Value, field: &str) -> Option<uuid::Uuid> {
+    v.get(field)?.get("id")?.as_str()?.parse().ok()
+}
+
+pub fn compile(data: &ConfigData) -> Result<Compiled, CompileError> {
+    let shape = |e: serde_json::Error| CompileError::Shape(e.to_string());
+    let mut services = HashMap::new();
+    for s in &data.services {
+        let service: ServiceConfig = serde_json::from_value(Value::Object(s.clone())).map_err(shape)?;
+        services.insert(service.id, Arc::new(service));
+    }
+    let mut routes = Vec::new();
+    for r in &data.routes {
+        let v = Value::Object(r.clone());
+        let id = v
+            .get("id")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| CompileError::Shape("route id".into()))?;
+        let config = RouteConfig {
+            id,
+            name: v.get("name").and_then(Value::as_str).map(str::to_owned),
+            service_id: foreign(&v, "service"),
+            protocols: strings(&v, "protocols"),
+            strip_path: v.get("strip_path").and_then(Value::as_bool).unwrap_or(true),
+            preserve_host: v.get("preserve_host").and_then(Value::as_bool).unwrap_or(false),
+            https_redirect_status_code: v.get("https_redirect_status_code").and_then(Value::as_u64).unwrap_or(426)
+                as u16,
+        };
+        let headers = v
+            .get("headers")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, vals)| {
+                        (
+                            k.clone(),
+                            vals.as_array()
+                                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                                .unwrap_or_default(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let rules = RouteRules {
+            hosts: strings(&v, "hosts"),
+            methods: strings(&v, "methods"),
+            headers,
+            paths: strings(&v, "paths"),
+            regex_priority: v.get("regex_priority").and_then(Value::as_i64).unwrap_or(0),
+        };
+        routes.push((Arc::new(config), rules));
+    }
+    let mut consumers = HashMap::new();
+    for c in &data.consumers {
+        let consumer: Consumer = serde_json::from_value(Value::Object(c.clone())).map_err(shape)?;
+        consumers.insert(consumer.id, Arc::new(consumer));
+    }
+    Ok(Compiled {
+        version: data.version,
+        router: Router::new(routes)?,
+        services,
+        plugins: build_plugins(&data.plugins)?,
+        consumers,
+    })
+}

@@ -1,0 +1,329 @@
+//! Kong's `traditional_compatible` router: every field a route sets must match (any one value per field; every
+//! header), and among matching routes the one with the highest priority wins. The priority follows Kong's
+//! ordering: how many fields the route sets, plain hosts only, number of headers, regex paths over prefixes, then
+//! `regex_priority` (regex routes only), then the longest path. A route with several paths competes once per path.
+//!
+//! Regex paths run on the `regex` crate's linear-time engine, so no path can make matching blow up.
+
+use std::sync::Arc;
+
+use http::HeaderMap;
+use regex::Regex;
+
+/// What the router and the proxy need to know about a route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteConfig {
+    pub id: uuid::Uuid,
+    pub name: Option<String>,
+    pub service_id: Option<uuid::Uuid>,
+    pub protocols: Vec<String>,
+    pub strip_path: bool,
+    pub preserve_host: bool,
+    pub https_redirect_status_code: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteRules {
+    pub hosts: Vec<String>,
+    pub methods: Vec<String>,
+    pub headers: Vec<(String, Vec<String>)>,
+    pub paths: Vec<String>,
+    pub regex_priority: i64,
+}
+
+#[derive(Debug)]
+enum HostPattern {
+    Exact(String),
+    /// `*.example.com`: the stored suffix is `.example.com`.
+    Suffix(String),
+    /// `example.*`: the stored prefix is `example.`.
+    Prefix(String),
+}
+
+#[derive(Debug)]
+struct HostRule {
+    pattern: HostPattern,
+    port: Option<u16>,
+}
+
+impl HostRule {
+    fn parse(s: &str) -> Self {
+        let lower = s.to_ascii_lowercase();
+        let (host, port) = match lower.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h.to_owned(), p.parse().ok()),
+            _ => (lower.clone(), None),
+        };
+        let pattern = if let Some(rest) = host.strip_prefix('*') {
+            HostPattern::Suffix(rest.to_owned())
+        } else if let Some(rest) = host.strip_suffix('*') {
+            HostPattern::Prefix(rest.to_owned())
+        } else {
+            HostPattern::Exact(host)
+        };
+        Self { pattern, port }
+    }
+
+    fn matches(&self, host: &str, port: u16) -> bool {
+        if self.port.is_some_and(|p| p != port) {
+            return false;
+        }
+        match &self.pattern {
+            HostPattern::Exact(h) => h.eq_ignore_ascii_case(host),
+            HostPattern::Suffix(s) => host.len() > s.len() && host.to_ascii_lowercase().ends_with(s.as_str()),
+            HostPattern::Prefix(p) => host.len() > p.len() && host.to_ascii_lowercase().starts_with(p.as_str()),
+        }
+    }
+
+    fn is_wildcard(&self) -> bool {
+        !matches!(self.pattern, HostPattern::Exact(_))
+    }
+}
+
+#[derive(Debug)]
+enum ValueRule {
+    /// Compared case-insensitively.
+    Exact(String),
+    /// `~*` values: a case-insensitive regex.
+    Regex(Regex),
+}
+
+#[derive(Debug)]
+struct HeaderRule {
+    name: http::HeaderName,
+    values: Vec<ValueRule>,
+}
+
+#[derive(Debug)]
+enum PathRule {
+    Prefix(String),
+    Regex(Regex),
+}
+
+/// The parts of a route shared by all its paths.
+#[derive(Debug)]
+struct Rules {
+    hosts: Vec<HostRule>,
+    methods: Vec<String>,
+    headers: Vec<HeaderRule>,
+}
+
+#[derive(Debug)]
+struct Candidate {
+    route: Arc<RouteConfig>,
+    rules: Arc<Rules>,
+    path: Option<PathRule>,
+    priority: (u8, bool, usize, bool, i64, usize),
+}
+
+/// What the router looks at in a request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    pub method: &'a str,
+    /// Lower-case host without port.
+    pub host: &'a str,
+    pub port: u16,
+    /// The normalized path, without query.
+    pub path: &'a str,
+    pub headers: &'a HeaderMap,
+}
+
+#[derive(Debug)]
+pub struct RouteMatch<'a> {
+    pub route: &'a Arc<RouteConfig>,
+    /// The part of the path the route matched (the whole regex match, or the prefix).
+    pub matched: Option<&'a str>,
+}
+
+#[derive(Debug, Default)]
+pub struct Router {
+    candidates: Vec<Candidate>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("route {route}: invalid regex {pattern}: {error}")]
+pub struct RouterError {
+    pub route: uuid::Uuid,
+    pub pattern: String,
+    pub error: String,
+}
+
+impl Router {
+    pub fn new(routes: Vec<(Arc<RouteConfig>, RouteRules)>) -> Result<Self, RouterError> {
+        let mut candidates = Vec::new();
+        for (route, rules) in routes {
+            let hosts: Vec<HostRule> = rules.hosts.iter().map(|h| HostRule::parse(h)).collect();
+            let headers = rules
+                .headers
+                .iter()
+                .filter_map(|(name, values)| {
+                    let name = http::HeaderName::from_bytes(name.as_bytes()).ok()?;
+                    let values = values
+                        .iter()
+                        .map(|v| match v.strip_prefix("~*") {
+                            Some(pattern) => Regex::new(&format!("(?i){pattern}"))
+                                .map(ValueRule::Regex)
+                                .map_err(|e| RouterError { route: route.id, pattern: v.clone(), error: e.to_string() }),
+                            None => Ok(ValueRule::Exact(v.clone())),
+                        })
+                        .collect::<Result<Vec<_>, _>>();
+                    Some(values.map(|values| HeaderRule { name, values }))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let header_count = headers.len();
+            let weight = [!hosts.is_empty(), !rules.methods.is_empty(), !headers.is_empty(), !rules.paths.is_empty()]
+                .iter()
+                .filter(|set| **set)
+                .count() as u8;
+            let plain_hosts = !hosts.is_empty() && hosts.iter().all(|h| !h.is_wildcard());
+            let shared = Arc::new(Rules { hosts, methods: rules.methods.clone(), headers });
+            let paths: Vec<Option<&String>> =
+                if rules.paths.is_empty() { vec![None] } else { rules.paths.iter().map(Some).collect() };
+            for path in paths {
+                let (rule, is_regex, len) = match path {
+                    None => (None, false, 0),
+                    Some(p) => match p.strip_prefix('~') {
+                        Some(pattern) => {
+                            let re = Regex::new(&format!("^(?:{pattern})")).map_err(|e| RouterError {
+                                route: route.id,
+                                pattern: p.clone(),
+                                error: e.to_string(),
+                            })?;
+                            (Some(PathRule::Regex(re)), true, pattern.len())
+                        }
+                        None => (Some(PathRule::Prefix(p.clone())), false, p.len()),
+                    },
+                };
+                let regex_priority = if is_regex { rules.regex_priority } else { 0 };
+                candidates.push(Candidate {
+                    route: route.clone(),
+                    rules: shared.clone(),
+                    path: rule,
+                    priority: (weight, plain_hosts, header_count, is_regex, regex_priority, len),
+                });
+            }
+        }
+        // Highest priority first; equal priorities fall back to the route id, as Kong's ATC router does.
+        candidates.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.route.id.cmp(&b.route.id)));
+        Ok(Self { candidates })
+    }
+
+    pub fn len(&self) -> usize {
+        self.candidates.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.candidates.is_empty()
+    }
+
+    pub fn find<'s, 'r>(&'s self, req: &RequestFacts<'r>) -> Option<RouteMatch<'s>>
+    where
+        'r: 's,
+    {
+        self.candidates.iter().find_map(|c| {
+            let rules = &c.rules;
+            if !rules.methods.is_empty() && !rules.methods.iter().any(|m| m == req.method) {
+                return None;
+            }
+            if !rules.hosts.is_empty() && !rules.hosts.iter().any(|h| h.matches(req.host, req.port)) {
+                return None;
+            }
+            for rule in &rules.headers {
+                let mut values = req.headers.get_all(&rule.name).iter().filter_map(|v| v.to_str().ok());
+                let ok = values.any(|v| {
+                    rule.values.iter().any(|want| match want {
+                        ValueRule::Exact(w) => w.eq_ignore_ascii_case(v),
+                        ValueRule::Regex(re) => re.is_match(v),
+                    })
+                });
+                if !ok {
+                    return None;
+                }
+            }
+            let matched = match &c.path {
+                None => None,
+                Some(PathRule::Prefix(p)) => Some(&req.path[..req.path.starts_with(p.as_str()).then_some(p.len())?]),
+                Some(PathRule::Regex(re)) => Some(&req.path[..re.find(req.path)?.end()]),
+            };
+            Some(RouteMatch { route: &c.route, matched })
+        })
+    }
+}
+
+/// Normalizes a request path as Kong does before matching: percent-escapes of unreserved characters decoded, other
+/// escapes upper-cased, dot segments removed, repeated slashes merged. `None` for a malformed escape.
+pub fn normalize_path(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut decoded = String::with_capacity(raw.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let hex = raw.get(i + 1..i + 3)?;
+            let v = u8::from_str_radix(hex, 16).ok()?;
+            if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') {
+                decoded.push(v as char);
+            } else {
+                decoded.push('%');
+                decoded.push_str(&hex.to_ascii_uppercase());
+            }
+            i += 3;
+        } else {
+            decoded.push(b as char);
+            i += 1;
+        }
+    }
+    // Remove dot segments (RFC 3986 §5.2.4) and merge empty segments.
+    let mut out: Vec<&str> = Vec::new();
+    let trailing = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    let mut path = format!("/{}", out.join("/"));
+    if trailing && path.len() > 1 {
+        path.push('/');
+    }
+    Some(path)
+}
+
+/// Kong's upstream path (`path_handling` v0): the service path as base (with a trailing slash), then, with
+/// `strip_path`, what follows the matched part; without it, the whole request path.
+pub fn upstream_path(
+    service_path: Option<&str>,
+    strip_path: bool,
+    matched: Option<&str>,
+    request_path: &str,
+) -> String {
+    let base = match service_path {
+        None | Some("") => "/".to_owned(),
+        Some(p) if p.ends_with('/') => p.to_owned(),
+        Some(p) => format!("{p}/"),
+    };
+    if !strip_path {
+        return format!("{base}{}", &request_path[1.min(request_path.len())..]);
+    }
+    let matched_len = matched.map_or(0, str::len);
+    let mut postfix = &request_path[matched_len.min(request_path.len())..];
+    postfix = postfix.strip_prefix("./").or_else(|| postfix.strip_prefix("../")).unwrap_or(postfix);
+    if postfix.is_empty() {
+        if base == "/" {
+            "/".to_owned()
+        } else if request_path.ends_with('/') {
+            base
+        } else {
+            base[..base.len() - 1].to_owned()
+        }
+    } else if postfix.starts_with('/') {
+        format!("{}{postfix}", &base[..base.len() - 1])
+    } else {
+        format!("{base}{postfix}")
+    }
+}
+
+#[cfg(test)]
+mod tests;

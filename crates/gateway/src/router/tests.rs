@@ -1,0 +1,495 @@
+//! Kong's routing rules, table-driven.
+
+use super::*;
+
+struct R {
+    name: &'static str,
+    hosts: &'static [&'static str],
+    methods: &'static [&'static str],
+    headers: &'static [(&'static str, &'static [&'static str])],
+    paths: &'static [&'static str],
+    regex_priority: i64,
+}
+
+const fn r(name: &'static str, paths: &'static [&'static str]) -> R {
+    R { name, hosts: &[], methods: &[], headers: &[], paths, regex_priority: 0 }
+}
+
+fn router(routes: &[R]) -> (Router, Vec<(uuid::Uuid, &'static str)>) {
+    let mut names = Vec::new();
+    let built = routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            // Ids in table order, so equal priorities resolve predictably.
+            let id = uuid::Uuid::from_u128(i as u128 + 1);
+            names.push((id, r.name));
+            let config = RouteConfig {
+                id,
+                name: Some(r.name.to_owned()),
+                service_id: None,
+                protocols: vec!["http".into(), "https".into()],
+                strip_path: true,
+                preserve_host: false,
+                https_redirect_status_code: 426,
+            };
+            let rules = RouteRules {
+                hosts: r.hosts.iter().map(|s| s.to_string()).collect(),
+                methods: r.methods.iter().map(|s| s.to_string()).collect(),
+                headers: r
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.iter().map(|s| s.to_string()).collect()))
+                    .collect(),
+                paths: r.paths.iter().map(|s| s.to_string()).collect(),
+                regex_priority: r.regex_priority,
+            };
+            (Arc::new(config), rules)
+        })
+        .collect();
+    (Router::new(built).unwrap(), names)
+}
+
+fn route(
+    routes: &[R],
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Option<(&'static str, Option<String>)> {
+    let (router, names) = router(routes);
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        map.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+    }
+    let (host, port) = match host.rsplit_once(':') {
+        Some((h, p)) => (h.to_owned(), p.parse().unwrap()),
+        None => (host.to_owned(), 80),
+    };
+    let normalized = normalize_path(path).unwrap();
+    let facts = RequestFacts { method, host: &host, port, path: &normalized, headers: &map };
+    let m = router.find(&facts)?;
+    let name = names.iter().find(|(id, _)| *id == m.route.id).map(|(_, n)| *n).unwrap();
+    Some((name, m.matched.map(str::to_owned)))
+}
+
+fn winner(routes: &[R], method: &str, host: &str, path: &str, headers: &[(&str, &str)]) -> Option<&'static str> {
+    route(routes, method, host, path, headers).map(|(n, _)| n)
+}
+
+/// (case, routes, method, host, path, headers, expected route)
+type Case = (
+    &'static str,
+    Vec<R>,
+    &'static str,
+    &'static str,
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+    Option<&'static str>,
+);
+
+#[test]
+fn routing_table() {
+    let cases: Vec<Case> = vec![
+        // Prefix paths: string prefixes, the longest wins.
+        ("prefix matches itself", vec![r("a", &["/foo"])], "GET", "x", "/foo", vec![], Some("a")),
+        ("prefix matches below", vec![r("a", &["/foo"])], "GET", "x", "/foo/bar", vec![], Some("a")),
+        ("prefix is a string prefix", vec![r("a", &["/foo"])], "GET", "x", "/foobar", vec![], Some("a")),
+        ("prefix does not match elsewhere", vec![r("a", &["/foo"])], "GET", "x", "/bar/foo", vec![], None),
+        (
+            "longest prefix wins",
+            vec![r("short", &["/a"]), r("long", &["/a/b"])],
+            "GET",
+            "x",
+            "/a/b/c",
+            vec![],
+            Some("long"),
+        ),
+        (
+            "shorter prefix when the longer misses",
+            vec![r("short", &["/a"]), r("long", &["/a/b"])],
+            "GET",
+            "x",
+            "/a/c",
+            vec![],
+            Some("short"),
+        ),
+        (
+            "root catches everything",
+            vec![r("root", &["/"]), r("api", &["/api"])],
+            "GET",
+            "x",
+            "/other",
+            vec![],
+            Some("root"),
+        ),
+        (
+            "root loses to a longer prefix",
+            vec![r("root", &["/"]), r("api", &["/api"])],
+            "GET",
+            "x",
+            "/api/v1",
+            vec![],
+            Some("api"),
+        ),
+        ("one route, several paths", vec![r("multi", &["/x", "/y"])], "GET", "x", "/y/z", vec![], Some("multi")),
+        (
+            "paths of one route compete by length",
+            vec![r("multi", &["/a", "/a/b/c"]), r("mid", &["/a/b"])],
+            "GET",
+            "x",
+            "/a/b/c/d",
+            vec![],
+            Some("multi"),
+        ),
+        // Regex paths: anchored at the start, above prefixes.
+        ("regex matches", vec![r("re", &["~/users/\\d+"])], "GET", "x", "/users/42", vec![], Some("re")),
+        ("regex is anchored at the start", vec![r("re", &["~/users/\\d+"])], "GET", "x", "/api/users/42", vec![], None),
+        (
+            "regex is not anchored at the end",
+            vec![r("re", &["~/users/\\d+"])],
+            "GET",
+            "x",
+            "/users/42/posts",
+            vec![],
+            Some("re"),
+        ),
+        ("regex does not match", vec![r("re", &["~/users/\\d+"])], "GET", "x", "/users/me", vec![], None),
+        (
+            "regex beats a longer prefix",
+            vec![r("prefix", &["/users/42/posts"]), r("re", &["~/users/\\d+"])],
+            "GET",
+            "x",
+            "/users/42/posts",
+            vec![],
+            Some("re"),
+        ),
+        (
+            "regex_priority orders regexes",
+            vec![
+                R { regex_priority: 0, ..r("generic", &["~/status/\\d+"]) },
+                R { regex_priority: 6, ..r("specific", &["~/version/\\d+/status/\\d+"]) },
+            ],
+            "GET",
+            "x",
+            "/version/1/status/2",
+            vec![],
+            Some("specific"),
+        ),
+        (
+            "higher regex_priority wins even when shorter",
+            vec![R { regex_priority: 1, ..r("short", &["~/a"]) }, R { regex_priority: 0, ..r("long", &["~/a/b/c"]) }],
+            "GET",
+            "x",
+            "/a/b/c",
+            vec![],
+            Some("short"),
+        ),
+        (
+            "regex_priority does nothing for prefixes",
+            vec![R { regex_priority: 100, ..r("prefix", &["/a"]) }, r("longer", &["/a/b"])],
+            "GET",
+            "x",
+            "/a/b",
+            vec![],
+            Some("longer"),
+        ),
+        (
+            "Kong's docs example: prefix /version",
+            vec![r("p", &["/version"]), r("any", &["/version/any/"])],
+            "GET",
+            "x",
+            "/version/any/x",
+            vec![],
+            Some("any"),
+        ),
+        // Hosts.
+        (
+            "exact host",
+            vec![R { hosts: &["api.example.com"], ..r("h", &[]) }],
+            "GET",
+            "api.example.com",
+            "/",
+            vec![],
+            Some("h"),
+        ),
+        (
+            "host is case-insensitive",
+            vec![R { hosts: &["api.example.com"], ..r("h", &[]) }],
+            "GET",
+            "API.Example.COM",
+            "/",
+            vec![],
+            Some("h"),
+        ),
+        (
+            "other host misses",
+            vec![R { hosts: &["api.example.com"], ..r("h", &[]) }],
+            "GET",
+            "www.example.com",
+            "/",
+            vec![],
+            None,
+        ),
+        (
+            "leading wildcard",
+            vec![R { hosts: &["*.example.com"], ..r("w", &[]) }],
+            "GET",
+            "a.b.example.com",
+            "/",
+            vec![],
+            Some("w"),
+        ),
+        (
+            "leading wildcard needs a label",
+            vec![R { hosts: &["*.example.com"], ..r("w", &[]) }],
+            "GET",
+            "example.com",
+            "/",
+            vec![],
+            None,
+        ),
+        (
+            "trailing wildcard",
+            vec![R { hosts: &["api.*"], ..r("w", &[]) }],
+            "GET",
+            "api.example.org",
+            "/",
+            vec![],
+            Some("w"),
+        ),
+        (
+            "plain host beats wildcard",
+            vec![R { hosts: &["*.example.com"], ..r("wild", &[]) }, R { hosts: &["a.example.com"], ..r("plain", &[]) }],
+            "GET",
+            "a.example.com",
+            "/",
+            vec![],
+            Some("plain"),
+        ),
+        (
+            "host with port",
+            vec![R { hosts: &["a.example.com:8000"], ..r("p", &[]) }],
+            "GET",
+            "a.example.com:8000",
+            "/",
+            vec![],
+            Some("p"),
+        ),
+        (
+            "host with another port misses",
+            vec![R { hosts: &["a.example.com:8000"], ..r("p", &[]) }],
+            "GET",
+            "a.example.com:9000",
+            "/",
+            vec![],
+            None,
+        ),
+        (
+            "any of several hosts",
+            vec![R { hosts: &["a.com", "b.com"], ..r("two", &[]) }],
+            "GET",
+            "b.com",
+            "/",
+            vec![],
+            Some("two"),
+        ),
+        // Methods.
+        (
+            "method matches",
+            vec![R { methods: &["GET", "POST"], ..r("m", &["/"]) }],
+            "POST",
+            "x",
+            "/",
+            vec![],
+            Some("m"),
+        ),
+        ("other method misses", vec![R { methods: &["GET"], ..r("m", &["/"]) }], "DELETE", "x", "/", vec![], None),
+        (
+            "more fields beat a longer path",
+            vec![r("path", &["/a/b/c"]), R { methods: &["GET"], ..r("method+path", &["/a"]) }],
+            "GET",
+            "x",
+            "/a/b/c",
+            vec![],
+            Some("method+path"),
+        ),
+        // Headers.
+        (
+            "header matches",
+            vec![R { headers: &[("x-version", &["v1"])], ..r("hd", &[]) }],
+            "GET",
+            "x",
+            "/",
+            vec![("x-version", "v1")],
+            Some("hd"),
+        ),
+        (
+            "header value is case-insensitive",
+            vec![R { headers: &[("x-version", &["v1"])], ..r("hd", &[]) }],
+            "GET",
+            "x",
+            "/",
+            vec![("X-Version", "V1")],
+            Some("hd"),
+        ),
+        (
+            "header value misses",
+            vec![R { headers: &[("x-version", &["v1"])], ..r("hd", &[]) }],
+            "GET",
+            "x",
+            "/",
+            vec![("x-version", "v2")],
+            None,
+        ),
+        (
+            "header missing",
+            vec![R { headers: &[("x-version", &["v1"])], ..r("hd", &[]) }],
+            "GET",
+            "x",
+            "/",
+            vec![],
+            None,
+        ),
+        (
+            "any header value",
+            vec![R { headers: &[("x-version", &["v1", "v2"])], ..r("hd", &[]) }],
+            "GET",
+            "x",
+            "/",
+            vec![("x-version", "v2")],
+            Some("hd"),
+        ),
+        (
+            "every header name",
+            vec![R { headers: &[("a", &["1"]), ("b", &["2"])], ..r("hd", &[]) }],
+            "GET",
+            "x",
+            "/",
+            vec![("a", "1")],
+            None,
+        ),
+        (
+            "regex header value",
+            vec![R { headers: &[("x-version", &["~*^v\\d+$"])], ..r("hd", &[]) }],
+            "GET",
+            "x",
+            "/",
+            vec![("x-version", "V12")],
+            Some("hd"),
+        ),
+        (
+            "more headers win",
+            vec![
+                R { headers: &[("a", &["1"])], ..r("one", &["/"]) },
+                R { headers: &[("a", &["1"]), ("b", &["2"])], ..r("two", &["/"]) },
+            ],
+            "GET",
+            "x",
+            "/",
+            vec![("a", "1"), ("b", "2")],
+            Some("two"),
+        ),
+        // Every field must match.
+        (
+            "host and path both needed",
+            vec![R { hosts: &["a.com"], ..r("both", &["/x"]) }],
+            "GET",
+            "a.com",
+            "/y",
+            vec![],
+            None,
+        ),
+        (
+            "host, method and path",
+            vec![R { hosts: &["a.com"], methods: &["PUT"], ..r("all", &["/x"]) }],
+            "PUT",
+            "a.com",
+            "/x/1",
+            vec![],
+            Some("all"),
+        ),
+        // Normalization before matching.
+        ("dot segments are resolved", vec![r("a", &["/a/b"])], "GET", "x", "/a/c/../b", vec![], Some("a")),
+        ("double slashes are merged", vec![r("a", &["/a/b"])], "GET", "x", "//a//b", vec![], Some("a")),
+        ("unreserved escapes are decoded", vec![r("a", &["/abc"])], "GET", "x", "/%61bc", vec![], Some("a")),
+        (
+            "dot segments cannot escape the root",
+            vec![r("admin", &["/admin"])],
+            "GET",
+            "x",
+            "/../../admin",
+            vec![],
+            Some("admin"),
+        ),
+        ("nothing matches", vec![r("a", &["/a"])], "GET", "x", "/b", vec![], None),
+    ];
+    assert!(cases.len() >= 40);
+    for (name, routes, method, host, path, headers, expected) in cases {
+        assert_eq!(winner(&routes, method, host, path, &headers), expected, "{name}");
+    }
+}
+
+#[test]
+fn matched_part_for_strip_path() {
+    assert_eq!(route(&[r("a", &["/foo"])], "GET", "x", "/foo/bar", &[]).unwrap().1.as_deref(), Some("/foo"));
+    assert_eq!(route(&[r("re", &["~/v\\d+"])], "GET", "x", "/v12/x", &[]).unwrap().1.as_deref(), Some("/v12"));
+    assert_eq!(route(&[R { hosts: &["a"], ..r("h", &[]) }], "GET", "a", "/x", &[]).unwrap().1, None);
+}
+
+#[test]
+fn upstream_path_table() {
+    // (service.path, strip_path, matched, request path, upstream path): every row of reference §5.2.
+    for (service, strip, matched, request, expected) in [
+        (None, true, "/foo", "/foo/bar", "/bar"),
+        (None, true, "/foo", "/foo", "/"),
+        (None, true, "/foo", "/foo/", "/"),
+        (None, true, "/foo", "/foobar", "/bar"),
+        (Some("/api"), true, "/foo", "/foo/bar", "/api/bar"),
+        (Some("/api"), true, "/foo", "/foo", "/api"),
+        (Some("/api"), true, "/foo", "/foo/", "/api/"),
+        (Some("/api/"), true, "/foo", "/foo", "/api"),
+        (None, false, "/foo", "/foo/bar", "/foo/bar"),
+        (Some("/api"), false, "/foo", "/foo/bar", "/api/foo/bar"),
+        // And a few more.
+        (Some("/anything"), true, "/anything", "/anything", "/anything"),
+        (Some("/anything"), true, "/anything", "/anything/x", "/anything/x"),
+        (Some("/api/"), false, "/", "/", "/api/"),
+        (None, true, "/", "/x/y", "/x/y"),
+    ] {
+        assert_eq!(upstream_path(service, strip, Some(matched), request), expected, "{service:?} {strip} {request}");
+    }
+}
+
+#[test]
+fn normalization() {
+    for (raw, expected) in [
+        ("/", Some("/")),
+        ("/a/./b/../c", Some("/a/c")),
+        ("/a//b///c/", Some("/a/b/c/")),
+        ("/%7Euser", Some("/~user")),
+        ("/a%2fb", Some("/a%2Fb")),
+        ("/a%zz", None),
+        ("/a%2", None),
+        ("/..", Some("/")),
+        ("/a/..", Some("/")),
+    ] {
+        assert_eq!(normalize_path(raw).as_deref(), expected, "{raw}");
+    }
+}
+
+#[test]
+fn invalid_regexes_are_reported() {
+    let config = Arc::new(RouteConfig {
+        id: uuid::Uuid::nil(),
+        name: None,
+        service_id: None,
+        protocols: vec![],
+        strip_path: true,
+        preserve_host: false,
+        https_redirect_status_code: 426,
+    });
+    let rules =
+        RouteRules { hosts: vec![], methods: vec![], headers: vec![], paths: vec!["~/(".into()], regex_priority: 0 };
+    assert!(Router::new(vec![(config, rules)]).is_err());
+}
