@@ -68,6 +68,8 @@ pub struct RunningNode {
     pub proxy_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub echo_addr: Option<SocketAddr>,
+    /// Configuration changes announced to the publisher (compare with `proxy.version()`).
+    pub config_changes: Arc<std::sync::atomic::AtomicU64>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<std::io::Result<()>>>,
 }
@@ -185,6 +187,7 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
     let publisher = ConfigPublisher::start(services.clone(), control_plane.id).await?;
     let proxy = Proxy::new(ProxySettings { trusted_ips: config.proxy.trusted_ips.clone() });
     proxy.follow(publisher.subscribe());
+    let config_changes = publisher.changes();
     let control = ControlState(Arc::new(Control {
         services: services.clone(),
         admin_url: format!("http://{admin_addr}"),
@@ -230,6 +233,7 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         proxy_addr,
         admin_addr,
         echo_addr,
+        config_changes,
         shutdown,
         tasks,
     })

@@ -38,10 +38,8 @@ fn listener_var(listener: &str) -> &'static str {
 
 async fn quickstart(dir: &std::path::Path) -> (GatehouseProcess, Vec<(String, String)>, Duration) {
     let started = Instant::now();
-    let env = [
-        ("GATEHOUSE_PLATFORM__LISTEN", "127.0.0.1:0".to_owned()),
-        ("GATEHOUSE_ISSUER__LISTEN", "127.0.0.1:0".to_owned()),
-    ];
+    // Every listener on an ephemeral port so parallel tests never collide on the quickstart's fixed ports.
+    let env = ["PLATFORM", "ISSUER", "PROXY", "ADMIN", "ECHO"].map(|l| (listener_var(l), "127.0.0.1:0".to_owned()));
     let mut p = GatehouseProcess::spawn(&bin(), &["quickstart", "--data-dir", "data"], &env, dir);
     p.wait_for_line(Duration::from_secs(30), |l| l == "Gatehouse Ready").await;
     let elapsed = started.elapsed();

@@ -1,11 +1,12 @@
 //! Two nodes on one PostgreSQL: any node mints, introspects and lists any token; a revocation or a client
-//! deletion on one node is refused by the other within one second.
+//! deletion on one node is refused by the other within one second; a gateway change made through one node's Admin
+//! API is proxied by the other within one second.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use gatehouse_testkit::{TestNode, Tutorial};
@@ -124,4 +125,47 @@ async fn nodes_with_one_public_url_share_everything() {
 fn base64_part(token: &str) -> Vec<u8> {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap()).unwrap()
+}
+
+/// Polls `url` on the other node's proxy until it answers `status`; returns how long that took.
+async fn until_proxied(url: &str, status: StatusCode) -> Duration {
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        if http.get(url).send().await.is_ok_and(|r| r.status() == status) {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(3), "{url} did not answer {status} within 3 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn gateway_changes_on_one_node_reach_the_others_proxy() {
+    let Some((a, b)) = pair().await else { return };
+    let upstream = format!("{}/anything", a.echo_url());
+    let (status, body) = a.admin(Method::POST, "/services", Some(json!({"name": "shared", "url": upstream}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) =
+        a.admin(Method::POST, "/services/shared/routes", Some(json!({"name": "shared", "paths": ["/shared"]}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let on_b = format!("{}/shared", b.proxy_url());
+    let took = until_proxied(&on_b, StatusCode::OK).await;
+    assert!(took < Duration::from_secs(1), "the new route reached the other node after {took:?}");
+    eprintln!("gateway change visible on the other node's proxy after {took:?}");
+    let (status, listed) = b.admin(Method::GET, "/routes/shared", None).await;
+    assert_eq!((status, listed["paths"].clone()), (StatusCode::OK, json!(["/shared"])), "B's Admin API agrees");
+
+    // A plugin added through B answers on A's proxy; deleting the route on B removes it from A's.
+    let on_a = format!("{}/shared", a.proxy_url());
+    let termination = json!({"name": "request-termination", "config": {"status_code": 418, "message": "teapot"}});
+    let (status, body) = b.admin(Method::POST, "/routes/shared/plugins", Some(termination)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(until_proxied(&on_a, StatusCode::IM_A_TEAPOT).await < Duration::from_secs(1));
+    assert_eq!(b.admin(Method::DELETE, "/routes/shared", None).await.0, StatusCode::NO_CONTENT);
+    assert!(until_proxied(&on_a, StatusCode::NOT_FOUND).await < Duration::from_secs(1));
+
+    b.node.shutdown().await;
+    a.stop().await;
 }

@@ -60,21 +60,31 @@ pub fn config_hash<'a>(entities: impl Iterator<Item = &'a Normalized>) -> String
 pub struct ConfigPublisher {
     pub control_plane_id: uuid::Uuid,
     receiver: watch::Receiver<Arc<ConfigData>>,
+    /// Changes announced so far; a published configuration's `version` is the count it was built after, so
+    /// `version >= changes()` means every change announced before includes in it.
+    changes: Arc<AtomicU64>,
 }
 
 impl ConfigPublisher {
     /// Builds the first snapshot, then rebuilds on every change until the process ends.
     pub async fn start(services: Services, control_plane_id: uuid::Uuid) -> Result<Self, StoreError> {
-        let version = Arc::new(AtomicU64::new(0));
-        let first = build(&services, control_plane_id, &version).await?;
+        let changes = Arc::new(AtomicU64::new(0));
+        let first = build(&services, control_plane_id, &changes).await?;
         let (sender, receiver) = watch::channel(Arc::new(first));
         let changed = Arc::new(Notify::new());
-        let hook = changed.clone();
+        let (hook, counted) = (changed.clone(), changes.clone());
         services.store.bus().add_hook(Arc::new(move |event| match event {
-            Invalidation::GatewayConfig { control_plane_id: cp } if *cp == control_plane_id => hook.notify_one(),
-            Invalidation::Resync => hook.notify_one(),
+            Invalidation::GatewayConfig { control_plane_id: cp } if *cp == control_plane_id => {
+                counted.fetch_add(1, Ordering::SeqCst);
+                hook.notify_one();
+            }
+            Invalidation::Resync => {
+                counted.fetch_add(1, Ordering::SeqCst);
+                hook.notify_one();
+            }
             _ => {}
         }));
+        let version = changes.clone();
         tokio::spawn(async move {
             loop {
                 changed.notified().await;
@@ -94,20 +104,23 @@ impl ConfigPublisher {
                 }
             }
         });
-        Ok(Self { control_plane_id, receiver })
+        Ok(Self { control_plane_id, receiver, changes })
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Arc<ConfigData>> {
         self.receiver.clone()
     }
+
+    /// How many changes were announced; see the field's note.
+    pub fn changes(&self) -> Arc<AtomicU64> {
+        self.changes.clone()
+    }
 }
 
-async fn build(services: &Services, cp: uuid::Uuid, version: &AtomicU64) -> Result<ConfigData, StoreError> {
-    let mut config = ConfigData {
-        control_plane_id: Some(cp),
-        version: version.fetch_add(1, Ordering::SeqCst) + 1,
-        ..ConfigData::default()
-    };
+async fn build(services: &Services, cp: uuid::Uuid, changes: &AtomicU64) -> Result<ConfigData, StoreError> {
+    // Read before loading: everything announced up to here is in what the load sees.
+    let mut config =
+        ConfigData { control_plane_id: Some(cp), version: changes.load(Ordering::SeqCst), ..ConfigData::default() };
     for entity in services.store.all_entities(cp).await? {
         let mut data = entity.data;
         secrets::open(&services.keys, entity.kind, &mut data);

@@ -5,6 +5,7 @@
 pub mod body;
 pub mod config;
 pub mod error;
+mod framing;
 pub mod plugins;
 pub mod proxy;
 pub mod router;

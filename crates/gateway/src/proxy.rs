@@ -31,6 +31,7 @@ use gatehouse_model::gateway::ConfigData;
 use crate::body::{IdleTimeoutBody, ProxyBody, empty, full};
 use crate::config::{CompileError, Compiled, compile};
 use crate::error::{INSPECTED_BODY_LIMIT, ProxyError};
+use crate::framing::{Verdicts, Watched};
 use crate::plugins::{Flow, Plugin, RequestContext, ResponseContext};
 use crate::router::{RequestFacts, normalize_path, upstream_path};
 use crate::upstream::Clients;
@@ -150,12 +151,23 @@ impl Proxy {
         insert_str(h, "x-kong-response-latency", &started.elapsed().as_millis().to_string());
     }
 
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr, local_port: u16) -> Response<ProxyBody> {
+    /// Handles one request. `ambiguous_framing` is the connection watcher's verdict that its head carried both
+    /// `Content-Length` and `Transfer-Encoding` (hyper drops the former before the request gets here).
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        local_port: u16,
+        ambiguous_framing: bool,
+    ) -> Response<ProxyBody> {
         let started = Instant::now();
         let request_id = self.ids.next();
         // hyper already refuses conflicting lengths and unknown codings; a request with both framings is either
         // broken or an attempt to desynchronise a proxy chain, so it is never forwarded.
-        if req.headers().contains_key(header::TRANSFER_ENCODING) && req.headers().contains_key(header::CONTENT_LENGTH) {
+        if ambiguous_framing
+            || (req.headers().contains_key(header::TRANSFER_ENCODING)
+                && req.headers().contains_key(header::CONTENT_LENGTH))
+        {
             return self.local_error(ProxyError::BadRequest, &request_id, started);
         }
         let config = self.config.load_full();
@@ -540,9 +552,14 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let proxy = proxy.clone();
+                let verdicts: Verdicts = Default::default();
+                let stream = Watched::new(stream, verdicts.clone());
                 let service = service_fn(move |req: Request<Incoming>| {
                     let proxy = proxy.clone();
-                    async move { Ok::<_, Infallible>(proxy.handle(req, peer, local_port).await) }
+                    // HTTP/1 requests on a connection are handled in order, so verdicts pair up with them.
+                    let ambiguous = req.version() < http::Version::HTTP_2
+                        && verdicts.lock().ok().and_then(|mut v| v.pop_front()).unwrap_or(false);
+                    async move { Ok::<_, Infallible>(proxy.handle(req, peer, local_port, ambiguous).await) }
                 });
                 let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let watched = graceful.watch(connection);

@@ -6,6 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use gatehouse_model::gateway::control_plane::{AuthType, ClusterType, ControlPlane, ProxyUrl};
+use gatehouse_model::gateway::entities::{EntityKind, StoredEntity, validate_entity};
 use gatehouse_model::identity::client::{GrantType, ResponseType, TokenEndpointAuthMethod};
 use gatehouse_model::identity::{
     AuthServer, Claim, Client, ClientSecret, IssuedToken, Scope, SigningAlgorithm, SigningKey,
@@ -17,7 +19,7 @@ use gatehouse_model::{
     TokenId,
 };
 use gatehouse_store::testing::TestDatabase;
-use gatehouse_store::{Conflict, Invalidation, Store, StoreError};
+use gatehouse_store::{Conflict, EntityQuery, Invalidation, Store, StoreError, TagFilter};
 
 type S = Arc<dyn Store>;
 
@@ -70,6 +72,14 @@ conformance!(
     token_records_are_pruned_after_retention,
     rotating_a_key_and_key_expiries,
     issuer_snapshot_reads,
+    control_plane_round_trip_and_unique_names,
+    control_plane_list_filters,
+    control_plane_delete_takes_its_entities,
+    gateway_entity_round_trip_and_upsert,
+    gateway_entity_unique_keys_and_references,
+    gateway_entity_deletes_guard_and_cascade,
+    gateway_entity_list_pages_and_filters,
+    gateway_writes_publish_invalidations,
 );
 
 #[test]
@@ -669,4 +679,316 @@ async fn issuer_snapshot_reads(store: S, _db: &TestDatabase) {
     let secrets = store.enabled_client_secrets(s.id).await.unwrap();
     assert_eq!(secrets.len(), 2, "disabled secrets are left out");
     assert!(secrets.iter().all(|x| x.enabled));
+}
+
+// --- control planes and gateway entities ---------------------------------------------------------------------
+
+fn control_plane(name: &str, cluster_type: ClusterType, labels: &[(&str, &str)]) -> ControlPlane {
+    ControlPlane {
+        id: uuid::Uuid::new_v4(),
+        name: name.to_owned(),
+        description: format!("{name} plane"),
+        cluster_type,
+        auth_type: AuthType::PinnedClientCerts,
+        cloud_gateway: false,
+        proxy_urls: vec![ProxyUrl { host: "gw.example".into(), port: 8000, protocol: "http".into() }],
+        labels: Labels(labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()),
+        created_at: ts(0),
+        updated_at: ts(0),
+    }
+}
+
+async fn make_control_plane(store: &S, name: &str) -> uuid::Uuid {
+    let cp = control_plane(name, ClusterType::ControlPlane, &[]);
+    store.create_control_plane(&cp).await.unwrap();
+    cp.id
+}
+
+/// Builds an entity the way the API does: validated by the model, then given an id and timestamps.
+fn entity(kind: EntityKind, body: serde_json::Value) -> StoredEntity {
+    let mut data = validate_entity(kind, body.as_object().unwrap()).unwrap();
+    if data.get("id").is_none_or(serde_json::Value::is_null) {
+        data.insert("id".into(), serde_json::json!(uuid::Uuid::new_v4().to_string()));
+    }
+    data.insert("created_at".into(), serde_json::json!(1_700_000_000));
+    data.insert("updated_at".into(), serde_json::json!(1_700_000_000));
+    StoredEntity::from_data(kind, data).unwrap()
+}
+
+fn service(name: &str, tags: &[&str]) -> StoredEntity {
+    entity(EntityKind::Service, serde_json::json!({"name": name, "url": "http://upstream.example/x", "tags": tags}))
+}
+
+fn route(name: &str, service: &StoredEntity) -> StoredEntity {
+    entity(
+        EntityKind::Route,
+        serde_json::json!({"name": name, "paths": [format!("/{name}")], "service": {"id": service.id.to_string()}}),
+    )
+}
+
+fn termination(scope: Option<(&str, &StoredEntity)>, instance: Option<&str>) -> StoredEntity {
+    let mut body = serde_json::json!({"name": "request-termination", "config": {"status_code": 403}});
+    if let Some((field, target)) = scope {
+        body[field] = serde_json::json!({"id": target.id.to_string()});
+    }
+    if let Some(name) = instance {
+        body["instance_name"] = serde_json::json!(name);
+    }
+    entity(EntityKind::Plugin, body)
+}
+
+fn entity_query(size: u32) -> EntityQuery {
+    EntityQuery { size, ..EntityQuery::default() }
+}
+
+async fn control_plane_round_trip_and_unique_names(store: S, _db: &TestDatabase) {
+    let cp = control_plane("one", ClusterType::K8sIngressController, &[("env", "test")]);
+    store.create_control_plane(&cp).await.unwrap();
+    assert_eq!(store.get_control_plane(cp.id).await.unwrap().as_ref(), Some(&cp));
+    assert_eq!(store.find_control_plane_by_name("one").await.unwrap().as_ref(), Some(&cp));
+    assert!(store.find_control_plane_by_name("One").await.unwrap().is_none(), "names match exactly");
+
+    let twin = control_plane("one", ClusterType::ControlPlane, &[]);
+    assert!(matches!(store.create_control_plane(&twin).await, Err(StoreError::Conflict(Conflict::Name))));
+
+    let other = control_plane("two", ClusterType::ControlPlane, &[]);
+    store.create_control_plane(&other).await.unwrap();
+    let mut renamed = other.clone();
+    renamed.name = "one".into();
+    assert!(matches!(store.update_control_plane(&renamed).await, Err(StoreError::Conflict(Conflict::Name))));
+
+    let mut updated = cp.clone();
+    updated.description = "changed".into();
+    updated.auth_type = AuthType::PkiClientCerts;
+    updated.proxy_urls.clear();
+    updated.updated_at = ts(5);
+    store.update_control_plane(&updated).await.unwrap();
+    assert_eq!(store.get_control_plane(cp.id).await.unwrap(), Some(updated.clone()));
+
+    let mut ghost = updated;
+    ghost.id = uuid::Uuid::new_v4();
+    ghost.name = "ghost".into();
+    assert!(matches!(store.update_control_plane(&ghost).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.delete_control_plane(ghost.id).await, Err(StoreError::NotFound)));
+}
+
+async fn control_plane_list_filters(store: S, _db: &TestDatabase) {
+    for (name, cluster, labels) in [
+        ("alpha", ClusterType::ControlPlane, vec![("team", "a")]),
+        ("beta", ClusterType::K8sIngressController, vec![("team", "b")]),
+        ("gamma", ClusterType::ControlPlane, vec![]),
+    ] {
+        store.create_control_plane(&control_plane(name, cluster, &labels)).await.unwrap();
+    }
+    let list = |filters: Vec<Filter>| {
+        let store = store.clone();
+        async move {
+            let by_name = vec![SortKey { field: Field::Name, descending: false }];
+            let page = store.list_control_planes(&query(filters, by_name, 10, 1)).await.unwrap();
+            (page.total, page.items.into_iter().map(|c| c.name).collect::<Vec<_>>())
+        }
+    };
+    let by_cluster = vec![Filter { field: Field::ClusterType, op: FilterOp::Eq("CLUSTER_TYPE_CONTROL_PLANE".into()) }];
+    assert_eq!(list(by_cluster).await, (2, vec!["alpha".to_owned(), "gamma".to_owned()]));
+    let by_label = vec![Filter { field: Field::Labels, op: FilterOp::Label { key: "team".into(), value: "b".into() } }];
+    assert_eq!(list(by_label).await, (1, vec!["beta".to_owned()]));
+    let has_label = vec![Filter { field: Field::Labels, op: FilterOp::LabelExists { key: "team".into() } }];
+    assert_eq!(list(has_label).await.0, 2);
+    let not_cloud = vec![Filter { field: Field::CloudGateway, op: FilterOp::Eq("false".into()) }];
+    assert_eq!(list(not_cloud).await.0, 3);
+    let page =
+        store.list_control_planes(&query(vec![], vec![SortKey { field: Field::Name, descending: true }], 2, 2)).await;
+    let page = page.unwrap();
+    assert_eq!((page.total, page.items.iter().map(|c| c.name.as_str()).collect::<Vec<_>>()), (3, vec!["alpha"]));
+}
+
+async fn control_plane_delete_takes_its_entities(store: S, _db: &TestDatabase) {
+    let doomed = make_control_plane(&store, "doomed").await;
+    let kept = make_control_plane(&store, "kept").await;
+    let svc = service("svc", &[]);
+    for cp in [doomed, kept] {
+        store.insert_entity(cp, &svc).await.unwrap();
+        store.insert_entity(cp, &route("r", &svc)).await.unwrap();
+    }
+    store.delete_control_plane(doomed).await.unwrap();
+    assert!(store.get_control_plane(doomed).await.unwrap().is_none());
+    assert!(store.all_entities(doomed).await.unwrap().is_empty(), "entities go with their control plane");
+    assert_eq!(store.all_entities(kept).await.unwrap().len(), 2, "the same ids in another control plane stay");
+    assert!(
+        matches!(store.insert_entity(doomed, &service("late", &[])).await, Err(StoreError::NotFound)),
+        "no entity without its control plane"
+    );
+}
+
+async fn gateway_entity_round_trip_and_upsert(store: S, _db: &TestDatabase) {
+    let cp = make_control_plane(&store, "cp").await;
+    let svc = service("svc", &["a"]);
+    store.insert_entity(cp, &svc).await.unwrap();
+    assert_eq!(store.get_entity(cp, EntityKind::Service, svc.id).await.unwrap().as_ref(), Some(&svc));
+    assert_eq!(store.find_entity(cp, EntityKind::Service, "svc").await.unwrap().as_ref(), Some(&svc));
+    assert!(store.get_entity(cp, EntityKind::Route, svc.id).await.unwrap().is_none(), "kinds do not mix");
+    assert!(matches!(store.insert_entity(cp, &svc).await, Err(StoreError::Conflict(Conflict::Id))));
+
+    let mut changed = service("renamed", &["b"]);
+    changed.id = svc.id;
+    changed.data["id"] = serde_json::json!(svc.id.to_string());
+    changed.updated_at = 1_700_000_100;
+    assert!(!store.upsert_entity(cp, &changed).await.unwrap(), "an existing id is replaced");
+    assert_eq!(store.get_entity(cp, EntityKind::Service, svc.id).await.unwrap().as_ref(), Some(&changed));
+    assert!(store.find_entity(cp, EntityKind::Service, "svc").await.unwrap().is_none(), "the old name is free");
+    assert!(store.upsert_entity(cp, &service("fresh", &[])).await.unwrap(), "an unknown id is created");
+
+    let consumer = entity(EntityKind::Consumer, serde_json::json!({"username": "ann", "custom_id": "c-1"}));
+    store.insert_entity(cp, &consumer).await.unwrap();
+    assert_eq!(store.find_entity(cp, EntityKind::Consumer, "ann").await.unwrap(), Some(consumer));
+}
+
+async fn gateway_entity_unique_keys_and_references(store: S, _db: &TestDatabase) {
+    let cp = make_control_plane(&store, "cp").await;
+    let svc = service("svc", &[]);
+    store.insert_entity(cp, &svc).await.unwrap();
+    let conflict = |r| matches!(r, Err(StoreError::Conflict(Conflict::Field(f))) if f == "name");
+    assert!(conflict(store.insert_entity(cp, &service("svc", &[])).await), "service names are unique");
+    assert!(conflict(store.upsert_entity(cp, &service("svc", &[])).await.map(|_| ())), "also through PUT");
+
+    let ann = entity(EntityKind::Consumer, serde_json::json!({"username": "ann", "custom_id": "c-1"}));
+    store.insert_entity(cp, &ann).await.unwrap();
+    let same_custom = entity(EntityKind::Consumer, serde_json::json!({"username": "bob", "custom_id": "c-1"}));
+    assert!(matches!(
+        store.insert_entity(cp, &same_custom).await,
+        Err(StoreError::Conflict(Conflict::Field("custom_id")))
+    ));
+
+    store.insert_entity(cp, &termination(Some(("service", &svc)), Some("deny"))).await.unwrap();
+    assert!(
+        matches!(
+            store.insert_entity(cp, &termination(Some(("service", &svc)), None)).await,
+            Err(StoreError::Conflict(Conflict::Field("cache_key")))
+        ),
+        "one instance of a plugin per scope"
+    );
+    assert!(matches!(
+        store.insert_entity(cp, &termination(None, Some("deny"))).await,
+        Err(StoreError::Conflict(Conflict::Field("instance_name")))
+    ));
+    store.insert_entity(cp, &termination(None, None)).await.unwrap();
+
+    let orphan_service = service("ghost", &[]);
+    assert!(matches!(
+        store.insert_entity(cp, &route("r", &orphan_service)).await,
+        Err(StoreError::MissingReference { field: "service" })
+    ));
+    assert!(
+        matches!(
+            store.insert_entity(cp, &termination(Some(("consumer", &svc)), None)).await,
+            Err(StoreError::MissingReference { field: "consumer" })
+        ),
+        "a reference must name an entity of the right kind"
+    );
+
+    let elsewhere = make_control_plane(&store, "elsewhere").await;
+    store.insert_entity(elsewhere, &service("svc", &[])).await.unwrap();
+    assert!(
+        matches!(
+            store.insert_entity(elsewhere, &route("r", &svc)).await,
+            Err(StoreError::MissingReference { field: "service" })
+        ),
+        "references stay inside one control plane"
+    );
+}
+
+async fn gateway_entity_deletes_guard_and_cascade(store: S, _db: &TestDatabase) {
+    let cp = make_control_plane(&store, "cp").await;
+    let svc = service("svc", &[]);
+    store.insert_entity(cp, &svc).await.unwrap();
+    let r = route("r", &svc);
+    store.insert_entity(cp, &r).await.unwrap();
+    let on_route = termination(Some(("route", &r)), None);
+    let on_service = termination(Some(("service", &svc)), None);
+    let global = termination(None, None);
+    for p in [&on_route, &on_service, &global] {
+        store.insert_entity(cp, p).await.unwrap();
+    }
+    assert!(matches!(
+        store.delete_entity(cp, EntityKind::Service, svc.id).await,
+        Err(StoreError::Referenced { by: "routes" })
+    ));
+    assert!(store.get_entity(cp, EntityKind::Service, svc.id).await.unwrap().is_some(), "a refused delete keeps it");
+
+    assert!(store.delete_entity(cp, EntityKind::Route, r.id).await.unwrap());
+    assert!(store.get_entity(cp, EntityKind::Plugin, on_route.id).await.unwrap().is_none(), "its plugins go too");
+    assert!(store.delete_entity(cp, EntityKind::Service, svc.id).await.unwrap());
+    assert!(store.get_entity(cp, EntityKind::Plugin, on_service.id).await.unwrap().is_none());
+    assert!(store.get_entity(cp, EntityKind::Plugin, global.id).await.unwrap().is_some(), "global plugins stay");
+    assert!(!store.delete_entity(cp, EntityKind::Service, svc.id).await.unwrap(), "a second delete finds nothing");
+}
+
+async fn gateway_entity_list_pages_and_filters(store: S, _db: &TestDatabase) {
+    let cp = make_control_plane(&store, "cp").await;
+    let tagged: [(&str, &[&str]); 5] =
+        [("s1", &["red"]), ("s2", &["red", "blue"]), ("s3", &["blue"]), ("s4", &[]), ("s5", &["redder"])];
+    let mut services = Vec::new();
+    for (name, tags) in tagged {
+        let s = service(name, tags);
+        store.insert_entity(cp, &s).await.unwrap();
+        services.push(s);
+    }
+    let mut ids: Vec<_> = services.iter().map(|s| s.id).collect();
+    ids.sort();
+
+    let mut seen = Vec::new();
+    let mut q = entity_query(2);
+    loop {
+        let (page, next) = store.list_entities(cp, EntityKind::Service, &q).await.unwrap();
+        assert!(page.len() <= 2);
+        seen.extend(page.iter().map(|e| e.id));
+        match next {
+            Some(after) => q.after = Some(after),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids, "keyset pages visit every entity once, in id order");
+
+    let names = |q: EntityQuery| {
+        let store = store.clone();
+        async move {
+            let (page, _) = store.list_entities(cp, EntityKind::Service, &q).await.unwrap();
+            let mut names: Vec<String> = page.into_iter().filter_map(|e| e.endpoint_key).collect();
+            names.sort();
+            names
+        }
+    };
+    let tags = |f: TagFilter| EntityQuery { tags: f, ..entity_query(100) };
+    assert_eq!(names(tags(TagFilter::All(vec!["red".into()]))).await, ["s1", "s2"], "whole tags only");
+    assert_eq!(names(tags(TagFilter::All(vec!["red".into(), "blue".into()]))).await, ["s2"]);
+    assert_eq!(names(tags(TagFilter::Any(vec!["red".into(), "blue".into()]))).await, ["s1", "s2", "s3"]);
+    assert_eq!(names(EntityQuery { key_eq: Some("s4".into()), ..entity_query(100) }).await, ["s4"]);
+    assert_eq!(names(EntityQuery { key_contains: Some("s".into()), ..entity_query(100) }).await.len(), 5);
+
+    let r1 = route("r1", &services[0]);
+    let r2 = route("r2", &services[1]);
+    store.insert_entity(cp, &r1).await.unwrap();
+    store.insert_entity(cp, &r2).await.unwrap();
+    let (of_s1, _) = store
+        .list_entities(cp, EntityKind::Route, &EntityQuery { service_id: Some(services[0].id), ..entity_query(100) })
+        .await
+        .unwrap();
+    assert_eq!(of_s1, vec![r1]);
+    let all = store.all_entities(cp).await.unwrap();
+    assert_eq!(all.len(), 7);
+}
+
+async fn gateway_writes_publish_invalidations(store: S, _db: &TestDatabase) {
+    let cp = make_control_plane(&store, "cp").await;
+    let mut events = store.bus().subscribe();
+    let svc = service("svc", &[]);
+    store.insert_entity(cp, &svc).await.unwrap();
+    let expected = Invalidation::GatewayConfig { control_plane_id: cp };
+    let next = tokio::time::timeout(Duration::from_secs(5), events.recv()).await.unwrap().unwrap();
+    assert_eq!(next, expected);
+    // A refused write publishes nothing.
+    let _ = store.insert_entity(cp, &svc).await.unwrap_err();
+    assert!(store.delete_entity(cp, EntityKind::Service, svc.id).await.unwrap());
+    let next = tokio::time::timeout(Duration::from_secs(5), events.recv()).await.unwrap().unwrap();
+    assert_eq!(next, expected, "the delete is the next event");
 }

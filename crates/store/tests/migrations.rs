@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use gatehouse_model::gateway::entities::EntityKind;
 use gatehouse_model::listing::ListQuery;
 use gatehouse_model::{AuthServerId, ClientId, SecretHash};
 use gatehouse_store::StorageUrl;
@@ -55,6 +56,23 @@ INSERT INTO token_revocations (id, auth_server_id, client_id, expires_at)
     )
 }
 
+const CONTROL_PLANE: &str = "0190a0a0-0000-7000-8000-000000000008";
+const SERVICE: &str = "0190a0a0-0000-7000-8000-000000000009";
+
+/// Rows as version 3 added them: a control plane holding one service.
+fn fixture_v3() -> String {
+    format!(
+        r#"
+INSERT INTO control_planes (id, name, description, cluster_type, auth_type, cloud_gateway, proxy_urls, labels, created_at, updated_at)
+  VALUES ('{CONTROL_PLANE}', 'legacy-cp', '', 'CLUSTER_TYPE_CONTROL_PLANE', 'pinned_client_certs', FALSE, '[]', '{{"env":"dev"}}', 1700000000000000, 1700000000000000);
+INSERT INTO gateway_entities (control_plane_id, kind, id, endpoint_key, custom_id, cache_key, service_id, route_id, consumer_id, name, tags, data, created_at, updated_at)
+  VALUES ('{CONTROL_PLANE}', 'services', '{SERVICE}', 'legacy-service', NULL, NULL, NULL, NULL, NULL, NULL, '["old"]',
+          '{{"id":"{SERVICE}","name":"legacy-service","host":"upstream.example","port":80,"protocol":"http","tags":["old"],"created_at":1700000000,"updated_at":1700000000}}',
+          1700000000, 1700000000);
+"#
+    )
+}
+
 /// Migrates to `from`, writes every fixture up to that version, then opens (migrating to the latest).
 async fn upgrade_from(db: TestDatabase, from: i64) {
     db.migrate_to(from).await.unwrap();
@@ -64,6 +82,9 @@ async fn upgrade_from(db: TestDatabase, from: i64) {
     };
     if from >= 2 {
         script.push_str(&fixture_v2());
+    }
+    if from >= 3 {
+        script.push_str(&fixture_v3());
     }
     db.execute_script(&script).await.unwrap();
 
@@ -90,7 +111,16 @@ async fn upgrade_from(db: TestDatabase, from: i64) {
     } else {
         assert_eq!((tokens.total, revocations.len()), (0, 0));
     }
-    assert!(latest_version() >= 2);
+    let control_plane: uuid::Uuid = CONTROL_PLANE.parse().unwrap();
+    if from >= 3 {
+        let cp = store.get_control_plane(control_plane).await.unwrap().expect("control plane survives");
+        assert_eq!((cp.name.as_str(), cp.labels.get("env")), ("legacy-cp", Some("dev")));
+        let service = store.find_entity(control_plane, EntityKind::Service, "legacy-service").await.unwrap();
+        assert_eq!(service.expect("service survives").id.to_string(), SERVICE);
+    } else {
+        assert!(store.get_control_plane(control_plane).await.unwrap().is_none());
+    }
+    assert!(latest_version() >= 3);
     drop(store);
     db.cleanup().await;
 }

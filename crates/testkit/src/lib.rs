@@ -192,6 +192,35 @@ impl TestNode {
         self.call(Method::DELETE, path, None).await
     }
 
+    /// A request to the Kong Admin API of the node (no authentication).
+    pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.node.admin_url()));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        decode(req.send().await.unwrap_or_else(|e| panic!("admin request to {path}: {e}"))).await
+    }
+
+    pub fn proxy_url(&self) -> String {
+        self.node.proxy_url()
+    }
+
+    pub fn echo_url(&self) -> String {
+        self.node.echo_url().unwrap_or_default()
+    }
+
+    /// Waits (up to 2 s) until the proxy runs a configuration that includes every change made so far (the
+    /// publisher rebuilds asynchronously after each write); returns how long that took.
+    pub async fn wait_config(&self) -> std::time::Duration {
+        let started = std::time::Instant::now();
+        let target = self.node.config_changes.load(std::sync::atomic::Ordering::SeqCst);
+        while self.node.proxy.version() < target {
+            assert!(started.elapsed() < std::time::Duration::from_secs(2), "the proxy did not pick up the change");
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        started.elapsed()
+    }
+
     /// A raw request builder against the platform listener (for malformed requests).
     pub fn raw(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
         self.http.request(method, format!("{}{path}", self.platform))

@@ -1,0 +1,424 @@
+//! The proxy in front of the echo upstream: headers, paths, Kong's error bodies, upstream failures, plugins and
+//! their precedence, HTTP/2, configuration changes under load, slow clients.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use gatehouse_testkit::TestNode;
+
+async fn admin_ok(node: &TestNode, method: Method, path: &str, body: Value) -> Value {
+    let (status, v) = node.admin(method, path, Some(body)).await;
+    assert!(status.is_success(), "{path}: {status} {v}");
+    v
+}
+
+/// The tutorial's service and route, pointing at the echo upstream; waits until the proxy runs them.
+async fn example(node: &TestNode) {
+    admin_ok(
+        node,
+        Method::POST,
+        "/services",
+        json!({"name": "example-service", "url": format!("{}/anything", node.echo_url())}),
+    )
+    .await;
+    admin_ok(
+        node,
+        Method::POST,
+        "/services/example-service/routes",
+        json!({"name": "example-route", "paths": ["/anything"]}),
+    )
+    .await;
+    node.wait_config().await;
+}
+
+async fn json_of(res: reqwest::Response) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let (status, headers) = (res.status(), res.headers().clone());
+    (status, headers, res.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn proxies_with_kongs_headers() {
+    let node = TestNode::start().await;
+    example(&node).await;
+    let res = reqwest::Client::new()
+        .get(format!("{}/anything/sub?a=1&a=2", node.proxy_url()))
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("x-forwarded-host", "evil.example.com")
+        .header("connection", "x-hop")
+        .header("x-hop", "secret")
+        .header("x-end-to-end", "kept")
+        .send()
+        .await
+        .unwrap();
+    let (status, headers, echo) = json_of(res).await;
+    assert_eq!(status, StatusCode::OK, "{echo}");
+    // Upstream path: service path /anything + what follows the stripped /anything.
+    assert_eq!(echo["url"], format!("{}/anything/sub?a=1&a=2", node.echo_url()));
+    assert_eq!(echo["args"]["a"], json!(["1", "2"]));
+    let up = &echo["headers"];
+    assert_eq!(up["X-Forwarded-For"], "127.0.0.1", "a client's own X-Forwarded-For is not believed");
+    assert_eq!(up["X-Forwarded-Host"], "127.0.0.1");
+    assert_eq!(up["X-Forwarded-Proto"], "http");
+    assert_eq!(up["X-Forwarded-Port"], node.proxy_url().rsplit(':').next().unwrap());
+    assert_eq!(up["X-Forwarded-Path"], "/anything/sub");
+    assert_eq!(up["X-Forwarded-Prefix"], "/anything");
+    assert_eq!(up["X-Real-Ip"], "127.0.0.1");
+    assert_eq!(up["Via"], "1.1 gatehouse/0.1.0");
+    assert_eq!(up["Host"], node.echo_url().trim_start_matches("http://"));
+    assert_eq!(up["X-End-To-End"], "kept");
+    assert!(up.get("X-Hop").is_none(), "headers named in Connection are hop-by-hop");
+    let request_id = headers["x-kong-request-id"].to_str().unwrap();
+    assert_eq!(request_id.len(), 32);
+    assert_eq!(up["X-Kong-Request-Id"], request_id);
+    assert_eq!(headers["via"], "1.1 gatehouse/0.1.0");
+    assert_eq!(headers["server"], "gatehouse/0.1.0");
+    for h in ["x-kong-upstream-latency", "x-kong-proxy-latency"] {
+        headers[h].to_str().unwrap().parse::<u64>().unwrap();
+    }
+
+    // Not matched: Kong's 404 body with the request id.
+    let res = reqwest::get(format!("{}/nothing", node.proxy_url())).await.unwrap();
+    let (status, headers, body) = json_of(res).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["message"], "no Route matched with those values");
+    assert_eq!(body["request_id"], headers["x-kong-request-id"].to_str().unwrap());
+    assert!(headers.contains_key("x-kong-response-latency"));
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn preserve_host_strip_path_and_http2() {
+    let node = TestNode::start().await;
+    admin_ok(
+        &node,
+        Method::POST,
+        "/services",
+        json!({"name": "s", "url": format!("{}/anything/base", node.echo_url())}),
+    )
+    .await;
+    admin_ok(
+        &node,
+        Method::POST,
+        "/services/s/routes",
+        json!({"name": "keep", "hosts": ["api.example.test"], "paths": ["/v1"], "strip_path": false, "preserve_host": true}),
+    )
+    .await;
+    node.wait_config().await;
+    let client = reqwest::Client::new();
+    let res =
+        client.get(format!("{}/v1/users", node.proxy_url())).header("host", "api.example.test").send().await.unwrap();
+    let (status, _, echo) = json_of(res).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(echo["headers"]["Host"], "api.example.test");
+    assert!(echo["url"].as_str().unwrap().ends_with("/anything/base/v1/users"), "{echo}");
+    assert!(echo["headers"].get("X-Forwarded-Prefix").is_none());
+    let other = client.get(format!("{}/v1/users", node.proxy_url())).header("host", "other.test").send().await.unwrap();
+    assert_eq!(other.status(), StatusCode::NOT_FOUND);
+
+    // HTTP/2 from the client (cleartext, prior knowledge).
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let res = h2.get(format!("{}/v1/x", node.proxy_url())).header("host", "api.example.test").send().await.unwrap();
+    assert_eq!(res.version(), reqwest::Version::HTTP_2);
+    assert_eq!(res.status(), StatusCode::OK);
+    node.stop().await;
+}
+
+/// An upstream that accepts connections and then misbehaves in a chosen way.
+async fn bad_upstream(kind: &'static str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                match kind {
+                    "reset-before-headers" => drop(stream),
+                    "garbage" => {
+                        let _ = stream.write_all(b"this is not http\r\n\r\n").await;
+                    }
+                    "reset-mid-body" => {
+                        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial").await;
+                        let _ = stream.flush().await;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        drop(stream);
+                    }
+                    _ => {}
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn upstream_failures_give_kongs_errors_and_leave_the_gateway_healthy() {
+    let node = TestNode::start().await;
+    example(&node).await;
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let cases = [
+        (
+            "refused",
+            format!("http://{closed}"),
+            json!({"retries": 2}),
+            StatusCode::BAD_GATEWAY,
+            "An invalid response was received from the upstream server",
+        ),
+        (
+            "reset",
+            bad_upstream("reset-before-headers").await,
+            json!({}),
+            StatusCode::BAD_GATEWAY,
+            "An invalid response was received from the upstream server",
+        ),
+        (
+            "garbage",
+            bad_upstream("garbage").await,
+            json!({}),
+            StatusCode::BAD_GATEWAY,
+            "An invalid response was received from the upstream server",
+        ),
+        (
+            "slow",
+            format!("{}/delay/3", node.echo_url()),
+            json!({"read_timeout": 300}),
+            StatusCode::GATEWAY_TIMEOUT,
+            "The upstream server is timing out",
+        ),
+    ];
+    let client = reqwest::Client::new();
+    for (name, url, extra, status, message) in cases {
+        let mut body = json!({"name": name, "url": url});
+        for (k, val) in extra.as_object().unwrap() {
+            body[k] = val.clone();
+        }
+        admin_ok(&node, Method::POST, "/services", body).await;
+        admin_ok(&node, Method::POST, &format!("/services/{name}/routes"), json!({"paths": [format!("/{name}")]}))
+            .await;
+        node.wait_config().await;
+        let started = Instant::now();
+        let (got, headers, body) =
+            json_of(client.get(format!("{}/{name}", node.proxy_url())).send().await.unwrap()).await;
+        assert_eq!((got, body["message"].as_str()), (status, Some(message)), "{name}");
+        assert_eq!(body["request_id"], headers["x-kong-request-id"].to_str().unwrap());
+        if name == "slow" {
+            assert!(started.elapsed() < Duration::from_secs(2), "the read timeout applies");
+        }
+    }
+    // A reset in the middle of the body cuts the client's body short; it does not hang.
+    admin_ok(&node, Method::POST, "/services", json!({"name": "mid", "url": bad_upstream("reset-mid-body").await}))
+        .await;
+    admin_ok(&node, Method::POST, "/services/mid/routes", json!({"paths": ["/mid"]})).await;
+    node.wait_config().await;
+    let res = tokio::time::timeout(Duration::from_secs(5), client.get(format!("{}/mid", node.proxy_url())).send())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), res.bytes()).await.unwrap().is_err(),
+        "truncated body is an error"
+    );
+    // Still healthy.
+    assert_eq!(client.get(format!("{}/anything", node.proxy_url())).send().await.unwrap().status(), StatusCode::OK);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn routes_without_services_https_only_routes_and_disabled_services() {
+    let node = TestNode::start().await;
+    admin_ok(&node, Method::POST, "/routes", json!({"name": "orphan", "paths": ["/orphan"]})).await;
+    admin_ok(&node, Method::POST, "/routes", json!({"name": "secure", "paths": ["/secure"], "protocols": ["https"]}))
+        .await;
+    admin_ok(&node, Method::POST, "/services", json!({"name": "off", "url": node.echo_url(), "enabled": false})).await;
+    admin_ok(&node, Method::POST, "/services/off/routes", json!({"paths": ["/off"]})).await;
+    node.wait_config().await;
+    let get = |p: &str| reqwest::get(format!("{}{p}", node.proxy_url()));
+    let (status, _, body) = json_of(get("/orphan").await.unwrap()).await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("no Service found with those values"))
+    );
+    let (status, _, body) = json_of(get("/secure").await.unwrap()).await;
+    assert_eq!((status, body["message"].as_str()), (StatusCode::UPGRADE_REQUIRED, Some("Please use HTTPS protocol")));
+    let (status, _, body) = json_of(get("/off").await.unwrap()).await;
+    assert_eq!((status, body["message"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("Service unavailable")));
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn plugins_run_by_precedence() {
+    let node = TestNode::start().await;
+    example(&node).await;
+    admin_ok(
+        &node,
+        Method::POST,
+        "/services",
+        json!({"name": "other", "url": format!("{}/anything", node.echo_url())}),
+    )
+    .await;
+    admin_ok(&node, Method::POST, "/services/other/routes", json!({"name": "other-route", "paths": ["/other"]})).await;
+    let terminate =
+        |code: u16, msg: &str| json!({"name": "request-termination", "config": {"status_code": code, "message": msg}});
+    admin_ok(&node, Method::POST, "/plugins", terminate(503, "global")).await;
+    admin_ok(&node, Method::POST, "/services/example-service/plugins", terminate(418, "service")).await;
+    admin_ok(&node, Method::POST, "/routes/example-route/plugins", terminate(403, "route")).await;
+    node.wait_config().await;
+    let call = |p: &'static str| {
+        let url = format!("{}{p}", node.proxy_url());
+        async move { json_of(reqwest::get(url).await.unwrap()).await }
+    };
+    let (status, headers, body) = call("/anything").await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (StatusCode::FORBIDDEN, Some("route")),
+        "route beats service and global"
+    );
+    assert_eq!(headers["server"], "gatehouse/0.1.0");
+    let (status, _, body) = call("/other").await;
+    assert_eq!((status, body["message"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("global")));
+    // Remove the route's instance: the service's applies.
+    let (_, plugins) = node.admin(Method::GET, "/routes/example-route/plugins", None).await;
+    node.admin(Method::DELETE, &format!("/plugins/{}", plugins["data"][0]["id"].as_str().unwrap()), None).await;
+    node.wait_config().await;
+    let (status, _, body) = call("/anything").await;
+    assert_eq!((status, body["message"].as_str()), (StatusCode::IM_A_TEAPOT, Some("service")));
+    // A disabled instance does not run.
+    let (_, plugins) = node.admin(Method::GET, "/services/example-service/plugins", None).await;
+    node.admin(
+        Method::PATCH,
+        &format!("/plugins/{}", plugins["data"][0]["id"].as_str().unwrap()),
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    node.wait_config().await;
+    assert_eq!(call("/anything").await.0, StatusCode::SERVICE_UNAVAILABLE);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn configuration_changes_reach_the_proxy_within_a_second_under_load() {
+    let node = TestNode::start().await;
+    example(&node).await;
+    let url = format!("{}/anything", node.proxy_url());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let seen_new = Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let (url, stop, ok, failed, seen_new) =
+            (url.clone(), stop.clone(), ok.clone(), failed.clone(), seen_new.clone());
+        workers.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            while !stop.load(Ordering::Relaxed) {
+                match client.get(&url).send().await {
+                    Ok(res) if res.status() == StatusCode::OK => {
+                        let body: Value = res.json().await.unwrap_or(Value::Null);
+                        ok.fetch_add(1, Ordering::Relaxed);
+                        if body["url"].as_str().is_some_and(|u| u.contains("/anything/v2")) {
+                            seen_new.lock().unwrap().get_or_insert_with(Instant::now);
+                        }
+                    }
+                    _ => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let changed_at = Instant::now();
+    admin_ok(&node, Method::PATCH, "/services/example-service", json!({"path": "/anything/v2"})).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let took = seen_new.lock().unwrap().map(|t| t - changed_at).expect("the change was seen");
+    eprintln!(
+        "change visible after {took:?}; {} requests, {} failed",
+        ok.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed)
+    );
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "no request failed during the swap");
+    assert!(ok.load(Ordering::Relaxed) > 50);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn slow_clients_do_not_hold_upstream_connections() {
+    let node = TestNode::start().await;
+    // An upstream that counts connections.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counter = connections.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else { return };
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {
+                            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    admin_ok(&node, Method::POST, "/services", json!({"name": "counted", "url": format!("http://{upstream}")})).await;
+    admin_ok(&node, Method::POST, "/services/counted/routes", json!({"paths": ["/counted"]})).await;
+    node.wait_config().await;
+    let proxy = node.proxy_url().trim_start_matches("http://").to_owned();
+    // Fifty clients that stall in their headers, and fifty that stall in a small body.
+    let mut slow = Vec::new();
+    for i in 0..100 {
+        let mut s = TcpStream::connect(&proxy).await.unwrap();
+        let partial: &[u8] = if i % 2 == 0 {
+            b"GET /counted HTTP/1.1\r\nHost: x\r\nX-Slow: "
+        } else {
+            b"POST /counted HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly part of the body"
+        };
+        s.write_all(partial).await.unwrap();
+        slow.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(connections.load(Ordering::SeqCst), 0, "nothing reached the upstream yet");
+    let started = Instant::now();
+    let res = reqwest::get(format!("{}/counted", node.proxy_url())).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+    drop(slow);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn large_bodies_stream_through() {
+    let node = TestNode::start().await;
+    example(&node).await;
+    let body = "x".repeat(300 * 1024);
+    let res =
+        reqwest::Client::new().post(format!("{}/anything", node.proxy_url())).body(body.clone()).send().await.unwrap();
+    let (status, _, echo) = json_of(res).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(echo["data"].as_str().map(str::len), Some(body.len()));
+    node.stop().await;
+}
