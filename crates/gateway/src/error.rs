@@ -20,7 +20,6 @@ pub enum ProxyError {
     BadRequest,
     /// A body that must be read whole is over the limit.
     PayloadTooLarge,
-    HeadersTooLarge,
     /// The upstream answered with something that is not HTTP, or reset the connection.
     BadGateway,
     /// No upstream connection could be made.
@@ -37,7 +36,6 @@ impl ProxyError {
             ProxyError::NoService => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::BadRequest => StatusCode::BAD_REQUEST,
             ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::BadGateway => StatusCode::BAD_GATEWAY,
             ProxyError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -51,7 +49,6 @@ impl ProxyError {
             ProxyError::NoService => "no Service found with those values",
             ProxyError::BadRequest => "Bad request",
             ProxyError::PayloadTooLarge => "Payload too large",
-            ProxyError::HeadersTooLarge => "Request header or cookie too large",
             ProxyError::BadGateway => "An invalid response was received from the upstream server",
             ProxyError::Unavailable => "Service unavailable",
             ProxyError::GatewayTimeout => "The upstream server is timing out",

@@ -5,6 +5,11 @@
 //! request was ambiguous, and the policy here is to refuse it. This watcher reads the same bytes as hyper, tracks
 //! HTTP/1 message framing just far enough to find each request head, and records, per request in order, whether
 //! its head had both headers. Anything it does not understand stops it; hyper answers those requests itself.
+//!
+//! It also bounds request heads as Kong's nginx does (32 KiB, 100 header lines) and answers oversized ones with
+//! 400 like Kong, where hyper alone would answer 431: at the first byte past a limit the stream hyper reads is cut
+//! and ends in a byte no header may contain, so hyper's own parser refuses the head with 400 and closes the
+//! connection. Nothing past the limit is ever parsed or forwarded.
 
 use std::collections::VecDeque;
 use std::io;
@@ -17,11 +22,17 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Per connection: one entry per request head seen, `true` when it had both framing headers.
 pub type Verdicts = Arc<Mutex<VecDeque<bool>>>;
 
-const MAX_HEAD: usize = 128 * 1024;
+/// The largest request head accepted (request line and headers), as Kong's `large_client_header_buffers 4 8k`.
+pub const MAX_HEAD_BYTES: usize = 32 * 1024;
+/// The most header lines a request head may carry; hyper's own limit must be above this one.
+pub const MAX_HEADER_LINES: usize = 100;
+/// What hyper reads after the cut: a control character is invalid anywhere in a request line or header, so the
+/// parser fails with its 400 "bad request" answer.
+const POISON: &[u8] = b"\x01\r\n\r\n";
 
 #[derive(Debug)]
 enum State {
-    Head(Vec<u8>),
+    Head(HeadScan),
     Fixed(u64),
     ChunkSize(Vec<u8>),
     ChunkData(u64),
@@ -40,10 +51,13 @@ pub struct FramingWatch {
 
 impl FramingWatch {
     pub fn new(verdicts: Verdicts) -> Self {
-        Self { state: State::Head(Vec::new()), verdicts, started: false }
+        Self { state: State::Head(HeadScan::default()), verdicts, started: false }
     }
 
-    pub fn feed(&mut self, mut bytes: &[u8]) {
+    /// Watches one chunk of bytes; returns the offset in `chunk` of the first byte past the head limits, if any
+    /// (the watcher stops there).
+    pub fn feed(&mut self, chunk: &[u8]) -> Option<usize> {
+        let mut bytes = chunk;
         if !self.started && !bytes.is_empty() {
             self.started = true;
             if bytes.starts_with(b"PRI * HTTP/2.0") {
@@ -52,27 +66,28 @@ impl FramingWatch {
         }
         while !bytes.is_empty() {
             match &mut self.state {
-                State::Off => return,
-                State::Head(buf) => {
+                State::Off => return None,
+                State::Head(scan) => {
                     // Leading empty lines before a request line are ignored by parsers.
-                    if buf.is_empty() {
+                    if scan.buf.is_empty() {
                         let skip = bytes.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
                         bytes = &bytes[skip..];
                         if bytes.is_empty() {
-                            return;
+                            return None;
                         }
                     }
-                    let before = buf.len();
-                    buf.extend_from_slice(bytes);
-                    match find_head_end(buf) {
-                        Some(end) => {
-                            let consumed = end - before;
-                            let head = std::mem::take(buf);
-                            bytes = &bytes[consumed..];
-                            self.state = self.after_head(&head[..end]);
+                    let offset = chunk.len() - bytes.len();
+                    match scan.advance(bytes) {
+                        Scan::Incomplete => return None,
+                        Scan::PastLimits(at) => {
+                            self.state = State::Off;
+                            return Some(offset + at);
                         }
-                        None if buf.len() > MAX_HEAD => self.state = State::Off,
-                        None => return,
+                        Scan::Complete(at) => {
+                            let head = std::mem::take(&mut scan.buf);
+                            bytes = &bytes[at..];
+                            self.state = self.after_head(&head);
+                        }
                     }
                 }
                 State::Fixed(left) => {
@@ -80,7 +95,7 @@ impl FramingWatch {
                     *left -= n as u64;
                     bytes = &bytes[n..];
                     if *left == 0 {
-                        self.state = State::Head(Vec::new());
+                        self.state = State::Head(HeadScan::default());
                     }
                 }
                 State::ChunkSize(line) => match bytes.iter().position(|b| *b == b'\n') {
@@ -100,7 +115,7 @@ impl FramingWatch {
                         if line.len() > 1024 {
                             self.state = State::Off;
                         }
-                        return;
+                        return None;
                     }
                 },
                 State::ChunkData(left) => {
@@ -130,16 +145,17 @@ impl FramingWatch {
                         let empty = line.iter().all(|b| *b == b'\r');
                         line.clear();
                         if empty {
-                            self.state = State::Head(Vec::new());
+                            self.state = State::Head(HeadScan::default());
                         }
                     }
                     None => {
                         line.extend_from_slice(bytes);
-                        return;
+                        return None;
                     }
                 },
             }
         }
+        None
     }
 
     fn after_head(&mut self, head: &[u8]) -> State {
@@ -177,27 +193,51 @@ impl FramingWatch {
                 let last = te.rsplit(',').next().unwrap_or("").trim().to_ascii_lowercase();
                 if last == "chunked" { State::ChunkSize(Vec::new()) } else { State::Off }
             }
-            (None, Some(0) | None) => State::Head(Vec::new()),
+            (None, Some(0) | None) => State::Head(HeadScan::default()),
             (None, Some(n)) => State::Fixed(n),
         }
     }
 }
 
-/// The end of a request head (after its blank line), accepting bare LF line ends as parsers do.
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while let Some(p) = buf[i..].iter().position(|b| *b == b'\n') {
-        let at = i + p;
-        let rest = &buf[at + 1..];
-        if rest.starts_with(b"\r\n") {
-            return Some(at + 3);
+/// A request head read so far. Bytes are looked at once each, so a client trickling a head byte by byte costs
+/// no more than one sending it whole.
+#[derive(Debug, Default)]
+struct HeadScan {
+    buf: Vec<u8>,
+    line_ends: usize,
+}
+
+enum Scan {
+    Incomplete,
+    /// The head ended after this many of the given bytes.
+    Complete(usize),
+    /// This byte of the given ones is the first past [`MAX_HEAD_BYTES`] or starts a header line past
+    /// [`MAX_HEADER_LINES`].
+    PastLimits(usize),
+}
+
+impl HeadScan {
+    fn advance(&mut self, bytes: &[u8]) -> Scan {
+        for (i, &b) in bytes.iter().enumerate() {
+            let starts_a_line_too_many =
+                self.line_ends > MAX_HEADER_LINES && self.buf.last() == Some(&b'\n') && !matches!(b, b'\r' | b'\n');
+            if self.buf.len() >= MAX_HEAD_BYTES || starts_a_line_too_many {
+                return Scan::PastLimits(i);
+            }
+            self.buf.push(b);
+            if b == b'\n' {
+                // A blank line (CRLF or a bare LF, which parsers accept) ends the head.
+                let n = self.buf.len();
+                let blank = n >= 2
+                    && (self.buf[n - 2] == b'\n' || (n >= 3 && self.buf[n - 2] == b'\r' && self.buf[n - 3] == b'\n'));
+                if blank {
+                    return Scan::Complete(i + 1);
+                }
+                self.line_ends += 1;
+            }
         }
-        if rest.starts_with(b"\n") {
-            return Some(at + 2);
-        }
-        i = at + 1;
+        Scan::Incomplete
     }
-    None
 }
 
 /// A stream that shows hyper's reads to a [`FramingWatch`] on the way.
@@ -205,21 +245,34 @@ fn find_head_end(buf: &[u8]) -> Option<usize> {
 pub struct Watched<S> {
     inner: S,
     watch: FramingWatch,
+    /// After a head went past the limits: what is left of [`POISON`] to hand to hyper before the stream ends.
+    cut: Option<&'static [u8]>,
 }
 
 impl<S> Watched<S> {
     pub fn new(inner: S, verdicts: Verdicts) -> Self {
-        Self { inner, watch: FramingWatch::new(verdicts) }
+        Self { inner, watch: FramingWatch::new(verdicts), cut: None }
     }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
         let this = &mut *self;
+        if let Some(rest) = this.cut {
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            this.cut = Some(&rest[n..]);
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
         let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &poll {
-            this.watch.feed(&buf.filled()[before..]);
+        if let Poll::Ready(Ok(())) = &poll
+            && let Some(limit) = this.watch.feed(&buf.filled()[before..])
+        {
+            buf.set_filled(before + limit);
+            let n = POISON.len().min(buf.remaining());
+            buf.put_slice(&POISON[..n]);
+            this.cut = Some(&POISON[n..]);
         }
         poll
     }
@@ -255,7 +308,7 @@ mod tests {
         let verdicts: Verdicts = Arc::default();
         let mut w = FramingWatch::new(verdicts.clone());
         for c in chunks {
-            w.feed(c);
+            assert_eq!(w.feed(c), None);
         }
         verdicts.lock().unwrap().iter().copied().collect()
     }
@@ -281,5 +334,52 @@ GET /e HTTP/1.1\r\n\r\n";
             vec![false]
         );
         assert_eq!(verdicts_for(&[b"GET / HTTP/1.1\nHost: x\n\nGET /2 HTTP/1.1\n\n"]), vec![false, false]);
+    }
+
+    fn head_with(headers: usize, value_len: usize) -> Vec<u8> {
+        let mut head = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..headers {
+            head.extend_from_slice(format!("X-H{i}: {}\r\n", "v".repeat(value_len)).as_bytes());
+        }
+        head.extend_from_slice(b"\r\n");
+        head
+    }
+
+    fn cut_at(stream: &[u8], chunk: usize) -> Option<usize> {
+        let mut w = FramingWatch::new(Verdicts::default());
+        let mut seen = 0;
+        for c in stream.chunks(chunk) {
+            if let Some(at) = w.feed(c) {
+                return Some(seen + at);
+            }
+            seen += c.len();
+        }
+        None
+    }
+
+    #[test]
+    fn heads_within_the_limits_pass() {
+        let most_lines = head_with(MAX_HEADER_LINES, 1);
+        let request_line = b"GET / HTTP/1.1\r\n".len();
+        let most_bytes = head_with(1, MAX_HEAD_BYTES - request_line - b"X-H0: \r\n\r\n".len());
+        assert_eq!(most_bytes.len(), MAX_HEAD_BYTES);
+        for head in [most_lines, most_bytes] {
+            for chunk in [1, 7, 4096, head.len()] {
+                assert_eq!(cut_at(&head, chunk), None);
+            }
+        }
+    }
+
+    #[test]
+    fn heads_past_the_limits_are_cut_at_the_first_byte_past() {
+        let too_many = head_with(MAX_HEADER_LINES + 1, 1);
+        let line_101 = too_many.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(MAX_HEADER_LINES).unwrap().0 + 1;
+        let too_big = head_with(1, MAX_HEAD_BYTES);
+        let after_a_body = [b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc".as_slice(), &too_big].concat();
+        for chunk in [1, 7, 4096, 1 << 20] {
+            assert_eq!(cut_at(&too_many, chunk), Some(line_101), "chunks of {chunk}");
+            assert_eq!(cut_at(&too_big, chunk), Some(MAX_HEAD_BYTES), "chunks of {chunk}");
+            assert_eq!(cut_at(&after_a_body, chunk), Some(after_a_body.len() - too_big.len() + MAX_HEAD_BYTES));
+        }
     }
 }

@@ -536,7 +536,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
         .max_buf_size(64 * 1024)
-        .max_headers(100);
+        .max_headers(crate::framing::MAX_HEADER_LINES + 28);
     builder.http2().timer(TokioTimer::new()).max_header_list_size(64 * 1024);
     tokio::pin!(shutdown);
     loop {
