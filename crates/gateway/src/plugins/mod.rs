@@ -6,7 +6,7 @@
 //! authentication plugin during `access`, so lower-priority plugins are resolved with it.
 //!
 //! Phases: `access` (before the upstream call; may answer instead of proxying), `response` (upstream response
-//! headers, before they go to the client), `log` (after the response was sent).
+//! headers, before they go to the client), `log` (once the response head is final; the body still streams).
 
 pub mod oauth2_introspection;
 pub mod request_termination;
@@ -74,7 +74,7 @@ pub trait Plugin: Send + Sync + std::fmt::Debug {
     /// Runs on the upstream response's headers, in descending priority, for plugins whose `access` ran.
     fn response(&self, _ctx: &mut ResponseContext<'_>) {}
 
-    /// Runs after the response was sent.
+    /// Runs once the response head is final (before its body streams to the client), in descending priority.
     fn log(&self, _request_id: &str, _status: http::StatusCode) {}
 }
 
