@@ -1,0 +1,313 @@
+#!/usr/bin/env bash
+# Gatehouse's proxy vs nginx as a plain reverse proxy, in front of the same upstream, on 127.0.0.1 only.
+# See bench/README.md, "Proxy benchmark".
+#
+#   bench/proxy.sh                          # 5 rounds, wrk -t2 -c64 -d10s --latency per proxy and round
+#   ROUNDS=3 DURATION=5s bench/proxy.sh
+#   PERF=1 bench/proxy.sh                   # then a perf profile of Gatehouse under the same load
+#
+# Knobs (environment): ROUNDS (5), DURATION (10s), THREADS (2), CONNS (64), WARMUP (5s), PAUSE (1 s between runs),
+# ORDER (gatehouse-first | alternate: who runs first in each round), REQ_PATH (/bench: the path requested),
+# CHECK_DURATION (3s: the strict status/body check per proxy after the rounds; 0 skips it),
+# PERF (0: 1 profiles Gatehouse with perf record -g for PERF_DURATION, 10s, and prints the top symbols),
+# GH_BIN (target/release/gatehouse), KEEP (0: keep the temp dir with logs and raw results),
+# ports GH_PROXY_PORT (18200), GH_ADMIN_PORT (18201), GH_PLATFORM_PORT (18202), GH_ISSUER_PORT (18203),
+# GH_ECHO_PORT (18204), NGINX_PORT (18280), UPSTREAM_PORT (18281).
+# (Knobs are not named GATEHOUSE_*: Gatehouse reads every GATEHOUSE_* variable as configuration.)
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$HERE")
+BIN=${GH_BIN:-$ROOT/target/release/gatehouse}
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-10s}
+THREADS=${THREADS:-2}
+CONNS=${CONNS:-64}
+WARMUP=${WARMUP:-5s}
+PAUSE=${PAUSE:-1}
+ORDER=${ORDER:-gatehouse-first}
+REQ_PATH=${REQ_PATH:-/bench}
+CHECK_DURATION=${CHECK_DURATION:-3s}
+PERF=${PERF:-0}
+PERF_DURATION=${PERF_DURATION:-10s}
+KEEP=${KEEP:-0}
+GH_PROXY_PORT=${GH_PROXY_PORT:-18200}
+GH_ADMIN_PORT=${GH_ADMIN_PORT:-18201}
+GH_PLATFORM_PORT=${GH_PLATFORM_PORT:-18202}
+GH_ISSUER_PORT=${GH_ISSUER_PORT:-18203}
+GH_ECHO_PORT=${GH_ECHO_PORT:-18204}
+NGINX_PORT=${NGINX_PORT:-18280}
+UPSTREAM_PORT=${UPSTREAM_PORT:-18281}
+EXPECTED_BODY='hello'
+
+log() { printf '[proxy-bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# --- prerequisites ------------------------------------------------------------------------------------------
+[[ -x $BIN ]] || die "no release binary at $BIN; build it first: (cd $ROOT && cargo build --release -p gatehouse)"
+command -v curl >/dev/null || die "curl is required"
+apt_install() {
+  local pkg=$1 sudo=()
+  [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+  log "installing $pkg (apt-get)"
+  "${sudo[@]}" apt-get install -y "$pkg" >/dev/null 2>&1 \
+    || { "${sudo[@]}" apt-get update >/dev/null 2>&1 && "${sudo[@]}" apt-get install -y "$pkg" >/dev/null 2>&1; }
+}
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[[ -x $NGINX ]] || { apt_install nginx || true; NGINX=$(command -v nginx || echo /usr/sbin/nginx); }
+[[ -x $NGINX ]] || die "nginx is required and could not be installed"
+command -v wrk >/dev/null || apt_install wrk || true
+command -v wrk >/dev/null || die "wrk is required and could not be installed"
+if [[ $PERF == 1 ]]; then command -v perf >/dev/null || die "PERF=1 needs perf"; fi
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for p in "$GH_PROXY_PORT" "$GH_ADMIN_PORT" "$GH_PLATFORM_PORT" "$GH_ISSUER_PORT" "$GH_ECHO_PORT" "$NGINX_PORT" "$UPSTREAM_PORT"; do
+  if port_busy "$p"; then die "port $p on 127.0.0.1 is already in use"; fi
+done
+
+# --- processes and cleanup ----------------------------------------------------------------------------------
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-proxy-bench.XXXXXX")
+PIDS=()
+SAMPLER=""
+cleanup() {
+  local rc=$?
+  [[ -z $SAMPLER ]] || kill "$SAMPLER" 2>/dev/null || true
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [[ $rc -ne 0 || $KEEP == 1 ]]; then
+    log "logs and raw results kept in $TMP"
+  else
+    rm -rf "$TMP"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# wait_http URL PID SECONDS: until URL answers anything, while PID lives
+wait_http() {
+  local left=$(( $3 * 10 ))
+  until curl -s -o /dev/null --max-time 1 "$1"; do
+    kill -0 "$2" 2>/dev/null || return 1
+    (( left-- > 0 )) || return 1
+    sleep 0.1
+  done
+}
+
+log "load before start: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min), $(nproc) cores"
+
+# nginx instances: the checked-in configs, with the ports rewritten when the knobs differ from their defaults.
+start_nginx() { # start_nginx NAME CONF -> NGINX_PID_<NAME>
+  local name=$1 conf=$TMP/$1.conf prefix=$TMP/$1 user=()
+  mkdir -p "$prefix/tmp"
+  sed -e "s/127\.0\.0\.1:18280/127.0.0.1:$NGINX_PORT/g" -e "s/127\.0\.0\.1:18281/127.0.0.1:$UPSTREAM_PORT/g" "$2" >"$conf"
+  # As root, nginx would run its workers as "nobody", who cannot enter the temp dir.
+  [[ $(id -u) -ne 0 ]] || user=(-g 'user root;')
+  "$NGINX" -t -q -p "$prefix/" -c "$conf" -e stderr "${user[@]}" 2>"$TMP/$name.err" \
+    || { cat "$TMP/$name.err" >&2; die "nginx $name: configuration test failed"; }
+  "$NGINX" -p "$prefix/" -c "$conf" -e stderr "${user[@]}" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+  PIDS+=("$!")
+  printf -v "NGINX_PID_$name" '%s' "$!"
+}
+log "starting nginx upstream on 127.0.0.1:$UPSTREAM_PORT and nginx proxy on 127.0.0.1:$NGINX_PORT ($("$NGINX" -v 2>&1 | sed 's/.*: //'))"
+start_nginx upstream "$HERE/nginx/upstream.conf"
+start_nginx proxy "$HERE/nginx/nginx.conf"
+wait_http "http://127.0.0.1:$UPSTREAM_PORT/" "$NGINX_PID_upstream" 20 || { cat "$TMP/upstream.err" >&2; die "nginx upstream did not start"; }
+wait_http "http://127.0.0.1:$NGINX_PORT/" "$NGINX_PID_proxy" 20 || { cat "$TMP/proxy.err" >&2; die "nginx proxy did not start"; }
+
+# Gatehouse: quickstart (embedded storage, every listener on loopback); only the proxy is under load.
+log "starting Gatehouse quickstart ($BIN)"
+mkdir -p "$TMP/gh-data"
+GATEHOUSE_PROXY__LISTEN=127.0.0.1:$GH_PROXY_PORT \
+GATEHOUSE_ADMIN__LISTEN=127.0.0.1:$GH_ADMIN_PORT \
+GATEHOUSE_PLATFORM__LISTEN=127.0.0.1:$GH_PLATFORM_PORT \
+GATEHOUSE_ISSUER__LISTEN=127.0.0.1:$GH_ISSUER_PORT \
+GATEHOUSE_ECHO__LISTEN=127.0.0.1:$GH_ECHO_PORT \
+GATEHOUSE_LOG__LEVEL=${GATEHOUSE_LOG__LEVEL:-warn} \
+  "$BIN" quickstart --data-dir "$TMP/gh-data" >"$TMP/gh.out" 2>"$TMP/gh.err" &
+GH_PID=$!
+PIDS+=("$GH_PID")
+left=1200
+until grep -q "Gatehouse Ready" "$TMP/gh.out" 2>/dev/null; do
+  kill -0 "$GH_PID" 2>/dev/null && (( left-- > 0 )) || { tail -20 "$TMP/gh.err" >&2; die "Gatehouse did not become ready"; }
+  sleep 0.1
+done
+ADMIN=http://127.0.0.1:$GH_ADMIN_PORT
+admin() { # admin METHOD PATH BODY -> expects 201
+  local code
+  code=$(curl -sS -o "$TMP/admin.json" -w '%{http_code}' -X "$1" "$ADMIN$2" -H 'content-type: application/json' --data "$3")
+  [[ $code == 201 ]] || { cat "$TMP/admin.json" >&2; die "admin API: $1 $2 -> HTTP $code"; }
+}
+admin POST /services "{\"name\":\"bench\",\"url\":\"http://127.0.0.1:$UPSTREAM_PORT/\"}"
+admin POST /services/bench/routes '{"name":"bench","paths":["/"]}'
+
+# --- smoke checks: both proxies answer the upstream's 200 "hello" -------------------------------------------
+GH_URL=http://127.0.0.1:$GH_PROXY_PORT$REQ_PATH
+NGINX_URL=http://127.0.0.1:$NGINX_PORT$REQ_PATH
+check_once() { # check_once URL -> "code body"
+  curl -sS -D "$TMP/last-headers" -o "$TMP/last-body" -w '%{http_code}' "$1" 2>/dev/null || true
+}
+left=100
+until [[ $(check_once "$GH_URL") == 200 ]] && [[ $(cat "$TMP/last-body") == "$EXPECTED_BODY" ]]; do
+  (( left-- > 0 )) || { cat "$TMP/last-headers" "$TMP/last-body" >&2; die "Gatehouse proxy does not answer 200 \"$EXPECTED_BODY\" at $GH_URL"; }
+  sleep 0.1
+done
+cp "$TMP/last-headers" "$TMP/gh-response-headers"
+[[ $(check_once "$NGINX_URL") == 200 && $(cat "$TMP/last-body") == "$EXPECTED_BODY" ]] \
+  || { cat "$TMP/last-headers" "$TMP/last-body" >&2; die "nginx proxy does not answer 200 \"$EXPECTED_BODY\" at $NGINX_URL"; }
+cp "$TMP/last-headers" "$TMP/nginx-response-headers"
+log "smoke checks passed: $GH_URL and $NGINX_URL both answer 200 \"$EXPECTED_BODY\" from 127.0.0.1:$UPSTREAM_PORT"
+
+# --- measurement helpers ------------------------------------------------------------------------------------
+CLK_TCK=$(getconf CLK_TCK)
+target_url() { if [[ $1 == gatehouse ]]; then echo "$GH_URL"; else echo "$NGINX_URL"; fi; }
+# The processes whose memory and CPU count for a proxy: Gatehouse's one process; nginx's workers.
+target_pids() {
+  if [[ $1 == gatehouse ]]; then echo "$GH_PID"; else pgrep -P "$NGINX_PID_proxy" | tr '\n' ' '; fi
+}
+rss_kb() { local s=0 p; for p in "$@"; do s=$(( s + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0) )); done; echo "$s"; }
+cpu_ticks() { local s=0 p; for p in "$@"; do s=$(( s + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) )); done; echo "$s"; }
+# sample_rss OUTFILE PIDS...: peak of the summed VmRSS, every 200 ms, until killed
+sample_rss() {
+  local out=$1 peak=0 now; shift
+  while :; do
+    now=$(rss_kb "$@"); (( now > peak )) && { peak=$now; echo "$peak" >"$out"; }
+    sleep 0.2
+  done
+}
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
+
+RESULTS=$TMP/results.tsv
+printf 'round\tproxy\trps\tp50_ms\tp90_ms\tp99_ms\tmax_ms\trequests\tnon2xx\tsockerr\trss_kb\tcpu_us_per_req\n' >"$RESULTS"
+
+# run_wrk PROXY DURATION ROUND: one measured run, appended to RESULTS (ROUND "warmup" is not kept)
+run_wrk() {
+  local proxy=$1 pids line rss cpu0 cpu1 requests cpu_us
+  read -r -a pids <<<"$(target_pids "$proxy")"
+  rm -f "$TMP/rss"
+  sample_rss "$TMP/rss" "${pids[@]}" &
+  SAMPLER=$!
+  cpu0=$(cpu_ticks "${pids[@]}")
+  wrk -t"$THREADS" -c"$CONNS" -d"$2" --latency --timeout 5s -s "$HERE/proxy.lua" "$(target_url "$proxy")" >"$TMP/wrk-$proxy-$3.txt"
+  cpu1=$(cpu_ticks "${pids[@]}")
+  kill "$SAMPLER" 2>/dev/null || true; wait "$SAMPLER" 2>/dev/null || true
+  SAMPLER=
+  line=$(grep '^RESULT' "$TMP/wrk-$proxy-$3.txt") || die "wrk gave no result for $proxy: $(cat "$TMP/wrk-$proxy-$3.txt")"
+  [[ $3 == warmup ]] && return 0
+  rss=$(cat "$TMP/rss" 2>/dev/null || echo 0)
+  requests=$(field requests "$line")
+  cpu_us=$(awk -v t=$(( cpu1 - cpu0 )) -v hz="$CLK_TCK" -v n="$requests" 'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "-" }')
+  local sockerr=$(( $(field connect "$line") + $(field read "$line") + $(field write "$line") + $(field timeout "$line") ))
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$3" "$proxy" "$(field rps "$line")" "$(field p50_ms "$line")" \
+    "$(field p90_ms "$line")" "$(field p99_ms "$line")" "$(field max_ms "$line")" "$requests" "$(field non2xx "$line")" \
+    "$sockerr" "$rss" "$cpu_us" >>"$RESULTS"
+}
+
+IDLE_RSS_GH=$(rss_kb "$GH_PID")
+read -r -a NGINX_WORKERS <<<"$(target_pids nginx)"
+IDLE_RSS_NGINX=$(rss_kb "${NGINX_WORKERS[@]}")
+
+log "warm-up: $WARMUP per proxy"
+run_wrk gatehouse "$WARMUP" warmup
+run_wrk nginx "$WARMUP" warmup
+
+log "measuring: $ROUNDS rounds x [gatehouse, nginx] (order: $ORDER), wrk -t$THREADS -c$CONNS -d$DURATION --latency"
+printf '\n%-5s %-10s %10s %8s %8s %8s %9s %7s %10s %9s\n' round proxy req/s p50_ms p90_ms p99_ms requests errors rss_MB cpu_us/req
+for ((r = 1; r <= ROUNDS; r++)); do
+  proxies="gatehouse nginx"
+  if [[ $ORDER == alternate ]] && (( r % 2 == 0 )); then proxies="nginx gatehouse"; fi
+  for p in $proxies; do
+    sleep "$PAUSE"
+    run_wrk "$p" "$DURATION" "$r"
+    tail -1 "$RESULTS" | awk -F'\t' '{ printf "%-5s %-10s %10s %8.2f %8.2f %8.2f %9s %7d %10.1f %9s%s\n", $1, $2, $3, $4, $5, $6, $8, $9 + $10, $11 / 1024, $12, ($9 + $10 > 0 ? "   <- INVALID (errors)" : "") }'
+  done
+done
+
+# --- strict check: every response exactly 200 "hello\n" ----------------------------------------------------
+CHECKS=""
+if [[ $CHECK_DURATION != 0 ]]; then
+  log "strict check: wrk -t$THREADS -c$CONNS -d$CHECK_DURATION, every response must be 200 \"$EXPECTED_BODY\""
+  for p in gatehouse nginx; do
+    sleep "$PAUSE"
+    line=$(wrk -t"$THREADS" -c"$CONNS" -d"$CHECK_DURATION" --timeout 5s -s "$HERE/proxy-check.lua" "$(target_url "$p")" | grep '^CHECK' || echo "CHECK (no result)")
+    CHECKS+=$(printf '  %-10s %s' "$p" "${line#CHECK }")$'\n'
+  done
+fi
+
+# --- optional profile of Gatehouse --------------------------------------------------------------------------
+PERF_REPORT=""
+if [[ $PERF == 1 ]]; then
+  log "profiling Gatehouse: perf record -g -p $GH_PID during wrk -t$THREADS -c$CONNS -d$PERF_DURATION"
+  perf record -g -o "$TMP/perf.data" -p "$GH_PID" >"$TMP/perf-record.log" 2>&1 &
+  perf_pid=$!
+  sleep 0.5
+  wrk -t"$THREADS" -c"$CONNS" -d"$PERF_DURATION" --latency -s "$HERE/proxy.lua" "$GH_URL" >"$TMP/wrk-perf.txt"
+  kill -INT "$perf_pid" 2>/dev/null; wait "$perf_pid" 2>/dev/null || true
+  { perf report -i "$TMP/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null \
+      | grep -E '^ +[0-9.]+%' | sed 's/[[:space:]-]*$//' | head -5
+    echo "  --- by symbol (self time) ---"
+    perf report -i "$TMP/perf.data" --no-children --sort dso,symbol --stdio -g none --percent-limit 0.5 2>/dev/null \
+      | grep -E '^ +[0-9.]+%' | sed 's/[[:space:]-]*$//' | cut -c1-180 | head -40
+  } >"$TMP/perf-top.txt" || true
+  PERF_REPORT=$(cat "$TMP/perf-top.txt")
+  KEEP=1
+fi
+
+GH_WARN=$(sed 's/\x1b\[[0-9;]*m//g' "$TMP/gh.err" | grep -ciE 'warn|error' || true)
+NGINX_ERR=$(cat "$TMP/proxy.err" "$TMP/upstream.err" | grep -c . || true)
+
+# --- summary ------------------------------------------------------------------------------------------------
+awk -F'\t' -v idle_gh="$IDLE_RSS_GH" -v idle_ng="$IDLE_RSS_NGINX" '
+function median(a, n,    i, j, t, b) {
+  if (n == 0) return "nan"
+  for (i = 1; i <= n; i++) b[i] = a[i]
+  for (i = 2; i <= n; i++) { t = b[i]; for (j = i - 1; j >= 1 && b[j] > t; j--) b[j + 1] = b[j]; b[j + 1] = t }
+  return (n % 2) ? b[(n + 1) / 2] : (b[n / 2] + b[n / 2 + 1]) / 2
+}
+NR > 1 {
+  k = $1 SUBSEP $2
+  rps[k] = $3; p50[k] = $4; p99[k] = $6; err[k] = $9 + $10; rss[k] = $11; cpu[k] = $12
+  if (!($1 in seen)) { seen[$1] = 1; order[++nr] = $1 }
+}
+END {
+  print "\n=== Proxy benchmark summary: Gatehouse (GH) vs nginx (NG), same upstream; per round, then medians ==="
+  printf "%-6s %9s %8s %9s %8s %9s %9s %8s %8s\n", "round", "GH req/s", "GH p99", "NG req/s", "NG p99", "req/s", "p99", "GH err", "NG err"
+  printf "%-6s %9s %8s %9s %8s %9s %9s %8s %8s\n", "", "", "ms", "", "ms", "GH/NG", "GH-NG ms", "", ""
+  for (i = 1; i <= nr; i++) {
+    r = order[i]; g = r SUBSEP "gatehouse"; n = r SUBSEP "nginx"
+    if (!(g in rps) || !(n in rps)) continue
+    valid = (err[g] == 0 && err[n] == 0)
+    printf "%-6s %9.0f %8.2f %9.0f %8.2f %9.3f %9.2f %8d %8d%s\n", r, rps[g], p99[g], rps[n], p99[n], rps[g] / rps[n], p99[g] - p99[n], err[g], err[n], valid ? "" : "  INVALID"
+    all++
+    if (valid) { nv++; v_ratio[nv] = rps[g] / rps[n]; v_dp99[nv] = p99[g] - p99[n]
+      v_grps[nv] = rps[g]; v_nrps[nv] = rps[n]; v_gp99[nv] = p99[g]; v_np99[nv] = p99[n]; v_gp50[nv] = p50[g]; v_np50[nv] = p50[n]
+      v_grss[nv] = rss[g]; v_nrss[nv] = rss[n]; v_gcpu[nv] = cpu[g]; v_ncpu[nv] = cpu[n]
+      if (nv == 1 || v_ratio[nv] < rmin) rmin = v_ratio[nv]; if (nv == 1 || v_ratio[nv] > rmax) rmax = v_ratio[nv] }
+  }
+  if (nv == 0) { print "\nNO VALID ROUND: every round had errors (non-2xx or socket errors); the figures above are not comparable."; exit }
+  mr = median(v_ratio, nv); gp99 = median(v_gp99, nv); np99 = median(v_np99, nv)
+  printf "%-6s %9.0f %8.2f %9.0f %8.2f %9.3f %9.2f   <- medians over %d valid of %d rounds (ratio: median of per-round ratios)\n", "median", median(v_grps, nv), gp99, median(v_nrps, nv), np99, mr, median(v_dp99, nv), nv, all
+  printf "req/s ratio GH/NG spread: min %.3f, max %.3f\n", rmin, rmax
+  printf "p50 ms (median): GH %.2f, NG %.2f\n", median(v_gp50, nv), median(v_np50, nv)
+  printf "CPU per request (median, us of proxy CPU time): GH %.1f, NG %.1f (ratio %.2f)\n", median(v_gcpu, nv), median(v_ncpu, nv), median(v_gcpu, nv) / median(v_ncpu, nv)
+  printf "RSS under load (peak per run, median): GH %.1f MB (idle before load %.1f MB), NG workers %.1f MB (idle %.1f MB)\n", median(v_grss, nv) / 1024, idle_gh / 1024, median(v_nrss, nv) / 1024, idle_ng / 1024
+  printf "goal req/s GH/NG >= 1.0 (floor 0.9): %s; goal p99 GH <= NG + 1 ms (%.2f <= %.2f): %s\n", (mr >= 1.0 ? "MET" : (mr >= 0.9 ? "above the 0.9 floor, below 1.0" : "NOT MET")), gp99, np99 + 1, (gp99 <= np99 + 1 ? "MET" : "NOT MET")
+}' "$RESULTS"
+
+cat <<EOF
+
+[setup]
+wrk -t$THREADS -c$CONNS -d$DURATION --latency, GET $REQ_PATH, $ROUNDS rounds (order: $ORDER), warm-up $WARMUP per proxy; load generator, proxies and upstream share the same $(nproc) cores
+upstream: nginx (bench/nginx/upstream.conf, 1 worker) on 127.0.0.1:$UPSTREAM_PORT, 200 "hello\\n" for every path
+Gatehouse: $("$BIN" --version 2>/dev/null || echo "$BIN") quickstart, proxy on 127.0.0.1:$GH_PROXY_PORT, service + route "/" (no plugins)
+nginx: $("$NGINX" -v 2>&1 | sed 's/.*: //') (bench/nginx/nginx.conf, ${#NGINX_WORKERS[@]} workers, upstream keepalive 64) on 127.0.0.1:$NGINX_PORT
+RSS: VmRSS of the Gatehouse process; of the nginx proxy's worker processes, summed (its master: $(( $(rss_kb "$NGINX_PID_proxy") / 1024 )) MB)
+stderr lines: Gatehouse matching warn/error: $GH_WARN; nginx (proxy + upstream): $NGINX_ERR
+load average after: $(cut -d' ' -f1-3 /proc/loadavg)
+EOF
+if [[ -n $CHECKS ]]; then printf '\n[strict check: status distribution; ok = 200 with body "%s\\n"]\n%s' "$EXPECTED_BODY" "$CHECKS"; fi
+if [[ $GH_WARN != 0 ]]; then printf '\n[Gatehouse stderr, first lines]\n'; sed 's/\x1b\[[0-9;]*m//g' "$TMP/gh.err" | grep -iE 'warn|error' | head -5; fi
+if [[ $NGINX_ERR != 0 ]]; then printf '\n[nginx stderr, first lines]\n'; cat "$TMP/proxy.err" "$TMP/upstream.err" | head -5; fi
+if [[ -n $PERF_REPORT ]]; then
+  printf '\n[perf record -g: Gatehouse samples by DSO, then by symbol, wrk -d%s; perf.data kept in %s]\n%s\n' "$PERF_DURATION" "$TMP" "$PERF_REPORT"
+fi
+if [[ $KEEP == 1 ]]; then printf '\nraw results: %s (wrk outputs, logs, response headers alongside)\n' "$RESULTS"; fi
