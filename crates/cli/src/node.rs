@@ -173,7 +173,13 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
     let (platform, platform_addr) = bind(ListenerKind::Platform, config.platform.listen, plaintext).await?;
     let (issuer_listener, issuer_addr) = bind(ListenerKind::Issuer, config.issuer.listen, plaintext).await?;
     let (admin, admin_addr) = bind(ListenerKind::Admin, config.admin.listen, plaintext).await?;
-    let (proxy_listener, proxy_addr) = bind(ListenerKind::Proxy, config.proxy.listen, plaintext).await?;
+    // The proxy's worker threads each accept on their own socket bound to this address.
+    let proxy_listener = listener::bind_reusable(ListenerKind::Proxy, config.proxy.listen, plaintext).await?;
+    let proxy_addr = proxy_listener.local_addr().map_err(|source| BindError::Io {
+        kind: ListenerKind::Proxy,
+        addr: config.proxy.listen,
+        source,
+    })?;
     let echo = if options.echo { Some(bind(ListenerKind::Echo, config.echo.listen, plaintext).await?) } else { None };
 
     let template = Arc::new(config.issuer_url_template(issuer_addr)?);
@@ -185,7 +191,7 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
     let served_name = config.gateway.control_plane.as_deref().unwrap_or(DEFAULT_CONTROL_PLANE);
     let control_plane = ensure_control_plane(&services, served_name).await?;
     let publisher = ConfigPublisher::start(services.clone(), control_plane.id).await?;
-    let proxy = Proxy::new(ProxySettings { trusted_ips: config.proxy.trusted_ips.clone() });
+    let proxy = Proxy::new(ProxySettings { trusted_ips: config.proxy.trusted_ips.clone(), workers: 0 });
     proxy.follow(publisher.subscribe());
     let config_changes = publisher.changes();
     let control = ControlState(Arc::new(Control {

@@ -26,11 +26,14 @@ pub fn empty() -> ProxyBody {
 pub struct IdleTimeout(pub Duration);
 
 /// A body that fails when no frame arrives within `timeout` of the previous one (Kong's `read_timeout` is
-/// between two reads, not for the whole body).
+/// between two reads, not for the whole body). The timer is armed only when a read has to wait, so a body that is
+/// already there when it is read (most small responses) costs no timer at all.
 pub struct IdleTimeoutBody<B> {
     inner: B,
     timeout: Duration,
-    sleep: Pin<Box<tokio::time::Sleep>>,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether `sleep` times the current wait (it is kept between waits to be reset, not reallocated).
+    waiting: bool,
 }
 
 impl<B> std::fmt::Debug for IdleTimeoutBody<B> {
@@ -41,7 +44,7 @@ impl<B> std::fmt::Debug for IdleTimeoutBody<B> {
 
 impl<B> IdleTimeoutBody<B> {
     pub fn new(inner: B, timeout: Duration) -> Self {
-        Self { inner, timeout, sleep: Box::pin(tokio::time::sleep(timeout)) }
+        Self { inner, timeout, sleep: None, waiting: false }
     }
 }
 
@@ -57,14 +60,22 @@ where
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                let deadline = tokio::time::Instant::now() + this.timeout;
-                this.sleep.as_mut().reset(deadline);
+                // The wait, if any, is over; the next one restarts the timer.
+                this.waiting = false;
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
-            Poll::Pending => match this.sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(IdleTimeout(this.timeout))))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                let timeout = this.timeout;
+                let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if !this.waiting {
+                    this.waiting = true;
+                    sleep.as_mut().reset(tokio::time::Instant::now() + timeout);
+                }
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(IdleTimeout(timeout))))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 

@@ -27,6 +27,50 @@ pub struct ServiceConfig {
     pub read_timeout: u64,
     pub tls_verify: Option<bool>,
     pub enabled: bool,
+    /// Filled in when the configuration compiles.
+    #[serde(skip)]
+    pub target: UpstreamTarget,
+}
+
+/// Where a service's requests go, parsed once per configuration rather than per request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamTarget {
+    pub scheme: http::uri::Scheme,
+    pub authority: http::uri::Authority,
+    /// The `Host` header sent upstream (unless the route preserves the client's).
+    pub host: http::HeaderValue,
+}
+
+impl Default for UpstreamTarget {
+    fn default() -> Self {
+        Self {
+            scheme: http::uri::Scheme::HTTP,
+            authority: http::uri::Authority::from_static("localhost"),
+            host: http::HeaderValue::from_static("localhost"),
+        }
+    }
+}
+
+impl UpstreamTarget {
+    fn new(host: &str, port: u16, protocol: &str) -> Option<Self> {
+        let authority = authority(host, port, protocol);
+        Some(Self {
+            scheme: if scheme(protocol) == "https" { http::uri::Scheme::HTTPS } else { http::uri::Scheme::HTTP },
+            host: http::HeaderValue::from_str(&authority).ok()?,
+            authority: authority.parse().ok()?,
+        })
+    }
+}
+
+pub(crate) fn scheme(protocol: &str) -> &'static str {
+    if matches!(protocol, "https" | "grpcs" | "wss") { "https" } else { "http" }
+}
+
+/// The service's authority; the port is left out when it is the scheme's default, as Kong sets `Host`.
+pub(crate) fn authority(host: &str, port: u16, protocol: &str) -> String {
+    let host = if host.contains(':') { format!("[{host}]") } else { host.to_owned() };
+    let default = if scheme(protocol) == "https" { 443 } else { 80 };
+    if port == default { host } else { format!("{host}:{port}") }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -85,7 +129,9 @@ pub fn compile(data: &ConfigData) -> Result<Compiled, CompileError> {
     let shape = |e: serde_json::Error| CompileError::Shape(e.to_string());
     let mut services = HashMap::new();
     for s in &data.services {
-        let service: ServiceConfig = serde_json::from_value(Value::Object(s.clone())).map_err(shape)?;
+        let mut service: ServiceConfig = serde_json::from_value(Value::Object(s.clone())).map_err(shape)?;
+        service.target = UpstreamTarget::new(&service.host, service.port, &service.protocol)
+            .ok_or_else(|| CompileError::Shape(format!("service {}: host is not a valid authority", service.id)))?;
         services.insert(service.id, Arc::new(service));
     }
     let mut routes = Vec::new();

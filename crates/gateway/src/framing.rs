@@ -32,7 +32,8 @@ const POISON: &[u8] = b"\x01\r\n\r\n";
 
 #[derive(Debug)]
 enum State {
-    Head(HeadScan),
+    /// Reading a request head into [`FramingWatch::head`].
+    Head,
     Fixed(u64),
     ChunkSize(Vec<u8>),
     ChunkData(u64),
@@ -45,13 +46,15 @@ enum State {
 #[derive(Debug)]
 pub struct FramingWatch {
     state: State,
+    /// The head being read; its buffer is reused from one request to the next.
+    head: HeadScan,
     verdicts: Verdicts,
     started: bool,
 }
 
 impl FramingWatch {
     pub fn new(verdicts: Verdicts) -> Self {
-        Self { state: State::Head(HeadScan::default()), verdicts, started: false }
+        Self { state: State::Head, head: HeadScan::default(), verdicts, started: false }
     }
 
     /// Watches one chunk of bytes; returns the offset in `chunk` of the first byte past the head limits, if any
@@ -67,9 +70,9 @@ impl FramingWatch {
         while !bytes.is_empty() {
             match &mut self.state {
                 State::Off => return None,
-                State::Head(scan) => {
+                State::Head => {
                     // Leading empty lines before a request line are ignored by parsers.
-                    if scan.buf.is_empty() {
+                    if self.head.buf.is_empty() {
                         let skip = bytes.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
                         bytes = &bytes[skip..];
                         if bytes.is_empty() {
@@ -77,16 +80,17 @@ impl FramingWatch {
                         }
                     }
                     let offset = chunk.len() - bytes.len();
-                    match scan.advance(bytes) {
+                    match self.head.advance(bytes) {
                         Scan::Incomplete => return None,
                         Scan::PastLimits(at) => {
                             self.state = State::Off;
                             return Some(offset + at);
                         }
                         Scan::Complete(at) => {
-                            let head = std::mem::take(&mut scan.buf);
                             bytes = &bytes[at..];
-                            self.state = self.after_head(&head);
+                            self.state = self.after_head();
+                            self.head.buf.clear();
+                            self.head.line_ends = 0;
                         }
                     }
                 }
@@ -95,7 +99,7 @@ impl FramingWatch {
                     *left -= n as u64;
                     bytes = &bytes[n..];
                     if *left == 0 {
-                        self.state = State::Head(HeadScan::default());
+                        self.state = State::Head;
                     }
                 }
                 State::ChunkSize(line) => match bytes.iter().position(|b| *b == b'\n') {
@@ -145,7 +149,7 @@ impl FramingWatch {
                         let empty = line.iter().all(|b| *b == b'\r');
                         line.clear();
                         if empty {
-                            self.state = State::Head(HeadScan::default());
+                            self.state = State::Head;
                         }
                     }
                     None => {
@@ -158,42 +162,35 @@ impl FramingWatch {
         None
     }
 
-    fn after_head(&mut self, head: &[u8]) -> State {
-        let text = String::from_utf8_lossy(head);
+    /// Reads the framing headers of the complete head in `self.head` and records the verdict.
+    fn after_head(&mut self) -> State {
         let mut content_length: Option<u64> = None;
-        let mut transfer_encoding: Option<String> = None;
-        let mut bad = false;
-        for line in text.lines().skip(1) {
-            let Some((name, value)) = line.split_once(':') else { continue };
-            let (name, value) = (name.to_ascii_lowercase(), value.trim());
-            match name.as_str() {
-                "content-length" => match value.parse::<u64>() {
-                    Ok(n) if content_length.is_none_or(|c| c == n) => content_length = Some(n),
-                    _ => bad = true,
-                },
-                "transfer-encoding" => {
-                    let joined = match transfer_encoding.take() {
-                        Some(prev) => format!("{prev}, {value}"),
-                        None => value.to_owned(),
-                    };
-                    transfer_encoding = Some(joined);
+        let mut conflicting_lengths = false;
+        // The last coding of the last Transfer-Encoding line: what frames the body.
+        let mut last_coding: Option<&[u8]> = None;
+        for line in self.head.buf.split(|b| *b == b'\n').skip(1) {
+            let Some(colon) = line.iter().position(|b| *b == b':') else { continue };
+            let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+            if name.eq_ignore_ascii_case(b"content-length") {
+                match std::str::from_utf8(value).ok().and_then(|v| v.parse::<u64>().ok()) {
+                    Some(n) if content_length.is_none_or(|c| c == n) => content_length = Some(n),
+                    _ => conflicting_lengths = true,
                 }
-                _ => {}
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                last_coding = value.rsplit(|b| *b == b',').next().map(<[u8]>::trim_ascii);
             }
         }
-        let both = content_length.is_some() && transfer_encoding.is_some();
+        let both = content_length.is_some() && last_coding.is_some();
         if let Ok(mut v) = self.verdicts.lock() {
             v.push_back(both);
         }
-        if bad {
+        if conflicting_lengths {
             return State::Off;
         }
-        match (transfer_encoding, content_length) {
-            (Some(te), _) => {
-                let last = te.rsplit(',').next().unwrap_or("").trim().to_ascii_lowercase();
-                if last == "chunked" { State::ChunkSize(Vec::new()) } else { State::Off }
-            }
-            (None, Some(0) | None) => State::Head(HeadScan::default()),
+        match (last_coding, content_length) {
+            (Some(coding), _) if coding.eq_ignore_ascii_case(b"chunked") => State::ChunkSize(Vec::new()),
+            (Some(_), _) => State::Off,
+            (None, Some(0) | None) => State::Head,
             (None, Some(n)) => State::Fixed(n),
         }
     }
@@ -218,20 +215,28 @@ enum Scan {
 
 impl HeadScan {
     fn advance(&mut self, bytes: &[u8]) -> Scan {
-        for (i, &b) in bytes.iter().enumerate() {
-            let starts_a_line_too_many =
-                self.line_ends > MAX_HEADER_LINES && self.buf.last() == Some(&b'\n') && !matches!(b, b'\r' | b'\n');
-            if self.buf.len() >= MAX_HEAD_BYTES || starts_a_line_too_many {
-                return Scan::PastLimits(i);
+        let mut from = 0;
+        while from < bytes.len() {
+            let newline = bytes[from..].iter().position(|b| *b == b'\n');
+            let end = newline.map_or(bytes.len(), |p| from + p + 1);
+            let starts_a_line_too_many = self.line_ends > MAX_HEADER_LINES
+                && self.buf.last() == Some(&b'\n')
+                && !matches!(bytes[from], b'\r' | b'\n');
+            if starts_a_line_too_many {
+                return Scan::PastLimits(from);
             }
-            self.buf.push(b);
-            if b == b'\n' {
+            if self.buf.len() + (end - from) > MAX_HEAD_BYTES {
+                return Scan::PastLimits(from + (MAX_HEAD_BYTES - self.buf.len()));
+            }
+            self.buf.extend_from_slice(&bytes[from..end]);
+            from = end;
+            if newline.is_some() {
                 // A blank line (CRLF or a bare LF, which parsers accept) ends the head.
                 let n = self.buf.len();
                 let blank = n >= 2
                     && (self.buf[n - 2] == b'\n' || (n >= 3 && self.buf[n - 2] == b'\r' && self.buf[n - 3] == b'\n'));
                 if blank {
-                    return Scan::Complete(i + 1);
+                    return Scan::Complete(from);
                 }
                 self.line_ends += 1;
             }

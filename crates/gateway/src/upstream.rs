@@ -17,13 +17,16 @@ pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
 
 #[derive(Debug, Default)]
 pub struct Clients {
-    clients: Mutex<HashMap<(u64, bool), UpstreamClient>>,
+    clients: Mutex<HashMap<(u64, bool), Arc<UpstreamClient>>>,
 }
 
 impl Clients {
-    pub fn get(&self, connect_timeout_ms: u64, verify: bool) -> UpstreamClient {
+    pub fn get(&self, connect_timeout_ms: u64, verify: bool) -> Arc<UpstreamClient> {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        clients.entry((connect_timeout_ms, verify)).or_insert_with(|| build(connect_timeout_ms, verify)).clone()
+        clients
+            .entry((connect_timeout_ms, verify))
+            .or_insert_with(|| Arc::new(build(connect_timeout_ms, verify)))
+            .clone()
     }
 }
 

@@ -81,6 +81,28 @@ pub async fn bind(
     Ok(listener)
 }
 
+/// Like [`bind`], with `SO_REUSEPORT` set so that more sockets can bind the same address (the proxy's worker
+/// threads each accept on their own). Linux lets only the same user join, so no other account can take a share
+/// of the connections.
+pub async fn bind_reusable(
+    kind: ListenerKind,
+    addr: SocketAddr,
+    allow_plaintext_public: bool,
+) -> Result<TcpListener, BindError> {
+    check_bind(kind, addr, allow_plaintext_public)?;
+    let io = |source| BindError::Io { kind, addr, source };
+    let socket =
+        if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }.map_err(io)?;
+    socket.set_reuseaddr(true).map_err(io)?;
+    socket.set_reuseport(true).map_err(io)?;
+    socket.bind(addr).map_err(io)?;
+    let listener = socket.listen(1024).map_err(io)?;
+    if let Ok(bound) = listener.local_addr() {
+        tracing::info!(listener = kind.as_str(), address = %bound, "listening");
+    }
+    Ok(listener)
+}
+
 /// Serves a router until `shutdown` resolves, then lets in-flight requests finish. A trailing slash is ignored
 /// (`…/plugins/` as Kong's docs write it reaches `…/plugins`); every request gets an access-log line.
 pub async fn serve(
