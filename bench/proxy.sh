@@ -17,6 +17,10 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$HERE/lib.sh"
+# shellcheck disable=SC2034 # read by log() in lib.sh
+LOG_TAG='proxy-bench'
 ROOT=$(dirname "$HERE")
 BIN=${GH_BIN:-$ROOT/target/release/gatehouse}
 ROUNDS=${ROUNDS:-5}
@@ -40,58 +44,22 @@ NGINX_PORT=${NGINX_PORT:-18280}
 UPSTREAM_PORT=${UPSTREAM_PORT:-18281}
 EXPECTED_BODY='hello'
 
-log() { printf '[proxy-bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
 # --- prerequisites ------------------------------------------------------------------------------------------
-[[ -x $BIN ]] || die "no release binary at $BIN; build it first: (cd $ROOT && cargo build --release -p gatehouse)"
-command -v curl >/dev/null || die "curl is required"
-apt_install() {
-  local pkg=$1 sudo=()
-  [[ $(id -u) -eq 0 ]] || sudo=(sudo)
-  log "installing $pkg (apt-get)"
-  "${sudo[@]}" apt-get install -y "$pkg" >/dev/null 2>&1 \
-    || { "${sudo[@]}" apt-get update >/dev/null 2>&1 && "${sudo[@]}" apt-get install -y "$pkg" >/dev/null 2>&1; }
-}
+require_gatehouse
+require_cmd curl
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [[ -x $NGINX ]] || { apt_install nginx || true; NGINX=$(command -v nginx || echo /usr/sbin/nginx); }
 [[ -x $NGINX ]] || die "nginx is required and could not be installed"
-command -v wrk >/dev/null || apt_install wrk || true
-command -v wrk >/dev/null || die "wrk is required and could not be installed"
+ensure_cmd wrk
 if [[ $PERF == 1 ]]; then command -v perf >/dev/null || die "PERF=1 needs perf"; fi
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$GH_PROXY_PORT" "$GH_ADMIN_PORT" "$GH_PLATFORM_PORT" "$GH_ISSUER_PORT" "$GH_ECHO_PORT" "$NGINX_PORT" "$UPSTREAM_PORT"; do
-  if port_busy "$p"; then die "port $p on 127.0.0.1 is already in use"; fi
-done
+require_free_ports "$GH_PROXY_PORT" "$GH_ADMIN_PORT" "$GH_PLATFORM_PORT" "$GH_ISSUER_PORT" "$GH_ECHO_PORT" "$NGINX_PORT" "$UPSTREAM_PORT"
 
 # --- processes and cleanup ----------------------------------------------------------------------------------
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-proxy-bench.XXXXXX")
-PIDS=()
+# SAMPLER: the RSS sampler of the run in progress (run_wrk); on exit it is stopped first, before the servers.
 SAMPLER=""
-cleanup() {
-  local rc=$?
-  [[ -z $SAMPLER ]] || kill "$SAMPLER" 2>/dev/null || true
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [[ $rc -ne 0 || $KEEP == 1 ]]; then
-    log "logs and raw results kept in $TMP"
-  else
-    rm -rf "$TMP"
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# wait_http URL PID SECONDS: until URL answers anything, while PID lives
-wait_http() {
-  local left=$(( $3 * 10 ))
-  until curl -s -o /dev/null --max-time 1 "$1"; do
-    kill -0 "$2" 2>/dev/null || return 1
-    (( left-- > 0 )) || return 1
-    sleep 0.1
-  done
-}
+cleanup_extra() { [[ -z $SAMPLER ]] || kill "$SAMPLER" 2>/dev/null || true; }
+bench_tmp gatehouse-proxy-bench
 
 log "load before start: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min), $(nproc) cores"
 
@@ -115,22 +83,12 @@ wait_http "http://127.0.0.1:$UPSTREAM_PORT/" "$NGINX_PID_upstream" 20 || { cat "
 wait_http "http://127.0.0.1:$NGINX_PORT/" "$NGINX_PID_proxy" 20 || { cat "$TMP/proxy.err" >&2; die "nginx proxy did not start"; }
 
 # Gatehouse: quickstart (embedded storage, every listener on loopback); only the proxy is under load.
-log "starting Gatehouse quickstart ($BIN)"
-mkdir -p "$TMP/gh-data"
-GATEHOUSE_PROXY__LISTEN=127.0.0.1:$GH_PROXY_PORT \
-GATEHOUSE_ADMIN__LISTEN=127.0.0.1:$GH_ADMIN_PORT \
-GATEHOUSE_PLATFORM__LISTEN=127.0.0.1:$GH_PLATFORM_PORT \
-GATEHOUSE_ISSUER__LISTEN=127.0.0.1:$GH_ISSUER_PORT \
-GATEHOUSE_ECHO__LISTEN=127.0.0.1:$GH_ECHO_PORT \
-GATEHOUSE_LOG__LEVEL=${GATEHOUSE_LOG__LEVEL:-warn} \
-  "$BIN" quickstart --data-dir "$TMP/gh-data" >"$TMP/gh.out" 2>"$TMP/gh.err" &
-GH_PID=$!
-PIDS+=("$GH_PID")
-left=1200
-until grep -q "Gatehouse Ready" "$TMP/gh.out" 2>/dev/null; do
-  kill -0 "$GH_PID" 2>/dev/null && (( left-- > 0 )) || { tail -20 "$TMP/gh.err" >&2; die "Gatehouse did not become ready"; }
-  sleep 0.1
-done
+start_gatehouse \
+  GATEHOUSE_PROXY__LISTEN="127.0.0.1:$GH_PROXY_PORT" \
+  GATEHOUSE_ADMIN__LISTEN="127.0.0.1:$GH_ADMIN_PORT" \
+  GATEHOUSE_PLATFORM__LISTEN="127.0.0.1:$GH_PLATFORM_PORT" \
+  GATEHOUSE_ISSUER__LISTEN="127.0.0.1:$GH_ISSUER_PORT" \
+  GATEHOUSE_ECHO__LISTEN="127.0.0.1:$GH_ECHO_PORT"
 ADMIN=http://127.0.0.1:$GH_ADMIN_PORT
 admin() { # admin METHOD PATH BODY -> expects 201
   local code
@@ -174,7 +132,6 @@ sample_rss() {
     sleep 0.2
   done
 }
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
 RESULTS=$TMP/results.tsv
 printf 'round\tproxy\trps\tp50_ms\tp90_ms\tp99_ms\tmax_ms\trequests\tnon2xx\tsockerr\trss_kb\tcpu_us_per_req\n' >"$RESULTS"
@@ -252,7 +209,7 @@ if [[ $PERF == 1 ]]; then
   KEEP=1
 fi
 
-GH_WARN=$(sed 's/\x1b\[[0-9;]*m//g' "$TMP/gh.err" | grep -ciE 'warn|error' || true)
+GH_WARN=$(gh_warnings -c || true)
 NGINX_ERR=$(cat "$TMP/proxy.err" "$TMP/upstream.err" | grep -c . || true)
 
 # --- summary ------------------------------------------------------------------------------------------------
@@ -305,7 +262,7 @@ stderr lines: Gatehouse matching warn/error: $GH_WARN; nginx (proxy + upstream):
 load average after: $(cut -d' ' -f1-3 /proc/loadavg)
 EOF
 if [[ -n $CHECKS ]]; then printf '\n[strict check: status distribution; ok = 200 with body "%s\\n"]\n%s' "$EXPECTED_BODY" "$CHECKS"; fi
-if [[ $GH_WARN != 0 ]]; then printf '\n[Gatehouse stderr, first lines]\n'; sed 's/\x1b\[[0-9;]*m//g' "$TMP/gh.err" | grep -iE 'warn|error' | head -5; fi
+if [[ $GH_WARN != 0 ]]; then printf '\n[Gatehouse stderr, first lines]\n'; gh_warnings | head -5; fi
 if [[ $NGINX_ERR != 0 ]]; then printf '\n[nginx stderr, first lines]\n'; cat "$TMP/proxy.err" "$TMP/upstream.err" | head -5; fi
 if [[ -n $PERF_REPORT ]]; then
   printf '\n[perf record -g: Gatehouse samples by DSO, then by symbol, wrk -d%s; perf.data kept in %s]\n%s\n' "$PERF_DURATION" "$TMP" "$PERF_REPORT"

@@ -13,6 +13,10 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$HERE/lib.sh"
+# shellcheck disable=SC2034 # read by log() in lib.sh
+LOG_TAG='bench'
 ROOT=$(dirname "$HERE")
 BIN=${GH_BIN:-$ROOT/target/release/gatehouse}
 ROUNDS=${ROUNDS:-5}
@@ -37,23 +41,11 @@ OP_CLIENT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 AUDIENCE=http://bench.dev
 TOKEN_BODY='grant_type=client_credentials&scope=my-scope'
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
 # --- prerequisites ------------------------------------------------------------------------------------------
-[[ -x $BIN ]] || die "no release binary at $BIN; build it first: (cd $ROOT && cargo build --release -p gatehouse)"
-command -v node >/dev/null || die "node is required (oidc-provider)"
-command -v curl >/dev/null || die "curl is required"
-
-apt_install() {
-  local pkg=$1 sudo=()
-  [[ $(id -u) -eq 0 ]] || sudo=(sudo)
-  log "installing $pkg (apt-get)"
-  "${sudo[@]}" apt-get install -y "$pkg" >/dev/null 2>&1 \
-    || { "${sudo[@]}" apt-get update >/dev/null 2>&1 && "${sudo[@]}" apt-get install -y "$pkg" >/dev/null 2>&1; }
-}
-command -v wrk >/dev/null || apt_install wrk || true
-command -v wrk >/dev/null || die "wrk is required and could not be installed"
+require_gatehouse
+require_cmd node oidc-provider
+require_cmd curl
+ensure_cmd wrk
 if [[ $HEY == 1 ]] && ! command -v hey >/dev/null; then
   if apt-cache show hey >/dev/null 2>&1; then apt_install hey || true; fi
   command -v hey >/dev/null || log "hey not available; wrk only"
@@ -69,54 +61,20 @@ if [[ ! -d $HERE/oidc-provider/node_modules/oidc-provider ]]; then
 fi
 OP_VERSION=$(node -p "require('$HERE/oidc-provider/node_modules/oidc-provider/package.json').version")
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$GH_PLATFORM_PORT" "$GH_ISSUER_PORT" "$OP_PORT_RS256" "$OP_PORT_ES256" "$OP_PORT_OPAQUE"; do
-  if port_busy "$p"; then die "port $p on 127.0.0.1 is already in use"; fi
-done
+require_free_ports "$GH_PLATFORM_PORT" "$GH_ISSUER_PORT" "$OP_PORT_RS256" "$OP_PORT_ES256" "$OP_PORT_OPAQUE"
 
 # --- processes and cleanup ----------------------------------------------------------------------------------
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-bench.XXXXXX")
-PIDS=()
-cleanup() {
-  local rc=$?
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [[ $rc -ne 0 || $KEEP == 1 ]]; then
-    log "logs and raw results kept in $TMP"
-  else
-    rm -rf "$TMP"
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_tmp gatehouse-bench
 
 # json_get FILE EXPR: evaluates EXPR on the parsed JSON `j` of FILE.
 json_get() { node -e 'const j=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")); const v=('"$2"'); if (v===undefined) process.exit(1); console.log(v)' "$1"; }
-
-# wait_for FILE PATTERN PID SECONDS
-wait_for() {
-  local file=$1 pattern=$2 pid=$3 left=$(( $4 * 10 ))
-  until grep -q "$pattern" "$file" 2>/dev/null; do
-    kill -0 "$pid" 2>/dev/null || return 1
-    (( left-- > 0 )) || return 1
-    sleep 0.1
-  done
-}
 
 peak_rss_mb() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status" 2>/dev/null || echo "?"; }
 
 log "load before start: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min), $(nproc) cores"
 
 # Gatehouse
-log "starting Gatehouse quickstart ($BIN)"
-mkdir -p "$TMP/gh-data"
-GATEHOUSE_PLATFORM__LISTEN=127.0.0.1:$GH_PLATFORM_PORT \
-GATEHOUSE_ISSUER__LISTEN=127.0.0.1:$GH_ISSUER_PORT \
-GATEHOUSE_LOG__LEVEL=${GATEHOUSE_LOG__LEVEL:-warn} \
-  "$BIN" quickstart --data-dir "$TMP/gh-data" >"$TMP/gh.out" 2>"$TMP/gh.err" &
-GH_PID=$!
-PIDS+=("$GH_PID")
-wait_for "$TMP/gh.out" "Gatehouse Ready" "$GH_PID" 120 || { tail -20 "$TMP/gh.err" >&2; die "Gatehouse did not become ready"; }
+start_gatehouse GATEHOUSE_PLATFORM__LISTEN="127.0.0.1:$GH_PLATFORM_PORT" GATEHOUSE_ISSUER__LISTEN="127.0.0.1:$GH_ISSUER_PORT"
 KONNECT_TOKEN=$(sed -n "s/^export KONNECT_TOKEN='\(.*\)'$/\1/p" "$TMP/gh.out")
 PLATFORM=$(sed -n "s/^export KONNECT_CONTROL_PLANE_URL=\(.*\)$/\1/p" "$TMP/gh.out")
 [[ -n $KONNECT_TOKEN && -n $PLATFORM ]] || die "could not read KONNECT_TOKEN / KONNECT_CONTROL_PLANE_URL from quickstart output"
@@ -217,7 +175,6 @@ run_wrk() { # run_wrk CASE SERVER DURATION -> RESULT line
   BENCH_BODY=${BODY[$key]} BENCH_AUTH=${AUTH[$key]} BENCH_EXPECT=${EXPECT[$key]} \
     wrk -t"$THREADS" -c"$CONNS" -d"$3" --timeout 10s -s "$HERE/post.lua" "${URL[$key]}" | grep '^RESULT'
 }
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
 log "warm-up: $WARMUP per case and server (JIT, caches, connection setup)"
 for c in $CASES; do for s in gatehouse oidc-provider; do run_wrk "$c" "$s" "$WARMUP" >/dev/null; done; done
@@ -273,7 +230,7 @@ rm -f "$TMP/dsync-probe"
 
 GH_RSS=$(peak_rss_mb "$GH_PID")
 OP_RSS="RS256 $(peak_rss_mb "$OP_PID_RS256") / ES256 $(peak_rss_mb "$OP_PID_ES256") / opaque $(peak_rss_mb "$OP_PID_OPAQUE")"
-GH_WARN=$(sed 's/\x1b\[[0-9;]*m//g' "$TMP/gh.err" | grep -ciE 'warn|error' || true)
+GH_WARN=$(gh_warnings -c || true)
 OP_ERR=$(cat "$TMP"/op-*.err | grep -v -e 'WARNING: Unsupported runtime' -e 'development-only in-memory adapter' | grep -c . || true)
 GH_DATA=$(du -sh "$TMP/gh-data" | cut -f1)
 
@@ -336,5 +293,5 @@ Gatehouse stderr lines matching warn/error: $GH_WARN; oidc-provider stderr lines
 load average after: $(cut -d' ' -f1-3 /proc/loadavg)
 EOF
 if [[ -n $HEY_REPORT ]]; then printf '\n[hey status codes, -n %s -c %s]\n%s' "$((CONNS * 64))" "$CONNS" "$HEY_REPORT"; fi
-if [[ $GH_WARN != 0 ]]; then printf '\n[Gatehouse stderr, first lines]\n'; sed 's/\x1b\[[0-9;]*m//g' "$TMP/gh.err" | grep -iE 'warn|error' | head -5; fi
+if [[ $GH_WARN != 0 ]]; then printf '\n[Gatehouse stderr, first lines]\n'; gh_warnings | head -5; fi
 if [[ $KEEP == 1 ]]; then printf '\nraw results: %s\n' "$RESULTS"; fi

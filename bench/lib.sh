@@ -1,0 +1,99 @@
+# shellcheck shell=bash
+# Helpers shared by bench/run.sh and bench/proxy.sh: `source "$HERE/lib.sh"`. Sourcing only defines functions.
+#
+# The caller sets LOG_TAG (the tag of its log lines), BIN, ROOT and KEEP before using them; bench_tmp sets TMP and
+# PIDS, start_gatehouse sets GH_PID. A caller that defines cleanup_extra has it run first on exit.
+
+log() { printf '[%s %s] %s\n' "$LOG_TAG" "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# --- prerequisites ------------------------------------------------------------------------------------------
+# The scripts only check that the release binary exists; they never build it.
+require_gatehouse() {
+  [[ -x $BIN ]] || die "no release binary at $BIN; build it first: (cd $ROOT && cargo build --release -p gatehouse)"
+}
+
+# require_cmd CMD [WHAT_FOR]
+require_cmd() { command -v "$1" >/dev/null || die "$1 is required${2:+ ($2)}"; }
+
+apt_install() {
+  local pkg=$1 sudo=()
+  [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+  log "installing $pkg (apt-get)"
+  "${sudo[@]}" apt-get install -y "$pkg" >/dev/null 2>&1 \
+    || { "${sudo[@]}" apt-get update >/dev/null 2>&1 && "${sudo[@]}" apt-get install -y "$pkg" >/dev/null 2>&1; }
+}
+
+# ensure_cmd CMD: installs the package of the same name with apt-get when CMD is missing
+ensure_cmd() {
+  command -v "$1" >/dev/null || apt_install "$1" || true
+  command -v "$1" >/dev/null || die "$1 is required and could not be installed"
+}
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# require_free_ports PORT...
+require_free_ports() {
+  local p
+  for p in "$@"; do
+    if port_busy "$p"; then die "port $p on 127.0.0.1 is already in use"; fi
+  done
+}
+
+# --- processes and cleanup ----------------------------------------------------------------------------------
+# bench_tmp NAME: TMP, a new temp dir ${TMPDIR:-/tmp}/NAME.XXXXXX, and PIDS, the processes to stop on exit. On exit
+# (Ctrl-C and TERM included) they are stopped; the temp dir is removed, or kept on failure or with KEEP=1.
+bench_tmp() {
+  TMP=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
+  PIDS=()
+  trap cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+cleanup() {
+  local rc=$?
+  if declare -F cleanup_extra >/dev/null; then cleanup_extra; fi
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [[ $rc -ne 0 || $KEEP == 1 ]]; then
+    log "logs and raw results kept in $TMP"
+  else
+    rm -rf "$TMP"
+  fi
+}
+
+# wait_until PID SECONDS COMMAND...: runs COMMAND every 0.1 s until it succeeds; fails if PID exits or time runs out
+wait_until() {
+  local pid=$1 left=$(( $2 * 10 ))
+  shift 2
+  until "$@"; do
+    kill -0 "$pid" 2>/dev/null || return 1
+    (( left-- > 0 )) || return 1
+    sleep 0.1
+  done
+}
+
+# wait_for FILE PATTERN PID SECONDS: until FILE has a line matching PATTERN
+wait_for() { wait_until "$3" "$4" grep -qs "$2" "$1"; }
+
+# wait_http URL PID SECONDS: until URL answers anything
+wait_http() { wait_until "$2" "$3" curl -s -o /dev/null --max-time 1 "$1"; }
+
+# --- Gatehouse ----------------------------------------------------------------------------------------------
+# start_gatehouse VAR=VALUE...: `gatehouse quickstart` with data in $TMP/gh-data, output in $TMP/gh.out and gh.err,
+# these settings (its listen addresses) and log level warn unless GATEHOUSE_LOG__LEVEL is set; returns once it is
+# ready, with its pid in GH_PID.
+start_gatehouse() {
+  log "starting Gatehouse quickstart ($BIN)"
+  mkdir -p "$TMP/gh-data"
+  env "$@" GATEHOUSE_LOG__LEVEL="${GATEHOUSE_LOG__LEVEL:-warn}" \
+    "$BIN" quickstart --data-dir "$TMP/gh-data" >"$TMP/gh.out" 2>"$TMP/gh.err" &
+  GH_PID=$!
+  PIDS+=("$GH_PID")
+  wait_for "$TMP/gh.out" "Gatehouse Ready" "$GH_PID" 120 || { tail -20 "$TMP/gh.err" >&2; die "Gatehouse did not become ready"; }
+}
+
+# gh_warnings [GREP_OPTION...]: the lines of Gatehouse's stderr that mention warn or error, colours stripped
+gh_warnings() { sed 's/\x1b\[[0-9;]*m//g' "$TMP/gh.err" | grep "$@" -iE 'warn|error'; }
+
+# field NAME LINE: the value of NAME=... in a RESULT line of the wrk scripts
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
