@@ -422,3 +422,76 @@ async fn large_bodies_stream_through() {
     assert_eq!(echo["data"].as_str().map(str::len), Some(body.len()));
     node.stop().await;
 }
+
+/// An upstream that counts the connections it accepts and answers `ok`; with `close_after_one`, it closes each
+/// connection after its first response without saying so (as a server whose keep-alive timeout passed does).
+async fn connection_counting_upstream(close_after_one: bool) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counter = connections.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else { return };
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {
+                            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+                            if close_after_one {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, connections)
+}
+
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_replaced_when_closed() {
+    let node = TestNode::start().await;
+    let (kept, kept_count) = connection_counting_upstream(false).await;
+    let (closing, closing_count) = connection_counting_upstream(true).await;
+    for (name, addr) in [("kept", kept), ("closing", closing)] {
+        admin_ok(&node, Method::POST, "/services", json!({"name": name, "url": format!("http://{addr}")})).await;
+        admin_ok(&node, Method::POST, &format!("/services/{name}/routes"), json!({"paths": [format!("/{name}")]}))
+            .await;
+    }
+    node.wait_config().await;
+
+    // Fifty requests on one client connection travel on one upstream connection.
+    let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+    for _ in 0..50 {
+        let res = client.get(format!("{}/kept", node.proxy_url())).send().await.unwrap();
+        assert_eq!((res.status(), res.text().await.unwrap()), (StatusCode::OK, "ok".to_owned()));
+    }
+    assert_eq!(kept_count.load(Ordering::SeqCst), 1, "one upstream connection for one client connection");
+
+    // New client connections reuse parked upstream connections: at most one per proxy worker (one per core).
+    for _ in 0..20 {
+        let fresh = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+        let res = fresh.get(format!("{}/kept", node.proxy_url())).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        drop(fresh);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
+    let opened = kept_count.load(Ordering::SeqCst);
+    assert!(opened <= 1 + workers, "parked connections were reused: {opened} opened for 21 client connections");
+
+    // An upstream that drops every connection after one response: each request still succeeds, on a new one.
+    for i in 0..10 {
+        let res = client.get(format!("{}/closing", node.proxy_url())).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "request {i} after the upstream closed the previous connection");
+        // Give the proxy a moment to see the close, as it would between real requests.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(closing_count.load(Ordering::SeqCst), 10);
+    node.stop().await;
+}

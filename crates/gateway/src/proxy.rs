@@ -34,7 +34,7 @@ use crate::error::{INSPECTED_BODY_LIMIT, ProxyError};
 use crate::framing::{Verdicts, Watched};
 use crate::plugins::{Flow, Plugin, RequestContext, ResponseContext};
 use crate::router::{RequestFacts, normalize_path, upstream_path};
-use crate::upstream::Clients;
+use crate::upstream::{Pool, PoolKey, Sender};
 
 pub const SERVER: &str = concat!("gatehouse/", env!("CARGO_PKG_VERSION"));
 const VIA: &str = concat!("1.1 gatehouse/", env!("CARGO_PKG_VERSION"));
@@ -117,23 +117,35 @@ pub struct Proxy {
     settings: ProxySettings,
 }
 
-/// What one worker thread owns, so requests never contend across cores: its upstream connection pools and its
+/// What one worker thread owns, so requests never contend across cores: its idle upstream connections and its
 /// request-id sequence.
 #[derive(Debug)]
 struct Worker {
-    clients: Clients,
+    pool: Pool,
     ids: RequestIds,
 }
 
 /// A client connection, with what every request on it reuses.
 #[derive(Debug)]
 struct ClientConnection {
+    worker: Arc<Worker>,
     peer: SocketAddr,
     local_port: u16,
     /// The peer's address as a header value (`X-Forwarded-For`, `X-Real-IP`).
     peer_value: HeaderValue,
     /// Whether the peer is a trusted proxy whose `X-Forwarded-*` headers are kept.
     trusted: bool,
+    /// The upstream connection the last request used: an HTTP/1 client's next request goes out on it without
+    /// touching the worker's pool.
+    upstream: std::sync::Mutex<Option<(PoolKey, Sender)>>,
+}
+
+impl Drop for ClientConnection {
+    fn drop(&mut self) {
+        if let Some((key, sender)) = self.upstream.get_mut().ok().and_then(Option::take) {
+            self.worker.pool.put(key, sender);
+        }
+    }
 }
 
 impl Proxy {
@@ -306,15 +318,8 @@ impl Proxy {
             upstream.push_str(q);
         }
         let target = &service.target;
-        let uri = http::uri::PathAndQuery::try_from(upstream).ok().and_then(|path_and_query| {
-            http::Uri::builder()
-                .scheme(target.scheme.clone())
-                .authority(target.authority.clone())
-                .path_and_query(path_and_query)
-                .build()
-                .ok()
-        });
-        let Some(uri) = uri else {
+        // Origin form: the connection already goes to the service.
+        let Ok(uri) = http::uri::PathAndQuery::try_from(upstream).map(http::Uri::from) else {
             return self.local_error(ProxyError::BadRequest, &request_id, started);
         };
         strip_hop_by_hop(&mut headers);
@@ -338,7 +343,18 @@ impl Proxy {
 
         let proxy_latency = started.elapsed();
         let sent_at = Instant::now();
-        let result = self.send(worker, &service, &parts.method, uri, headers, buffered, streaming).await;
+        let has_body = buffered.as_ref().is_some_and(|b| !b.is_empty()) || streaming.is_some();
+        let body = match (buffered, streaming) {
+            (Some(bytes), _) => full(bytes),
+            (None, Some(stream)) => stream.map_err(|e| Box::new(e) as crate::body::BoxError).boxed(),
+            (None, None) => empty(),
+        };
+        let mut upstream_request = Request::new(body);
+        *upstream_request.method_mut() = parts.method;
+        *upstream_request.uri_mut() = uri;
+        *upstream_request.headers_mut() = headers;
+        let sequential = parts.version < http::Version::HTTP_2;
+        let result = self.send(conn, &service, upstream_request, has_body, sequential).await;
         let upstream_latency = sent_at.elapsed();
         let response = match result {
             Ok(r) => r,
@@ -370,57 +386,83 @@ impl Proxy {
         Response::from_parts(parts, body)
     }
 
-    /// Calls the service. Connection failures are retried up to `retries` times when the body can be sent again
-    /// (it was read whole); a streamed body is never sent twice.
-    #[allow(clippy::too_many_arguments)]
+    /// Calls the service. A request goes out only once a connection is established, so a failure to connect
+    /// (retried up to the service's `retries`) or a kept-alive connection found closed never sends anything
+    /// twice, streamed bodies included; once sent, a request is never repeated. `sequential`: the client is
+    /// HTTP/1, so its connection keeps the upstream connection for its next request.
     async fn send(
         &self,
-        worker: &Worker,
+        conn: &ClientConnection,
         service: &crate::config::ServiceConfig,
-        method: &http::Method,
-        uri: http::Uri,
-        headers: HeaderMap,
-        buffered: Option<Bytes>,
-        mut streaming: Option<Incoming>,
+        mut request: Request<ProxyBody>,
+        has_body: bool,
+        sequential: bool,
     ) -> Result<Response<Incoming>, ProxyError> {
-        let client = worker.clients.get(service.connect_timeout, service.tls_verify.unwrap_or(true));
-        let replayable = buffered.is_some();
-        let attempts = if replayable { 1 + service.retries } else { 1 };
-        let has_body = buffered.as_ref().is_some_and(|b| !b.is_empty()) || streaming.is_some();
         // Kong's read and write timeouts are between two reads or writes; waiting for the response head covers
         // the write of the request and the first read.
         let head_timeout =
             Duration::from_millis(service.read_timeout + if has_body { service.write_timeout } else { 0 });
-        let mut last = ProxyError::BadGateway;
-        // The headers move into the last attempt; earlier ones (which a retry may follow) send a copy.
-        let mut headers = Some(headers);
-        for attempt in 0..attempts {
-            let body = match (&buffered, streaming.take()) {
-                (Some(bytes), _) if bytes.is_empty() => empty(),
-                (Some(bytes), _) => full(bytes.clone()),
-                (None, Some(stream)) => stream.map_err(|e| Box::new(e) as crate::body::BoxError).boxed(),
-                (None, None) => empty(),
+        let key = PoolKey::of(service);
+        let mut failed_connects = 0;
+        loop {
+            let mut sender = match self.checkout(conn, &key, sequential) {
+                Some(reused) => reused,
+                None => match conn.worker.pool.connect(&key).await {
+                    Ok(fresh) => fresh,
+                    Err(error) => {
+                        failed_connects += 1;
+                        if failed_connects > service.retries {
+                            return Err(error);
+                        }
+                        continue;
+                    }
+                },
             };
-            let mut request = Request::new(body);
-            *request.method_mut() = method.clone();
-            *request.uri_mut() = uri.clone();
-            let headers = if attempt + 1 == attempts { headers.take() } else { headers.clone() };
-            *request.headers_mut() = headers.unwrap_or_default();
-            match tokio::time::timeout(head_timeout, client.request(request)).await {
-                Ok(Ok(response)) => return Ok(response),
-                Ok(Err(e)) if e.is_connect() => {
-                    last = if is_timeout(&e) { ProxyError::GatewayTimeout } else { ProxyError::BadGateway };
-                    tracing::debug!(attempt, error = %e, "upstream connection failed");
-                    continue;
+            match tokio::time::timeout(head_timeout, sender.try_send_request(request)).await {
+                Ok(Ok(response)) => {
+                    self.check_in(conn, key, sender, sequential);
+                    return Ok(response);
                 }
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "upstream request failed");
-                    return Err(if is_timeout(&e) { ProxyError::GatewayTimeout } else { ProxyError::BadGateway });
-                }
+                Ok(Err(mut error)) => match error.take_message() {
+                    // The connection was closed before the request went out: try another.
+                    Some(unsent) => request = unsent,
+                    None => {
+                        tracing::debug!(error = %error.error(), "upstream request failed");
+                        let timed_out = is_timeout(error.error());
+                        return Err(if timed_out { ProxyError::GatewayTimeout } else { ProxyError::BadGateway });
+                    }
+                },
+                // Dropping the request future closes that connection.
                 Err(_) => return Err(ProxyError::GatewayTimeout),
             }
         }
-        Err(last)
+    }
+
+    /// A kept-alive connection to `key` that can take a request: the client connection's own (HTTP/1 clients),
+    /// else one from the worker's pool.
+    fn checkout(&self, conn: &ClientConnection, key: &PoolKey, sequential: bool) -> Option<Sender> {
+        if sequential {
+            let kept = conn.upstream.lock().ok().and_then(|mut slot| slot.take());
+            if let Some((kept_key, sender)) = kept {
+                // The previous response has ended (the client sent this request after it), so the connection is
+                // normally ready; if it is not yet, the pool holds it until it is, and this request looks further.
+                if kept_key == *key && sender.is_ready() {
+                    return Some(sender);
+                }
+                conn.worker.pool.put(kept_key, sender);
+            }
+        }
+        conn.worker.pool.take(key)
+    }
+
+    fn check_in(&self, conn: &ClientConnection, key: PoolKey, sender: Sender, sequential: bool) {
+        if sequential && let Ok(mut slot) = conn.upstream.lock() {
+            if let Some((old_key, old)) = slot.replace((key, sender)) {
+                conn.worker.pool.put(old_key, old);
+            }
+        } else {
+            conn.worker.pool.put(key, sender);
+        }
     }
 
     fn client_address(&self, conn: &ClientConnection, headers: &HeaderMap) -> IpAddr {
@@ -558,7 +600,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
         if let Some(io) = err.downcast_ref::<std::io::Error>()
@@ -655,7 +697,7 @@ async fn serve_worker(
 ) -> std::io::Result<()> {
     let listener = TcpListener::from_std(socket)?;
     let local_port = listener.local_addr()?.port();
-    let worker = Arc::new(Worker { clients: Clients::default(), ids: RequestIds::new() });
+    let worker = Arc::new(Worker { pool: Pool::default(), ids: RequestIds::new() });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -678,6 +720,8 @@ async fn serve_worker(
                 };
                 let _ = stream.set_nodelay(true);
                 let conn = Arc::new(ClientConnection {
+                    worker: worker.clone(),
+                    upstream: std::sync::Mutex::new(None),
                     peer,
                     local_port,
                     peer_value: HeaderValue::from_str(&peer.ip().to_string()).unwrap_or(HeaderValue::from_static("")),

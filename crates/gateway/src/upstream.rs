@@ -1,36 +1,130 @@
-//! Pooled keep-alive connections to services, over HTTP or HTTPS. TLS is verified against the web PKI roots
-//! unless a service sets `tls_verify: false`. One client per (connect timeout, verification) pair, because the
-//! pool's connector carries the connect timeout.
+//! Keep-alive connections to services, over HTTP or HTTPS, owned by one proxy worker.
+//!
+//! TLS is verified against the web PKI roots unless a service sets `tls_verify: false`. Connections are HTTP/1.1
+//! (hyper's `client::conn`), each driven by its own task on the worker's runtime.
+//!
+//! Reuse happens at two levels. A client connection keeps the upstream connection its last request used (see
+//! `ClientConnection` in `proxy.rs`): an HTTP/1 client sends its next request only after the previous response
+//! ended, so that connection is free again and no pool is consulted. Connections are parked in the worker's
+//! [`Pool`] when their client connection goes away (or, for HTTP/2 clients, after each response), newest first,
+//! at most [`MAX_IDLE_PER_TARGET`] per target and for at most [`IDLE_TIMEOUT`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use hyper::client::conn::http1::SendRequest;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use tower::Service;
 
 use crate::body::ProxyBody;
+use crate::config::ServiceConfig;
+use crate::error::ProxyError;
 
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
+pub type Sender = SendRequest<ProxyBody>;
 
-#[derive(Debug, Default)]
-pub struct Clients {
-    clients: Mutex<HashMap<(u64, bool), Arc<UpstreamClient>>>,
+pub const MAX_IDLE_PER_TARGET: usize = 256;
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What makes two upstream connections interchangeable.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    pub https: bool,
+    pub authority: http::uri::Authority,
+    pub verify: bool,
+    pub connect_timeout_ms: u64,
 }
 
-impl Clients {
-    pub fn get(&self, connect_timeout_ms: u64, verify: bool) -> Arc<UpstreamClient> {
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        clients
-            .entry((connect_timeout_ms, verify))
-            .or_insert_with(|| Arc::new(build(connect_timeout_ms, verify)))
-            .clone()
+impl PoolKey {
+    pub fn of(service: &ServiceConfig) -> Self {
+        Self {
+            https: service.target.scheme == http::uri::Scheme::HTTPS,
+            authority: service.target.authority.clone(),
+            verify: service.tls_verify.unwrap_or(true),
+            connect_timeout_ms: service.connect_timeout,
+        }
     }
 }
 
-fn build(connect_timeout_ms: u64, verify: bool) -> UpstreamClient {
+#[derive(Debug)]
+struct Idle {
+    sender: Sender,
+    since: Instant,
+}
+
+/// Idle connections of one worker, by target.
+#[derive(Debug, Default)]
+pub struct Pool {
+    idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
+    connectors: Mutex<HashMap<(u64, bool), HttpsConnector<HttpConnector>>>,
+}
+
+impl Pool {
+    /// The newest idle connection to `key` that can take a request now; closed or expired ones are dropped.
+    pub fn take(&self, key: &PoolKey) -> Option<Sender> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.get_mut(key)?;
+        let now = Instant::now();
+        let mut i = list.len();
+        while i > 0 {
+            i -= 1;
+            let entry = &list[i];
+            if entry.sender.is_closed() || now.duration_since(entry.since) > IDLE_TIMEOUT {
+                list.remove(i);
+            } else if entry.sender.is_ready() {
+                return Some(list.remove(i).sender);
+            }
+        }
+        None
+    }
+
+    /// Parks a connection (one still finishing a response becomes usable when it is done).
+    pub fn put(&self, key: PoolKey, sender: Sender) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.entry(key).or_default();
+        if list.len() >= MAX_IDLE_PER_TARGET {
+            // The oldest goes; dropping its sender closes the connection.
+            list.remove(0);
+        }
+        list.push(Idle { sender, since: Instant::now() });
+    }
+
+    /// Opens a new connection to the service (within its connect timeout) and starts driving it.
+    pub async fn connect(&self, key: &PoolKey) -> Result<Sender, ProxyError> {
+        let mut connector = {
+            let mut connectors = self.connectors.lock().unwrap_or_else(|p| p.into_inner());
+            connectors
+                .entry((key.connect_timeout_ms, key.verify))
+                .or_insert_with(|| connector(key.connect_timeout_ms, key.verify))
+                .clone()
+        };
+        let scheme = if key.https { "https" } else { "http" };
+        let uri = http::Uri::builder()
+            .scheme(scheme)
+            .authority(key.authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|_| ProxyError::BadGateway)?;
+        let stream = connector.call(uri).await.map_err(|e| {
+            tracing::debug!(error = %e, authority = %key.authority, "upstream connection failed");
+            if crate::proxy::is_timeout(e.as_ref()) { ProxyError::GatewayTimeout } else { ProxyError::BadGateway }
+        })?;
+        let (sender, connection) =
+            hyper::client::conn::http1::Builder::new().handshake(stream).await.map_err(|_| ProxyError::BadGateway)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+fn connector(connect_timeout_ms: u64, verify: bool) -> HttpsConnector<HttpConnector> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -49,15 +143,7 @@ fn build(connect_timeout_ms: u64, verify: bool) -> UpstreamClient {
         })
     }
     .unwrap_or_else(|e| panic!("rustls rejected its own default protocol versions: {e}"));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(1024)
-        .build(https)
+    hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http)
 }
 
 /// For services that set `tls_verify: false`: signatures are still checked, certificates are not.
