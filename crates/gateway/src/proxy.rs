@@ -257,7 +257,7 @@ impl Proxy {
 
         let mut headers = parts.headers;
         let client_ip = self.client_address(conn, &headers);
-        // Small bodies are read whole: plugins can inspect them, and a retry can send them again. Larger or
+        // Small bodies are read whole so plugins can inspect them (form-encoded tokens, for one). Larger or
         // chunked bodies stream through untouched.
         let declared =
             headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
