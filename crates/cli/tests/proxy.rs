@@ -361,28 +361,7 @@ async fn configuration_changes_reach_the_proxy_within_a_second_under_load() {
 #[tokio::test]
 async fn slow_clients_do_not_hold_upstream_connections() {
     let node = TestNode::start().await;
-    // An upstream that counts connections.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream = listener.local_addr().unwrap();
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counter = connections.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else { return };
-            counter.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 65536];
-                loop {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) => {
-                            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
-                        }
-                    }
-                }
-            });
-        }
-    });
+    let (upstream, connections) = connection_counting_upstream(false).await;
     admin_ok(&node, Method::POST, "/services", json!({"name": "counted", "url": format!("http://{upstream}")})).await;
     admin_ok(&node, Method::POST, "/services/counted/routes", json!({"paths": ["/counted"]})).await;
     node.wait_config().await;
