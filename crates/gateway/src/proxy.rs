@@ -483,7 +483,6 @@ impl Proxy {
         self.settings.trusted_ips.iter().any(|n| n.contains(&ip))
     }
 
-    #[allow(clippy::too_many_arguments)]
     /// `host` is the client's `Host` without its port, lower-cased.
     #[allow(clippy::too_many_arguments)]
     fn forwarded_headers(
