@@ -191,7 +191,11 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
     let served_name = config.gateway.control_plane.as_deref().unwrap_or(DEFAULT_CONTROL_PLANE);
     let control_plane = ensure_control_plane(&services, served_name).await?;
     let publisher = ConfigPublisher::start(services.clone(), control_plane.id).await?;
-    let proxy = Proxy::new(ProxySettings { trusted_ips: config.proxy.trusted_ips.clone(), workers: 0 });
+    let proxy = Proxy::new(ProxySettings {
+        trusted_ips: config.proxy.trusted_ips.clone(),
+        workers: 0,
+        introspection_cache_entries: config.gateway.introspection_cache_entries,
+    });
     proxy.follow(publisher.subscribe());
     let config_changes = publisher.changes();
     let control = ControlState(Arc::new(Control {

@@ -14,31 +14,6 @@ use tokio::net::{TcpListener, TcpStream};
 
 use gatehouse_testkit::TestNode;
 
-async fn admin_ok(node: &TestNode, method: Method, path: &str, body: Value) -> Value {
-    let (status, v) = node.admin(method, path, Some(body)).await;
-    assert!(status.is_success(), "{path}: {status} {v}");
-    v
-}
-
-/// The tutorial's service and route, pointing at the echo upstream; waits until the proxy runs them.
-async fn example(node: &TestNode) {
-    admin_ok(
-        node,
-        Method::POST,
-        "/services",
-        json!({"name": "example-service", "url": format!("{}/anything", node.echo_url())}),
-    )
-    .await;
-    admin_ok(
-        node,
-        Method::POST,
-        "/services/example-service/routes",
-        json!({"name": "example-route", "paths": ["/anything"]}),
-    )
-    .await;
-    node.wait_config().await;
-}
-
 async fn json_of(res: reqwest::Response) -> (StatusCode, reqwest::header::HeaderMap, Value) {
     let (status, headers) = (res.status(), res.headers().clone());
     (status, headers, res.json().await.unwrap_or(Value::Null))
@@ -47,7 +22,7 @@ async fn json_of(res: reqwest::Response) -> (StatusCode, reqwest::header::Header
 #[tokio::test]
 async fn proxies_with_kongs_headers() {
     let node = TestNode::start().await;
-    example(&node).await;
+    node.example_service().await;
     let res = reqwest::Client::new()
         .get(format!("{}/anything/sub?a=1&a=2", node.proxy_url()))
         .header("x-forwarded-for", "6.6.6.6")
@@ -97,16 +72,9 @@ async fn proxies_with_kongs_headers() {
 #[tokio::test]
 async fn preserve_host_strip_path_and_http2() {
     let node = TestNode::start().await;
-    admin_ok(
-        &node,
-        Method::POST,
-        "/services",
-        json!({"name": "s", "url": format!("{}/anything/base", node.echo_url())}),
-    )
-    .await;
-    admin_ok(
-        &node,
-        Method::POST,
+    node.admin_ok(Method::POST, "/services", json!({"name": "s", "url": format!("{}/anything/base", node.echo_url())}))
+        .await;
+    node.admin_ok(Method::POST,
         "/services/s/routes",
         json!({"name": "keep", "hosts": ["api.example.test"], "paths": ["/v1"], "strip_path": false, "preserve_host": true}),
     )
@@ -163,7 +131,7 @@ async fn bad_upstream(kind: &'static str) -> String {
 #[tokio::test]
 async fn upstream_failures_give_kongs_errors_and_leave_the_gateway_healthy() {
     let node = TestNode::start().await;
-    example(&node).await;
+    node.example_service().await;
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
@@ -204,9 +172,8 @@ async fn upstream_failures_give_kongs_errors_and_leave_the_gateway_healthy() {
         for (k, val) in extra.as_object().unwrap() {
             body[k] = val.clone();
         }
-        admin_ok(&node, Method::POST, "/services", body).await;
-        admin_ok(&node, Method::POST, &format!("/services/{name}/routes"), json!({"paths": [format!("/{name}")]}))
-            .await;
+        node.admin_ok(Method::POST, "/services", body).await;
+        node.admin_ok(Method::POST, &format!("/services/{name}/routes"), json!({"paths": [format!("/{name}")]})).await;
         node.wait_config().await;
         let started = Instant::now();
         let (got, headers, body) =
@@ -218,9 +185,8 @@ async fn upstream_failures_give_kongs_errors_and_leave_the_gateway_healthy() {
         }
     }
     // A reset in the middle of the body cuts the client's body short; it does not hang.
-    admin_ok(&node, Method::POST, "/services", json!({"name": "mid", "url": bad_upstream("reset-mid-body").await}))
-        .await;
-    admin_ok(&node, Method::POST, "/services/mid/routes", json!({"paths": ["/mid"]})).await;
+    node.admin_ok(Method::POST, "/services", json!({"name": "mid", "url": bad_upstream("reset-mid-body").await})).await;
+    node.admin_ok(Method::POST, "/services/mid/routes", json!({"paths": ["/mid"]})).await;
     node.wait_config().await;
     let res = tokio::time::timeout(Duration::from_secs(5), client.get(format!("{}/mid", node.proxy_url())).send())
         .await
@@ -239,11 +205,11 @@ async fn upstream_failures_give_kongs_errors_and_leave_the_gateway_healthy() {
 #[tokio::test]
 async fn routes_without_services_https_only_routes_and_disabled_services() {
     let node = TestNode::start().await;
-    admin_ok(&node, Method::POST, "/routes", json!({"name": "orphan", "paths": ["/orphan"]})).await;
-    admin_ok(&node, Method::POST, "/routes", json!({"name": "secure", "paths": ["/secure"], "protocols": ["https"]}))
+    node.admin_ok(Method::POST, "/routes", json!({"name": "orphan", "paths": ["/orphan"]})).await;
+    node.admin_ok(Method::POST, "/routes", json!({"name": "secure", "paths": ["/secure"], "protocols": ["https"]}))
         .await;
-    admin_ok(&node, Method::POST, "/services", json!({"name": "off", "url": node.echo_url(), "enabled": false})).await;
-    admin_ok(&node, Method::POST, "/services/off/routes", json!({"paths": ["/off"]})).await;
+    node.admin_ok(Method::POST, "/services", json!({"name": "off", "url": node.echo_url(), "enabled": false})).await;
+    node.admin_ok(Method::POST, "/services/off/routes", json!({"paths": ["/off"]})).await;
     node.wait_config().await;
     let get = |p: &str| reqwest::get(format!("{}{p}", node.proxy_url()));
     let (status, _, body) = json_of(get("/orphan").await.unwrap()).await;
@@ -261,20 +227,15 @@ async fn routes_without_services_https_only_routes_and_disabled_services() {
 #[tokio::test]
 async fn plugins_run_by_precedence() {
     let node = TestNode::start().await;
-    example(&node).await;
-    admin_ok(
-        &node,
-        Method::POST,
-        "/services",
-        json!({"name": "other", "url": format!("{}/anything", node.echo_url())}),
-    )
-    .await;
-    admin_ok(&node, Method::POST, "/services/other/routes", json!({"name": "other-route", "paths": ["/other"]})).await;
+    node.example_service().await;
+    node.admin_ok(Method::POST, "/services", json!({"name": "other", "url": format!("{}/anything", node.echo_url())}))
+        .await;
+    node.admin_ok(Method::POST, "/services/other/routes", json!({"name": "other-route", "paths": ["/other"]})).await;
     let terminate =
         |code: u16, msg: &str| json!({"name": "request-termination", "config": {"status_code": code, "message": msg}});
-    admin_ok(&node, Method::POST, "/plugins", terminate(503, "global")).await;
-    admin_ok(&node, Method::POST, "/services/example-service/plugins", terminate(418, "service")).await;
-    admin_ok(&node, Method::POST, "/routes/example-route/plugins", terminate(403, "route")).await;
+    node.admin_ok(Method::POST, "/plugins", terminate(503, "global")).await;
+    node.admin_ok(Method::POST, "/services/example-service/plugins", terminate(418, "service")).await;
+    node.admin_ok(Method::POST, "/routes/example-route/plugins", terminate(403, "route")).await;
     node.wait_config().await;
     let call = |p: &'static str| {
         let url = format!("{}{p}", node.proxy_url());
@@ -311,7 +272,7 @@ async fn plugins_run_by_precedence() {
 #[tokio::test]
 async fn configuration_changes_reach_the_proxy_within_a_second_under_load() {
     let node = TestNode::start().await;
-    example(&node).await;
+    node.example_service().await;
     let url = format!("{}/anything", node.proxy_url());
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -340,7 +301,7 @@ async fn configuration_changes_reach_the_proxy_within_a_second_under_load() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let changed_at = Instant::now();
-    admin_ok(&node, Method::PATCH, "/services/example-service", json!({"path": "/anything/v2"})).await;
+    node.admin_ok(Method::PATCH, "/services/example-service", json!({"path": "/anything/v2"})).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     stop.store(true, Ordering::Relaxed);
     for w in workers {
@@ -362,8 +323,8 @@ async fn configuration_changes_reach_the_proxy_within_a_second_under_load() {
 async fn slow_clients_do_not_hold_upstream_connections() {
     let node = TestNode::start().await;
     let (upstream, connections) = connection_counting_upstream(false).await;
-    admin_ok(&node, Method::POST, "/services", json!({"name": "counted", "url": format!("http://{upstream}")})).await;
-    admin_ok(&node, Method::POST, "/services/counted/routes", json!({"paths": ["/counted"]})).await;
+    node.admin_ok(Method::POST, "/services", json!({"name": "counted", "url": format!("http://{upstream}")})).await;
+    node.admin_ok(Method::POST, "/services/counted/routes", json!({"paths": ["/counted"]})).await;
     node.wait_config().await;
     let proxy = node.proxy_url().trim_start_matches("http://").to_owned();
     // Fifty clients that stall in their headers, and fifty that stall in a small body.
@@ -392,7 +353,7 @@ async fn slow_clients_do_not_hold_upstream_connections() {
 #[tokio::test]
 async fn large_bodies_stream_through() {
     let node = TestNode::start().await;
-    example(&node).await;
+    node.example_service().await;
     let body = "x".repeat(300 * 1024);
     let res =
         reqwest::Client::new().post(format!("{}/anything", node.proxy_url())).body(body.clone()).send().await.unwrap();
@@ -438,9 +399,8 @@ async fn upstream_connections_are_kept_alive_and_replaced_when_closed() {
     let (kept, kept_count) = connection_counting_upstream(false).await;
     let (closing, closing_count) = connection_counting_upstream(true).await;
     for (name, addr) in [("kept", kept), ("closing", closing)] {
-        admin_ok(&node, Method::POST, "/services", json!({"name": name, "url": format!("http://{addr}")})).await;
-        admin_ok(&node, Method::POST, &format!("/services/{name}/routes"), json!({"paths": [format!("/{name}")]}))
-            .await;
+        node.admin_ok(Method::POST, "/services", json!({"name": name, "url": format!("http://{addr}")})).await;
+        node.admin_ok(Method::POST, &format!("/services/{name}/routes"), json!({"paths": [format!("/{name}")]})).await;
     }
     node.wait_config().await;
 

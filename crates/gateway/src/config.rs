@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use gatehouse_model::gateway::ConfigData;
 
-use crate::plugins::{PluginSet, build_plugins};
+use crate::plugins::{PluginSet, Shared, build_plugins};
 use crate::router::{RouteConfig, RouteRules, Router};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -87,15 +87,17 @@ pub struct Compiled {
     pub services: HashMap<uuid::Uuid, Arc<ServiceConfig>>,
     pub plugins: PluginSet,
     pub consumers: HashMap<uuid::Uuid, Arc<Consumer>>,
+    consumers_by_username: HashMap<String, Arc<Consumer>>,
+    consumers_by_custom_id: HashMap<String, Arc<Consumer>>,
 }
 
 impl Compiled {
     pub fn consumer_by_username(&self, username: &str) -> Option<&Arc<Consumer>> {
-        self.consumers.values().find(|c| c.username.as_deref() == Some(username))
+        self.consumers_by_username.get(username)
     }
 
     pub fn consumer_by_custom_id(&self, custom_id: &str) -> Option<&Arc<Consumer>> {
-        self.consumers.values().find(|c| c.custom_id.as_deref() == Some(custom_id))
+        self.consumers_by_custom_id.get(custom_id)
     }
 
     /// Kong's anonymous lookup: by id, else by username.
@@ -125,7 +127,8 @@ fn foreign(v: &Value, field: &str) -> Option<uuid::Uuid> {
     v.get(field)?.get("id")?.as_str()?.parse().ok()
 }
 
-pub fn compile(data: &ConfigData) -> Result<Compiled, CompileError> {
+/// `shared`: what plugins keep across configurations (the node's introspection cache and clients).
+pub fn compile(data: &ConfigData, shared: &Shared) -> Result<Compiled, CompileError> {
     let shape = |e: serde_json::Error| CompileError::Shape(e.to_string());
     let mut services = HashMap::new();
     for s in &data.services {
@@ -178,15 +181,24 @@ pub fn compile(data: &ConfigData) -> Result<Compiled, CompileError> {
         routes.push((Arc::new(config), rules));
     }
     let mut consumers = HashMap::new();
+    let (mut consumers_by_username, mut consumers_by_custom_id) = (HashMap::new(), HashMap::new());
     for c in &data.consumers {
-        let consumer: Consumer = serde_json::from_value(Value::Object(c.clone())).map_err(shape)?;
-        consumers.insert(consumer.id, Arc::new(consumer));
+        let consumer = Arc::new(serde_json::from_value::<Consumer>(Value::Object(c.clone())).map_err(shape)?);
+        if let Some(username) = &consumer.username {
+            consumers_by_username.insert(username.clone(), consumer.clone());
+        }
+        if let Some(custom_id) = &consumer.custom_id {
+            consumers_by_custom_id.insert(custom_id.clone(), consumer.clone());
+        }
+        consumers.insert(consumer.id, consumer);
     }
     Ok(Compiled {
         version: data.version,
         router: Router::new(routes)?,
         services,
-        plugins: build_plugins(&data.plugins)?,
+        plugins: build_plugins(&data.plugins, shared)?,
         consumers,
+        consumers_by_username,
+        consumers_by_custom_id,
     })
 }

@@ -76,6 +76,8 @@ pub struct ProxySettings {
     pub trusted_ips: Vec<IpNet>,
     /// Worker threads; 0 means one per available core.
     pub workers: usize,
+    /// The bound of the node's `oauth2-introspection` answer cache; `None`: 100,000.
+    pub introspection_cache_entries: Option<u64>,
 }
 
 /// Request ids: a random per-process prefix and a counter, 32 hex digits like Kong's.
@@ -115,6 +117,7 @@ struct RequestId {
 pub struct Proxy {
     config: ArcSwap<Compiled>,
     settings: ProxySettings,
+    plugins: crate::plugins::Shared,
 }
 
 /// What one worker thread owns, so requests never contend across cores: its idle upstream connections and its
@@ -150,12 +153,13 @@ impl Drop for ClientConnection {
 
 impl Proxy {
     pub fn new(settings: ProxySettings) -> Arc<Self> {
-        Arc::new(Self { config: ArcSwap::from_pointee(Compiled::default()), settings })
+        let plugins = settings.introspection_cache_entries.map_or_else(Default::default, crate::plugins::Shared::new);
+        Arc::new(Self { config: ArcSwap::from_pointee(Compiled::default()), settings, plugins })
     }
 
     /// Compiles a configuration and swaps it in; requests in flight keep the one they started with.
     pub fn install(&self, data: &ConfigData) -> Result<(), CompileError> {
-        let compiled = compile(data)?;
+        let compiled = compile(data, &self.plugins)?;
         self.config.store(Arc::new(compiled));
         Ok(())
     }
@@ -283,7 +287,7 @@ impl Proxy {
             client_ip,
             method: &parts.method,
             path: &path,
-            query: parts.uri.query(),
+            query: parts.uri.query().map(std::borrow::Cow::Borrowed),
             headers: &mut headers,
             body: &mut buffered,
             route: &route,
@@ -304,6 +308,12 @@ impl Proxy {
                 return response;
             }
         }
+        // `None`: the query goes upstream as the client sent it; `Some(q)`: a plugin replaced it.
+        let replaced_query: Option<Option<String>> = match ctx.query.take() {
+            Some(std::borrow::Cow::Borrowed(_)) => None,
+            Some(std::borrow::Cow::Owned(q)) => Some(Some(q)),
+            None => parts.uri.query().map(|_| None),
+        };
         drop(ctx);
         let Some(service) = service else {
             return self.local_error(ProxyError::NoService, &request_id, started);
@@ -313,7 +323,11 @@ impl Proxy {
         }
 
         let mut upstream = upstream_path(service.path.as_deref(), route.strip_path, matched_part.as_deref(), &path);
-        if let Some(q) = parts.uri.query() {
+        let query = match &replaced_query {
+            Some(replaced) => replaced.as_deref(),
+            None => parts.uri.query(),
+        };
+        if let Some(q) = query {
             upstream.push('?');
             upstream.push_str(q);
         }

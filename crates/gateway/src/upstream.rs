@@ -124,7 +124,7 @@ impl Pool {
     }
 }
 
-fn connector(connect_timeout_ms: u64, verify: bool) -> HttpsConnector<HttpConnector> {
+pub(crate) fn connector(connect_timeout_ms: u64, verify: bool) -> HttpsConnector<HttpConnector> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);

@@ -48,7 +48,7 @@ pub struct StorageConfig {
     pub url: Option<String>,
     /// PostgreSQL schema to create if missing and use.
     pub schema: Option<String>,
-    #[serde(deserialize_with = "opt_u32_or_string")]
+    #[serde(deserialize_with = "opt_number_or_string")]
     pub max_connections: Option<u32>,
 }
 
@@ -109,6 +109,9 @@ fn nets_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, 
 pub struct GatewayConfig {
     /// The control plane whose configuration this node serves (created when missing); default `default`.
     pub control_plane: Option<String>,
+    /// How many `oauth2-introspection` answers the node caches at most; default 100,000; 0 keeps none.
+    #[serde(deserialize_with = "opt_number_or_string")]
+    pub introspection_cache_entries: Option<u64>,
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -275,14 +278,19 @@ fn bool_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     }
 }
 
-fn opt_u32_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+/// A number from a file, or its text from an environment variable.
+fn opt_number_or_string<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + std::str::FromStr,
+{
     #[derive(Deserialize)]
     #[serde(untagged)]
-    enum N {
-        Num(u32),
+    enum N<T> {
+        Num(T),
         Text(String),
     }
-    match Option::<N>::deserialize(d)? {
+    match Option::<N<T>>::deserialize(d)? {
         None => Ok(None),
         Some(N::Num(n)) => Ok(Some(n)),
         Some(N::Text(t)) => {
@@ -376,6 +384,7 @@ mod tests {
                 ("GATEHOUSE_PLATFORM__LISTEN", "127.0.0.1:9102"),
                 ("GATEHOUSE_ALLOW_PLAINTEXT_PUBLIC", "true"),
                 ("GATEHOUSE_STORAGE__MAX_CONNECTIONS", "7"),
+                ("GATEHOUSE_GATEWAY__INTROSPECTION_CACHE_ENTRIES", "5000"),
                 ("GATEHOUSE_TEST_DATABASE_URL", "ignored"),
                 ("HOME", "/root"),
             ]),
@@ -390,6 +399,7 @@ mod tests {
         assert_eq!(c.log.level, "warn", "flags beat env and file");
         assert!(c.allow_plaintext_public);
         assert_eq!(c.storage.max_connections, Some(7));
+        assert_eq!(c.gateway.introspection_cache_entries, Some(5000));
         let nets = load(&ConfigSources {
             env: env(&[("GATEHOUSE_ISSUER__TRUSTED_IPS", "10.0.0.0/8, 192.168.1.1")]),
             ..Default::default()

@@ -201,6 +201,23 @@ impl TestNode {
         decode(req.send().await.unwrap_or_else(|e| panic!("admin request to {path}: {e}"))).await
     }
 
+    /// An Admin API request that must succeed; returns its body.
+    pub async fn admin_ok(&self, method: Method, path: &str, body: Value) -> Value {
+        let (status, v) = self.admin(method, path, Some(body)).await;
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v
+    }
+
+    /// The tutorial's `example-service` (the echo upstream's `/anything`) and `example-route` (`/anything`), once
+    /// the proxy runs them.
+    pub async fn example_service(&self) {
+        let url = format!("{}/anything", self.echo_url());
+        self.admin_ok(Method::POST, "/services", serde_json::json!({"name": "example-service", "url": url})).await;
+        let route = serde_json::json!({"name": "example-route", "paths": ["/anything"]});
+        self.admin_ok(Method::POST, "/services/example-service/routes", route).await;
+        self.wait_config().await;
+    }
+
     pub fn proxy_url(&self) -> String {
         self.node.proxy_url()
     }

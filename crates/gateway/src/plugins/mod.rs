@@ -11,6 +11,7 @@
 pub mod oauth2_introspection;
 pub mod request_termination;
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -29,9 +30,9 @@ pub struct RequestContext<'a> {
     pub request_id: &'a str,
     pub client_ip: IpAddr,
     pub method: &'a http::Method,
-    /// Path (normalized) and raw query.
+    /// Path (normalized) and raw query; a plugin may replace the query (`hide_credentials`).
     pub path: &'a str,
-    pub query: Option<&'a str>,
+    pub query: Option<Cow<'a, str>>,
     pub headers: &'a mut HeaderMap,
     /// The body when it was read whole (small form, JSON or multipart bodies); `None` when it is streamed.
     pub body: &'a mut Option<Bytes>,
@@ -76,6 +77,25 @@ pub trait Plugin: Send + Sync + std::fmt::Debug {
 
     /// Runs once the response head is final (before its body streams to the client), in descending priority.
     fn log(&self, _request_id: &str, _status: http::StatusCode) {}
+}
+
+/// What plugins keep across configuration changes, one per node (caches, HTTP clients).
+#[derive(Debug)]
+pub struct Shared {
+    pub introspection: Arc<oauth2_introspection::Shared>,
+}
+
+impl Shared {
+    /// `introspection_cache_entries`: the bound of the node's introspection cache.
+    pub fn new(introspection_cache_entries: u64) -> Self {
+        Self { introspection: Arc::new(oauth2_introspection::Shared::new(introspection_cache_entries)) }
+    }
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self::new(100_000)
+    }
 }
 
 /// Where an instance applies.
@@ -155,7 +175,7 @@ fn scope_of(v: &Value) -> Scope {
 }
 
 /// Builds the instances of every enabled plugin that serves HTTP.
-pub fn build_plugins(entities: &[serde_json::Map<String, Value>]) -> Result<PluginSet, CompileError> {
+pub fn build_plugins(entities: &[serde_json::Map<String, Value>], shared: &Shared) -> Result<PluginSet, CompileError> {
     let mut by_name: Vec<(&'static str, i32, Vec<Instance>)> = Vec::new();
     for entity in entities {
         let v = Value::Object(entity.clone());
@@ -177,7 +197,7 @@ pub fn build_plugins(entities: &[serde_json::Map<String, Value>]) -> Result<Plug
                     .map_err(|reason| CompileError::Plugin { name: n.into(), reason })?,
             ),
             n if n == gatehouse_model::gateway::plugins::oauth2_introspection::NAME => Arc::new(
-                oauth2_introspection::OAuth2Introspection::new(&config)
+                oauth2_introspection::OAuth2Introspection::new(&config, &shared.introspection)
                     .map_err(|reason| CompileError::Plugin { name: n.into(), reason })?,
             ),
             other => {
@@ -216,13 +236,16 @@ mod tests {
         let (r, s, c) = (uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(2), uuid::Uuid::from_u128(3));
         let id = |u: uuid::Uuid| json!({"id": u.to_string()});
         let term = |code: u16| json!({"status_code": code, "echo": false});
-        let set = build_plugins(&[
-            plugin("request-termination", json!({}), term(500)),
-            plugin("request-termination", json!({"service": id(s)}), term(501)),
-            plugin("request-termination", json!({"route": id(r)}), term(502)),
-            plugin("request-termination", json!({"consumer": id(c)}), term(503)),
-            plugin("request-termination", json!({"route": id(r), "consumer": id(c)}), term(504)),
-        ])
+        let set = build_plugins(
+            &[
+                plugin("request-termination", json!({}), term(500)),
+                plugin("request-termination", json!({"service": id(s)}), term(501)),
+                plugin("request-termination", json!({"route": id(r)}), term(502)),
+                plugin("request-termination", json!({"consumer": id(c)}), term(503)),
+                plugin("request-termination", json!({"route": id(r), "consumer": id(c)}), term(504)),
+            ],
+            &Shared::default(),
+        )
         .unwrap();
         let code = |route, service, consumer| format!("{:?}", set.resolve(0, route, service, consumer).unwrap());
         assert!(code(r, Some(s), Some(c)).contains("504"), "route+consumer beats consumer");
@@ -238,7 +261,7 @@ mod tests {
         off["enabled"] = json!(false);
         let mut tcp = plugin("request-termination", json!({}), json!({"status_code": 500, "echo": false}));
         tcp["protocols"] = json!(["tcp"]);
-        assert!(build_plugins(&[off, tcp]).unwrap().is_empty());
-        assert!(build_plugins(&[plugin("made-up", json!({}), json!({}))]).is_err());
+        assert!(build_plugins(&[off, tcp], &Shared::default()).unwrap().is_empty());
+        assert!(build_plugins(&[plugin("made-up", json!({}), json!({}))], &Shared::default()).is_err());
     }
 }

@@ -34,8 +34,10 @@ impl Plugin for RequestTermination {
 
     async fn access(&self, ctx: &mut RequestContext<'_>) -> Flow {
         if let Some(trigger) = &self.config.trigger {
-            let in_query =
-                ctx.query.is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == trigger.as_str()));
+            let in_query = ctx
+                .query
+                .as_deref()
+                .is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == trigger.as_str()));
             if !ctx.headers.contains_key(trigger.as_str()) && !in_query {
                 return Flow::Continue;
             }

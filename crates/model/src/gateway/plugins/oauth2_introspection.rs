@@ -15,7 +15,7 @@ pub fn config_fields() -> Vec<Field> {
         Field::string("introspection_url").required().check(check_url),
         Field::number("ttl").default(json!(30)).check(non_negative),
         Field::string("token_type_hint"),
-        Field::string("authorization_value").required().encrypted(),
+        Field::string("authorization_value").required().encrypted().check(header_value),
         Field::integer("timeout").default(json!(10000)).check(non_negative),
         Field::integer("keepalive").default(json!(60000)).check(non_negative),
         Field::boolean("introspect_request").required().default(json!(false)),
@@ -23,9 +23,13 @@ pub fn config_fields() -> Vec<Field> {
         Field::boolean("run_on_preflight").default(json!(true)),
         Field::string("anonymous").default(json!("")),
         Field::string("consumer_by").required().default(json!("username")).one_of(&["username", "client_id"]),
-        Field::map("custom_introspection_headers", Field::string("name"), Field::string("value"))
-            .required()
-            .default(json!({})),
+        Field::map(
+            "custom_introspection_headers",
+            Field::string("name").check(header_name),
+            Field::string("value").check(header_value),
+        )
+        .required()
+        .default(json!({})),
         Field::set("custom_claims_forward", Field::string("claim")).required().default(json!([])),
         // Gatehouse addition: how long an inactive answer is cached. Kong caches it for `ttl`; 0 = not cached.
         Field::number("negative_ttl").default(json!(0)).check(non_negative).gatehouse_only(),
@@ -68,6 +72,23 @@ fn check_url(v: &Value) -> Result<(), String> {
     }
 }
 
+/// Sent as a header to the introspection endpoint, so it must be one: visible ASCII, spaces and tabs only.
+fn header_value(v: &Value) -> Result<(), String> {
+    let s = v.as_str().unwrap_or("");
+    if s.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+        Ok(())
+    } else {
+        Err("invalid header value: only visible ASCII characters, spaces and tabs are allowed".into())
+    }
+}
+
+/// A header name once `_` becomes `-`: an RFC 9110 token.
+fn header_name(v: &Value) -> Result<(), String> {
+    let s = v.as_str().unwrap_or("");
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if !s.is_empty() && s.bytes().all(token) { Ok(()) } else { Err(format!("invalid header name: {s}")) }
+}
+
 fn non_negative(v: &Value) -> Result<(), String> {
     if v.as_f64().is_some_and(|n| n >= 0.0) { Ok(()) } else { Err("value must be greater than or equal to 0".into()) }
 }
@@ -94,6 +115,15 @@ mod tests {
         for bad in ["ftp://x/y", "not a url", "http://"] {
             let body = json!({"name": NAME, "config": {"introspection_url": bad, "authorization_value": "v"}});
             assert!(crate::gateway::validate_entity(EntityKind::Plugin, body.as_object().unwrap()).is_err(), "{bad}");
+        }
+        for (auth, headers) in [
+            ("Basic a\r\nX-Evil: 1", json!({})),
+            ("Basic eDp5", json!({"bad name": "v"})),
+            ("Basic eDp5", json!({"x_ok": "line\nbreak"})),
+        ] {
+            let body = json!({"name": NAME, "config": {"introspection_url": "http://i/introspect",
+                "authorization_value": auth, "custom_introspection_headers": headers}});
+            assert!(crate::gateway::validate_entity(EntityKind::Plugin, body.as_object().unwrap()).is_err(), "{auth}");
         }
     }
 }

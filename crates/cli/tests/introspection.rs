@@ -1,0 +1,519 @@
+//! The `oauth2-introspection` plugin in front of the echo upstream: against the node's own issuer (real tokens from
+//! `/oauth/token`, checked at `/introspect`) and, for failures and counting calls, against a scripted IdP.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use gatehouse_testkit::{TestNode, Tutorial};
+
+const MISSING: &str = r#"{"error":"invalid_request","error_description":"The access token is missing"}"#;
+const INVALID: &str = r#"{"error":"invalid_token","error_description":"The access token is invalid or has expired"}"#;
+const INVALID_CHALLENGE: &str =
+    r#"Bearer realm="service" error="invalid_token" error_description="The access token is invalid or has expired""#;
+
+/// Replaces every plugin with one global `oauth2-introspection` instance; returns its id once the proxy runs it.
+async fn only_plugin(node: &TestNode, config: Value) -> String {
+    let (_, list) = node.admin(Method::GET, "/plugins", None).await;
+    for p in list["data"].as_array().unwrap() {
+        node.admin(Method::DELETE, &format!("/plugins/{}", p["id"].as_str().unwrap()), None).await;
+    }
+    let plugin =
+        node.admin_ok(Method::POST, "/plugins", json!({"name": "oauth2-introspection", "config": config})).await;
+    node.wait_config().await;
+    plugin["id"].as_str().unwrap().to_owned()
+}
+
+fn basic(id: &str, secret: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}")))
+}
+
+fn tutorial_config(t: &Tutorial) -> Value {
+    json!({"introspection_url": format!("{}/introspect", t.issuer),
+        "authorization_value": basic(&t.client_id, &t.client_secret),
+        "consumer_by": "client_id", "custom_claims_forward": ["Claim"]})
+}
+
+async fn mint(node: &TestNode, t: &Tutorial) -> String {
+    let (status, body) = node.token(&t.issuer, &t.client_id, &t.client_secret, Some("my-scope")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// Sends a request through the proxy; returns status, response headers and the body as text.
+async fn send(req: reqwest::RequestBuilder) -> (StatusCode, reqwest::header::HeaderMap, String) {
+    let res = req.send().await.unwrap();
+    let (status, headers) = (res.status(), res.headers().clone());
+    (status, headers, res.text().await.unwrap())
+}
+
+/// The upstream's view (the echo's JSON) of a request that must get through.
+async fn upstream_of(req: reqwest::RequestBuilder) -> Value {
+    let (status, _, body) = send(req).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Names of the identity headers the upstream saw.
+fn identity_headers(echo: &Value) -> Vec<String> {
+    let mut names: Vec<String> = echo["headers"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| {
+            let k = k.to_ascii_lowercase();
+            k.starts_with("x-credential-") || k.starts_with("x-consumer-") || k == "x-anonymous-consumer"
+        })
+        .cloned()
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn the_tutorials_plugin_protects_anything() {
+    let node = TestNode::start().await;
+    let t = node.tutorial_setup("RS256").await;
+    node.example_service().await;
+    // Globally, through Konnect's core-entities path with the tutorial's trailing slash.
+    let (_, cps) = node.get("/v2/control-planes?filter%5Bname%5D%5Beq%5D=default").await;
+    let cp = cps["data"][0]["id"].as_str().unwrap().to_owned();
+    let (status, plugin) = node
+        .post(
+            &format!("/v2/control-planes/{cp}/core-entities/plugins/"),
+            json!({"name": "oauth2-introspection", "config": tutorial_config(&t)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{plugin}");
+    node.wait_config().await;
+    let http = reqwest::Client::new();
+    let anything = format!("{}/anything", node.proxy_url());
+
+    let (status, headers, body) = send(http.get(&anything)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body, MISSING);
+    assert_eq!(headers["www-authenticate"], r#"Bearer realm="service""#);
+    assert_eq!(headers["content-type"], "application/json; charset=utf-8");
+    assert_eq!(headers["x-kong-request-id"].len(), 32);
+
+    let token = mint(&node, &t).await;
+    let echo = upstream_of(http.get(&anything).bearer_auth(&token)).await;
+    let up = &echo["headers"];
+    let expected = [
+        "X-Credential-Aud",
+        "X-Credential-Client-Id",
+        "X-Credential-Exp",
+        "X-Credential-Iat",
+        "X-Credential-Iss",
+        "X-Credential-Jti",
+        "X-Credential-Nbf",
+        "X-Credential-Scope",
+        "X-Credential-Sub",
+        "X-Credential-Token-Type",
+    ];
+    assert_eq!(identity_headers(&echo), expected, "exactly SPEC §4.1's headers: {up}");
+    assert_eq!(up["X-Credential-Client-Id"], t.client_id);
+    assert_eq!(up["X-Credential-Scope"], "my-scope");
+    assert_eq!(up["X-Credential-Sub"], t.client_id);
+    assert_eq!(up["X-Credential-Iss"], t.issuer);
+    assert_eq!(up["X-Credential-Aud"], "http://myhttpbin.dev");
+    assert_eq!(up["X-Credential-Token-Type"], "Bearer");
+    assert!(up["X-Credential-Exp"].as_str().unwrap().parse::<u64>().is_ok());
+    assert_eq!(up["Authorization"], format!("Bearer {token}"), "kept without hide_credentials");
+
+    let (status, headers, body) = send(http.get(&anything).bearer_auth("not-a-token")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::UNAUTHORIZED, INVALID));
+    assert_eq!(headers["www-authenticate"], INVALID_CHALLENGE);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn token_locations_and_hide_credentials() {
+    let node = TestNode::start().await;
+    let t = node.tutorial_setup("ES256").await;
+    node.example_service().await;
+    let mut config = tutorial_config(&t);
+    only_plugin(&node, config.clone()).await;
+    let token = mint(&node, &t).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/anything", node.proxy_url());
+    let boundary = "gh-boundary";
+    let multipart = |token: &str| {
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"access_token\"\r\n\r\n{token}\r\n--{boundary}\r\n\
+             Content-Disposition: form-data; name=\"note\"\r\n\r\nkept\r\n--{boundary}--\r\n"
+        )
+    };
+    let multipart_type = format!("multipart/form-data; boundary={boundary}");
+
+    // Every place Kong looks, case-insensitive schemes included.
+    let ok = [
+        http.get(format!("{url}?access_token={token}")),
+        http.post(&url).form(&[("access_token", token.as_str()), ("a", "1")]),
+        http.post(&url).json(&json!({"access_token": token, "a": 1})),
+        http.post(&url).header("content-type", &multipart_type).body(multipart(&token)),
+        http.get(&url).header("authorization", format!("bearer {token}")),
+        http.get(&url).header("authorization", format!("Token {token}")),
+    ];
+    for req in ok {
+        let echo = upstream_of(req).await;
+        assert_eq!(echo["headers"]["X-Credential-Client-Id"], t.client_id);
+    }
+    // Not a token: other schemes, three parts, an empty parameter, a body type that is not looked into.
+    let missing = [
+        http.get(&url).header("authorization", format!("Basic {token}")),
+        http.get(&url).header("authorization", format!("Bearer {token} extra")),
+        http.get(format!("{url}?access_token=")),
+        http.post(&url).header("content-type", "text/plain").body(format!("access_token={token}")),
+    ];
+    for req in missing {
+        let (status, _, body) = send(req).await;
+        assert_eq!((status, body.as_str()), (StatusCode::UNAUTHORIZED, MISSING));
+    }
+    // A JSON body that is not an object: Kong's bare 400.
+    let (status, _, body) = send(http.post(&url).json(&json!(["x"]))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // hide_credentials: the header, the query parameter, the body parameter (same content type).
+    config["hide_credentials"] = json!(true);
+    only_plugin(&node, config).await;
+    let echo = upstream_of(http.get(&url).bearer_auth(&token)).await;
+    assert!(echo["headers"].get("Authorization").is_none(), "{echo}");
+    let echo = upstream_of(http.get(format!("{url}?a=1&access_token={token}&b=%20x"))).await;
+    assert_eq!(echo["url"], format!("{}/anything?a=1&b=%20x", node.echo_url()));
+    let echo = upstream_of(
+        http.post(format!("{url}?access_token={token}")).form(&[("access_token", token.as_str()), ("a", "1")]),
+    )
+    .await;
+    assert_eq!(echo["form"], json!({"a": "1"}));
+    assert_eq!(echo["args"], json!({}));
+    assert_eq!(echo["headers"]["Content-Type"], "application/x-www-form-urlencoded");
+    let echo = upstream_of(http.post(&url).json(&json!({"access_token": token, "a": 1}))).await;
+    assert_eq!(echo["json"], json!({"a": 1}), "JSON stays JSON (Kong re-encodes it as a form)");
+    assert_eq!(echo["headers"]["Content-Type"], "application/json");
+    let echo = upstream_of(http.post(&url).header("content-type", &multipart_type).body(multipart(&token))).await;
+    assert_eq!(echo["headers"]["Content-Type"], multipart_type);
+    let data = echo["data"].as_str().unwrap();
+    assert!(!data.contains(&token) && data.contains("kept"), "{data}");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn consumers_anonymous_preflight_and_spoofed_headers() {
+    let node = TestNode::start().await;
+    let t = node.tutorial_setup("ES256").await;
+    node.example_service().await;
+    let mapped = node.admin_ok(Method::POST, "/consumers", json!({"username": "app", "custom_id": t.client_id})).await;
+    let anon = node.admin_ok(Method::POST, "/consumers", json!({"username": "guest"})).await;
+    let token = mint(&node, &t).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/anything", node.proxy_url());
+    let spoofed = |req: reqwest::RequestBuilder| {
+        req.header("x-consumer-username", "admin")
+            .header("x-consumer-id", "spoof")
+            .header("x-credential-scope", "admin")
+            .header("x-credential-identifier", "admin")
+            .header("x-anonymous-consumer", "false")
+    };
+
+    // consumer_by client_id: the client id is a consumer's custom_id.
+    let mut config = tutorial_config(&t);
+    only_plugin(&node, config.clone()).await;
+    let echo = upstream_of(spoofed(http.get(&url).bearer_auth(&token))).await;
+    let up = &echo["headers"];
+    assert_eq!(up["X-Consumer-Id"], mapped["id"]);
+    assert_eq!(up["X-Consumer-Username"], "app");
+    assert_eq!(up["X-Consumer-Custom-Id"], t.client_id);
+    assert_eq!(up["X-Credential-Scope"], "my-scope", "the client's copy is gone");
+    assert!(up.get("X-Credential-Identifier").is_none() && up.get("X-Anonymous-Consumer").is_none(), "{up}");
+
+    // consumer_by username: the answer has no `username`, so no consumer, and no spoofed consumer either.
+    config["consumer_by"] = json!("username");
+    only_plugin(&node, config.clone()).await;
+    let echo = upstream_of(spoofed(http.get(&url).bearer_auth(&token))).await;
+    assert!(identity_headers(&echo).iter().all(|h| h.starts_with("X-Credential-")), "{echo}");
+    assert_eq!(echo["headers"]["X-Credential-Scope"], "my-scope");
+
+    // Anonymous, by username then by id: failures go on as the anonymous consumer, without credentials.
+    for key in ["guest", anon["id"].as_str().unwrap()] {
+        config["anonymous"] = json!(key);
+        only_plugin(&node, config.clone()).await;
+        let echo = upstream_of(spoofed(http.get(&url))).await;
+        let up = &echo["headers"];
+        assert_eq!(up["X-Anonymous-Consumer"], "true");
+        assert_eq!(up["X-Consumer-Username"], "guest");
+        assert_eq!(up["X-Consumer-Id"], anon["id"]);
+        assert!(up.get("X-Credential-Scope").is_none() && up.get("X-Credential-Identifier").is_none(), "{up}");
+        let echo = upstream_of(http.get(&url).bearer_auth("bad")).await;
+        assert_eq!(echo["headers"]["X-Anonymous-Consumer"], "true");
+        // A good token is still the real credential.
+        let echo = upstream_of(http.get(&url).bearer_auth(&token)).await;
+        assert!(echo["headers"].get("X-Anonymous-Consumer").is_none());
+        assert_eq!(echo["headers"]["X-Credential-Client-Id"], t.client_id);
+    }
+    config["anonymous"] = json!("nobody");
+    only_plugin(&node, config.clone()).await;
+    let (status, headers, body) = send(http.get(&url)).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["message"], "anonymous consumer nobody is configured but doesn't exist");
+    assert_eq!(body["request_id"], headers["x-kong-request-id"].to_str().unwrap());
+
+    // run_on_preflight=false: OPTIONS passes untouched; other methods still need a token.
+    config["anonymous"] = json!("");
+    config["run_on_preflight"] = json!(false);
+    only_plugin(&node, config.clone()).await;
+    let (status, _, _) = send(http.request(Method::OPTIONS, &url)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(send(http.get(&url)).await.0, StatusCode::UNAUTHORIZED);
+    config["run_on_preflight"] = json!(true);
+    only_plugin(&node, config).await;
+    assert_eq!(send(http.request(Method::OPTIONS, &url)).await.0, StatusCode::UNAUTHORIZED);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_refused_once_its_entry_lapses() {
+    let node = TestNode::start().await;
+    let t = node.tutorial_setup("ES256").await;
+    node.example_service().await;
+    let mut config = tutorial_config(&t);
+    config["ttl"] = json!(0.5);
+    only_plugin(&node, config).await;
+    let token = mint(&node, &t).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/anything", node.proxy_url());
+    assert_eq!(send(http.get(&url).bearer_auth(&token)).await.0, StatusCode::OK);
+    let (status, _) =
+        node.form(&format!("{}/revoke", t.issuer), Some((&t.client_id, &t.client_secret)), &[("token", &token)]).await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (status, _, body) = send(http.get(&url).bearer_auth(&token)).await;
+    assert_eq!((status, body.as_str()), (StatusCode::UNAUTHORIZED, INVALID));
+    node.stop().await;
+}
+
+/// A scripted introspection endpoint: answers as told and remembers what it was sent.
+#[derive(Clone, Default)]
+struct Idp {
+    state: Arc<Mutex<IdpState>>,
+}
+
+#[derive(Default)]
+struct IdpState {
+    reply: Option<(u16, String, Duration)>,
+    calls: usize,
+    last: Option<(HeaderMap, Vec<(String, String)>)>,
+}
+
+impl Idp {
+    async fn start() -> (Idp, String) {
+        let idp = Idp::default();
+        let app = axum::Router::new().route("/introspect", axum::routing::post(answer)).with_state(idp.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/introspect?dropped=1", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (idp, url)
+    }
+
+    fn reply(&self, status: u16, body: impl Into<String>, delay: Duration) {
+        let mut s = self.state.lock().unwrap();
+        s.reply = Some((status, body.into(), delay));
+        s.calls = 0;
+    }
+
+    fn active(&self, answer: Value) {
+        self.reply(200, answer.to_string(), Duration::ZERO);
+    }
+
+    fn calls(&self) -> usize {
+        self.state.lock().unwrap().calls
+    }
+
+    fn last(&self) -> (HeaderMap, Vec<(String, String)>) {
+        self.state.lock().unwrap().last.clone().unwrap()
+    }
+}
+
+async fn answer(State(idp): State<Idp>, headers: HeaderMap, body: String) -> Response {
+    let (status, reply, delay) = {
+        let mut s = idp.state.lock().unwrap();
+        s.calls += 1;
+        let form = form_pairs(&body);
+        s.last = Some((headers, form));
+        s.reply.clone().unwrap_or((200, r#"{"active":false}"#.into(), Duration::ZERO))
+    };
+    tokio::time::sleep(delay).await;
+    (axum::http::StatusCode::from_u16(status).unwrap(), [("content-type", "application/json")], reply).into_response()
+}
+
+fn form_pairs(body: &str) -> Vec<(String, String)> {
+    body.split('&')
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.replace("%2B", "+").replace("%2F", "/").replace("%3D", "=")))
+        .collect()
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn scripted_config(url: &str) -> Value {
+    json!({"introspection_url": url, "authorization_value": "Basic c2NyaXB0OnNlY3JldA==", "timeout": 300,
+        "custom_claims_forward": ["my_claim", "groups"]})
+}
+
+#[tokio::test]
+async fn what_the_idp_is_sent_and_what_the_upstream_gets() {
+    let node = TestNode::start().await;
+    node.example_service().await;
+    let (idp, idp_url) = Idp::start().await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/anything", node.proxy_url());
+    let exp = now() + 3600;
+    idp.active(json!({"active": true, "username": "alice", "client_id": "c1", "scope": "a b", "exp": exp,
+        "my_claim": "v", "groups": ["g1", "g2"], "unlisted": "no", "sub": null}));
+    let mut config = scripted_config(&idp_url);
+    config["token_type_hint"] = json!("access_token");
+    config["custom_introspection_headers"] = json!({"x_tenant": "t1"});
+    only_plugin(&node, config.clone()).await;
+
+    let echo = upstream_of(http.get(format!("{url}/x?q=1")).bearer_auth("tok+/=")).await;
+    let up = &echo["headers"];
+    assert_eq!(up["X-Credential-Identifier"], "alice");
+    assert_eq!(up["X-Credential-My-Claim"], "v", "custom claims: _ becomes -");
+    assert_eq!(up["X-Credential-Groups"], "g1,g2", "one header per array value, joined by the echo");
+    assert_eq!(up["X-Credential-Exp"], exp.to_string());
+    assert!(up.get("X-Credential-Unlisted").is_none() && up.get("X-Credential-Sub").is_none(), "{up}");
+    let (sent, form) = idp.last();
+    assert_eq!(form, [("token".to_owned(), "tok+/=".to_owned()), ("token_type_hint".into(), "access_token".into())]);
+    assert_eq!(sent["authorization"], "Basic c2NyaXB0OnNlY3JldA==");
+    assert_eq!(sent["content-type"], "application/x-www-form-urlencoded");
+    assert_eq!(sent["accept"], "application/json");
+    assert_eq!(sent["x-tenant"], "t1");
+    assert!(sent.get("x-request-http-method").is_none());
+
+    // Cached: a second request does not call the IdP.
+    assert_eq!(idp.calls(), 1);
+    upstream_of(http.get(&url).bearer_auth("tok+/=")).await;
+    assert_eq!(idp.calls(), 1);
+
+    // introspect_request: the method and path go along, and nothing is cached.
+    config["introspect_request"] = json!(true);
+    only_plugin(&node, config).await;
+    upstream_of(http.post(format!("{url}/y?q=1")).bearer_auth("tok+/=")).await;
+    upstream_of(http.post(format!("{url}/y?q=1")).bearer_auth("tok+/=")).await;
+    assert_eq!(idp.calls(), 3);
+    let (sent, _) = idp.last();
+    assert_eq!(sent["x-request-http-method"], "POST");
+    assert_eq!(sent["x-request-path"], "/anything/y");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn idp_failures_answer_401_and_are_never_cached() {
+    let node = TestNode::start().await;
+    node.example_service().await;
+    let (idp, idp_url) = Idp::start().await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/anything", node.proxy_url());
+    only_plugin(&node, scripted_config(&idp_url)).await;
+    let refused = |req: reqwest::RequestBuilder| async move {
+        let (status, headers, body) = send(req).await;
+        assert_eq!((status, body.as_str()), (StatusCode::UNAUTHORIZED, INVALID), "the IdP's body is never echoed");
+        assert_eq!(headers["www-authenticate"], INVALID_CHALLENGE);
+    };
+
+    for (status, body, delay) in [
+        (500, "idp secret stack trace".to_owned(), Duration::ZERO),
+        (401, r#"{"error":"invalid_client"}"#.to_owned(), Duration::ZERO),
+        (200, "<html>not json</html>".to_owned(), Duration::ZERO),
+        (200, "[true]".to_owned(), Duration::ZERO),
+        (200, json!({"active": true}).to_string(), Duration::from_millis(600)),
+    ] {
+        idp.reply(status, body.clone(), delay);
+        refused(http.get(&url).bearer_auth("t1")).await;
+        refused(http.get(&url).bearer_auth("t1")).await;
+        assert_eq!(idp.calls(), 2, "{status} {body}: failures are not cached");
+    }
+    // Once the IdP recovers, the same token works at once.
+    idp.active(json!({"active": true, "exp": now() + 60}));
+    upstream_of(http.get(&url).bearer_auth("t1")).await;
+
+    // Inactive answers: not cached by default, cached for negative_ttl when set.
+    idp.active(json!({"active": false}));
+    refused(http.get(&url).bearer_auth("t2")).await;
+    refused(http.get(&url).bearer_auth("t2")).await;
+    assert_eq!(idp.calls(), 2);
+    let mut config = scripted_config(&idp_url);
+    config["negative_ttl"] = json!(60);
+    only_plugin(&node, config).await;
+    idp.active(json!({"active": false}));
+    refused(http.get(&url).bearer_auth("t3")).await;
+    refused(http.get(&url).bearer_auth("t3")).await;
+    assert_eq!(idp.calls(), 1);
+
+    // An IdP that is down.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead = format!("http://{}/introspect", closed.local_addr().unwrap());
+    drop(closed);
+    only_plugin(&node, scripted_config(&dead)).await;
+    refused(http.get(&url).bearer_auth("t1")).await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_token_is_never_served_from_the_cache() {
+    let node = TestNode::start().await;
+    node.example_service().await;
+    let (idp, idp_url) = Idp::start().await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/anything", node.proxy_url());
+    let mut config = scripted_config(&idp_url);
+    config["ttl"] = json!(300);
+    only_plugin(&node, config).await;
+    idp.active(json!({"active": true, "exp": now() + 1}));
+    upstream_of(http.get(&url).bearer_auth("short")).await;
+    upstream_of(http.get(&url).bearer_auth("short")).await;
+    assert_eq!(idp.calls(), 1);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    idp.active(json!({"active": false}));
+    let (status, _, _) = send(http.get(&url).bearer_auth("short")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(idp.calls(), 1, "asked again once exp passed, although ttl had not");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_requests_make_one_introspection_call() {
+    let node = TestNode::start().await;
+    node.example_service().await;
+    let (idp, idp_url) = Idp::start().await;
+    let mut config = scripted_config(&idp_url);
+    config["timeout"] = json!(10000);
+    only_plugin(&node, config).await;
+    idp.reply(
+        200,
+        json!({"active": true, "client_id": "c", "exp": now() + 600}).to_string(),
+        Duration::from_millis(300),
+    );
+    let http = reqwest::Client::builder().pool_max_idle_per_host(1000).build().unwrap();
+    let url = format!("{}/anything", node.proxy_url());
+    let requests = (0..1000).map(|_| {
+        let (http, url) = (http.clone(), url.clone());
+        tokio::spawn(async move { http.get(&url).bearer_auth("fresh").send().await.map(|r| r.status()) })
+    });
+    let statuses = futures_util::future::join_all(requests).await;
+    let ok = statuses.into_iter().filter(|s| matches!(s, Ok(Ok(StatusCode::OK)))).count();
+    assert_eq!(ok, 1000);
+    assert_eq!(idp.calls(), 1);
+    node.stop().await;
+}

@@ -1,0 +1,222 @@
+//! The node's cache of introspection answers.
+//!
+//! Unlike Kong's (keyed by the raw token alone, IdP failures cached, `exp` ignored), an entry here:
+//! - is keyed by a SHA-256 of the token and of everything else that changes the answer or what is made of it (see
+//!   [`KeyPrefix`]), so two plugin instances never share answers from different IdPs, and raw tokens are not kept;
+//! - lives for `ttl` but never past the token's `exp` (with no `exp` and `ttl = 0`, it is not kept at all);
+//!   inactive answers live for `negative_ttl` (default 0: not kept); failures are never kept;
+//! - is computed once however many requests ask for it at the same time (moka's `try_get_with` coalesces them);
+//! - competes for a bounded number of slots (a node setting).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_lc_rs::digest;
+use moka::Expiry;
+use moka::future::Cache;
+
+use super::idp::{IdpFailure, Introspected};
+
+pub type Key = [u8; 32];
+
+/// An answer with how long it may be used.
+#[derive(Debug)]
+pub struct Entry {
+    pub answer: Introspected,
+    pub keep_for: Duration,
+}
+
+struct KeepFor;
+
+impl Expiry<Key, Arc<Entry>> for KeepFor {
+    fn expire_after_create(&self, _key: &Key, entry: &Arc<Entry>, _created_at: Instant) -> Option<Duration> {
+        Some(entry.keep_for)
+    }
+}
+
+#[derive(Clone)]
+pub struct AnswerCache {
+    entries: Cache<Key, Arc<Entry>>,
+}
+
+impl std::fmt::Debug for AnswerCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnswerCache").field("entries", &self.entries.entry_count()).finish()
+    }
+}
+
+impl AnswerCache {
+    pub fn new(max_entries: u64) -> Self {
+        Self { entries: Cache::builder().max_capacity(max_entries).expire_after(KeepFor).build() }
+    }
+
+    /// The cached entry for `key`, or the one `fetch` makes (concurrent callers for one key share a single
+    /// `fetch`). An entry found past the token's `exp` is dropped and fetched again.
+    pub async fn get_or_fetch<F>(&self, key: Key, fetch: F) -> Result<Arc<Entry>, Arc<IdpFailure>>
+    where
+        F: Future<Output = Result<Entry, IdpFailure>>,
+    {
+        if let Some(entry) = self.entries.get(&key).await {
+            if entry.answer.expires.is_none_or(|exp| exp > SystemTime::now()) {
+                return Ok(entry);
+            }
+            self.entries.invalidate(&key).await;
+        }
+        self.entries.try_get_with(key, async { fetch.await.map(Arc::new) }).await
+    }
+
+    #[cfg(test)]
+    async fn len(&self) -> u64 {
+        self.entries.run_pending_tasks().await;
+        self.entries.entry_count()
+    }
+}
+
+/// The part of the cache key that comes from a plugin's configuration: a digest of the introspection URL, the
+/// authorization value, the token type hint, the custom introspection headers and the forwarded claims, each
+/// length-prefixed so no two configurations run together.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyPrefix([u8; 32]);
+
+impl KeyPrefix {
+    pub fn new(config: &gatehouse_model::gateway::plugins::oauth2_introspection::Config) -> Self {
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        let mut field = |bytes: &[u8]| {
+            ctx.update(&(bytes.len() as u64).to_be_bytes());
+            ctx.update(bytes);
+        };
+        field(config.introspection_url.as_bytes());
+        field(config.authorization_value.as_bytes());
+        field(config.token_type_hint.as_deref().unwrap_or("\0none").as_bytes());
+        for (name, value) in &config.custom_introspection_headers {
+            field(name.as_bytes());
+            field(value.as_bytes());
+        }
+        field(b"claims");
+        for claim in &config.custom_claims_forward {
+            field(claim.as_bytes());
+        }
+        Self(digest_bytes(ctx.finish()))
+    }
+
+    pub fn key(&self, token: &str) -> Key {
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        ctx.update(&self.0);
+        ctx.update(token.as_bytes());
+        digest_bytes(ctx.finish())
+    }
+}
+
+fn digest_bytes(d: digest::Digest) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&d.as_ref()[..32]);
+    out
+}
+
+/// How long an answer may be kept: `ttl` (0 = as long as the token lives) capped at the token's `exp`; an inactive
+/// answer for `negative_ttl`.
+pub fn keep_for(answer: &Introspected, ttl: Duration, negative_ttl: Duration, now: SystemTime) -> Duration {
+    if !answer.active {
+        return negative_ttl;
+    }
+    match answer.expires {
+        Some(exp) => {
+            let left = exp.duration_since(now).unwrap_or(Duration::ZERO);
+            if ttl.is_zero() { left } else { ttl.min(left) }
+        }
+        None => ttl,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn answer(active: bool, expires: Option<SystemTime>) -> Introspected {
+        Introspected { active, headers: Vec::new(), username: None, client_id: None, expires }
+    }
+
+    #[test]
+    fn lifetimes() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let s = Duration::from_secs;
+        let exp = |t| Some(SystemTime::UNIX_EPOCH + s(t));
+        assert_eq!(keep_for(&answer(true, exp(1005)), s(30), s(0), now), s(5), "capped at exp");
+        assert_eq!(keep_for(&answer(true, exp(2000)), s(30), s(0), now), s(30));
+        assert_eq!(keep_for(&answer(true, exp(2000)), s(0), s(0), now), s(1000), "ttl 0: until exp");
+        assert_eq!(keep_for(&answer(true, None), s(0), s(9), now), s(0), "no exp and ttl 0: not kept");
+        assert_eq!(keep_for(&answer(true, exp(900)), s(30), s(0), now), s(0), "already expired");
+        assert_eq!(keep_for(&answer(false, exp(2000)), s(30), s(7), now), s(7), "inactive: negative_ttl");
+    }
+
+    #[test]
+    fn keys_depend_on_every_input() {
+        let base: gatehouse_model::gateway::plugins::oauth2_introspection::Config =
+            serde_json::from_value(serde_json::json!({"introspection_url": "http://a/i", "ttl": 30,
+                "authorization_value": "Basic x", "timeout": 1, "keepalive": 1, "introspect_request": false,
+                "hide_credentials": false, "run_on_preflight": true, "anonymous": "", "consumer_by": "username",
+                "custom_introspection_headers": {}, "custom_claims_forward": [], "token_type_hint": null}))
+            .unwrap();
+        let key = |c: &gatehouse_model::gateway::plugins::oauth2_introspection::Config| KeyPrefix::new(c).key("t");
+        let mut variants = vec![key(&base)];
+        let mut c = base.clone();
+        c.introspection_url = "http://b/i".into();
+        variants.push(key(&c));
+        let mut c = base.clone();
+        c.authorization_value = "Basic y".into();
+        variants.push(key(&c));
+        let mut c = base.clone();
+        c.token_type_hint = Some("access_token".into());
+        variants.push(key(&c));
+        let mut c = base.clone();
+        c.custom_introspection_headers.insert("x".into(), "1".into());
+        variants.push(key(&c));
+        let mut c = base.clone();
+        c.custom_claims_forward.push("x".into());
+        variants.push(key(&c));
+        variants.push(KeyPrefix::new(&base).key("u"));
+        let distinct: std::collections::HashSet<_> = variants.iter().collect();
+        assert_eq!(distinct.len(), variants.len());
+        let mut same = base.clone();
+        same.ttl = 99.0;
+        assert_eq!(key(&same), key(&base), "settings that do not change the answer share entries");
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_fetch_once_and_failures_are_not_kept() {
+        let cache = AnswerCache::new(100);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let fetch = |calls: Arc<AtomicUsize>| async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(Entry { answer: answer(true, None), keep_for: Duration::from_secs(60) })
+        };
+        let waits: Vec<_> = (0..50).map(|_| cache.get_or_fetch([1; 32], fetch(calls.clone()))).collect();
+        for r in futures_util::future::join_all(waits).await {
+            assert!(r.unwrap().answer.active);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        let failing = || async { Err::<Entry, _>(IdpFailure::Timeout(Duration::from_secs(1))) };
+        assert!(cache.get_or_fetch([2; 32], failing()).await.is_err());
+        assert_eq!(cache.len().await, 1, "the failure was not kept");
+
+        let zero = || async { Ok(Entry { answer: answer(true, None), keep_for: Duration::ZERO }) };
+        cache.get_or_fetch([3; 32], zero()).await.unwrap();
+        calls.store(0, Ordering::SeqCst);
+        cache.get_or_fetch([3; 32], fetch(calls.clone())).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "an entry kept for zero is fetched again");
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_never_used_past_exp() {
+        let cache = AnswerCache::new(100);
+        let past = Some(SystemTime::now() - Duration::from_secs(1));
+        // Kept for an hour by mistake, but the token's exp has passed: it must be fetched again.
+        let stale = || async move { Ok(Entry { answer: answer(true, past), keep_for: Duration::from_secs(3600) }) };
+        cache.get_or_fetch([4; 32], stale()).await.unwrap();
+        let fresh = || async { Ok(Entry { answer: answer(false, None), keep_for: Duration::ZERO }) };
+        assert!(!cache.get_or_fetch([4; 32], fresh()).await.unwrap().answer.active);
+    }
+}

@@ -1,0 +1,319 @@
+//! The call to the introspection endpoint, as Kong's plugin makes it, and what its answer becomes.
+//!
+//! `POST` to the scheme, host, port and path of `introspection_url` (its query is dropped) with a form body
+//! `token=…[&token_type_hint=…]` and `Content-Type`, `Accept: application/json`, `Authorization:
+//! <authorization_value>`, then `X-Request-Http-Method`/`X-Request-Path` when `introspect_request` is on, then the
+//! custom headers (which may override the built-in ones). Only a 200 with a JSON object counts as an answer; TLS is
+//! verified against the web PKI roots.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, Request, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use serde_json::{Map, Value};
+
+/// An IdP answer larger than this is a failure, not something to buffer.
+const MAX_ANSWER_BYTES: usize = 256 * 1024;
+/// How much of a failed answer's body goes to the log.
+const LOGGED_BODY_BYTES: usize = 512;
+
+type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Why no answer came back. Never sent to the client (it gets Kong's generic `invalid_token`); logged with the
+/// request id.
+#[derive(Debug, thiserror::Error)]
+pub enum IdpFailure {
+    #[error("the introspection endpoint could not be reached: {0}")]
+    Unreachable(String),
+    #[error("the introspection endpoint did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the introspection endpoint answered {status}: {body}")]
+    Status { status: u16, body: String },
+    #[error("the introspection endpoint's answer is not a JSON object: {0}")]
+    NotJson(String),
+    #[error("the introspection request cannot be built: {0}")]
+    Request(String),
+}
+
+/// HTTP clients to introspection endpoints, one per (timeout, keepalive) pair, kept across configuration changes
+/// so their idle connections survive them.
+#[derive(Debug, Default)]
+pub struct Clients {
+    by_settings: Mutex<BTreeMap<(u64, u64), HttpClient>>,
+}
+
+impl Clients {
+    fn get(&self, timeout_ms: u64, keepalive_ms: u64) -> HttpClient {
+        let mut clients = self.by_settings.lock().unwrap_or_else(|p| p.into_inner());
+        clients
+            .entry((timeout_ms, keepalive_ms))
+            .or_insert_with(|| {
+                let connector = crate::upstream::connector(timeout_ms, true);
+                let mut builder = Client::builder(TokioExecutor::new());
+                builder.pool_timer(TokioTimer::new()).timer(TokioTimer::new());
+                if keepalive_ms == 0 {
+                    builder.pool_max_idle_per_host(0);
+                } else {
+                    builder.pool_idle_timeout(Duration::from_millis(keepalive_ms));
+                }
+                builder.build(connector)
+            })
+            .clone()
+    }
+}
+
+/// One plugin instance's introspection endpoint and what it sends there.
+#[derive(Debug)]
+pub struct Idp {
+    client: HttpClient,
+    uri: Uri,
+    authorization: HeaderValue,
+    token_type_hint: Option<String>,
+    custom_headers: Vec<(HeaderName, HeaderValue)>,
+    timeout: Duration,
+}
+
+impl Idp {
+    pub fn new(
+        clients: &Arc<Clients>,
+        config: &gatehouse_model::gateway::plugins::oauth2_introspection::Config,
+    ) -> Result<Self, String> {
+        let url = url::Url::parse(&config.introspection_url).map_err(|e| format!("introspection_url: {e}"))?;
+        let host = url.host_str().ok_or("introspection_url has no host")?;
+        let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_owned() };
+        let authority = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host,
+        };
+        let path = if url.path().is_empty() { "/" } else { url.path() };
+        let uri = Uri::builder()
+            .scheme(url.scheme())
+            .authority(authority)
+            .path_and_query(path)
+            .build()
+            .map_err(|e| format!("introspection_url: {e}"))?;
+        let authorization = HeaderValue::from_str(&config.authorization_value)
+            .map_err(|_| "authorization_value is not a valid header value".to_owned())?;
+        let mut custom_headers = Vec::new();
+        for (name, value) in &config.custom_introspection_headers {
+            let name = HeaderName::from_bytes(name.replace('_', "-").as_bytes())
+                .map_err(|_| format!("custom_introspection_headers: invalid header name {name}"))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| format!("custom_introspection_headers.{name}: invalid header value"))?;
+            custom_headers.push((name, value));
+        }
+        Ok(Self {
+            client: clients.get(config.timeout, config.keepalive),
+            uri,
+            authorization,
+            token_type_hint: config.token_type_hint.clone(),
+            custom_headers,
+            timeout: Duration::from_millis(config.timeout),
+        })
+    }
+
+    /// Asks about `token`. `request` is the client request's method and path, sent when `introspect_request` is on.
+    pub async fn introspect(
+        &self,
+        token: &str,
+        request: Option<(&Method, &str)>,
+    ) -> Result<Map<String, Value>, IdpFailure> {
+        let form = {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("token", token);
+            if let Some(hint) = &self.token_type_hint {
+                form.append_pair("token_type_hint", hint);
+            }
+            form.finish()
+        };
+        let mut req = Request::new(Full::new(Bytes::from(form)));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = self.uri.clone();
+        let h = req.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        h.insert(header::AUTHORIZATION, self.authorization.clone());
+        if let Some((method, path)) = request {
+            h.insert(
+                HeaderName::from_static("x-request-http-method"),
+                HeaderValue::from_str(method.as_str()).map_err(|e| IdpFailure::Request(e.to_string()))?,
+            );
+            h.insert(
+                HeaderName::from_static("x-request-path"),
+                HeaderValue::from_str(path).map_err(|e| IdpFailure::Request(e.to_string()))?,
+            );
+        }
+        for (name, value) in &self.custom_headers {
+            h.insert(name.clone(), value.clone());
+        }
+        let exchange = async {
+            let response = self.client.request(req).await.map_err(|e| {
+                let mut message = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    message = format!("{message}: {s}");
+                    source = s.source();
+                }
+                IdpFailure::Unreachable(message)
+            })?;
+            let status = response.status();
+            let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+                .collect()
+                .await
+                .map_err(|e| IdpFailure::Unreachable(format!("reading the answer: {e}")))?
+                .to_bytes();
+            Ok::<_, IdpFailure>((status, body))
+        };
+        let (status, body) =
+            tokio::time::timeout(self.timeout, exchange).await.map_err(|_| IdpFailure::Timeout(self.timeout))??;
+        if status != http::StatusCode::OK {
+            return Err(IdpFailure::Status { status: status.as_u16(), body: excerpt(&body) });
+        }
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(map)) => Ok(map),
+            Ok(_) => Err(IdpFailure::NotJson(excerpt(&body))),
+            Err(_) => Err(IdpFailure::NotJson(excerpt(&body))),
+        }
+    }
+}
+
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(LOGGED_BODY_BYTES)]);
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
+/// An answer, ready to be applied to requests: the upstream headers are rendered once, when it arrives.
+#[derive(Debug)]
+pub struct Introspected {
+    /// Lua truthiness of `active`: anything but missing, `false` or `null`.
+    pub active: bool,
+    /// `X-Credential-*`, one entry per value (arrays give several).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub username: Option<String>,
+    pub client_id: Option<String>,
+    /// The token's `exp`; the answer is never used after it.
+    pub expires: Option<SystemTime>,
+}
+
+/// The standard fields Kong copies to `X-Credential-*` headers.
+const CREDENTIAL_HEADERS: [(&str, &str); 11] = [
+    ("x-credential-scope", "scope"),
+    ("x-credential-client-id", "client_id"),
+    ("x-credential-identifier", "username"),
+    ("x-credential-token-type", "token_type"),
+    ("x-credential-exp", "exp"),
+    ("x-credential-iat", "iat"),
+    ("x-credential-nbf", "nbf"),
+    ("x-credential-sub", "sub"),
+    ("x-credential-aud", "aud"),
+    ("x-credential-iss", "iss"),
+    ("x-credential-jti", "jti"),
+];
+
+/// `custom_claims_forward` entries as (claim, header name): `x-credential-` + the claim with `_` → `-`.
+pub fn claim_headers(claims: &[String]) -> Vec<(String, HeaderName)> {
+    claims
+        .iter()
+        .filter_map(|claim| {
+            let name = format!("x-credential-{}", claim.replace('_', "-")).to_ascii_lowercase();
+            HeaderName::from_bytes(name.as_bytes()).ok().map(|h| (claim.clone(), h))
+        })
+        .collect()
+}
+
+impl Introspected {
+    pub fn from_answer(answer: &Map<String, Value>, claims: &[(String, HeaderName)]) -> Self {
+        let active = !matches!(answer.get("active"), None | Some(Value::Null | Value::Bool(false)));
+        let mut headers = Vec::new();
+        if active {
+            let standard = CREDENTIAL_HEADERS.iter().map(|(h, f)| (HeaderName::from_static(h), *f));
+            let custom = claims.iter().map(|(claim, h)| (h.clone(), claim.as_str()));
+            for (name, field) in standard.chain(custom) {
+                for value in answer.get(field).map(header_values).unwrap_or_default() {
+                    headers.push((name.clone(), value));
+                }
+            }
+        }
+        let text = |f: &str| answer.get(f).and_then(json_scalar);
+        let expires = answer
+            .get("exp")
+            .and_then(Value::as_f64)
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .and_then(|s| SystemTime::UNIX_EPOCH.checked_add(Duration::try_from_secs_f64(s).ok()?));
+        Self { active, headers, username: text("username"), client_id: text("client_id"), expires }
+    }
+}
+
+fn json_scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Numbers and booleans as text, each array element as its own value, objects as compact JSON; `null` and values
+/// that cannot be header values (control characters) give nothing.
+fn header_values(v: &Value) -> Vec<HeaderValue> {
+    let one = |v: &Value| -> Option<HeaderValue> {
+        let text = match v {
+            Value::Null => return None,
+            Value::Object(_) | Value::Array(_) => v.to_string(),
+            other => json_scalar(other)?,
+        };
+        HeaderValue::from_str(&text).ok()
+    };
+    match v {
+        Value::Array(items) => items.iter().filter_map(one).collect(),
+        other => one(other).into_iter().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn answers_become_headers_once() {
+        let answer = json!({"active": true, "scope": "a b", "client_id": "c", "username": "u", "exp": 1700000000,
+            "iat": 1.5, "aud": ["x", "y"], "custom_claim": {"k": 1}, "sub": null, "evil": "a\r\nb"});
+        let claims = claim_headers(&["custom_claim".into(), "evil".into(), "absent".into()]);
+        let i = Introspected::from_answer(answer.as_object().unwrap(), &claims);
+        assert!(i.active);
+        let get =
+            |n: &str| i.headers.iter().filter(|(h, _)| h == n).map(|(_, v)| v.to_str().unwrap()).collect::<Vec<_>>();
+        assert_eq!(get("x-credential-scope"), ["a b"]);
+        assert_eq!(get("x-credential-identifier"), ["u"]);
+        assert_eq!(get("x-credential-exp"), ["1700000000"]);
+        assert_eq!(get("x-credential-iat"), ["1.5"]);
+        assert_eq!(get("x-credential-aud"), ["x", "y"], "one header per array value");
+        assert_eq!(get("x-credential-custom-claim"), [r#"{"k":1}"#]);
+        assert!(get("x-credential-sub").is_empty() && get("x-credential-evil").is_empty());
+        assert!(get("x-credential-absent").is_empty());
+        assert_eq!(i.expires, Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)));
+        assert_eq!((i.username.as_deref(), i.client_id.as_deref()), (Some("u"), Some("c")));
+    }
+
+    #[test]
+    fn active_is_lua_truthy() {
+        for (active, expected) in
+            [(json!(true), true), (json!(1), true), (json!("no"), true), (json!(false), false), (Value::Null, false)]
+        {
+            let answer = json!({"active": active, "scope": "s"});
+            let i = Introspected::from_answer(answer.as_object().unwrap(), &[]);
+            assert_eq!(i.active, expected, "{active}");
+            assert_eq!(i.headers.is_empty(), !expected, "inactive answers give no headers");
+        }
+        assert!(!Introspected::from_answer(&Map::new(), &[]).active, "a missing `active` is falsy");
+    }
+}

@@ -1,0 +1,266 @@
+//! Where the access token is found, in Kong's order (an `access_token` parameter of the body, then of the query,
+//! then `Authorization: Bearer|Token …`), and how `hide_credentials` takes it out again.
+//!
+//! Unlike Kong, which parses any body as a form, only form, JSON and multipart bodies are looked into, and only
+//! when the proxy read them whole (up to 64 KiB); anything else streams through untouched. Hiding the token keeps
+//! the body's content type (Kong re-encodes a JSON body as a form).
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, header};
+use serde_json::Value;
+
+use crate::plugins::RequestContext;
+
+pub const PARAMETER: &str = "access_token";
+
+/// Where the token came from, which decides what `hide_credentials` removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Header,
+    Query,
+    Body,
+}
+
+#[derive(Debug)]
+pub struct Found {
+    pub token: String,
+    pub source: Source,
+}
+
+/// A JSON body that is not an object, or a multipart body that does not parse: Kong answers 400.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadBody(String);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum BodyKind {
+    Form,
+    Json,
+    Multipart(String),
+}
+
+fn body_kind(headers: &HeaderMap) -> Option<BodyKind> {
+    let content_type = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let mime: mime::Mime = content_type.parse().ok()?;
+    match (mime.type_(), mime.subtype()) {
+        (mime::APPLICATION, mime::WWW_FORM_URLENCODED) => Some(BodyKind::Form),
+        (mime::APPLICATION, mime::JSON) => Some(BodyKind::Json),
+        (_, sub) if mime.suffix() == Some(mime::JSON) || sub == mime::JSON => Some(BodyKind::Json),
+        (mime::MULTIPART, mime::FORM_DATA) => {
+            mime.get_param(mime::BOUNDARY).map(|b| BodyKind::Multipart(b.as_str().to_owned()))
+        }
+        _ => None,
+    }
+}
+
+/// The first `access_token` of a form-encoded string.
+fn in_form(form: &[u8]) -> Option<String> {
+    form_urlencoded::parse(form).find(|(k, _)| k == PARAMETER).map(|(_, v)| v.into_owned())
+}
+
+async fn in_body(kind: &BodyKind, body: &Bytes) -> Result<Option<String>, BadBody> {
+    match kind {
+        BodyKind::Form => Ok(in_form(body)),
+        BodyKind::Json => match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(map)) => Ok(map.get(PARAMETER).and_then(json_text)),
+            Ok(_) => Err(BadBody("the JSON body is not an object".into())),
+            Err(e) => Err(BadBody(format!("the JSON body does not parse: {e}"))),
+        },
+        BodyKind::Multipart(boundary) => {
+            for part in multipart_parts(body, boundary).await? {
+                if part.name.as_deref() == Some(PARAMETER) {
+                    return Ok(Some(String::from_utf8_lossy(&part.data).into_owned()));
+                }
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// A JSON parameter's value as Kong's Lua would pass it on: strings as they are, numbers as text.
+fn json_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Finds the token. An empty value counts as no token.
+pub async fn find(ctx: &RequestContext<'_>) -> Result<Option<Found>, BadBody> {
+    let kind = body_kind(ctx.headers);
+    if let (Some(kind), Some(body)) = (&kind, ctx.body.as_ref())
+        && !body.is_empty()
+        && let Some(token) = in_body(kind, body).await?.filter(|t| !t.is_empty())
+    {
+        return Ok(Some(Found { token, source: Source::Body }));
+    }
+    if let Some(token) = ctx.query.as_deref().and_then(|q| in_form(q.as_bytes())).filter(|t| !t.is_empty()) {
+        return Ok(Some(Found { token, source: Source::Query }));
+    }
+    let from_header = ctx.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
+        let mut parts = v.split_whitespace();
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(scheme), Some(token), None)
+                if scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token") =>
+            {
+                Some(token.to_owned())
+            }
+            _ => None,
+        }
+    });
+    Ok(from_header.map(|token| Found { token, source: Source::Header }))
+}
+
+/// `hide_credentials`: the header goes; otherwise `access_token` leaves the query and, except on GET, the body.
+pub async fn hide(ctx: &mut RequestContext<'_>, source: Source) -> Result<(), BadBody> {
+    if source == Source::Header {
+        ctx.headers.remove(header::AUTHORIZATION);
+        return Ok(());
+    }
+    if let Some(query) = ctx.query.as_deref() {
+        let kept = without_parameter(query.as_bytes());
+        ctx.query = if kept.is_empty() { None } else { Some(Cow::Owned(String::from_utf8_lossy(&kept).into_owned())) };
+    }
+    if ctx.method == Method::GET {
+        return Ok(());
+    }
+    let (Some(kind), Some(body)) = (body_kind(ctx.headers), ctx.body.as_ref()) else { return Ok(()) };
+    if body.is_empty() {
+        return Ok(());
+    }
+    let rewritten = match &kind {
+        BodyKind::Form => Bytes::from(without_parameter(body)),
+        BodyKind::Json => match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(mut map)) => {
+                map.remove(PARAMETER);
+                Bytes::from(serde_json::to_vec(&map).map_err(|e| BadBody(e.to_string()))?)
+            }
+            _ => return Ok(()),
+        },
+        BodyKind::Multipart(boundary) => {
+            let parts = multipart_parts(body, boundary).await?;
+            encode_multipart(boundary, parts.iter().filter(|p| p.name.as_deref() != Some(PARAMETER)))
+        }
+    };
+    ctx.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(rewritten.len()));
+    *ctx.body = Some(rewritten);
+    Ok(())
+}
+
+/// The `&`-separated pairs except `access_token`, the others byte for byte as the client sent them.
+fn without_parameter(form: &[u8]) -> Vec<u8> {
+    let mut kept: Vec<u8> = Vec::with_capacity(form.len());
+    for pair in form.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+        if form_urlencoded::parse(pair).next().is_some_and(|(k, _)| k == PARAMETER) {
+            continue;
+        }
+        if !kept.is_empty() {
+            kept.push(b'&');
+        }
+        kept.extend_from_slice(pair);
+    }
+    kept
+}
+
+#[derive(Debug)]
+struct Part {
+    name: Option<String>,
+    headers: HeaderMap,
+    data: Bytes,
+}
+
+async fn multipart_parts(body: &Bytes, boundary: &str) -> Result<Vec<Part>, BadBody> {
+    let bad = |e: multer::Error| BadBody(format!("the multipart body does not parse: {e}"));
+    let stream = futures_util::stream::once(std::future::ready(Ok::<_, std::convert::Infallible>(body.clone())));
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    let mut parts = Vec::new();
+    while let Some(field) = multipart.next_field().await.map_err(bad)? {
+        let name = field.name().map(str::to_owned);
+        let headers = field.headers().clone();
+        let data = field.bytes().await.map_err(bad)?;
+        parts.push(Part { name, headers, data });
+    }
+    Ok(parts)
+}
+
+fn encode_multipart<'a>(boundary: &str, parts: impl Iterator<Item = &'a Part>) -> Bytes {
+    let mut out = Vec::new();
+    for part in parts {
+        out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        for (name, value) in &part.headers {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&part.data);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_token_pair_leaves_a_form() {
+        let cases: [(&str, &str); 5] = [
+            ("a=1&access_token=x&b=%20y", "a=1&b=%20y"),
+            ("access_token=x", ""),
+            ("access%5Ftoken=x&c", "c"),
+            ("access_token&a=1", "a=1"),
+            ("a=access_token", "a=access_token"),
+        ];
+        for (form, kept) in cases {
+            assert_eq!(String::from_utf8(without_parameter(form.as_bytes())).unwrap(), kept, "{form}");
+        }
+    }
+
+    #[test]
+    fn content_types_that_are_looked_into() {
+        let kind = |ct: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
+            body_kind(&h)
+        };
+        assert_eq!(kind("application/x-www-form-urlencoded; charset=utf-8"), Some(BodyKind::Form));
+        assert_eq!(kind("application/json"), Some(BodyKind::Json));
+        assert_eq!(kind("application/vnd.api+json"), Some(BodyKind::Json));
+        assert_eq!(kind("multipart/form-data; boundary=xyz"), Some(BodyKind::Multipart("xyz".into())));
+        assert_eq!(kind("multipart/form-data"), None, "no boundary, nothing to parse");
+        assert_eq!(kind("text/plain"), None);
+        assert_eq!(kind("application/octet-stream"), None);
+    }
+
+    #[tokio::test]
+    async fn multipart_round_trip_without_the_token() {
+        let body = Bytes::from_static(
+            b"--b\r\nContent-Disposition: form-data; name=\"access_token\"\r\n\r\nsecret\r\n--b\r\n\
+              Content-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b--\r\n",
+        );
+        let kind = BodyKind::Multipart("b".into());
+        assert_eq!(in_body(&kind, &body).await.unwrap().as_deref(), Some("secret"));
+        let parts = multipart_parts(&body, "b").await.unwrap();
+        let rewritten = encode_multipart("b", parts.iter().filter(|p| p.name.as_deref() != Some(PARAMETER)));
+        let again = multipart_parts(&rewritten, "b").await.unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].name.as_deref(), Some("file"));
+        assert_eq!(&again[0].data[..], b"hello");
+        assert_eq!(again[0].headers[header::CONTENT_TYPE], "text/plain");
+        assert!(in_body(&kind, &Bytes::from_static(b"garbage")).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn json_bodies_must_be_objects() {
+        assert!(in_body(&BodyKind::Json, &Bytes::from_static(b"[1]")).await.is_err());
+        assert!(in_body(&BodyKind::Json, &Bytes::from_static(b"{")).await.is_err());
+        let found = in_body(&BodyKind::Json, &Bytes::from_static(br#"{"access_token":"t","a":1}"#)).await.unwrap();
+        assert_eq!(found.as_deref(), Some("t"));
+    }
+}
