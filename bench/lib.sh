@@ -92,6 +92,53 @@ start_gatehouse() {
   wait_for "$TMP/gh.out" "Gatehouse Ready" "$GH_PID" 120 || { tail -20 "$TMP/gh.err" >&2; die "Gatehouse did not become ready"; }
 }
 
+# --- the quickstart's management API and issuer -------------------------------------------------------------
+# platform_login: KONNECT_TOKEN and PLATFORM from the quickstart's exports (after start_gatehouse).
+platform_login() {
+  KONNECT_TOKEN=$(sed -n "s/^export KONNECT_TOKEN='\(.*\)'$/\1/p" "$TMP/gh.out")
+  PLATFORM=$(sed -n "s/^export KONNECT_CONTROL_PLANE_URL=\(.*\)$/\1/p" "$TMP/gh.out")
+  [[ -n $KONNECT_TOKEN && -n $PLATFORM ]] || die "could not read KONNECT_TOKEN / KONNECT_CONTROL_PLANE_URL from quickstart output"
+}
+
+# api METHOD PATH BODY OUTFILE: a platform API call that must answer 201
+api() {
+  local code
+  code=$(curl -sS -o "$4" -w '%{http_code}' -X "$1" "$PLATFORM$2" -H "Authorization: Bearer $KONNECT_TOKEN" \
+    -H 'Content-Type: application/json' --data "$3")
+  [[ $code == 201 ]] || { cat "$4" >&2; die "$1 $2 -> HTTP $code"; }
+}
+
+# json_get FILE EXPR: evaluates EXPR on the parsed JSON `j` of FILE.
+json_get() { node -e 'const j=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")); const v=('"$2"'); if (v===undefined) process.exit(1); console.log(v)' "$1"; }
+
+# provision ALG AUDIENCE -> GH_ISSUER_<ALG>, GH_AUTH_<ALG>: an auth server signing with ALG, scope my-scope and a
+# client_credentials client allowed it (GH_AUTH_<ALG> is its Basic authorization value)
+provision() {
+  local alg=$1 id issuer scope client secret
+  api POST /v1/auth-servers "{\"name\":\"bench-$alg\",\"audience\":\"$2\",\"signing_algorithm\":\"$alg\"}" "$TMP/as-$alg.json"
+  id=$(json_get "$TMP/as-$alg.json" j.id)
+  issuer=$(json_get "$TMP/as-$alg.json" j.issuer)
+  api POST "/v1/auth-servers/$id/scopes" '{"name":"my-scope"}' "$TMP/scope-$alg.json"
+  scope=$(json_get "$TMP/scope-$alg.json" j.id)
+  api POST "/v1/auth-servers/$id/clients" \
+    "{\"name\":\"bench-client\",\"grant_types\":[\"client_credentials\"],\"allow_scopes\":[\"$scope\"],\"access_token_duration\":3600}" \
+    "$TMP/client-$alg.json"
+  client=$(json_get "$TMP/client-$alg.json" j.id)
+  secret=$(json_get "$TMP/client-$alg.json" j.client_secret)
+  printf -v "GH_ISSUER_$alg" '%s' "$issuer"
+  printf -v "GH_AUTH_$alg" 'Basic %s' "$(printf '%s:%s' "$client" "$secret" | base64 -w0)"
+  log "Gatehouse auth server $alg: $issuer"
+}
+
+# fetch_token URL AUTH [BODY] -> prints access_token (BODY: client_credentials with scope my-scope)
+fetch_token() {
+  local out=$TMP/fetch.json code
+  code=$(curl -sS -o "$out" -w '%{http_code}' -X POST "$1" -H "Authorization: $2" \
+    -H 'Content-Type: application/x-www-form-urlencoded' --data "${3:-grant_type=client_credentials&scope=my-scope}")
+  [[ $code == 200 ]] || { cat "$out" >&2; die "POST $1 -> HTTP $code"; }
+  json_get "$out" j.access_token
+}
+
 # gh_warnings [GREP_OPTION...]: the lines of Gatehouse's stderr that mention warn or error, colours stripped
 gh_warnings() { sed 's/\x1b\[[0-9;]*m//g' "$TMP/gh.err" | grep "$@" -iE 'warn|error'; }
 

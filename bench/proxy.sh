@@ -5,10 +5,14 @@
 #   bench/proxy.sh                          # 5 rounds, wrk -t2 -c64 -d10s --latency per proxy and round
 #   ROUNDS=3 DURATION=5s bench/proxy.sh
 #   PERF=1 bench/proxy.sh                   # then a perf profile of Gatehouse under the same load
+#   AUTH=introspection bench/proxy.sh       # Gatehouse with the oauth2-introspection plugin vs nginx without auth
 #
 # Knobs (environment): ROUNDS (5), DURATION (10s), THREADS (2), CONNS (64), WARMUP (5s), PAUSE (1 s between runs),
 # ORDER (gatehouse-first | alternate: who runs first in each round), REQ_PATH (/bench: the path requested),
 # CHECK_DURATION (3s: the strict status/body check per proxy after the rounds; 0 skips it),
+# AUTH (none | introspection: Gatehouse's route gets the tutorial's oauth2-introspection plugin, checking tokens at
+# its own issuer, and every request of both proxies carries one bearer token, so Gatehouse runs its cache-hit path;
+# then MISS_DURATION (DURATION) of requests to a route whose plugin never caches, the cache-miss path),
 # PERF (0: 1 profiles Gatehouse with perf record -g for PERF_DURATION, 10s, and prints the top symbols),
 # GH_BIN (target/release/gatehouse), KEEP (0: keep the temp dir with logs and raw results),
 # ports GH_PROXY_PORT (18200), GH_ADMIN_PORT (18201), GH_PLATFORM_PORT (18202), GH_ISSUER_PORT (18203),
@@ -35,6 +39,8 @@ CHECK_DURATION=${CHECK_DURATION:-3s}
 PERF=${PERF:-0}
 PERF_DURATION=${PERF_DURATION:-10s}
 KEEP=${KEEP:-0}
+AUTH=${AUTH:-none}
+MISS_DURATION=${MISS_DURATION:-$DURATION}
 GH_PROXY_PORT=${GH_PROXY_PORT:-18200}
 GH_ADMIN_PORT=${GH_ADMIN_PORT:-18201}
 GH_PLATFORM_PORT=${GH_PLATFORM_PORT:-18202}
@@ -98,11 +104,35 @@ admin() { # admin METHOD PATH BODY -> expects 201
 admin POST /services "{\"name\":\"bench\",\"url\":\"http://127.0.0.1:$UPSTREAM_PORT/\"}"
 admin POST /services/bench/routes '{"name":"bench","paths":["/"]}'
 
+# AUTH=introspection: the tutorial's plugin on the bench route, a token from Gatehouse's issuer on every request
+# (nginx ignores it); a second route, /miss, whose plugin sets introspect_request (never cached): every request
+# there is one introspection call.
+AUTH_HEADER=()
+case $AUTH in
+  none) PLUGINS="no plugins" ;;
+  introspection)
+    require_cmd node "reading JSON answers"
+    platform_login
+    provision RS256 http://bench.dev
+    BEARER=$(fetch_token "$GH_ISSUER_RS256/oauth/token" "$GH_AUTH_RS256")
+    AUTH_HEADER=(-H "Authorization: Bearer $BEARER")
+    introspection_config() { # introspection_config EXTRA_JSON_FIELDS
+      printf '{"name":"oauth2-introspection","config":{"introspection_url":"%s/introspect","authorization_value":"%s","consumer_by":"client_id","custom_claims_forward":["Claim"]%s}}' \
+        "$GH_ISSUER_RS256" "$GH_AUTH_RS256" "$1"
+    }
+    admin POST /routes/bench/plugins "$(introspection_config '')"
+    admin POST /services/bench/routes '{"name":"miss","paths":["/miss"]}'
+    admin POST /routes/miss/plugins "$(introspection_config ',"introspect_request":true')"
+    PLUGINS="oauth2-introspection (tutorial config: consumer_by client_id, custom_claims_forward [Claim], ttl 30) checking an RS256 token at its own issuer"
+    ;;
+  *) die "AUTH must be none or introspection" ;;
+esac
+
 # --- smoke checks: both proxies answer the upstream's 200 "hello" -------------------------------------------
 GH_URL=http://127.0.0.1:$GH_PROXY_PORT$REQ_PATH
 NGINX_URL=http://127.0.0.1:$NGINX_PORT$REQ_PATH
 check_once() { # check_once URL -> "code body"
-  curl -sS -D "$TMP/last-headers" -o "$TMP/last-body" -w '%{http_code}' "$1" 2>/dev/null || true
+  curl -sS "${AUTH_HEADER[@]}" -D "$TMP/last-headers" -o "$TMP/last-body" -w '%{http_code}' "$1" 2>/dev/null || true
 }
 left=100
 until [[ $(check_once "$GH_URL") == 200 ]] && [[ $(cat "$TMP/last-body") == "$EXPECTED_BODY" ]]; do
@@ -114,6 +144,13 @@ cp "$TMP/last-headers" "$TMP/gh-response-headers"
   || { cat "$TMP/last-headers" "$TMP/last-body" >&2; die "nginx proxy does not answer 200 \"$EXPECTED_BODY\" at $NGINX_URL"; }
 cp "$TMP/last-headers" "$TMP/nginx-response-headers"
 log "smoke checks passed: $GH_URL and $NGINX_URL both answer 200 \"$EXPECTED_BODY\" from 127.0.0.1:$UPSTREAM_PORT"
+if [[ $AUTH == introspection ]]; then
+  code=$(curl -sS -o /dev/null -w '%{http_code}' "$GH_URL")
+  [[ $code == 401 ]] || die "Gatehouse answers $code without a token; the plugin is not running"
+  code=$(curl -sS "${AUTH_HEADER[@]}" -o /dev/null -w '%{http_code}' "http://127.0.0.1:$GH_PROXY_PORT/miss")
+  [[ $code == 200 ]] || die "Gatehouse answers $code on /miss with the token"
+  log "the plugin runs: 401 without the token, 200 with it (bench route and /miss)"
+fi
 
 # --- measurement helpers ------------------------------------------------------------------------------------
 CLK_TCK=$(getconf CLK_TCK)
@@ -144,7 +181,7 @@ run_wrk() {
   sample_rss "$TMP/rss" "${pids[@]}" &
   SAMPLER=$!
   cpu0=$(cpu_ticks "${pids[@]}")
-  wrk -t"$THREADS" -c"$CONNS" -d"$2" --latency --timeout 5s -s "$HERE/proxy.lua" "$(target_url "$proxy")" >"$TMP/wrk-$proxy-$3.txt"
+  wrk -t"$THREADS" -c"$CONNS" -d"$2" --latency --timeout 5s "${AUTH_HEADER[@]}" -s "$HERE/proxy.lua" "$(target_url "$proxy")" >"$TMP/wrk-$proxy-$3.txt"
   cpu1=$(cpu_ticks "${pids[@]}")
   kill "$SAMPLER" 2>/dev/null || true; wait "$SAMPLER" 2>/dev/null || true
   SAMPLER=
@@ -185,9 +222,26 @@ if [[ $CHECK_DURATION != 0 ]]; then
   log "strict check: wrk -t$THREADS -c$CONNS -d$CHECK_DURATION, every response must be 200 \"$EXPECTED_BODY\""
   for p in gatehouse nginx; do
     sleep "$PAUSE"
-    line=$(wrk -t"$THREADS" -c"$CONNS" -d"$CHECK_DURATION" --timeout 5s -s "$HERE/proxy-check.lua" "$(target_url "$p")" | grep '^CHECK' || echo "CHECK (no result)")
+    line=$(wrk -t"$THREADS" -c"$CONNS" -d"$CHECK_DURATION" --timeout 5s "${AUTH_HEADER[@]}" -s "$HERE/proxy-check.lua" "$(target_url "$p")" | grep '^CHECK' || echo "CHECK (no result)")
     CHECKS+=$(printf '  %-10s %s' "$p" "${line#CHECK }")$'\n'
   done
+fi
+
+# --- cache-miss path: every request introspected (one IdP round trip to the node's own issuer) -----------------
+MISS=""
+if [[ $AUTH == introspection ]]; then
+  log "cache-miss path: wrk -t$THREADS -c$CONNS -d$MISS_DURATION on /miss (introspect_request: every request calls the issuer)"
+  sleep "$PAUSE"
+  read -r -a pids <<<"$(target_pids gatehouse)"
+  cpu0=$(cpu_ticks "${pids[@]}")
+  wrk -t"$THREADS" -c"$CONNS" -d"$MISS_DURATION" --latency --timeout 5s "${AUTH_HEADER[@]}" -s "$HERE/proxy.lua" \
+    "http://127.0.0.1:$GH_PROXY_PORT/miss" >"$TMP/wrk-miss.txt"
+  cpu1=$(cpu_ticks "${pids[@]}")
+  line=$(grep '^RESULT' "$TMP/wrk-miss.txt") || die "wrk gave no result for /miss: $(cat "$TMP/wrk-miss.txt")"
+  requests=$(field requests "$line")
+  MISS=$(awk -v t=$(( cpu1 - cpu0 )) -v hz="$CLK_TCK" -v n="$requests" -v rps="$(field rps "$line")" -v p99="$(field p99_ms "$line")" \
+    -v errors="$(( $(field non2xx "$line") + $(field connect "$line") + $(field read "$line") + $(field timeout "$line") ))" \
+    'BEGIN { printf "  req/s %.0f, p99 %.2f ms, Gatehouse CPU per request %.1f us (proxy + plugin + issuer), errors %d\n", rps, p99, t / hz * 1e6 / n, errors }')
 fi
 
 # --- optional profile of Gatehouse --------------------------------------------------------------------------
@@ -197,7 +251,7 @@ if [[ $PERF == 1 ]]; then
   perf record -g -o "$TMP/perf.data" -p "$GH_PID" >"$TMP/perf-record.log" 2>&1 &
   perf_pid=$!
   sleep 0.5
-  wrk -t"$THREADS" -c"$CONNS" -d"$PERF_DURATION" --latency -s "$HERE/proxy.lua" "$GH_URL" >"$TMP/wrk-perf.txt"
+  wrk -t"$THREADS" -c"$CONNS" -d"$PERF_DURATION" --latency "${AUTH_HEADER[@]}" -s "$HERE/proxy.lua" "$GH_URL" >"$TMP/wrk-perf.txt"
   kill -INT "$perf_pid" 2>/dev/null; wait "$perf_pid" 2>/dev/null || true
   { perf report -i "$TMP/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null \
       | grep -E '^ +[0-9.]+%' | sed 's/[[:space:]-]*$//' | head -5
@@ -255,12 +309,13 @@ cat <<EOF
 [setup]
 wrk -t$THREADS -c$CONNS -d$DURATION --latency, GET $REQ_PATH, $ROUNDS rounds (order: $ORDER), warm-up $WARMUP per proxy; load generator, proxies and upstream share the same $(nproc) cores
 upstream: nginx (bench/nginx/upstream.conf, 1 worker) on 127.0.0.1:$UPSTREAM_PORT, 200 "hello\\n" for every path
-Gatehouse: $("$BIN" --version 2>/dev/null || echo "$BIN") quickstart, proxy on 127.0.0.1:$GH_PROXY_PORT, service + route "/" (no plugins)
+Gatehouse: $("$BIN" --version 2>/dev/null || echo "$BIN") quickstart, proxy on 127.0.0.1:$GH_PROXY_PORT, service + route "/" ($PLUGINS)
 nginx: $("$NGINX" -v 2>&1 | sed 's/.*: //') (bench/nginx/nginx.conf, ${#NGINX_WORKERS[@]} workers, upstream keepalive 64) on 127.0.0.1:$NGINX_PORT
 RSS: VmRSS of the Gatehouse process; of the nginx proxy's worker processes, summed (its master: $(( $(rss_kb "$NGINX_PID_proxy") / 1024 )) MB)
 stderr lines: Gatehouse matching warn/error: $GH_WARN; nginx (proxy + upstream): $NGINX_ERR
 load average after: $(cut -d' ' -f1-3 /proc/loadavg)
 EOF
+if [[ -n $MISS ]]; then printf '\n[cache-miss path: Gatehouse /miss, every request introspected at the issuer, wrk -d%s]\n%s\n' "$MISS_DURATION" "$MISS"; fi
 if [[ -n $CHECKS ]]; then printf '\n[strict check: status distribution; ok = 200 with body "%s\\n"]\n%s' "$EXPECTED_BODY" "$CHECKS"; fi
 if [[ $GH_WARN != 0 ]]; then printf '\n[Gatehouse stderr, first lines]\n'; gh_warnings | head -5; fi
 if [[ $NGINX_ERR != 0 ]]; then printf '\n[nginx stderr, first lines]\n'; cat "$TMP/proxy.err" "$TMP/upstream.err" | head -5; fi

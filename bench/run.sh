@@ -66,45 +66,15 @@ require_free_ports "$GH_PLATFORM_PORT" "$GH_ISSUER_PORT" "$OP_PORT_RS256" "$OP_P
 # --- processes and cleanup ----------------------------------------------------------------------------------
 bench_tmp gatehouse-bench
 
-# json_get FILE EXPR: evaluates EXPR on the parsed JSON `j` of FILE.
-json_get() { node -e 'const j=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")); const v=('"$2"'); if (v===undefined) process.exit(1); console.log(v)' "$1"; }
-
 peak_rss_mb() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status" 2>/dev/null || echo "?"; }
 
 log "load before start: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min), $(nproc) cores"
 
 # Gatehouse
 start_gatehouse GATEHOUSE_PLATFORM__LISTEN="127.0.0.1:$GH_PLATFORM_PORT" GATEHOUSE_ISSUER__LISTEN="127.0.0.1:$GH_ISSUER_PORT"
-KONNECT_TOKEN=$(sed -n "s/^export KONNECT_TOKEN='\(.*\)'$/\1/p" "$TMP/gh.out")
-PLATFORM=$(sed -n "s/^export KONNECT_CONTROL_PLANE_URL=\(.*\)$/\1/p" "$TMP/gh.out")
-[[ -n $KONNECT_TOKEN && -n $PLATFORM ]] || die "could not read KONNECT_TOKEN / KONNECT_CONTROL_PLANE_URL from quickstart output"
-
-api() { # api METHOD PATH BODY OUTFILE -> expects 201
-  local code
-  code=$(curl -sS -o "$4" -w '%{http_code}' -X "$1" "$PLATFORM$2" -H "Authorization: Bearer $KONNECT_TOKEN" \
-    -H 'Content-Type: application/json' --data "$3")
-  [[ $code == 201 ]] || { cat "$4" >&2; die "$1 $2 -> HTTP $code"; }
-}
-
-# provision ALG -> sets GH_ISSUER_<ALG>, GH_AUTH_<ALG>
-provision() {
-  local alg=$1 id issuer scope client secret
-  api POST /v1/auth-servers "{\"name\":\"bench-$alg\",\"audience\":\"$AUDIENCE\",\"signing_algorithm\":\"$alg\"}" "$TMP/as-$alg.json"
-  id=$(json_get "$TMP/as-$alg.json" j.id)
-  issuer=$(json_get "$TMP/as-$alg.json" j.issuer)
-  api POST "/v1/auth-servers/$id/scopes" '{"name":"my-scope"}' "$TMP/scope-$alg.json"
-  scope=$(json_get "$TMP/scope-$alg.json" j.id)
-  api POST "/v1/auth-servers/$id/clients" \
-    "{\"name\":\"bench-client\",\"grant_types\":[\"client_credentials\"],\"allow_scopes\":[\"$scope\"],\"access_token_duration\":3600}" \
-    "$TMP/client-$alg.json"
-  client=$(json_get "$TMP/client-$alg.json" j.id)
-  secret=$(json_get "$TMP/client-$alg.json" j.client_secret)
-  printf -v "GH_ISSUER_$alg" '%s' "$issuer"
-  printf -v "GH_AUTH_$alg" 'Basic %s' "$(printf '%s:%s' "$client" "$secret" | base64 -w0)"
-  log "Gatehouse auth server $alg: $issuer"
-}
-provision RS256
-provision ES256
+platform_login
+provision RS256 "$AUDIENCE"
+provision ES256 "$AUDIENCE"
 
 # oidc-provider: one process (or cluster) per configuration; the idle ones cost memory, not CPU.
 start_op() { # start_op NAME PORT ALG FORMAT WORKERS
@@ -123,13 +93,6 @@ start_op OPAQUE "$OP_PORT_OPAQUE" RS256 opaque 1
 OP_AUTH="Basic $(printf '%s:%s' "$OP_CLIENT_ID" "$OP_CLIENT_SECRET" | base64 -w0)"
 
 # --- targets: URL, auth, body, expected body substring ------------------------------------------------------
-fetch_token() { # fetch_token URL AUTH -> prints access_token
-  local out=$TMP/fetch.json code
-  code=$(curl -sS -o "$out" -w '%{http_code}' -X POST "$1" -H "Authorization: $2" \
-    -H 'Content-Type: application/x-www-form-urlencoded' --data "$TOKEN_BODY")
-  [[ $code == 200 ]] || { cat "$out" >&2; die "POST $1 -> HTTP $code"; }
-  json_get "$out" j.access_token
-}
 jwt_alg() { node -e 'console.log(JSON.parse(Buffer.from(process.argv[1].split(".")[0],"base64url")).alg)' "$1"; }
 
 declare -A URL AUTH BODY EXPECT
@@ -143,14 +106,14 @@ for alg in RS256 ES256; do
   for s in gatehouse oidc-provider; do
     BODY[$case_name/$s]=$TOKEN_BODY
     EXPECT[$case_name/$s]='"access_token"'
-    tok=$(fetch_token "${URL[$case_name/$s]}" "${AUTH[$case_name/$s]}")
+    tok=$(fetch_token "${URL[$case_name/$s]}" "${AUTH[$case_name/$s]}" "$TOKEN_BODY")
     got=$(jwt_alg "$tok") || die "$s $case_name: access token is not a JWT"
     [[ $got == "$alg" ]] || die "$s $case_name: access token signed with $got, expected $alg"
   done
 done
 
-GH_TOKEN=$(fetch_token "$GH_ISSUER_RS256/oauth/token" "$GH_AUTH_RS256")
-OP_TOKEN=$(fetch_token "http://127.0.0.1:$OP_PORT_OPAQUE/token" "$OP_AUTH")
+GH_TOKEN=$(fetch_token "$GH_ISSUER_RS256/oauth/token" "$GH_AUTH_RS256" "$TOKEN_BODY")
+OP_TOKEN=$(fetch_token "http://127.0.0.1:$OP_PORT_OPAQUE/token" "$OP_AUTH" "$TOKEN_BODY")
 [[ $OP_TOKEN != *.*.* ]] || die "oidc-provider opaque mode returned a JWT"
 URL[introspect/gatehouse]=$GH_ISSUER_RS256/introspect
 AUTH[introspect/gatehouse]=$GH_AUTH_RS256
