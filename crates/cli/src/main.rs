@@ -44,6 +44,15 @@ enum Command {
         #[arg(long)]
         allow_plaintext_public: bool,
     },
+    /// decK: declarative configuration of a gateway (apply, sync, diff, dump, validate, reset).
+    Gateway(Box<gatehouse::deck::GatewayArgs>),
+    /// decK: state files offline (`file validate`).
+    File(gatehouse::deck::FileArgs),
+    /// decK's commands under their own name: `gatehouse deck gateway sync` is `deck gateway sync`.
+    Deck {
+        #[command(subcommand)]
+        command: gatehouse::deck::DeckCommand,
+    },
     /// Manage personal access tokens for the platform API.
     Token {
         #[command(flatten)]
@@ -177,14 +186,17 @@ async fn run_until_signal(node: node::RunningNode) {
     node.wait().await;
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
+        Command::Gateway(args) => return gatehouse::deck::run(gatehouse::deck::DeckCommand::Gateway(args)).await,
+        Command::File(args) => return gatehouse::deck::run(gatehouse::deck::DeckCommand::File(args)).await,
+        Command::Deck { command } => return gatehouse::deck::run(command).await,
         Command::Serve { config, check_config } => {
             let cfg = load(&config, check_config, false)?;
             cfg.validate()?;
             if check_config {
                 println!("configuration OK");
-                return Ok(());
+                return Ok(0);
             }
             let node = node::start(&cfg, NodeOptions::default()).await?;
             run_until_signal(node).await;
@@ -231,11 +243,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(0)
+}
+
+/// The arguments, with `deck` put in front when the binary runs under the name `deck` (a link or a copy), so
+/// `deck gateway sync` is `gatehouse deck gateway sync`.
+fn arguments() -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let invoked_as = args.first().map(std::path::Path::new).and_then(|p| p.file_stem()).map(|s| s.to_os_string());
+    if invoked_as.is_some_and(|name| name == "deck") {
+        args.insert(1, "deck".into());
+    }
+    args
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(arguments());
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")
     {
         Ok(r) => r,
@@ -245,7 +268,12 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
+        Err(e) if e.downcast_ref::<gatehouse_deck::DeckError>().is_some() => {
+            // decK's wording.
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             if e.downcast_ref::<config::ConfigError>().is_some() { ExitCode::from(2) } else { ExitCode::FAILURE }

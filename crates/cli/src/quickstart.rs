@@ -25,6 +25,10 @@ pub async fn announce(node: &RunningNode, out: &mut impl Write) -> Result<(), Pa
     if let Some(echo) = node.echo_url() {
         let _ = writeln!(out, "export ECHO_URL={echo}");
     }
+    // The tutorial runs decK as `deck`: the binary behaves as decK under that name.
+    let exe = std::env::current_exe().map_or_else(|_| "gatehouse".to_owned(), |p| p.display().to_string());
+    let _ = writeln!(out, "# The tutorial's `deck` commands: put decK on the PATH with");
+    let _ = writeln!(out, "#   mkdir -p ~/.local/bin && ln -sf '{exe}' ~/.local/bin/deck");
     let _ = writeln!(out, "{READY_LINE}");
     let _ = out.flush();
     Ok(())

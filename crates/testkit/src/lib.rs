@@ -16,7 +16,7 @@ use gatehouse_runtime::master_key::MasterKey;
 use gatehouse_store::StorageUrl;
 use gatehouse_store::testing::{TempDir, TestDatabase};
 
-pub use process::{GatehouseProcess, ProcessOutput, run_to_end};
+pub use process::{GatehouseProcess, ProcessOutput, run_to_end, run_with_input};
 
 /// A node running in this process, with its own database and a valid personal access token.
 #[derive(Debug)]

@@ -35,8 +35,19 @@ impl GatehouseProcess {
     /// Starts `bin` with `args`, the given environment on top of a clean one (only PATH and HOME are inherited,
     /// so a developer's `GATEHOUSE_*` variables never leak in), and `dir` as the working directory.
     pub fn spawn(bin: &Path, args: &[&str], env: &[(&str, String)], dir: &Path) -> GatehouseProcess {
+        Self::spawn_with_stdin(bin, args, env, dir, Stdio::null())
+    }
+
+    /// [`GatehouseProcess::spawn`] with the given stdin (`Stdio::piped()` to write to `child.stdin`).
+    pub fn spawn_with_stdin(
+        bin: &Path,
+        args: &[&str],
+        env: &[(&str, String)],
+        dir: &Path,
+        stdin: Stdio,
+    ) -> GatehouseProcess {
         let mut cmd = Command::new(bin);
-        cmd.args(args).current_dir(dir).env_clear().stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.args(args).current_dir(dir).env_clear().stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
         for key in ["PATH", "HOME"] {
             if let Ok(v) = std::env::var(key) {
                 cmd.env(key, v);
@@ -121,7 +132,24 @@ async fn collect<R: tokio::io::AsyncBufRead + Unpin>(reader: R, into: Arc<Mutex<
 
 /// Runs the binary to completion and returns (exit code, stdout, stderr).
 pub async fn run_to_end(bin: &Path, args: &[&str], env: &[(&str, String)], dir: &Path) -> (i32, String, String) {
-    let mut p = GatehouseProcess::spawn(bin, args, env, dir);
+    run_with_input(bin, args, env, dir, None).await
+}
+
+/// Runs the binary to completion with `input` (if any) on its stdin; returns (exit code, stdout, stderr).
+pub async fn run_with_input(
+    bin: &Path,
+    args: &[&str],
+    env: &[(&str, String)],
+    dir: &Path,
+    input: Option<&str>,
+) -> (i32, String, String) {
+    let stdin = if input.is_some() { Stdio::piped() } else { Stdio::null() };
+    let mut p = GatehouseProcess::spawn_with_stdin(bin, args, env, dir, stdin);
+    if let (Some(text), Some(mut pipe)) = (input, p.child.stdin.take()) {
+        use tokio::io::AsyncWriteExt;
+        let _ = pipe.write_all(text.as_bytes()).await;
+        // Dropping the pipe closes it: the child sees the end of its input.
+    }
     let status = tokio::time::timeout(Duration::from_secs(60), p.child.wait())
         .await
         .unwrap_or_else(|_| panic!("{args:?} did not finish"))

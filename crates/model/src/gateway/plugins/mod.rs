@@ -58,3 +58,11 @@ pub fn schema_document(name: &str) -> Option<Value> {
 pub fn encrypted_config_fields(name: &str) -> Vec<&'static str> {
     config_fields(name).map(|f| f.iter().filter(|f| f.encrypted).map(|f| f.name).collect()).unwrap_or_default()
 }
+
+/// Gatehouse-only config fields and their defaults (`negative_ttl`): dumps leave them out while they have them,
+/// so a dump reads like Kong's.
+pub fn gatehouse_only_defaults(name: &str) -> Vec<(&'static str, Value)> {
+    config_fields(name)
+        .map(|f| f.into_iter().filter(|f| f.gatehouse_only).filter_map(|f| Some((f.name, f.default?))).collect())
+        .unwrap_or_default()
+}

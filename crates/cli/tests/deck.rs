@@ -1,0 +1,363 @@
+//! decK's commands run as a user runs them (the binary, as `gatehouse gateway …` and as `deck …`) against a real
+//! node over loopback: the Kong Admin API and Konnect mode, on SQLite and, when enabled, PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use reqwest::Method;
+use serde_json::Value;
+
+use common::bin;
+use gatehouse_store::testing::TempDir;
+use gatehouse_testkit::{TestNode, run_with_input};
+
+/// Where decK commands run: a directory for files, and how to reach the node.
+struct Deck {
+    dir: TempDir,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Deck {
+    /// Against the node's Kong Admin API.
+    fn admin(node: &TestNode) -> Deck {
+        Deck { dir: TempDir::new("deck"), env: vec![("DECK_KONG_ADDR", node.node.admin_url())] }
+    }
+
+    /// Konnect mode against the node's platform API and its served control plane.
+    fn konnect(node: &TestNode) -> Deck {
+        Deck {
+            dir: TempDir::new("deck"),
+            env: vec![
+                ("DECK_KONNECT_ADDR", node.platform.clone()),
+                ("DECK_KONNECT_TOKEN", node.token.clone()),
+                ("DECK_KONNECT_CONTROL_PLANE_NAME", node.node.control_plane.name.clone()),
+            ],
+        }
+    }
+
+    fn write(&self, name: &str, text: &str) -> String {
+        std::fs::write(self.dir.path().join(name), text).unwrap();
+        name.to_owned()
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap()
+    }
+
+    /// `gatehouse gateway ARGS` (or `gatehouse file …` when `args` starts with `file`).
+    async fn run(&self, args: &[&str]) -> (i32, String, String) {
+        self.run_input(args, None).await
+    }
+
+    async fn run_input(&self, args: &[&str], input: Option<&str>) -> (i32, String, String) {
+        let mut all = vec!["gateway"];
+        if args.first() == Some(&"file") {
+            all.clear();
+        }
+        all.extend_from_slice(args);
+        run_with_input(&bin(), &all, &self.env, self.dir.path(), input).await
+    }
+
+    /// Runs and expects success; returns stdout.
+    async fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.run(args).await;
+        assert_eq!(code, 0, "{args:?} failed\nstdout:\n{out}\nstderr:\n{err}");
+        out
+    }
+}
+
+/// The console lines before the summary.
+fn lines(out: &str) -> Vec<&str> {
+    out.lines().take_while(|l| *l != "Summary:").filter(|l| !l.starts_with([' ', '-', '+'])).collect()
+}
+
+fn summary(out: &str) -> (usize, usize, usize) {
+    let count = |what: &str| {
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix(what))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {what} in\n{out}"))
+    };
+    (count("Created:"), count("Updated:"), count("Deleted:"))
+}
+
+async fn names(node: &TestNode, collection: &str) -> Vec<String> {
+    let (_, list) = node.admin(Method::GET, &format!("/{collection}"), None).await;
+    let mut names: Vec<String> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().or_else(|| e["username"].as_str()).or_else(|| e["id"].as_str()).unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+const BASE: &str = r#"_format_version: "3.0"
+services:
+- name: orders
+  url: http://127.0.0.1:9/orders
+  routes:
+  - name: orders-route
+    paths: ["/orders"]
+    plugins:
+    - name: request-termination
+      config: {status_code: 418}
+- name: billing
+  host: billing.internal
+  tags: [team-b]
+routes:
+- name: billing-route
+  service: {name: billing}
+  paths: ["/billing"]
+consumers:
+- username: alice
+  custom_id: c-1
+plugins:
+- name: oauth2-introspection
+  config:
+    introspection_url: http://127.0.0.1:9/introspect
+    authorization_value: ${{ env "DECK_AUTH" }}
+    consumer_by: client_id
+"#;
+
+/// dump → sync of the dump changes nothing; diff of a changed file lists exactly the changes (exit 2 with
+/// `--non-zero-exit-code`), masks secrets, and sends nothing; sync applies them.
+async fn dump_diff_sync(node: &TestNode, deck: &mut Deck) {
+    deck.env.push(("DECK_AUTH", "Basic c2VjcmV0LXZhbHVl".to_owned()));
+    let file = deck.write("kong.yaml", BASE);
+    let out = deck.ok(&["sync", &file]).await;
+    assert_eq!(
+        lines(&out),
+        vec![
+            "creating consumer alice",
+            "creating service orders",
+            "creating service billing",
+            "creating route orders-route",
+            "creating route billing-route",
+            "creating plugin request-termination for route orders-route",
+            "creating plugin oauth2-introspection (global)",
+        ],
+        "{out}"
+    );
+    assert_eq!(summary(&out), (7, 0, 0));
+
+    deck.ok(&["dump", "-o", "dump"]).await;
+    let dumped = deck.read("dump.yaml");
+    assert!(dumped.starts_with("_format_version: \"3.0\""), "{dumped}");
+    assert!(!dumped.contains("negative_ttl"), "Gatehouse-only fields at their defaults stay out of dumps");
+    assert!(!dumped.contains("created_at") && !dumped.contains("\nid:"), "{dumped}");
+    let out = deck.ok(&["sync", "dump.yaml"]).await;
+    assert_eq!((lines(&out), summary(&out)), (vec![], (0, 0, 0)), "a dump syncs without changes:\n{out}");
+    let (code, out, _) = deck.run(&["diff", "--non-zero-exit-code", &file]).await;
+    assert_eq!((code, summary(&out)), (0, (0, 0, 0)), "{out}");
+
+    let changed = BASE
+        .replace("host: billing.internal", "host: billing.internal\n  retries: 2")
+        .replace("consumer_by: client_id", "consumer_by: username")
+        .replace("consumers:\n- username: alice\n  custom_id: c-1\n", "")
+        .replace(
+            "routes:\n- name: billing-route",
+            "routes:\n- name: billing-admin\n  service: billing\n  paths: [\"/admin\"]\n- name: billing-route",
+        );
+    let changed_file = deck.write("changed.yaml", &changed);
+    let (code, out, err) = deck.run(&["diff", "--non-zero-exit-code", &changed_file]).await;
+    assert_eq!(code, 2, "{out}{err}");
+    assert_eq!(
+        lines(&out),
+        vec![
+            "updating service billing  {",
+            "creating route billing-admin",
+            "updating plugin oauth2-introspection (global)  {",
+            "deleting consumer alice",
+        ],
+        "{out}"
+    );
+    assert!(out.contains("-  \"retries\": 5,\n+  \"retries\": 2,"), "{out}");
+    assert!(out.contains("\"authorization_value\": \"[masked]\""), "{out}");
+    assert!(!out.contains("c2VjcmV0LXZhbHVl"), "secrets never printed:\n{out}");
+    assert_eq!(summary(&out), (1, 2, 1));
+    let (code, json, _) = deck.run(&["diff", "--json-output", &changed_file]).await;
+    assert_eq!(code, 0);
+    let json: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["summary"], serde_json::json!({"creating": 1, "updating": 2, "deleting": 1, "total": 4}));
+    assert_eq!(json["changes"]["deleting"][0]["name"], "alice");
+    assert!(!json.to_string().contains("c2VjcmV0LXZhbHVl"));
+    assert_eq!(names(node, "consumers").await, vec!["alice"], "diff changes nothing");
+
+    let out = deck.ok(&["sync", &changed_file]).await;
+    assert_eq!(summary(&out), (1, 2, 1), "{out}");
+    assert_eq!(names(node, "consumers").await, Vec::<String>::new());
+    assert_eq!(names(node, "routes").await, vec!["billing-admin", "billing-route", "orders-route"]);
+    let (_, plugins) = node.admin(Method::GET, "/plugins?size=10", None).await;
+    let global = plugins["data"].as_array().unwrap().iter().find(|p| p["name"] == "oauth2-introspection").unwrap();
+    assert_eq!(global["config"]["authorization_value"], "Basic c2VjcmV0LXZhbHVl");
+    assert_eq!(global["config"]["consumer_by"], "username");
+}
+
+#[tokio::test]
+async fn dump_diff_and_sync_against_the_admin_api() {
+    let node = TestNode::start().await;
+    dump_diff_sync(&node, &mut Deck::admin(&node)).await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn dump_diff_and_sync_in_konnect_mode_on_postgres() {
+    let Some(node) = TestNode::builder().postgres().start().await else {
+        eprintln!("PostgreSQL suite: SKIPPED");
+        return;
+    };
+    let mut deck = Deck::konnect(&node);
+    dump_diff_sync(&node, &mut deck).await;
+    let dumped = deck.read("dump.yaml");
+    assert!(dumped.contains("_konnect:\n  control_plane_name: default"), "{dumped}");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn konnect_mode_on_sqlite_and_the_deck_name() {
+    let node = TestNode::start().await;
+    let deck = Deck::konnect(&node);
+    // The binary under the name `deck`, as the tutorial runs it.
+    let link = deck.dir.path().join("deck");
+    std::os::unix::fs::symlink(bin(), &link).unwrap();
+    let yaml = "_format_version: \"3.0\"\nservices:\n- name: s\n  url: http://127.0.0.1:9/x\n";
+    let (code, out, err) =
+        run_with_input(&link, &["gateway", "apply", "-"], &deck.env, deck.dir.path(), Some(yaml)).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(lines(&out), vec!["creating service s"]);
+    // No file argument reads stdin too; `gatehouse deck gateway …` is the same command.
+    let (code, out, _) =
+        run_with_input(&bin(), &["deck", "gateway", "diff"], &deck.env, deck.dir.path(), Some(yaml)).await;
+    assert_eq!((code, summary(&out)), (0, (0, 0, 0)));
+    assert_eq!(names(&node, "services").await, vec!["s"]);
+    // A wrong token is refused before anything is read.
+    let mut bad = Deck::konnect(&node);
+    bad.env[1].1 = "gpat_wrong".into();
+    let (code, _, err) = bad.run_input(&["sync"], Some(yaml)).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("401"), "{err}");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn sync_deletes_what_is_gone_and_apply_never_deletes() {
+    let node = TestNode::start().await;
+    let deck = Deck::admin(&node);
+    let two = "_format_version: \"3.0\"\nservices:\n- name: a\n  host: a.internal\n  routes:\n  - name: ra\n    paths: [/a]\n- name: b\n  host: b.internal\n";
+    let one = "_format_version: \"3.0\"\nservices:\n- name: b\n  host: b.internal\n  port: 8080\n";
+    deck.ok(&["apply", &deck.write("two.yaml", two)]).await;
+    let out = deck.ok(&["apply", &deck.write("one.yaml", one)]).await;
+    assert_eq!((lines(&out), summary(&out)), (vec!["updating service b  {"], (0, 1, 0)), "{out}");
+    assert_eq!(names(&node, "services").await, vec!["a", "b"], "apply never deletes");
+    let out = deck.ok(&["sync", "one.yaml"]).await;
+    assert_eq!(lines(&out), vec!["deleting route ra", "deleting service a"], "routes go before their service");
+    assert_eq!(names(&node, "services").await, vec!["b"]);
+    // An apply file may refer to what the server already has.
+    let route = "_format_version: \"3.0\"\nroutes:\n- name: rb\n  service: {name: b}\n  paths: [/b]\n";
+    deck.ok(&["apply", &deck.write("route.yaml", route)]).await;
+    assert_eq!(names(&node, "routes").await, vec!["rb"]);
+    // Reset asks first; `-f` does not.
+    let (code, out, _) = deck.run_input(&["reset"], Some("no\n")).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("Are you sure?"), "{out}");
+    assert_eq!(names(&node, "services").await, vec!["b"]);
+    let out = deck.ok(&["reset", "-f"]).await;
+    assert_eq!(summary(&out), (0, 0, 2), "{out}");
+    assert!(names(&node, "services").await.is_empty());
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn select_tags_limit_what_sync_touches() {
+    let node = TestNode::start().await;
+    let deck = Deck::admin(&node);
+    let unmanaged = "_format_version: \"3.0\"\nservices:\n- name: other\n  host: o.internal\n";
+    deck.ok(&["sync", &deck.write("other.yaml", unmanaged)]).await;
+    let team = "_format_version: \"3.0\"\n_info:\n  select_tags: [team-a]\nservices:\n- name: mine\n  host: m.internal\n  routes:\n  - name: mine-route\n    paths: [/m]\n    service: {name: other}\n";
+    let out = deck.ok(&["sync", &deck.write("team.yaml", team)]).await;
+    assert_eq!(summary(&out), (2, 0, 0), "nothing untagged is deleted:\n{out}");
+    assert_eq!(names(&node, "services").await, vec!["mine", "other"]);
+    let (_, mine) = node.admin(Method::GET, "/services/mine", None).await;
+    assert_eq!(mine["tags"], serde_json::json!(["team-a"]), "select tags are added to the file's entities");
+    // The same selection from the flag, and an empty file for the team: only its entities go.
+    let empty = "_format_version: \"3.0\"\n";
+    let out = deck.ok(&["sync", "--select-tag", "team-a", &deck.write("empty.yaml", empty)]).await;
+    assert_eq!(lines(&out), vec!["deleting route mine-route", "deleting service mine"], "{out}");
+    assert_eq!(names(&node, "services").await, vec!["other"]);
+    // A name taken by an entity outside the selection is an error before anything changes.
+    let clash = team.replace("name: mine\n", "name: other\n");
+    let (code, _, err) = deck.run(&["sync", &deck.write("clash.yaml", &clash)]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("clash.yaml:5:3") && err.contains("without the select_tags team-a"), "{err}");
+    assert_eq!(names(&node, "services").await, vec!["other"]);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn renamed_entities_sync_without_conflicts() {
+    let node = TestNode::start().await;
+    let deck = Deck::admin(&node);
+    let before = "_format_version: \"3.0\"\nservices:\n- name: old-name\n  host: s.internal\n  routes:\n  - name: r\n    paths: [/r]\n    plugins:\n    - name: request-termination\n      instance_name: stop\n      config: {}\nconsumers:\n- username: bob\n  custom_id: id-1\n";
+    deck.ok(&["sync", &deck.write("before.yaml", before)]).await;
+    let (_, consumer) = node.admin(Method::GET, "/consumers/bob", None).await;
+    // The service gets a new name, the consumer a new username (its custom_id, unique, stays).
+    let after = before.replace("old-name", "new-name").replace("username: bob", "username: robert");
+    let out = deck.ok(&["sync", &deck.write("after.yaml", &after)]).await;
+    assert_eq!(
+        lines(&out),
+        vec![
+            "updating consumer robert  {",
+            "creating service new-name",
+            "updating route r  {",
+            "deleting service old-name"
+        ],
+        "{out}"
+    );
+    assert_eq!(names(&node, "services").await, vec!["new-name"]);
+    let (_, renamed) = node.admin(Method::GET, "/consumers/robert", None).await;
+    assert_eq!(renamed["id"], consumer["id"], "the consumer keeps its id");
+    let out = deck.ok(&["sync", "after.yaml"]).await;
+    assert_eq!(summary(&out), (0, 0, 0));
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn an_invalid_file_changes_nothing_and_names_the_place() {
+    let node = TestNode::start().await;
+    let deck = Deck::admin(&node);
+    let bad = "_format_version: \"3.0\"\nservices:\n- name: fine\n  host: f.internal\n- name: broken\n  host: b.internal\n  routes:\n  - name: bad-route\n    paths: [\"no-slash\"]\n    methods: [get]\n";
+    let file = deck.write("bad.yaml", bad);
+    for cmd in ["sync", "apply", "diff", "validate"] {
+        let (code, out, err) = deck.run(&[cmd, &file]).await;
+        assert_eq!(code, 1, "{cmd}: {out}");
+        assert!(err.contains("bad.yaml:9:13: route paths.1: should start with: /"), "{cmd}: {err}");
+        assert!(err.contains("bad.yaml:10:15: route methods.1"), "{err}");
+    }
+    let (code, _, err) = deck.run(&["file", "validate", &file]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("bad.yaml:9:13"), "{err}");
+    assert!(names(&node, "services").await.is_empty(), "nothing was sent");
+
+    for (text, expect) in [
+        ("services:\n- name: x\n  host: h\n", "cannot apply '1.1' config format version"),
+        ("_format_version: \"3.0\"\nservices:\n- name: x\n  host: ${{ env \"DECK_MISSING\" }}\n", "bad2.yaml:4:9"),
+        ("_format_version: \"3.0\"\nservices:\n- name: x\n  host: [\n", "bad2.yaml:"),
+        ("_format_version: \"3.0\"\nroutes:\n- name: r\n  paths: [/r]\n  service: {name: nowhere}\n", "bad2.yaml:5:12"),
+        ("_format_version: \"3.0\"\nupstreams:\n- name: u\n", "not supported"),
+        ("_format_version: \"3.0\"\nservices:\n- name: x\n  host: h\n- name: x\n  host: h\n", "appears twice"),
+    ] {
+        let (code, _, err) = deck.run(&["sync", &deck.write("bad2.yaml", text)]).await;
+        assert_eq!(code, 1, "{text}");
+        assert!(err.contains(expect), "{text}\n{err}");
+    }
+    assert!(names(&node, "services").await.is_empty());
+    // Offline validation of a good file needs no server.
+    let offline = Deck { dir: TempDir::new("deck"), env: vec![("DECK_KONG_ADDR", "http://127.0.0.1:9".into())] };
+    let good = "_format_version: \"3.0\"\nservices:\n- name: s\n  url: http://h/x\n";
+    let (code, _, err) = offline.run(&["file", "validate", &offline.write("good.yaml", good)]).await;
+    assert_eq!(code, 0, "{err}");
+    node.stop().await;
+}

@@ -1,0 +1,276 @@
+//! The commands: `apply`, `sync`, `diff`, `reset`, `dump`, `validate` and offline `file validate`, writing decK's
+//! console output. The binary parses flags and hands over the inputs; everything else happens here.
+
+use std::io::Write;
+
+use futures_util::StreamExt;
+use futures_util::stream;
+
+use crate::DeckError;
+use crate::client::{Client, Connection};
+use crate::dump::{DumpOptions, dump, render};
+use crate::file::{Content, Env, Source, load};
+use crate::plan::{Action, Change, Masker, Summary, changes, console_line, json_output, stages};
+use crate::target::{Mode, resolve};
+
+/// `apply`, `sync` or `diff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncKind {
+    Apply,
+    Sync,
+    Diff,
+}
+
+/// How a sync-like command runs and prints.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    pub kind: SyncKind,
+    /// `--select-tag`: must equal the file's `_info.select_tags` when both are given.
+    pub select_tags: Vec<String>,
+    pub json_output: bool,
+    pub parallelism: usize,
+    /// `--no-mask-deck-env-vars-value`: show the environment values the file used (secret fields stay masked).
+    pub no_mask: bool,
+    pub color: bool,
+    /// Show a running count on the error stream (a terminal) while changes are sent.
+    pub progress: bool,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        Self {
+            kind: SyncKind::Sync,
+            select_tags: Vec::new(),
+            json_output: false,
+            parallelism: 10,
+            no_mask: false,
+            color: false,
+            progress: false,
+        }
+    }
+}
+
+/// What a sync-like command did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Outcome {
+    pub summary: Summary,
+}
+
+fn paint(color: bool, code: &str, text: &str) -> String {
+    if color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_owned() }
+}
+
+fn action_color(a: Action) -> &'static str {
+    match a {
+        Action::Create => "32",
+        Action::Update => "33",
+        Action::Delete => "31",
+    }
+}
+
+/// decK's summary block.
+pub fn print_summary(out: &mut dyn Write, summary: &Summary, kind: SyncKind, color: bool) {
+    let block = format!(
+        "Summary:\n  Created: {}\n  Updated: {}\n  Deleted: {}",
+        summary.created,
+        summary.updated,
+        if kind == SyncKind::Apply { 0 } else { summary.deleted }
+    );
+    let _ = writeln!(out, "{}", paint(color, "1;32", &block));
+}
+
+/// Reads, renders and checks the files; the select tags of the file and of the flags must agree.
+fn read(sources: &[Source], env: &Env, select_tags: &[String]) -> Result<(Content, Vec<String>), DeckError> {
+    let (mut content, used) = load(sources, env).map_err(DeckError::Files)?;
+    content.check_format_version().map_err(|e| DeckError::Files(vec![e]))?;
+    if !select_tags.is_empty() {
+        if !content.select_tags.is_empty() && content.select_tags != select_tags {
+            return Err(DeckError::Other(format!(
+                "select tags given with --select-tag ({}) differ from the file's _info.select_tags ({})",
+                select_tags.join(","),
+                content.select_tags.join(",")
+            )));
+        }
+        content.select_tags = select_tags.to_vec();
+    }
+    Ok((content, used))
+}
+
+/// Konnect's control plane: the flag or variable, else the file's `_konnect.control_plane_name`.
+fn connection_for(conn: &Connection, content: &Content) -> Result<Connection, DeckError> {
+    let mut conn = conn.clone();
+    match (&mut conn.konnect, &content.control_plane_name) {
+        (Some(k), Some(from_file)) if k.control_plane_name.is_empty() => k.control_plane_name = from_file.clone(),
+        (Some(k), _) if k.control_plane_name.is_empty() => k.control_plane_name = "default".into(),
+        (None, Some(_)) => {
+            return Err(DeckError::Other(
+                "the file names a Konnect control plane (_konnect); give a token with --konnect-token or DECK_KONNECT_TOKEN"
+                    .into(),
+            ));
+        }
+        _ => {}
+    }
+    Ok(conn)
+}
+
+/// `apply`, `sync` and `diff`. Nothing is sent until the whole file is valid and every reference resolves.
+pub async fn sync(
+    sources: &[Source],
+    env: &Env,
+    conn: &Connection,
+    opts: &SyncOptions,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Outcome, DeckError> {
+    let (content, used) = read(sources, env, &opts.select_tags)?;
+    let conn = connection_for(conn, &content)?;
+    let client = Client::connect(&conn).await?;
+    let current = client.current().await?;
+    let mode = if opts.kind == SyncKind::Apply { Mode::Apply } else { Mode::Sync };
+    let target = resolve(&content, Some(&current), mode).map_err(DeckError::Files)?;
+    let planned = changes(&target);
+    let masker = if opts.no_mask { Masker::secret_fields_only(&planned) } else { Masker::new(&used, &planned) };
+    execute(&client, &planned, &masker, opts, out, err).await
+}
+
+/// Sends the changes stage by stage (or only prints them for `diff`), then the summary.
+async fn execute(
+    client: &Client,
+    planned: &[Change],
+    masker: &Masker,
+    opts: &SyncOptions,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Outcome, DeckError> {
+    let mut summary = Summary::default();
+    let mut failures: Vec<String> = Vec::new();
+    let total = planned.len();
+    let print = |out: &mut dyn Write, c: &Change| {
+        if !opts.json_output {
+            let _ = writeln!(out, "{}", paint(opts.color, action_color(c.action), &console_line(c, masker)));
+        }
+    };
+    if opts.kind == SyncKind::Diff {
+        for c in planned {
+            print(out, c);
+            summary.count(c.action);
+        }
+    } else {
+        let mut done = 0usize;
+        let mut dropped: Vec<&Change> = Vec::new();
+        for stage in stages(planned) {
+            if !failures.is_empty() {
+                dropped.extend(stage);
+                continue;
+            }
+            let results: Vec<(&Change, Result<(), DeckError>)> = stream::iter(stage)
+                .map(|c| async move {
+                    let r = match c.action {
+                        Action::Delete => client.delete(c.kind, &c.id).await,
+                        _ => match &c.new {
+                            Some(body) => client.put(c.kind, &c.id, body).await,
+                            None => Ok(()),
+                        },
+                    };
+                    (c, r)
+                })
+                .buffered(opts.parallelism.max(1))
+                .collect()
+                .await;
+            for (c, r) in results {
+                done += 1;
+                match r {
+                    Ok(()) => {
+                        print(out, c);
+                        summary.count(c.action);
+                    }
+                    Err(e) => failures.push(masker.mask(&format!(
+                        "failed to {} {} {}: {e}",
+                        match c.action {
+                            Action::Create => "create",
+                            Action::Update => "update",
+                            Action::Delete => "delete",
+                        },
+                        c.kind.singular(),
+                        c.console
+                    ))),
+                }
+                if opts.progress && total > 1 {
+                    let _ = write!(err, "\rsending changes: {done}/{total}");
+                    let _ = err.flush();
+                }
+            }
+        }
+        if opts.progress && total > 1 {
+            let _ = writeln!(err);
+        }
+        if !opts.json_output {
+            for c in dropped {
+                let what = match c.action {
+                    Action::Create => "creation",
+                    Action::Update => "update",
+                    Action::Delete => "deletion",
+                };
+                let _ =
+                    writeln!(out, "{}", masker.mask(&format!("Dropped {what} {} {}", c.kind.singular(), c.console)));
+            }
+        }
+    }
+    if opts.json_output {
+        let doc = json_output(planned, &summary, masker, &failures);
+        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else {
+        print_summary(out, &summary, opts.kind, opts.color);
+    }
+    let _ = out.flush();
+    if failures.is_empty() {
+        Ok(Outcome { summary })
+    } else {
+        Err(DeckError::Other(format!("{} errors occurred:\n\t{}", failures.len(), failures.join("\n\t"))))
+    }
+}
+
+/// `reset`: deletes every entity (carrying the select tags, if given). The caller has asked for confirmation.
+pub async fn reset(
+    conn: &Connection,
+    opts: &SyncOptions,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Outcome, DeckError> {
+    let content = Content { select_tags: opts.select_tags.clone(), ..Content::default() };
+    let conn = connection_for(conn, &content)?;
+    let client = Client::connect(&conn).await?;
+    let current = client.current().await?;
+    let target = resolve(&content, Some(&current), Mode::Sync).map_err(DeckError::Files)?;
+    let planned = changes(&target);
+    let masker = Masker::secret_fields_only(&planned);
+    execute(&client, &planned, &masker, opts, out, err).await
+}
+
+/// `dump`: the file text for what the target holds.
+pub async fn dump_text(conn: &Connection, opts: &DumpOptions, json: bool) -> Result<String, DeckError> {
+    let content = Content::default();
+    let conn = connection_for(conn, &content)?;
+    let client = Client::connect(&conn).await?;
+    let current = client.current().await?;
+    let opts = DumpOptions { control_plane_name: client.control_plane_name.clone(), ..opts.clone() };
+    render(&dump(&current, &opts), json).map_err(|e| DeckError::Other(format!("writing the dump: {e}")))
+}
+
+/// `gateway validate`: the files checked against what the target holds (references to its entities resolve);
+/// nothing is changed.
+pub async fn validate_online(sources: &[Source], env: &Env, conn: &Connection) -> Result<(), DeckError> {
+    let (content, _) = read(sources, env, &[])?;
+    let conn = connection_for(conn, &content)?;
+    let client = Client::connect(&conn).await?;
+    let current = client.current().await?;
+    resolve(&content, Some(&current), Mode::Apply).map_err(DeckError::Files)?;
+    Ok(())
+}
+
+/// `file validate`: the files checked on their own, offline.
+pub fn validate_offline(sources: &[Source], env: &Env) -> Result<(), DeckError> {
+    let (content, _) = read(sources, env, &[])?;
+    resolve(&content, None, Mode::Apply).map_err(DeckError::Files)?;
+    Ok(())
+}
