@@ -120,6 +120,11 @@ impl ClaimTemplate {
     }
 }
 
+/// The names a template may call: Go's builtins and the Sprig subset.
+pub fn function_names() -> impl Iterator<Item = &'static str> {
+    sprig::FUNCTIONS.iter().map(|(name, _)| *name).filter(|name| !name.starts_with('_'))
+}
+
 /// Kong's type inference on the rendered string: integer, float, boolean, JSON array or object, else string.
 pub fn infer_type(rendered: &str) -> Json {
     if let Ok(i) = rendered.parse::<i64>() {
