@@ -143,10 +143,10 @@ pub fn infer_type(rendered: &str) -> Json {
         "false" => return Json::Bool(false),
         _ => {}
     }
-    if rendered.starts_with('[') || rendered.starts_with('{') {
-        if let Ok(v @ (Json::Array(_) | Json::Object(_))) = serde_json::from_str::<Json>(rendered) {
-            return v;
-        }
+    if (rendered.starts_with('[') || rendered.starts_with('{'))
+        && let Ok(v @ (Json::Array(_) | Json::Object(_))) = serde_json::from_str::<Json>(rendered)
+    {
+        return v;
     }
     Json::String(rendered.to_owned())
 }

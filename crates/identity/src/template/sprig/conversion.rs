@@ -39,7 +39,7 @@ fn until_step(start: i64, stop: i64, step: i64) -> Result<Vec<i64>, FuncError> {
     if step == 0 || (span > 0) != (step > 0) || span == 0 {
         return Ok(Vec::new());
     }
-    let n = (span.unsigned_abs() + u128::from(step.unsigned_abs()) - 1) / u128::from(step.unsigned_abs());
+    let n = span.unsigned_abs().div_ceil(u128::from(step.unsigned_abs()));
     budget::items(usize::try_from(n).unwrap_or(usize::MAX))?;
     let mut out = Vec::new();
     let mut i = start;

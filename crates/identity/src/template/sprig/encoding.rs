@@ -52,7 +52,7 @@ pub fn b32_encode(input: &[u8]) -> String {
 
 pub fn b32_decode(input: &str) -> Result<Vec<u8>, String> {
     let trimmed = input.trim_end_matches('=');
-    if input.len() % 8 != 0 {
+    if !input.len().is_multiple_of(8) {
         return Err(format!("illegal base32 data at input byte {}", input.len() / 8 * 8));
     }
     let mut out = Vec::with_capacity(trimmed.len() * 5 / 8);
