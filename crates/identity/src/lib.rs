@@ -5,6 +5,7 @@ pub mod issuer;
 pub mod keys;
 pub mod management;
 mod state;
+pub mod template;
 
 pub use issuer::{Issuer, IssuerSettings, IssuerState, issuer_router};
 pub use management::management_router;

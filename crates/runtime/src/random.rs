@@ -4,7 +4,7 @@ const ALPHANUMERIC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 const LOWER_ALPHANUMERIC: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 
 /// `len` characters drawn uniformly from `alphabet` (rejection sampling: no modulo bias).
-fn random_from(alphabet: &[u8], len: usize) -> String {
+pub fn random_from(alphabet: &[u8], len: usize) -> String {
     debug_assert!(alphabet.len() <= 256);
     let limit = 256 - 256 % alphabet.len();
     let mut out = String::with_capacity(len);
@@ -37,6 +37,20 @@ pub fn bytes<const N: usize>() -> [u8; N] {
     out
 }
 
+/// A uniform integer in `0..bound` (rejection sampling); 0 when `bound` is 0.
+pub fn below(bound: u64) -> u64 {
+    if bound == 0 {
+        return 0;
+    }
+    let zone = u64::MAX - (u64::MAX - bound + 1) % bound;
+    loop {
+        let v = u64::from_le_bytes(bytes::<8>());
+        if v <= zone {
+            return v % bound;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,5 +65,8 @@ mod tests {
         assert!(l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
         let many: HashSet<_> = (0..1000).map(|_| alphanumeric(32)).collect();
         assert_eq!(many.len(), 1000);
+        assert!((0..1000).all(|_| below(7) < 7));
+        assert_eq!(below(0), 0);
+        assert_eq!(below(1), 0);
     }
 }

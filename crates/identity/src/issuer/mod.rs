@@ -4,6 +4,7 @@
 //! label of `Host`), then served from that server's in-memory [`snapshot::Snapshot`]. Routing is a small explicit
 //! table so path-based and host-based issuers share one code path.
 
+mod claims;
 pub mod crypto;
 mod forms;
 mod limiter;

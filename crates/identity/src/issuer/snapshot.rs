@@ -16,6 +16,7 @@ use gatehouse_runtime::Services;
 use gatehouse_store::{Invalidation, StoreError};
 
 use super::crypto::{KeyError, LEEWAY_SECS, Signer, Verifier};
+use crate::template::{ClaimValue, TemplateContext, TemplateError};
 
 /// A safety net: even if a notification were lost, a snapshot is reloaded after this long.
 const MAX_AGE: Duration = Duration::from_secs(60);
@@ -26,6 +27,8 @@ pub struct ClientEntry {
     pub client: Client,
     /// Keyed hashes of the enabled secrets.
     pub secrets: Vec<SecretHash>,
+    /// What claim templates see (`.AuthServer`, `.Client`); built only when the server has a template claim.
+    pub template_context: Option<TemplateContext>,
 }
 
 impl ClientEntry {
@@ -48,6 +51,9 @@ pub struct Snapshot {
     pub issuer: String,
     pub scopes: Vec<Scope>,
     pub claims: Vec<Claim>,
+    /// `claims[i]`'s value, compiled once per snapshot. A stored value that no longer compiles (it was checked
+    /// when written) fails the requests that need it, not the whole server.
+    pub claim_values: Vec<Result<ClaimValue, TemplateError>>,
     pub clients: HashMap<ClientId, ClientEntry>,
     pub signer: Signer,
     pub verifiers: HashMap<String, Verifier>,
@@ -135,8 +141,14 @@ impl SnapshotCache {
             .all_clients(server.id)
             .await?
             .into_iter()
-            .map(|c| (c.id.clone(), ClientEntry { client: c, secrets: Vec::new() }))
+            .map(|c| (c.id.clone(), ClientEntry { client: c, secrets: Vec::new(), template_context: None }))
             .collect();
+        let claim_values: Vec<_> = claims.iter().map(|c| ClaimValue::compile(&c.value)).collect();
+        if claim_values.iter().any(|v| v.as_ref().map_or(true, ClaimValue::is_template)) {
+            for entry in clients.values_mut() {
+                entry.template_context = Some(TemplateContext::new(&server, &entry.client));
+            }
+        }
         for secret in store.enabled_client_secrets(server.id).await? {
             if let Some(entry) = clients.get_mut(&secret.client_id) {
                 entry.secrets.push(secret.hash);
@@ -165,6 +177,17 @@ impl SnapshotCache {
             }
         }
         let issuer = server.issuer(&self.template);
-        Ok(Some(Arc::new(Snapshot { server, issuer, scopes, claims, clients, signer, verifiers, keys, epoch })))
+        Ok(Some(Arc::new(Snapshot {
+            server,
+            issuer,
+            scopes,
+            claims,
+            claim_values,
+            clients,
+            signer,
+            verifiers,
+            keys,
+            epoch,
+        })))
     }
 }

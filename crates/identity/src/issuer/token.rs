@@ -10,11 +10,12 @@ use serde_json::{Map, Value, json};
 
 use gatehouse_model::identity::IssuedToken;
 use gatehouse_model::identity::client::{GrantType, TokenEndpointAuthMethod};
-use gatehouse_model::identity::grant::{ScopeError, claim_applies, grant_scopes, static_claim_value};
+use gatehouse_model::identity::grant::{ScopeError, grant_scopes};
 use gatehouse_model::identity::token::new_token_id;
 use gatehouse_model::oauth::OAuthErrorCode;
 use gatehouse_runtime::errors::{ApiError, OAuthError};
 
+use super::claims::add_custom_claims;
 use super::forms::{Form, presented};
 use super::recorder::RecordError;
 use super::{Issuer, Snapshot, authenticate, no_store_json};
@@ -63,9 +64,8 @@ pub(super) async fn token(
     let jti = new_token_id(now, gatehouse_runtime::random::bytes::<10>());
     let (iat, duration) = (now.secs(), client.access_token_duration);
     let mut claims = Map::new();
-    for claim in snapshot.claims.iter().filter(|c| c.include_in_token && claim_applies(c, &granted_ids)) {
-        claims.insert(claim.name.clone(), static_claim_value(&claim.value));
-    }
+    add_custom_claims(snapshot, entry, true, &granted_ids, now, &mut claims)
+        .map_err(|e| OAuthError::from(ApiError::internal(e)))?;
     // Registered claims last, so nothing can shadow them (claim names are also checked at creation).
     claims.extend([
         ("iss".to_owned(), json!(snapshot.issuer)),

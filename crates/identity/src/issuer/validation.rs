@@ -8,12 +8,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use gatehouse_model::identity::grant::{claim_applies, static_claim_value};
 use gatehouse_model::identity::token::issued_at;
 use gatehouse_model::{Timestamp, TokenId};
 use gatehouse_runtime::errors::{ApiError, OAuthError};
 use gatehouse_store::StoreError;
 
+use super::claims::add_custom_claims;
 use super::crypto::{self, Rejected};
 use super::forms::{Form, presented};
 use super::{Issuer, Snapshot, authenticate, no_store_json};
@@ -121,8 +121,12 @@ pub(super) fn userinfo(issuer: &Issuer, snapshot: &Snapshot, parts: &Parts) -> R
         snapshot.scopes.iter().filter(|s| granted_names.contains(&s.name.as_str())).map(|s| s.id).collect();
     let mut body = Map::new();
     body.insert("sub".to_owned(), claims.get("sub").cloned().unwrap_or(Value::Null));
-    for claim in snapshot.claims.iter().filter(|c| !c.include_in_token && claim_applies(c, &granted)) {
-        body.insert(claim.name.clone(), static_claim_value(&claim.value));
+    // `accept` found the client, so it is there; templates see it as the token endpoint did.
+    let client = claims.get("client_id").and_then(Value::as_str).and_then(|id| snapshot.client(id));
+    if let Some(entry) = client
+        && let Err(e) = add_custom_claims(snapshot, entry, false, &granted, issuer.services.clock.now(), &mut body)
+    {
+        return OAuthError::from(ApiError::internal(e)).into_response();
     }
     no_store_json(StatusCode::OK, &Value::Object(body))
 }

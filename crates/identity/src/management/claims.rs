@@ -6,13 +6,19 @@ use axum::response::{IntoResponse, Response};
 use gatehouse_model::ClaimId;
 use gatehouse_model::identity::claim::COLLECTION;
 use gatehouse_model::identity::{Claim, ClaimPatch, NewClaim};
-use gatehouse_model::problem::Rule;
+use gatehouse_model::problem::{InvalidParameter, Rule};
 use gatehouse_runtime::errors::ApiError;
 use gatehouse_runtime::extract::path_id;
 use gatehouse_store::{Conflict, StoreError};
 
-use super::{Auth, Body, Params, Result, auth_server_id, list_query, missing_scopes, nth, page, require_server};
+use serde_json::{Map, Value};
+
+use super::clients::not_found as client_not_found;
+use super::{
+    Auth, Body, Params, Result, auth_server_id, client_id, list_query, missing_scopes, nth, page, require_server,
+};
 use crate::IdentityState;
+use crate::template::{ClaimValue, TemplateContext};
 
 fn claim_id(params: &Params) -> Result<ClaimId, ApiError> {
     path_id("claimId", nth(params, 1), |s| s.parse().ok(), Rule::IsUuid)
@@ -27,6 +33,12 @@ fn store_error(name: &str) -> impl Fn(StoreError) -> ApiError + '_ {
         StoreError::Conflict(Conflict::Name) => ApiError::Conflict(format!("A claim named [{name}] already exists")),
         other => other.into(),
     }
+}
+
+/// A value that does not parse as a template is refused with the position of the action at fault.
+fn check_template(field: &str, value: &str) -> Result<ClaimValue, ApiError> {
+    ClaimValue::compile(value)
+        .map_err(|e| ApiError::invalid(InvalidParameter::new(field, Rule::Invalid, e.to_string()).in_body()))
 }
 
 async fn check_scopes(state: &IdentityState, claim: &Claim) -> Result<()> {
@@ -58,6 +70,7 @@ pub(super) async fn create(
 ) -> Result<Response> {
     let server = require_server(&state, auth_server_id(&params)?).await?;
     let input = NewClaim::from_body(&body.0).map_err(ApiError::Invalid)?;
+    check_template("value", &input.value)?;
     let now = state.services.clock.now();
     let claim = Claim {
         id: ClaimId::new(),
@@ -85,11 +98,47 @@ pub(super) async fn get(_: Auth, State(state): State<IdentityState>, params: Par
 pub(super) async fn patch(_: Auth, State(state): State<IdentityState>, params: Params, body: Body) -> Result<Response> {
     let (server, id) = (auth_server_id(&params)?, claim_id(&params)?);
     let patch = ClaimPatch::from_body(&body.0).map_err(ApiError::Invalid)?;
+    if let Some(value) = &patch.value {
+        check_template("value", value)?;
+    }
     let current = state.services.store.get_claim(server, id).await?.ok_or_else(|| not_found(id))?;
     let updated = patch.apply(&current, state.services.clock.now());
     check_scopes(&state, &updated).await?;
     state.services.store.update_claim(&updated).await.map_err(store_error(&updated.name))?;
     Ok(Json(updated).into_response())
+}
+
+/// `POST …/clients/{clientId}/test-claim`: renders a map of claim name → value for this client, as a token
+/// minted now would carry them.
+pub(super) async fn test(_: Auth, State(state): State<IdentityState>, params: Params, body: Body) -> Result<Response> {
+    let server = require_server(&state, auth_server_id(&params)?).await?;
+    let id = client_id(&params)?;
+    let client = state.services.store.get_client(server.id, &id).await?.ok_or_else(|| client_not_found(&id))?;
+    let mut values = Vec::new();
+    let mut invalid = Vec::new();
+    for (name, value) in body.0.iter() {
+        match value.as_str() {
+            Some(v) => match check_template(name, v) {
+                Ok(compiled) => values.push((name, compiled)),
+                Err(ApiError::Invalid(mut p)) => invalid.append(&mut p),
+                Err(other) => return Err(other.into()),
+            },
+            None => invalid.push(InvalidParameter::new(name, Rule::IsString, "must be a string").in_body()),
+        }
+    }
+    if !invalid.is_empty() {
+        return Err(ApiError::Invalid(invalid).into());
+    }
+    let context = TemplateContext::new(&server, &client);
+    let now = state.services.clock.now();
+    let mut out = Map::new();
+    for (name, value) in values {
+        let rendered = value
+            .render(&context, now)
+            .map_err(|e| ApiError::invalid(InvalidParameter::new(name, Rule::Invalid, e.to_string()).in_body()))?;
+        out.insert(name.clone(), rendered);
+    }
+    Ok(Json(Value::Object(out)).into_response())
 }
 
 pub(super) async fn delete(_: Auth, State(state): State<IdentityState>, params: Params) -> Result<StatusCode> {

@@ -54,6 +54,7 @@ pub fn management_router(state: IdentityState) -> Router {
             "/v1/auth-servers/{auth_server}/clients/{client}",
             get(clients::get).patch(clients::patch).put(clients::replace).delete(clients::delete),
         )
+        .route("/v1/auth-servers/{auth_server}/clients/{client}/test-claim", post(claims::test))
         .route("/v1/auth-servers/{auth_server}/clients/{client}/secrets", get(secrets::list).post(secrets::create))
         .route(
             "/v1/auth-servers/{auth_server}/clients/{client}/secrets/{secret}",
