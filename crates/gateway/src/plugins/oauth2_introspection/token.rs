@@ -100,18 +100,22 @@ pub async fn find(ctx: &RequestContext<'_>) -> Result<Option<Found>, BadBody> {
     if let Some(token) = ctx.query.as_deref().and_then(|q| in_form(q.as_bytes())).filter(|t| !t.is_empty()) {
         return Ok(Some(Found { token, source: Source::Query }));
     }
-    let from_header = ctx.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
-        let mut parts = v.split_whitespace();
-        match (parts.next(), parts.next(), parts.next()) {
-            (Some(scheme), Some(token), None)
-                if scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token") =>
-            {
-                Some(token.to_owned())
-            }
-            _ => None,
-        }
-    });
-    Ok(from_header.map(|token| Found { token, source: Source::Header }))
+    let from_header = ctx.headers.get(header::AUTHORIZATION).and_then(|v| bearer_token(v.as_bytes()));
+    Ok(from_header.map(|token| Found { token: token.to_owned(), source: Source::Header }))
+}
+
+/// `Bearer|Token <token>` (scheme in any case): exactly two parts separated by whitespace, which in a header value
+/// can only be spaces and tabs. Tokens are long, so they are scanned with memchr rather than split char by char.
+fn bearer_token(value: &[u8]) -> Option<&str> {
+    let value = value.trim_ascii();
+    let gap = memchr::memchr2(b' ', b'\t', value)?;
+    let (scheme, rest) = value.split_at(gap);
+    let token = rest.trim_ascii_start();
+    let known = scheme.eq_ignore_ascii_case(b"bearer") || scheme.eq_ignore_ascii_case(b"token");
+    if !known || token.is_empty() || memchr::memchr2(b' ', b'\t', token).is_some() {
+        return None;
+    }
+    std::str::from_utf8(token).ok()
 }
 
 /// `hide_credentials`: the header goes; otherwise `access_token` leaves the query and, except on GET, the body.
@@ -207,6 +211,24 @@ fn encode_multipart<'a>(boundary: &str, parts: impl Iterator<Item = &'a Part>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn authorization_schemes_and_shapes() {
+        let cases: [(&[u8], Option<&str>); 9] = [
+            (b"Bearer abc.def", Some("abc.def")),
+            (b"bearer\t abc", Some("abc")),
+            (b"  TOKEN abc  ", Some("abc")),
+            (b"Basic abc", None),
+            (b"Bearer", None),
+            (b"Bearer ", None),
+            (b"Bearer a b", None),
+            (b"Bearerabc", None),
+            (b"Bearer \xff", None),
+        ];
+        for (value, token) in cases {
+            assert_eq!(bearer_token(value), token, "{}", String::from_utf8_lossy(value));
+        }
+    }
 
     #[test]
     fn only_the_token_pair_leaves_a_form() {
