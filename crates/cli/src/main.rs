@@ -159,27 +159,42 @@ fn load(args: &ConfigArgs, strict: bool, quiet_by_default: bool) -> anyhow::Resu
     Ok(loaded.config)
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Ctrl-C (SIGINT) and SIGTERM. The handlers are installed when this is made, before anything starts serving: a
+/// signal that arrives once the node answers, but before a task got around to listening for it, would otherwise
+/// meet the default action and kill the process instead of stopping it cleanly.
+struct ShutdownSignals {
     #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
 }
 
-async fn run_until_signal(node: node::RunningNode) {
+impl ShutdownSignals {
+    fn install() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self { interrupt: signal(SignalKind::interrupt())?, terminate: signal(SignalKind::terminate())? })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    async fn received(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn run_until_signal(node: node::RunningNode, signals: ShutdownSignals) {
     let stop = node.stop_handle();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        signals.received().await;
         tracing::info!("shutting down");
         stop.cancel();
     });
@@ -198,16 +213,18 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 println!("configuration OK");
                 return Ok(0);
             }
+            let signals = ShutdownSignals::install()?;
             let node = node::start(&cfg, NodeOptions::default()).await?;
-            run_until_signal(node).await;
+            run_until_signal(node, signals).await;
         }
         Command::Quickstart(args) => {
             let mut cfg = load(&args, false, true)?;
             cfg.validate()?;
             cfg.gateway.control_plane.get_or_insert_with(|| quickstart::QUICKSTART_CONTROL_PLANE.to_owned());
+            let signals = ShutdownSignals::install()?;
             let node = node::start(&cfg, NodeOptions { echo: true, ..NodeOptions::default() }).await?;
             quickstart::announce(&node, &mut std::io::stdout()).await?;
-            run_until_signal(node).await;
+            run_until_signal(node, signals).await;
         }
         Command::Echo { listen, allow_plaintext_public } => {
             gatehouse_runtime::logging::init(&config::LogConfig::default()).map_err(anyhow::Error::msg)?;
@@ -221,7 +238,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 gatehouse_runtime::listener::ListenerKind::Echo,
                 listener,
                 gatehouse::echo::echo_router(),
-                shutdown_signal(),
+                ShutdownSignals::install()?.received(),
             )
             .await?;
         }
