@@ -517,3 +517,60 @@ async fn a_thousand_concurrent_requests_make_one_introspection_call() {
     assert_eq!(idp.calls(), 1);
     node.stop().await;
 }
+
+#[tokio::test]
+async fn an_idp_whose_certificate_is_not_trusted_is_never_asked() {
+    let node = TestNode::start().await;
+    node.example_service().await;
+    // An HTTPS introspection endpoint with a self-signed certificate for 127.0.0.1, which answers "active" to
+    // anything: a gateway that skipped verification would let every token through.
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der());
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key.into())
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}/introspect", listener.local_addr().unwrap());
+    let counts = Arc::new(Mutex::new((0usize, 0usize)));
+    let seen = counts.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            seen.lock().unwrap().0 += 1;
+            let (acceptor, seen) = (acceptor.clone(), seen.clone());
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(stream).await {
+                    seen.lock().unwrap().1 += 1;
+                    let service = hyper::service::service_fn(|_req| async {
+                        let active = json!({"active": true, "client_id": "c"}).to_string();
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
+                            bytes::Bytes::from(active),
+                        )))
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                }
+            });
+        }
+    });
+    // The endpoint works for a client that skips verification (so the refusal below is the certificate's).
+    let careless = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+    let answer: Value = careless.post(&url).form(&[("token", "t")]).send().await.unwrap().json().await.unwrap();
+    assert_eq!(answer["active"], true);
+    *counts.lock().unwrap() = (0, 0);
+
+    only_plugin(&node, scripted_config(&url)).await;
+    let http = reqwest::Client::new();
+    let (status, headers, body) = send(http.get(format!("{}/anything", node.proxy_url())).bearer_auth("t")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::UNAUTHORIZED, INVALID));
+    assert_eq!(headers["www-authenticate"], INVALID_CHALLENGE);
+    let (connections, handshakes) = *counts.lock().unwrap();
+    assert!(connections >= 1, "the gateway did try the IdP");
+    assert_eq!(handshakes, 0, "and refused its certificate");
+    node.stop().await;
+}
