@@ -628,6 +628,13 @@ mod tests {
             "config": {"introspection_url": "http://i/x", "authorization_value": "v"}}),
         );
         assert_eq!(e[0].0, "consumer");
+        // Without `config`, as Kong: the defaults are filled in and only the config's own required fields complain.
+        let p = ok(EntityKind::Plugin, json!({"name": "request-termination"}));
+        assert_eq!(p["config"]["status_code"], 503);
+        let e = err(EntityKind::Plugin, json!({"name": "oauth2-introspection"}));
+        let paths: Vec<_> = e.iter().map(|x| x.0.as_str()).collect();
+        assert_eq!(paths, vec!["config.introspection_url", "config.authorization_value"]);
+        assert_eq!(err(EntityKind::Plugin, json!({"name": "request-termination", "config": null}))[0].0, "config");
     }
 
     #[test]

@@ -227,9 +227,14 @@ pub fn normalize(
     for field in fields {
         let path = join(prefix, field.name);
         let value = match input.get(field.name) {
-            None | Some(Value::Null) => match &field.default {
-                Some(d) => d.clone(),
-                None => {
+            None | Some(Value::Null) => match (&field.default, &field.kind) {
+                (Some(d), _) => d.clone(),
+                // An absent required record (a plugin's `config`) is an empty one, as in Kong: its own fields are
+                // defaulted and report what is missing, e.g. `config.introspection_url`.
+                (None, Kind::Record(inner)) if field.required && input.get(field.name).is_none() => {
+                    Value::Object(normalize(inner, &Map::new(), &path, out))
+                }
+                (None, _) => {
                     if field.required {
                         out.push(Violation::new(&path, "required field missing"));
                     }
