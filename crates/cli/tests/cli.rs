@@ -26,20 +26,10 @@ fn export<'a>(all: &'a [(String, String)], key: &str) -> &'a str {
     all.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).unwrap_or_else(|| panic!("no export {key}"))
 }
 
-fn listener_var(listener: &str) -> &'static str {
-    match listener {
-        "PLATFORM" => "GATEHOUSE_PLATFORM__LISTEN",
-        "ISSUER" => "GATEHOUSE_ISSUER__LISTEN",
-        "PROXY" => "GATEHOUSE_PROXY__LISTEN",
-        "ADMIN" => "GATEHOUSE_ADMIN__LISTEN",
-        _ => "GATEHOUSE_ECHO__LISTEN",
-    }
-}
-
 async fn quickstart(dir: &std::path::Path) -> (GatehouseProcess, Vec<(String, String)>, Duration) {
     let started = Instant::now();
     // Every listener on an ephemeral port so parallel tests never collide on the quickstart's fixed ports.
-    let env = ["PLATFORM", "ISSUER", "PROXY", "ADMIN", "ECHO"].map(|l| (listener_var(l), "127.0.0.1:0".to_owned()));
+    let env = common::ephemeral_listeners();
     let mut p = GatehouseProcess::spawn(&bin(), &["quickstart", "--data-dir", "data"], &env, dir);
     p.wait_for_line(Duration::from_secs(30), |l| l == "Gatehouse Ready").await;
     let elapsed = started.elapsed();

@@ -69,8 +69,7 @@ async fn post_json(http: &reqwest::Client, url: &str, token: &str, body: Value) 
 #[tokio::test]
 async fn the_tutorial_runs_end_to_end_against_the_quickstart() {
     let dir = TempDir::new("tutorial");
-    // Every listener on an ephemeral port, so parallel tests never collide on the quickstart's fixed ports.
-    let env = ["PLATFORM", "ISSUER", "PROXY", "ADMIN", "ECHO"].map(|l| (listener_var(l), "127.0.0.1:0".to_owned()));
+    let env = common::ephemeral_listeners();
     let mut quickstart = GatehouseProcess::spawn(&bin(), &["quickstart", "--data-dir", "data"], &env, dir.path());
     quickstart.wait_for_line(Duration::from_secs(30), |l| l == "Gatehouse Ready").await;
     let stdout = quickstart.output.stdout_text();
@@ -253,14 +252,4 @@ fn lowercase_headers(body: &Value) -> std::collections::HashMap<String, String> 
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn listener_var(listener: &str) -> &'static str {
-    match listener {
-        "PLATFORM" => "GATEHOUSE_PLATFORM__LISTEN",
-        "ISSUER" => "GATEHOUSE_ISSUER__LISTEN",
-        "PROXY" => "GATEHOUSE_PROXY__LISTEN",
-        "ADMIN" => "GATEHOUSE_ADMIN__LISTEN",
-        _ => "GATEHOUSE_ECHO__LISTEN",
-    }
 }

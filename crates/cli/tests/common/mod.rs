@@ -9,6 +9,18 @@ use gatehouse_store::StorageUrl;
 use gatehouse_store::testing::{TempDir, TestDatabase};
 use gatehouse_testkit::{GatehouseProcess, run_to_end};
 
+/// Every listener on an ephemeral port, so parallel tests never collide on the quickstart's fixed ports.
+pub fn ephemeral_listeners() -> [(&'static str, String); 5] {
+    [
+        "GATEHOUSE_PLATFORM__LISTEN",
+        "GATEHOUSE_ISSUER__LISTEN",
+        "GATEHOUSE_PROXY__LISTEN",
+        "GATEHOUSE_ADMIN__LISTEN",
+        "GATEHOUSE_ECHO__LISTEN",
+    ]
+    .map(|var| (var, "127.0.0.1:0".to_owned()))
+}
+
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_gatehouse"))
 }
