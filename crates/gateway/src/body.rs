@@ -17,8 +17,43 @@ pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
     http_body_util::Full::new(bytes.into()).map_err(|never| match never {}).boxed()
 }
 
+/// What the proxy answers clients with: a proxied response under its idle timeout, or one the gateway made.
+/// An enum rather than a box, so proxied responses cost no allocation for their body.
+#[derive(Debug)]
+pub enum ResponseBody {
+    Proxied(IdleTimeoutBody<hyper::body::Incoming>),
+    Local(ProxyBody),
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Self::Proxied(body) => Pin::new(body).poll_frame(cx),
+            Self::Local(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Proxied(body) => body.is_end_stream(),
+            Self::Local(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Proxied(body) => body.size_hint(),
+            Self::Local(body) => body.size_hint(),
+        }
+    }
+}
+
 pub fn empty() -> ProxyBody {
-    full(Bytes::new())
+    // Zero-sized, so boxing it allocates nothing.
+    http_body_util::Empty::new().map_err(|never| match never {}).boxed()
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -30,6 +30,10 @@ pub struct ServiceConfig {
     /// Filled in when the configuration compiles.
     #[serde(skip)]
     pub target: UpstreamTarget,
+    /// Which kept-alive upstream connections can serve this service; filled in when the configuration compiles,
+    /// so requests compare it rather than build it.
+    #[serde(skip)]
+    pub pool_key: crate::upstream::PoolKey,
 }
 
 /// Where a service's requests go, parsed once per configuration rather than per request.
@@ -135,6 +139,7 @@ pub fn compile(data: &ConfigData, shared: &Shared) -> Result<Compiled, CompileEr
         let mut service: ServiceConfig = serde_json::from_value(Value::Object(s.clone())).map_err(shape)?;
         service.target = UpstreamTarget::new(&service.host, service.port, &service.protocol)
             .ok_or_else(|| CompileError::Shape(format!("service {}: host is not a valid authority", service.id)))?;
+        service.pool_key = crate::upstream::PoolKey::of(&service);
         services.insert(service.id, Arc::new(service));
     }
     let mut routes = Vec::new();

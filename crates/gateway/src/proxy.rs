@@ -6,6 +6,7 @@
 //! timeouts, retrying connection failures when the body can be sent again → pass the response back with Kong's
 //! latency headers. Failures of the gateway itself answer Kong's JSON bodies.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -28,7 +29,7 @@ use tokio::sync::watch;
 
 use gatehouse_model::gateway::ConfigData;
 
-use crate::body::{IdleTimeoutBody, ProxyBody, empty, full};
+use crate::body::{IdleTimeoutBody, ProxyBody, ResponseBody, empty, full};
 use crate::config::{CompileError, Compiled, compile};
 use crate::error::{INSPECTED_BODY_LIMIT, ProxyError};
 use crate::framing::{Verdicts, Watched};
@@ -99,17 +100,31 @@ impl RequestIds {
     }
 
     fn next(&self) -> RequestId {
-        let text = format!("{:016x}{:016x}", self.prefix, self.counter.fetch_add(1, Ordering::Relaxed));
-        let value = HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("0"));
-        RequestId { text, value }
+        let mut digits = [0u8; 32];
+        let (prefix, count) = digits.split_at_mut(16);
+        hex_digits(self.prefix, prefix);
+        hex_digits(self.counter.fetch_add(1, Ordering::Relaxed), count);
+        RequestId(HeaderValue::from_bytes(&digits).unwrap_or(HeaderValue::from_static("0")))
     }
 }
 
-/// A request id as text (bodies, logs, plugins) and as the header value it is sent in.
+/// `n` as lower-case hex, zero-padded to fill `out`.
+fn hex_digits(mut n: u64, out: &mut [u8]) {
+    for digit in out.iter_mut().rev() {
+        *digit = b"0123456789abcdef"[(n & 0xf) as usize];
+        n >>= 4;
+    }
+}
+
+/// A request id, kept as the header value it is sent in; its text (bodies, logs, plugins) is read from it.
 #[derive(Debug)]
-struct RequestId {
-    text: String,
-    value: HeaderValue,
+struct RequestId(HeaderValue);
+
+impl RequestId {
+    fn text(&self) -> &str {
+        // Hex digits only, so always text.
+        self.0.to_str().unwrap_or_default()
+    }
 }
 
 /// What the workers share: the configuration snapshot and the settings.
@@ -128,12 +143,16 @@ struct Worker {
     ids: RequestIds,
 }
 
-/// A client connection, with what every request on it reuses.
+/// A client connection, with what every request on it reuses. Requests reach the proxy and the worker through it,
+/// so serving one touches only this connection's reference count, never one shared with the other cores.
 #[derive(Debug)]
 struct ClientConnection {
+    proxy: Arc<Proxy>,
     worker: Arc<Worker>,
     peer: SocketAddr,
     local_port: u16,
+    /// `local_port` as a header value (`X-Forwarded-Port`).
+    local_port_value: HeaderValue,
     /// The peer's address as a header value (`X-Forwarded-For`, `X-Real-IP`).
     peer_value: HeaderValue,
     /// Whether the peer is a trusted proxy whose `X-Forwarded-*` headers are kept.
@@ -190,7 +209,7 @@ impl Proxy {
     }
 
     fn local_error(&self, error: ProxyError, request_id: &RequestId, started: Instant) -> Response<ProxyBody> {
-        let (parts, body) = error.to_response(&request_id.text).into_parts();
+        let (parts, body) = error.to_response(request_id.text()).into_parts();
         let mut response = Response::from_parts(parts, body.map_err(|never| match never {}).boxed());
         self.finish_local(&mut response, request_id, started);
         if error == ProxyError::BadRequest {
@@ -204,7 +223,7 @@ impl Proxy {
     fn finish_local(&self, response: &mut Response<ProxyBody>, request_id: &RequestId, started: Instant) {
         let h = response.headers_mut();
         h.insert(header::SERVER, HeaderValue::from_static(SERVER));
-        h.insert(names::X_KONG_REQUEST_ID, request_id.value.clone());
+        h.insert(names::X_KONG_REQUEST_ID, request_id.0.clone());
         h.insert(names::X_KONG_RESPONSE_LATENCY, millis(started.elapsed()));
     }
 
@@ -212,13 +231,25 @@ impl Proxy {
     /// `Content-Length` and `Transfer-Encoding` (hyper drops the former before the request gets here).
     async fn handle(
         &self,
-        worker: &Worker,
         req: Request<Incoming>,
         conn: &ClientConnection,
         ambiguous_framing: bool,
-    ) -> Response<ProxyBody> {
+    ) -> Response<ResponseBody> {
+        match self.forward(req, conn, ambiguous_framing).await {
+            Ok(proxied) => proxied,
+            Err(local) => local.map(ResponseBody::Local),
+        }
+    }
+
+    /// `Err` holds a response the gateway made itself (an error, a plugin's answer, a redirect).
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        conn: &ClientConnection,
+        ambiguous_framing: bool,
+    ) -> Result<Response<ResponseBody>, Response<ProxyBody>> {
         let started = Instant::now();
-        let request_id = worker.ids.next();
+        let request_id = conn.worker.ids.next();
         let local_port = conn.local_port;
         // hyper already refuses conflicting lengths and unknown codings; a request with both framings is either
         // broken or an attempt to desynchronise a proxy chain, so it is never forwarded.
@@ -226,38 +257,37 @@ impl Proxy {
             || (req.headers().contains_key(header::TRANSFER_ENCODING)
                 && req.headers().contains_key(header::CONTENT_LENGTH))
         {
-            return self.local_error(ProxyError::BadRequest, &request_id, started);
+            return Err(self.local_error(ProxyError::BadRequest, &request_id, started));
         }
         let config = self.config.load_full();
         let (parts, body) = req.into_parts();
         let Some(path) = normalize_path(parts.uri.path()) else {
-            return self.local_error(ProxyError::BadRequest, &request_id, started);
+            return Err(self.local_error(ProxyError::BadRequest, &request_id, started));
         };
-        let host_header = parts
-            .headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| parts.uri.authority().map(|a| a.to_string()))
-            .unwrap_or_default();
+        // A clone of the value shares its bytes; the headers themselves move into the upstream request.
+        let host_value = parts.headers.get(header::HOST).cloned();
+        let host_header = match host_value.as_ref().and_then(|v| v.to_str().ok()) {
+            Some(value) => Cow::Borrowed(value),
+            None => parts.uri.authority().map_or(Cow::Borrowed(""), |a| Cow::Owned(a.to_string())),
+        };
         let (host, port) = split_host_port(&host_header, local_port);
         let facts =
             RequestFacts { method: parts.method.as_str(), host: &host, port, path: &path, headers: &parts.headers };
         let Some(matched) = config.router.find(&facts) else {
-            return self.local_error(ProxyError::NoRoute, &request_id, started);
+            return Err(self.local_error(ProxyError::NoRoute, &request_id, started));
         };
-        let route = matched.route.clone();
-        let matched_part = matched.matched.map(str::to_owned);
+        let route = matched.route;
+        let matched_part = matched.matched;
         if !route.protocols.iter().any(|p| matches!(p.as_str(), "http" | "grpc")) {
-            return self.https_required(
+            return Err(self.https_required(
                 route.https_redirect_status_code,
                 &host_header,
                 &parts.uri,
                 &request_id,
                 started,
-            );
+            ));
         }
-        let service = route.service_id.and_then(|id| config.services.get(&id).cloned());
+        let service = route.service_id.and_then(|id| config.services.get(&id));
 
         let mut headers = parts.headers;
         // Room for what the gateway and an authentication plugin add (forwarded headers, request id,
@@ -279,22 +309,22 @@ impl Proxy {
                     .await
                 {
                     Ok(Ok(collected)) => buffered = Some(collected.to_bytes()),
-                    Ok(Err(_)) | Err(_) => return self.local_error(ProxyError::BadRequest, &request_id, started),
+                    Ok(Err(_)) | Err(_) => return Err(self.local_error(ProxyError::BadRequest, &request_id, started)),
                 }
             }
             _ => streaming = Some(body),
         }
 
         let mut ctx = RequestContext {
-            request_id: &request_id.text,
+            request_id: request_id.text(),
             client_ip,
             method: &parts.method,
             path: &path,
             query: parts.uri.query().map(std::borrow::Cow::Borrowed),
             headers: &mut headers,
             body: &mut buffered,
-            route: &route,
-            service: service.as_ref(),
+            route,
+            service,
             config: &config,
             consumer: None,
             credential: None,
@@ -308,7 +338,7 @@ impl Proxy {
                 let (parts, body) = response.into_parts();
                 let mut response = Response::from_parts(parts, body.map_err(|never| match never {}).boxed());
                 self.finish_local(&mut response, &request_id, started);
-                return response;
+                return Err(response);
             }
         }
         // `None`: the query goes upstream as the client sent it; `Some(q)`: a plugin replaced it.
@@ -319,25 +349,21 @@ impl Proxy {
         };
         drop(ctx);
         let Some(service) = service else {
-            return self.local_error(ProxyError::NoService, &request_id, started);
+            return Err(self.local_error(ProxyError::NoService, &request_id, started));
         };
         if !service.enabled {
-            return self.local_error(ProxyError::Unavailable, &request_id, started);
+            return Err(self.local_error(ProxyError::Unavailable, &request_id, started));
         }
 
-        let mut upstream = upstream_path(service.path.as_deref(), route.strip_path, matched_part.as_deref(), &path);
         let query = match &replaced_query {
             Some(replaced) => replaced.as_deref(),
             None => parts.uri.query(),
         };
-        if let Some(q) = query {
-            upstream.push('?');
-            upstream.push_str(q);
-        }
+        let upstream = upstream_path(service.path.as_deref(), route.strip_path, matched_part, &path, query);
         let target = &service.target;
         // Origin form: the connection already goes to the service.
         let Ok(uri) = http::uri::PathAndQuery::try_from(upstream).map(http::Uri::from) else {
-            return self.local_error(ProxyError::BadRequest, &request_id, started);
+            return Err(self.local_error(ProxyError::BadRequest, &request_id, started));
         };
         strip_hop_by_hop(&mut headers);
         if !route.preserve_host || host_header.is_empty() {
@@ -354,14 +380,15 @@ impl Proxy {
             local_port,
             parts.uri.path(),
             route.strip_path,
-            matched_part.as_deref(),
+            matched_part,
         );
-        headers.insert(names::X_KONG_REQUEST_ID, request_id.value.clone());
+        headers.insert(names::X_KONG_REQUEST_ID, request_id.0.clone());
 
-        let proxy_latency = started.elapsed();
         let sent_at = Instant::now();
+        let proxy_latency = sent_at - started;
         let has_body = buffered.as_ref().is_some_and(|b| !b.is_empty()) || streaming.is_some();
         let body = match (buffered, streaming) {
+            (Some(bytes), _) if bytes.is_empty() => empty(),
             (Some(bytes), _) => full(bytes),
             (None, Some(stream)) => stream.map_err(|e| Box::new(e) as crate::body::BoxError).boxed(),
             (None, None) => empty(),
@@ -371,13 +398,13 @@ impl Proxy {
         *upstream_request.uri_mut() = uri;
         *upstream_request.headers_mut() = headers;
         let sequential = parts.version < http::Version::HTTP_2;
-        let result = self.send(conn, &service, upstream_request, has_body, sequential).await;
+        let result = self.send(conn, service, upstream_request, has_body, sequential).await;
         let upstream_latency = sent_at.elapsed();
         let response = match result {
             Ok(r) => r,
             Err(error) => {
-                tracing::warn!(request_id = request_id.text, service = %service.id, ?error, "upstream failed");
-                return self.local_error(error, &request_id, started);
+                tracing::warn!(request_id = request_id.text(), service = %service.id, ?error, "upstream failed");
+                return Err(self.local_error(error, &request_id, started));
             }
         };
 
@@ -390,17 +417,17 @@ impl Proxy {
         }
         h.insert(names::X_KONG_UPSTREAM_LATENCY, millis(upstream_latency));
         h.insert(names::X_KONG_PROXY_LATENCY, millis(proxy_latency));
-        h.insert(names::X_KONG_REQUEST_ID, request_id.value);
+        h.insert(names::X_KONG_REQUEST_ID, request_id.0.clone());
         let mut rctx =
-            ResponseContext { request_id: &request_id.text, status: parts.status, headers: &mut parts.headers };
+            ResponseContext { request_id: request_id.text(), status: parts.status, headers: &mut parts.headers };
         for plugin in &ran {
             plugin.response(&mut rctx);
         }
         for plugin in &ran {
-            plugin.log(&request_id.text, parts.status);
+            plugin.log(request_id.text(), parts.status);
         }
-        let body = IdleTimeoutBody::new(body, Duration::from_millis(service.read_timeout)).boxed();
-        Response::from_parts(parts, body)
+        let body = IdleTimeoutBody::new(body, Duration::from_millis(service.read_timeout));
+        Ok(Response::from_parts(parts, ResponseBody::Proxied(body)))
     }
 
     /// Calls the service. A request goes out only once a connection is established, so a failure to connect
@@ -419,13 +446,13 @@ impl Proxy {
         // the write of the request and the first read.
         let head_timeout =
             Duration::from_millis(service.read_timeout + if has_body { service.write_timeout } else { 0 });
-        let key = PoolKey::of(service);
+        let key = &service.pool_key;
         let mut failed_connects = 0;
         loop {
-            let mut sender = match self.checkout(conn, &key, sequential) {
+            let (held_key, mut sender) = match self.checkout(conn, key, sequential) {
                 Some(reused) => reused,
-                None => match conn.worker.pool.connect(&key).await {
-                    Ok(fresh) => fresh,
+                None => match conn.worker.pool.connect(key).await {
+                    Ok(fresh) => (key.clone(), fresh),
                     Err(error) => {
                         failed_connects += 1;
                         if failed_connects > service.retries {
@@ -437,7 +464,7 @@ impl Proxy {
             };
             match tokio::time::timeout(head_timeout, sender.try_send_request(request)).await {
                 Ok(Ok(response)) => {
-                    self.check_in(conn, key, sender, sequential);
+                    self.check_in(conn, held_key, sender, sequential);
                     return Ok(response);
                 }
                 Ok(Err(mut error)) => match error.take_message() {
@@ -455,21 +482,21 @@ impl Proxy {
         }
     }
 
-    /// A kept-alive connection to `key` that can take a request: the client connection's own (HTTP/1 clients),
-    /// else one from the worker's pool.
-    fn checkout(&self, conn: &ClientConnection, key: &PoolKey, sequential: bool) -> Option<Sender> {
+    /// A kept-alive connection to `key` that can take a request, with its key: the client connection's own
+    /// (HTTP/1 clients; its key moves along rather than being cloned), else one from the worker's pool.
+    fn checkout(&self, conn: &ClientConnection, key: &PoolKey, sequential: bool) -> Option<(PoolKey, Sender)> {
         if sequential {
             let kept = conn.upstream.lock().ok().and_then(|mut slot| slot.take());
             if let Some((kept_key, sender)) = kept {
                 // The previous response has ended (the client sent this request after it), so the connection is
                 // normally ready; if it is not yet, the pool holds it until it is, and this request looks further.
                 if kept_key == *key && sender.is_ready() {
-                    return Some(sender);
+                    return Some((kept_key, sender));
                 }
                 conn.worker.pool.put(kept_key, sender);
             }
         }
-        conn.worker.pool.take(key)
+        conn.worker.pool.take(key).map(|sender| (key.clone(), sender))
     }
 
     fn check_in(&self, conn: &ClientConnection, key: PoolKey, sender: Sender, sequential: bool) {
@@ -528,7 +555,8 @@ impl Proxy {
             put(headers, names::X_FORWARDED_HOST, host);
         }
         if !keep(headers, &names::X_FORWARDED_PORT) {
-            headers.insert(names::X_FORWARDED_PORT, HeaderValue::from(port));
+            let value = if port == conn.local_port { conn.local_port_value.clone() } else { HeaderValue::from(port) };
+            headers.insert(names::X_FORWARDED_PORT, value);
         }
         if !keep(headers, &names::X_FORWARDED_PATH) {
             put(headers, names::X_FORWARDED_PATH, path);
@@ -560,7 +588,7 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::UPGRADE_REQUIRED);
         let body =
-            serde_json::json!({"message": "Please use HTTPS protocol", "request_id": request_id.text}).to_string();
+            serde_json::json!({"message": "Please use HTTPS protocol", "request_id": request_id.text()}).to_string();
         let mut response = Response::new(full(body));
         *response.status_mut() = status;
         response
@@ -585,8 +613,13 @@ fn put(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     }
 }
 
+/// Milliseconds as a header value; the usual single digits are static values, not a new buffer each time.
 fn millis(elapsed: Duration) -> HeaderValue {
-    HeaderValue::from(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+    const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    match elapsed.as_millis() {
+        n @ 0..=9 => HeaderValue::from_static(DIGITS[n as usize]),
+        n => HeaderValue::from(u64::try_from(n).unwrap_or(u64::MAX)),
+    }
 }
 
 /// Adds this gateway to `Via`, after any proxies already listed.
@@ -599,6 +632,11 @@ fn append_via(headers: &mut HeaderMap) {
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none of them (or only `Connection`): one pass over the names present is cheaper than a
+    // lookup for each of the eight.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let listed: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -633,17 +671,23 @@ pub(crate) fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// `host[:port]` → (lower-case host, port); IPv6 literals keep their brackets off.
-fn split_host_port(value: &str, default_port: u16) -> (String, u16) {
+fn split_host_port(value: &str, default_port: u16) -> (Cow<'_, str>, u16) {
     let value = value.trim();
-    if let Some(rest) = value.strip_prefix('[') {
+    let (host, port) = if let Some(rest) = value.strip_prefix('[') {
         let (host, after) = rest.split_once(']').unwrap_or((rest, ""));
-        let port = after.strip_prefix(':').and_then(|p| p.parse().ok()).unwrap_or(default_port);
-        return (host.to_ascii_lowercase(), port);
-    }
-    match value.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => (h.to_ascii_lowercase(), p.parse().unwrap_or(default_port)),
-        _ => (value.to_ascii_lowercase(), default_port),
-    }
+        (host, after.strip_prefix(':').and_then(|p| p.parse().ok()).unwrap_or(default_port))
+    } else {
+        match value.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h, p.parse().unwrap_or(default_port)),
+            _ => (value, default_port),
+        }
+    };
+    let lower = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    };
+    (lower, port)
 }
 
 /// Serves the proxy on `listener` until `shutdown` resolves, then lets open requests finish (30 s at most).
@@ -736,22 +780,23 @@ async fn serve_worker(
                 };
                 let _ = stream.set_nodelay(true);
                 let conn = Arc::new(ClientConnection {
+                    proxy: proxy.clone(),
                     worker: worker.clone(),
+                    local_port_value: HeaderValue::from(local_port),
                     upstream: std::sync::Mutex::new(None),
                     peer,
                     local_port,
                     peer_value: HeaderValue::from_str(&peer.ip().to_string()).unwrap_or(HeaderValue::from_static("")),
                     trusted: proxy.trusted(peer.ip()),
                 });
-                let (proxy, worker) = (proxy.clone(), worker.clone());
                 let verdicts: Verdicts = Default::default();
                 let stream = Watched::new(stream, verdicts.clone());
                 let service = service_fn(move |req: Request<Incoming>| {
-                    let (proxy, worker, conn) = (proxy.clone(), worker.clone(), conn.clone());
+                    let conn = conn.clone();
                     // HTTP/1 requests on a connection are handled in order, so verdicts pair up with them.
                     let ambiguous = req.version() < http::Version::HTTP_2
                         && verdicts.lock().ok().and_then(|mut v| v.pop_front()).unwrap_or(false);
-                    async move { Ok::<_, Infallible>(proxy.handle(&worker, req, &conn, ambiguous).await) }
+                    async move { Ok::<_, Infallible>(conn.proxy.handle(req, &conn, ambiguous).await) }
                 });
                 let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let watched = graceful.watch(connection);
@@ -782,6 +827,7 @@ mod tests {
         assert_eq!(split_host_port("Example.com:8000", 80), ("example.com".into(), 8000));
         assert_eq!(split_host_port("example.com", 8000), ("example.com".into(), 8000));
         assert_eq!(split_host_port("[::1]:9", 80), ("::1".into(), 9));
+        assert!(matches!(split_host_port("example.com:8000", 80).0, Cow::Borrowed(_)), "no copy when lower-case");
         let authority = |host, port, protocol| crate::config::authority(host, port, protocol);
         assert_eq!(authority("httpbin.konghq.com", 80, "http"), "httpbin.konghq.com");
         assert_eq!(authority("h", 8443, "https"), "h:8443");
@@ -804,10 +850,30 @@ mod tests {
     fn request_ids_are_unique_and_kong_shaped() {
         let ids = RequestIds::new();
         let (a, b) = (ids.next(), ids.next());
-        assert_eq!(a.value, a.text.as_str());
-        let (a, b) = (a.text, b.text);
+        let (a, b) = (a.text().to_owned(), b.text().to_owned());
         assert_ne!(a, b);
         assert_eq!(a.len(), 32);
-        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        // Consecutive: the counter half counts up by one.
+        let counter = |id: &str| u64::from_str_radix(&id[16..], 16).unwrap();
+        assert_eq!(counter(&b), counter(&a).wrapping_add(1));
+        assert_eq!(a[..16], b[..16]);
+    }
+
+    #[test]
+    fn hex_digits_are_zero_padded() {
+        let mut out = [0u8; 16];
+        hex_digits(0xab, &mut out);
+        assert_eq!(&out, b"00000000000000ab");
+        hex_digits(u64::MAX, &mut out);
+        assert_eq!(&out, b"ffffffffffffffff");
+    }
+
+    #[test]
+    fn latency_values() {
+        assert_eq!(millis(Duration::from_micros(999)), "0");
+        assert_eq!(millis(Duration::from_millis(7)), "7");
+        assert_eq!(millis(Duration::from_millis(10)), "10");
+        assert_eq!(millis(Duration::from_secs(3)), "3000");
     }
 }

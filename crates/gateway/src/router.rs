@@ -5,6 +5,7 @@
 //!
 //! Regex paths run on the `regex` crate's linear-time engine, so no path can make matching blow up.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::HeaderMap;
@@ -115,23 +116,26 @@ struct Candidate {
     priority: (u8, bool, usize, bool, i64, usize),
 }
 
-/// What the router looks at in a request.
+/// What the router looks at in a request. The headers have their own lifetime so that a match (which borrows the
+/// path) does not keep them borrowed: the proxy moves them into the upstream request.
 #[derive(Debug, Clone, Copy)]
-pub struct RequestFacts<'a> {
+pub struct RequestFacts<'a, 'h> {
     pub method: &'a str,
     /// Lower-case host without port.
     pub host: &'a str,
     pub port: u16,
     /// The normalized path, without query.
     pub path: &'a str,
-    pub headers: &'a HeaderMap,
+    pub headers: &'h HeaderMap,
 }
 
+/// A route and what it matched: the route borrows the router's configuration (`'s`), the matched part the
+/// request's path (`'r`).
 #[derive(Debug)]
-pub struct RouteMatch<'a> {
-    pub route: &'a Arc<RouteConfig>,
+pub struct RouteMatch<'s, 'r> {
+    pub route: &'s Arc<RouteConfig>,
     /// The part of the path the route matched (the whole regex match, or the prefix).
-    pub matched: Option<&'a str>,
+    pub matched: Option<&'r str>,
 }
 
 #[derive(Debug, Default)]
@@ -215,10 +219,7 @@ impl Router {
         self.candidates.is_empty()
     }
 
-    pub fn find<'s, 'r>(&'s self, req: &RequestFacts<'r>) -> Option<RouteMatch<'s>>
-    where
-        'r: 's,
-    {
+    pub fn find<'s, 'r>(&'s self, req: &RequestFacts<'r, '_>) -> Option<RouteMatch<'s, 'r>> {
         self.candidates.iter().find_map(|c| {
             let rules = &c.rules;
             if !rules.methods.is_empty() && !rules.methods.iter().any(|m| m == req.method) {
@@ -250,8 +251,30 @@ impl Router {
 }
 
 /// Normalizes a request path as Kong does before matching: percent-escapes of unreserved characters decoded, other
-/// escapes upper-cased, dot segments removed, repeated slashes merged. `None` for a malformed escape.
-pub fn normalize_path(raw: &str) -> Option<String> {
+/// escapes upper-cased, dot segments removed, repeated slashes merged. `None` for a malformed escape. Most paths
+/// are normal already and come back borrowed.
+pub fn normalize_path(raw: &str) -> Option<Cow<'_, str>> {
+    if is_normal(raw) { Some(Cow::Borrowed(raw)) } else { normalize_slowly(raw).map(Cow::Owned) }
+}
+
+/// Whether normalizing would leave `raw` as it is: it starts with `/`, has no escape, no empty segment but a final
+/// one (a trailing slash) and no dot segment.
+fn is_normal(raw: &str) -> bool {
+    let Some(rest) = raw.strip_prefix('/') else { return false };
+    if raw.contains('%') {
+        return false;
+    }
+    let mut segments = rest.split('/').peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        if (segment.is_empty() && !last) || segment == "." || segment == ".." {
+            return false;
+        }
+    }
+    true
+}
+
+fn normalize_slowly(raw: &str) -> Option<String> {
     let bytes = raw.as_bytes();
     let mut decoded = String::with_capacity(raw.len());
     let mut i = 0;
@@ -292,37 +315,45 @@ pub fn normalize_path(raw: &str) -> Option<String> {
 }
 
 /// Kong's upstream path (`path_handling` v0): the service path as base (with a trailing slash), then, with
-/// `strip_path`, what follows the matched part; without it, the whole request path.
+/// `strip_path`, what follows the matched part; without it, the whole request path. The query, if any, follows.
+/// Built in one allocation of the exact size, so the URI made from it takes the buffer as it is.
 pub fn upstream_path(
     service_path: Option<&str>,
     strip_path: bool,
     matched: Option<&str>,
     request_path: &str,
+    query: Option<&str>,
 ) -> String {
     let base = match service_path {
-        None | Some("") => "/".to_owned(),
-        Some(p) if p.ends_with('/') => p.to_owned(),
-        Some(p) => format!("{p}/"),
+        None | Some("") => "/",
+        Some(p) => p,
     };
-    if !strip_path {
-        return format!("{base}{}", &request_path[1.min(request_path.len())..]);
-    }
-    let matched_len = matched.map_or(0, str::len);
-    let mut postfix = &request_path[matched_len.min(request_path.len())..];
-    postfix = postfix.strip_prefix("./").or_else(|| postfix.strip_prefix("../")).unwrap_or(postfix);
-    if postfix.is_empty() {
-        if base == "/" {
-            "/".to_owned()
-        } else if request_path.ends_with('/') {
-            base
+    // The base is `trimmed` + "/".
+    let trimmed = base.strip_suffix('/').unwrap_or(base);
+    let (slash, tail) = if strip_path {
+        let matched_len = matched.map_or(0, str::len);
+        let postfix = &request_path[matched_len.min(request_path.len())..];
+        let postfix = postfix.strip_prefix("./").or_else(|| postfix.strip_prefix("../")).unwrap_or(postfix);
+        if postfix.is_empty() {
+            (trimmed.is_empty() || request_path.ends_with('/'), "")
         } else {
-            base[..base.len() - 1].to_owned()
+            (!postfix.starts_with('/'), postfix)
         }
-    } else if postfix.starts_with('/') {
-        format!("{}{postfix}", &base[..base.len() - 1])
     } else {
-        format!("{base}{postfix}")
+        (true, &request_path[1.min(request_path.len())..])
+    };
+    let query_len = query.map_or(0, |q| q.len() + 1);
+    let mut out = String::with_capacity(trimmed.len() + usize::from(slash) + tail.len() + query_len);
+    out.push_str(trimmed);
+    if slash {
+        out.push('/');
     }
+    out.push_str(tail);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -36,6 +36,17 @@ pub struct PoolKey {
     pub connect_timeout_ms: u64,
 }
 
+impl Default for PoolKey {
+    fn default() -> Self {
+        Self {
+            https: false,
+            authority: http::uri::Authority::from_static("localhost"),
+            verify: true,
+            connect_timeout_ms: 60_000,
+        }
+    }
+}
+
 impl PoolKey {
     pub fn of(service: &ServiceConfig) -> Self {
         Self {

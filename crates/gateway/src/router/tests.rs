@@ -457,7 +457,12 @@ fn upstream_path_table() {
         (Some("/api/"), false, "/", "/", "/api/"),
         (None, true, "/", "/x/y", "/x/y"),
     ] {
-        assert_eq!(upstream_path(service, strip, Some(matched), request), expected, "{service:?} {strip} {request}");
+        let path = upstream_path(service, strip, Some(matched), request, None);
+        assert_eq!(path, expected, "{service:?} {strip} {request}");
+        assert_eq!(path.capacity(), path.len(), "one allocation of the exact size");
+        let with_query = upstream_path(service, strip, Some(matched), request, Some("a=1&b"));
+        assert_eq!(with_query, format!("{expected}?a=1&b"));
+        assert_eq!(with_query.capacity(), with_query.len());
     }
 }
 
@@ -473,8 +478,33 @@ fn normalization() {
         ("/a%2", None),
         ("/..", Some("/")),
         ("/a/..", Some("/")),
+        ("", Some("/")),
+        ("*", Some("/*")),
+        ("/a/.", Some("/a/")),
+        ("/a/b/", Some("/a/b/")),
+        ("/.well-known/x", Some("/.well-known/x")),
+        ("/a/...", Some("/a/...")),
+        ("//", Some("/")),
     ] {
         assert_eq!(normalize_path(raw).as_deref(), expected, "{raw}");
+    }
+}
+
+#[test]
+fn normal_paths_come_back_borrowed_and_unchanged() {
+    // The fast path must agree with the full normalization wherever it applies.
+    let segments = ["", ".", "..", "a", "b.c", "...", "%41", "x%2f"];
+    let mut paths = vec![String::new()];
+    for _ in 0..3 {
+        paths = paths.iter().flat_map(|p| segments.iter().map(move |s| format!("{p}/{s}"))).collect();
+        for path in &paths {
+            let normalized = normalize_path(path).unwrap();
+            let full = super::normalize_slowly(path).unwrap();
+            assert_eq!(normalized, full, "{path}");
+            // Every path without escapes that normalization leaves unchanged takes the fast path.
+            let borrowed = matches!(normalized, Cow::Borrowed(_));
+            assert_eq!(borrowed, !path.contains('%') && full == *path, "{path}");
+        }
     }
 }
 
