@@ -130,15 +130,19 @@ impl RequestId {
 /// What the workers share: the configuration snapshot and the settings.
 #[derive(Debug)]
 pub struct Proxy {
-    config: ArcSwap<Compiled>,
+    /// The configuration snapshot, one copy per worker, each compiled on its own: a request takes a reference to
+    /// its worker's copy, and on two cores a reference count (or a shared value's) that both cores update on every
+    /// request costs more than it seems (see `docs/architecture.md`, "Workers").
+    configs: Box<[ArcSwap<Compiled>]>,
     settings: ProxySettings,
     plugins: crate::plugins::Shared,
 }
 
 /// What one worker thread owns, so requests never contend across cores: its idle upstream connections and its
-/// request-id sequence.
+/// request-id sequence; `index` is its configuration copy's.
 #[derive(Debug)]
 struct Worker {
+    index: usize,
     pool: Pool,
     ids: RequestIds,
 }
@@ -173,18 +177,27 @@ impl Drop for ClientConnection {
 impl Proxy {
     pub fn new(settings: ProxySettings) -> Arc<Self> {
         let plugins = settings.introspection_cache_entries.map_or_else(Default::default, crate::plugins::Shared::new);
-        Arc::new(Self { config: ArcSwap::from_pointee(Compiled::default()), settings, plugins })
+        let workers = match settings.workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        let configs = (0..workers).map(|_| ArcSwap::from_pointee(Compiled::default())).collect();
+        Arc::new(Self { configs, settings, plugins })
     }
 
-    /// Compiles a configuration and swaps it in; requests in flight keep the one they started with.
+    /// Compiles a configuration (once per worker) and swaps it in; requests in flight keep the one they started
+    /// with. Nothing is swapped unless it compiles.
     pub fn install(&self, data: &ConfigData) -> Result<(), CompileError> {
-        let compiled = compile(data, &self.plugins)?;
-        self.config.store(Arc::new(compiled));
+        let compiled = self.configs.iter().map(|_| compile(data, &self.plugins)).collect::<Result<Vec<_>, _>>()?;
+        for (slot, config) in self.configs.iter().zip(compiled) {
+            slot.store(Arc::new(config));
+        }
         Ok(())
     }
 
+    /// The configuration version every worker serves.
     pub fn version(&self) -> u64 {
-        self.config.load().version
+        self.configs.iter().map(|c| c.load().version).min().unwrap_or_default()
     }
 
     /// Installs every configuration published on `updates`; a configuration that does not compile is refused and
@@ -259,7 +272,7 @@ impl Proxy {
         {
             return Err(self.local_error(ProxyError::BadRequest, &request_id, started));
         }
-        let config = self.config.load_full();
+        let config = self.configs[conn.worker.index].load_full();
         let (parts, body) = req.into_parts();
         let Some(path) = normalize_path(parts.uri.path()) else {
             return Err(self.local_error(ProxyError::BadRequest, &request_id, started));
@@ -704,10 +717,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
-    let workers = match proxy.settings.workers {
-        0 => std::thread::available_parallelism().map_or(1, usize::from),
-        n => n,
-    };
+    let workers = proxy.configs.len();
     let mut sockets = vec![listener.into_std()?];
     for _ in 1..workers {
         sockets.push(reuse_port(addr)?);
@@ -720,7 +730,7 @@ pub async fn serve(
             let result = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .and_then(|runtime| runtime.block_on(serve_worker(proxy, socket, stopped)));
+                .and_then(|runtime| runtime.block_on(serve_worker(proxy, index, socket, stopped)));
             let _ = done.send(result);
         })?;
     }
@@ -752,12 +762,13 @@ fn reuse_port(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 /// One worker: accepts on its socket and serves each connection on its own runtime until told to stop.
 async fn serve_worker(
     proxy: Arc<Proxy>,
+    index: usize,
     socket: std::net::TcpListener,
     mut stopped: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let listener = TcpListener::from_std(socket)?;
     let local_port = listener.local_addr()?.port();
-    let worker = Arc::new(Worker { pool: Pool::default(), ids: RequestIds::new() });
+    let worker = Arc::new(Worker { index, pool: Pool::default(), ids: RequestIds::new() });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
