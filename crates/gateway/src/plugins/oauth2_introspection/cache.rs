@@ -7,8 +7,12 @@
 //!   inactive answers live for `negative_ttl` (default 0: not kept); failures are never kept;
 //! - is computed once however many requests ask for it at the same time (moka's `try_get_with` coalesces them);
 //! - competes for a bounded number of slots (a node setting).
+//!
+//! In front of it, each plugin instance (one per proxy worker, since every worker compiles its own configuration)
+//! keeps a [`RecentAnswers`]: private copies of the answers its worker served lately, until the same deadline.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_lc_rs::digest;
@@ -19,11 +23,97 @@ use super::idp::{IdpFailure, Introspected};
 
 pub type Key = [u8; 32];
 
-/// An answer with how long it may be used.
+/// An answer with how long it may be used: `keep_for` from when it arrived, which was at `until - keep_for`.
 #[derive(Debug)]
 pub struct Entry {
     pub answer: Introspected,
     pub keep_for: Duration,
+    pub until: Instant,
+}
+
+impl Entry {
+    pub fn new(answer: Introspected, keep_for: Duration) -> Self {
+        let until = Instant::now().checked_add(keep_for).unwrap_or_else(Instant::now);
+        Self { answer, keep_for, until }
+    }
+
+    /// A copy sharing no memory with `self`: header names and values are new buffers, so using the copy on one core
+    /// never touches a reference count another core is using.
+    fn private_copy(&self) -> Self {
+        let headers = self
+            .answer
+            .headers
+            .iter()
+            .filter_map(|(name, value)| {
+                let name = http::HeaderName::from_bytes(name.as_str().as_bytes()).ok()?;
+                let mut copy = http::HeaderValue::from_bytes(value.as_bytes()).ok()?;
+                copy.set_sensitive(value.is_sensitive());
+                Some((name, copy))
+            })
+            .collect();
+        let answer = Introspected {
+            active: self.answer.active,
+            headers,
+            username: self.answer.username.clone(),
+            client_id: self.answer.client_id.clone(),
+            expires: self.answer.expires,
+        };
+        Self { answer, keep_for: self.keep_for, until: self.until }
+    }
+}
+
+/// The most answers one plugin instance keeps for its worker; past it, expired ones go, then all of them.
+pub const RECENT_ANSWERS: usize = 4096;
+
+/// Private copies of the answers one worker served lately, in front of the node's [`AnswerCache`]. Serving a token
+/// from the shared cache takes moka's concurrent structures and the reference counts of one answer that every core
+/// clones; on two cores that cost more than the plugin's own work. A copy here lives until the shared entry's
+/// deadline (`ttl`, `exp`, `negative_ttl`), so it never serves an answer the shared cache would have dropped for
+/// age; it may outlive an entry the shared cache evicted for room, within that deadline.
+#[derive(Debug, Default)]
+pub struct RecentAnswers {
+    entries: Mutex<HashMap<Key, Arc<Entry>>>,
+}
+
+impl RecentAnswers {
+    pub fn get(&self, key: &Key) -> Option<Arc<Entry>> {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = entries.get(key)?;
+        if entry.until > Instant::now() {
+            return Some(entry.clone());
+        }
+        entries.remove(key);
+        None
+    }
+
+    /// Keeps a private copy of `entry` (if it may be kept at all) and returns it.
+    pub fn keep(&self, key: Key, entry: &Entry) -> Arc<Entry> {
+        let mut copy = entry.private_copy();
+        let now = Instant::now();
+        if let Some(exp) = entry.answer.expires {
+            // Never past the token's `exp`, whatever deadline the entry came with.
+            let left = exp.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
+            copy.until = copy.until.min(now + left);
+        }
+        let copy = Arc::new(copy);
+        if copy.until <= now {
+            return copy;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= RECENT_ANSWERS {
+            entries.retain(|_, e| e.until > now);
+            if entries.len() >= RECENT_ANSWERS {
+                entries.clear();
+            }
+        }
+        entries.insert(key, copy.clone());
+        copy
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.lock().unwrap().len()
+    }
 }
 
 struct KeepFor;
@@ -131,10 +221,68 @@ pub fn keep_for(answer: &Introspected, ttl: Duration, negative_ttl: Duration, no
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::{HeaderName, HeaderValue};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn answer(active: bool, expires: Option<SystemTime>) -> Introspected {
         Introspected { active, headers: Vec::new(), username: None, client_id: None, expires }
+    }
+
+    fn with_headers(active: bool, expires: Option<SystemTime>) -> Introspected {
+        let mut value = HeaderValue::from_static("read write");
+        value.set_sensitive(true);
+        let headers = vec![
+            (HeaderName::from_static("x-credential-scope"), value),
+            (HeaderName::from_bytes(b"x-credential-claim").unwrap(), HeaderValue::from_bytes(b"a").unwrap()),
+        ];
+        Introspected { active, headers, username: Some("u".into()), client_id: Some("c".into()), expires }
+    }
+
+    #[test]
+    fn recent_answers_are_private_copies_until_the_same_deadline() {
+        let recent = RecentAnswers::default();
+        let shared = Entry::new(with_headers(true, None), Duration::from_secs(60));
+        let copy = recent.keep([1; 32], &shared);
+        assert_eq!(copy.answer.headers, shared.answer.headers);
+        assert_eq!((copy.answer.username.as_deref(), copy.answer.client_id.as_deref()), (Some("u"), Some("c")));
+        assert_eq!(copy.until, shared.until, "the shared entry's deadline");
+        assert!(copy.answer.headers[0].1.is_sensitive());
+        for ((name, value), (shared_name, shared_value)) in copy.answer.headers.iter().zip(&shared.answer.headers) {
+            assert_ne!(value.as_bytes().as_ptr(), shared_value.as_bytes().as_ptr(), "no shared buffer");
+            assert_eq!(name, shared_name);
+        }
+        let found = recent.get(&[1; 32]).expect("kept");
+        assert!(Arc::ptr_eq(&found, &copy));
+        assert!(recent.get(&[2; 32]).is_none());
+    }
+
+    #[test]
+    fn recent_answers_expire_and_are_bounded() {
+        let recent = RecentAnswers::default();
+        let now = SystemTime::now();
+        // Not kept: nothing to keep, or a token already past its exp whatever the entry says.
+        recent.keep([1; 32], &Entry::new(with_headers(true, None), Duration::ZERO));
+        recent.keep(
+            [2; 32],
+            &Entry::new(with_headers(true, Some(now - Duration::from_secs(1))), Duration::from_secs(60)),
+        );
+        assert_eq!(recent.len(), 0);
+        // Kept until the entry's deadline, or the token's exp if sooner.
+        recent.keep([3; 32], &Entry::new(with_headers(false, None), Duration::from_millis(40)));
+        recent.keep(
+            [4; 32],
+            &Entry::new(with_headers(true, Some(now + Duration::from_millis(40))), Duration::from_secs(60)),
+        );
+        assert!(recent.get(&[3; 32]).is_some() && recent.get(&[4; 32]).is_some());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(recent.get(&[3; 32]).is_none() && recent.get(&[4; 32]).is_none());
+        assert_eq!(recent.len(), 0, "expired copies are dropped when looked up");
+        for i in 0..=RECENT_ANSWERS as u32 {
+            let mut key = [0u8; 32];
+            key[..4].copy_from_slice(&i.to_be_bytes());
+            recent.keep(key, &Entry::new(answer(true, None), Duration::from_secs(60)));
+        }
+        assert!(recent.len() <= RECENT_ANSWERS);
     }
 
     #[test]
@@ -190,7 +338,7 @@ mod tests {
         let fetch = |calls: Arc<AtomicUsize>| async move {
             calls.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(50)).await;
-            Ok(Entry { answer: answer(true, None), keep_for: Duration::from_secs(60) })
+            Ok(Entry::new(answer(true, None), Duration::from_secs(60)))
         };
         let waits: Vec<_> = (0..50).map(|_| cache.get_or_fetch([1; 32], fetch(calls.clone()))).collect();
         for r in futures_util::future::join_all(waits).await {
@@ -202,7 +350,7 @@ mod tests {
         assert!(cache.get_or_fetch([2; 32], failing()).await.is_err());
         assert_eq!(cache.len().await, 1, "the failure was not kept");
 
-        let zero = || async { Ok(Entry { answer: answer(true, None), keep_for: Duration::ZERO }) };
+        let zero = || async { Ok(Entry::new(answer(true, None), Duration::ZERO)) };
         cache.get_or_fetch([3; 32], zero()).await.unwrap();
         calls.store(0, Ordering::SeqCst);
         cache.get_or_fetch([3; 32], fetch(calls.clone())).await.unwrap();
@@ -214,9 +362,9 @@ mod tests {
         let cache = AnswerCache::new(100);
         let past = Some(SystemTime::now() - Duration::from_secs(1));
         // Kept for an hour by mistake, but the token's exp has passed: it must be fetched again.
-        let stale = || async move { Ok(Entry { answer: answer(true, past), keep_for: Duration::from_secs(3600) }) };
+        let stale = || async move { Ok(Entry::new(answer(true, past), Duration::from_secs(3600))) };
         cache.get_or_fetch([4; 32], stale()).await.unwrap();
-        let fresh = || async { Ok(Entry { answer: answer(false, None), keep_for: Duration::ZERO }) };
+        let fresh = || async { Ok(Entry::new(answer(false, None), Duration::ZERO)) };
         assert!(!cache.get_or_fetch([4; 32], fresh()).await.unwrap().answer.active);
     }
 }

@@ -56,6 +56,7 @@ pub struct OAuth2Introspection {
     config: Config,
     idp: idp::Idp,
     key_prefix: cache::KeyPrefix,
+    recent: cache::RecentAnswers,
     claims: Vec<(String, HeaderName)>,
     ttl: Duration,
     negative_ttl: Duration,
@@ -74,6 +75,7 @@ impl OAuth2Introspection {
         Ok(Self {
             idp: idp::Idp::new(&shared.clients, &config)?,
             key_prefix: cache::KeyPrefix::new(&config),
+            recent: cache::RecentAnswers::default(),
             claims: idp::claim_headers(&config.custom_claims_forward),
             ttl: seconds(config.ttl),
             negative_ttl: seconds(config.negative_ttl),
@@ -88,14 +90,19 @@ impl OAuth2Introspection {
         if self.config.introspect_request {
             return self.fetch(token, Some((ctx.method, ctx.path))).await.map(Arc::new).map_err(Arc::new);
         }
-        self.shared.cache.get_or_fetch(self.key_prefix.key(token), self.fetch(token, None)).await
+        let key = self.key_prefix.key(token);
+        if let Some(recent) = self.recent.get(&key) {
+            return Ok(recent);
+        }
+        let entry = self.shared.cache.get_or_fetch(key, self.fetch(token, None)).await?;
+        Ok(self.recent.keep(key, &entry))
     }
 
     async fn fetch(&self, token: &str, request: Option<(&Method, &str)>) -> Result<cache::Entry, idp::IdpFailure> {
         let answer = self.idp.introspect(token, request).await?;
         let answer = idp::Introspected::from_answer(&answer, &self.claims);
         let keep_for = cache::keep_for(&answer, self.ttl, self.negative_ttl, SystemTime::now());
-        Ok(cache::Entry { answer, keep_for })
+        Ok(cache::Entry::new(answer, keep_for))
     }
 
     /// Authentication failed: with `anonymous`, the request goes on as that consumer; without, Kong's 401.
