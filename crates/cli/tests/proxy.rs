@@ -350,19 +350,6 @@ async fn slow_clients_do_not_hold_upstream_connections() {
     node.stop().await;
 }
 
-#[tokio::test]
-async fn large_bodies_stream_through() {
-    let node = TestNode::start().await;
-    node.example_service().await;
-    let body = "x".repeat(300 * 1024);
-    let res =
-        reqwest::Client::new().post(format!("{}/anything", node.proxy_url())).body(body.clone()).send().await.unwrap();
-    let (status, _, echo) = json_of(res).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(echo["data"].as_str().map(str::len), Some(body.len()));
-    node.stop().await;
-}
-
 /// An upstream that counts the connections it accepts and answers `ok`; with `close_after_one`, it closes each
 /// connection after its first response without saying so (as a server whose keep-alive timeout passed does).
 async fn connection_counting_upstream(close_after_one: bool) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
@@ -432,5 +419,44 @@ async fn upstream_connections_are_kept_alive_and_replaced_when_closed() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(closing_count.load(Ordering::SeqCst), 10);
+    node.stop().await;
+}
+
+/// A body past the inspected bound streams to the service, and a large answer streams back: both pass through
+/// the proxy's buffers (responses are written flattened, in pieces of at most 64 KiB) byte for byte.
+#[tokio::test]
+async fn large_bodies_pass_through_unchanged_both_ways() {
+    let node = TestNode::start().await;
+    node.example_service().await;
+    // 900 KiB of varied text (the echo server keeps bodies up to 1 MiB and sends them back inside its JSON).
+    let body: String = (0..900 * 1024).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    for chunked in [false, true] {
+        let request = reqwest::Client::new()
+            .post(format!("{}/anything/large", node.proxy_url()))
+            .header("content-type", "text/plain");
+        let request = if chunked {
+            // No length known in advance: reqwest sends it chunked.
+            let frames: Vec<Result<_, std::io::Error>> = body
+                .as_bytes()
+                .chunks(10_000)
+                .map(|c| Ok(hyper::body::Frame::data(bytes::Bytes::copy_from_slice(c))))
+                .collect();
+            request.body(reqwest::Body::wrap(http_body_util::StreamBody::new(futures_util::stream::iter(frames))))
+        } else {
+            request.body(body.clone())
+        };
+        let res = request.send().await.unwrap();
+        let (status, _, echo) = json_of(res).await;
+        assert_eq!(status, StatusCode::OK, "chunked: {chunked}");
+        let data = echo["data"].as_str().unwrap();
+        assert_eq!(data.len(), body.len(), "chunked: {chunked}");
+        assert!(data == body, "chunked: {chunked}: the body arrived changed");
+        let length = &echo["headers"]["Content-Length"];
+        if chunked {
+            assert!(length.is_null(), "a chunked body stays chunked: {length}");
+        } else {
+            assert_eq!(length, &json!(body.len().to_string()));
+        }
+    }
     node.stop().await;
 }

@@ -776,6 +776,10 @@ async fn serve_worker(
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
         .max_buf_size(64 * 1024)
+        // One flat buffer per write rather than a vectored write of head and body: API responses are small, and
+        // copying their body behind the head cost less than the second iovec (bench/README.md, "writev"). Large
+        // bodies pay one copy into the buffer, in pieces of at most `max_buf_size`.
+        .writev(false)
         .max_headers(crate::framing::MAX_HEADER_LINES + 28);
     builder.http2().timer(TokioTimer::new()).max_header_list_size(64 * 1024);
     loop {

@@ -124,8 +124,12 @@ impl Pool {
             tracing::debug!(error = %e, authority = %key.authority, "upstream connection failed");
             if crate::proxy::is_timeout(e.as_ref()) { ProxyError::GatewayTimeout } else { ProxyError::BadGateway }
         })?;
-        let (sender, connection) =
-            hyper::client::conn::http1::Builder::new().handshake(stream).await.map_err(|_| ProxyError::BadGateway)?;
+        // Flat writes, as the proxy's server side does (see `proxy::serve_worker`).
+        let (sender, connection) = hyper::client::conn::http1::Builder::new()
+            .writev(false)
+            .handshake(stream)
+            .await
+            .map_err(|_| ProxyError::BadGateway)?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "upstream connection ended with an error");
