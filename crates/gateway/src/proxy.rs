@@ -859,6 +859,22 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+
+        let mut h = HeaderMap::new();
+        h.append(header::CONNECTION, HeaderValue::from_static("Keep-Alive"));
+        h.append(header::CONNECTION, HeaderValue::from_static("close, Upgrade"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("close", HeaderValue::from_static("named by an option"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::VIA, HeaderValue::from_static("1.1 a"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), [header::VIA], "every Connection value, every option, the eight");
+
+        let mut h = HeaderMap::new();
+        h.insert(header::VIA, HeaderValue::from_static("1.1 a"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "nothing to strip");
     }
 
     #[test]
