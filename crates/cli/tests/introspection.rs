@@ -574,3 +574,24 @@ async fn an_idp_whose_certificate_is_not_trusted_is_never_asked() {
     assert_eq!(handshakes, 0, "and refused its certificate");
     node.stop().await;
 }
+
+/// `gateway.introspection_cache_entries = 0` keeps no answer anywhere: neither the node's cache nor the workers'
+/// private copies, so every request asks the IdP.
+#[tokio::test]
+async fn a_cache_bound_of_zero_keeps_nothing() {
+    let node = TestNode::builder()
+        .configure(|c| c.gateway.introspection_cache_entries = Some(0))
+        .start()
+        .await
+        .expect("SQLite node");
+    node.example_service().await;
+    let (idp, idp_url) = Idp::start().await;
+    idp.active(json!({"active": true, "client_id": "c1", "exp": now() + 3600}));
+    only_plugin(&node, scripted_config(&idp_url)).await;
+    let http = reqwest::Client::new();
+    for _ in 0..4 {
+        upstream_of(http.get(format!("{}/anything", node.proxy_url())).bearer_auth("uncached")).await;
+    }
+    assert_eq!(idp.calls(), 4);
+    node.stop().await;
+}

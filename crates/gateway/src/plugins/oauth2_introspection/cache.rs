@@ -127,6 +127,8 @@ impl Expiry<Key, Arc<Entry>> for KeepFor {
 #[derive(Clone)]
 pub struct AnswerCache {
     entries: Cache<Key, Arc<Entry>>,
+    /// Whether answers are kept at all (a bound of 0 keeps none, and then workers keep no copies either).
+    keeps_answers: bool,
 }
 
 impl std::fmt::Debug for AnswerCache {
@@ -137,7 +139,12 @@ impl std::fmt::Debug for AnswerCache {
 
 impl AnswerCache {
     pub fn new(max_entries: u64) -> Self {
-        Self { entries: Cache::builder().max_capacity(max_entries).expire_after(KeepFor).build() }
+        let entries = Cache::builder().max_capacity(max_entries).expire_after(KeepFor).build();
+        Self { entries, keeps_answers: max_entries > 0 }
+    }
+
+    pub fn keeps_answers(&self) -> bool {
+        self.keeps_answers
     }
 
     /// The cached entry for `key`, or the one `fetch` makes (concurrent callers for one key share a single
