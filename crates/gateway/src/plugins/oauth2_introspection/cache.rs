@@ -86,19 +86,19 @@ impl RecentAnswers {
         None
     }
 
-    /// Keeps a private copy of `entry` (if it may be kept at all) and returns it.
-    pub fn keep(&self, key: Key, entry: &Entry) -> Arc<Entry> {
-        let mut copy = entry.private_copy();
+    /// Keeps a private copy of `entry` and returns it; an answer that may not be kept comes back as it is.
+    pub fn keep(&self, key: Key, entry: &Arc<Entry>) -> Arc<Entry> {
         let now = Instant::now();
+        let mut until = entry.until;
         if let Some(exp) = entry.answer.expires {
             // Never past the token's `exp`, whatever deadline the entry came with.
             let left = exp.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
-            copy.until = copy.until.min(now + left);
+            until = until.min(now + left);
         }
-        let copy = Arc::new(copy);
-        if copy.until <= now {
-            return copy;
+        if until <= now {
+            return entry.clone();
         }
+        let copy = Arc::new(Entry { until, ..entry.private_copy() });
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= RECENT_ANSWERS {
             entries.retain(|_, e| e.until > now);
@@ -248,7 +248,7 @@ mod tests {
     #[test]
     fn recent_answers_are_private_copies_until_the_same_deadline() {
         let recent = RecentAnswers::default();
-        let shared = Entry::new(with_headers(true, None), Duration::from_secs(60));
+        let shared = Arc::new(Entry::new(with_headers(true, None), Duration::from_secs(60)));
         let copy = recent.keep([1; 32], &shared);
         assert_eq!(copy.answer.headers, shared.answer.headers);
         assert_eq!((copy.answer.username.as_deref(), copy.answer.client_id.as_deref()), (Some("u"), Some("c")));
@@ -267,19 +267,16 @@ mod tests {
     fn recent_answers_expire_and_are_bounded() {
         let recent = RecentAnswers::default();
         let now = SystemTime::now();
+        let shared = |answer, keep_for| Arc::new(Entry::new(answer, keep_for));
         // Not kept: nothing to keep, or a token already past its exp whatever the entry says.
-        recent.keep([1; 32], &Entry::new(with_headers(true, None), Duration::ZERO));
-        recent.keep(
-            [2; 32],
-            &Entry::new(with_headers(true, Some(now - Duration::from_secs(1))), Duration::from_secs(60)),
-        );
+        recent.keep([1; 32], &shared(with_headers(true, None), Duration::ZERO));
+        let past = Some(now - Duration::from_secs(1));
+        recent.keep([2; 32], &shared(with_headers(true, past), Duration::from_secs(60)));
         assert_eq!(recent.len(), 0);
         // Kept until the entry's deadline, or the token's exp if sooner.
-        recent.keep([3; 32], &Entry::new(with_headers(false, None), Duration::from_millis(40)));
-        recent.keep(
-            [4; 32],
-            &Entry::new(with_headers(true, Some(now + Duration::from_millis(40))), Duration::from_secs(60)),
-        );
+        recent.keep([3; 32], &shared(with_headers(false, None), Duration::from_millis(40)));
+        let soon = Some(now + Duration::from_millis(40));
+        recent.keep([4; 32], &shared(with_headers(true, soon), Duration::from_secs(60)));
         assert!(recent.get(&[3; 32]).is_some() && recent.get(&[4; 32]).is_some());
         std::thread::sleep(Duration::from_millis(60));
         assert!(recent.get(&[3; 32]).is_none() && recent.get(&[4; 32]).is_none());
@@ -287,7 +284,7 @@ mod tests {
         for i in 0..=RECENT_ANSWERS as u32 {
             let mut key = [0u8; 32];
             key[..4].copy_from_slice(&i.to_be_bytes());
-            recent.keep(key, &Entry::new(answer(true, None), Duration::from_secs(60)));
+            recent.keep(key, &shared(answer(true, None), Duration::from_secs(60)));
         }
         assert!(recent.len() <= RECENT_ANSWERS);
     }
