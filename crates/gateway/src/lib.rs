@@ -9,6 +9,7 @@ mod framing;
 pub mod plugins;
 pub mod proxy;
 pub mod router;
+mod timer;
 mod upstream;
 
 pub use proxy::{Proxy, ProxySettings, serve};

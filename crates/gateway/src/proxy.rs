@@ -35,6 +35,7 @@ use crate::error::{INSPECTED_BODY_LIMIT, ProxyError};
 use crate::framing::{Verdicts, Watched};
 use crate::plugins::{Flow, Plugin, RequestContext, ResponseContext};
 use crate::router::{RequestFacts, normalize_path, upstream_path};
+use crate::timer::Sleeps;
 use crate::upstream::{Pool, PoolKey, Sender};
 
 pub const SERVER: &str = concat!("gatehouse/", env!("CARGO_PKG_VERSION"));
@@ -79,6 +80,9 @@ pub struct ProxySettings {
     pub workers: usize,
     /// The bound of the node's `oauth2-introspection` answer cache; `None`: 100,000.
     pub introspection_cache_entries: Option<u64>,
+    /// How long an HTTP/1 client may take to send a request head, counted from when the proxy starts waiting for
+    /// it (on a kept-alive connection: from the end of the previous response); `None`: 30 s.
+    pub client_header_timeout: Option<Duration>,
 }
 
 /// Request ids: a random per-process prefix and a counter, 32 hex digits like Kong's.
@@ -138,13 +142,14 @@ pub struct Proxy {
     plugins: crate::plugins::Shared,
 }
 
-/// What one worker thread owns, so requests never contend across cores: its idle upstream connections and its
-/// request-id sequence; `index` is its configuration copy's.
+/// What one worker thread owns, so requests never contend across cores: its idle upstream connections, its
+/// request-id sequence and its spare timers; `index` is its configuration copy's.
 #[derive(Debug)]
 struct Worker {
     index: usize,
     pool: Pool,
     ids: RequestIds,
+    sleeps: Sleeps,
 }
 
 /// A client connection, with what every request on it reuses. Requests reach the proxy and the worker through it,
@@ -475,7 +480,7 @@ impl Proxy {
                     }
                 },
             };
-            match tokio::time::timeout(head_timeout, sender.try_send_request(request)).await {
+            match conn.worker.sleeps.timeout(head_timeout, sender.try_send_request(request)).await {
                 Ok(Ok(response)) => {
                     self.check_in(conn, held_key, sender, sequential);
                     return Ok(response);
@@ -768,13 +773,16 @@ async fn serve_worker(
 ) -> std::io::Result<()> {
     let listener = TcpListener::from_std(socket)?;
     let local_port = listener.local_addr()?.port();
-    let worker = Arc::new(Worker { index, pool: Pool::default(), ids: RequestIds::new() });
+    let sleeps = Sleeps::default();
+    let worker = Arc::new(Worker { index, pool: Pool::default(), ids: RequestIds::new(), sleeps: sleeps.clone() });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
+        // hyper asks for a new header-read timer for every request on a keep-alive connection: reused ones cost
+        // less (see `timer.rs`).
+        .timer(sleeps)
+        .header_read_timeout(proxy.settings.client_header_timeout.unwrap_or(Duration::from_secs(30)))
         .max_buf_size(64 * 1024)
         // One flat buffer per write rather than a vectored write of head and body: API responses are small, and
         // copying their body behind the head cost less than the second iovec (bench/README.md, "writev"). Large
@@ -898,6 +906,76 @@ mod tests {
         assert_eq!(&out, b"00000000000000ab");
         hex_digits(u64::MAX, &mut out);
         assert_eq!(&out, b"ffffffffffffffff");
+    }
+
+    /// A one-worker proxy with no routes on a loopback port, until the returned sender is dropped.
+    async fn start_proxy(client_header_timeout: Duration) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let settings =
+            ProxySettings { workers: 1, client_header_timeout: Some(client_header_timeout), ..Default::default() };
+        let listener = TcpListener::from_std(reuse_port(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(serve(Proxy::new(settings), listener, async move {
+            let _ = stopped.await;
+        }));
+        (addr, stop)
+    }
+
+    /// Reads one response with a `Content-Length` and returns its status line.
+    async fn read_response(stream: &mut tokio::net::TcpStream) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut buf = Vec::new();
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "connection closed before a response head");
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map(|v| v.trim().parse().unwrap())
+            .expect("a content-length");
+        while buf.len() < head_end + length {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "connection closed inside a body");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        head.lines().next().unwrap_or_default().to_owned()
+    }
+
+    /// hyper's header timer comes from the worker's reused timers (`timer.rs`): a kept-alive connection whose
+    /// pauses are each shorter than the timeout stays open however long it lives, and a head that stops half-way
+    /// is cut off once the timeout passes.
+    #[tokio::test]
+    async fn the_client_header_timeout_counts_each_wait_on_its_own() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let timeout = Duration::from_millis(400);
+        let (addr, _stop) = start_proxy(timeout).await;
+
+        let mut kept = tokio::net::TcpStream::connect(addr).await.unwrap();
+        for _ in 0..5 {
+            kept.write_all(b"GET /none HTTP/1.1\r\nHost: example.com\r\n\r\n").await.unwrap();
+            assert!(read_response(&mut kept).await.starts_with("http/1.1 404"));
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        // 5 waits of 250 ms: 1.25 s in all, three times the timeout, and the connection still serves.
+        kept.write_all(b"GET /none HTTP/1.1\r\nHost: example.com\r\n\r\n").await.unwrap();
+        assert!(read_response(&mut kept).await.starts_with("http/1.1 404"));
+
+        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let started = Instant::now();
+        slow.write_all(b"GET /none HTTP/1.1\r\nHost: exa").await.unwrap();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "a half-sent head is cut off");
+        let waited = started.elapsed();
+        assert!(waited >= timeout && waited < timeout + Duration::from_secs(2), "cut off after {waited:?}");
     }
 
     #[test]
