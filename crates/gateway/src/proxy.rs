@@ -60,8 +60,9 @@ mod names {
     pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 }
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) and their historical companions: never forwarded.
-const HOP_BY_HOP: [HeaderName; 8] = [
+const HOP_BY_HOP_COUNT: usize = 8;
+/// Hop-by-hop headers (RFC 9110 §7.6.1) and their historical companions: never forwarded. `Connection` first.
+const HOP_BY_HOP: [HeaderName; HOP_BY_HOP_COUNT] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -650,24 +651,35 @@ fn append_via(headers: &mut HeaderMap) {
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none of them (or only `Connection`): one pass over the names present is cheaper than a
-    // lookup for each of the eight.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
-        return;
-    }
-    if headers.contains_key(header::CONNECTION) {
-        let listed: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            .collect();
-        for name in &listed {
-            headers.remove(name);
+    // One pass over the names present finds which of the eight to remove; most messages carry none of them, or
+    // only `Connection: keep-alive` (every nginx response), and a removal is a hash lookup.
+    let mut present = [false; HOP_BY_HOP_COUNT];
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present[i] = true;
         }
     }
-    for name in &HOP_BY_HOP {
+    // `Connection` (HOP_BY_HOP[0]) may name further headers; options that name one of the eight (`keep-alive`,
+    // `upgrade`, `te`, ...) need no lookup of their own.
+    if present[0] {
+        let names_others = headers.get_all(header::CONNECTION).iter().any(|value| {
+            value.as_bytes().split(|&b| b == b',').map(<[u8]>::trim_ascii).any(|option| {
+                !option.is_empty() && !HOP_BY_HOP.iter().any(|hop| option.eq_ignore_ascii_case(hop.as_str().as_bytes()))
+            })
+        });
+        if names_others {
+            let listed: Vec<HeaderName> = headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+                .filter_map(|name| HeaderName::from_bytes(name.trim_ascii()).ok())
+                .collect();
+            for name in &listed {
+                headers.remove(name);
+            }
+        }
+    }
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, present)| *present) {
         headers.remove(name);
     }
 }
@@ -878,6 +890,15 @@ mod tests {
         h.insert(header::VIA, HeaderValue::from_static("1.1 a"));
         strip_hop_by_hop(&mut h);
         assert_eq!(h.keys().collect::<Vec<_>>(), [header::VIA], "every Connection value, every option, the eight");
+
+        // Only options that are among the eight (nginx's `Connection: keep-alive`): the eight go, the rest stays.
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive , TE"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), [header::CONTENT_TYPE]);
 
         let mut h = HeaderMap::new();
         h.insert(header::VIA, HeaderValue::from_static("1.1 a"));
