@@ -144,13 +144,13 @@ pub struct Proxy {
 }
 
 /// What one worker thread owns, so requests never contend across cores: its idle upstream connections, its
-/// request-id sequence and its spare timers for upstream response heads; `index` is its configuration copy's.
+/// request-id sequence and its spare timers; `index` is its configuration copy's.
 #[derive(Debug)]
 struct Worker {
     index: usize,
     pool: Pool,
     ids: RequestIds,
-    head_timers: Sleeps,
+    sleeps: Sleeps,
 }
 
 /// A client connection, with what every request on it reuses. Requests reach the proxy and the worker through it,
@@ -481,7 +481,7 @@ impl Proxy {
                     }
                 },
             };
-            match conn.worker.head_timers.timeout(head_timeout, sender.try_send_request(request)).await {
+            match conn.worker.sleeps.timeout(head_timeout, sender.try_send_request(request)).await {
                 Ok(Ok(response)) => {
                     self.check_in(conn, held_key, sender, sequential);
                     return Ok(response);
@@ -785,16 +785,15 @@ async fn serve_worker(
 ) -> std::io::Result<()> {
     let listener = TcpListener::from_std(socket)?;
     let local_port = listener.local_addr()?.port();
-    let worker =
-        Arc::new(Worker { index, pool: Pool::default(), ids: RequestIds::new(), head_timers: Sleeps::default() });
+    let sleeps = Sleeps::default();
+    let worker = Arc::new(Worker { index, pool: Pool::default(), ids: RequestIds::new(), sleeps: sleeps.clone() });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         // hyper asks for a new header-read timer for every request on a keep-alive connection: reused ones cost
-        // less (see `timer.rs`). A pool of their own, apart from the head timeouts': a spare then only ever moves
-        // to a later deadline, which is the cheap move.
-        .timer(Sleeps::default())
+        // less (see `timer.rs`).
+        .timer(sleeps)
         .header_read_timeout(proxy.settings.client_header_timeout.unwrap_or(Duration::from_secs(30)))
         .max_buf_size(64 * 1024)
         // One flat buffer per write rather than a vectored write of head and body: API responses are small, and
