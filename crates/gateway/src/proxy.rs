@@ -24,6 +24,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use ipnet::IpNet;
+use smallvec::SmallVec;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -348,11 +349,13 @@ impl Proxy {
             consumer: None,
             credential: None,
         };
-        let mut ran: Vec<Arc<dyn Plugin>> = Vec::new();
+        // The plugins whose `access` ran, for the later phases: borrowed from `config`, and inline for the few
+        // plugins a route has, so no allocation or reference count per request.
+        let mut ran: SmallVec<[&dyn Plugin; 4]> = SmallVec::new();
         for i in 0..config.plugins.len() {
             let consumer = ctx.consumer.as_ref().map(|c| c.id);
             let Some(plugin) = config.plugins.resolve(i, route.id, route.service_id, consumer) else { continue };
-            ran.push(plugin.clone());
+            ran.push(plugin.as_ref());
             if let Flow::Respond(response) = plugin.access(&mut ctx).await {
                 let (parts, body) = response.into_parts();
                 let mut response = Response::from_parts(parts, body.map_err(|never| match never {}).boxed());

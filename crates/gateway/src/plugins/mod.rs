@@ -42,7 +42,55 @@ pub struct RequestContext<'a> {
     /// Set by an authentication plugin.
     pub consumer: Option<Arc<Consumer>>,
     /// Set by an authentication plugin (Kong's `kong.client.get_credential()`).
-    pub credential: Option<String>,
+    pub credential: Option<Credential>,
+}
+
+/// What an authentication plugin accepted a request with; for token plugins, the token itself (Kong's credential
+/// id for them, which rate limiting by credential keys on). `Debug` never shows it.
+#[derive(Clone)]
+pub struct Credential(CredentialBytes);
+
+#[derive(Clone)]
+enum CredentialBytes {
+    /// Part of a request header's value: the header's buffer is shared, not copied.
+    InHeader(http::HeaderValue, std::ops::Range<usize>),
+    Owned(String),
+}
+
+impl Credential {
+    /// `range` of `value`'s bytes; `None` when it is out of bounds or not UTF-8.
+    pub fn in_header(value: &http::HeaderValue, range: std::ops::Range<usize>) -> Option<Self> {
+        std::str::from_utf8(value.as_bytes().get(range.clone())?).ok()?;
+        Some(Self(CredentialBytes::InHeader(value.clone(), range)))
+    }
+
+    pub fn owned(value: String) -> Self {
+        Self(CredentialBytes::Owned(value))
+    }
+
+    pub fn expose(&self) -> &str {
+        match &self.0 {
+            // Checked to be UTF-8 when made, so the empty fallback is never taken.
+            CredentialBytes::InHeader(value, range) => {
+                value.as_bytes().get(range.clone()).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or_default()
+            }
+            CredentialBytes::Owned(value) => value,
+        }
+    }
+
+    /// The raw bytes, without the UTF-8 check (`expose` checks again).
+    pub fn expose_bytes(&self) -> &[u8] {
+        match &self.0 {
+            CredentialBytes::InHeader(value, range) => value.as_bytes().get(range.clone()).unwrap_or_default(),
+            CredentialBytes::Owned(value) => value.as_bytes(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 /// What a plugin decides in `access`.
@@ -253,6 +301,19 @@ mod tests {
         assert!(code(uuid::Uuid::from_u128(9), Some(s), None).contains("501"));
         assert!(code(uuid::Uuid::from_u128(9), None, Some(c)).contains("503"));
         assert!(code(uuid::Uuid::from_u128(9), None, None).contains("500"), "global");
+    }
+
+    #[test]
+    fn credentials_share_the_header_and_are_never_printed() {
+        let value = http::HeaderValue::from_static("Bearer abc.def");
+        let credential = Credential::in_header(&value, 7..14).unwrap();
+        assert_eq!((credential.expose(), credential.expose_bytes()), ("abc.def", &b"abc.def"[..]));
+        assert_eq!(credential.expose_bytes().as_ptr(), value.as_bytes()[7..].as_ptr(), "not copied");
+        assert_eq!(format!("{credential:?}"), "[redacted]");
+        assert_eq!(format!("{:?}", Credential::owned("abc".into())), "[redacted]");
+        assert!(Credential::in_header(&value, 7..15).is_none(), "out of bounds");
+        let binary = http::HeaderValue::from_bytes(b"Bearer \xff").unwrap();
+        assert!(Credential::in_header(&binary, 7..8).is_none(), "not UTF-8");
     }
 
     #[test]

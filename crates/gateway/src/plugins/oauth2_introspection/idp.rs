@@ -218,6 +218,11 @@ const CREDENTIAL_HEADERS: [(&str, &str); 11] = [
     ("x-credential-jti", "jti"),
 ];
 
+/// One of Kong's standard `X-Credential-*` names, as its static `HeaderName`.
+pub fn standard_credential_header(name: &str) -> Option<HeaderName> {
+    CREDENTIAL_HEADERS.iter().find(|(h, _)| *h == name).map(|(h, _)| HeaderName::from_static(h))
+}
+
 /// `custom_claims_forward` entries as (claim, header name): `x-credential-` + the claim with `_` → `-`.
 pub fn claim_headers(claims: &[String]) -> Vec<(String, HeaderName)> {
     claims

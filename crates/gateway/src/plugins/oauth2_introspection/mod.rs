@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use gatehouse_model::gateway::plugins::oauth2_introspection::{Config, ConsumerBy, NAME, PRIORITY};
 
-use super::{Flow, Plugin, RequestContext};
+use super::{Credential, Flow, Plugin, RequestContext};
 use crate::config::Consumer;
 use crate::error::ProxyError;
 
@@ -55,7 +55,7 @@ impl Shared {
 pub struct OAuth2Introspection {
     config: Config,
     idp: idp::Idp,
-    key_prefix: cache::KeyPrefix,
+    keyer: cache::Keyer,
     recent: cache::RecentAnswers,
     claims: Vec<(String, HeaderName)>,
     ttl: Duration,
@@ -74,7 +74,7 @@ impl OAuth2Introspection {
         let config: Config = serde_json::from_value(config.clone()).map_err(|e| e.to_string())?;
         Ok(Self {
             idp: idp::Idp::new(&shared.clients, &config)?,
-            key_prefix: cache::KeyPrefix::new(&config),
+            keyer: cache::Keyer::new(&config),
             recent: cache::RecentAnswers::default(),
             claims: idp::claim_headers(&config.custom_claims_forward),
             ttl: seconds(config.ttl),
@@ -84,16 +84,27 @@ impl OAuth2Introspection {
         })
     }
 
-    /// The answer for `token`: from the cache, or from the IdP (one call however many requests ask at once).
-    /// With `introspect_request` the answer depends on the request, so it is neither cached nor shared.
-    async fn answer(&self, ctx: &RequestContext<'_>, token: &str) -> Result<Arc<cache::Entry>, Arc<idp::IdpFailure>> {
+    /// The answer for `token`: from this worker's recent answers, else from the node's cache or the IdP (one call
+    /// however many requests ask at once). With `introspect_request` the answer depends on the request, so it is
+    /// neither cached nor shared.
+    async fn answer(
+        &self,
+        ctx: &RequestContext<'_>,
+        token: &Credential,
+    ) -> Result<Arc<cache::Entry>, Arc<idp::IdpFailure>> {
         if self.config.introspect_request {
-            return self.fetch(token, Some((ctx.method, ctx.path))).await.map(Arc::new).map_err(Arc::new);
+            let fetch = self.fetch(token.expose(), Some((ctx.method, ctx.path)));
+            return Box::pin(fetch).await.map(Arc::new).map_err(Arc::new);
         }
-        let key = self.key_prefix.key(token);
+        let key = self.keyer.key(token.expose_bytes());
         if let Some(recent) = self.recent.get(&key) {
             return Ok(recent);
         }
+        // Boxed: the cache's and the HTTP client's futures are large, and a hit should not carry them.
+        Box::pin(self.answer_from_node(key, token.expose())).await
+    }
+
+    async fn answer_from_node(&self, key: cache::Key, token: &str) -> Result<Arc<cache::Entry>, Arc<idp::IdpFailure>> {
         let entry = self.shared.cache.get_or_fetch(key, self.fetch(token, None)).await?;
         if !self.shared.cache.keeps_answers() {
             return Ok(entry);

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, header};
 use serde_json::Value;
 
-use crate::plugins::RequestContext;
+use crate::plugins::{Credential, RequestContext};
 
 pub const PARAMETER: &str = "access_token";
 
@@ -25,7 +25,7 @@ pub enum Source {
 
 #[derive(Debug)]
 pub struct Found {
-    pub token: String,
+    pub token: Credential,
     pub source: Source,
 }
 
@@ -69,7 +69,8 @@ async fn in_body(kind: &BodyKind, body: &Bytes) -> Result<Option<String>, BadBod
             Err(e) => Err(BadBody(format!("the JSON body does not parse: {e}"))),
         },
         BodyKind::Multipart(boundary) => {
-            for part in multipart_parts(body, boundary).await? {
+            // Boxed: the multipart parser's future is large and rare; the plugin's future stays small.
+            for part in Box::pin(multipart_parts(body, boundary)).await? {
                 if part.name.as_deref() == Some(PARAMETER) {
                     return Ok(Some(String::from_utf8_lossy(&part.data).into_owned()));
                 }
@@ -95,27 +96,32 @@ pub async fn find(ctx: &RequestContext<'_>) -> Result<Option<Found>, BadBody> {
         && !body.is_empty()
         && let Some(token) = in_body(kind, body).await?.filter(|t| !t.is_empty())
     {
-        return Ok(Some(Found { token, source: Source::Body }));
+        return Ok(Some(Found { token: Credential::owned(token), source: Source::Body }));
     }
     if let Some(token) = ctx.query.as_deref().and_then(|q| in_form(q.as_bytes())).filter(|t| !t.is_empty()) {
-        return Ok(Some(Found { token, source: Source::Query }));
+        return Ok(Some(Found { token: Credential::owned(token), source: Source::Query }));
     }
-    let from_header = ctx.headers.get(header::AUTHORIZATION).and_then(|v| bearer_token(v.as_bytes()));
-    Ok(from_header.map(|token| Found { token: token.to_owned(), source: Source::Header }))
+    let Some(value) = ctx.headers.get(header::AUTHORIZATION) else { return Ok(None) };
+    // The token stays in the header's buffer: no copy per request.
+    let token = bearer_token(value.as_bytes()).and_then(|range| Credential::in_header(value, range));
+    Ok(token.map(|token| Found { token, source: Source::Header }))
 }
 
-/// `Bearer|Token <token>` (scheme in any case): exactly two parts separated by whitespace, which in a header value
-/// can only be spaces and tabs. Tokens are long, so they are scanned with memchr rather than split char by char.
-fn bearer_token(value: &[u8]) -> Option<&str> {
-    let value = value.trim_ascii();
-    let gap = memchr::memchr2(b' ', b'\t', value)?;
-    let (scheme, rest) = value.split_at(gap);
+/// Where the token is in `Bearer|Token <token>` (scheme in any case): exactly two parts separated by whitespace,
+/// which in a header value can only be spaces and tabs. Tokens are long, so they are scanned with memchr rather
+/// than split char by char.
+fn bearer_token(value: &[u8]) -> Option<std::ops::Range<usize>> {
+    let start = value.len() - value.trim_ascii_start().len();
+    let trimmed = value.trim_ascii();
+    let gap = memchr::memchr2(b' ', b'\t', trimmed)?;
+    let (scheme, rest) = trimmed.split_at(gap);
     let token = rest.trim_ascii_start();
     let known = scheme.eq_ignore_ascii_case(b"bearer") || scheme.eq_ignore_ascii_case(b"token");
     if !known || token.is_empty() || memchr::memchr2(b' ', b'\t', token).is_some() {
         return None;
     }
-    std::str::from_utf8(token).ok()
+    let token_start = start + trimmed.len() - token.len();
+    Some(token_start..token_start + token.len())
 }
 
 /// `hide_credentials`: the header goes; otherwise `access_token` leaves the query and, except on GET, the body.
@@ -145,7 +151,7 @@ pub async fn hide(ctx: &mut RequestContext<'_>, source: Source) -> Result<(), Ba
             _ => return Ok(()),
         },
         BodyKind::Multipart(boundary) => {
-            let parts = multipart_parts(body, boundary).await?;
+            let parts = Box::pin(multipart_parts(body, boundary)).await?;
             encode_multipart(boundary, parts.iter().filter(|p| p.name.as_deref() != Some(PARAMETER)))
         }
     };
@@ -226,7 +232,8 @@ mod tests {
             (b"Bearer \xff", None),
         ];
         for (value, token) in cases {
-            assert_eq!(bearer_token(value), token, "{}", String::from_utf8_lossy(value));
+            let found = bearer_token(value).and_then(|range| std::str::from_utf8(&value[range]).ok());
+            assert_eq!(found, token, "{}", String::from_utf8_lossy(value));
         }
     }
 
