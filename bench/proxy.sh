@@ -13,6 +13,9 @@
 # AUTH (none | introspection: Gatehouse's route gets the tutorial's oauth2-introspection plugin, checking tokens at
 # its own issuer, and every request of both proxies carries one bearer token, so Gatehouse runs its cache-hit path;
 # then MISS_DURATION (DURATION) of requests to a route whose plugin never caches, the cache-miss path),
+# NGINX_CREDENTIALS (0: with AUTH=introspection, 1 makes nginx send the upstream the same X-Credential-* headers
+# Gatehouse sends, static values from the issuer's answer for the bench token, so the upstream parses the same
+# request heads behind both proxies and the ratio compares the proxies' own work; nginx still checks nothing),
 # PERF (0: 1 profiles Gatehouse with perf record -g for PERF_DURATION, 10s, and prints the top symbols),
 # GH_BIN (target/release/gatehouse), KEEP (0: keep the temp dir with logs and raw results),
 # ports GH_PROXY_PORT (18200), GH_ADMIN_PORT (18201), GH_PLATFORM_PORT (18202), GH_ISSUER_PORT (18203),
@@ -46,6 +49,7 @@ GH_ADMIN_PORT=${GH_ADMIN_PORT:-18201}
 GH_PLATFORM_PORT=${GH_PLATFORM_PORT:-18202}
 GH_ISSUER_PORT=${GH_ISSUER_PORT:-18203}
 GH_ECHO_PORT=${GH_ECHO_PORT:-18204}
+NGINX_CREDENTIALS=${NGINX_CREDENTIALS:-0}
 NGINX_PORT=${NGINX_PORT:-18280}
 UPSTREAM_PORT=${UPSTREAM_PORT:-18281}
 EXPECTED_BODY='hello'
@@ -70,10 +74,11 @@ bench_tmp gatehouse-proxy-bench
 log "load before start: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min), $(nproc) cores"
 
 # nginx instances: the checked-in configs, with the ports rewritten when the knobs differ from their defaults.
-start_nginx() { # start_nginx NAME CONF -> NGINX_PID_<NAME>
-  local name=$1 conf=$TMP/$1.conf prefix=$TMP/$1 user=()
+start_nginx() { # start_nginx NAME CONF [EXTRA_PROXY_DIRECTIVES_FILE] -> NGINX_PID_<NAME>
+  local name=$1 conf=$TMP/$1.conf prefix=$TMP/$1 user=() extra=${3:-/dev/null}
   mkdir -p "$prefix/tmp"
-  sed -e "s/127\.0\.0\.1:18280/127.0.0.1:$NGINX_PORT/g" -e "s/127\.0\.0\.1:18281/127.0.0.1:$UPSTREAM_PORT/g" "$2" >"$conf"
+  sed -e "s/127\.0\.0\.1:18280/127.0.0.1:$NGINX_PORT/g" -e "s/127\.0\.0\.1:18281/127.0.0.1:$UPSTREAM_PORT/g" \
+    -e "/proxy_set_header Connection/r $extra" "$2" >"$conf"
   # As root, nginx would run its workers as "nobody", who cannot enter the temp dir.
   [[ $(id -u) -ne 0 ]] || user=(-g 'user root;')
   "$NGINX" -t -q -p "$prefix/" -c "$conf" -e stderr "${user[@]}" 2>"$TMP/$name.err" \
@@ -82,11 +87,9 @@ start_nginx() { # start_nginx NAME CONF -> NGINX_PID_<NAME>
   PIDS+=("$!")
   printf -v "NGINX_PID_$name" '%s' "$!"
 }
-log "starting nginx upstream on 127.0.0.1:$UPSTREAM_PORT and nginx proxy on 127.0.0.1:$NGINX_PORT ($("$NGINX" -v 2>&1 | sed 's/.*: //'))"
+log "starting nginx upstream on 127.0.0.1:$UPSTREAM_PORT ($("$NGINX" -v 2>&1 | sed 's/.*: //'))"
 start_nginx upstream "$HERE/nginx/upstream.conf"
-start_nginx proxy "$HERE/nginx/nginx.conf"
 wait_http "http://127.0.0.1:$UPSTREAM_PORT/" "$NGINX_PID_upstream" 20 || { cat "$TMP/upstream.err" >&2; die "nginx upstream did not start"; }
-wait_http "http://127.0.0.1:$NGINX_PORT/" "$NGINX_PID_proxy" 20 || { cat "$TMP/proxy.err" >&2; die "nginx proxy did not start"; }
 
 # Gatehouse: quickstart (embedded storage, every listener on loopback); only the proxy is under load.
 start_gatehouse \
@@ -127,6 +130,29 @@ case $AUTH in
     ;;
   *) die "AUTH must be none or introspection" ;;
 esac
+
+# The nginx proxy starts once the token exists: with NGINX_CREDENTIALS=1 its configuration carries the headers
+# Gatehouse derives from that token's introspection answer (Kong's standard fields, one header per array value).
+NGINX_EXTRA=/dev/null
+NGINX_WHAT="plain proxy"
+if [[ $NGINX_CREDENTIALS == 1 ]]; then
+  [[ $AUTH == introspection ]] || die "NGINX_CREDENTIALS=1 needs AUTH=introspection"
+  curl -sS -o "$TMP/introspected.json" -X POST "$GH_ISSUER_RS256/introspect" -H "Authorization: $GH_AUTH_RS256" \
+    --data-urlencode "token=$BEARER" || die "introspecting the bench token failed"
+  NGINX_EXTRA=$TMP/nginx-credentials.conf
+  node -e '
+    const a = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+    if (!a.active) process.exit(1);
+    const fields = [["Scope", "scope"], ["Client-Id", "client_id"], ["Identifier", "username"], ["Token-Type", "token_type"],
+      ["Exp", "exp"], ["Iat", "iat"], ["Nbf", "nbf"], ["Sub", "sub"], ["Aud", "aud"], ["Iss", "iss"], ["Jti", "jti"]];
+    for (const [name, field] of fields) {
+      for (const v of [].concat(a[field] ?? [])) console.log(`proxy_set_header X-Credential-${name} "${String(v).replace(/["\\$]/g, "")}";`);
+    }' "$TMP/introspected.json" >"$NGINX_EXTRA" || die "the bench token's introspection answer is not active"
+  NGINX_WHAT="proxy adding the same $(grep -c . "$NGINX_EXTRA") X-Credential-* headers as Gatehouse (static values)"
+fi
+log "starting nginx proxy on 127.0.0.1:$NGINX_PORT ($NGINX_WHAT)"
+start_nginx proxy "$HERE/nginx/nginx.conf" "$NGINX_EXTRA"
+wait_http "http://127.0.0.1:$NGINX_PORT/" "$NGINX_PID_proxy" 20 || { cat "$TMP/proxy.err" >&2; die "nginx proxy did not start"; }
 
 # --- smoke checks: both proxies answer the upstream's 200 "hello" -------------------------------------------
 GH_URL=http://127.0.0.1:$GH_PROXY_PORT$REQ_PATH
@@ -310,7 +336,7 @@ cat <<EOF
 wrk -t$THREADS -c$CONNS -d$DURATION --latency, GET $REQ_PATH, $ROUNDS rounds (order: $ORDER), warm-up $WARMUP per proxy; load generator, proxies and upstream share the same $(nproc) cores
 upstream: nginx (bench/nginx/upstream.conf, 1 worker) on 127.0.0.1:$UPSTREAM_PORT, 200 "hello\\n" for every path
 Gatehouse: $("$BIN" --version 2>/dev/null || echo "$BIN") quickstart, proxy on 127.0.0.1:$GH_PROXY_PORT, service + route "/" ($PLUGINS)
-nginx: $("$NGINX" -v 2>&1 | sed 's/.*: //') (bench/nginx/nginx.conf, ${#NGINX_WORKERS[@]} workers, upstream keepalive 64) on 127.0.0.1:$NGINX_PORT
+nginx: $("$NGINX" -v 2>&1 | sed 's/.*: //') (bench/nginx/nginx.conf, ${#NGINX_WORKERS[@]} workers, upstream keepalive 64) on 127.0.0.1:$NGINX_PORT, $NGINX_WHAT
 RSS: VmRSS of the Gatehouse process; of the nginx proxy's worker processes, summed (its master: $(( $(rss_kb "$NGINX_PID_proxy") / 1024 )) MB)
 stderr lines: Gatehouse matching warn/error: $GH_WARN; nginx (proxy + upstream): $NGINX_ERR
 load average after: $(cut -d' ' -f1-3 /proc/loadavg)
