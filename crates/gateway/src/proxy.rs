@@ -310,9 +310,6 @@ impl Proxy {
         let service = route.service_id.and_then(|id| config.services.get(&id));
 
         let mut headers = parts.headers;
-        // Room for what the gateway and an authentication plugin add (forwarded headers, request id,
-        // X-Credential-*/X-Consumer-*), so the map grows once here rather than rehashing as headers are added.
-        headers.reserve(24);
         let client_ip = self.client_address(conn, &headers);
         // Small bodies are read whole so plugins can inspect them (form-encoded tokens, for one). Larger or
         // chunked bodies stream through untouched.
@@ -370,6 +367,10 @@ impl Proxy {
             None => parts.uri.query().map(|_| None),
         };
         drop(ctx);
+        // Room for the gateway's own headers (forwarded headers, request id, Via), so the map grows at most once
+        // rather than rehashing as they are added. Not before the plugins: an authentication plugin may replace
+        // the map with one that already has room (oauth2-introspection's answer).
+        headers.reserve(12);
         let Some(service) = service else {
             return Err(self.local_error(ProxyError::NoService, &request_id, started));
         };

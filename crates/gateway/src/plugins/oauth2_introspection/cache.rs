@@ -46,20 +46,20 @@ impl Entry {
     /// static and have no reference count), are new buffers, so using the copy on one core never touches a
     /// reference count another core is using.
     fn private_copy(&self) -> Self {
-        let headers = self
-            .answer
-            .headers
-            .iter()
-            .filter_map(|(name, value)| {
-                let name = match super::idp::standard_credential_header(name.as_str()) {
-                    Some(standard) => standard,
-                    None => http::HeaderName::from_bytes(name.as_str().as_bytes()).ok()?,
-                };
-                let mut copy = http::HeaderValue::from_bytes(value.as_bytes()).ok()?;
-                copy.set_sensitive(value.is_sensitive());
-                Some((name, copy))
-            })
-            .collect();
+        let mut headers = super::idp::credential_map();
+        for (name, value) in &self.answer.headers {
+            // Both were valid when the answer was rendered, so neither check below can fail.
+            let name = match super::idp::standard_credential_header(name.as_str()) {
+                Some(standard) => standard,
+                None => match http::HeaderName::from_bytes(name.as_str().as_bytes()) {
+                    Ok(name) => name,
+                    Err(_) => continue,
+                },
+            };
+            let Ok(mut copy) = http::HeaderValue::from_bytes(value.as_bytes()) else { continue };
+            copy.set_sensitive(value.is_sensitive());
+            headers.append(name, copy);
+        }
         let answer = Introspected {
             active: self.answer.active,
             headers,
@@ -267,20 +267,19 @@ pub fn keep_for(answer: &Introspected, ttl: Duration, negative_ttl: Duration, no
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::{HeaderName, HeaderValue};
+    use http::{HeaderMap, HeaderName, HeaderValue};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn answer(active: bool, expires: Option<SystemTime>) -> Introspected {
-        Introspected { active, headers: Vec::new(), username: None, client_id: None, expires }
+        Introspected { active, headers: HeaderMap::new(), username: None, client_id: None, expires }
     }
 
     fn with_headers(active: bool, expires: Option<SystemTime>) -> Introspected {
         let mut value = HeaderValue::from_static("read write");
         value.set_sensitive(true);
-        let headers = vec![
-            (HeaderName::from_static("x-credential-scope"), value),
-            (HeaderName::from_bytes(b"x-credential-claim").unwrap(), HeaderValue::from_bytes(b"a").unwrap()),
-        ];
+        let mut headers = HeaderMap::new();
+        headers.append(HeaderName::from_static("x-credential-scope"), value);
+        headers.append(HeaderName::from_bytes(b"x-credential-claim").unwrap(), HeaderValue::from_bytes(b"a").unwrap());
         Introspected { active, headers, username: Some("u".into()), client_id: Some("c".into()), expires }
     }
 
@@ -292,7 +291,7 @@ mod tests {
         assert_eq!(copy.answer.headers, shared.answer.headers);
         assert_eq!((copy.answer.username.as_deref(), copy.answer.client_id.as_deref()), (Some("u"), Some("c")));
         assert_eq!(copy.until, shared.until, "the shared entry's deadline");
-        assert!(copy.answer.headers[0].1.is_sensitive());
+        assert!(copy.answer.headers["x-credential-scope"].is_sensitive());
         for ((name, value), (shared_name, shared_value)) in copy.answer.headers.iter().zip(&shared.answer.headers) {
             assert_ne!(value.as_bytes().as_ptr(), shared_value.as_bytes().as_ptr(), "no shared buffer");
             assert_eq!(name, shared_name);

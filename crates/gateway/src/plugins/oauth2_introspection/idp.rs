@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
@@ -195,8 +195,9 @@ fn excerpt(body: &[u8]) -> String {
 pub struct Introspected {
     /// Lua truthiness of `active`: anything but missing, `false` or `null`.
     pub active: bool,
-    /// `X-Credential-*`, one entry per value (arrays give several).
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// `X-Credential-*`, one value per array element, as a map with room for a request's own headers: a request
+    /// starts from a copy of it, which costs no hashing of these names (see [`with_credentials`]).
+    pub headers: HeaderMap,
     pub username: Option<String>,
     pub client_id: Option<String>,
     /// The token's `exp`; the answer is never used after it.
@@ -218,6 +219,38 @@ const CREDENTIAL_HEADERS: [(&str, &str); 11] = [
     ("x-credential-jti", "jti"),
 ];
 
+/// Room for the credential headers and a typical request's own (clones keep the index size, so a request's
+/// headers moved in rarely make it grow).
+pub fn credential_map() -> HeaderMap {
+    HeaderMap::with_capacity(32)
+}
+
+/// Makes `headers` (a request's) into a copy of `credentials` with the request's headers moved in: the credential
+/// names were hashed once, when the answer arrived, and the request's names move without a copy.
+pub fn with_credentials(headers: &mut HeaderMap, credentials: &HeaderMap) {
+    let request = std::mem::replace(headers, credentials.clone());
+    let mut current: Option<header::OccupiedEntry<'_, HeaderValue>> = None;
+    for (name, value) in request {
+        match name {
+            // A further value of the previous name.
+            None => {
+                if let Some(entry) = current.as_mut() {
+                    entry.append(value);
+                }
+            }
+            Some(name) => {
+                current = Some(match headers.entry(name) {
+                    header::Entry::Occupied(mut entry) => {
+                        entry.append(value);
+                        entry
+                    }
+                    header::Entry::Vacant(entry) => entry.insert_entry(value),
+                });
+            }
+        }
+    }
+}
+
 /// One of Kong's standard `X-Credential-*` names, as its static `HeaderName`.
 pub fn standard_credential_header(name: &str) -> Option<HeaderName> {
     CREDENTIAL_HEADERS.iter().find(|(h, _)| *h == name).map(|(h, _)| HeaderName::from_static(h))
@@ -237,13 +270,13 @@ pub fn claim_headers(claims: &[String]) -> Vec<(String, HeaderName)> {
 impl Introspected {
     pub fn from_answer(answer: &Map<String, Value>, claims: &[(String, HeaderName)]) -> Self {
         let active = !matches!(answer.get("active"), None | Some(Value::Null | Value::Bool(false)));
-        let mut headers = Vec::new();
+        let mut headers = credential_map();
         if active {
             let standard = CREDENTIAL_HEADERS.iter().map(|(h, f)| (HeaderName::from_static(h), *f));
             let custom = claims.iter().map(|(claim, h)| (h.clone(), claim.as_str()));
             for (name, field) in standard.chain(custom) {
                 for value in answer.get(field).map(header_values).unwrap_or_default() {
-                    headers.push((name.clone(), value));
+                    headers.append(name.clone(), value);
                 }
             }
         }
@@ -295,8 +328,7 @@ mod tests {
         let claims = claim_headers(&["custom_claim".into(), "evil".into(), "absent".into()]);
         let i = Introspected::from_answer(answer.as_object().unwrap(), &claims);
         assert!(i.active);
-        let get =
-            |n: &str| i.headers.iter().filter(|(h, _)| h == n).map(|(_, v)| v.to_str().unwrap()).collect::<Vec<_>>();
+        let get = |n: &str| i.headers.get_all(n).iter().map(|v| v.to_str().unwrap()).collect::<Vec<_>>();
         assert_eq!(get("x-credential-scope"), ["a b"]);
         assert_eq!(get("x-credential-identifier"), ["u"]);
         assert_eq!(get("x-credential-exp"), ["1700000000"]);
@@ -307,6 +339,28 @@ mod tests {
         assert!(get("x-credential-absent").is_empty());
         assert_eq!(i.expires, Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)));
         assert_eq!((i.username.as_deref(), i.client_id.as_deref()), (Some("u"), Some("c")));
+    }
+
+    #[test]
+    fn a_request_starts_from_the_credentials_and_keeps_all_its_headers() {
+        let mut credentials = credential_map();
+        credentials.append("x-credential-aud", HeaderValue::from_static("x"));
+        credentials.append("x-credential-aud", HeaderValue::from_static("y"));
+        credentials.append("x-credential-scope", HeaderValue::from_static("s"));
+        let mut request = HeaderMap::new();
+        request.append(header::HOST, HeaderValue::from_static("h"));
+        request.append("x-a", HeaderValue::from_static("1"));
+        request.append(header::ACCEPT, HeaderValue::from_static("a/b"));
+        request.append("x-a", HeaderValue::from_static("2"));
+        request.append("x-credential-scope", HeaderValue::from_static("appended"));
+        with_credentials(&mut request, &credentials);
+        let all = |n: &str| request.get_all(n).iter().map(|v| v.to_str().unwrap()).collect::<Vec<_>>();
+        assert_eq!(all("x-credential-aud"), ["x", "y"]);
+        assert_eq!(all("x-a"), ["1", "2"], "every value, in order");
+        assert_eq!((all("host"), all("accept")), (vec!["h"], vec!["a/b"]));
+        assert_eq!(all("x-credential-scope"), ["s", "appended"], "nothing is lost; spoofed names are removed before");
+        assert_eq!(request.len(), 8);
+        assert_eq!(credentials.len(), 3, "the answer's map is left as it was");
     }
 
     #[test]

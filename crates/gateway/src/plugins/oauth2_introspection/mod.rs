@@ -243,8 +243,8 @@ impl Plugin for OAuth2Introspection {
         {
             return bad_request(ctx, &e);
         }
-        for (name, value) in &answer.headers {
-            ctx.headers.append(name.clone(), value.clone());
+        if !answer.headers.is_empty() {
+            idp::with_credentials(ctx.headers, &answer.headers);
         }
         let consumer = self.consumer_of(ctx, answer);
         if let Some(consumer) = &consumer {
