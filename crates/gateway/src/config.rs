@@ -82,6 +82,29 @@ pub struct Consumer {
     pub id: uuid::Uuid,
     pub username: Option<String>,
     pub custom_id: Option<String>,
+    /// Made when the configuration is compiled, so an authenticated request clones them instead of formatting.
+    #[serde(skip)]
+    pub headers: ConsumerHeaders,
+}
+
+/// A consumer's `X-Consumer-Id`, `X-Consumer-Custom-Id` and `X-Consumer-Username` values; `None` for a field the
+/// consumer does not have or that cannot be a header value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConsumerHeaders {
+    pub id: Option<http::HeaderValue>,
+    pub custom_id: Option<http::HeaderValue>,
+    pub username: Option<http::HeaderValue>,
+}
+
+impl ConsumerHeaders {
+    fn of(consumer: &Consumer) -> Self {
+        let value = |text: Option<&str>| text.and_then(|t| http::HeaderValue::from_str(t).ok());
+        Self {
+            id: value(Some(&consumer.id.to_string())),
+            custom_id: value(consumer.custom_id.as_deref()),
+            username: value(consumer.username.as_deref()),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -188,7 +211,9 @@ pub fn compile(data: &ConfigData, shared: &Shared) -> Result<Compiled, CompileEr
     let mut consumers = HashMap::new();
     let (mut consumers_by_username, mut consumers_by_custom_id) = (HashMap::new(), HashMap::new());
     for c in &data.consumers {
-        let consumer = Arc::new(serde_json::from_value::<Consumer>(Value::Object(c.clone())).map_err(shape)?);
+        let mut consumer = serde_json::from_value::<Consumer>(Value::Object(c.clone())).map_err(shape)?;
+        consumer.headers = ConsumerHeaders::of(&consumer);
+        let consumer = Arc::new(consumer);
         if let Some(username) = &consumer.username {
             consumers_by_username.insert(username.clone(), consumer.clone());
         }
@@ -206,4 +231,30 @@ pub fn compile(data: &ConfigData, shared: &Shared) -> Result<Compiled, CompileEr
         consumers_by_username,
         consumers_by_custom_id,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consumer_headers_are_made_once_at_compile_time() {
+        let id = uuid::Uuid::from_u128(7);
+        let consumer = |v: Value| v.as_object().unwrap().clone();
+        let data = ConfigData {
+            consumers: vec![
+                consumer(serde_json::json!({"id": id.to_string(), "username": "alice", "custom_id": null})),
+                consumer(serde_json::json!({"id": uuid::Uuid::from_u128(8).to_string(), "custom_id": "c-8"})),
+            ],
+            ..ConfigData::default()
+        };
+        let compiled = compile(&data, &Shared::default()).unwrap();
+        let alice = compiled.consumer_by_username("alice").unwrap();
+        assert_eq!(alice.headers.id.as_ref().unwrap(), id.to_string().as_str());
+        assert_eq!(alice.headers.username.as_ref().unwrap(), "alice");
+        assert!(alice.headers.custom_id.is_none());
+        let other = compiled.consumer_by_custom_id("c-8").unwrap();
+        assert_eq!(other.headers.custom_id.as_ref().unwrap(), "c-8");
+        assert!(other.headers.username.is_none());
+    }
 }

@@ -170,17 +170,17 @@ fn json_response(status: StatusCode, body: &Value, challenge: Option<HeaderValue
 }
 
 fn set_consumer_headers(headers: &mut HeaderMap, consumer: &Consumer) {
-    let mut set = |name: HeaderName, value: Option<&str>| match value.and_then(|v| HeaderValue::from_str(v).ok()) {
+    let mut set = |name: HeaderName, value: &Option<HeaderValue>| match value {
         Some(v) => {
-            headers.insert(name, v);
+            headers.insert(name, v.clone());
         }
         None => {
             headers.remove(name);
         }
     };
-    set(X_CONSUMER_ID, Some(&consumer.id.to_string()));
-    set(X_CONSUMER_CUSTOM_ID, consumer.custom_id.as_deref());
-    set(X_CONSUMER_USERNAME, consumer.username.as_deref());
+    set(X_CONSUMER_ID, &consumer.headers.id);
+    set(X_CONSUMER_CUSTOM_ID, &consumer.headers.custom_id);
+    set(X_CONSUMER_USERNAME, &consumer.headers.username);
 }
 
 /// Identity headers are only ever set by the gateway: whatever the client sent under these names goes.
