@@ -13,11 +13,9 @@
 //! keeps a [`RecentAnswers`]: private copies of the answers its worker served lately, until the same deadline.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
-
 use std::hash::Hasher as _;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_lc_rs::digest;
 use moka::Expiry;
