@@ -6,6 +6,7 @@
 #   ROUNDS=3 DURATION=5s bench/proxy.sh
 #   PERF=1 bench/proxy.sh                   # then a perf profile of Gatehouse under the same load
 #   AUTH=introspection bench/proxy.sh       # Gatehouse with the oauth2-introspection plugin vs nginx without auth
+#   AUTH=introspection GH_STANDIN=nginx bench/proxy.sh   # the ceiling: an nginx sending what Gatehouse sends, in its place
 #
 # Knobs (environment): ROUNDS (5), DURATION (10s), THREADS (2), CONNS (64), WARMUP (5s), PAUSE (1 s between runs),
 # ORDER (gatehouse-first | alternate: who runs first in each round), REQ_PATH (/bench: the path requested),
@@ -13,13 +14,19 @@
 # AUTH (none | introspection: Gatehouse's route gets the tutorial's oauth2-introspection plugin, checking tokens at
 # its own issuer, and every request of both proxies carries one bearer token, so Gatehouse runs its cache-hit path;
 # then MISS_DURATION (DURATION) of requests to a route whose plugin never caches, the cache-miss path),
-# NGINX_CREDENTIALS (0: with AUTH=introspection, 1 makes nginx send the upstream the same X-Credential-* headers
-# Gatehouse sends, static values from the issuer's answer for the bench token, so the upstream parses the same
-# request heads behind both proxies and the ratio compares the proxies' own work; nginx still checks nothing),
+# NGINX_HEADERS (none: the nginx proxy adds no header; credentials (AUTH=introspection only): it sends the upstream
+# the same X-Credential-* headers Gatehouse sends, static values from the issuer's answer for the bench token;
+# gatehouse: every header Gatehouse sends the upstream and the client (Kong's forwarded headers, Via, a request id,
+# the latency headers, and the credentials with AUTH=introspection). Either way nginx checks nothing; the upstream
+# then parses the same request heads behind both proxies and the ratio compares the proxies' own work),
+# NGINX_CREDENTIALS (0; 1 is NGINX_HEADERS=credentials, its older name),
+# GH_STANDIN (none; nginx: in Gatehouse's place, measure a second nginx (STANDIN_PORT, 18282) with
+# NGINX_HEADERS=gatehouse's directives: how close to the nginx baseline a proxy exactly as efficient as nginx could
+# come while sending what Gatehouse must send),
 # PERF (0: 1 profiles Gatehouse with perf record -g for PERF_DURATION, 10s, and prints the top symbols),
 # GH_BIN (target/release/gatehouse), KEEP (0: keep the temp dir with logs and raw results),
 # ports GH_PROXY_PORT (18200), GH_ADMIN_PORT (18201), GH_PLATFORM_PORT (18202), GH_ISSUER_PORT (18203),
-# GH_ECHO_PORT (18204), NGINX_PORT (18280), UPSTREAM_PORT (18281).
+# GH_ECHO_PORT (18204), NGINX_PORT (18280), UPSTREAM_PORT (18281), STANDIN_PORT (18282).
 # (Knobs are not named GATEHOUSE_*: Gatehouse reads every GATEHOUSE_* variable as configuration.)
 set -euo pipefail
 
@@ -50,6 +57,10 @@ GH_PLATFORM_PORT=${GH_PLATFORM_PORT:-18202}
 GH_ISSUER_PORT=${GH_ISSUER_PORT:-18203}
 GH_ECHO_PORT=${GH_ECHO_PORT:-18204}
 NGINX_CREDENTIALS=${NGINX_CREDENTIALS:-0}
+NGINX_HEADERS=${NGINX_HEADERS:-none}
+[[ $NGINX_CREDENTIALS == 0 ]] || NGINX_HEADERS=credentials
+GH_STANDIN=${GH_STANDIN:-none}
+STANDIN_PORT=${STANDIN_PORT:-18282}
 NGINX_PORT=${NGINX_PORT:-18280}
 UPSTREAM_PORT=${UPSTREAM_PORT:-18281}
 EXPECTED_BODY='hello'
@@ -62,8 +73,13 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [[ -x $NGINX ]] || die "nginx is required and could not be installed"
 ensure_cmd wrk
 if [[ $PERF == 1 ]]; then command -v perf >/dev/null || die "PERF=1 needs perf"; fi
+[[ $PERF == 0 || $GH_STANDIN == none ]] || die "PERF=1 profiles Gatehouse; with GH_STANDIN=nginx Gatehouse is not measured"
 
+case $GH_STANDIN in none | nginx) ;; *) die "GH_STANDIN must be none or nginx" ;; esac
+case $NGINX_HEADERS in none | credentials | gatehouse) ;; *) die "NGINX_HEADERS must be none, credentials or gatehouse" ;; esac
+[[ $NGINX_HEADERS != credentials || $AUTH == introspection ]] || die "NGINX_HEADERS=credentials needs AUTH=introspection"
 require_free_ports "$GH_PROXY_PORT" "$GH_ADMIN_PORT" "$GH_PLATFORM_PORT" "$GH_ISSUER_PORT" "$GH_ECHO_PORT" "$NGINX_PORT" "$UPSTREAM_PORT"
+[[ $GH_STANDIN == none ]] || require_free_ports "$STANDIN_PORT"
 
 # --- processes and cleanup ----------------------------------------------------------------------------------
 # SAMPLER: the RSS sampler of the run in progress (run_wrk); on exit it is stopped first, before the servers.
@@ -74,10 +90,10 @@ bench_tmp gatehouse-proxy-bench
 log "load before start: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min), $(nproc) cores"
 
 # nginx instances: the checked-in configs, with the ports rewritten when the knobs differ from their defaults.
-start_nginx() { # start_nginx NAME CONF [EXTRA_PROXY_DIRECTIVES_FILE] -> NGINX_PID_<NAME>
-  local name=$1 conf=$TMP/$1.conf prefix=$TMP/$1 user=() extra=${3:-/dev/null}
+start_nginx() { # start_nginx NAME CONF [EXTRA_PROXY_DIRECTIVES_FILE [LISTEN_PORT]] -> NGINX_PID_<NAME>
+  local name=$1 conf=$TMP/$1.conf prefix=$TMP/$1 user=() extra=${3:-/dev/null} port=${4:-$NGINX_PORT}
   mkdir -p "$prefix/tmp"
-  sed -e "s/127\.0\.0\.1:18280/127.0.0.1:$NGINX_PORT/g" -e "s/127\.0\.0\.1:18281/127.0.0.1:$UPSTREAM_PORT/g" \
+  sed -e "s/127\.0\.0\.1:18280/127.0.0.1:$port/g" -e "s/127\.0\.0\.1:18281/127.0.0.1:$UPSTREAM_PORT/g" \
     -e "/proxy_set_header Connection/r $extra" "$2" >"$conf"
   # As root, nginx would run its workers as "nobody", who cannot enter the temp dir.
   [[ $(id -u) -ne 0 ]] || user=(-g 'user root;')
@@ -131,15 +147,11 @@ case $AUTH in
   *) die "AUTH must be none or introspection" ;;
 esac
 
-# The nginx proxy starts once the token exists: with NGINX_CREDENTIALS=1 its configuration carries the headers
-# Gatehouse derives from that token's introspection answer (Kong's standard fields, one header per array value).
-NGINX_EXTRA=/dev/null
-NGINX_WHAT="plain proxy"
-if [[ $NGINX_CREDENTIALS == 1 ]]; then
-  [[ $AUTH == introspection ]] || die "NGINX_CREDENTIALS=1 needs AUTH=introspection"
+# The nginx proxies start once the token exists: their extra directives may carry the headers Gatehouse derives
+# from that token's introspection answer (Kong's standard fields, one header per array value), as static values.
+if [[ $AUTH == introspection ]] && [[ $NGINX_HEADERS == credentials || $NGINX_HEADERS == gatehouse || $GH_STANDIN == nginx ]]; then
   curl -sS -o "$TMP/introspected.json" -X POST "$GH_ISSUER_RS256/introspect" -H "Authorization: $GH_AUTH_RS256" \
     --data-urlencode "token=$BEARER" || die "introspecting the bench token failed"
-  NGINX_EXTRA=$TMP/nginx-credentials.conf
   node -e '
     const a = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
     if (!a.active) process.exit(1);
@@ -147,15 +159,51 @@ if [[ $NGINX_CREDENTIALS == 1 ]]; then
       ["Exp", "exp"], ["Iat", "iat"], ["Nbf", "nbf"], ["Sub", "sub"], ["Aud", "aud"], ["Iss", "iss"], ["Jti", "jti"]];
     for (const [name, field] of fields) {
       for (const v of [].concat(a[field] ?? [])) console.log(`proxy_set_header X-Credential-${name} "${String(v).replace(/["\\$]/g, "")}";`);
-    }' "$TMP/introspected.json" >"$NGINX_EXTRA" || die "the bench token's introspection answer is not active"
-  NGINX_WHAT="proxy adding the same $(grep -c . "$NGINX_EXTRA") X-Credential-* headers as Gatehouse (static values)"
+    }' "$TMP/introspected.json" >"$TMP/headers-credentials.conf" || die "the bench token's introspection answer is not active"
+else
+  : >"$TMP/headers-credentials.conf"
 fi
+# What Gatehouse sends besides the credentials (see "What Gatehouse sends" in bench/README.md): Kong's forwarded
+# headers, Via and the request id upstream; Via, the latency headers and the request id to the client. The request
+# id is a fixed 32-digit value (nginx's $request_id reads the random generator for every request; Gatehouse counts),
+# so this nginx does at most the work Gatehouse's headers need.
+cat >"$TMP/headers-gatehouse.conf" <<'NGX'
+proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+proxy_set_header X-Forwarded-Proto $scheme;
+proxy_set_header X-Forwarded-Host $host;
+proxy_set_header X-Forwarded-Port $server_port;
+proxy_set_header X-Forwarded-Path $uri;
+proxy_set_header X-Real-IP $remote_addr;
+proxy_set_header Via "1.1 gatehouse/VERSION";
+proxy_set_header X-Kong-Request-Id 0123456789abcdef0123456789abcdef;
+add_header Via "1.1 gatehouse/VERSION";
+add_header X-Kong-Upstream-Latency 0;
+add_header X-Kong-Proxy-Latency 0;
+add_header X-Kong-Request-Id 0123456789abcdef0123456789abcdef;
+NGX
+sed -i "s|VERSION|$("$BIN" --version | awk '{print $2}')|" "$TMP/headers-gatehouse.conf"
+cat "$TMP/headers-credentials.conf" >>"$TMP/headers-gatehouse.conf"
+cp /dev/null "$TMP/headers-none.conf"
+headers_what() { # headers_what KIND
+  case $1 in
+    none) echo "plain proxy" ;;
+    credentials) echo "proxy adding the same $(grep -c . "$TMP/headers-credentials.conf") X-Credential-* headers as Gatehouse (static values)" ;;
+    gatehouse) echo "proxy sending every header Gatehouse sends ($(grep -c . "$TMP/headers-gatehouse.conf") directives; credentials as static values)" ;;
+  esac
+}
+NGINX_WHAT=$(headers_what "$NGINX_HEADERS")
 log "starting nginx proxy on 127.0.0.1:$NGINX_PORT ($NGINX_WHAT)"
-start_nginx proxy "$HERE/nginx/nginx.conf" "$NGINX_EXTRA"
+start_nginx proxy "$HERE/nginx/nginx.conf" "$TMP/headers-$NGINX_HEADERS.conf"
 wait_http "http://127.0.0.1:$NGINX_PORT/" "$NGINX_PID_proxy" 20 || { cat "$TMP/proxy.err" >&2; die "nginx proxy did not start"; }
+if [[ $GH_STANDIN == nginx ]]; then
+  log "starting the stand-in nginx on 127.0.0.1:$STANDIN_PORT ($(headers_what gatehouse)); it replaces Gatehouse in every measurement"
+  start_nginx standin "$HERE/nginx/nginx.conf" "$TMP/headers-gatehouse.conf" "$STANDIN_PORT"
+  wait_http "http://127.0.0.1:$STANDIN_PORT/" "$NGINX_PID_standin" 20 || { cat "$TMP/standin.err" >&2; die "the stand-in nginx did not start"; }
+fi
 
 # --- smoke checks: both proxies answer the upstream's 200 "hello" -------------------------------------------
 GH_URL=http://127.0.0.1:$GH_PROXY_PORT$REQ_PATH
+[[ $GH_STANDIN == none ]] || GH_URL=http://127.0.0.1:$STANDIN_PORT$REQ_PATH
 NGINX_URL=http://127.0.0.1:$NGINX_PORT$REQ_PATH
 check_once() { # check_once URL -> "code body"
   curl -sS "${AUTH_HEADER[@]}" -D "$TMP/last-headers" -o "$TMP/last-body" -w '%{http_code}' "$1" 2>/dev/null || true
@@ -170,7 +218,7 @@ cp "$TMP/last-headers" "$TMP/gh-response-headers"
   || { cat "$TMP/last-headers" "$TMP/last-body" >&2; die "nginx proxy does not answer 200 \"$EXPECTED_BODY\" at $NGINX_URL"; }
 cp "$TMP/last-headers" "$TMP/nginx-response-headers"
 log "smoke checks passed: $GH_URL and $NGINX_URL both answer 200 \"$EXPECTED_BODY\" from 127.0.0.1:$UPSTREAM_PORT"
-if [[ $AUTH == introspection ]]; then
+if [[ $AUTH == introspection && $GH_STANDIN == none ]]; then
   code=$(curl -sS -o /dev/null -w '%{http_code}' "$GH_URL")
   [[ $code == 401 ]] || die "Gatehouse answers $code without a token; the plugin is not running"
   code=$(curl -sS "${AUTH_HEADER[@]}" -o /dev/null -w '%{http_code}' "http://127.0.0.1:$GH_PROXY_PORT/miss")
@@ -183,10 +231,15 @@ CLK_TCK=$(getconf CLK_TCK)
 target_url() { if [[ $1 == gatehouse ]]; then echo "$GH_URL"; else echo "$NGINX_URL"; fi; }
 # The processes whose memory and CPU count for a proxy: Gatehouse's one process; nginx's workers.
 target_pids() {
-  if [[ $1 == gatehouse ]]; then echo "$GH_PID"; else pgrep -P "$NGINX_PID_proxy" | tr '\n' ' '; fi
+  if [[ $1 == gatehouse && $GH_STANDIN == nginx ]]; then pgrep -P "$NGINX_PID_standin" | tr '\n' ' '
+  elif [[ $1 == gatehouse ]]; then echo "$GH_PID"
+  else pgrep -P "$NGINX_PID_proxy" | tr '\n' ' '; fi
 }
 rss_kb() { local s=0 p; for p in "$@"; do s=$(( s + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0) )); done; echo "$s"; }
 cpu_ticks() { local s=0 p; for p in "$@"; do s=$(( s + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) )); done; echo "$s"; }
+sys_ticks() { local s=0 p; for p in "$@"; do s=$(( s + $(awk '{print $15}' "/proc/$p/stat" 2>/dev/null || echo 0) )); done; echo "$s"; }
+# us_per_req TICKS REQUESTS
+us_per_req() { awk -v t="$1" -v hz="$CLK_TCK" -v n="$2" 'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "-" }'; }
 # sample_rss OUTFILE PIDS...: peak of the summed VmRSS, every 200 ms, until killed
 sample_rss() {
   local out=$1 peak=0 now; shift
@@ -197,32 +250,37 @@ sample_rss() {
 }
 
 RESULTS=$TMP/results.tsv
-printf 'round\tproxy\trps\tp50_ms\tp90_ms\tp99_ms\tmax_ms\trequests\tnon2xx\tsockerr\trss_kb\tcpu_us_per_req\n' >"$RESULTS"
+printf 'round\tproxy\trps\tp50_ms\tp90_ms\tp99_ms\tmax_ms\trequests\tnon2xx\tsockerr\trss_kb\tcpu_us_per_req\tsys_us_per_req\tupstream_us_per_req\tupstream_sys_us_per_req\n' >"$RESULTS"
 
 # run_wrk PROXY DURATION ROUND: one measured run, appended to RESULTS (ROUND "warmup" is not kept)
 run_wrk() {
-  local proxy=$1 pids line rss cpu0 cpu1 requests cpu_us
+  local proxy=$1 pids line rss cpu0 cpu1 sys0 sys1 up0 up1 upsys0 upsys1 requests
   read -r -a pids <<<"$(target_pids "$proxy")"
   rm -f "$TMP/rss"
   sample_rss "$TMP/rss" "${pids[@]}" &
   SAMPLER=$!
-  cpu0=$(cpu_ticks "${pids[@]}")
+  cpu0=$(cpu_ticks "${pids[@]}"); sys0=$(sys_ticks "${pids[@]}"); up0=$(cpu_ticks "${UPSTREAM_WORKERS[@]}")
+  upsys0=$(sys_ticks "${UPSTREAM_WORKERS[@]}")
   wrk -t"$THREADS" -c"$CONNS" -d"$2" --latency --timeout 5s "${AUTH_HEADER[@]}" -s "$HERE/proxy.lua" "$(target_url "$proxy")" >"$TMP/wrk-$proxy-$3.txt"
-  cpu1=$(cpu_ticks "${pids[@]}")
+  cpu1=$(cpu_ticks "${pids[@]}"); sys1=$(sys_ticks "${pids[@]}"); up1=$(cpu_ticks "${UPSTREAM_WORKERS[@]}")
+  upsys1=$(sys_ticks "${UPSTREAM_WORKERS[@]}")
   kill "$SAMPLER" 2>/dev/null || true; wait "$SAMPLER" 2>/dev/null || true
   SAMPLER=
   line=$(grep '^RESULT' "$TMP/wrk-$proxy-$3.txt") || die "wrk gave no result for $proxy: $(cat "$TMP/wrk-$proxy-$3.txt")"
   [[ $3 == warmup ]] && return 0
   rss=$(cat "$TMP/rss" 2>/dev/null || echo 0)
   requests=$(field requests "$line")
-  cpu_us=$(awk -v t=$(( cpu1 - cpu0 )) -v hz="$CLK_TCK" -v n="$requests" 'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "-" }')
   local sockerr=$(( $(field connect "$line") + $(field read "$line") + $(field write "$line") + $(field timeout "$line") ))
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$3" "$proxy" "$(field rps "$line")" "$(field p50_ms "$line")" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$3" "$proxy" "$(field rps "$line")" "$(field p50_ms "$line")" \
     "$(field p90_ms "$line")" "$(field p99_ms "$line")" "$(field max_ms "$line")" "$requests" "$(field non2xx "$line")" \
-    "$sockerr" "$rss" "$cpu_us" >>"$RESULTS"
+    "$sockerr" "$rss" "$(us_per_req $(( cpu1 - cpu0 )) "$requests")" "$(us_per_req $(( sys1 - sys0 )) "$requests")" \
+    "$(us_per_req $(( up1 - up0 )) "$requests")" "$(us_per_req $(( upsys1 - upsys0 )) "$requests")" >>"$RESULTS"
 }
 
-IDLE_RSS_GH=$(rss_kb "$GH_PID")
+read -r -a GH_PIDS <<<"$(target_pids gatehouse)"
+IDLE_RSS_GH=$(rss_kb "${GH_PIDS[@]}")
+# The upstream's worker: on shared cores its CPU per request counts against the proxy in front of it.
+read -r -a UPSTREAM_WORKERS <<<"$(pgrep -P "$NGINX_PID_upstream" | tr '\n' ' ')"
 read -r -a NGINX_WORKERS <<<"$(target_pids nginx)"
 IDLE_RSS_NGINX=$(rss_kb "${NGINX_WORKERS[@]}")
 
@@ -255,10 +313,10 @@ fi
 
 # --- cache-miss path: every request introspected (one IdP round trip to the node's own issuer) -----------------
 MISS=""
-if [[ $AUTH == introspection ]]; then
+if [[ $AUTH == introspection && $GH_STANDIN == none ]]; then
   log "cache-miss path: wrk -t$THREADS -c$CONNS -d$MISS_DURATION on /miss (introspect_request: every request calls the issuer)"
   sleep "$PAUSE"
-  read -r -a pids <<<"$(target_pids gatehouse)"
+  pids=("$GH_PID")
   cpu0=$(cpu_ticks "${pids[@]}")
   wrk -t"$THREADS" -c"$CONNS" -d"$MISS_DURATION" --latency --timeout 5s "${AUTH_HEADER[@]}" -s "$HERE/proxy.lua" \
     "http://127.0.0.1:$GH_PROXY_PORT/miss" >"$TMP/wrk-miss.txt"
@@ -302,7 +360,7 @@ function median(a, n,    i, j, t, b) {
 }
 NR > 1 {
   k = $1 SUBSEP $2
-  rps[k] = $3; p50[k] = $4; p99[k] = $6; err[k] = $9 + $10; rss[k] = $11; cpu[k] = $12
+  rps[k] = $3; p50[k] = $4; p99[k] = $6; err[k] = $9 + $10; rss[k] = $11; cpu[k] = $12; sys[k] = $13; up[k] = $14; upsys[k] = $15
   if (!($1 in seen)) { seen[$1] = 1; order[++nr] = $1 }
 }
 END {
@@ -318,6 +376,7 @@ END {
     if (valid) { nv++; v_ratio[nv] = rps[g] / rps[n]; v_dp99[nv] = p99[g] - p99[n]
       v_grps[nv] = rps[g]; v_nrps[nv] = rps[n]; v_gp99[nv] = p99[g]; v_np99[nv] = p99[n]; v_gp50[nv] = p50[g]; v_np50[nv] = p50[n]
       v_grss[nv] = rss[g]; v_nrss[nv] = rss[n]; v_gcpu[nv] = cpu[g]; v_ncpu[nv] = cpu[n]
+      v_gsys[nv] = sys[g]; v_nsys[nv] = sys[n]; v_gup[nv] = up[g]; v_nup[nv] = up[n]; v_gupsys[nv] = upsys[g]; v_nupsys[nv] = upsys[n]
       if (nv == 1 || v_ratio[nv] < rmin) rmin = v_ratio[nv]; if (nv == 1 || v_ratio[nv] > rmax) rmax = v_ratio[nv] }
   }
   if (nv == 0) { print "\nNO VALID ROUND: every round had errors (non-2xx or socket errors); the figures above are not comparable."; exit }
@@ -326,6 +385,7 @@ END {
   printf "req/s ratio GH/NG spread: min %.3f, max %.3f\n", rmin, rmax
   printf "p50 ms (median): GH %.2f, NG %.2f\n", median(v_gp50, nv), median(v_np50, nv)
   printf "CPU per request (median, us of proxy CPU time): GH %.1f, NG %.1f (ratio %.2f)\n", median(v_gcpu, nv), median(v_ncpu, nv), median(v_gcpu, nv) / median(v_ncpu, nv)
+  printf "  of which in the kernel: GH %.1f, NG %.1f; the upstream'"'"'s CPU per request behind each: GH %.1f (kernel %.1f), NG %.1f (kernel %.1f)\n", median(v_gsys, nv), median(v_nsys, nv), median(v_gup, nv), median(v_gupsys, nv), median(v_nup, nv), median(v_nupsys, nv)
   printf "RSS under load (peak per run, median): GH %.1f MB (idle before load %.1f MB), NG workers %.1f MB (idle %.1f MB)\n", median(v_grss, nv) / 1024, idle_gh / 1024, median(v_nrss, nv) / 1024, idle_ng / 1024
   printf "goal req/s GH/NG >= 1.0 (floor 0.9): %s; goal p99 GH <= NG + 1 ms (%.2f <= %.2f): %s\n", (mr >= 1.0 ? "MET" : (mr >= 0.9 ? "above the 0.9 floor, below 1.0" : "NOT MET")), gp99, np99 + 1, (gp99 <= np99 + 1 ? "MET" : "NOT MET")
 }' "$RESULTS"
@@ -336,6 +396,7 @@ cat <<EOF
 wrk -t$THREADS -c$CONNS -d$DURATION --latency, GET $REQ_PATH, $ROUNDS rounds (order: $ORDER), warm-up $WARMUP per proxy; load generator, proxies and upstream share the same $(nproc) cores
 upstream: nginx (bench/nginx/upstream.conf, 1 worker) on 127.0.0.1:$UPSTREAM_PORT, 200 "hello\\n" for every path
 Gatehouse: $("$BIN" --version 2>/dev/null || echo "$BIN") quickstart, proxy on 127.0.0.1:$GH_PROXY_PORT, service + route "/" ($PLUGINS)
+$([[ $GH_STANDIN == none ]] || echo "GH_STANDIN=nginx: every GH figure above is the stand-in nginx on 127.0.0.1:$STANDIN_PORT (Gatehouse's headers, static credentials, no checks), not Gatehouse")
 nginx: $("$NGINX" -v 2>&1 | sed 's/.*: //') (bench/nginx/nginx.conf, ${#NGINX_WORKERS[@]} workers, upstream keepalive 64) on 127.0.0.1:$NGINX_PORT, $NGINX_WHAT
 RSS: VmRSS of the Gatehouse process; of the nginx proxy's worker processes, summed (its master: $(( $(rss_kb "$NGINX_PID_proxy") / 1024 )) MB)
 stderr lines: Gatehouse matching warn/error: $GH_WARN; nginx (proxy + upstream): $NGINX_ERR
