@@ -188,7 +188,7 @@ headers_what() { # headers_what KIND
   case $1 in
     none) echo "plain proxy" ;;
     credentials) echo "proxy adding the same $(grep -c . "$TMP/headers-credentials.conf") X-Credential-* headers as Gatehouse (static values)" ;;
-    gatehouse) echo "proxy sending every header Gatehouse sends ($(grep -c . "$TMP/headers-gatehouse.conf") directives; credentials as static values)" ;;
+    gatehouse) echo "proxy sending every header Gatehouse sends ($(grep -c . "$TMP/headers-gatehouse.conf") directives$([[ $AUTH != introspection ]] || echo "; credentials as static values"))" ;;
   esac
 }
 NGINX_WHAT=$(headers_what "$NGINX_HEADERS")
