@@ -99,6 +99,39 @@ async fn preserve_host_strip_path_and_http2() {
     node.stop().await;
 }
 
+/// HTTP/2 makes `Content-Length` optional: a body sent without one is forwarded whole, not taken for no body.
+#[tokio::test]
+async fn http2_body_without_a_length_reaches_the_upstream() {
+    use http_body_util::BodyExt;
+    use hyper::body::{Bytes, Frame};
+
+    let node = TestNode::start().await;
+    node.example_service().await;
+    let stream = TcpStream::connect(node.proxy_url().trim_start_matches("http://")).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let frames = [b"first,".as_slice(), b"second"]
+        .map(|chunk| Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from_static(chunk))));
+    // A stream body has no known size, so no `Content-Length` goes out and the stream does not end with the head.
+    let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
+    let request = http::Request::post(format!("{}/anything/h2", node.proxy_url()))
+        .header("content-type", "text/plain")
+        .body(body)
+        .unwrap();
+    assert!(!request.headers().contains_key("content-length"));
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let echo: Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(echo["method"], "POST");
+    assert_eq!(echo["data"], "first,second", "{echo}");
+    node.stop().await;
+}
+
 /// An upstream that accepts connections and then misbehaves in a chosen way.
 async fn bad_upstream(kind: &'static str) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

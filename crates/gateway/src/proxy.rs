@@ -19,7 +19,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -312,7 +312,7 @@ impl Proxy {
         let mut headers = parts.headers;
         let client_ip = self.client_address(conn, &headers);
         // Small bodies are read whole so plugins can inspect them (form-encoded tokens, for one). Larger or
-        // chunked bodies stream through untouched.
+        // chunked bodies, and bodies of unknown length, stream through untouched.
         let declared =
             headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
         let chunked = headers.contains_key(header::TRANSFER_ENCODING);
@@ -320,7 +320,9 @@ impl Proxy {
         let mut streaming: Option<Incoming> = None;
         match declared {
             Some(0) => buffered = Some(Bytes::new()),
-            None if !chunked => buffered = Some(Bytes::new()),
+            // Without either framing header an HTTP/1 request has no body, but an HTTP/2 one may: the length is
+            // optional there. Only a stream that ended with its headers is known to be empty.
+            None if !chunked && body.is_end_stream() => buffered = Some(Bytes::new()),
             Some(n) if n <= INSPECTED_BODY_LIMIT as u64 => {
                 match tokio::time::timeout(CLIENT_BODY_TIMEOUT, Limited::new(body, INSPECTED_BODY_LIMIT).collect())
                     .await
