@@ -199,6 +199,20 @@ async fn token_locations_and_hide_credentials() {
     let echo = upstream_of(http.post(&url).json(&json!({"access_token": token, "a": 1}))).await;
     assert_eq!(echo["json"], json!({"a": 1}), "JSON stays JSON (Kong re-encodes it as a form)");
     assert_eq!(echo["headers"]["Content-Type"], "application/json");
+    // With the token in the query, a body without the parameter goes on untouched: key order and number forms as
+    // sent.
+    for (content_type, raw) in [
+        ("application/json", r#"{"b":1,"a":12345678901234567890123,"c":[1.50]}"#),
+        ("application/x-www-form-urlencoded", "b=1&a=%20x"),
+    ] {
+        let with_token = format!("{url}?access_token={token}");
+        let echo = upstream_of(http.post(with_token).header("content-type", content_type).body(raw)).await;
+        assert_eq!(echo["url"], format!("{}/anything", node.echo_url()));
+        let received = if content_type.ends_with("json") { echo["data"].clone() } else { echo["form"].clone() };
+        let expected = if content_type.ends_with("json") { json!(raw) } else { json!({"b": "1", "a": " x"}) };
+        assert_eq!(received, expected, "{echo}");
+        assert_eq!(echo["headers"]["Content-Length"], raw.len().to_string(), "{echo}");
+    }
     let echo = upstream_of(http.post(&url).header("content-type", &multipart_type).body(multipart(&token))).await;
     assert_eq!(echo["headers"]["Content-Type"], multipart_type);
     let data = echo["data"].as_str().unwrap();
@@ -259,6 +273,17 @@ async fn consumers_anonymous_preflight_and_spoofed_headers() {
         assert!(echo["headers"].get("X-Anonymous-Consumer").is_none());
         assert_eq!(echo["headers"]["X-Credential-Client-Id"], t.client_id);
     }
+    // hide_credentials hides a token that failed as well: the request goes on as the anonymous consumer without it.
+    config["hide_credentials"] = json!(true);
+    only_plugin(&node, config.clone()).await;
+    let echo = upstream_of(http.get(&url).bearer_auth("bad")).await;
+    assert_eq!(echo["headers"]["X-Anonymous-Consumer"], "true");
+    assert!(echo["headers"].get("Authorization").is_none(), "{echo}");
+    let echo = upstream_of(http.get(format!("{url}?access_token=bad&a=1"))).await;
+    assert_eq!(echo["headers"]["X-Anonymous-Consumer"], "true");
+    assert_eq!(echo["url"], format!("{}/anything?a=1", node.echo_url()));
+    config["hide_credentials"] = json!(false);
+
     config["anonymous"] = json!("nobody");
     only_plugin(&node, config.clone()).await;
     let (status, headers, body) = send(http.get(&url)).await;

@@ -225,6 +225,13 @@ impl Plugin for OAuth2Introspection {
             tracing::debug!(request_id = ctx.request_id, "oauth2-introspection: no access token");
             return self.fail(ctx, false);
         };
+        // As in Kong, the token is hidden as soon as it is found, whatever its answer: a request that goes on as
+        // the anonymous consumer must not carry a token the operator asked to hide either.
+        if self.config.hide_credentials
+            && let Err(e) = token::hide(ctx, found.source).await
+        {
+            return bad_request(ctx, &e);
+        }
         let entry = match self.answer(ctx, &found.token).await {
             Ok(entry) => entry,
             Err(failure) => {
@@ -237,11 +244,6 @@ impl Plugin for OAuth2Introspection {
         if !answer.active {
             tracing::info!(request_id = ctx.request_id, "oauth2-introspection: inactive token");
             return self.fail(ctx, true);
-        }
-        if self.config.hide_credentials
-            && let Err(e) = token::hide(ctx, found.source).await
-        {
-            return bad_request(ctx, &e);
         }
         if !answer.headers.is_empty() {
             idp::with_credentials(ctx.headers, &answer.headers);

@@ -141,10 +141,17 @@ pub async fn hide(ctx: &mut RequestContext<'_>, source: Source) -> Result<(), Ba
     if body.is_empty() {
         return Ok(());
     }
+    // A body without the parameter goes on exactly as the client sent it.
     let rewritten = match &kind {
-        BodyKind::Form => Bytes::from(without_parameter(body)),
+        BodyKind::Form => {
+            let kept = without_parameter(body);
+            if kept.len() == body.len() {
+                return Ok(());
+            }
+            Bytes::from(kept)
+        }
         BodyKind::Json => match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(mut map)) => {
+            Ok(Value::Object(mut map)) if map.contains_key(PARAMETER) => {
                 map.remove(PARAMETER);
                 Bytes::from(serde_json::to_vec(&map).map_err(|e| BadBody(e.to_string()))?)
             }
@@ -152,6 +159,9 @@ pub async fn hide(ctx: &mut RequestContext<'_>, source: Source) -> Result<(), Ba
         },
         BodyKind::Multipart(boundary) => {
             let parts = Box::pin(multipart_parts(body, boundary)).await?;
+            if parts.iter().all(|p| p.name.as_deref() != Some(PARAMETER)) {
+                return Ok(());
+            }
             encode_multipart(boundary, parts.iter().filter(|p| p.name.as_deref() != Some(PARAMETER)))
         }
     };
