@@ -216,19 +216,29 @@ impl Keyer {
 
     fn with_secret(config: &gatehouse_model::gateway::plugins::oauth2_introspection::Config, secret: &[u8]) -> Self {
         let mut ctx = digest::Context::new(&digest::SHA256);
+        // Every input framed unambiguously (lengths, counts, a tag for the optional hint), so no two different
+        // configurations feed the same bytes.
         let mut field = |bytes: &[u8]| {
             ctx.update(&(bytes.len() as u64).to_be_bytes());
             ctx.update(bytes);
         };
+        let count = |n: usize| (n as u64).to_be_bytes();
         field(secret);
         field(config.introspection_url.as_bytes());
-        field(config.authorization_value.as_bytes());
-        field(config.token_type_hint.as_deref().unwrap_or("\0none").as_bytes());
+        field(config.authorization_value.expose().as_bytes());
+        match config.token_type_hint.as_deref() {
+            None => field(b"none"),
+            Some(hint) => {
+                field(b"some");
+                field(hint.as_bytes());
+            }
+        }
+        field(&count(config.custom_introspection_headers.len()));
         for (name, value) in &config.custom_introspection_headers {
             field(name.as_bytes());
-            field(value.as_bytes());
+            field(value.expose().as_bytes());
         }
-        field(b"claims");
+        field(&count(config.custom_claims_forward.len()));
         for claim in &config.custom_claims_forward {
             field(claim.as_bytes());
         }
@@ -353,16 +363,30 @@ mod tests {
         c.introspection_url = "http://b/i".into();
         variants.push(key(&c));
         let mut c = base.clone();
-        c.authorization_value = "Basic y".into();
+        c.authorization_value = gatehouse_model::secret::SecretString::new("Basic y".into());
         variants.push(key(&c));
         let mut c = base.clone();
         c.token_type_hint = Some("access_token".into());
         variants.push(key(&c));
         let mut c = base.clone();
-        c.custom_introspection_headers.insert("x".into(), "1".into());
+        c.custom_introspection_headers.insert("x".into(), gatehouse_model::secret::SecretString::new("1".into()));
         variants.push(key(&c));
         let mut c = base.clone();
         c.custom_claims_forward.push("x".into());
+        variants.push(key(&c));
+        // Inputs that would run together without framing: a header named like a marker against claims, and a
+        // missing hint against a hint that spells a marker.
+        let mut c = base.clone();
+        c.custom_introspection_headers.insert("claims".into(), gatehouse_model::secret::SecretString::new("a".into()));
+        variants.push(key(&c));
+        let mut c = base.clone();
+        c.custom_claims_forward.extend(["a".into(), "claims".into()]);
+        variants.push(key(&c));
+        let mut c = base.clone();
+        c.token_type_hint = Some("\0none".into());
+        variants.push(key(&c));
+        let mut c = base.clone();
+        c.token_type_hint = Some("none".into());
         variants.push(key(&c));
         variants.push(Keyer::new(&base).key(b"u"));
         variants.push(Keyer::new(&base).key(b"t\0"));

@@ -100,14 +100,18 @@ impl Idp {
             .path_and_query(path)
             .build()
             .map_err(|e| format!("introspection_url: {e}"))?;
-        let authorization = HeaderValue::from_str(&config.authorization_value)
+        let mut authorization = HeaderValue::from_str(config.authorization_value.expose())
             .map_err(|_| "authorization_value is not a valid header value".to_owned())?;
+        // `Debug` prints "Sensitive", and HTTP/2 never indexes it.
+        authorization.set_sensitive(true);
         let mut custom_headers = Vec::new();
         for (name, value) in &config.custom_introspection_headers {
             let name = HeaderName::from_bytes(name.replace('_', "-").as_bytes())
                 .map_err(|_| format!("custom_introspection_headers: invalid header name {name}"))?;
-            let value = HeaderValue::from_str(value)
+            let mut value = HeaderValue::from_str(value.expose())
                 .map_err(|_| format!("custom_introspection_headers.{name}: invalid header value"))?;
+            // These often carry an API key for the IdP.
+            value.set_sensitive(true);
             custom_headers.push((name, value));
         }
         Ok(Self {
@@ -272,10 +276,20 @@ impl Introspected {
         let active = !matches!(answer.get("active"), None | Some(Value::Null | Value::Bool(false)));
         let mut headers = credential_map();
         if active {
-            let standard = CREDENTIAL_HEADERS.iter().map(|(h, f)| (HeaderName::from_static(h), *f));
-            let custom = claims.iter().map(|(claim, h)| (h.clone(), claim.as_str()));
-            for (name, field) in standard.chain(custom) {
+            for (name, field) in CREDENTIAL_HEADERS {
                 for value in answer.get(field).map(header_values).unwrap_or_default() {
+                    headers.append(HeaderName::from_static(name), value);
+                }
+            }
+            for (claim, name) in claims {
+                let values = answer.get(claim).map(header_values).unwrap_or_default();
+                if values.is_empty() {
+                    continue;
+                }
+                // A claim named like a standard field (`scope`, `exp`, ...) replaces its header, as Kong's
+                // `set_header` does, rather than sending it twice.
+                headers.remove(name);
+                for value in values {
                     headers.append(name.clone(), value);
                 }
             }
@@ -321,6 +335,22 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    #[tokio::test]
+    async fn the_idp_credentials_are_never_printed() {
+        let config: gatehouse_model::gateway::plugins::oauth2_introspection::Config = serde_json::from_value(json!({
+            "introspection_url": "http://idp.test/introspect", "ttl": 30, "authorization_value": "Basic c2VjcmV0",
+            "timeout": 1000, "keepalive": 1000, "introspect_request": false, "hide_credentials": false,
+            "run_on_preflight": true, "anonymous": "", "consumer_by": "username",
+            "custom_introspection_headers": {"x-api-key": "key-1234"}, "custom_claims_forward": [],
+            "token_type_hint": null}))
+        .unwrap();
+        let idp = Idp::new(&Arc::new(Clients::default()), &config).unwrap();
+        for printed in [format!("{config:?}"), format!("{idp:?}")] {
+            assert!(!printed.contains("c2VjcmV0") && !printed.contains("key-1234"), "{printed}");
+        }
+        assert!(format!("{config:?}").contains("[redacted]"));
+    }
+
     #[test]
     fn answers_become_headers_once() {
         let answer = json!({"active": true, "scope": "a b", "client_id": "c", "username": "u", "exp": 1700000000,
@@ -339,6 +369,16 @@ mod tests {
         assert!(get("x-credential-absent").is_empty());
         assert_eq!(i.expires, Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)));
         assert_eq!((i.username.as_deref(), i.client_id.as_deref()), (Some("u"), Some("c")));
+
+        // A claim named like a standard field replaces that header (Kong's `set_header`); it is not sent twice.
+        let answer = json!({"active": true, "scope": "a b", "client_id": "c", "aud": ["x", "y"]});
+        let claims = claim_headers(&["scope".into(), "client_id".into(), "aud".into(), "exp".into()]);
+        let i = Introspected::from_answer(answer.as_object().unwrap(), &claims);
+        let get = |n: &str| i.headers.get_all(n).iter().map(|v| v.to_str().unwrap()).collect::<Vec<_>>();
+        assert_eq!(get("x-credential-scope"), ["a b"]);
+        assert_eq!(get("x-credential-client-id"), ["c"]);
+        assert_eq!(get("x-credential-aud"), ["x", "y"]);
+        assert!(get("x-credential-exp").is_empty());
     }
 
     #[test]

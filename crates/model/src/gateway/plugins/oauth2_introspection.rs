@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::gateway::schema::Field;
+use crate::secret::SecretString;
 
 pub const NAME: &str = "oauth2-introspection";
 pub const PRIORITY: i32 = 1700;
@@ -36,13 +37,14 @@ pub fn config_fields() -> Vec<Field> {
     ]
 }
 
-/// The typed config the plugin runs with.
+/// The typed config the plugin runs with. The authorization value and custom header values are credentials for
+/// the IdP: their `Debug` is `[redacted]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Config {
     pub introspection_url: String,
     pub ttl: f64,
     pub token_type_hint: Option<String>,
-    pub authorization_value: String,
+    pub authorization_value: SecretString,
     pub timeout: u64,
     pub keepalive: u64,
     pub introspect_request: bool,
@@ -50,7 +52,8 @@ pub struct Config {
     pub run_on_preflight: bool,
     pub anonymous: String,
     pub consumer_by: ConsumerBy,
-    pub custom_introspection_headers: BTreeMap<String, String>,
+    /// Values often carry an API key for the IdP: redacted like the authorization value.
+    pub custom_introspection_headers: BTreeMap<String, SecretString>,
     pub custom_claims_forward: Vec<String>,
     #[serde(default)]
     pub negative_ttl: f64,
