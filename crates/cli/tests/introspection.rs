@@ -167,11 +167,14 @@ async fn token_locations_and_hide_credentials() {
         let echo = upstream_of(req).await;
         assert_eq!(echo["headers"]["X-Credential-Client-Id"], t.client_id);
     }
-    // Not a token: other schemes, three parts, an empty parameter, a body type that is not looked into.
+    // Not a token: other schemes, three parts, an empty parameter (which, as in Kong, decides even with a good
+    // header beside it), a body type that is not looked into.
     let missing = [
         http.get(&url).header("authorization", format!("Basic {token}")),
         http.get(&url).header("authorization", format!("Bearer {token} extra")),
         http.get(format!("{url}?access_token=")),
+        http.get(format!("{url}?access_token=")).bearer_auth(&token),
+        http.post(format!("{url}?access_token={token}")).form(&[("access_token", "")]),
         http.post(&url).header("content-type", "text/plain").body(format!("access_token={token}")),
     ];
     for req in missing {

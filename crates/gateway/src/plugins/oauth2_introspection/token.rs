@@ -89,17 +89,20 @@ fn json_text(v: &Value) -> Option<String> {
     }
 }
 
-/// Finds the token. An empty value counts as no token.
+/// Finds the token: an `access_token` parameter (the body's over the query's), else the `Authorization` header.
+/// As in Kong, a parameter that is present decides, even when empty: an empty one is no token, and the header is
+/// not looked at.
 pub async fn find(ctx: &RequestContext<'_>) -> Result<Option<Found>, BadBody> {
     let kind = body_kind(ctx.headers);
+    let found = |token: String, source| (!token.is_empty()).then(|| Found { token: Credential::owned(token), source });
     if let (Some(kind), Some(body)) = (&kind, ctx.body.as_ref())
         && !body.is_empty()
-        && let Some(token) = in_body(kind, body).await?.filter(|t| !t.is_empty())
+        && let Some(token) = in_body(kind, body).await?
     {
-        return Ok(Some(Found { token: Credential::owned(token), source: Source::Body }));
+        return Ok(found(token, Source::Body));
     }
-    if let Some(token) = ctx.query.as_deref().and_then(|q| in_form(q.as_bytes())).filter(|t| !t.is_empty()) {
-        return Ok(Some(Found { token: Credential::owned(token), source: Source::Query }));
+    if let Some(token) = ctx.query.as_deref().and_then(|q| in_form(q.as_bytes())) {
+        return Ok(found(token, Source::Query));
     }
     let Some(value) = ctx.headers.get(header::AUTHORIZATION) else { return Ok(None) };
     // The token stays in the header's buffer: no copy per request.
