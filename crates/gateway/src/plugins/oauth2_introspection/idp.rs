@@ -295,8 +295,12 @@ impl Introspected {
             }
         }
         let text = |f: &str| answer.get(f).and_then(json_scalar);
-        let expires = answer
-            .get("exp")
+        // Only an active answer is bounded by `exp`. An inactive one refuses the token whatever its `exp` says
+        // (IdPs may send the expired token's): bounding it would keep it out of the cache for `negative_ttl`,
+        // and every request with that token would reach the IdP.
+        let expires = active
+            .then(|| answer.get("exp"))
+            .flatten()
             .and_then(Value::as_f64)
             .filter(|s| s.is_finite() && *s >= 0.0)
             .and_then(|s| SystemTime::UNIX_EPOCH.checked_add(Duration::try_from_secs_f64(s).ok()?));
@@ -379,6 +383,20 @@ mod tests {
         assert_eq!(get("x-credential-client-id"), ["c"]);
         assert_eq!(get("x-credential-aud"), ["x", "y"]);
         assert!(get("x-credential-exp").is_empty());
+
+        // An inactive answer's `exp` bounds nothing: it may be cached for `negative_ttl` however old the token.
+        let inactive = Introspected::from_answer(json!({"active": false, "exp": 1}).as_object().unwrap(), &[]);
+        assert_eq!(inactive.expires, None);
+        let keep = crate::plugins::oauth2_introspection::cache::keep_for(
+            &inactive,
+            Duration::from_secs(30),
+            Duration::from_secs(5),
+            SystemTime::now(),
+        );
+        assert_eq!(keep, Duration::from_secs(5));
+        let recent = crate::plugins::oauth2_introspection::cache::RecentAnswers::default();
+        let kept = recent.keep(1, &Arc::new(crate::plugins::oauth2_introspection::cache::Entry::new(inactive, keep)));
+        assert!(recent.get(&1).is_some_and(|found| Arc::ptr_eq(&found, &kept)), "kept for negative_ttl");
     }
 
     #[test]
