@@ -409,6 +409,8 @@ async fn what_the_idp_is_sent_and_what_the_upstream_gets() {
     let exp = now() + 3600;
     idp.active(json!({"active": true, "username": "alice", "client_id": "c1", "scope": "a b", "exp": exp,
         "my_claim": "v", "groups": ["g1", "g2"], "unlisted": "no", "sub": null}));
+    // consumer_by username, Kong's default: the answer's `username` is a consumer's.
+    let alice = node.admin_ok(Method::POST, "/consumers", json!({"username": "alice", "custom_id": "c-alice"})).await;
     let mut config = scripted_config(&idp_url);
     config["token_type_hint"] = json!("access_token");
     config["custom_introspection_headers"] = json!({"x_tenant": "t1"});
@@ -417,6 +419,8 @@ async fn what_the_idp_is_sent_and_what_the_upstream_gets() {
     let echo = upstream_of(http.get(format!("{url}/x?q=1")).bearer_auth("tok+/=")).await;
     let up = &echo["headers"];
     assert_eq!(up["X-Credential-Identifier"], "alice");
+    assert_eq!(up["X-Consumer-Id"], alice["id"]);
+    assert_eq!((&up["X-Consumer-Username"], &up["X-Consumer-Custom-Id"]), (&json!("alice"), &json!("c-alice")));
     assert_eq!(up["X-Credential-My-Claim"], "v", "custom claims: _ becomes -");
     assert_eq!(up["X-Credential-Groups"], "g1,g2", "one header per array value, joined by the echo");
     assert_eq!(up["X-Credential-Exp"], exp.to_string());
