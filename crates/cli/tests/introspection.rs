@@ -251,6 +251,15 @@ async fn consumers_anonymous_preflight_and_spoofed_headers() {
     assert_eq!(up["X-Consumer-Custom-Id"], t.client_id);
     assert_eq!(up["X-Credential-Scope"], "my-scope", "the client's copy is gone");
     assert!(up.get("X-Credential-Identifier").is_none() && up.get("X-Anonymous-Consumer").is_none(), "{up}");
+    // The mapped consumer's own plugins run after it (Kong: "invokes other consumer-specific plugins").
+    let scoped = json!({"name": "request-termination", "consumer": {"id": mapped["id"]},
+        "config": {"status_code": 418, "message": "app only"}});
+    node.admin_ok(Method::POST, "/plugins", scoped).await;
+    node.wait_config().await;
+    let (status, _, body) = send(http.get(&url).bearer_auth(&token)).await;
+    assert_eq!(status, StatusCode::IM_A_TEAPOT, "{body}");
+    assert!(body.contains("app only"), "{body}");
+    assert_eq!(send(http.get(&url)).await.0, StatusCode::UNAUTHORIZED, "no token, no consumer, no consumer plugin");
 
     // consumer_by username: the answer has no `username`, so no consumer, and no spoofed consumer either.
     config["consumer_by"] = json!("username");
