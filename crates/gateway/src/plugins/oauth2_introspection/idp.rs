@@ -337,6 +337,7 @@ fn header_values(v: &Value) -> Vec<HeaderValue> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugins::oauth2_introspection::cache::{Entry, RecentAnswers, keep_for};
     use serde_json::json;
 
     #[tokio::test]
@@ -387,15 +388,10 @@ mod tests {
         // An inactive answer's `exp` bounds nothing: it may be cached for `negative_ttl` however old the token.
         let inactive = Introspected::from_answer(json!({"active": false, "exp": 1}).as_object().unwrap(), &[]);
         assert_eq!(inactive.expires, None);
-        let keep = crate::plugins::oauth2_introspection::cache::keep_for(
-            &inactive,
-            Duration::from_secs(30),
-            Duration::from_secs(5),
-            SystemTime::now(),
-        );
+        let keep = keep_for(&inactive, Duration::from_secs(30), Duration::from_secs(5), SystemTime::now());
         assert_eq!(keep, Duration::from_secs(5));
-        let recent = crate::plugins::oauth2_introspection::cache::RecentAnswers::default();
-        let kept = recent.keep(1, &Arc::new(crate::plugins::oauth2_introspection::cache::Entry::new(inactive, keep)));
+        let recent = RecentAnswers::default();
+        let kept = recent.keep(1, &Arc::new(Entry::new(inactive, keep)));
         assert!(recent.get(&1).is_some_and(|found| Arc::ptr_eq(&found, &kept)), "kept for negative_ttl");
     }
 
