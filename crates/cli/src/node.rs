@@ -195,7 +195,8 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         trusted_ips: config.proxy.trusted_ips.clone(),
         workers: 0,
         introspection_cache_entries: config.gateway.introspection_cache_entries,
-        client_header_timeout: None,
+        underscores_in_headers: config.gateway.underscores_in_headers,
+        ..ProxySettings::default()
     });
     proxy.follow(publisher.subscribe());
     let config_changes = publisher.changes();

@@ -112,6 +112,10 @@ pub struct GatewayConfig {
     /// How many `oauth2-introspection` answers the node caches at most; default 100,000; 0 keeps none.
     #[serde(deserialize_with = "opt_number_or_string")]
     pub introspection_cache_entries: Option<u64>,
+    /// Forward request header names containing `_` (nginx's `underscores_in_headers`); by default the proxy
+    /// drops them, as Kong does. Names the gateway owns (`X_Consumer_ID`, …) are dropped either way.
+    #[serde(deserialize_with = "bool_or_string")]
+    pub underscores_in_headers: bool,
 }
 
 fn loopback(port: u16) -> SocketAddr {
