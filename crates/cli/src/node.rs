@@ -20,6 +20,7 @@ use gatehouse_gateway::{Proxy, ProxySettings};
 use gatehouse_identity::{IdentityState, Issuer, IssuerSettings, IssuerState, issuer_router, management_router};
 use gatehouse_model::gateway::control_plane::ControlPlane;
 use gatehouse_model::{Clock, SystemClock};
+use gatehouse_net::{FdBudget, Gate};
 use gatehouse_runtime::Services;
 use gatehouse_runtime::auth::Principal;
 use gatehouse_runtime::config::{Config, ConfigError};
@@ -166,6 +167,11 @@ async fn bind(kind: ListenerKind, addr: SocketAddr, plaintext: bool) -> Result<(
 
 pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode, StartError> {
     config.validate()?;
+    // The soft limit (often 1024) is far below what a gateway needs; the hard limit is what the operator allows.
+    if let Err(e) = gatehouse_net::raise_nofile_limit() {
+        tracing::warn!(error = %e, "cannot raise the open-file limit");
+    }
+    let budget = FdBudget::current();
     let services = open_services(config, options.clock).await?;
     let shutdown = CancellationToken::new();
     let plaintext = config.allow_plaintext_public;
@@ -196,7 +202,7 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         workers: 0,
         introspection_cache_entries: config.gateway.introspection_cache_entries,
         underscores_in_headers: config.gateway.underscores_in_headers,
-        ..ProxySettings::default()
+        limits: config.proxy.connection_limits(ListenerKind::Proxy.share(), budget),
     });
     proxy.follow(publisher.subscribe());
     let config_changes = publisher.changes();
@@ -227,7 +233,8 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
     let mut tasks = Vec::new();
     for (kind, listener, router) in routers {
         let stop = shutdown.clone();
-        tasks.push(tokio::spawn(listener::serve(kind, listener, router, async move { stop.cancelled().await })));
+        let gate = Gate::new(kind.as_str(), config.listener(kind).connection_limits(kind.share(), budget));
+        tasks.push(tokio::spawn(listener::serve(kind, listener, router, gate, async move { stop.cancelled().await })));
     }
     let stop = shutdown.clone();
     tasks.push(tokio::spawn(gatehouse_gateway::serve(

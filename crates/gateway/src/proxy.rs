@@ -39,11 +39,12 @@ use crate::router::{RequestFacts, normalize_path, upstream_path};
 use crate::timer::Sleeps;
 use crate::upstream::{Pool, PoolKey, Sender};
 
+use gatehouse_net::{AcceptErrors, Activity, ConnectionLimits, Gate, Tracked};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
 pub const SERVER: &str = concat!("gatehouse/", env!("CARGO_PKG_VERSION"));
 const VIA: &str = concat!("1.1 gatehouse/", env!("CARGO_PKG_VERSION"));
-/// The longest a client may pause while sending a body (nginx's `client_body_timeout`), and the longest it may
-/// take to send one the proxy reads whole.
-pub const DEFAULT_CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Header names the proxy sets, parsed once.
 mod names {
@@ -84,11 +85,11 @@ pub struct ProxySettings {
     pub workers: usize,
     /// The bound of the node's `oauth2-introspection` answer cache; `None`: 100,000.
     pub introspection_cache_entries: Option<u64>,
-    /// How long an HTTP/1 client may take to send a request head, counted from when the proxy starts waiting for
-    /// it (on a kept-alive connection: from the end of the previous response); `None`: 30 s.
-    pub client_header_timeout: Option<Duration>,
-    /// See [`DEFAULT_CLIENT_BODY_TIMEOUT`]; `None`: that.
-    pub client_body_timeout: Option<Duration>,
+    /// The listener's connection caps and deadlines. Its header timeout also bounds how long an HTTP/1 client
+    /// may take to send a request head, counted from when the proxy starts waiting for it (on a kept-alive
+    /// connection: from the end of the previous response); its body timeout is the longest pause in a request
+    /// body (nginx's `client_body_timeout`), and the longest a body the proxy reads whole may take.
+    pub limits: ConnectionLimits,
     /// Forward header names that contain `_` (nginx's `underscores_in_headers`); off, they are dropped. Even
     /// when on, none may spell a header the gateway owns (`X_Consumer_ID`).
     pub underscores_in_headers: bool,
@@ -178,6 +179,8 @@ struct ClientConnection {
     /// The upstream connection the last request used: an HTTP/1 client's next request goes out on it without
     /// touching the worker's pool.
     upstream: std::sync::Mutex<Option<(PoolKey, Sender)>>,
+    /// Requests in flight on this connection, for the listener's idle deadlines and eviction.
+    activity: Arc<Activity>,
 }
 
 impl Drop for ClientConnection {
@@ -328,7 +331,7 @@ impl Proxy {
         drop_unsafe_names(&mut headers, self.settings.underscores_in_headers, conn.trusted);
         // Small bodies are read whole so plugins can inspect them (form-encoded tokens, for one), and so that a
         // broken body is refused before anything goes upstream. Larger ones stream through.
-        let body_timeout = self.settings.client_body_timeout.unwrap_or(DEFAULT_CLIENT_BODY_TIMEOUT);
+        let body_timeout = self.settings.limits.body_timeout;
         let mut buffered: Option<Bytes> = None;
         let mut streaming: Option<ClientBody> = None;
         match declared {
@@ -903,13 +906,15 @@ pub async fn serve(
     }
     let (stop, stopped) = watch::channel(false);
     let (done, mut finished) = tokio::sync::mpsc::unbounded_channel();
+    // One gate for all workers: the caps are the listener's.
+    let gate = Gate::new("proxy", proxy.settings.limits);
     for (index, socket) in sockets.into_iter().enumerate() {
-        let (proxy, stopped, done) = (proxy.clone(), stopped.clone(), done.clone());
+        let (proxy, stopped, done, gate) = (proxy.clone(), stopped.clone(), done.clone(), gate.clone());
         std::thread::Builder::new().name(format!("gatehouse-proxy-{index}")).spawn(move || {
             let result = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .and_then(|runtime| runtime.block_on(serve_worker(proxy, index, socket, stopped)));
+                .and_then(|runtime| runtime.block_on(serve_worker(proxy, index, socket, gate, stopped)));
             let _ = done.send(result);
         })?;
     }
@@ -938,25 +943,27 @@ fn reuse_port(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     socket.listen(1024)?.into_std()
 }
 
-/// One worker: accepts on its socket and serves each connection on its own runtime until told to stop.
+/// One worker: accepts on its socket and serves each connection on its own runtime until told to stop. Every
+/// connection goes through the listener's gate and is closed when it stays silent or idle too long.
 async fn serve_worker(
     proxy: Arc<Proxy>,
     index: usize,
     socket: std::net::TcpListener,
+    gate: Arc<Gate>,
     mut stopped: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let listener = TcpListener::from_std(socket)?;
     let local_port = listener.local_addr()?.port();
     let sleeps = Sleeps::default();
     let worker = Arc::new(Worker { index, pool: Pool::default(), ids: RequestIds::new(), sleeps: sleeps.clone() });
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let limits = proxy.settings.limits;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         // hyper asks for a new header-read timer for every request on a keep-alive connection: reused ones cost
         // less (see `timer.rs`).
         .timer(sleeps)
-        .header_read_timeout(proxy.settings.client_header_timeout.unwrap_or(Duration::from_secs(30)))
+        .header_read_timeout(limits.header_timeout)
         .max_buf_size(64 * 1024)
         // One flat buffer per write rather than a vectored write of head and body: API responses are small, and
         // copying their body behind the head cost less than the second iovec (bench/README.md, "writev"). Large
@@ -964,17 +971,21 @@ async fn serve_worker(
         .writev(false)
         .max_headers(crate::framing::MAX_HEADER_LINES + 28);
     builder.http2().timer(TokioTimer::new()).max_header_list_size(64 * 1024);
+    let connections = TaskTracker::new();
+    let stopping = CancellationToken::new();
+    let mut errors = AcceptErrors::new("proxy");
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(pair) => pair,
                     Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        errors.failed(&e, &gate).await;
                         continue;
                     }
                 };
+                // Refused: dropping the stream closes it at once, rather than leaving it to fill the backlog.
+                let Some(admission) = gate.admit(peer.ip()) else { continue };
                 let _ = stream.set_nodelay(true);
                 let conn = Arc::new(ClientConnection {
                     proxy: proxy.clone(),
@@ -985,6 +996,7 @@ async fn serve_worker(
                     local_port,
                     peer_value: HeaderValue::from_str(&peer.ip().to_string()).unwrap_or(HeaderValue::from_static("")),
                     trusted: proxy.trusted(peer.ip()),
+                    activity: admission.activity().clone(),
                 });
                 let verdicts: Verdicts = Default::default();
                 let stream = Watched::new(stream, verdicts.clone());
@@ -993,14 +1005,17 @@ async fn serve_worker(
                     // HTTP/1 requests on a connection are handled in order, so verdicts pair up with them.
                     let ambiguous = req.version() < http::Version::HTTP_2
                         && verdicts.lock().ok().and_then(|mut v| v.pop_front()).unwrap_or(false);
-                    async move { Ok::<_, Infallible>(conn.proxy.handle(req, &conn, ambiguous).await) }
+                    async move {
+                        // In flight until its response body has been sent.
+                        let guard = conn.activity.begin();
+                        let response = conn.proxy.handle(req, &conn, ambiguous).await;
+                        Ok::<_, Infallible>(response.map(|body| Tracked::new(body, guard)))
+                    }
                 });
                 let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let watched = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(e) = watched.await {
-                        tracing::debug!(error = %e, "client connection ended with an error");
-                    }
+                let stop = stopping.clone().cancelled_owned();
+                connections.spawn(async move {
+                    gatehouse_net::drive(connection, admission, stop).await;
                 });
             }
             changed = stopped.changed() => {
@@ -1011,7 +1026,9 @@ async fn serve_worker(
         }
     }
     drop(listener);
-    let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
+    stopping.cancel();
+    connections.close();
+    connections.wait().await;
     Ok(())
 }
 
@@ -1093,8 +1110,8 @@ mod tests {
 
     /// A one-worker proxy with no routes on a loopback port, until the returned sender is dropped.
     async fn start_proxy(client_header_timeout: Duration) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-        let settings =
-            ProxySettings { workers: 1, client_header_timeout: Some(client_header_timeout), ..Default::default() };
+        let limits = ConnectionLimits { header_timeout: client_header_timeout, ..ConnectionLimits::default() };
+        let settings = ProxySettings { workers: 1, limits, ..Default::default() };
         let listener = TcpListener::from_std(reuse_port(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -4,12 +4,14 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 use gatehouse_model::SecretString;
 use gatehouse_model::issuer_url::IssuerUrlTemplate;
+use gatehouse_net::{ConnectionLimits, FdBudget, ListenerShare};
 use gatehouse_store::{StorageUrl, StoreError};
 
 pub const ENV_PREFIX: &str = "GATEHOUSE_";
@@ -81,6 +83,77 @@ pub struct ListenerConfig {
     /// issuer's brute-force limits): CIDRs, a list or a comma-separated string.
     #[serde(default, deserialize_with = "nets_or_string")]
     pub trusted_ips: Vec<ipnet::IpNet>,
+    /// Connections kept open at once; default: this listener's share of the file-descriptor limit.
+    #[serde(default, deserialize_with = "opt_number_or_string")]
+    pub max_connections: Option<usize>,
+    /// Connections kept open at once from one address; default: a quarter of `max_connections`.
+    #[serde(default, deserialize_with = "opt_number_or_string")]
+    pub max_connections_per_address: Option<usize>,
+    /// Seconds within which a connection's first request, and every HTTP/1 request head, must arrive; default 30.
+    #[serde(default, deserialize_with = "opt_number_or_string")]
+    pub client_header_timeout: Option<f64>,
+    /// Seconds a connection with no request in flight stays open; default 60.
+    #[serde(default, deserialize_with = "opt_number_or_string")]
+    pub keepalive_timeout: Option<f64>,
+    /// Seconds: the longest pause in a proxied request body, or the time an API request body may take; default 60.
+    #[serde(default, deserialize_with = "opt_number_or_string")]
+    pub client_body_timeout: Option<f64>,
+}
+
+impl ListenerConfig {
+    fn on(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            trusted_ips: Vec::new(),
+            max_connections: None,
+            max_connections_per_address: None,
+            client_header_timeout: None,
+            keepalive_timeout: None,
+            client_body_timeout: None,
+        }
+    }
+
+    /// This listener's connection limits: what is configured, else its share of `budget` and the defaults.
+    pub fn connection_limits(&self, share: ListenerShare, budget: FdBudget) -> ConnectionLimits {
+        let mut limits = ConnectionLimits::with_connections(self.max_connections.unwrap_or(budget.connections(share)));
+        if let Some(n) = self.max_connections_per_address {
+            limits.max_connections_per_address = n;
+        }
+        let seconds =
+            |value: Option<f64>, default| value.and_then(|s| Duration::try_from_secs_f64(s).ok()).unwrap_or(default);
+        limits.header_timeout = seconds(self.client_header_timeout, limits.header_timeout);
+        limits.keepalive_timeout = seconds(self.keepalive_timeout, limits.keepalive_timeout);
+        limits.body_timeout = seconds(self.client_body_timeout, limits.body_timeout);
+        limits
+    }
+
+    /// Checks the connection settings; `section` names the listener in errors.
+    fn validate(&self, section: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            path: format!("{section}.{key}"),
+            message: message.to_owned(),
+        };
+        for (key, value) in [
+            ("client_header_timeout", self.client_header_timeout),
+            ("keepalive_timeout", self.keepalive_timeout),
+            ("client_body_timeout", self.client_body_timeout),
+        ] {
+            if let Some(seconds) = value
+                && !(seconds > 0.0 && seconds <= 86_400.0)
+            {
+                return Err(invalid(key, "must be more than 0 and at most 86400 seconds"));
+            }
+        }
+        for (key, value) in [
+            ("max_connections", self.max_connections),
+            ("max_connections_per_address", self.max_connections_per_address),
+        ] {
+            if value == Some(0) {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn nets_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
@@ -132,11 +205,11 @@ impl Default for Config {
             allow_plaintext_public: false,
             storage: StorageConfig::default(),
             log: LogConfig::default(),
-            proxy: ListenerConfig { listen: loopback(8000), trusted_ips: Vec::new() },
-            admin: ListenerConfig { listen: loopback(8001), trusted_ips: Vec::new() },
-            platform: ListenerConfig { listen: loopback(8002), trusted_ips: Vec::new() },
-            issuer: ListenerConfig { listen: loopback(8003), trusted_ips: Vec::new() },
-            echo: ListenerConfig { listen: loopback(8004), trusted_ips: Vec::new() },
+            proxy: ListenerConfig::on(loopback(8000)),
+            admin: ListenerConfig::on(loopback(8001)),
+            platform: ListenerConfig::on(loopback(8002)),
+            issuer: ListenerConfig::on(loopback(8003)),
+            echo: ListenerConfig::on(loopback(8004)),
             gateway: GatewayConfig::default(),
         }
     }
@@ -339,8 +412,20 @@ impl Config {
                 path: format!("{}.listen", name.as_str()),
                 message: e.to_string(),
             })?;
+            self.listener(name).validate(name.as_str())?;
         }
         Ok(())
+    }
+
+    pub fn listener(&self, kind: crate::listener::ListenerKind) -> &ListenerConfig {
+        use crate::listener::ListenerKind as K;
+        match kind {
+            K::Proxy => &self.proxy,
+            K::Admin => &self.admin,
+            K::Platform => &self.platform,
+            K::Issuer => &self.issuer,
+            K::Echo => &self.echo,
+        }
     }
 
     pub fn listeners(&self) -> [(crate::listener::ListenerKind, SocketAddr); 5] {
