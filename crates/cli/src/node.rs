@@ -121,9 +121,11 @@ impl RunningNode {
 /// Opens storage and checks the master key: everything a node or a CLI command needs before doing work.
 pub async fn open_services(config: &Config, clock: Arc<dyn Clock>) -> Result<Services, StartError> {
     let storage = config.storage_url()?;
-    // Resolve the key before touching storage, so a missing key never leaves a half-initialised database.
-    let key = master_key::resolve(config, &storage)?;
+    // Find the key before touching storage, so a missing key never leaves a half-initialised database; a new key
+    // file is only written once storage shows it never had a key.
+    let source = master_key::locate(config, &storage)?;
     let store = gatehouse_store::open(&storage).await?;
+    let key = master_key::settle(source, store.as_ref()).await?;
     let keys = Arc::new(key.derive());
     master_key::verify(store.as_ref(), &keys).await?;
     tracing::info!(storage = storage.redacted(), "storage ready");

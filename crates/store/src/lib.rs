@@ -3,6 +3,7 @@
 
 pub mod bus;
 mod error;
+pub mod files;
 pub mod migrations;
 mod repo;
 mod sql;
@@ -317,10 +318,7 @@ pub async fn open(url: &StorageUrl) -> Result<Arc<dyn Store>> {
     let bus = LocalBus::new();
     let store = match url {
         StorageUrl::Sqlite(path) => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
-            }
+            files::prepare_sqlite(path)?;
             let db = sql::sqlite::SqliteDb::open(path, bus.clone()).await?;
             repo::SqlStore::new(Box::new(db), bus, Backend::Sqlite)
         }
