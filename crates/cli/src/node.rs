@@ -3,11 +3,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::{FromRequestParts, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -132,10 +131,6 @@ pub async fn open_services(config: &Config, clock: Arc<dyn Clock>) -> Result<Ser
     Ok(Services { store, keys, clock })
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
-}
-
 /// Unknown paths on the platform listener: a token first, then a 404 in the format of the API the path belongs
 /// to.
 async fn platform_fallback(services: Services, request: Request) -> Response {
@@ -208,7 +203,10 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
     }));
 
     let platform_router = Router::new()
-        .route("/health", get(health))
+        .route("/health", {
+            let store = services.store.clone();
+            get(move || std::future::ready(gatehouse_runtime::health::response(store.as_ref())))
+        })
         .merge(control_planes_router(control.clone()))
         .merge(core_entities_router(control.clone()))
         .merge(management_router(identity))
