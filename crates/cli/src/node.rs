@@ -3,11 +3,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::{FromRequestParts, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -122,17 +121,15 @@ impl RunningNode {
 /// Opens storage and checks the master key: everything a node or a CLI command needs before doing work.
 pub async fn open_services(config: &Config, clock: Arc<dyn Clock>) -> Result<Services, StartError> {
     let storage = config.storage_url()?;
-    // Resolve the key before touching storage, so a missing key never leaves a half-initialised database.
-    let key = master_key::resolve(config, &storage)?;
+    // Find the key before touching storage, so a missing key never leaves a half-initialised database; a new key
+    // file is only written once storage shows it never had a key.
+    let source = master_key::locate(config, &storage)?;
     let store = gatehouse_store::open(&storage).await?;
+    let key = master_key::settle(source, store.as_ref()).await?;
     let keys = Arc::new(key.derive());
     master_key::verify(store.as_ref(), &keys).await?;
     tracing::info!(storage = storage.redacted(), "storage ready");
     Ok(Services { store, keys, clock })
-}
-
-async fn health() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
 }
 
 /// Unknown paths on the platform listener: a token first, then a 404 in the format of the API the path belongs
@@ -213,7 +210,10 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
     }));
 
     let platform_router = Router::new()
-        .route("/health", get(health))
+        .route("/health", {
+            let store = services.store.clone();
+            get(move || std::future::ready(gatehouse_runtime::health::response(store.as_ref())))
+        })
         .merge(control_planes_router(control.clone()))
         .merge(core_entities_router(control.clone()))
         .merge(management_router(identity))

@@ -109,7 +109,7 @@ pub fn issuer_router(state: IssuerState) -> Router {
 async fn dispatch(State(issuer): State<IssuerState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     if parts.uri.path() == "/health" {
-        return axum::Json(serde_json::json!({"status": "ok"})).into_response();
+        return gatehouse_runtime::health::response(issuer.services.store.as_ref());
     }
     let host = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()).or(parts.uri.host());
     let Some((key, endpoint)) = issuer.template.resolve(host, parts.uri.path()).map(|(k, e)| (k, e.into_owned()))
