@@ -36,7 +36,7 @@ pub struct Config {
     pub proxy: ListenerConfig,
     pub admin: ListenerConfig,
     pub platform: ListenerConfig,
-    pub issuer: ListenerConfig,
+    pub issuer: IssuerConfig,
     pub echo: ListenerConfig,
     pub gateway: GatewayConfig,
 }
@@ -81,6 +81,69 @@ pub struct ListenerConfig {
     /// issuer's brute-force limits): CIDRs, a list or a comma-separated string.
     #[serde(default, deserialize_with = "nets_or_string")]
     pub trusted_ips: Vec<ipnet::IpNet>,
+}
+
+/// The issuer listener: a listener's settings plus its brute-force limits.
+#[derive(Debug, Clone, Deserialize)]
+pub struct IssuerConfig {
+    pub listen: SocketAddr,
+    /// Proxies in front of the issuer whose `X-Forwarded-For` is believed: needed behind any proxy or load balancer,
+    /// or every caller has the proxy's address and the per-address limits count them together.
+    #[serde(default, deserialize_with = "nets_or_string")]
+    pub trusted_ips: Vec<ipnet::IpNet>,
+    #[serde(default)]
+    pub brute_force: BruteForceConfig,
+}
+
+/// Limits on guessing client secrets (docs/operations.md, "Brute-force limits on the issuer"); what is counted is
+/// distinct wrong secrets, per auth server. Unset fields keep their defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct BruteForceConfig {
+    /// Length of the counting window; default 60.
+    #[serde(deserialize_with = "opt_number_or_string")]
+    pub window_secs: Option<u64>,
+    /// Wrong secrets for one client from one address before that address's attempts for it are refused unchecked;
+    /// default 10.
+    #[serde(deserialize_with = "opt_number_or_string")]
+    pub per_client_and_address: Option<u32>,
+    /// Wrong secrets for one client from all addresses before its attempts are refused unchecked, except from
+    /// addresses it authenticated from within `trust_secs`; default 50.
+    #[serde(deserialize_with = "opt_number_or_string")]
+    pub per_client: Option<u32>,
+    /// Wrong secrets from one address before its further wrong secrets are answered 429; default 100.
+    #[serde(deserialize_with = "opt_number_or_string")]
+    pub per_address: Option<u32>,
+    /// How long the answer to a new wrong secret waits; default 1000; 0 answers at once.
+    #[serde(deserialize_with = "opt_number_or_string")]
+    pub failure_delay_ms: Option<u64>,
+    /// How long a successful authentication exempts its address from the client's limit; default 86400.
+    #[serde(deserialize_with = "opt_number_or_string")]
+    pub trust_secs: Option<u64>,
+    /// Keys (clients, addresses, pairs) each table tracks at most; default 100,000.
+    #[serde(deserialize_with = "opt_number_or_string")]
+    pub max_tracked: Option<u64>,
+}
+
+impl BruteForceConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("window_secs", self.window_secs),
+            ("per_client_and_address", self.per_client_and_address.map(u64::from)),
+            ("per_client", self.per_client.map(u64::from)),
+            ("per_address", self.per_address.map(u64::from)),
+            ("max_tracked", self.max_tracked),
+        ];
+        for (name, value) in positive {
+            if value == Some(0) {
+                return Err(ConfigError::Invalid {
+                    path: format!("issuer.brute_force.{name}"),
+                    message: "must be at least 1".to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 fn nets_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
@@ -131,7 +194,11 @@ impl Default for Config {
             proxy: ListenerConfig { listen: loopback(8000), trusted_ips: Vec::new() },
             admin: ListenerConfig { listen: loopback(8001), trusted_ips: Vec::new() },
             platform: ListenerConfig { listen: loopback(8002), trusted_ips: Vec::new() },
-            issuer: ListenerConfig { listen: loopback(8003), trusted_ips: Vec::new() },
+            issuer: IssuerConfig {
+                listen: loopback(8003),
+                trusted_ips: Vec::new(),
+                brute_force: BruteForceConfig::default(),
+            },
             echo: ListenerConfig { listen: loopback(8004), trusted_ips: Vec::new() },
             gateway: GatewayConfig::default(),
         }
@@ -326,6 +393,7 @@ impl Config {
     /// Checks everything that can be checked without binding or connecting.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.storage_url()?;
+        self.issuer.brute_force.validate()?;
         if let Some(url) = &self.identity_public_url {
             IssuerUrlTemplate::parse(url)
                 .map_err(|e| ConfigError::Invalid { path: "identity_public_url".into(), message: e.to_string() })?;
@@ -410,6 +478,26 @@ mod tests {
         .trusted_ips;
         assert_eq!(nets.len(), 2);
         assert!(nets[1].contains(&"192.168.1.1".parse::<std::net::IpAddr>().unwrap()));
+    }
+
+    #[test]
+    fn brute_force_limits_live_under_the_issuer() {
+        let loaded = load(&ConfigSources {
+            env: env(&[
+                ("GATEHOUSE_ISSUER__BRUTE_FORCE__PER_CLIENT", "20"),
+                ("GATEHOUSE_ISSUER__LISTEN", "127.0.0.1:9"),
+            ]),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
+        let c = loaded.config;
+        assert_eq!((c.issuer.brute_force.per_client, c.issuer.listen.port()), (Some(20), 9));
+        assert_eq!(c.issuer.brute_force.window_secs, None);
+        let typo = load(&ConfigSources::default().set("issuer.brute_force.per_clent", 5)).unwrap();
+        assert_eq!(typo.unknown_keys, vec!["issuer.brute_force.per_clent"]);
+        let zero = load(&ConfigSources::default().set("issuer.brute_force.per_address", 0)).unwrap().config;
+        assert!(zero.validate().unwrap_err().to_string().starts_with("issuer.brute_force.per_address:"));
     }
 
     #[test]
