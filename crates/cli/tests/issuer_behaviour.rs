@@ -1,5 +1,5 @@
 //! Issuer behaviour: claim inclusion rules, default scopes, key rotation (with the test clock), revocation and
-//! token records, clients re-created under an old id, CORS, discovery locations and
+//! token records, clients re-created under an old id, ES256 signature malleability, CORS, discovery locations and
 //! host-based issuers. Brute-force limits have their own file, `issuer_brute_force.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -167,6 +167,30 @@ async fn a_recreated_client_id_does_not_revive_old_tokens() {
         node.introspect(&t.issuer, &t.client_id, &t.client_secret, fresh["access_token"].as_str().unwrap()).await["active"],
         true
     );
+    node.stop().await;
+}
+
+/// The same token with its ES256 signature's S replaced by n − S: the signature's other valid form.
+fn malleated(token: &str) -> String {
+    let (signed, encoded) = token.rsplit_once('.').unwrap();
+    let signature = p256::ecdsa::Signature::from_slice(&URL_SAFE_NO_PAD.decode(encoded).unwrap()).unwrap();
+    let twin = p256::ecdsa::Signature::from_scalars(signature.r(), -signature.s()).unwrap();
+    format!("{signed}.{}", URL_SAFE_NO_PAD.encode(twin.to_bytes()))
+}
+
+#[tokio::test]
+async fn es256_tokens_are_accepted_in_their_low_s_form_only() {
+    let node = TestNode::start().await;
+    let t = node.tutorial_setup("ES256").await;
+    for _ in 0..4 {
+        let token = mint(&node, &t, None).await;
+        assert_eq!(node.introspect(&t.issuer, &t.client_id, &t.client_secret, &token).await["active"], true);
+        let twin = malleated(&token);
+        assert_eq!(node.introspect(&t.issuer, &t.client_id, &t.client_secret, &twin).await, json!({"active": false}));
+        let userinfo =
+            reqwest::Client::new().get(format!("{}/userinfo", t.issuer)).bearer_auth(&twin).send().await.unwrap();
+        assert_eq!(userinfo.status(), StatusCode::UNAUTHORIZED);
+    }
     node.stop().await;
 }
 
