@@ -56,6 +56,12 @@ fn no_delay(c: &mut gatehouse_runtime::config::Config) {
     c.issuer.brute_force.failure_delay_ms = Some(0);
 }
 
+/// The test client is a proxy whose `X-Forwarded-For` is believed, so one test can call from many addresses.
+fn behind_trusted_proxy(c: &mut gatehouse_runtime::config::Config) {
+    no_delay(c);
+    c.issuer.trusted_ips = vec!["127.0.0.1/32".parse().unwrap()];
+}
+
 #[tokio::test]
 async fn a_misconfigured_twin_repeating_one_wrong_secret_never_locks_out_the_client() {
     // Default limits, no trusted proxies: the twin and the client share 127.0.0.1.
@@ -118,15 +124,7 @@ async fn failures_from_a_shared_address_never_refuse_a_correct_secret() {
 
 #[tokio::test]
 async fn distinct_guesses_are_bounded_per_client_from_one_address_and_from_all() {
-    let node = TestNode::builder()
-        .manual_clock()
-        .configure(|c| {
-            no_delay(c);
-            c.issuer.trusted_ips = vec!["127.0.0.1/32".parse().unwrap()];
-        })
-        .start()
-        .await
-        .unwrap();
+    let node = TestNode::builder().manual_clock().configure(behind_trusted_proxy).start().await.unwrap();
     let clock = node.clock.clone().unwrap();
     let t = node.tutorial_setup("ES256").await;
     let neighbour_secret = add_client(&node, &t.server_id, "neighbour").await;
@@ -172,14 +170,7 @@ async fn distinct_guesses_are_bounded_per_client_from_one_address_and_from_all()
 
 #[tokio::test]
 async fn a_flood_from_one_address_is_answered_429_on_its_auth_server_only() {
-    let node = TestNode::builder()
-        .configure(|c| {
-            no_delay(c);
-            c.issuer.trusted_ips = vec!["127.0.0.1/32".parse().unwrap()];
-        })
-        .start()
-        .await
-        .unwrap();
+    let node = TestNode::builder().configure(behind_trusted_proxy).start().await.unwrap();
     let first = node.tutorial_setup("ES256").await;
     let second = node.tutorial_setup("RS256").await;
     let flood = Some("203.0.113.7");
