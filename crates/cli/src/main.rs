@@ -234,10 +234,14 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 allow_plaintext_public,
             )
             .await?;
+            // Alone in its process, the echo upstream may use every descriptor the budget has.
+            let _ = gatehouse_net::raise_nofile_limit();
+            let limits = gatehouse_net::ConnectionLimits::with_connections(gatehouse_net::FdBudget::current().whole());
             gatehouse_runtime::listener::serve(
                 gatehouse_runtime::listener::ListenerKind::Echo,
                 listener,
                 gatehouse::echo::echo_router(),
+                gatehouse_net::Gate::new("echo", limits),
                 ShutdownSignals::install()?.received(),
             )
             .await?;

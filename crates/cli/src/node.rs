@@ -3,11 +3,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::{FromRequestParts, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +19,7 @@ use gatehouse_gateway::{Proxy, ProxySettings};
 use gatehouse_identity::{IdentityState, Issuer, IssuerSettings, IssuerState, issuer_router, management_router};
 use gatehouse_model::gateway::control_plane::ControlPlane;
 use gatehouse_model::{Clock, SystemClock};
+use gatehouse_net::{FdBudget, Gate};
 use gatehouse_runtime::Services;
 use gatehouse_runtime::auth::Principal;
 use gatehouse_runtime::config::{Config, ConfigError};
@@ -121,17 +121,15 @@ impl RunningNode {
 /// Opens storage and checks the master key: everything a node or a CLI command needs before doing work.
 pub async fn open_services(config: &Config, clock: Arc<dyn Clock>) -> Result<Services, StartError> {
     let storage = config.storage_url()?;
-    // Resolve the key before touching storage, so a missing key never leaves a half-initialised database.
-    let key = master_key::resolve(config, &storage)?;
+    // Find the key before touching storage, so a missing key never leaves a half-initialised database; a new key
+    // file is only written once storage shows it never had a key.
+    let source = master_key::locate(config, &storage)?;
     let store = gatehouse_store::open(&storage).await?;
+    let key = master_key::settle(source, store.as_ref()).await?;
     let keys = Arc::new(key.derive());
     master_key::verify(store.as_ref(), &keys).await?;
     tracing::info!(storage = storage.redacted(), "storage ready");
     Ok(Services { store, keys, clock })
-}
-
-async fn health() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
 }
 
 /// Unknown paths on the platform listener: a token first, then a 404 in the format of the API the path belongs
@@ -166,6 +164,11 @@ async fn bind(kind: ListenerKind, addr: SocketAddr, plaintext: bool) -> Result<(
 
 pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode, StartError> {
     config.validate()?;
+    // The soft limit (often 1024) is far below what a gateway needs; the hard limit is what the operator allows.
+    if let Err(e) = gatehouse_net::raise_nofile_limit() {
+        tracing::warn!(error = %e, "cannot raise the open-file limit");
+    }
+    let budget = FdBudget::current();
     let services = open_services(config, options.clock).await?;
     let shutdown = CancellationToken::new();
     let plaintext = config.allow_plaintext_public;
@@ -195,7 +198,8 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         trusted_ips: config.proxy.trusted_ips.clone(),
         workers: 0,
         introspection_cache_entries: config.gateway.introspection_cache_entries,
-        client_header_timeout: None,
+        underscores_in_headers: config.gateway.underscores_in_headers,
+        limits: config.proxy.connection_limits(ListenerKind::Proxy.share(), budget),
     });
     proxy.follow(publisher.subscribe());
     let config_changes = publisher.changes();
@@ -206,7 +210,10 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
     }));
 
     let platform_router = Router::new()
-        .route("/health", get(health))
+        .route("/health", {
+            let store = services.store.clone();
+            get(move || std::future::ready(gatehouse_runtime::health::response(store.as_ref())))
+        })
         .merge(control_planes_router(control.clone()))
         .merge(core_entities_router(control.clone()))
         .merge(management_router(identity))
@@ -226,7 +233,8 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
     let mut tasks = Vec::new();
     for (kind, listener, router) in routers {
         let stop = shutdown.clone();
-        tasks.push(tokio::spawn(listener::serve(kind, listener, router, async move { stop.cancelled().await })));
+        let gate = Gate::new(kind.as_str(), config.listener(kind).connection_limits(kind.share(), budget));
+        tasks.push(tokio::spawn(listener::serve(kind, listener, router, gate, async move { stop.cancelled().await })));
     }
     let stop = shutdown.clone();
     tasks.push(tokio::spawn(gatehouse_gateway::serve(

@@ -159,3 +159,82 @@ async fn postgres_needs_an_explicit_master_key() {
     assert!(err.contains("PostgreSQL needs an explicit master key"), "{err}");
     db.cleanup().await;
 }
+
+/// `gatehouse token create` on a SQLite data dir (and its default database in it); returns (exit code, stderr).
+async fn token_create(data_dir: &std::path::Path, work: &std::path::Path) -> (i32, String) {
+    let vars = [("GATEHOUSE_DATA_DIR", data_dir.display().to_string())];
+    let (code, _, err) = run_to_end(&bin(), &["token", "create", "--name", "t"], &vars, work).await;
+    (code, err)
+}
+
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o7777
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_dir_and_its_files_are_private() {
+    let work = TempDir::new("private");
+    let data = work.path().join("fresh/data");
+    let mut vars = common::ephemeral_listeners().to_vec();
+    vars.push(("GATEHOUSE_DATA_DIR", data.display().to_string()));
+    let mut p = GatehouseProcess::spawn(&bin(), &["serve", "--log-format", "json"], &vars, work.path());
+    p.listener_address("platform").await;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&work.path().join("fresh")), 0o700, "missing parents too");
+    for file in ["gatehouse.db", "gatehouse.db-wal", "gatehouse.db-shm", "master.key"] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
+    p.kill_hard().await;
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_data_dir_others_can_write_to_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = TempDir::new("shared-dir");
+    let data = work.path().join("data");
+    for shared in [0o777, 0o775, 0o1777] {
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(shared)).unwrap();
+        let (code, err) = token_create(&data, work.path()).await;
+        assert_eq!(code, 1, "{shared:o}: {err}");
+        assert!(err.contains("is writable by other users"), "{err}");
+        assert!(std::fs::read_dir(&data).unwrap().next().is_none(), "nothing was created in it");
+    }
+}
+
+#[tokio::test]
+async fn a_deleted_master_key_is_not_replaced() {
+    let work = TempDir::new("lost-key");
+    let data = work.path().join("data");
+    assert_eq!(token_create(&data, work.path()).await.0, 0);
+    let key_file = data.join("master.key");
+    let original = std::fs::read(&key_file).unwrap();
+    std::fs::remove_file(&key_file).unwrap();
+    for _ in 0..2 {
+        let (code, err) = token_create(&data, work.path()).await;
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("master.key is missing"), "{err}");
+        assert!(!key_file.exists(), "no new key was written");
+    }
+    std::fs::write(&key_file, original).unwrap();
+    assert_eq!(token_create(&data, work.path()).await.0, 0, "the restored key opens the data again");
+}
+
+#[tokio::test]
+async fn an_emptied_database_beside_its_key_is_refused() {
+    let work = TempDir::new("emptied");
+    let data = work.path().join("data");
+    assert_eq!(token_create(&data, work.path()).await.0, 0);
+    for leftover in ["gatehouse.db-wal", "gatehouse.db-shm"] {
+        let _ = std::fs::remove_file(data.join(leftover));
+    }
+    std::fs::write(data.join("gatehouse.db"), b"").unwrap();
+    let (code, err) = token_create(&data, work.path()).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("is empty (0 bytes)"), "{err}");
+    assert_eq!(std::fs::metadata(data.join("gatehouse.db")).unwrap().len(), 0, "left as found");
+}

@@ -123,4 +123,71 @@ where
     }
 }
 
+/// The client's request body failed while it was being sent upstream (malformed chunked framing, a reset, a
+/// stall past the body timeout). Marked so that the proxy answers 400 for it instead of blaming the upstream.
+#[derive(Debug, thiserror::Error)]
+#[error("the client's request body failed: {0}")]
+pub struct ClientBodyError(#[source] pub BoxError);
+
+/// Whether `error`, or anything it was caused by, is a [`ClientBodyError`].
+pub fn caused_by_client_body(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if e.is::<ClientBodyError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// A request body streamed upstream: the bytes read ahead (while the proxy waited to see whether the body would
+/// fit in memory), then the rest as it arrives, with at most `timeout` between two reads.
+pub struct ClientBody {
+    read_ahead: Option<Bytes>,
+    rest: IdleTimeoutBody<hyper::body::Incoming>,
+}
+
+impl std::fmt::Debug for ClientBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBody").finish_non_exhaustive()
+    }
+}
+
+impl ClientBody {
+    pub fn new(read_ahead: Bytes, rest: hyper::body::Incoming, timeout: Duration) -> Self {
+        let read_ahead = (!read_ahead.is_empty()).then_some(read_ahead);
+        Self { read_ahead, rest: IdleTimeoutBody::new(rest, timeout) }
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(bytes) = self.read_ahead.take() {
+            return Poll::Ready(Some(Ok(Frame::data(bytes))));
+        }
+        Pin::new(&mut self.rest)
+            .poll_frame(cx)
+            .map(|frame| frame.map(|f| f.map_err(|e| Box::new(ClientBodyError(e)) as BoxError)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.read_ahead.is_none() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let ahead = self.read_ahead.as_ref().map_or(0, |b| b.len() as u64);
+        let rest = self.rest.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(rest.lower() + ahead);
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper + ahead);
+        }
+        hint
+    }
+}
+
 use std::future::Future as _;

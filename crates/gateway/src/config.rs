@@ -182,6 +182,7 @@ pub fn compile(data: &ConfigData, shared: &Shared) -> Result<Compiled, CompileEr
             preserve_host: v.get("preserve_host").and_then(Value::as_bool).unwrap_or(false),
             https_redirect_status_code: v.get("https_redirect_status_code").and_then(Value::as_u64).unwrap_or(426)
                 as u16,
+            request_buffering: v.get("request_buffering").and_then(Value::as_bool).unwrap_or(true),
         };
         let headers = v
             .get("headers")

@@ -18,6 +18,10 @@ pub enum ProxyError {
     NoService,
     /// The request is malformed (e.g. conflicting `Content-Length` and `Transfer-Encoding`).
     BadRequest,
+    /// The client paused longer than the body timeout while sending its body.
+    RequestTimeout,
+    /// A method no proxy forwards (`CONNECT`, `TRACE`), as nginx refuses them.
+    MethodNotAllowed,
     /// A body that must be read whole is over the limit.
     PayloadTooLarge,
     /// The upstream answered with something that is not HTTP, or reset the connection.
@@ -35,6 +39,8 @@ impl ProxyError {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::NoService => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::BadRequest => StatusCode::BAD_REQUEST,
+            ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BadGateway => StatusCode::BAD_GATEWAY,
             ProxyError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -48,6 +54,8 @@ impl ProxyError {
             ProxyError::NoRoute => "no Route matched with those values",
             ProxyError::NoService => "no Service found with those values",
             ProxyError::BadRequest => "Bad request",
+            ProxyError::MethodNotAllowed => "Method not allowed",
+            ProxyError::RequestTimeout => "Request timeout",
             ProxyError::PayloadTooLarge => "Payload too large",
             ProxyError::BadGateway => "An invalid response was received from the upstream server",
             ProxyError::Unavailable => "Service unavailable",
@@ -78,6 +86,8 @@ mod tests {
         for (e, status, message) in [
             (ProxyError::NoRoute, 404, "no Route matched with those values"),
             (ProxyError::PayloadTooLarge, 413, "Payload too large"),
+            (ProxyError::MethodNotAllowed, 405, "Method not allowed"),
+            (ProxyError::RequestTimeout, 408, "Request timeout"),
             (ProxyError::BadGateway, 502, "An invalid response was received from the upstream server"),
             (ProxyError::Unavailable, 503, "Service unavailable"),
             (ProxyError::GatewayTimeout, 504, "The upstream server is timing out"),

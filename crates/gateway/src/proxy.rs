@@ -30,7 +30,7 @@ use tokio::sync::watch;
 
 use gatehouse_model::gateway::ConfigData;
 
-use crate::body::{IdleTimeoutBody, ProxyBody, ResponseBody, empty, full};
+use crate::body::{ClientBody, IdleTimeoutBody, ProxyBody, ResponseBody, caused_by_client_body, empty, full};
 use crate::config::{CompileError, Compiled, compile};
 use crate::error::{INSPECTED_BODY_LIMIT, ProxyError};
 use crate::framing::{Verdicts, Watched};
@@ -39,10 +39,12 @@ use crate::router::{RequestFacts, normalize_path, upstream_path};
 use crate::timer::Sleeps;
 use crate::upstream::{Pool, PoolKey, Sender};
 
+use gatehouse_net::{AcceptErrors, Activity, ConnectionLimits, Gate, Tracked};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
 pub const SERVER: &str = concat!("gatehouse/", env!("CARGO_PKG_VERSION"));
 const VIA: &str = concat!("1.1 gatehouse/", env!("CARGO_PKG_VERSION"));
-/// How long a client may take to send a body the proxy reads whole.
-const CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Header names the proxy sets, parsed once.
 mod names {
@@ -59,6 +61,7 @@ mod names {
     pub const X_FORWARDED_PATH: HeaderName = HeaderName::from_static("x-forwarded-path");
     pub const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
     pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+    pub const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 }
 
 const HOP_BY_HOP_COUNT: usize = 8;
@@ -82,9 +85,14 @@ pub struct ProxySettings {
     pub workers: usize,
     /// The bound of the node's `oauth2-introspection` answer cache; `None`: 100,000.
     pub introspection_cache_entries: Option<u64>,
-    /// How long an HTTP/1 client may take to send a request head, counted from when the proxy starts waiting for
-    /// it (on a kept-alive connection: from the end of the previous response); `None`: 30 s.
-    pub client_header_timeout: Option<Duration>,
+    /// The listener's connection caps and deadlines. Its header timeout also bounds how long an HTTP/1 client
+    /// may take to send a request head, counted from when the proxy starts waiting for it (on a kept-alive
+    /// connection: from the end of the previous response); its body timeout is the longest pause in a request
+    /// body (nginx's `client_body_timeout`), and the longest a body the proxy reads whole may take.
+    pub limits: ConnectionLimits,
+    /// Forward header names that contain `_` (nginx's `underscores_in_headers`); off, they are dropped. Even
+    /// when on, none may spell a header the gateway owns (`X_Consumer_ID`).
+    pub underscores_in_headers: bool,
 }
 
 /// Request ids: a random per-process prefix and a counter, 32 hex digits like Kong's.
@@ -171,6 +179,8 @@ struct ClientConnection {
     /// The upstream connection the last request used: an HTTP/1 client's next request goes out on it without
     /// touching the worker's pool.
     upstream: std::sync::Mutex<Option<(PoolKey, Sender)>>,
+    /// Requests in flight on this connection, for the listener's idle deadlines and eviction.
+    activity: Arc<Activity>,
 }
 
 impl Drop for ClientConnection {
@@ -232,8 +242,9 @@ impl Proxy {
         let (parts, body) = error.to_response(request_id.text()).into_parts();
         let mut response = Response::from_parts(parts, body.map_err(|never| match never {}).boxed());
         self.finish_local(&mut response, request_id, started);
-        if error == ProxyError::BadRequest {
-            // After a framing error the connection's byte stream cannot be trusted: close it.
+        if matches!(error, ProxyError::BadRequest | ProxyError::RequestTimeout) {
+            // After a framing error, or a body left half-read, the connection's byte stream cannot be trusted:
+            // close it.
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
@@ -281,16 +292,16 @@ impl Proxy {
         }
         let config = self.configs[conn.worker.index].load_full();
         let (parts, body) = req.into_parts();
+        let target_host = match check_head(&parts) {
+            Ok(host) => host,
+            Err(error) => return Err(self.local_error(error, &request_id, started)),
+        };
         let Some(path) = normalize_path(parts.uri.path()) else {
             return Err(self.local_error(ProxyError::BadRequest, &request_id, started));
         };
-        // A clone of the value shares its bytes; the headers themselves move into the upstream request.
-        let host_value = parts.headers.get(header::HOST).cloned();
-        let host_header = match host_value.as_ref().and_then(|v| v.to_str().ok()) {
-            Some(value) => Cow::Borrowed(value),
-            None => parts.uri.authority().map_or(Cow::Borrowed(""), |a| Cow::Owned(a.to_string())),
-        };
-        let (host, port) = split_host_port(&host_header, local_port);
+        // `check_head` allowed only visible ASCII in the host.
+        let host_header = target_host.value.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
+        let (host, port) = split_host_port(host_header, local_port);
         let facts =
             RequestFacts { method: parts.method.as_str(), host: &host, port, path: &path, headers: &parts.headers };
         let Some(matched) = config.router.find(&facts) else {
@@ -301,7 +312,7 @@ impl Proxy {
         if !route.protocols.iter().any(|p| matches!(p.as_str(), "http" | "grpc")) {
             return Err(self.https_required(
                 route.https_redirect_status_code,
-                &host_header,
+                host_header,
                 &parts.uri,
                 &request_id,
                 started,
@@ -311,27 +322,42 @@ impl Proxy {
 
         let mut headers = parts.headers;
         let client_ip = self.client_address(conn, &headers);
-        // Small bodies are read whole so plugins can inspect them (form-encoded tokens, for one). Larger or
-        // chunked bodies, and bodies of unknown length, stream through untouched.
         let declared =
             headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
         let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+        // What the client meant for this hop only goes before any plugin runs: a `Connection` option applied
+        // later could name, and so remove, an identity header a plugin has just set.
+        strip_hop_by_hop(&mut headers);
+        drop_unsafe_names(&mut headers, self.settings.underscores_in_headers, conn.trusted);
+        // Small bodies are read whole so plugins can inspect them (form-encoded tokens, for one), and so that a
+        // broken body is refused before anything goes upstream. Larger ones stream through.
+        let body_timeout = self.settings.limits.body_timeout;
         let mut buffered: Option<Bytes> = None;
-        let mut streaming: Option<Incoming> = None;
+        let mut streaming: Option<ClientBody> = None;
         match declared {
             Some(0) => buffered = Some(Bytes::new()),
             // Without either framing header an HTTP/1 request has no body, but an HTTP/2 one may: the length is
             // optional there. Only a stream that ended with its headers is known to be empty.
             None if !chunked && body.is_end_stream() => buffered = Some(Bytes::new()),
             Some(n) if n <= INSPECTED_BODY_LIMIT as u64 => {
-                match tokio::time::timeout(CLIENT_BODY_TIMEOUT, Limited::new(body, INSPECTED_BODY_LIMIT).collect())
-                    .await
-                {
+                let read = Limited::new(body, INSPECTED_BODY_LIMIT).collect();
+                match conn.worker.sleeps.timeout(body_timeout, read).await {
                     Ok(Ok(collected)) => buffered = Some(collected.to_bytes()),
-                    Ok(Err(_)) | Err(_) => return Err(self.local_error(ProxyError::BadRequest, &request_id, started)),
+                    Ok(Err(_)) => return Err(self.local_error(ProxyError::BadRequest, &request_id, started)),
+                    Err(_) => return Err(self.local_error(ProxyError::RequestTimeout, &request_id, started)),
                 }
             }
-            _ => streaming = Some(body),
+            Some(_) => streaming = Some(ClientBody::new(Bytes::new(), body, body_timeout)),
+            None if !route.request_buffering => streaming = Some(ClientBody::new(Bytes::new(), body, body_timeout)),
+            // Chunked, or HTTP/2 without a length: read up to the limit to learn whether it fits.
+            None => match read_ahead(body, &conn.worker.sleeps, body_timeout).await {
+                Ok(ReadAhead::Whole(bytes)) => {
+                    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                    buffered = Some(bytes);
+                }
+                Ok(ReadAhead::Partial(bytes, rest)) => streaming = Some(ClientBody::new(bytes, rest, body_timeout)),
+                Err(error) => return Err(self.local_error(error, &request_id, started)),
+            },
         }
 
         let mut ctx = RequestContext {
@@ -390,12 +416,13 @@ impl Proxy {
         let Ok(uri) = http::uri::PathAndQuery::try_from(upstream).map(http::Uri::from) else {
             return Err(self.local_error(ProxyError::BadRequest, &request_id, started));
         };
-        strip_hop_by_hop(&mut headers);
         if !route.preserve_host || host_header.is_empty() {
             headers.insert(header::HOST, target.host.clone());
-        } else if !headers.contains_key(header::HOST) {
-            // HTTP/2 clients send the authority instead of a Host header.
-            put(&mut headers, header::HOST, &host_header);
+        } else if target_host.replaces_header
+            && let Some(value) = target_host.value.clone()
+        {
+            // The request target named the host (absolute form, HTTP/2's `:authority`): that is the Host.
+            headers.insert(header::HOST, value);
         }
         self.forwarded_headers(
             &mut headers,
@@ -415,7 +442,7 @@ impl Proxy {
         let body = match (buffered, streaming) {
             (Some(bytes), _) if bytes.is_empty() => empty(),
             (Some(bytes), _) => full(bytes),
-            (None, Some(stream)) => stream.map_err(|e| Box::new(e) as crate::body::BoxError).boxed(),
+            (None, Some(stream)) => stream.boxed(),
             (None, None) => empty(),
         };
         let mut upstream_request = Request::new(body);
@@ -497,8 +524,7 @@ impl Proxy {
                     Some(unsent) => request = unsent,
                     None => {
                         tracing::debug!(error = %error.error(), "upstream request failed");
-                        let timed_out = is_timeout(error.error());
-                        return Err(if timed_out { ProxyError::GatewayTimeout } else { ProxyError::BadGateway });
+                        return Err(classify_send_error(error.error()));
                     }
                 },
                 // Dropping the request future closes that connection.
@@ -638,6 +664,125 @@ fn put(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     }
 }
 
+/// The host a request is for, from [`check_head`].
+#[derive(Debug)]
+struct TargetHost {
+    value: Option<HeaderValue>,
+    /// The request target carried the host and the `Host` header (if any) differs or is missing.
+    replaces_header: bool,
+}
+
+/// Refuses what nginx (and so Kong) refuses before routing, and finds the request's host (RFC 9112 §3.2): the
+/// request target's authority when it has one, else the one `Host` header, which an HTTP/1.1 request must
+/// have. Two `Host` or `Authorization` headers are refused too: a proxy
+/// and its upstream could each read a different one.
+fn check_head(parts: &http::request::Parts) -> Result<TargetHost, ProxyError> {
+    check_method(&parts.method)?;
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() || host.is_some_and(|h| !valid_host(h.as_bytes())) {
+        return Err(ProxyError::BadRequest);
+    }
+    if parts.headers.get_all(header::AUTHORIZATION).iter().nth(1).is_some() {
+        return Err(ProxyError::BadRequest);
+    }
+    let target = parts.uri.authority().filter(|_| parts.version < http::Version::HTTP_2 || host.is_none());
+    match target {
+        // HTTP/1's absolute form names the host, and a proxy must prefer it to `Host` (RFC 9112 §3.2.2). An
+        // HTTP/2 request's `:authority` counts only without a `Host` header, which nginx (so Kong) routes on.
+        Some(authority) => {
+            let named = authority.as_str();
+            if !valid_host(named.as_bytes()) {
+                return Err(ProxyError::BadRequest);
+            }
+            let differs = host.is_none_or(|h| !h.as_bytes().eq_ignore_ascii_case(named.as_bytes()));
+            let value = HeaderValue::from_str(named).map_err(|_| ProxyError::BadRequest)?;
+            Ok(TargetHost { value: Some(value), replaces_header: differs })
+        }
+        None if host.is_none() && parts.version == http::Version::HTTP_11 => Err(ProxyError::BadRequest),
+        None => Ok(TargetHost { value: host.cloned(), replaces_header: false }),
+    }
+}
+
+/// nginx reads a method as upper-case letters, `_` and `-` (so `get` is 400) and refuses `CONNECT` and
+/// `TRACE` with 405.
+fn check_method(method: &http::Method) -> Result<(), ProxyError> {
+    use http::Method;
+    match *method {
+        Method::GET | Method::POST | Method::PUT | Method::DELETE | Method::HEAD | Method::OPTIONS | Method::PATCH => {
+            Ok(())
+        }
+        Method::CONNECT | Method::TRACE => Err(ProxyError::MethodNotAllowed),
+        _ if method.as_str().bytes().all(|b| b.is_ascii_uppercase() || b == b'_' || b == b'-') => Ok(()),
+        _ => Err(ProxyError::BadRequest),
+    }
+}
+
+/// A host and optional port as RFC 3986 allows them (reg-name, IP literal): no `/`, `@`, space or control
+/// character that could make two parsers read two hosts. Empty is allowed (RFC 9110 §7.2).
+fn valid_host(host: &[u8]) -> bool {
+    host.iter().all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(b))
+}
+
+/// Whether a (lower-case, dash-spelled) header name is one the gateway sets or vouches for.
+fn owned_by_gateway(name: &str) -> bool {
+    ["x-consumer-", "x-credential-", "x-forwarded-", "x-kong-"].iter().any(|prefix| name.starts_with(prefix))
+        || matches!(name, "x-anonymous-consumer" | "x-real-ip" | "via" | "forwarded")
+}
+
+/// Drops header names with `_` (unless allowed, and then still those that spell a name the gateway owns once
+/// `_` reads as `-`: CGI-style upstreams merge `X_Consumer_ID` with `X-Consumer-ID`), and `Forwarded` from a
+/// peer that is not a trusted proxy, whose `X-Forwarded-*` are replaced too.
+fn drop_unsafe_names(headers: &mut HeaderMap, allow_underscores: bool, trusted: bool) {
+    let mut doomed: SmallVec<[HeaderName; 2]> = SmallVec::new();
+    for name in headers.keys() {
+        let text = name.as_str();
+        let drop = if text.contains('_') {
+            !allow_underscores || owned_by_gateway(&text.replace('_', "-"))
+        } else {
+            !trusted && name == names::FORWARDED
+        };
+        if drop {
+            doomed.push(name.clone());
+        }
+    }
+    for name in doomed {
+        tracing::debug!(header = name.as_str(), "dropped a request header");
+        headers.remove(name);
+    }
+}
+
+/// What [`read_ahead`] found.
+enum ReadAhead {
+    /// The whole body, within the limit.
+    Whole(Bytes),
+    /// The body is larger: what was read, and the rest.
+    Partial(Bytes, Incoming),
+}
+
+/// Reads a body of unknown length until it ends or passes [`INSPECTED_BODY_LIMIT`]; a client that pauses
+/// longer than `timeout` gets 408, a broken body (malformed chunks, a reset) 400, and nothing goes upstream.
+async fn read_ahead(mut body: Incoming, sleeps: &Sleeps, timeout: Duration) -> Result<ReadAhead, ProxyError> {
+    let mut read = bytes::BytesMut::new();
+    while !body.is_end_stream() {
+        match sleeps.timeout(timeout, body.frame()).await {
+            Err(_) => return Err(ProxyError::RequestTimeout),
+            Ok(None) => break,
+            Ok(Some(Err(_))) => return Err(ProxyError::BadRequest),
+            // Request trailers are not forwarded (nor are they by nginx).
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    read.extend_from_slice(&data);
+                    if read.len() > INSPECTED_BODY_LIMIT {
+                        return Ok(ReadAhead::Partial(read.freeze(), body));
+                    }
+                }
+            }
+        }
+    }
+    Ok(ReadAhead::Whole(read.freeze()))
+}
+
 /// Milliseconds as a header value; the usual single digits are static values, not a new buffer each time.
 fn millis(elapsed: Duration) -> HeaderValue {
     const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
@@ -690,9 +835,23 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Who failed when a request could not be completed upstream: the client's body (400, or 408 when it stalled),
+/// or the upstream (504 when it timed out, else 502).
+fn classify_send_error(error: &(dyn std::error::Error + 'static)) -> ProxyError {
+    match (caused_by_client_body(error), is_timeout(error)) {
+        (true, true) => ProxyError::RequestTimeout,
+        (true, false) => ProxyError::BadRequest,
+        (false, true) => ProxyError::GatewayTimeout,
+        (false, false) => ProxyError::BadGateway,
+    }
+}
+
 pub(crate) fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
+        if err.is::<crate::body::IdleTimeout>() {
+            return true;
+        }
         if let Some(io) = err.downcast_ref::<std::io::Error>()
             && io.kind() == std::io::ErrorKind::TimedOut
         {
@@ -747,13 +906,15 @@ pub async fn serve(
     }
     let (stop, stopped) = watch::channel(false);
     let (done, mut finished) = tokio::sync::mpsc::unbounded_channel();
+    // One gate for all workers: the caps are the listener's.
+    let gate = Gate::new("proxy", proxy.settings.limits);
     for (index, socket) in sockets.into_iter().enumerate() {
-        let (proxy, stopped, done) = (proxy.clone(), stopped.clone(), done.clone());
+        let (proxy, stopped, done, gate) = (proxy.clone(), stopped.clone(), done.clone(), gate.clone());
         std::thread::Builder::new().name(format!("gatehouse-proxy-{index}")).spawn(move || {
             let result = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .and_then(|runtime| runtime.block_on(serve_worker(proxy, index, socket, stopped)));
+                .and_then(|runtime| runtime.block_on(serve_worker(proxy, index, socket, gate, stopped)));
             let _ = done.send(result);
         })?;
     }
@@ -782,25 +943,27 @@ fn reuse_port(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     socket.listen(1024)?.into_std()
 }
 
-/// One worker: accepts on its socket and serves each connection on its own runtime until told to stop.
+/// One worker: accepts on its socket and serves each connection on its own runtime until told to stop. Every
+/// connection goes through the listener's gate and is closed when it stays silent or idle too long.
 async fn serve_worker(
     proxy: Arc<Proxy>,
     index: usize,
     socket: std::net::TcpListener,
+    gate: Arc<Gate>,
     mut stopped: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let listener = TcpListener::from_std(socket)?;
     let local_port = listener.local_addr()?.port();
     let sleeps = Sleeps::default();
     let worker = Arc::new(Worker { index, pool: Pool::default(), ids: RequestIds::new(), sleeps: sleeps.clone() });
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let limits = proxy.settings.limits;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         // hyper asks for a new header-read timer for every request on a keep-alive connection: reused ones cost
         // less (see `timer.rs`).
         .timer(sleeps)
-        .header_read_timeout(proxy.settings.client_header_timeout.unwrap_or(Duration::from_secs(30)))
+        .header_read_timeout(limits.header_timeout)
         .max_buf_size(64 * 1024)
         // One flat buffer per write rather than a vectored write of head and body: API responses are small, and
         // copying their body behind the head cost less than the second iovec (bench/README.md, "writev"). Large
@@ -808,17 +971,21 @@ async fn serve_worker(
         .writev(false)
         .max_headers(crate::framing::MAX_HEADER_LINES + 28);
     builder.http2().timer(TokioTimer::new()).max_header_list_size(64 * 1024);
+    let connections = TaskTracker::new();
+    let stopping = CancellationToken::new();
+    let mut errors = AcceptErrors::new("proxy");
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(pair) => pair,
                     Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        errors.failed(&e, &gate).await;
                         continue;
                     }
                 };
+                // Refused: dropping the stream closes it at once, rather than leaving it to fill the backlog.
+                let Some(admission) = gate.admit(peer.ip()) else { continue };
                 let _ = stream.set_nodelay(true);
                 let conn = Arc::new(ClientConnection {
                     proxy: proxy.clone(),
@@ -829,6 +996,7 @@ async fn serve_worker(
                     local_port,
                     peer_value: HeaderValue::from_str(&peer.ip().to_string()).unwrap_or(HeaderValue::from_static("")),
                     trusted: proxy.trusted(peer.ip()),
+                    activity: admission.activity().clone(),
                 });
                 let verdicts: Verdicts = Default::default();
                 let stream = Watched::new(stream, verdicts.clone());
@@ -837,14 +1005,17 @@ async fn serve_worker(
                     // HTTP/1 requests on a connection are handled in order, so verdicts pair up with them.
                     let ambiguous = req.version() < http::Version::HTTP_2
                         && verdicts.lock().ok().and_then(|mut v| v.pop_front()).unwrap_or(false);
-                    async move { Ok::<_, Infallible>(conn.proxy.handle(req, &conn, ambiguous).await) }
+                    async move {
+                        // In flight until its response body has been sent.
+                        let guard = conn.activity.begin();
+                        let response = conn.proxy.handle(req, &conn, ambiguous).await;
+                        Ok::<_, Infallible>(response.map(|body| Tracked::new(body, guard)))
+                    }
                 });
                 let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let watched = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(e) = watched.await {
-                        tracing::debug!(error = %e, "client connection ended with an error");
-                    }
+                let stop = stopping.clone().cancelled_owned();
+                connections.spawn(async move {
+                    gatehouse_net::drive(connection, admission, stop).await;
                 });
             }
             changed = stopped.changed() => {
@@ -855,7 +1026,9 @@ async fn serve_worker(
         }
     }
     drop(listener);
-    let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
+    stopping.cancel();
+    connections.close();
+    connections.wait().await;
     Ok(())
 }
 
@@ -937,8 +1110,8 @@ mod tests {
 
     /// A one-worker proxy with no routes on a loopback port, until the returned sender is dropped.
     async fn start_proxy(client_header_timeout: Duration) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-        let settings =
-            ProxySettings { workers: 1, client_header_timeout: Some(client_header_timeout), ..Default::default() };
+        let limits = ConnectionLimits { header_timeout: client_header_timeout, ..ConnectionLimits::default() };
+        let settings = ProxySettings { workers: 1, limits, ..Default::default() };
         let listener = TcpListener::from_std(reuse_port(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -21,6 +21,9 @@ pub struct RouteConfig {
     pub strip_path: bool,
     pub preserve_host: bool,
     pub https_redirect_status_code: u16,
+    /// Whether a body of unknown length is read (up to the inspected-body limit) before the request goes
+    /// upstream, so that a broken body is refused before anything is sent.
+    pub request_buffering: bool,
 }
 
 #[derive(Debug, Clone)]

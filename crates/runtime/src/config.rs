@@ -4,12 +4,14 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 use gatehouse_model::SecretString;
 use gatehouse_model::issuer_url::IssuerUrlTemplate;
+use gatehouse_net::{ConnectionLimits, FdBudget, ListenerShare};
 use gatehouse_store::{StorageUrl, StoreError};
 
 pub const ENV_PREFIX: &str = "GATEHOUSE_";
@@ -36,7 +38,7 @@ pub struct Config {
     pub proxy: ListenerConfig,
     pub admin: ListenerConfig,
     pub platform: ListenerConfig,
-    pub issuer: IssuerConfig,
+    pub issuer: ListenerConfig,
     pub echo: ListenerConfig,
     pub gateway: GatewayConfig,
 }
@@ -81,23 +83,92 @@ pub struct ListenerConfig {
     /// issuer's brute-force limits): CIDRs, a list or a comma-separated string.
     #[serde(default, deserialize_with = "nets_or_string")]
     pub trusted_ips: Vec<ipnet::IpNet>,
-}
-
-/// The issuer listener: a listener's settings plus its brute-force limits.
-#[derive(Debug, Clone, Deserialize)]
-pub struct IssuerConfig {
-    pub listen: SocketAddr,
-    /// Proxies in front of the issuer whose `X-Forwarded-For` is believed: needed behind any proxy or load balancer,
-    /// or every caller has the proxy's address and the per-address limits count them together.
-    #[serde(default, deserialize_with = "nets_or_string")]
-    pub trusted_ips: Vec<ipnet::IpNet>,
+    /// Connections kept open at once; default: this listener's share of the file-descriptor limit.
+    #[serde(default, deserialize_with = "opt_number_or_string")]
+    pub max_connections: Option<usize>,
+    /// Connections kept open at once from one address; default: a quarter of `max_connections`.
+    #[serde(default, deserialize_with = "opt_number_or_string")]
+    pub max_connections_per_address: Option<usize>,
+    /// Seconds within which a connection's first request, and every HTTP/1 request head, must arrive; default 30.
+    #[serde(default, deserialize_with = "opt_number_or_string")]
+    pub client_header_timeout: Option<f64>,
+    /// Seconds a connection with no request in flight stays open; default 60.
+    #[serde(default, deserialize_with = "opt_number_or_string")]
+    pub keepalive_timeout: Option<f64>,
+    /// Seconds: the longest pause in a proxied request body, or the time an API request body may take; default 60.
+    #[serde(default, deserialize_with = "opt_number_or_string")]
+    pub client_body_timeout: Option<f64>,
+    /// The issuer's limits on guessing client secrets; refused on the other listeners.
     #[serde(default)]
     pub brute_force: BruteForceConfig,
 }
 
+impl ListenerConfig {
+    fn on(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            trusted_ips: Vec::new(),
+            max_connections: None,
+            max_connections_per_address: None,
+            client_header_timeout: None,
+            keepalive_timeout: None,
+            client_body_timeout: None,
+            brute_force: BruteForceConfig::default(),
+        }
+    }
+
+    /// This listener's connection limits: what is configured, else its share of `budget` and the defaults.
+    pub fn connection_limits(&self, share: ListenerShare, budget: FdBudget) -> ConnectionLimits {
+        let mut limits = ConnectionLimits::with_connections(self.max_connections.unwrap_or(budget.connections(share)));
+        if let Some(n) = self.max_connections_per_address {
+            limits.max_connections_per_address = n;
+        }
+        let seconds =
+            |value: Option<f64>, default| value.and_then(|s| Duration::try_from_secs_f64(s).ok()).unwrap_or(default);
+        limits.header_timeout = seconds(self.client_header_timeout, limits.header_timeout);
+        limits.keepalive_timeout = seconds(self.keepalive_timeout, limits.keepalive_timeout);
+        limits.body_timeout = seconds(self.client_body_timeout, limits.body_timeout);
+        limits
+    }
+
+    /// Checks the connection settings; `section` names the listener in errors.
+    fn validate(&self, section: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            path: format!("{section}.{key}"),
+            message: message.to_owned(),
+        };
+        for (key, value) in [
+            ("client_header_timeout", self.client_header_timeout),
+            ("keepalive_timeout", self.keepalive_timeout),
+            ("client_body_timeout", self.client_body_timeout),
+        ] {
+            if let Some(seconds) = value
+                && !(seconds > 0.0 && seconds <= 86_400.0)
+            {
+                return Err(invalid(key, "must be more than 0 and at most 86400 seconds"));
+            }
+        }
+        for (key, value) in [
+            ("max_connections", self.max_connections),
+            ("max_connections_per_address", self.max_connections_per_address),
+        ] {
+            if value == Some(0) {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        if section == crate::listener::ListenerKind::Issuer.as_str() {
+            self.brute_force.validate(section)
+        } else if self.brute_force != BruteForceConfig::default() {
+            Err(invalid("brute_force", "only the issuer listener has brute-force limits"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
 /// Limits on guessing client secrets (docs/operations.md, "Brute-force limits on the issuer"); what is counted is
 /// distinct wrong secrets, per auth server. Unset fields keep their defaults.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
 pub struct BruteForceConfig {
     /// Length of the counting window; default 60.
@@ -126,7 +197,7 @@ pub struct BruteForceConfig {
 }
 
 impl BruteForceConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self, section: &str) -> Result<(), ConfigError> {
         let positive = [
             ("window_secs", self.window_secs),
             ("per_client_and_address", self.per_client_and_address.map(u64::from)),
@@ -137,7 +208,7 @@ impl BruteForceConfig {
         for (name, value) in positive {
             if value == Some(0) {
                 return Err(ConfigError::Invalid {
-                    path: format!("issuer.brute_force.{name}"),
+                    path: format!("{section}.brute_force.{name}"),
                     message: "must be at least 1".to_owned(),
                 });
             }
@@ -175,6 +246,10 @@ pub struct GatewayConfig {
     /// How many `oauth2-introspection` answers the node caches at most; default 100,000; 0 keeps none.
     #[serde(deserialize_with = "opt_number_or_string")]
     pub introspection_cache_entries: Option<u64>,
+    /// Forward request header names containing `_` (nginx's `underscores_in_headers`); by default the proxy
+    /// drops them, as Kong does. Names the gateway owns (`X_Consumer_ID`, …) are dropped either way.
+    #[serde(deserialize_with = "bool_or_string")]
+    pub underscores_in_headers: bool,
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -191,15 +266,11 @@ impl Default for Config {
             allow_plaintext_public: false,
             storage: StorageConfig::default(),
             log: LogConfig::default(),
-            proxy: ListenerConfig { listen: loopback(8000), trusted_ips: Vec::new() },
-            admin: ListenerConfig { listen: loopback(8001), trusted_ips: Vec::new() },
-            platform: ListenerConfig { listen: loopback(8002), trusted_ips: Vec::new() },
-            issuer: IssuerConfig {
-                listen: loopback(8003),
-                trusted_ips: Vec::new(),
-                brute_force: BruteForceConfig::default(),
-            },
-            echo: ListenerConfig { listen: loopback(8004), trusted_ips: Vec::new() },
+            proxy: ListenerConfig::on(loopback(8000)),
+            admin: ListenerConfig::on(loopback(8001)),
+            platform: ListenerConfig::on(loopback(8002)),
+            issuer: ListenerConfig::on(loopback(8003)),
+            echo: ListenerConfig::on(loopback(8004)),
             gateway: GatewayConfig::default(),
         }
     }
@@ -393,7 +464,6 @@ impl Config {
     /// Checks everything that can be checked without binding or connecting.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.storage_url()?;
-        self.issuer.brute_force.validate()?;
         if let Some(url) = &self.identity_public_url {
             IssuerUrlTemplate::parse(url)
                 .map_err(|e| ConfigError::Invalid { path: "identity_public_url".into(), message: e.to_string() })?;
@@ -403,8 +473,20 @@ impl Config {
                 path: format!("{}.listen", name.as_str()),
                 message: e.to_string(),
             })?;
+            self.listener(name).validate(name.as_str())?;
         }
         Ok(())
+    }
+
+    pub fn listener(&self, kind: crate::listener::ListenerKind) -> &ListenerConfig {
+        use crate::listener::ListenerKind as K;
+        match kind {
+            K::Proxy => &self.proxy,
+            K::Admin => &self.admin,
+            K::Platform => &self.platform,
+            K::Issuer => &self.issuer,
+            K::Echo => &self.echo,
+        }
     }
 
     pub fn listeners(&self) -> [(crate::listener::ListenerKind, SocketAddr); 5] {
@@ -498,6 +580,8 @@ mod tests {
         assert_eq!(typo.unknown_keys, vec!["issuer.brute_force.per_clent"]);
         let zero = load(&ConfigSources::default().set("issuer.brute_force.per_address", 0)).unwrap().config;
         assert!(zero.validate().unwrap_err().to_string().starts_with("issuer.brute_force.per_address:"));
+        let elsewhere = load(&ConfigSources::default().set("proxy.brute_force.per_client", 5)).unwrap().config;
+        assert!(elsewhere.validate().unwrap_err().to_string().starts_with("proxy.brute_force:"));
     }
 
     #[test]

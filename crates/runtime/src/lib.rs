@@ -5,6 +5,7 @@ pub mod auth;
 pub mod config;
 pub mod errors;
 pub mod extract;
+pub mod health;
 pub mod listener;
 pub mod logging;
 pub mod master_key;

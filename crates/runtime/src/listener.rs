@@ -4,11 +4,21 @@ use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 
+use std::convert::Infallible;
+use std::sync::Arc;
+
 use axum::Router;
-use axum::ServiceExt;
-use axum::extract::Request;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower_http::normalize_path::NormalizePath;
+
+use gatehouse_net::{AcceptErrors, DeadlineBody, Gate, Tracked};
 
 /// The listeners of a node (SPEC §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -28,6 +38,18 @@ impl ListenerKind {
             ListenerKind::Platform => "platform",
             ListenerKind::Issuer => "issuer",
             ListenerKind::Echo => "echo",
+        }
+    }
+
+    /// This listener's share of the node's file descriptors.
+    pub fn share(self) -> gatehouse_net::ListenerShare {
+        use gatehouse_net::ListenerShare as S;
+        match self {
+            ListenerKind::Proxy => S::Proxy,
+            ListenerKind::Admin => S::Admin,
+            ListenerKind::Platform => S::Platform,
+            ListenerKind::Issuer => S::Issuer,
+            ListenerKind::Echo => S::Echo,
         }
     }
 }
@@ -105,17 +127,64 @@ pub async fn bind_reusable(
 
 /// Serves a router until `shutdown` resolves, then lets in-flight requests finish. A trailing slash is ignored
 /// (`…/plugins/` as Kong's docs write it reaches `…/plugins`); every request gets an access-log line.
+///
+/// Connections go through `gate` (its caps, and closing the longest-idle connection when full) and are closed
+/// when they stay silent or idle past its deadlines; request bodies must arrive within its body timeout. hyper
+/// itself bounds HTTP/1 request heads by the header timeout.
 pub async fn serve(
     kind: ListenerKind,
     listener: TcpListener,
     router: Router,
+    gate: Arc<Gate>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let router = router.layer(axum::middleware::from_fn(move |req, next| crate::logging::access_log(kind, req, next)));
     let service = NormalizePath::trim_trailing_slash(router);
-    axum::serve(listener, ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(service))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = *gate.limits();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let connections = TaskTracker::new();
+    let stopping = CancellationToken::new();
+    let mut errors = AcceptErrors::new(kind.as_str());
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    errors.failed(&e, &gate).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Refused: dropping the stream closes it at once, rather than leaving it to fill the backlog.
+        let Some(admission) = gate.admit(peer.ip()) else { continue };
+        let activity = admission.activity().clone();
+        let service = service.clone();
+        let per_request = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let guard = activity.begin();
+            let mut request = request.map(|body| Body::new(DeadlineBody::new(body, limits.body_timeout)));
+            // What `axum::serve` would insert: handlers read the peer's address from it.
+            request.extensions_mut().insert(ConnectInfo(peer));
+            let call = tower::ServiceExt::oneshot(service.clone(), request);
+            async move {
+                let response = call.await?;
+                Ok::<_, Infallible>(response.map(|body| Body::new(Tracked::new(body, guard))))
+            }
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), per_request).into_owned();
+        let stop = stopping.clone().cancelled_owned();
+        connections.spawn(async move {
+            gatehouse_net::drive(connection, admission, stop).await;
+        });
+    }
+    drop(listener);
+    stopping.cancel();
+    connections.close();
+    connections.wait().await;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use crate::config::Config;
 
 const KEY_LEN: usize = 32;
 const KEY_CHECK_META: &str = "master_key_check";
+const KEY_FILE: &str = "master.key";
 const SEALED_VERSION: u8 = 1;
 const NONCE_LEN: usize = 12;
 
@@ -41,6 +42,18 @@ pub enum KeyError {
          (GATEHOUSE_MASTER_KEY or master_key_file)"
     )]
     Mismatch,
+    #[error(
+        "the database was set up with a master key, but the key file {path} is missing; restore it from your \
+         backup (or give the key as GATEHOUSE_MASTER_KEY). A new key would not open the existing data, so none \
+         was created"
+    )]
+    KeyFileMissing { path: PathBuf },
+    #[error(
+        "the database {database} is empty (0 bytes), but the master key {key} beside it belongs to an existing \
+         installation: the database file was truncated or replaced. Restore it from a backup; to start afresh, \
+         move both files away"
+    )]
+    EmptiedDatabase { database: PathBuf, key: PathBuf },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -171,22 +184,60 @@ impl DerivedKeys {
     }
 }
 
-/// Finds the master key: `master_key`, else `master_key_file`, else (SQLite only) `<data_dir>/master.key`, which is
-/// created with mode 0600 on first start.
-pub fn resolve(config: &Config, storage: &StorageUrl) -> Result<MasterKey, KeyError> {
+/// Where the master key comes from.
+#[derive(Debug)]
+pub enum KeySource {
+    /// Given in the configuration, or read from a key file.
+    Found(MasterKey),
+    /// None yet: with SQLite, `<data_dir>/master.key` is created once the database shows it never had a key
+    /// ([`settle`]).
+    ToCreate(PathBuf),
+}
+
+/// Finds the master key: `master_key`, else `master_key_file`, else (SQLite only) `<data_dir>/master.key`. Nothing
+/// is created here except the data dir (0700), so a missing key never leaves a half-initialised database.
+pub fn locate(config: &Config, storage: &StorageUrl) -> Result<KeySource, KeyError> {
+    if let StorageUrl::Sqlite(database) = storage {
+        refuse_emptied_database(database)?;
+    }
     if let Some(text) = &config.master_key {
-        return MasterKey::parse(text.expose());
+        return MasterKey::parse(text.expose()).map(KeySource::Found);
     }
     if let Some(path) = &config.master_key_file {
-        return read_key_file(path);
+        return read_key_file(path).map(KeySource::Found);
     }
     match storage {
         StorageUrl::Postgres(_) => Err(KeyError::MissingForPostgres),
         StorageUrl::Sqlite(_) => {
-            let path = config.data_dir.join("master.key");
-            if path.exists() { read_key_file(&path) } else { create_key_file(&path) }
+            gatehouse_store::files::private_dir(&config.data_dir)?;
+            let path = config.data_dir.join(KEY_FILE);
+            if path.exists() { read_key_file(&path).map(KeySource::Found) } else { Ok(KeySource::ToCreate(path)) }
         }
     }
+}
+
+/// The key to run with. A key file is created only for a database that never had a key: one that has a key-check
+/// value needs its own key back, and a fresh key would only make every later start fail too.
+pub async fn settle(source: KeySource, store: &dyn Store) -> Result<MasterKey, KeyError> {
+    match source {
+        KeySource::Found(key) => Ok(key),
+        KeySource::ToCreate(path) => {
+            if store.get_meta(KEY_CHECK_META).await?.is_some() {
+                return Err(KeyError::KeyFileMissing { path });
+            }
+            create_key_file(&path)
+        }
+    }
+}
+
+/// A 0-byte SQLite database would silently start as a fresh install; beside a master key it is lost data.
+fn refuse_emptied_database(database: &Path) -> Result<(), KeyError> {
+    let key = database.parent().unwrap_or(Path::new(".")).join(KEY_FILE);
+    let empty = std::fs::metadata(database).is_ok_and(|m| m.is_file() && m.len() == 0);
+    if empty && key.exists() {
+        return Err(KeyError::EmptiedDatabase { database: database.to_owned(), key });
+    }
+    Ok(())
 }
 
 fn read_key_file(path: &Path) -> Result<MasterKey, KeyError> {
@@ -207,9 +258,6 @@ fn read_key_file(path: &Path) -> Result<MasterKey, KeyError> {
 
 fn create_key_file(path: &Path) -> Result<MasterKey, KeyError> {
     let create_error = |source| KeyError::Create { path: path.to_owned(), source };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(create_error)?;
-    }
     let key = MasterKey::generate();
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -276,21 +324,65 @@ mod tests {
         assert_ne!(keys.seal("c", b"same"), keys.seal("c", b"same"), "fresh nonce each time");
     }
 
-    #[test]
-    fn key_file_is_created_private_and_reused() {
-        let dir = gatehouse_store::testing::TempDir::new("mk");
-        let config = Config { data_dir: dir.path().to_owned(), ..Config::default() };
+    /// What a node does at start: find the key, open storage, create the key file if due, check the key.
+    async fn start(config: &Config) -> Result<MasterKey, KeyError> {
         let storage = config.storage_url().unwrap();
-        let first = resolve(&config, &storage).unwrap();
-        let second = resolve(&config, &storage).unwrap();
+        let source = locate(config, &storage)?;
+        let store = gatehouse_store::open(&storage).await?;
+        let key = settle(source, store.as_ref()).await?;
+        verify(store.as_ref(), &key.derive()).await?;
+        Ok(key)
+    }
+
+    #[tokio::test]
+    async fn key_file_is_created_private_and_reused() {
+        let dir = gatehouse_store::testing::TempDir::new("mk");
+        let config = Config { data_dir: dir.path().join("data"), ..Config::default() };
+        let first = start(&config).await.unwrap();
+        let second = start(&config).await.unwrap();
         assert_eq!(*first.0, *second.0);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("master.key")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(config.data_dir.join("master.key")).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let pg = StorageUrl::parse("postgres://localhost/x").unwrap();
-        assert!(matches!(resolve(&config, &pg), Err(KeyError::MissingForPostgres)));
+        assert!(matches!(locate(&config, &pg), Err(KeyError::MissingForPostgres)));
+    }
+
+    #[tokio::test]
+    async fn a_deleted_key_file_is_not_replaced_by_a_new_key() {
+        let dir = gatehouse_store::testing::TempDir::new("mk");
+        let config = Config { data_dir: dir.path().to_owned(), ..Config::default() };
+        let original = start(&config).await.unwrap();
+        let key_file = dir.path().join("master.key");
+        std::fs::remove_file(&key_file).unwrap();
+        for _ in 0..2 {
+            let err = start(&config).await.unwrap_err();
+            assert!(matches!(&err, KeyError::KeyFileMissing { path } if *path == key_file), "{err}");
+            assert!(!key_file.exists(), "no new key was written");
+        }
+        std::fs::write(&key_file, format!("{}\n", original.to_text().expose())).unwrap();
+        assert_eq!(*start(&config).await.unwrap().0, *original.0, "the restored key works");
+    }
+
+    #[tokio::test]
+    async fn an_emptied_database_beside_its_key_is_refused() {
+        let dir = gatehouse_store::testing::TempDir::new("mk");
+        let config = Config { data_dir: dir.path().to_owned(), ..Config::default() };
+        // What a truncated database (a botched copy, a full disk during a restore) looks like.
+        let database = dir.path().join("gatehouse.db");
+        std::fs::write(dir.path().join("master.key"), MasterKey::generate().to_text().expose()).unwrap();
+        std::fs::write(&database, b"").unwrap();
+        let err = start(&config).await.unwrap_err();
+        assert!(matches!(err, KeyError::EmptiedDatabase { .. }), "{err}");
+        assert_eq!(std::fs::metadata(&database).unwrap().len(), 0, "left as found");
+        // An explicit key does not make it any less of an accident.
+        let explicit = Config { master_key: Some(MasterKey::generate().to_text()), ..config.clone() };
+        assert!(matches!(start(&explicit).await.unwrap_err(), KeyError::EmptiedDatabase { .. }));
+        // Without a key beside it, an empty file is a fresh database.
+        std::fs::remove_file(dir.path().join("master.key")).unwrap();
+        start(&config).await.unwrap();
     }
 }

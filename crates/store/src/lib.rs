@@ -3,6 +3,8 @@
 
 pub mod bus;
 mod error;
+pub mod files;
+mod health;
 pub mod migrations;
 mod repo;
 mod sql;
@@ -25,6 +27,7 @@ use gatehouse_model::{
 
 pub use bus::{Invalidation, LocalBus};
 pub use error::{Conflict, StoreError};
+pub use health::WriteStatus;
 pub use sql::postgres::PgSettings;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -266,6 +269,8 @@ pub trait Store:
     /// This node's invalidation bus; it carries this node's writes and, on PostgreSQL, other nodes'.
     fn bus(&self) -> &Arc<LocalBus>;
     fn backend(&self) -> Backend;
+    /// Whether writes are failing for a storage reason (disk full, I/O, lost database); read from memory.
+    fn write_status(&self) -> WriteStatus;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -317,16 +322,13 @@ pub async fn open(url: &StorageUrl) -> Result<Arc<dyn Store>> {
     let bus = LocalBus::new();
     let store = match url {
         StorageUrl::Sqlite(path) => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
-            }
+            files::prepare_sqlite(path)?;
             let db = sql::sqlite::SqliteDb::open(path, bus.clone()).await?;
-            repo::SqlStore::new(Box::new(db), bus, Backend::Sqlite)
+            repo::SqlStore::new(Arc::new(db), bus, Backend::Sqlite)
         }
         StorageUrl::Postgres(settings) => {
             let db = sql::postgres::PgDb::connect(settings, bus.clone()).await?;
-            repo::SqlStore::new(Box::new(db), bus, Backend::Postgres)
+            repo::SqlStore::new(Arc::new(db), bus, Backend::Postgres)
         }
     };
     Ok(Arc::new(store))

@@ -36,7 +36,7 @@ pub struct TempDir(PathBuf);
 impl TempDir {
     pub fn new(prefix: &str) -> Self {
         let path = std::env::temp_dir().join(format!("{prefix}-{}", random_suffix()));
-        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+        crate::files::private_dir(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
         Self(path)
     }
 

@@ -79,3 +79,87 @@ impl ProcessEnv {
         (p, format!("http://{addr}"))
     }
 }
+
+/// One request as [`recording_upstream`] saw it: its head as soon as it was parsed, its body once complete
+/// (`None` while unread or when the body broke off).
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub uri: String,
+    /// Names lower-cased by the parser, in the order received.
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+    }
+}
+
+pub type SeenLog = std::sync::Arc<std::sync::Mutex<Vec<Seen>>>;
+
+/// An HTTP/1.1 upstream on a loopback port that records every request head it parses (and the body, once read)
+/// and answers 200 `ok`. Returns its URL and the record.
+pub async fn recording_upstream() -> (String, SeenLog) {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log = SeenLog::default();
+    let record = log.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let record = record.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let record = record.clone();
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let index = {
+                            let mut seen = record.lock().unwrap();
+                            seen.push(Seen {
+                                method: parts.method.to_string(),
+                                uri: parts.uri.to_string(),
+                                headers: parts
+                                    .headers
+                                    .iter()
+                                    .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into()))
+                                    .collect(),
+                                body: None,
+                            });
+                            seen.len() - 1
+                        };
+                        if let Ok(collected) = body.collect().await {
+                            record.lock().unwrap()[index].body = Some(collected.to_bytes().to_vec());
+                        }
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
+                            bytes::Bytes::from_static(b"ok"),
+                        )))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .max_headers(200)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (format!("http://{addr}"), log)
+}
+
+/// Sends raw bytes on a new connection and returns everything answered until the server closes it (or 5 s
+/// pass).
+pub async fn raw_exchange(addr: &str, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status code of a raw HTTP/1 response (0 when there is none).
+pub fn status_of(response: &str) -> u16 {
+    response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}

@@ -32,6 +32,7 @@ fn router(routes: &[R]) -> (Router, Vec<(uuid::Uuid, &'static str)>) {
                 strip_path: true,
                 preserve_host: false,
                 https_redirect_status_code: 426,
+                request_buffering: true,
             };
             let rules = RouteRules {
                 hosts: r.hosts.iter().map(|s| s.to_string()).collect(),
@@ -518,6 +519,7 @@ fn invalid_regexes_are_reported() {
         strip_path: true,
         preserve_host: false,
         https_redirect_status_code: 426,
+        request_buffering: true,
     });
     let rules =
         RouteRules { hosts: vec![], methods: vec![], headers: vec![], paths: vec!["~/(".into()], regex_priority: 0 };

@@ -30,7 +30,7 @@ use ipnet::IpNet;
 use gatehouse_model::issuer_url::IssuerUrlTemplate;
 use gatehouse_model::oauth::OAuthErrorCode;
 use gatehouse_runtime::Services;
-use gatehouse_runtime::config::IssuerConfig;
+use gatehouse_runtime::config::ListenerConfig;
 use gatehouse_runtime::errors::{ApiError, OAuthError};
 use gatehouse_store::{Backend, StoreError};
 
@@ -52,7 +52,7 @@ pub struct IssuerSettings {
 }
 
 impl IssuerSettings {
-    pub fn from_config(config: &IssuerConfig) -> Self {
+    pub fn from_config(config: &ListenerConfig) -> Self {
         let b = &config.brute_force;
         let d = Limits::default();
         let limits = Limits {
@@ -132,7 +132,7 @@ pub fn issuer_router(state: IssuerState) -> Router {
 async fn dispatch(State(issuer): State<IssuerState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     if parts.uri.path() == "/health" {
-        return axum::Json(serde_json::json!({"status": "ok"})).into_response();
+        return gatehouse_runtime::health::response(issuer.services.store.as_ref());
     }
     let host = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()).or(parts.uri.host());
     let Some((key, endpoint)) = issuer.template.resolve(host, parts.uri.path()).map(|(k, e)| (k, e.into_owned()))

@@ -22,17 +22,18 @@ use gatehouse_model::listing::{Field, FilterOp, ListQuery};
 use crate::bus::LocalBus;
 use crate::error::StoreError;
 use crate::sql::{Db, Dialect, Param, Row, SqlBuf};
-use crate::{Backend, Listed, Store};
+use crate::{Backend, Listed, Store, WriteStatus};
 
 #[derive(Debug)]
 pub(crate) struct SqlStore {
-    db: Box<dyn Db>,
+    db: Arc<dyn Db>,
     bus: Arc<LocalBus>,
     backend: Backend,
 }
 
 impl SqlStore {
-    pub(crate) fn new(db: Box<dyn Db>, bus: Arc<LocalBus>, backend: Backend) -> Self {
+    pub(crate) fn new(db: Arc<dyn Db>, bus: Arc<LocalBus>, backend: Backend) -> Self {
+        db.health().probe_with(Arc::downgrade(&db));
         Self { db, bus, backend }
     }
 
@@ -113,6 +114,10 @@ impl Store for SqlStore {
 
     fn backend(&self) -> Backend {
         self.backend
+    }
+
+    fn write_status(&self) -> WriteStatus {
+        self.db.health().status()
     }
 }
 

@@ -2,15 +2,19 @@
 //! backend implements it (binding, row decoding, placeholders, transactions, notifications), and the choice is
 //! made once, when the store is opened.
 
+#[cfg(test)]
+mod fault_tests;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use crate::bus::Invalidation;
 use crate::error::StoreError;
+use crate::health::WriteHealth;
 
 /// A bound value. Nulls carry their type because PostgreSQL checks parameter types.
 #[derive(Debug, Clone)]
@@ -145,6 +149,8 @@ pub(crate) trait Db: Send + Sync + fmt::Debug {
     async fn reader(&self) -> Result<Box<dyn Executor>, StoreError>;
     /// A write transaction (on SQLite it takes the write lock up front, so it never fails half-way on upgrade).
     async fn writer(&self) -> Result<Box<dyn Tx>, StoreError>;
+    /// How write transactions have been ending.
+    fn health(&self) -> &Arc<WriteHealth>;
 }
 
 /// A statement being assembled from fixed fragments and bound values.
@@ -273,19 +279,56 @@ macro_rules! sqlx_glue {
             }
         }
 
+        /// A pool hook run before an idle connection is handed out. A transaction whose `COMMIT` failed after the
+        /// database had already rolled it back (SQLite does on a full disk or an I/O error) also fails the
+        /// `ROLLBACK` sqlx sends when it is dropped, so sqlx still counts the connection as inside a transaction
+        /// and every later `BEGIN` on it would fail. Such a connection is closed (which ends whatever is left of
+        /// the transaction) instead of being reused.
+        fn discard_if_in_transaction(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            _: sqlx::pool::PoolConnectionMetadata,
+        ) -> futures_util::future::BoxFuture<'_, Result<bool, sqlx::Error>> {
+            let reusable = !sqlx::Connection::is_in_transaction(conn);
+            if !reusable {
+                tracing::warn!("closing a pooled database connection left inside a failed transaction");
+            }
+            Box::pin(std::future::ready(Ok(reusable)))
+        }
+
         struct WriteTx {
             tx: sqlx::Transaction<'static, $db>,
             events: Vec<crate::bus::Invalidation>,
             bus: std::sync::Arc<crate::bus::LocalBus>,
+            health: std::sync::Arc<crate::health::WriteHealth>,
+        }
+
+        impl WriteTx {
+            fn new(
+                begun: Result<sqlx::Transaction<'static, $db>, sqlx::Error>,
+                bus: &std::sync::Arc<crate::bus::LocalBus>,
+                health: &std::sync::Arc<crate::health::WriteHealth>,
+            ) -> Result<Self, crate::StoreError> {
+                let tx = begun.map_err(from_sqlx).inspect_err(|e| health.failed(e))?;
+                Ok(WriteTx { tx, events: Vec::new(), bus: bus.clone(), health: health.clone() })
+            }
+
+            /// Commits, then tells this node's subscribers what changed.
+            async fn finish(self) -> Result<(), crate::StoreError> {
+                let WriteTx { tx, events, bus, health } = self;
+                tx.commit().await.map_err(from_sqlx).inspect_err(|e| health.failed(e))?;
+                health.succeeded();
+                events.into_iter().for_each(|e| bus.publish(e));
+                Ok(())
+            }
         }
 
         #[async_trait::async_trait]
         impl Executor for WriteTx {
             async fn execute(&mut self, sql: &str, params: Vec<Param>) -> Result<u64, crate::StoreError> {
-                run_execute(&mut *self.tx, sql, params).await
+                run_execute(&mut *self.tx, sql, params).await.inspect_err(|e| self.health.failed(e))
             }
             async fn fetch(&mut self, sql: &str, params: Vec<Param>) -> Result<Rows, crate::StoreError> {
-                run_fetch(&mut *self.tx, sql, params).await
+                run_fetch(&mut *self.tx, sql, params).await.inspect_err(|e| self.health.failed(e))
             }
         }
     };

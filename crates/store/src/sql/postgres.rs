@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::bus::{Invalidation, LocalBus};
+use crate::health::WriteHealth;
 use crate::migrations;
 use crate::sql::{Db, Dialect, Tx, number_placeholders};
 
@@ -76,6 +77,7 @@ pub(crate) struct PgDb {
     node: Uuid,
     channel: String,
     listener: JoinHandle<()>,
+    health: Arc<WriteHealth>,
 }
 
 impl Drop for PgDb {
@@ -95,6 +97,7 @@ impl PgDb {
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(Duration::from_secs(10))
+            .before_acquire(discard_if_in_transaction)
             .connect_with(settings.connect_options()?)
             .await
             .map_err(from_sqlx)?;
@@ -104,7 +107,7 @@ impl PgDb {
         // Listen before returning, so nothing committed after `connect` returns can be missed.
         let listener = listen(&pool, &channel).await.map_err(from_sqlx)?;
         let listener = tokio::spawn(relay(listener, pool.clone(), channel.clone(), node, bus.clone()));
-        Ok(Self { pool, bus, node, channel, listener })
+        Ok(Self { pool, bus, node, channel, listener, health: WriteHealth::new() })
     }
 
     pub(crate) async fn connect_unmigrated(settings: &PgSettings) -> Result<PgPool, crate::StoreError> {
@@ -159,12 +162,15 @@ impl Db for PgDb {
     }
 
     async fn writer(&self) -> Result<Box<dyn Tx>, crate::StoreError> {
-        let tx = self.pool.begin().await.map_err(from_sqlx)?;
         Ok(Box::new(PgWriteTx {
-            inner: WriteTx { tx, events: Vec::new(), bus: self.bus.clone() },
+            inner: WriteTx::new(self.pool.begin().await, &self.bus, &self.health)?,
             node: self.node,
             channel: self.channel.clone(),
         }))
+    }
+
+    fn health(&self) -> &Arc<WriteHealth> {
+        &self.health
     }
 }
 
@@ -199,9 +205,6 @@ impl Tx for PgWriteTx {
             let channel = self.channel.clone();
             self.inner.execute("SELECT pg_notify(?, ?)", vec![Param::Text(channel), Param::Text(payload)]).await?;
         }
-        let WriteTx { tx, events, bus } = self.inner;
-        tx.commit().await.map_err(from_sqlx)?;
-        events.into_iter().for_each(|e| bus.publish(e));
-        Ok(())
+        self.inner.finish().await
     }
 }

@@ -9,6 +9,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool};
 
 use crate::bus::LocalBus;
+use crate::health::WriteHealth;
 use crate::migrations;
 use crate::sql::{Db, Dialect, Tx};
 
@@ -18,6 +19,7 @@ crate::sql::sqlx_glue!(db: Sqlite, row: sqlx::sqlite::SqliteRow, prepare: |s: &s
 pub(crate) struct SqliteDb {
     pool: SqlitePool,
     bus: Arc<LocalBus>,
+    health: Arc<WriteHealth>,
 }
 
 impl SqliteDb {
@@ -29,9 +31,14 @@ impl SqliteDb {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(from_sqlx)?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .before_acquire(discard_if_in_transaction)
+            .connect_with(options)
+            .await
+            .map_err(from_sqlx)?;
         migrations::sqlite().run(&pool).await?;
-        Ok(Self { pool, bus })
+        Ok(Self { pool, bus, health: WriteHealth::new() })
     }
 
     /// Opens without migrating, for the migration tests.
@@ -54,8 +61,11 @@ impl Db for SqliteDb {
     async fn writer(&self) -> Result<Box<dyn Tx>, crate::StoreError> {
         // IMMEDIATE takes the write lock now; a deferred transaction that reads first can fail with SQLITE_BUSY
         // when it upgrades, without waiting for the busy timeout.
-        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
-        Ok(Box::new(WriteTx { tx, events: Vec::new(), bus: self.bus.clone() }))
+        Ok(Box::new(WriteTx::new(self.pool.begin_with("BEGIN IMMEDIATE").await, &self.bus, &self.health)?))
+    }
+
+    fn health(&self) -> &Arc<WriteHealth> {
+        &self.health
     }
 }
 
@@ -68,9 +78,6 @@ impl Tx for WriteTx {
     }
 
     async fn commit(self: Box<Self>) -> Result<(), crate::StoreError> {
-        let WriteTx { tx, events, bus } = *self;
-        tx.commit().await.map_err(from_sqlx)?;
-        events.into_iter().for_each(|e| bus.publish(e));
-        Ok(())
+        self.finish().await
     }
 }

@@ -1,0 +1,69 @@
+//! Serving one admitted connection until it ends, goes quiet, is evicted or the server stops.
+
+use std::future::Future;
+use std::time::Duration;
+
+use hyper_util::server::graceful::GracefulConnection;
+
+use crate::gate::{Admission, Quiet};
+
+/// How long a connection told to close may take to finish what it has in flight (an idle one closes at once):
+/// when the server stops, and when the connection was found quiet or evicted (then only a request that started
+/// in the meantime can be in flight).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+const CLOSE_GRACE: Duration = Duration::from_secs(10);
+
+/// Why [`drive`] stopped serving a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// The connection ended (the client closed it, or an error).
+    Ended,
+    /// No request started within the header timeout of the accept.
+    Silent,
+    /// No request in flight for the keep-alive timeout.
+    Idle,
+    /// The listener was full and this was its longest-idle connection.
+    Evicted,
+    /// The server is stopping.
+    Shutdown,
+}
+
+/// Serves `connection` until it ends, or until it is quiet past its deadlines, evicted, or `shutdown` resolves;
+/// then closes it gracefully (HTTP/2 sends GOAWAY; requests in flight may finish within a grace period).
+/// Holding `admission` keeps the connection's place at the gate.
+pub async fn drive<C>(connection: C, admission: Admission, shutdown: impl Future<Output = ()>) -> Closed
+where
+    C: GracefulConnection,
+    C::Error: std::fmt::Display,
+{
+    tokio::pin!(connection);
+    tokio::pin!(shutdown);
+    let activity = admission.activity().clone();
+    let limits = *admission.limits();
+    let quiet = async {
+        loop {
+            match activity.close_reason(&limits) {
+                Ok(wait) => tokio::time::sleep(wait).await,
+                Err(Quiet::Silent) => return Closed::Silent,
+                Err(Quiet::Idle) => return Closed::Idle,
+            }
+        }
+    };
+    let reason = tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "client connection ended with an error");
+            }
+            return Closed::Ended;
+        }
+        closed = quiet => closed,
+        () = activity.evicted() => Closed::Evicted,
+        () = &mut shutdown => Closed::Shutdown,
+    };
+    tracing::debug!(address = %activity.address(), ?reason, "closing a client connection");
+    connection.as_mut().graceful_shutdown();
+    let grace = if reason == Closed::Shutdown { SHUTDOWN_GRACE } else { CLOSE_GRACE };
+    let _ = tokio::time::timeout(grace, connection).await;
+    drop(admission);
+    reason
+}

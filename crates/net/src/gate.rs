@@ -1,0 +1,299 @@
+//! Which connections a listener keeps. A listener at its cap closes its longest-idle connection to make room
+//! for a newcomer (as nginx drains idle keep-alive connections when it runs short), so idle connections, however
+//! many an attacker opens, never keep a real client out; only connections with a request in flight are safe
+//! from that, and those are bounded per source address.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::limits::ConnectionLimits;
+
+/// The connections of one listener.
+#[derive(Debug)]
+pub struct Gate {
+    listener: &'static str,
+    limits: ConnectionLimits,
+    state: Mutex<GateState>,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    next_id: u64,
+    /// By admission order, so the first idle one found is the longest-kept.
+    open: BTreeMap<u64, Arc<Activity>>,
+    per_address: HashMap<IpAddr, usize>,
+}
+
+impl GateState {
+    fn forget(&mut self, id: u64) -> Option<Arc<Activity>> {
+        let activity = self.open.remove(&id)?;
+        if let Some(count) = self.per_address.get_mut(&activity.address) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_address.remove(&activity.address);
+            }
+        }
+        Some(activity)
+    }
+
+    /// Closes the longest-kept connection with no request in flight (from `address` only, if given).
+    fn evict_idle(&mut self, address: Option<IpAddr>) -> bool {
+        let victim = self
+            .open
+            .iter()
+            .find(|(_, a)| address.is_none_or(|ip| a.address == ip) && a.in_flight.load(Ordering::Acquire) == 0)
+            .map(|(id, _)| *id);
+        match victim.and_then(|id| self.forget(id)) {
+            Some(activity) => {
+                activity.evicted.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Gate {
+    pub fn new(listener: &'static str, limits: ConnectionLimits) -> Arc<Self> {
+        Arc::new(Self { listener, limits, state: Mutex::default() })
+    }
+
+    pub fn limits(&self) -> &ConnectionLimits {
+        &self.limits
+    }
+
+    pub fn listener(&self) -> &'static str {
+        self.listener
+    }
+
+    fn state(&self) -> MutexGuard<'_, GateState> {
+        // A panic while the lock was held leaves counts that are still consistent enough to go on with.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes a new connection from `address`, closing an idle one first when this address or the listener is
+    /// at its cap. `None`: everything is busy; close the newcomer.
+    pub fn admit(self: &Arc<Self>, address: IpAddr) -> Option<Admission> {
+        let mut state = self.state();
+        let from_address = state.per_address.get(&address).copied().unwrap_or(0);
+        if from_address >= self.limits.max_connections_per_address {
+            if !state.evict_idle(Some(address)) {
+                drop(state);
+                self.refused(address, "per-address cap");
+                return None;
+            }
+        } else if state.open.len() >= self.limits.max_connections && !state.evict_idle(None) {
+            drop(state);
+            self.refused(address, "listener cap");
+            return None;
+        }
+        let id = state.next_id;
+        state.next_id += 1;
+        let activity = Arc::new(Activity::new(address));
+        state.open.insert(id, activity.clone());
+        *state.per_address.entry(address).or_default() += 1;
+        Some(Admission { gate: self.clone(), id, activity })
+    }
+
+    /// Closes the longest-idle connection, if any (to free a descriptor when accepting fails for want of one).
+    pub fn shed_idle(&self) -> bool {
+        self.state().evict_idle(None)
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.state().open.len()
+    }
+
+    fn refused(&self, address: IpAddr, cap: &'static str) {
+        tracing::debug!(listener = self.listener, %address, cap, "connection refused: every connection is busy");
+    }
+}
+
+/// A connection the gate keeps; dropping it gives its place back.
+#[derive(Debug)]
+pub struct Admission {
+    gate: Arc<Gate>,
+    id: u64,
+    activity: Arc<Activity>,
+}
+
+impl Admission {
+    pub fn activity(&self) -> &Arc<Activity> {
+        &self.activity
+    }
+
+    pub fn limits(&self) -> &ConnectionLimits {
+        &self.gate.limits
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.gate.state().forget(self.id);
+    }
+}
+
+/// What a connection is doing, as its requests report it: read by the gate (is it idle?) and by
+/// [`Activity::close_reason`] (has it been quiet too long?).
+#[derive(Debug)]
+pub struct Activity {
+    address: IpAddr,
+    accepted: Instant,
+    in_flight: AtomicU32,
+    requests: AtomicU64,
+    /// When the last request finished, in microseconds after `accepted`.
+    idle_since: AtomicU64,
+    evicted: CancellationToken,
+}
+
+/// Why a connection should be closed now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quiet {
+    /// No request started within the header timeout of the accept.
+    Silent,
+    /// No request in flight for the keep-alive timeout.
+    Idle,
+}
+
+impl Activity {
+    fn new(address: IpAddr) -> Self {
+        Self {
+            address,
+            accepted: Instant::now(),
+            in_flight: AtomicU32::new(0),
+            requests: AtomicU64::new(0),
+            idle_since: AtomicU64::new(0),
+            evicted: CancellationToken::new(),
+        }
+    }
+
+    pub fn address(&self) -> IpAddr {
+        self.address
+    }
+
+    /// Marks a request in flight until the guard drops (keep it with the response body, so a long download
+    /// is not taken for an idle connection).
+    pub fn begin(self: &Arc<Self>) -> RequestGuard {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        RequestGuard { activity: self.clone() }
+    }
+
+    /// Resolves when the gate closes this connection to make room for another.
+    pub async fn evicted(&self) {
+        self.evicted.cancelled().await;
+    }
+
+    /// `Err(reason)` once the connection should close; else `Ok(wait)`: nothing to do before `wait` has passed.
+    pub fn close_reason(&self, limits: &ConnectionLimits) -> Result<Duration, Quiet> {
+        let now = self.accepted.elapsed();
+        let (deadline, reason) = if self.requests.load(Ordering::Relaxed) == 0 {
+            (limits.header_timeout, Quiet::Silent)
+        } else if self.in_flight.load(Ordering::Acquire) > 0 {
+            // Busy: nothing can be due before the request ends and a keep-alive period passes.
+            return Ok(limits.keepalive_timeout.max(Duration::from_secs(1)));
+        } else {
+            (Duration::from_micros(self.idle_since.load(Ordering::Acquire)) + limits.keepalive_timeout, Quiet::Idle)
+        };
+        if now >= deadline { Err(reason) } else { Ok(deadline - now) }
+    }
+}
+
+/// A request in flight on a connection.
+#[derive(Debug)]
+pub struct RequestGuard {
+    activity: Arc<Activity>,
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        let a = &self.activity;
+        let since = u64::try_from(a.accepted.elapsed().as_micros()).unwrap_or(u64::MAX);
+        // Written before the count drops, so whoever sees no request in flight also sees when the last ended.
+        a.idle_since.store(since, Ordering::Release);
+        a.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(max: usize, per_address: usize) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: max,
+            max_connections_per_address: per_address,
+            ..ConnectionLimits::default()
+        }
+    }
+
+    const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+    const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2));
+
+    #[test]
+    fn a_full_listener_closes_its_longest_idle_connection_for_a_newcomer() {
+        let gate = Gate::new("test", limits(3, 3));
+        let first = gate.admit(A).unwrap();
+        let second = gate.admit(A).unwrap();
+        let third = gate.admit(B).unwrap();
+        let _busy = first.activity().begin();
+        // `first` is busy, so `second` (the longest-kept idle one) makes room.
+        let fourth = gate.admit(B).unwrap();
+        assert!(second.activity().evicted.is_cancelled());
+        assert!(!first.activity().evicted.is_cancelled() && !third.activity().evicted.is_cancelled());
+        assert_eq!(gate.open(), 3);
+        drop(second);
+        assert_eq!(gate.open(), 3, "an evicted connection was already forgotten");
+        // Everything busy: the newcomer is refused.
+        let _b3 = third.activity().begin();
+        let _b4 = fourth.activity().begin();
+        assert!(gate.admit(B).is_none());
+        drop((first, third, fourth));
+        assert_eq!(gate.open(), 0);
+    }
+
+    #[test]
+    fn one_address_only_ever_displaces_its_own_connections() {
+        let gate = Gate::new("test", limits(10, 2));
+        let other = gate.admit(B).unwrap();
+        let a1 = gate.admit(A).unwrap();
+        let a2 = gate.admit(A).unwrap();
+        let a3 = gate.admit(A).unwrap();
+        assert!(a1.activity().evicted.is_cancelled(), "A's own longest-idle goes");
+        assert!(!other.activity().evicted.is_cancelled());
+        let _busy2 = a2.activity().begin();
+        let _busy3 = a3.activity().begin();
+        assert!(gate.admit(A).is_none(), "A's connections are all busy");
+        assert!(gate.admit(B).is_some(), "B is not affected");
+    }
+
+    #[test]
+    fn quiet_connections_are_named_by_their_deadlines() {
+        let limits = ConnectionLimits {
+            header_timeout: Duration::from_secs(3600),
+            keepalive_timeout: Duration::from_secs(7200),
+            ..ConnectionLimits::default()
+        };
+        let gate = Gate::new("test", limits);
+        let admitted = gate.admit(A).unwrap();
+        let activity = admitted.activity();
+        let wait = activity.close_reason(&limits).unwrap();
+        assert!(wait <= limits.header_timeout && wait > Duration::from_secs(3500), "{wait:?}");
+        let zero = ConnectionLimits { header_timeout: Duration::ZERO, keepalive_timeout: Duration::ZERO, ..limits };
+        assert_eq!(activity.close_reason(&zero), Err(Quiet::Silent));
+        let guard = activity.begin();
+        assert!(activity.close_reason(&zero).is_ok(), "a request in flight keeps it");
+        drop(guard);
+        assert_eq!(activity.close_reason(&zero), Err(Quiet::Idle));
+        let wait = activity.close_reason(&limits).unwrap();
+        assert!(wait > Duration::from_secs(7100), "idle from when the request ended: {wait:?}");
+    }
+}
