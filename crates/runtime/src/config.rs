@@ -98,6 +98,9 @@ pub struct ListenerConfig {
     /// Seconds: the longest pause in a proxied request body, or the time an API request body may take; default 60.
     #[serde(default, deserialize_with = "opt_number_or_string")]
     pub client_body_timeout: Option<f64>,
+    /// The issuer's limits on guessing client secrets; refused on the other listeners.
+    #[serde(default)]
+    pub brute_force: BruteForceConfig,
 }
 
 impl ListenerConfig {
@@ -110,6 +113,7 @@ impl ListenerConfig {
             client_header_timeout: None,
             keepalive_timeout: None,
             client_body_timeout: None,
+            brute_force: BruteForceConfig::default(),
         }
     }
 
@@ -150,6 +154,63 @@ impl ListenerConfig {
         ] {
             if value == Some(0) {
                 return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        if section == crate::listener::ListenerKind::Issuer.as_str() {
+            self.brute_force.validate(section)
+        } else if self.brute_force != BruteForceConfig::default() {
+            Err(invalid("brute_force", "only the issuer listener has brute-force limits"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Limits on guessing client secrets (docs/operations.md, "Brute-force limits on the issuer"); what is counted is
+/// distinct wrong secrets, per auth server. Unset fields keep their defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct BruteForceConfig {
+    /// Length of the counting window; default 60.
+    #[serde(deserialize_with = "opt_number_or_string")]
+    pub window_secs: Option<u64>,
+    /// Wrong secrets for one client from one address before that address's attempts for it are refused unchecked;
+    /// default 10.
+    #[serde(deserialize_with = "opt_number_or_string")]
+    pub per_client_and_address: Option<u32>,
+    /// Wrong secrets for one client from all addresses before its attempts are refused unchecked, except from
+    /// addresses it authenticated from within `trust_secs`; default 50.
+    #[serde(deserialize_with = "opt_number_or_string")]
+    pub per_client: Option<u32>,
+    /// Wrong secrets from one address before its further wrong secrets are answered 429; default 100.
+    #[serde(deserialize_with = "opt_number_or_string")]
+    pub per_address: Option<u32>,
+    /// How long the answer to a new wrong secret waits; default 1000; 0 answers at once.
+    #[serde(deserialize_with = "opt_number_or_string")]
+    pub failure_delay_ms: Option<u64>,
+    /// How long a successful authentication exempts its address from the client's limit; default 86400.
+    #[serde(deserialize_with = "opt_number_or_string")]
+    pub trust_secs: Option<u64>,
+    /// Keys (clients, addresses, pairs) each table tracks at most; default 100,000.
+    #[serde(deserialize_with = "opt_number_or_string")]
+    pub max_tracked: Option<u64>,
+}
+
+impl BruteForceConfig {
+    fn validate(&self, section: &str) -> Result<(), ConfigError> {
+        let positive = [
+            ("window_secs", self.window_secs),
+            ("per_client_and_address", self.per_client_and_address.map(u64::from)),
+            ("per_client", self.per_client.map(u64::from)),
+            ("per_address", self.per_address.map(u64::from)),
+            ("max_tracked", self.max_tracked),
+        ];
+        for (name, value) in positive {
+            if value == Some(0) {
+                return Err(ConfigError::Invalid {
+                    path: format!("{section}.brute_force.{name}"),
+                    message: "must be at least 1".to_owned(),
+                });
             }
         }
         Ok(())
@@ -499,6 +560,28 @@ mod tests {
         .trusted_ips;
         assert_eq!(nets.len(), 2);
         assert!(nets[1].contains(&"192.168.1.1".parse::<std::net::IpAddr>().unwrap()));
+    }
+
+    #[test]
+    fn brute_force_limits_live_under_the_issuer() {
+        let loaded = load(&ConfigSources {
+            env: env(&[
+                ("GATEHOUSE_ISSUER__BRUTE_FORCE__PER_CLIENT", "20"),
+                ("GATEHOUSE_ISSUER__LISTEN", "127.0.0.1:9"),
+            ]),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
+        let c = loaded.config;
+        assert_eq!((c.issuer.brute_force.per_client, c.issuer.listen.port()), (Some(20), 9));
+        assert_eq!(c.issuer.brute_force.window_secs, None);
+        let typo = load(&ConfigSources::default().set("issuer.brute_force.per_clent", 5)).unwrap();
+        assert_eq!(typo.unknown_keys, vec!["issuer.brute_force.per_clent"]);
+        let zero = load(&ConfigSources::default().set("issuer.brute_force.per_address", 0)).unwrap().config;
+        assert!(zero.validate().unwrap_err().to_string().starts_with("issuer.brute_force.per_address:"));
+        let elsewhere = load(&ConfigSources::default().set("proxy.brute_force.per_client", 5)).unwrap().config;
+        assert!(elsewhere.validate().unwrap_err().to_string().starts_with("proxy.brute_force:"));
     }
 
     #[test]
