@@ -86,7 +86,8 @@ pub struct ListenerConfig {
     /// Connections kept open at once; default: this listener's share of the file-descriptor limit.
     #[serde(default, deserialize_with = "opt_number_or_string")]
     pub max_connections: Option<usize>,
-    /// Connections kept open at once from one address; default: a quarter of `max_connections`.
+    /// Connections kept open at once from one address; default: a quarter of `max_connections` (all of them on
+    /// the loopback-only admin and echo listeners).
     #[serde(default, deserialize_with = "opt_number_or_string")]
     pub max_connections_per_address: Option<usize>,
     /// Seconds within which a connection's first request, and every HTTP/1 request head, must arrive; default 30.
@@ -119,7 +120,7 @@ impl ListenerConfig {
 
     /// This listener's connection limits: what is configured, else its share of `budget` and the defaults.
     pub fn connection_limits(&self, share: ListenerShare, budget: FdBudget) -> ConnectionLimits {
-        let mut limits = ConnectionLimits::with_connections(self.max_connections.unwrap_or(budget.connections(share)));
+        let mut limits = share.limits(self.max_connections.unwrap_or(budget.connections(share)));
         if let Some(n) = self.max_connections_per_address {
             limits.max_connections_per_address = n;
         }
@@ -617,6 +618,28 @@ mod tests {
             load(&ConfigSources { env: env(&[("GATEHOUSE_ALLOW_PLAINTEXT_PUBLIC", "maybe")]), ..Default::default() })
                 .unwrap_err();
         assert!(e.to_string().contains("allow_plaintext_public"), "{e}");
+    }
+
+    #[test]
+    fn connection_limits_come_from_the_budget_unless_set() {
+        let budget = FdBudget::from_limit(1024);
+        let c = load(&ConfigSources {
+            env: env(&[("GATEHOUSE_PROXY__MAX_CONNECTIONS", "500"), ("GATEHOUSE_ISSUER__KEEPALIVE_TIMEOUT", "2.5")]),
+            ..Default::default()
+        })
+        .unwrap()
+        .config;
+        c.validate().unwrap();
+        let proxy = c.proxy.connection_limits(ListenerShare::Proxy, budget);
+        assert_eq!((proxy.max_connections, proxy.max_connections_per_address), (500, 125));
+        let issuer = c.issuer.connection_limits(ListenerShare::Issuer, budget);
+        assert_eq!(issuer.max_connections, 179);
+        assert_eq!(issuer.keepalive_timeout, Duration::from_millis(2500));
+        assert_eq!(issuer.header_timeout, Duration::from_secs(30));
+        for (key, value) in [("platform.client_body_timeout", json!(0)), ("admin.max_connections", json!(0))] {
+            let bad = load(&ConfigSources::default().set(key, value)).unwrap().config;
+            assert!(bad.validate().unwrap_err().to_string().starts_with(key), "{key}");
+        }
     }
 
     #[test]
