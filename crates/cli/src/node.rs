@@ -195,6 +195,7 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         trusted_ips: config.proxy.trusted_ips.clone(),
         workers: 0,
         introspection_cache_entries: config.gateway.introspection_cache_entries,
+        introspection_cache_bytes: config.gateway.introspection_cache_bytes,
         client_header_timeout: None,
     });
     proxy.follow(publisher.subscribe());

@@ -80,8 +80,9 @@ pub struct ProxySettings {
     pub trusted_ips: Vec<IpNet>,
     /// Worker threads; 0 means one per available core.
     pub workers: usize,
-    /// The bound of the node's `oauth2-introspection` answer cache; `None`: 100,000.
+    /// The bounds of the node's `oauth2-introspection` answer cache; `None`: 100,000 entries, 64 MiB.
     pub introspection_cache_entries: Option<u64>,
+    pub introspection_cache_bytes: Option<u64>,
     /// How long an HTTP/1 client may take to send a request head, counted from when the proxy starts waiting for
     /// it (on a kept-alive connection: from the end of the previous response); `None`: 30 s.
     pub client_header_timeout: Option<Duration>,
@@ -183,7 +184,8 @@ impl Drop for ClientConnection {
 
 impl Proxy {
     pub fn new(settings: ProxySettings) -> Arc<Self> {
-        let plugins = settings.introspection_cache_entries.map_or_else(Default::default, crate::plugins::Shared::new);
+        let plugins =
+            crate::plugins::Shared::new(settings.introspection_cache_entries, settings.introspection_cache_bytes);
         let workers = match settings.workers {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
