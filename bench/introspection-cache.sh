@@ -72,18 +72,7 @@ SH
   REAL_BIN=$BIN
   BIN=$TMP/under-callgrind
 fi
-start_gatehouse "${settings[@]}" \
-  GATEHOUSE_PROXY__LISTEN="127.0.0.1:$GH_PROXY_PORT" \
-  GATEHOUSE_ADMIN__LISTEN="127.0.0.1:$GH_ADMIN_PORT" \
-  GATEHOUSE_PLATFORM__LISTEN="127.0.0.1:$GH_PLATFORM_PORT" \
-  GATEHOUSE_ISSUER__LISTEN="127.0.0.1:$GH_ISSUER_PORT" \
-  GATEHOUSE_ECHO__LISTEN="127.0.0.1:$GH_ECHO_PORT"
-ADMIN=http://127.0.0.1:$GH_ADMIN_PORT
-admin() { # admin METHOD PATH BODY -> expects 201
-  local code
-  code=$(curl -sS -o "$TMP/admin.json" -w '%{http_code}' -X "$1" "$ADMIN$2" -H 'content-type: application/json' --data "$3")
-  [[ $code == 201 ]] || { cat "$TMP/admin.json" >&2; die "admin API: $1 $2 -> HTTP $code"; }
-}
+start_proxy_gatehouse "${settings[@]}"
 IDP=http://127.0.0.1:$IDP_PORT
 admin POST /services "{\"name\":\"bench\",\"url\":\"$IDP/\"}"
 admin POST /services/bench/routes '{"name":"inactive","paths":["/inactive-route"]}'
