@@ -92,6 +92,26 @@ start_gatehouse() {
   wait_for "$TMP/gh.out" "Gatehouse Ready" "$GH_PID" 120 || { tail -20 "$TMP/gh.err" >&2; die "Gatehouse did not become ready"; }
 }
 
+# start_proxy_gatehouse VAR=VALUE...: start_gatehouse with every listener on the proxy benches' ports
+# (GH_PROXY_PORT, GH_ADMIN_PORT, GH_PLATFORM_PORT, GH_ISSUER_PORT, GH_ECHO_PORT) and these settings; ADMIN is then
+# its Admin API.
+start_proxy_gatehouse() {
+  start_gatehouse "$@" \
+    GATEHOUSE_PROXY__LISTEN="127.0.0.1:$GH_PROXY_PORT" \
+    GATEHOUSE_ADMIN__LISTEN="127.0.0.1:$GH_ADMIN_PORT" \
+    GATEHOUSE_PLATFORM__LISTEN="127.0.0.1:$GH_PLATFORM_PORT" \
+    GATEHOUSE_ISSUER__LISTEN="127.0.0.1:$GH_ISSUER_PORT" \
+    GATEHOUSE_ECHO__LISTEN="127.0.0.1:$GH_ECHO_PORT"
+  ADMIN=http://127.0.0.1:$GH_ADMIN_PORT
+}
+
+# admin METHOD PATH BODY: a Kong Admin API call (at ADMIN) that must answer 201
+admin() {
+  local code
+  code=$(curl -sS -o "$TMP/admin.json" -w '%{http_code}' -X "$1" "$ADMIN$2" -H 'content-type: application/json' --data "$3")
+  [[ $code == 201 ]] || { cat "$TMP/admin.json" >&2; die "admin API: $1 $2 -> HTTP $code"; }
+}
+
 # --- the quickstart's management API and issuer -------------------------------------------------------------
 # platform_login: KONNECT_TOKEN and PLATFORM from the quickstart's exports (after start_gatehouse).
 platform_login() {

@@ -108,18 +108,7 @@ start_nginx upstream "$HERE/nginx/upstream.conf"
 wait_http "http://127.0.0.1:$UPSTREAM_PORT/" "$NGINX_PID_upstream" 20 || { cat "$TMP/upstream.err" >&2; die "nginx upstream did not start"; }
 
 # Gatehouse: quickstart (embedded storage, every listener on loopback); only the proxy is under load.
-start_gatehouse \
-  GATEHOUSE_PROXY__LISTEN="127.0.0.1:$GH_PROXY_PORT" \
-  GATEHOUSE_ADMIN__LISTEN="127.0.0.1:$GH_ADMIN_PORT" \
-  GATEHOUSE_PLATFORM__LISTEN="127.0.0.1:$GH_PLATFORM_PORT" \
-  GATEHOUSE_ISSUER__LISTEN="127.0.0.1:$GH_ISSUER_PORT" \
-  GATEHOUSE_ECHO__LISTEN="127.0.0.1:$GH_ECHO_PORT"
-ADMIN=http://127.0.0.1:$GH_ADMIN_PORT
-admin() { # admin METHOD PATH BODY -> expects 201
-  local code
-  code=$(curl -sS -o "$TMP/admin.json" -w '%{http_code}' -X "$1" "$ADMIN$2" -H 'content-type: application/json' --data "$3")
-  [[ $code == 201 ]] || { cat "$TMP/admin.json" >&2; die "admin API: $1 $2 -> HTTP $code"; }
-}
+start_proxy_gatehouse
 admin POST /services "{\"name\":\"bench\",\"url\":\"http://127.0.0.1:$UPSTREAM_PORT/\"}"
 admin POST /services/bench/routes '{"name":"bench","paths":["/"]}'
 

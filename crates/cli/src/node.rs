@@ -200,6 +200,7 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         introspection_cache_entries: config.gateway.introspection_cache_entries,
         underscores_in_headers: config.gateway.underscores_in_headers,
         limits: config.proxy.connection_limits(ListenerKind::Proxy.share(), budget),
+        introspection_cache_bytes: config.gateway.introspection_cache_bytes,
     });
     proxy.follow(publisher.subscribe());
     let config_changes = publisher.changes();

@@ -13,6 +13,7 @@ use base64::Engine;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use gatehouse_model::gateway::EntityKind;
 use gatehouse_testkit::{TestNode, Tutorial};
 
 const MISSING: &str = r#"{"error":"invalid_request","error_description":"The access token is missing"}"#;
@@ -456,6 +457,56 @@ async fn what_the_idp_is_sent_and_what_the_upstream_gets() {
     let (sent, _) = idp.last();
     assert_eq!(sent["x-request-http-method"], "POST");
     assert_eq!(sent["x-request-path"], "/anything/y");
+    node.stop().await;
+}
+
+/// Custom header values are sealed at rest like `authorization_value`. A row an older version wrote with them in
+/// clear still loads (the API returns them, the IdP gets them), and the plugin's next update seals them.
+#[tokio::test]
+async fn custom_header_values_are_sealed_and_old_clear_rows_still_work() {
+    let node = TestNode::start().await;
+    node.example_service().await;
+    let (idp, idp_url) = Idp::start().await;
+    idp.active(json!({"active": true, "client_id": "c1", "exp": now() + 3600}));
+    let key = "idp-api-key-0123456789abcdef";
+    let mut config = scripted_config(&idp_url);
+    config["custom_introspection_headers"] = json!({"x_api_key": key, "x-tenant": "t1"});
+    let id = only_plugin(&node, config).await;
+    let (store, cp) = (&node.node.services.store, node.node.control_plane.id);
+    let stored_row = || async {
+        let entity = store.get_entity(cp, EntityKind::Plugin, id.parse().unwrap()).await.unwrap().unwrap();
+        Value::Object(entity.data)
+    };
+    let row = stored_row().await;
+    let headers = &row["config"]["custom_introspection_headers"];
+    for name in ["x_api_key", "x-tenant"] {
+        assert!(headers[name].as_str().unwrap().starts_with("gatehouse:sealed:v1:"), "{row}");
+    }
+    assert!(!row.to_string().contains(key) && !row.to_string().contains("\"t1\""), "{row}");
+    let http = reqwest::Client::new();
+    let url = format!("{}/anything", node.proxy_url());
+    upstream_of(http.get(&url).bearer_auth("first")).await;
+    let (sent, _) = idp.last();
+    assert_eq!(sent["x-api-key"], key);
+    assert_eq!(sent["x-tenant"], "t1");
+
+    // As an older version stored it: the API key in clear.
+    let mut entity = store.get_entity(cp, EntityKind::Plugin, id.parse().unwrap()).await.unwrap().unwrap();
+    entity.data["config"]["custom_introspection_headers"]["x_api_key"] = json!(key);
+    store.upsert_entity(cp, &entity).await.unwrap();
+    node.wait_config().await;
+    let (_, plugin) = node.admin(Method::GET, &format!("/plugins/{id}"), None).await;
+    assert_eq!(plugin["config"]["custom_introspection_headers"], json!({"x_api_key": key, "x-tenant": "t1"}));
+    upstream_of(http.get(&url).bearer_auth("second")).await;
+    assert_eq!(idp.last().0["x-api-key"], key);
+
+    // Any update seals it.
+    let (status, _) = node.admin(Method::PATCH, &format!("/plugins/{id}"), Some(json!({}))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!stored_row().await.to_string().contains(key), "sealed on the next write");
+    node.wait_config().await;
+    upstream_of(http.get(&url).bearer_auth("third")).await;
+    assert_eq!(idp.last().0["x-api-key"], key);
     node.stop().await;
 }
 

@@ -1,10 +1,14 @@
 //! A client secret is shown once and is unrecoverable afterwards: no API response, no log line (even at debug
-//! level) and no byte of the database holds it. The same goes for personal access tokens.
+//! level) and no byte of the database holds it. The same goes for personal access tokens. The IdP credentials of
+//! `oauth2-introspection` (its authorization value and custom header values) are returned by the Admin API, as Kong
+//! does, but never stored or logged readable, and the tokens it checks are never logged, even when the IdP's error
+//! page repeats them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -119,12 +123,23 @@ async fn secrets_never_reappear(db: TestDatabase) {
         serde_json::from_str::<Value>(&secret_items).unwrap()["data"][0]["id"].as_str().unwrap().to_owned();
     api.send(M::GET, &format!("{clients}/{generated_id}/secrets/{first_secret_id}"), None).await;
 
+    let proxy = format!("http://{}", process.listener_address("proxy").await);
+    let plugin_secrets = introspection_secrets(&mut api, &proxy).await;
+
     let status = process.interrupt(Duration::from_secs(10)).await;
     assert!(status.success(), "clean exit on SIGINT: {status}");
     let logs = format!("{}\n{}", process.output.stdout_text(), process.output.stderr_text());
+    assert!(logs.contains("introspection failed"), "the IdP failures were logged");
+    for needle in &plugin_secrets {
+        assert!(!logs.contains(needle.as_str()), "the logs contain {needle}");
+    }
     assert!(logs.contains("\"listening\""), "logs were captured");
     let stored = db.raw_contents().await;
     assert!(stored.len() > 1000, "database contents were read");
+
+    for needle in &plugin_secrets {
+        assert!(!stored.windows(needle.len()).any(|w| w == needle.as_bytes()), "the database holds {needle}");
+    }
 
     let mut needles = secrets.clone();
     needles.push(token.clone());
@@ -140,6 +155,70 @@ async fn secrets_never_reappear(db: TestDatabase) {
         );
     }
     db.cleanup().await;
+}
+
+/// What the scripted IdP was sent: the headers of each introspection request.
+type Seen = Arc<Mutex<Vec<axum::http::HeaderMap>>>;
+
+/// An `oauth2-introspection` plugin with an API key among its custom headers, in front of an IdP that answers
+/// every token with an error page repeating it (400, then a 200 that is not JSON). Returns what must never be
+/// stored or logged: the authorization value, the API key and the token.
+async fn introspection_secrets(api: &mut Api, proxy: &str) -> Vec<String> {
+    use reqwest::Method as M;
+    let seen = Seen::default();
+    let status = Arc::new(Mutex::new(400u16));
+    let app = axum::Router::new().route(
+        "/introspect",
+        axum::routing::post({
+            let (seen, status) = (seen.clone(), status.clone());
+            move |headers: axum::http::HeaderMap, body: String| async move {
+                seen.lock().unwrap().push(headers);
+                let code = *status.lock().unwrap();
+                (axum::http::StatusCode::from_u16(code).unwrap(), format!("<p>invalid: {body}</p>"))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let idp = format!("http://{}/introspect", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let (authorization, api_key) = ("Basic aWRwLWNsaWVudDppZHAtc2VjcmV0LTQ4MjE=", "idp-api-key-7f3a9c1e5b");
+    let token = "opaque-token-c0ffee-5eed-7e11-b0b5-d1ce";
+    let (_, cps) = api.send(M::GET, "/v2/control-planes?filter[name][eq]=default", None).await;
+    let base = format!("/v2/control-planes/{}/core-entities", cps["data"][0]["id"].as_str().unwrap());
+    let (status_code, _) =
+        api.send(M::POST, &format!("{base}/services"), Some(json!({"name": "s", "url": "http://127.0.0.1:9/"}))).await;
+    assert_eq!(status_code, StatusCode::CREATED);
+    api.send(M::POST, &format!("{base}/services/s/routes"), Some(json!({"paths": ["/"]}))).await;
+    let config = json!({"introspection_url": idp, "authorization_value": authorization,
+        "custom_introspection_headers": {"x_api_key": api_key}});
+    let (status_code, plugin) = api
+        .send(M::POST, &format!("{base}/plugins"), Some(json!({"name": "oauth2-introspection", "config": config})))
+        .await;
+    assert_eq!(status_code, StatusCode::CREATED, "{plugin}");
+    assert_eq!(plugin["config"]["custom_introspection_headers"]["x_api_key"], api_key, "returned in clear, as Kong");
+
+    // The proxy runs the plugin once the configuration reaches it.
+    let http = reqwest::Client::new();
+    let mut answered = 0;
+    for _ in 0..200 {
+        let res = http.get(format!("{proxy}/anything")).bearer_auth(token).send().await.unwrap();
+        if res.status() == StatusCode::UNAUTHORIZED {
+            answered += 1;
+            if answered == 1 {
+                *status.lock().unwrap() = 200;
+            } else {
+                break;
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(answered, 2, "both IdP failures answered 401");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|h| h["x-api-key"] == api_key && h["authorization"] == authorization), "{seen:?}");
+    vec![authorization.to_owned(), api_key.to_owned(), token.to_owned()]
 }
 
 #[tokio::test]

@@ -123,7 +123,10 @@ async fn build(services: &Services, cp: uuid::Uuid, changes: &AtomicU64) -> Resu
         ConfigData { control_plane_id: Some(cp), version: changes.load(Ordering::SeqCst), ..ConfigData::default() };
     for entity in services.store.all_entities(cp).await? {
         let mut data = entity.data;
-        secrets::open(&services.keys, entity.kind, &mut data);
+        if secrets::open(&services.keys, entity.kind, &mut data) > 0 {
+            tracing::warn!(plugin = %entity.id, "a plugin keeps secret config values in clear, written before they \
+                were sealed; its next update seals them (PATCH /plugins/{{id}} with {{}} will do)");
+        }
         match entity.kind {
             EntityKind::Service => config.services.push(data),
             EntityKind::Route => config.routes.push(data),

@@ -1,55 +1,70 @@
-//! Secret plugin fields (`authorization_value`) are sealed with the master key before they are stored and opened
-//! when read; the APIs return them in clear, as Kong returns `encrypted` fields.
+//! Secret plugin fields (`authorization_value`, every value of `custom_introspection_headers`) are sealed with the
+//! master key before they are stored and opened when read; the APIs return them in clear, as Kong returns
+//! `encrypted` fields.
+//!
+//! A value stored in clear (custom headers were, before they were sealed) is read as it is and sealed on the
+//! entity's next write.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use gatehouse_model::gateway::plugins::encrypted_config_fields;
+use gatehouse_model::gateway::plugins::{config_value_mut, encrypted_values};
 use gatehouse_model::gateway::{EntityKind, Normalized};
 use gatehouse_runtime::master_key::DerivedKeys;
 
 const SEALED_PREFIX: &str = "gatehouse:sealed:v1:";
 
-fn context(plugin_id: &str, field: &str) -> String {
-    format!("plugin:{plugin_id}:config.{field}")
+/// What a sealed value is bound to: its plugin and its place in the config (`config.authorization_value`,
+/// `config.custom_introspection_headers.x-api-key`), so it opens nowhere else.
+fn context(plugin_id: &str, path: &str) -> String {
+    format!("plugin:{plugin_id}:config.{path}")
 }
 
-fn fields_of(kind: EntityKind, data: &Normalized) -> Vec<&'static str> {
+/// The id and the config of a plugin entity, with the paths of its secret values.
+fn secrets_of(kind: EntityKind, data: &mut Normalized) -> Option<(String, &mut Map<String, Value>, Vec<String>)> {
     if kind != EntityKind::Plugin {
-        return Vec::new();
+        return None;
     }
-    data.get("name").and_then(Value::as_str).map(encrypted_config_fields).unwrap_or_default()
+    let id = data.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let name = data.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let config = data.get_mut("config")?.as_object_mut()?;
+    let paths = encrypted_values(&name, config).into_iter().map(|(path, _)| path).collect();
+    Some((id, config, paths))
 }
 
 pub fn seal(keys: &DerivedKeys, kind: EntityKind, data: &mut Normalized) {
-    let id = data.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
-    for field in fields_of(kind, data) {
-        if let Some(Value::String(clear)) = data.get_mut("config").and_then(|c| c.get_mut(field)) {
-            let sealed = keys.seal(&context(&id, field), clear.as_bytes());
+    let Some((id, config, paths)) = secrets_of(kind, data) else { return };
+    for path in paths {
+        if let Some(Value::String(clear)) = config_value_mut(config, &path) {
+            let sealed = keys.seal(&context(&id, &path), clear.as_bytes());
             *clear = format!("{SEALED_PREFIX}{}", STANDARD.encode(sealed));
         }
     }
 }
 
-/// Opens sealed fields; a value that does not open (another master key, tampering) is withheld as null.
-pub fn open(keys: &DerivedKeys, kind: EntityKind, data: &mut Normalized) {
-    let id = data.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
-    for field in fields_of(kind, data) {
-        if let Some(value) = data.get_mut("config").and_then(|c| c.get_mut(field))
-            && let Some(sealed) = value.as_str().and_then(|s| s.strip_prefix(SEALED_PREFIX))
-        {
-            let clear = STANDARD
-                .decode(sealed)
-                .ok()
-                .and_then(|b| keys.open(&context(&id, field), &b).ok())
-                .and_then(|b| String::from_utf8(b.to_vec()).ok());
-            if clear.is_none() {
-                tracing::error!(plugin = id, field, "a sealed plugin field does not open with this master key");
-            }
-            *value = clear.map_or(Value::Null, Value::String);
+/// Opens sealed fields; a value that does not open (another master key, tampering) is withheld as null. Returns
+/// how many secret values were found stored in clear.
+pub fn open(keys: &DerivedKeys, kind: EntityKind, data: &mut Normalized) -> usize {
+    let Some((id, config, paths)) = secrets_of(kind, data) else { return 0 };
+    let mut in_clear = 0;
+    for path in paths {
+        let Some(value) = config_value_mut(config, &path) else { continue };
+        let Some(sealed) = value.as_str().and_then(|s| s.strip_prefix(SEALED_PREFIX)) else {
+            in_clear += 1;
+            continue;
+        };
+        let clear = STANDARD
+            .decode(sealed)
+            .ok()
+            .and_then(|b| keys.open(&context(&id, &path), &b).ok())
+            .and_then(|b| String::from_utf8(b.to_vec()).ok());
+        if clear.is_none() {
+            tracing::error!(plugin = id, field = %path, "a sealed plugin field does not open with this master key");
         }
+        *value = clear.map_or(Value::Null, Value::String);
     }
+    in_clear
 }
 
 #[cfg(test)]
@@ -58,23 +73,61 @@ mod tests {
     use gatehouse_runtime::master_key::MasterKey;
     use serde_json::json;
 
+    fn plugin(config: Value) -> Normalized {
+        json!({"id": "0190a0a0-0000-7000-8000-000000000001", "name": "oauth2-introspection", "config": config})
+            .as_object()
+            .cloned()
+            .unwrap()
+    }
+
     #[test]
     fn seals_and_opens_secret_fields_only() {
         let keys = MasterKey::generate().derive();
-        let mut data = json!({"id": "0190a0a0-0000-7000-8000-000000000001", "name": "oauth2-introspection",
-            "config": {"authorization_value": "Basic c2VjcmV0", "introspection_url": "http://x/i"}})
-        .as_object()
-        .cloned()
-        .unwrap();
+        let mut data = plugin(json!({"authorization_value": "Basic c2VjcmV0", "introspection_url": "http://x/i",
+            "custom_introspection_headers": {"x-api-key": "key-0123456789", "x_tenant": "tenant-42"}}));
         seal(&keys, EntityKind::Plugin, &mut data);
         let stored = serde_json::to_string(&data).unwrap();
-        assert!(!stored.contains("c2VjcmV0"));
-        assert!(stored.contains("http://x/i"));
+        for secret in ["c2VjcmV0", "key-0123456789", "tenant-42"] {
+            assert!(!stored.contains(secret), "{stored}");
+        }
+        assert!(stored.contains("http://x/i") && stored.contains("x-api-key"), "names and other fields stay readable");
         let mut copy = data.clone();
         copy["id"] = json!("0190a0a0-0000-7000-8000-000000000002");
         open(&keys, EntityKind::Plugin, &mut copy);
         assert_eq!(copy["config"]["authorization_value"], Value::Null, "bound to its plugin");
-        open(&keys, EntityKind::Plugin, &mut data);
+        assert_eq!(copy["config"]["custom_introspection_headers"]["x-api-key"], Value::Null);
+        // Bound to the header too: values swapped between two headers do not open.
+        let mut swapped = data.clone();
+        let headers = swapped["config"]["custom_introspection_headers"].as_object_mut().unwrap();
+        let (a, b) = (headers["x-api-key"].clone(), headers["x_tenant"].clone());
+        (headers["x-api-key"], headers["x_tenant"]) = (b, a);
+        open(&keys, EntityKind::Plugin, &mut swapped);
+        assert_eq!(swapped["config"]["custom_introspection_headers"], json!({"x-api-key": null, "x_tenant": null}));
+        assert_eq!(open(&keys, EntityKind::Plugin, &mut data), 0, "nothing was in clear");
         assert_eq!(data["config"]["authorization_value"], "Basic c2VjcmV0");
+        assert_eq!(
+            data["config"]["custom_introspection_headers"],
+            json!({"x-api-key": "key-0123456789", "x_tenant": "tenant-42"})
+        );
+    }
+
+    /// Rows written before header values were sealed hold them in clear: they still load, are counted (the
+    /// publisher warns), and the next write seals them.
+    #[test]
+    fn values_stored_in_clear_still_open_and_are_sealed_on_write() {
+        let keys = MasterKey::generate().derive();
+        let mut data = plugin(json!({"authorization_value": "Basic c2VjcmV0",
+            "custom_introspection_headers": {"x-api-key": "key-0123456789"}}));
+        seal(&keys, EntityKind::Plugin, &mut data);
+        data["config"]["custom_introspection_headers"]["x-api-key"] = json!("key-0123456789");
+        let stored = data.clone();
+        let mut read = stored.clone();
+        assert_eq!(open(&keys, EntityKind::Plugin, &mut read), 1);
+        assert_eq!(read["config"]["custom_introspection_headers"]["x-api-key"], "key-0123456789");
+        assert_eq!(read["config"]["authorization_value"], "Basic c2VjcmV0");
+        seal(&keys, EntityKind::Plugin, &mut read);
+        assert!(!serde_json::to_string(&read).unwrap().contains("key-0123456789"));
+        assert_eq!(open(&keys, EntityKind::Plugin, &mut read), 0);
+        assert_eq!(read["config"]["custom_introspection_headers"]["x-api-key"], "key-0123456789");
     }
 }

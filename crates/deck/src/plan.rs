@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use gatehouse_model::gateway::EntityKind;
-use gatehouse_model::gateway::plugins::encrypted_config_fields;
+use gatehouse_model::gateway::plugins::encrypted_values;
 
 use crate::target::{ORDER, Target};
 
@@ -158,11 +158,12 @@ impl Masker {
 }
 
 fn secret_values(e: &Map<String, Value>) -> Vec<String> {
-    let Some(name) = e.get("name").and_then(Value::as_str) else { return Vec::new() };
-    encrypted_config_fields(name)
-        .into_iter()
-        .filter_map(|f| e.get("config")?.get(f)?.as_str().map(str::to_owned))
-        .collect()
+    let (Some(name), Some(config)) =
+        (e.get("name").and_then(Value::as_str), e.get("config").and_then(Value::as_object))
+    else {
+        return Vec::new();
+    };
+    encrypted_values(name, config).into_iter().map(|(_, value)| value.to_owned()).collect()
 }
 
 fn pretty_lines(e: &Map<String, Value>) -> Vec<String> {
@@ -256,10 +257,11 @@ mod tests {
     #[test]
     fn secrets_are_masked() {
         let plugin = |v: &str| {
-            json!({"name": "oauth2-introspection", "config": {"authorization_value": v, "introspection_url": "http://i/x"}})
-                .as_object()
-                .cloned()
-                .unwrap()
+            json!({"name": "oauth2-introspection", "config": {"authorization_value": v, "introspection_url": "http://i/x",
+                "custom_introspection_headers": {"x-api-key": v.replace("Basic", "Key")}}})
+            .as_object()
+            .cloned()
+            .unwrap()
         };
         let c = Change {
             action: Action::Update,
@@ -274,5 +276,9 @@ mod tests {
         assert!(!line.contains("secret") && !line.contains("http://i/x"), "{line}");
         assert!(line.contains("-    \"authorization_value\": \"[masked]\""), "{line}");
         assert!(line.contains("+    \"authorization_value\": \"[masked]\""), "{line}");
+        assert!(line.contains("-      \"x-api-key\": \"[masked]\""), "custom header values too: {line}");
+        assert!(line.contains("+      \"x-api-key\": \"[masked]\""), "{line}");
+        let json = json_output(std::slice::from_ref(&c), &Summary::default(), &masker, &[]).to_string();
+        assert!(!json.contains("secret"), "{json}");
     }
 }

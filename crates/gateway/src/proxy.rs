@@ -83,8 +83,9 @@ pub struct ProxySettings {
     pub trusted_ips: Vec<IpNet>,
     /// Worker threads; 0 means one per available core.
     pub workers: usize,
-    /// The bound of the node's `oauth2-introspection` answer cache; `None`: 100,000.
+    /// The bounds of the node's `oauth2-introspection` answer cache; `None`: 100,000 entries, 64 MiB.
     pub introspection_cache_entries: Option<u64>,
+    pub introspection_cache_bytes: Option<u64>,
     /// The listener's connection caps and deadlines. Its header timeout also bounds how long an HTTP/1 client
     /// may take to send a request head, counted from when the proxy starts waiting for it (on a kept-alive
     /// connection: from the end of the previous response); its body timeout is the longest pause in a request
@@ -193,7 +194,8 @@ impl Drop for ClientConnection {
 
 impl Proxy {
     pub fn new(settings: ProxySettings) -> Arc<Self> {
-        let plugins = settings.introspection_cache_entries.map_or_else(Default::default, crate::plugins::Shared::new);
+        let plugins =
+            crate::plugins::Shared::new(settings.introspection_cache_entries, settings.introspection_cache_bytes);
         let workers = match settings.workers {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,

@@ -251,6 +251,9 @@ pub struct GatewayConfig {
     /// drops them, as Kong does. Names the gateway owns (`X_Consumer_ID`, …) are dropped either way.
     #[serde(deserialize_with = "bool_or_string")]
     pub underscores_in_headers: bool,
+    /// How many bytes those answers may take at most; default 64 MiB; 0 keeps none.
+    #[serde(deserialize_with = "opt_number_or_string")]
+    pub introspection_cache_bytes: Option<u64>,
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -536,6 +539,7 @@ mod tests {
                 ("GATEHOUSE_ALLOW_PLAINTEXT_PUBLIC", "true"),
                 ("GATEHOUSE_STORAGE__MAX_CONNECTIONS", "7"),
                 ("GATEHOUSE_GATEWAY__INTROSPECTION_CACHE_ENTRIES", "5000"),
+                ("GATEHOUSE_GATEWAY__INTROSPECTION_CACHE_BYTES", "8388608"),
                 ("GATEHOUSE_TEST_DATABASE_URL", "ignored"),
                 ("HOME", "/root"),
             ]),
@@ -551,6 +555,7 @@ mod tests {
         assert!(c.allow_plaintext_public);
         assert_eq!(c.storage.max_connections, Some(7));
         assert_eq!(c.gateway.introspection_cache_entries, Some(5000));
+        assert_eq!(c.gateway.introspection_cache_bytes, Some(8 << 20));
         let nets = load(&ConfigSources {
             env: env(&[("GATEHOUSE_ISSUER__TRUSTED_IPS", "10.0.0.0/8, 192.168.1.1")]),
             ..Default::default()

@@ -134,15 +134,21 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// `introspection_cache_entries`: the bound of the node's introspection cache.
-    pub fn new(introspection_cache_entries: u64) -> Self {
-        Self { introspection: Arc::new(oauth2_introspection::Shared::new(introspection_cache_entries)) }
+    /// The bounds of the node's introspection cache (`gateway.introspection_cache_entries` and `…_bytes`); `None`
+    /// takes the default.
+    pub fn new(introspection_cache_entries: Option<u64>, introspection_cache_bytes: Option<u64>) -> Self {
+        use oauth2_introspection::CacheLimits;
+        let limits = CacheLimits {
+            entries: introspection_cache_entries.unwrap_or(CacheLimits::DEFAULT_ENTRIES),
+            bytes: introspection_cache_bytes.unwrap_or(CacheLimits::DEFAULT_BYTES),
+        };
+        Self { introspection: Arc::new(oauth2_introspection::Shared::new(limits)) }
     }
 }
 
 impl Default for Shared {
     fn default() -> Self {
-        Self::new(100_000)
+        Self::new(None, None)
     }
 }
 

@@ -7,17 +7,20 @@
 //! - lives for `ttl` but never past the token's `exp` (with no `exp` and `ttl = 0`, it is not kept at all);
 //!   inactive answers live for `negative_ttl` (default 0: not kept); failures are never kept;
 //! - is computed once however many requests ask for it at the same time (moka's `try_get_with` coalesces them);
-//! - competes for a bounded number of slots (a node setting).
+//! - costs what its answer holds ([`Entry::footprint`]), and the node keeps at most a number of entries and of bytes
+//!   (node settings, [`CacheLimits`]).
 //!
 //! In front of it, each plugin instance (one per proxy worker, since every worker compiles its own configuration)
 //! keeps a [`RecentAnswers`]: private copies of the answers its worker served lately, until the same deadline.
 
 use std::collections::HashMap;
 use std::hash::Hasher as _;
+use std::mem::size_of;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_lc_rs::digest;
+use http::{HeaderName, HeaderValue};
 use moka::Expiry;
 use moka::future::Cache;
 use siphasher::sip128::{Hasher128 as _, SipHasher24};
@@ -26,51 +29,121 @@ use super::idp::{IdpFailure, Introspected};
 
 pub type Key = u128;
 
+/// What the node's cache may hold: at most `entries` answers and `bytes` bytes, by their [`Entry::footprint`] and
+/// what moka spends per entry. Either at 0 keeps nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheLimits {
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+impl CacheLimits {
+    pub const DEFAULT_ENTRIES: u64 = 100_000;
+    pub const DEFAULT_BYTES: u64 = 64 << 20;
+}
+
+impl Default for CacheLimits {
+    fn default() -> Self {
+        Self { entries: Self::DEFAULT_ENTRIES, bytes: Self::DEFAULT_BYTES }
+    }
+}
+
+/// What moka keeps per entry besides the value: the key, its hash table slot, the entry's bookkeeping (access
+/// order, timer wheel, frequency sketch). Measured: a node's resident memory grew by 607 bytes per inactive answer
+/// (footprint 224) and 2,999 per active one (2,498), copies in the workers included (`bench/introspection-cache.sh`,
+/// docs/operations.md, "The introspection cache").
+const MOKA_BYTES_PER_ENTRY: usize = 384;
+/// What a [`RecentAnswers`] map spends per copy besides the entry: key, pointer and control byte, at its load factor.
+const RECENT_SLOT_BYTES: usize = 32;
+
 /// An answer with how long it may be used: `keep_for` from when it arrived, which was at `until - keep_for`.
 #[derive(Debug)]
 pub struct Entry {
     pub answer: Introspected,
     pub keep_for: Duration,
     pub until: Instant,
+    footprint: usize,
 }
 
 impl Entry {
     pub fn new(answer: Introspected, keep_for: Duration) -> Self {
         let until = Instant::now().checked_add(keep_for).unwrap_or_else(Instant::now);
-        Self { answer, keep_for, until }
+        Self::at(answer, keep_for, until)
+    }
+
+    fn at(answer: Introspected, keep_for: Duration, until: Instant) -> Self {
+        let footprint = footprint(&answer);
+        Self { answer, keep_for, until, footprint }
+    }
+
+    /// The bytes this entry holds on the heap: its allocation (behind an `Arc`), its header map's index, buckets,
+    /// values and names, and its strings.
+    pub fn footprint(&self) -> usize {
+        self.footprint
     }
 
     /// A copy sharing no memory with `self`: header values, and names other than Kong's standard ones (which are
     /// static and have no reference count), are new buffers, so using the copy on one core never touches a
     /// reference count another core is using.
     fn private_copy(&self) -> Self {
-        let mut headers = super::idp::credential_map();
+        let mut headers = super::idp::credential_map_for(&self.answer.headers);
         for (name, value) in &self.answer.headers {
             // Both were valid when the answer was rendered, so neither check below can fail.
             let name = match super::idp::standard_credential_header(name.as_str()) {
                 Some(standard) => standard,
-                None => match http::HeaderName::from_bytes(name.as_str().as_bytes()) {
+                None => match HeaderName::from_bytes(name.as_str().as_bytes()) {
                     Ok(name) => name,
                     Err(_) => continue,
                 },
             };
-            let Ok(mut copy) = http::HeaderValue::from_bytes(value.as_bytes()) else { continue };
+            let Ok(mut copy) = HeaderValue::from_bytes(value.as_bytes()) else { continue };
             copy.set_sensitive(value.is_sensitive());
             headers.append(name, copy);
         }
         let answer = Introspected {
             active: self.answer.active,
-            headers,
+            headers: super::idp::compact(headers),
             username: self.answer.username.clone(),
             client_id: self.answer.client_id.clone(),
             expires: self.answer.expires,
         };
-        Self { answer, keep_for: self.keep_for, until: self.until }
+        Self::at(answer, self.keep_for, self.until)
     }
 }
 
-/// The most answers one plugin instance keeps for its worker; past it, expired ones go, then all of them.
+/// [`Entry::footprint`]: an estimate, counted from the sizes of the parts (a test holds it against what the
+/// allocator is asked for). `http`'s map keeps an index of 4-byte slots, a bucket per name (hash, links, name and
+/// value) and an extra slot per further value of a name; a value's or a custom name's bytes are their own
+/// allocation, with a 24-byte shared header once they are cloned (the map is, when compacted).
+fn footprint(answer: &Introspected) -> usize {
+    const INDEX_SLOT: usize = 4;
+    const BUCKET_EXTRA: usize = 32;
+    const SHARED_BYTES: usize = 24;
+    let buffer = |len: usize| if len == 0 { 0 } else { len + SHARED_BYTES };
+    let headers = &answer.headers;
+    let mut bytes = 2 * size_of::<usize>() + size_of::<Entry>();
+    if headers.capacity() > 0 {
+        let index_slots = headers.capacity() * 4 / 3;
+        let buckets = headers.keys_len();
+        let extra_values = headers.len() - buckets;
+        bytes += index_slots * INDEX_SLOT
+            + buckets * (size_of::<HeaderName>() + size_of::<HeaderValue>() + BUCKET_EXTRA)
+            + extra_values * (size_of::<HeaderValue>() + BUCKET_EXTRA);
+        bytes += headers.values().map(|v| buffer(v.len())).sum::<usize>();
+        bytes += headers
+            .keys()
+            .filter(|name| super::idp::standard_credential_header(name.as_str()).is_none())
+            .map(|name| buffer(name.as_str().len()))
+            .sum::<usize>();
+    }
+    let text = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+    bytes + text(&answer.username) + text(&answer.client_id)
+}
+
+/// The most answers one plugin instance keeps for its worker, and the most bytes they may hold; past either,
+/// expired ones go, then all of them.
 pub const RECENT_ANSWERS: usize = 4096;
+pub const RECENT_ANSWERS_BYTES: usize = 4 << 20;
 
 /// Private copies of the answers one worker served lately, in front of the node's [`AnswerCache`]. Serving a token
 /// from the shared cache takes moka's concurrent structures and the reference counts of one answer that every core
@@ -79,18 +152,31 @@ pub const RECENT_ANSWERS: usize = 4096;
 /// age; it may outlive an entry the shared cache evicted for room, within that deadline.
 #[derive(Debug, Default)]
 pub struct RecentAnswers {
-    entries: Mutex<HashMap<Key, Arc<Entry>>>,
+    copies: Mutex<Copies>,
+}
+
+#[derive(Debug, Default)]
+struct Copies {
+    entries: HashMap<Key, Arc<Entry>>,
+    /// What `entries` hold, by [`RecentAnswers::cost`].
+    bytes: usize,
 }
 
 impl RecentAnswers {
     pub fn get(&self, key: &Key) -> Option<Arc<Entry>> {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = entries.get(key)?;
+        let mut copies = self.copies.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = copies.entries.get(key)?;
         if entry.until > Instant::now() {
             return Some(entry.clone());
         }
-        entries.remove(key);
+        if let Some(gone) = copies.entries.remove(key) {
+            copies.bytes -= Self::cost(&gone);
+        }
         None
+    }
+
+    fn cost(entry: &Entry) -> usize {
+        entry.footprint() + RECENT_SLOT_BYTES
     }
 
     /// Keeps a private copy of `entry` and returns it; an answer that may not be kept comes back as it is.
@@ -102,24 +188,36 @@ impl RecentAnswers {
             let left = exp.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
             until = until.min(now + left);
         }
-        if until <= now {
+        if until <= now || Self::cost(entry) > RECENT_ANSWERS_BYTES {
             return entry.clone();
         }
         let copy = Arc::new(Entry { until, ..entry.private_copy() });
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= RECENT_ANSWERS {
-            entries.retain(|_, e| e.until > now);
-            if entries.len() >= RECENT_ANSWERS {
-                entries.clear();
+        let cost = Self::cost(&copy);
+        let mut copies = self.copies.lock().unwrap_or_else(|p| p.into_inner());
+        let copies = &mut *copies;
+        if copies.entries.len() >= RECENT_ANSWERS || copies.bytes + cost > RECENT_ANSWERS_BYTES {
+            copies.entries.retain(|_, e| e.until > now);
+            copies.bytes = copies.entries.values().map(|e| Self::cost(e)).sum();
+            if copies.entries.len() >= RECENT_ANSWERS || copies.bytes + cost > RECENT_ANSWERS_BYTES {
+                copies.entries.clear();
+                copies.bytes = 0;
             }
         }
-        entries.insert(key, copy.clone());
+        if let Some(replaced) = copies.entries.insert(key, copy.clone()) {
+            copies.bytes -= Self::cost(&replaced);
+        }
+        copies.bytes += cost;
         copy
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.entries.lock().unwrap().len()
+        self.copies.lock().unwrap().entries.len()
+    }
+
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.copies.lock().unwrap().bytes
     }
 }
 
@@ -145,9 +243,18 @@ impl std::fmt::Debug for AnswerCache {
 }
 
 impl AnswerCache {
-    pub fn new(max_entries: u64) -> Self {
-        let entries = Cache::builder().max_capacity(max_entries).expire_after(KeepFor).build();
-        Self { entries, keeps_answers: max_entries > 0 }
+    pub fn new(limits: CacheLimits) -> Self {
+        // Weighed in bytes, but never less than a share of `bytes` per allowed entry, so the weight bound also
+        // bounds the number of entries: `entries` entries of the floor weight fill `bytes`.
+        let floor = limits.bytes.checked_div(limits.entries).unwrap_or(u64::MAX);
+        let weigher = move |_key: &Key, entry: &Arc<Entry>| -> u32 {
+            let bytes = (entry.footprint() + MOKA_BYTES_PER_ENTRY) as u64;
+            u32::try_from(bytes.max(floor)).unwrap_or(u32::MAX)
+        };
+        let keeps_answers = limits.entries > 0 && limits.bytes > 0;
+        let capacity = if keeps_answers { limits.bytes } else { 0 };
+        let entries = Cache::builder().max_capacity(capacity).weigher(weigher).expire_after(KeepFor).build();
+        Self { entries, keeps_answers }
     }
 
     pub fn keeps_answers(&self) -> bool {
@@ -173,6 +280,12 @@ impl AnswerCache {
     async fn len(&self) -> u64 {
         self.entries.run_pending_tasks().await;
         self.entries.entry_count()
+    }
+
+    #[cfg(test)]
+    async fn weighted_size(&self) -> u64 {
+        self.entries.run_pending_tasks().await;
+        self.entries.weighted_size()
     }
 }
 
@@ -275,7 +388,8 @@ pub fn keep_for(answer: &Introspected, ttl: Duration, negative_ttl: Duration, no
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::{HeaderMap, HeaderName, HeaderValue};
+    use http::HeaderMap;
+    use serde_json::json;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn answer(active: bool, expires: Option<SystemTime>) -> Introspected {
@@ -331,6 +445,100 @@ mod tests {
             recent.keep(key, &shared(answer(true, None), Duration::from_secs(60)));
         }
         assert!(recent.len() <= RECENT_ANSWERS);
+    }
+
+    /// What the allocator holds for `make`'s result, which is returned with it (only this thread is counted).
+    fn allocated<T>(make: impl FnOnce() -> T) -> (T, usize) {
+        let mut made = None;
+        let info = allocation_counter::measure(|| made = Some(make()));
+        (made.expect("made"), usize::try_from(info.bytes_current).unwrap_or(0))
+    }
+
+    /// An entry costs what its answer holds, as the allocator sees it, and its footprint says so within a few per
+    /// cent. Before, every answer (inactive ones included) came with a 48-bucket header map, about 5.8 KB, and
+    /// each worker's copy cost as much again.
+    #[test]
+    fn entries_cost_what_their_answer_holds() {
+        let claims = super::super::idp::claim_headers(&["groups".into(), "tenant".into()]);
+        // Claim names are shared with the entries made from them from their first clone on: take it here.
+        drop(claims.clone());
+        let active = json!({"active": true, "scope": "read write", "client_id": "client-1", "username": "alice",
+            "token_type": "Bearer", "exp": 4_102_444_800_u64, "iat": 1_700_000_000, "nbf": 1_700_000_000,
+            "sub": "alice", "aud": ["api", "admin"], "iss": "https://idp.example.com/", "tenant": "t-1",
+            "jti": "0190a0a0-0000-7000-8000-000000000001", "groups": ["readers", "writers"]});
+        let inactive = json!({"active": false});
+        for (answer, at_most) in [(&inactive, 300), (&active, 3_000)] {
+            let answer = answer.as_object().unwrap();
+            let (entry, real) =
+                allocated(|| Arc::new(Entry::new(Introspected::from_answer(answer, &claims), Duration::from_secs(60))));
+            assert!(real <= at_most, "an entry for {answer:?} holds {real} bytes");
+            let estimate = entry.footprint();
+            assert!(estimate.abs_diff(real) * 20 <= real, "footprint {estimate} against {real} allocated");
+            if entry.answer.active {
+                assert_eq!(
+                    entry.answer.headers.len(),
+                    15,
+                    "11 standard headers, 2 claims; aud and groups have two values"
+                );
+                assert_eq!(
+                    entry.answer.headers.capacity(),
+                    super::super::idp::credential_map().capacity(),
+                    "the index keeps its room, so a request's headers move in without growing it"
+                );
+            }
+
+            let recent = RecentAnswers::default();
+            // The map's own table is made by the first copy; the second is measured alone.
+            recent.keep(1, &entry);
+            let (copy, real) = allocated(|| recent.keep(2, &entry));
+            assert!(real <= at_most, "a worker's copy of {answer:?} holds {real} bytes");
+            assert!(copy.footprint().abs_diff(real) * 20 <= real, "footprint {} against {real}", copy.footprint());
+            assert_eq!(copy.answer.headers, entry.answer.headers);
+            assert_eq!(recent.bytes(), 2 * (copy.footprint() + RECENT_SLOT_BYTES));
+        }
+    }
+
+    /// Random tokens with `negative_ttl` fill the node's cache with inactive answers: the byte bound stops them,
+    /// and the entry bound still holds.
+    #[tokio::test]
+    async fn the_node_cache_is_bounded_by_bytes_and_entries() {
+        let limits = CacheLimits { entries: 1_000_000, bytes: 256 << 10 };
+        let cache = AnswerCache::new(limits);
+        let inactive = || async { Ok(Entry::new(answer(false, None), Duration::from_secs(60))) };
+        for key in 0..5_000 {
+            cache.get_or_fetch(key, inactive()).await.unwrap();
+        }
+        let per_entry = Entry::new(answer(false, None), Duration::ZERO).footprint() + MOKA_BYTES_PER_ENTRY;
+        let kept = cache.len().await;
+        assert!(cache.weighted_size().await <= limits.bytes);
+        assert!(kept <= limits.bytes / per_entry as u64, "{kept} entries of {per_entry} bytes");
+        assert!(kept >= limits.bytes / per_entry as u64 / 2, "the bound is used: {kept}");
+
+        let cache = AnswerCache::new(CacheLimits { entries: 100, bytes: 64 << 20 });
+        for key in 0..1_000 {
+            cache.get_or_fetch(key, inactive()).await.unwrap();
+        }
+        assert!((50..=100).contains(&cache.len().await), "{}", cache.len().await);
+        assert!(!AnswerCache::new(CacheLimits { entries: 100, bytes: 0 }).keeps_answers());
+        assert!(!AnswerCache::new(CacheLimits { entries: 0, bytes: 1 << 20 }).keeps_answers());
+    }
+
+    /// Each worker's copies are bounded by bytes too: large answers (a 4 KiB claim each) stop well before 4,096.
+    #[test]
+    fn worker_copies_are_bounded_by_bytes() {
+        let recent = RecentAnswers::default();
+        let large = || {
+            let mut headers = HeaderMap::new();
+            headers.append("x-credential-groups", HeaderValue::from_bytes(&[b'g'; 4096]).unwrap());
+            let answer = Introspected { active: true, headers, username: None, client_id: None, expires: None };
+            Arc::new(Entry::new(answer, Duration::from_secs(60)))
+        };
+        for key in 0..RECENT_ANSWERS as Key {
+            recent.keep(key, &large());
+            assert!(recent.bytes() <= RECENT_ANSWERS_BYTES);
+        }
+        assert!(recent.len() <= RECENT_ANSWERS_BYTES / 4096, "{} copies of 4 KiB answers", recent.len());
+        assert!(recent.get(&(RECENT_ANSWERS as Key - 1)).is_some(), "the latest is kept");
     }
 
     #[test]
@@ -411,7 +619,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_misses_fetch_once_and_failures_are_not_kept() {
-        let cache = AnswerCache::new(100);
+        let cache = AnswerCache::new(CacheLimits { entries: 100, bytes: 1 << 20 });
         let calls = Arc::new(AtomicUsize::new(0));
         let fetch = |calls: Arc<AtomicUsize>| async move {
             calls.fetch_add(1, Ordering::SeqCst);
@@ -437,7 +645,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_answer_is_never_used_past_exp() {
-        let cache = AnswerCache::new(100);
+        let cache = AnswerCache::new(CacheLimits { entries: 100, bytes: 1 << 20 });
         let past = Some(SystemTime::now() - Duration::from_secs(1));
         // Kept for an hour by mistake, but the token's exp has passed: it must be fetched again.
         let stale = || async move { Ok(Entry::new(answer(true, past), Duration::from_secs(3600))) };

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use aws_lc_rs::digest;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Uri};
@@ -22,8 +23,6 @@ use serde_json::{Map, Value};
 
 /// An IdP answer larger than this is a failure, not something to buffer.
 const MAX_ANSWER_BYTES: usize = 256 * 1024;
-/// How much of a failed answer's body goes to the log.
-const LOGGED_BODY_BYTES: usize = 512;
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -35,12 +34,37 @@ pub enum IdpFailure {
     Unreachable(String),
     #[error("the introspection endpoint did not answer within {0:?}")]
     Timeout(Duration),
-    #[error("the introspection endpoint answered {status}: {body}")]
-    Status { status: u16, body: String },
-    #[error("the introspection endpoint's answer is not a JSON object: {0}")]
-    NotJson(String),
+    #[error("the introspection endpoint answered {status} ({body})")]
+    Status { status: u16, body: BodySummary },
+    #[error("the introspection endpoint's answer is not a JSON object ({0})")]
+    NotJson(BodySummary),
     #[error("the introspection request cannot be built: {0}")]
     Request(String),
+}
+
+/// What the log says of a body that was not an answer: its length and a digest, never the body itself, which may
+/// echo the token it was asked about (IdPs' error pages do). The digest tells whether two failures had the same body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodySummary {
+    len: usize,
+    digest: [u8; 8],
+}
+
+impl BodySummary {
+    fn of(body: &[u8]) -> Self {
+        let sha256 = digest::digest(&digest::SHA256, body);
+        let mut prefix = [0u8; 8];
+        prefix.copy_from_slice(&sha256.as_ref()[..8]);
+        Self { len: body.len(), digest: prefix }
+    }
+}
+
+impl std::fmt::Display for BodySummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The first 64 bits of the SHA-256: enough to tell bodies apart in a log.
+        write!(f, "body of {} bytes, sha256 ", self.len)?;
+        self.digest.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
 }
 
 /// HTTP clients to introspection endpoints, one per (timeout, keepalive) pair, kept across configuration changes
@@ -179,19 +203,13 @@ impl Idp {
         let (status, body) =
             tokio::time::timeout(self.timeout, exchange).await.map_err(|_| IdpFailure::Timeout(self.timeout))??;
         if status != http::StatusCode::OK {
-            return Err(IdpFailure::Status { status: status.as_u16(), body: excerpt(&body) });
+            return Err(IdpFailure::Status { status: status.as_u16(), body: BodySummary::of(&body) });
         }
         match serde_json::from_slice::<Value>(&body) {
             Ok(Value::Object(map)) => Ok(map),
-            Ok(_) => Err(IdpFailure::NotJson(excerpt(&body))),
-            Err(_) => Err(IdpFailure::NotJson(excerpt(&body))),
+            Ok(_) | Err(_) => Err(IdpFailure::NotJson(BodySummary::of(&body))),
         }
     }
-}
-
-fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(LOGGED_BODY_BYTES)]);
-    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 /// An answer, ready to be applied to requests: the upstream headers are rendered once, when it arrives.
@@ -227,6 +245,19 @@ const CREDENTIAL_HEADERS: [(&str, &str); 11] = [
 /// headers moved in rarely make it grow).
 pub fn credential_map() -> HeaderMap {
     HeaderMap::with_capacity(32)
+}
+
+/// A [`credential_map`] to copy `headers` into, or an empty map (which allocates nothing) when there is nothing to
+/// copy.
+pub fn credential_map_for(headers: &HeaderMap) -> HeaderMap {
+    if headers.is_empty() { HeaderMap::new() } else { credential_map() }
+}
+
+/// `map` as it is kept in a cache entry: a clone has the same index (so a request's headers still move in without
+/// growing it, see [`with_credentials`]) but buckets for the headers it holds only, where a [`credential_map`] has
+/// 48 whatever it holds (about 5 KiB, most of an entry's cost before this).
+pub fn compact(map: HeaderMap) -> HeaderMap {
+    if map.is_empty() { HeaderMap::new() } else { map.clone() }
 }
 
 /// Makes `headers` (a request's) into a copy of `credentials` with the request's headers moved in: the credential
@@ -274,7 +305,8 @@ pub fn claim_headers(claims: &[String]) -> Vec<(String, HeaderName)> {
 impl Introspected {
     pub fn from_answer(answer: &Map<String, Value>, claims: &[(String, HeaderName)]) -> Self {
         let active = !matches!(answer.get("active"), None | Some(Value::Null | Value::Bool(false)));
-        let mut headers = credential_map();
+        // An inactive answer forwards nothing, and a map made empty allocates nothing.
+        let mut headers = if active { credential_map() } else { HeaderMap::new() };
         if active {
             for (name, field) in CREDENTIAL_HEADERS {
                 for value in answer.get(field).map(header_values).unwrap_or_default() {
@@ -304,7 +336,7 @@ impl Introspected {
             .and_then(Value::as_f64)
             .filter(|s| s.is_finite() && *s >= 0.0)
             .and_then(|s| SystemTime::UNIX_EPOCH.checked_add(Duration::try_from_secs_f64(s).ok()?));
-        Self { active, headers, username: text("username"), client_id: text("client_id"), expires }
+        Self { active, headers: compact(headers), username: text("username"), client_id: text("client_id"), expires }
     }
 }
 
@@ -354,6 +386,20 @@ mod tests {
             assert!(!printed.contains("c2VjcmV0") && !printed.contains("key-1234"), "{printed}");
         }
         assert!(format!("{config:?}").contains("[redacted]"));
+    }
+
+    #[test]
+    fn failed_bodies_are_logged_by_length_and_digest_only() {
+        let echoed = b"<html>invalid token eyJhbGciOiJSUzI1NiJ9.secret-part</html>";
+        let failure = IdpFailure::Status { status: 400, body: BodySummary::of(echoed) };
+        let logged = failure.to_string();
+        assert!(!logged.contains("secret-part") && !logged.contains("html"), "{logged}");
+        assert!(logged.starts_with("the introspection endpoint answered 400 (body of 59 bytes, sha256 "), "{logged}");
+        let not_json = IdpFailure::NotJson(BodySummary::of(b"secret-part")).to_string();
+        assert!(!not_json.contains("secret-part"), "{not_json}");
+        assert_eq!(BodySummary::of(echoed), BodySummary::of(echoed), "the same body, the same digest");
+        assert_ne!(BodySummary::of(echoed).to_string(), BodySummary::of(b"secret-parT").to_string());
+        assert!(!format!("{failure:?}").contains("secret-part"));
     }
 
     #[test]

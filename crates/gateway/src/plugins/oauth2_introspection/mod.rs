@@ -26,7 +26,7 @@ use super::{Credential, Flow, Plugin, RequestContext};
 use crate::config::Consumer;
 use crate::error::ProxyError;
 
-pub use cache::AnswerCache;
+pub use cache::{AnswerCache, CacheLimits};
 pub use idp::Clients;
 
 const X_CONSUMER_ID: HeaderName = HeaderName::from_static("x-consumer-id");
@@ -46,8 +46,8 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(cache_entries: u64) -> Self {
-        Self { cache: AnswerCache::new(cache_entries), clients: Arc::default() }
+    pub fn new(limits: CacheLimits) -> Self {
+        Self { cache: AnswerCache::new(limits), clients: Arc::default() }
     }
 }
 

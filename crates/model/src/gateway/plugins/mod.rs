@@ -5,10 +5,10 @@
 pub mod oauth2_introspection;
 pub mod request_termination;
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::entities::plugin_fields;
-use super::schema::{Field, describe_fields};
+use super::schema::{Field, Kind, describe_fields};
 
 /// What the control plane needs to know about a plugin.
 #[derive(Debug, Clone, Copy)]
@@ -54,9 +54,32 @@ pub fn schema_document(name: &str) -> Option<Value> {
     Some(json!({ "fields": describe_fields(&plugin_fields(Some(visible))) }))
 }
 
-/// Dotted paths of the config fields stored encrypted (`authorization_value`).
-pub fn encrypted_config_fields(name: &str) -> Vec<&'static str> {
-    config_fields(name).map(|f| f.iter().filter(|f| f.encrypted).map(|f| f.name).collect()).unwrap_or_default()
+/// The secret strings of a plugin's `config`, each with its path under `config`: the value of every field marked
+/// encrypted (`authorization_value`), and every value of a map whose values are (`custom_introspection_headers.<name>`).
+/// Whatever is not a string (an unset field) is left out.
+pub fn encrypted_values<'a>(name: &str, config: &'a Map<String, Value>) -> Vec<(String, &'a str)> {
+    let Some(fields) = config_fields(name) else { return Vec::new() };
+    let mut found = Vec::new();
+    for field in fields {
+        let Some(value) = config.get(field.name) else { continue };
+        match (&field.kind, value) {
+            (_, Value::String(text)) if field.encrypted => found.push((field.name.to_owned(), text.as_str())),
+            (Kind::Map { values, .. }, Value::Object(map)) if values.encrypted => {
+                found.extend(map.iter().filter_map(|(key, v)| Some((format!("{}.{key}", field.name), v.as_str()?))));
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+/// The value at a path [`encrypted_values`] gave: a field, or `field.key` for a map's value (field names have no
+/// dot, so the first one separates them whatever the key holds).
+pub fn config_value_mut<'a>(config: &'a mut Map<String, Value>, path: &str) -> Option<&'a mut Value> {
+    match path.split_once('.') {
+        Some((field, key)) => config.get_mut(field)?.as_object_mut()?.get_mut(key),
+        None => config.get_mut(path),
+    }
 }
 
 /// Gatehouse-only config fields and their defaults (`negative_ttl`): dumps leave them out while they have them,

@@ -27,7 +27,8 @@ pub fn config_fields() -> Vec<Field> {
         Field::map(
             "custom_introspection_headers",
             Field::string("name").check(header_name),
-            Field::string("value").check(header_value),
+            // Often an API key for the IdP: sealed at rest like `authorization_value` (Kong stores them in clear).
+            Field::string("value").check(header_value).encrypted(),
         )
         .required()
         .default(json!({})),
@@ -114,7 +115,27 @@ mod tests {
         let doc = super::super::schema_document(NAME).unwrap().to_string();
         assert!(!doc.contains("negative_ttl"), "Gatehouse-only fields stay out of the schema decK reads");
         assert!(doc.contains("authorization_value"));
-        assert_eq!(super::super::encrypted_config_fields(NAME), vec!["authorization_value"]);
+        let config = json!({"authorization_value": "Basic eDp5", "introspection_url": "http://i/x",
+            "custom_introspection_headers": {"x-api-key": "k1", "x.tenant": "t1"}});
+        let secrets = super::super::encrypted_values(NAME, config.as_object().unwrap());
+        assert_eq!(
+            secrets,
+            [
+                ("authorization_value".to_owned(), "Basic eDp5"),
+                ("custom_introspection_headers.x-api-key".to_owned(), "k1"),
+                ("custom_introspection_headers.x.tenant".to_owned(), "t1"),
+            ]
+        );
+        let paths: Vec<String> = secrets.into_iter().map(|(path, _)| path).collect();
+        let mut config = config.as_object().unwrap().clone();
+        for path in &paths {
+            *super::super::config_value_mut(&mut config, path).unwrap() = json!("sealed");
+        }
+        assert_eq!(config["custom_introspection_headers"], json!({"x-api-key": "sealed", "x.tenant": "sealed"}));
+        assert_eq!(
+            (&config["authorization_value"], &config["introspection_url"]),
+            (&json!("sealed"), &json!("http://i/x"))
+        );
         for bad in ["ftp://x/y", "not a url", "http://"] {
             let body = json!({"name": NAME, "config": {"introspection_url": bad, "authorization_value": "v"}});
             assert!(crate::gateway::validate_entity(EntityKind::Plugin, body.as_object().unwrap()).is_err(), "{bad}");
