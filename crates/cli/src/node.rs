@@ -186,7 +186,7 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
     let echo = if options.echo { Some(bind(ListenerKind::Echo, config.echo.listen, plaintext).await?) } else { None };
 
     let template = Arc::new(config.issuer_url_template(issuer_addr)?);
-    let settings = IssuerSettings { trusted_proxies: config.issuer.trusted_ips.clone(), ..IssuerSettings::default() };
+    let settings = IssuerSettings::from_config(&config.issuer);
     let issuer = Issuer::start(services.clone(), template.clone(), settings).await?;
     let identity =
         IdentityState { services: services.clone(), issuer: template, revocations: issuer.revocations.clone() };

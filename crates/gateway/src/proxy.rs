@@ -1017,6 +1017,9 @@ async fn serve_worker(
                 connections.spawn(async move {
                     gatehouse_net::drive(connection, admission, stop).await;
                 });
+                // Let connection tasks run between accepts: under a flood, the ones evicted to make room close
+                // their sockets before more are taken (see `Gate`).
+                tokio::task::yield_now().await;
             }
             changed = stopped.changed() => {
                 if changed.is_err() || *stopped.borrow() {

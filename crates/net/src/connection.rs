@@ -7,11 +7,10 @@ use hyper_util::server::graceful::GracefulConnection;
 
 use crate::gate::{Admission, Quiet};
 
-/// How long a connection told to close may take to finish what it has in flight (an idle one closes at once):
-/// when the server stops, and when the connection was found quiet or evicted (then only a request that started
-/// in the meantime can be in flight).
+/// How long a connection may take to finish what it has in flight once told to close: when the server stops, and
+/// when it went idle (an idle connection closes at once; the grace covers a request that started meanwhile).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-const CLOSE_GRACE: Duration = Duration::from_secs(10);
+const IDLE_GRACE: Duration = Duration::from_secs(1);
 
 /// Why [`drive`] stopped serving a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,9 +27,11 @@ pub enum Closed {
     Shutdown,
 }
 
-/// Serves `connection` until it ends, or until it is quiet past its deadlines, evicted, or `shutdown` resolves;
-/// then closes it gracefully (HTTP/2 sends GOAWAY; requests in flight may finish within a grace period).
-/// Holding `admission` keeps the connection's place at the gate.
+/// Serves `connection` until it ends, or until it is quiet past its deadlines, evicted, or `shutdown` resolves.
+/// An idle connection, or every connection when the server stops, is closed gracefully (HTTP/2 sends GOAWAY, and a
+/// request in flight may finish within a grace period); one that never sent a request, or was evicted, is closed
+/// at once: its place and descriptor are needed now, and it has nothing in flight to lose. Holding `admission`
+/// keeps the connection's place at the gate.
 pub async fn drive<C>(connection: C, admission: Admission, shutdown: impl Future<Output = ()>) -> Closed
 where
     C: GracefulConnection,
@@ -61,9 +62,15 @@ where
         () = &mut shutdown => Closed::Shutdown,
     };
     tracing::debug!(address = %activity.address(), ?reason, "closing a client connection");
-    connection.as_mut().graceful_shutdown();
-    let grace = if reason == Closed::Shutdown { SHUTDOWN_GRACE } else { CLOSE_GRACE };
-    let _ = tokio::time::timeout(grace, connection).await;
+    let grace = match reason {
+        Closed::Shutdown => SHUTDOWN_GRACE,
+        Closed::Idle => IDLE_GRACE,
+        _ => Duration::ZERO,
+    };
+    if !grace.is_zero() {
+        connection.as_mut().graceful_shutdown();
+        let _ = tokio::time::timeout(grace, connection).await;
+    }
     drop(admission);
     reason
 }

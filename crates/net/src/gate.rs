@@ -23,12 +23,19 @@ pub struct Gate {
     state: Mutex<GateState>,
 }
 
+/// Evicted connections whose tasks have not closed them yet, at most, per listener. They still hold descriptors,
+/// so past this many a newcomer is refused instead: however fast a flood arrives, a listener never holds more than
+/// its cap plus this many sockets.
+const MOST_CLOSING: usize = 32;
+
 #[derive(Debug, Default)]
 struct GateState {
     next_id: u64,
-    /// By admission order, so the first idle one found is the longest-kept.
+    /// By admission order, so the first idle one found is the longest-kept. Evicted ones are not here.
     open: BTreeMap<u64, Arc<Activity>>,
     per_address: HashMap<IpAddr, usize>,
+    /// Evicted, not yet closed.
+    closing: usize,
 }
 
 impl GateState {
@@ -53,6 +60,7 @@ impl GateState {
         match victim.and_then(|id| self.forget(id)) {
             Some(activity) => {
                 activity.evicted.cancel();
+                self.closing += 1;
                 true
             }
             None => false,
@@ -82,17 +90,15 @@ impl Gate {
     /// at its cap. `None`: everything is busy; close the newcomer.
     pub fn admit(self: &Arc<Self>, address: IpAddr) -> Option<Admission> {
         let mut state = self.state();
-        let from_address = state.per_address.get(&address).copied().unwrap_or(0);
-        if from_address >= self.limits.max_connections_per_address {
-            if !state.evict_idle(Some(address)) {
+        let address_full =
+            state.per_address.get(&address).copied().unwrap_or(0) >= self.limits.max_connections_per_address;
+        if address_full || state.open.len() >= self.limits.max_connections {
+            let made_room = state.closing < MOST_CLOSING && state.evict_idle(address_full.then_some(address));
+            if !made_room {
                 drop(state);
-                self.refused(address, "per-address cap");
+                self.refused(address, if address_full { "per-address cap" } else { "listener cap" });
                 return None;
             }
-        } else if state.open.len() >= self.limits.max_connections && !state.evict_idle(None) {
-            drop(state);
-            self.refused(address, "listener cap");
-            return None;
         }
         let id = state.next_id;
         state.next_id += 1;
@@ -104,7 +110,8 @@ impl Gate {
 
     /// Closes the longest-idle connection, if any (to free a descriptor when accepting fails for want of one).
     pub fn shed_idle(&self) -> bool {
-        self.state().evict_idle(None)
+        let mut state = self.state();
+        state.closing < MOST_CLOSING && state.evict_idle(None)
     }
 
     /// Connections open now.
@@ -137,7 +144,13 @@ impl Admission {
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        self.gate.state().forget(self.id);
+        let mut state = self.gate.state();
+        // Eviction is decided under this lock, so the token says which count the connection is in.
+        if self.activity.evicted.is_cancelled() {
+            state.closing -= 1;
+        } else {
+            state.forget(self.id);
+        }
     }
 }
 
@@ -250,14 +263,31 @@ mod tests {
         assert!(second.activity().evicted.is_cancelled());
         assert!(!first.activity().evicted.is_cancelled() && !third.activity().evicted.is_cancelled());
         assert_eq!(gate.open(), 3);
+        assert_eq!(gate.state().closing, 1, "evicted, its socket not yet closed");
         drop(second);
-        assert_eq!(gate.open(), 3, "an evicted connection was already forgotten");
+        assert_eq!((gate.open(), gate.state().closing), (3, 0));
         // Everything busy: the newcomer is refused.
         let _b3 = third.activity().begin();
         let _b4 = fourth.activity().begin();
         assert!(gate.admit(B).is_none());
         drop((first, third, fourth));
         assert_eq!(gate.open(), 0);
+    }
+
+    #[test]
+    fn a_flood_faster_than_evicted_sockets_close_is_refused() {
+        let gate = Gate::new("test", limits(4, 4));
+        let mut kept: Vec<Admission> = (0..4).map(|_| gate.admit(A).unwrap()).collect();
+        // Every newcomer evicts one, and no evicted task has closed its socket yet.
+        for _ in 0..MOST_CLOSING {
+            kept.push(gate.admit(A).unwrap());
+        }
+        assert_eq!(gate.state().closing, MOST_CLOSING);
+        assert!(gate.admit(A).is_none(), "the sockets still open are bounded");
+        // The evicted ones close (their admissions drop): room again.
+        kept.retain(|a| !a.activity().evicted.is_cancelled());
+        assert_eq!(gate.state().closing, 0);
+        assert!(gate.admit(A).is_some());
     }
 
     #[test]

@@ -68,6 +68,16 @@ impl ListenerShare {
     fn descriptors_per_connection(self) -> usize {
         if self == ListenerShare::Proxy { 2 } else { 1 }
     }
+
+    /// The default limits of this listener with `connections` for it. The admin and echo listeners serve
+    /// loopback only, where every client has the same address, so a per-address cap would only be a lower cap.
+    pub fn limits(self, connections: usize) -> ConnectionLimits {
+        let mut limits = ConnectionLimits::with_connections(connections);
+        if matches!(self, ListenerShare::Admin | ListenerShare::Echo) {
+            limits.max_connections_per_address = limits.max_connections;
+        }
+        limits
+    }
 }
 
 /// The file descriptors a node may spend on client connections: its `RLIMIT_NOFILE` less a reserve for the
@@ -142,6 +152,8 @@ mod tests {
         assert_eq!(ConnectionLimits::with_connections(201).max_connections_per_address, 50);
         assert_eq!(ConnectionLimits::with_connections(2).max_connections_per_address, 1);
         assert_eq!(ConnectionLimits::with_connections(0).max_connections, 1);
+        assert_eq!(ListenerShare::Issuer.limits(179).max_connections_per_address, 44);
+        assert_eq!(ListenerShare::Admin.limits(44).max_connections_per_address, 44, "loopback-only listeners");
     }
 
     /// The soft limit goes up to the hard one. The test lowers the soft limit of its own process first (which any

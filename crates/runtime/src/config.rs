@@ -86,7 +86,8 @@ pub struct ListenerConfig {
     /// Connections kept open at once; default: this listener's share of the file-descriptor limit.
     #[serde(default, deserialize_with = "opt_number_or_string")]
     pub max_connections: Option<usize>,
-    /// Connections kept open at once from one address; default: a quarter of `max_connections`.
+    /// Connections kept open at once from one address; default: a quarter of `max_connections` (all of them on
+    /// the loopback-only admin and echo listeners).
     #[serde(default, deserialize_with = "opt_number_or_string")]
     pub max_connections_per_address: Option<usize>,
     /// Seconds within which a connection's first request, and every HTTP/1 request head, must arrive; default 30.
@@ -103,6 +104,9 @@ pub struct ListenerConfig {
     /// its own name); on the others this is a configuration error. A list or a comma-separated string.
     #[serde(default, deserialize_with = "hosts_or_string")]
     pub allowed_hosts: Vec<url::Host>,
+    /// The issuer's limits on guessing client secrets; refused on the other listeners.
+    #[serde(default)]
+    pub brute_force: BruteForceConfig,
 }
 
 impl ListenerConfig {
@@ -116,12 +120,13 @@ impl ListenerConfig {
             keepalive_timeout: None,
             client_body_timeout: None,
             allowed_hosts: Vec::new(),
+            brute_force: BruteForceConfig::default(),
         }
     }
 
     /// This listener's connection limits: what is configured, else its share of `budget` and the defaults.
     pub fn connection_limits(&self, share: ListenerShare, budget: FdBudget) -> ConnectionLimits {
-        let mut limits = ConnectionLimits::with_connections(self.max_connections.unwrap_or(budget.connections(share)));
+        let mut limits = share.limits(self.max_connections.unwrap_or(budget.connections(share)));
         if let Some(n) = self.max_connections_per_address {
             limits.max_connections_per_address = n;
         }
@@ -135,6 +140,7 @@ impl ListenerConfig {
 
     /// Checks the connection settings; `section` names the listener in errors.
     fn validate(&self, section: &str) -> Result<(), ConfigError> {
+        use crate::listener::ListenerKind;
         let invalid = |key: &str, message: &str| ConfigError::Invalid {
             path: format!("{section}.{key}"),
             message: message.to_owned(),
@@ -156,6 +162,67 @@ impl ListenerConfig {
         ] {
             if value == Some(0) {
                 return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        let checks_host = [ListenerKind::Admin, ListenerKind::Echo].iter().any(|kind| kind.as_str() == section);
+        if !checks_host && !self.allowed_hosts.is_empty() {
+            return Err(invalid("allowed_hosts", "only the admin and echo listeners check Host"));
+        }
+        if section == ListenerKind::Issuer.as_str() {
+            self.brute_force.validate(section)
+        } else if self.brute_force != BruteForceConfig::default() {
+            Err(invalid("brute_force", "only the issuer listener has brute-force limits"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Limits on guessing client secrets (docs/operations.md, "Brute-force limits on the issuer"); what is counted is
+/// distinct wrong secrets, per auth server. Unset fields keep their defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct BruteForceConfig {
+    /// Length of the counting window; default 60.
+    #[serde(deserialize_with = "opt_number_or_string")]
+    pub window_secs: Option<u64>,
+    /// Wrong secrets for one client from one address before that address's attempts for it are refused unchecked;
+    /// default 10.
+    #[serde(deserialize_with = "opt_number_or_string")]
+    pub per_client_and_address: Option<u32>,
+    /// Wrong secrets for one client from all addresses before its attempts are refused unchecked, except from
+    /// addresses it authenticated from within `trust_secs`; default 50.
+    #[serde(deserialize_with = "opt_number_or_string")]
+    pub per_client: Option<u32>,
+    /// Wrong secrets from one address before its further wrong secrets are answered 429; default 100.
+    #[serde(deserialize_with = "opt_number_or_string")]
+    pub per_address: Option<u32>,
+    /// How long the answer to a new wrong secret waits; default 1000; 0 answers at once.
+    #[serde(deserialize_with = "opt_number_or_string")]
+    pub failure_delay_ms: Option<u64>,
+    /// How long a successful authentication exempts its address from the client's limit; default 86400.
+    #[serde(deserialize_with = "opt_number_or_string")]
+    pub trust_secs: Option<u64>,
+    /// Keys (clients, addresses, pairs) each table tracks at most; default 100,000.
+    #[serde(deserialize_with = "opt_number_or_string")]
+    pub max_tracked: Option<u64>,
+}
+
+impl BruteForceConfig {
+    fn validate(&self, section: &str) -> Result<(), ConfigError> {
+        let positive = [
+            ("window_secs", self.window_secs),
+            ("per_client_and_address", self.per_client_and_address.map(u64::from)),
+            ("per_client", self.per_client.map(u64::from)),
+            ("per_address", self.per_address.map(u64::from)),
+            ("max_tracked", self.max_tracked),
+        ];
+        for (name, value) in positive {
+            if value == Some(0) {
+                return Err(ConfigError::Invalid {
+                    path: format!("{section}.brute_force.{name}"),
+                    message: "must be at least 1".to_owned(),
+                });
             }
         }
         Ok(())
@@ -440,7 +507,6 @@ impl Config {
 
     /// Checks everything that can be checked without binding or connecting.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        use crate::listener::ListenerKind;
         self.storage_url()?;
         if let Some(url) = &self.identity_public_url {
             IssuerUrlTemplate::parse(url)
@@ -452,14 +518,6 @@ impl Config {
                 message: e.to_string(),
             })?;
             self.listener(name).validate(name.as_str())?;
-            if !matches!(name, ListenerKind::Admin | ListenerKind::Echo)
-                && !self.listener(name).allowed_hosts.is_empty()
-            {
-                return Err(ConfigError::Invalid {
-                    path: format!("{}.allowed_hosts", name.as_str()),
-                    message: "only the admin and echo listeners check Host".to_owned(),
-                });
-            }
         }
         Ok(())
     }
@@ -549,6 +607,28 @@ mod tests {
     }
 
     #[test]
+    fn brute_force_limits_live_under_the_issuer() {
+        let loaded = load(&ConfigSources {
+            env: env(&[
+                ("GATEHOUSE_ISSUER__BRUTE_FORCE__PER_CLIENT", "20"),
+                ("GATEHOUSE_ISSUER__LISTEN", "127.0.0.1:9"),
+            ]),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
+        let c = loaded.config;
+        assert_eq!((c.issuer.brute_force.per_client, c.issuer.listen.port()), (Some(20), 9));
+        assert_eq!(c.issuer.brute_force.window_secs, None);
+        let typo = load(&ConfigSources::default().set("issuer.brute_force.per_clent", 5)).unwrap();
+        assert_eq!(typo.unknown_keys, vec!["issuer.brute_force.per_clent"]);
+        let zero = load(&ConfigSources::default().set("issuer.brute_force.per_address", 0)).unwrap().config;
+        assert!(zero.validate().unwrap_err().to_string().starts_with("issuer.brute_force.per_address:"));
+        let elsewhere = load(&ConfigSources::default().set("proxy.brute_force.per_client", 5)).unwrap().config;
+        assert!(elsewhere.validate().unwrap_err().to_string().starts_with("proxy.brute_force:"));
+    }
+
+    #[test]
     fn yaml_files_work_too() {
         let dir = gatehouse_store::testing::TempDir::new("cfg");
         let file = dir.path().join("gatehouse.yaml");
@@ -605,6 +685,28 @@ mod tests {
         // Only the admin and echo listeners read it; elsewhere it would be a setting that does nothing.
         let proxy = load(&ConfigSources::default().set("proxy.allowed_hosts", "api.example")).unwrap().config;
         assert!(proxy.validate().unwrap_err().to_string().starts_with("proxy.allowed_hosts:"));
+    }
+
+    #[test]
+    fn connection_limits_come_from_the_budget_unless_set() {
+        let budget = FdBudget::from_limit(1024);
+        let c = load(&ConfigSources {
+            env: env(&[("GATEHOUSE_PROXY__MAX_CONNECTIONS", "500"), ("GATEHOUSE_ISSUER__KEEPALIVE_TIMEOUT", "2.5")]),
+            ..Default::default()
+        })
+        .unwrap()
+        .config;
+        c.validate().unwrap();
+        let proxy = c.proxy.connection_limits(ListenerShare::Proxy, budget);
+        assert_eq!((proxy.max_connections, proxy.max_connections_per_address), (500, 125));
+        let issuer = c.issuer.connection_limits(ListenerShare::Issuer, budget);
+        assert_eq!(issuer.max_connections, 179);
+        assert_eq!(issuer.keepalive_timeout, Duration::from_millis(2500));
+        assert_eq!(issuer.header_timeout, Duration::from_secs(30));
+        for (key, value) in [("platform.client_body_timeout", json!(0)), ("admin.max_connections", json!(0))] {
+            let bad = load(&ConfigSources::default().set(key, value)).unwrap().config;
+            assert!(bad.validate().unwrap_err().to_string().starts_with(key), "{key}");
+        }
     }
 
     #[test]

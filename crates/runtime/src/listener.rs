@@ -179,6 +179,9 @@ pub async fn serve(
         connections.spawn(async move {
             gatehouse_net::drive(connection, admission, stop).await;
         });
+        // Let connection tasks run between accepts: under a flood, the ones evicted to make room close their
+        // sockets before more are taken (see `Gate`).
+        tokio::task::yield_now().await;
     }
     drop(listener);
     stopping.cancel();

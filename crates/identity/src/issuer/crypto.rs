@@ -3,6 +3,10 @@
 //! Signing is hand-written JWS over aws-lc-rs keys parsed once per snapshot (jsonwebtoken re-parses the private
 //! key on every call, 2.5× slower for RS256). Verification goes through jsonwebtoken with the algorithm pinned to
 //! the key named by `kid`; `exp` and `nbf` are checked here against the injectable clock.
+//!
+//! An ECDSA signature (r, s) has a twin, (r, n − s), that verifies just as well, so one ES256 token would have two
+//! spellings (a denylist or cache keyed by the token string could be sidestepped with the other). Tokens are signed
+//! with the low S and only the low S is accepted.
 
 use std::collections::HashMap;
 
@@ -114,7 +118,9 @@ impl Signer {
                 sig
             }
             PrivateKey::Ecdsa(pair) => {
-                pair.sign(&self.rng, token.as_bytes()).map_err(|_| KeyError::Sign)?.as_ref().to_vec()
+                let signature = pair.sign(&self.rng, token.as_bytes()).map_err(|_| KeyError::Sign)?;
+                let parsed = p256::ecdsa::Signature::from_slice(signature.as_ref()).map_err(|_| KeyError::Sign)?;
+                parsed.normalize_s().to_bytes().to_vec()
             }
             PrivateKey::Ed25519(pair) => pair.sign(token.as_bytes()).as_ref().to_vec(),
         };
@@ -158,6 +164,8 @@ pub enum Rejected {
     WrongAlgorithm,
     WrongType,
     BadSignatureOrClaims,
+    /// An ES256 signature in its high-S form: the twin of a valid token, never one Gatehouse signed.
+    HighS,
     Expired,
     NotYetValid,
 }
@@ -180,6 +188,9 @@ pub fn verify(
     if !header.typ.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("at+jwt")) {
         return Err(Rejected::WrongType);
     }
+    if verifier.algorithm == SigningAlgorithm::ES256 && !has_low_s(token) {
+        return Err(Rejected::HighS);
+    }
     let mut validation = Validation::new(jwt_algorithm(verifier.algorithm));
     validation.validate_exp = false;
     validation.validate_nbf = false;
@@ -198,6 +209,14 @@ pub fn verify(
         return Err(Rejected::NotYetValid);
     }
     Ok(claims)
+}
+
+/// Whether a compact JWS carries a P-256 signature whose S is at most n/2. Anything unparsable is left for the
+/// signature check to refuse.
+fn has_low_s(token: &str) -> bool {
+    let Some((_, encoded)) = token.rsplit_once('.') else { return true };
+    let Ok(bytes) = URL_SAFE_NO_PAD.decode(encoded) else { return true };
+    p256::ecdsa::Signature::from_slice(&bytes).map_or(true, |s| s.normalize_s() == s)
 }
 
 #[cfg(test)]
@@ -234,6 +253,35 @@ mod tests {
             let forged = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(b"{\"sub\":\"admin\"}"), parts[2]);
             assert!(verify(&forged, &verifiers, "https://i", "api", now).is_err());
             assert_eq!(verify("not.a.jwt", &verifiers, "https://i", "api", now), Err(Rejected::Malformed));
+        }
+    }
+
+    /// The same token with its signature's S replaced by n − S: still a valid ECDSA signature of the same bytes.
+    fn malleated(token: &str) -> String {
+        let (signed, encoded) = token.rsplit_once('.').unwrap();
+        let signature = p256::ecdsa::Signature::from_slice(&URL_SAFE_NO_PAD.decode(encoded).unwrap()).unwrap();
+        let twin = p256::ecdsa::Signature::from_scalars(signature.r(), -signature.s()).unwrap();
+        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(twin.to_bytes()))
+    }
+
+    #[test]
+    fn es256_tokens_have_one_form_only() {
+        let keys = MasterKey::generate().derive();
+        let now = Timestamp::from_secs(1_800_000_000);
+        let key = crate::keys::generate(SigningAlgorithm::ES256, AuthServerId::new(), &keys, now).unwrap();
+        let signer = Signer::open(&key, &keys).unwrap();
+        let verifiers = HashMap::from([(
+            key.id.to_string(),
+            Verifier::from_jwk(SigningAlgorithm::ES256, &key.public_jwk).unwrap(),
+        )]);
+        // Unnormalised, half of all signatures would have a high S: 64 in a row low is no accident.
+        for _ in 0..64 {
+            let token = signer.sign(&claims(now.secs())).unwrap();
+            assert!(has_low_s(&token));
+            assert!(verify(&token, &verifiers, "https://i", "api", now).is_ok());
+            let twin = malleated(&token);
+            assert_ne!(twin, token);
+            assert_eq!(verify(&twin, &verifiers, "https://i", "api", now), Err(Rejected::HighS));
         }
     }
 

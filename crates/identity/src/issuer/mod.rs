@@ -7,7 +7,7 @@
 mod claims;
 pub mod crypto;
 mod forms;
-mod limiter;
+pub mod limiter;
 mod metadata;
 mod recorder;
 pub mod revocations;
@@ -30,6 +30,7 @@ use ipnet::IpNet;
 use gatehouse_model::issuer_url::IssuerUrlTemplate;
 use gatehouse_model::oauth::OAuthErrorCode;
 use gatehouse_runtime::Services;
+use gatehouse_runtime::config::ListenerConfig;
 use gatehouse_runtime::errors::{ApiError, OAuthError};
 use gatehouse_store::{Backend, StoreError};
 
@@ -40,11 +41,31 @@ use snapshot::{ClientEntry, Snapshot, SnapshotCache};
 
 /// How often expired token records and revocations are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// Answers to wrong secrets waiting out their delay at once; past this, they are answered without waiting, so a
+/// flood cannot pin memory and connections.
+const MAX_DELAYED_ANSWERS: usize = 1024;
 
 #[derive(Debug, Clone, Default)]
 pub struct IssuerSettings {
     pub trusted_proxies: Vec<IpNet>,
     pub limits: Limits,
+}
+
+impl IssuerSettings {
+    pub fn from_config(config: &ListenerConfig) -> Self {
+        let b = &config.brute_force;
+        let d = Limits::default();
+        let limits = Limits {
+            window: b.window_secs.map_or(d.window, Duration::from_secs),
+            per_client_and_address: b.per_client_and_address.unwrap_or(d.per_client_and_address),
+            per_client: b.per_client.unwrap_or(d.per_client),
+            per_address: b.per_address.unwrap_or(d.per_address),
+            failure_delay: b.failure_delay_ms.map_or(d.failure_delay, Duration::from_millis),
+            trust_for: b.trust_secs.map_or(d.trust_for, Duration::from_secs),
+            capacity: b.max_tracked.unwrap_or(d.capacity),
+        };
+        Self { trusted_proxies: config.trusted_ips.clone(), limits }
+    }
 }
 
 #[derive(Debug)]
@@ -55,6 +76,7 @@ pub struct Issuer {
     pub revocations: Arc<RevocationSet>,
     recorder: TokenRecorder,
     limiter: limiter::AuthLimiter,
+    delayed_answers: tokio::sync::Semaphore,
     trusted_proxies: Vec<IpNet>,
 }
 
@@ -78,6 +100,7 @@ impl Issuer {
             snapshots: SnapshotCache::new(services.clone(), template.clone()),
             recorder: TokenRecorder::start(services.store.clone(), writers),
             limiter: limiter::AuthLimiter::new(settings.limits),
+            delayed_answers: tokio::sync::Semaphore::new(MAX_DELAYED_ANSWERS),
             trusted_proxies: settings.trusted_proxies,
             revocations,
             template,
@@ -197,9 +220,8 @@ fn cors(snapshot: &Snapshot, origin: Option<&HeaderValue>, response: &mut Respon
     }
 }
 
-/// Authenticates the caller as a client of this auth server, under the brute-force limits. `Ok(None)` is a
-/// caller that presented only a `client_id`, which only the token endpoint has a specific answer for.
-pub(crate) fn authenticate<'s>(
+/// Authenticates the caller as a client of this auth server, under the brute-force limits (see [`limiter`]).
+pub(crate) async fn authenticate<'s>(
     issuer: &Issuer,
     snapshot: &'s Snapshot,
     presented: forms::Presented,
@@ -225,21 +247,48 @@ pub(crate) fn authenticate<'s>(
             return Err(e);
         }
     };
-    let limiter_key = format!("{}/{client_id}", snapshot.server.id);
-    if let Err(retry_after_secs) = issuer.limiter.check(&limiter_key, address) {
-        tracing::warn!(client = client_id, %address, "client authentication throttled");
+    let now = issuer.services.clock.now();
+    let attempt = issuer.limiter.attempt(snapshot.server.id, &client_id, address);
+    // Refused before the secret is checked, so the answer says nothing about the secret.
+    if let Err(retry_after_secs) = issuer.limiter.admit(&attempt, now) {
+        tracing::info!(client = %shown(&client_id), %address, "client authentication refused unchecked (guessing)");
         return Err(ApiError::TooManyRequests { retry_after_secs }.into());
     }
     let hashes: Vec<_> = secrets.iter().map(|s| issuer.services.keys.hash_client_secret(s.expose())).collect();
     let entry = snapshot.client(&client_id).filter(|entry| hashes.iter().any(|h| entry.secret_matches(h)));
-    match entry {
-        Some(entry) => Ok(entry),
-        None => {
-            issuer.limiter.record_failure(&limiter_key, address);
-            let mut e = OAuthError::new(OAuthErrorCode::InvalidClient, "client authentication failed");
-            e.basic_challenge = via_basic;
-            Err(e)
-        }
+    if let Some(entry) = entry {
+        issuer.limiter.succeeded(&attempt, now);
+        return Ok(entry);
+    }
+    let Some(presented) = hashes.first() else {
+        return Err(OAuthError::new(OAuthErrorCode::InvalidClient, "client authentication failed"));
+    };
+    let failure = issuer.limiter.failed(&attempt, presented, now);
+    let client = shown(&client_id);
+    if failure.new {
+        tracing::warn!(%client, %address, "client authentication failed: a wrong secret");
+    } else {
+        tracing::info!(%client, %address, "client authentication failed: the same wrong secret again");
+    }
+    if !failure.delay.is_zero()
+        && let Ok(_waiting) = issuer.delayed_answers.try_acquire()
+    {
+        tokio::time::sleep(failure.delay).await;
+    }
+    if let Some(retry_after_secs) = failure.throttled {
+        return Err(ApiError::TooManyRequests { retry_after_secs }.into());
+    }
+    let mut e = OAuthError::new(OAuthErrorCode::InvalidClient, "client authentication failed");
+    e.basic_challenge = via_basic;
+    Err(e)
+}
+
+/// A presented client id as logs show it: escaped, and cut short (ids may be 16 KiB of anything).
+fn shown(client_id: &str) -> String {
+    const MAX: usize = 64;
+    match client_id.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{:?}…", &client_id[..cut]),
+        None => format!("{client_id:?}"),
     }
 }
 

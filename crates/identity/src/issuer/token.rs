@@ -37,7 +37,7 @@ pub(super) async fn token(
             ));
         }
     }
-    let entry = authenticate(issuer, snapshot, presented(&parts.headers, &form)?, address)?;
+    let entry = authenticate(issuer, snapshot, presented(&parts.headers, &form)?, address).await?;
     let client = &entry.client;
     if client.token_endpoint_auth_method == TokenEndpointAuthMethod::None {
         return Err(OAuthError::new(

@@ -62,7 +62,7 @@ pub(super) async fn introspect(
 ) -> Result<Response, OAuthError> {
     let form = Form::read(parts, body).await?;
     // RFC 7662 §2.1: the caller must authenticate, so tokens cannot be probed anonymously.
-    authenticate(issuer, snapshot, presented(&parts.headers, &form)?, address)?;
+    authenticate(issuer, snapshot, presented(&parts.headers, &form)?, address).await?;
     let token = form.require("token")?;
     match accept(issuer, snapshot, token) {
         Ok(mut claims) => {
@@ -85,7 +85,7 @@ pub(super) async fn revoke(
     address: IpAddr,
 ) -> Result<Response, OAuthError> {
     let form = Form::read(parts, body).await?;
-    let caller = authenticate(issuer, snapshot, presented(&parts.headers, &form)?, address)?;
+    let caller = authenticate(issuer, snapshot, presented(&parts.headers, &form)?, address).await?;
     let token = form.require("token")?;
     // RFC 7009 §2.2: unknown tokens and other clients' tokens get 200 too, with no effect.
     if let Ok(claims) = accept(issuer, snapshot, token)
