@@ -228,10 +228,8 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
     ];
     let echo_addr = echo.as_ref().map(|(_, a)| *a);
     if let Some((listener, _)) = echo {
-        routers.push((ListenerKind::Echo, listener, {
-            let hosts = LocalHosts::new(config.echo.allowed_hosts.clone(), "echo.allowed_hosts");
-            crate::echo::echo_router(hosts)
-        }));
+        let hosts = LocalHosts::new(config.echo.allowed_hosts.clone(), "echo.allowed_hosts");
+        routers.push((ListenerKind::Echo, listener, crate::echo::echo_router(hosts)));
     }
     let mut tasks = Vec::new();
     for (kind, listener, router) in routers {

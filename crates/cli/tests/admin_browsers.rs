@@ -70,12 +70,15 @@ async fn foreign_hosts_are_refused_before_anything_runs() {
 }
 
 #[tokio::test]
-async fn local_hosts_are_served() {
+async fn local_hosts_are_served_where_others_are_not() {
     let node = TestNode::start().await;
     let admin = node.node.admin_url();
     let echo = node.echo_url();
     for url in [&admin, &echo] {
         let port = port_of(url);
+        let path = if url == &admin { "/services" } else { "/anything" };
+        let (status, _) = with_host(Method::GET, &format!("{url}{path}"), &format!("evil.example:{port}"), None).await;
+        assert_eq!(status, StatusCode::MISDIRECTED_REQUEST, "{url}");
         for host in [
             format!("localhost:{port}"),
             format!("127.0.0.1:{port}"),
@@ -85,7 +88,6 @@ async fn local_hosts_are_served() {
             format!("gatehouse.localhost:{port}"),
             "localhost".to_owned(),
         ] {
-            let path = if url == &admin { "/services" } else { "/anything" };
             let (status, body) = with_host(Method::GET, &format!("{url}{path}"), &host, None).await;
             assert_eq!(status, StatusCode::OK, "{url} as {host}: {body}");
         }
@@ -212,7 +214,7 @@ async fn cross_site_writes_are_refused() {
 }
 
 #[tokio::test]
-async fn same_origin_and_non_browser_writes_work() {
+async fn same_origin_and_non_browser_writes_work_where_cross_origin_ones_do_not() {
     let node = TestNode::start().await;
     let admin = node.node.admin_url();
     let port = port_of(&admin);
@@ -232,6 +234,11 @@ async fn same_origin_and_non_browser_writes_work() {
         let (status, body) = decode(request.send().await.unwrap()).await;
         assert_eq!(status, StatusCode::CREATED, "{headers:?}: {body}");
     }
+    // The same write from a page on another port of localhost is what is refused.
+    let other_port = format!("http://localhost:{}", port.wrapping_add(1));
+    let request = http.post(format!("{admin}/services")).json(&json!({"name": "s5", "host": "up"}));
+    let (status, body) = decode(request.header("origin", other_port).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     let mut names = service_names(&node).await;
     names.sort();
     assert_eq!(names, ["s0", "s1", "s2", "s3", "s4"]);
