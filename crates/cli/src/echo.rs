@@ -1,6 +1,7 @@
 //! `gatehouse echo`: an httpbin-compatible upstream for demos and tests. `/anything[/*]` echoes the request as
 //! httpbin does (method, url, args, headers, origin, data, form, json), `/status/{code}` answers that status,
-//! `/delay/{seconds}` waits (10 s at most) before echoing, `/headers` and `/get` as httpbin's.
+//! `/delay/{seconds}` waits (10 s at most) before echoing, `/headers` and `/get` as httpbin's. It answers only to
+//! `localhost`, loopback addresses and the configured names, so a web page cannot read it through DNS rebinding.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,18 +15,22 @@ use axum::routing::{any, get};
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 
+use gatehouse_control::LocalHosts;
+
 const BODY_LIMIT: usize = 1024 * 1024;
 const MAX_DELAY_SECS: f64 = 10.0;
 
-pub fn echo_router() -> Router {
-    Router::new()
+/// `hosts`: what requests may give as `Host` (`echo.allowed_hosts`, or `gatehouse echo --allowed-hosts`).
+pub fn echo_router(hosts: LocalHosts) -> Router {
+    let echo = Router::new()
         .route("/anything", any(anything))
         .route("/anything/{*rest}", any(anything))
         .route("/headers", get(|headers: HeaderMap| async move { Json(json!({ "headers": header_map(&headers) })) }))
         .route("/get", get(anything))
         .route("/status/{code}", any(status))
         .route("/delay/{seconds}", any(delay))
-        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }));
+    hosts.guard(echo)
 }
 
 /// httpbin's header names: title case, repeated values joined with commas.

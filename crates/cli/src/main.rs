@@ -43,6 +43,10 @@ enum Command {
         /// Allow a non-loopback address.
         #[arg(long)]
         allow_plaintext_public: bool,
+        /// Host names or addresses requests may name in `Host` besides localhost and loopback addresses
+        /// (comma-separated or repeated), e.g. the name a gateway on another machine uses for this upstream.
+        #[arg(long, value_delimiter = ',', value_parser = parse_allowed_host)]
+        allowed_hosts: Vec<url::Host>,
     },
     /// decK: declarative configuration of a gateway (apply, sync, diff, dump, validate, reset).
     Gateway(Box<gatehouse::deck::GatewayArgs>),
@@ -159,6 +163,11 @@ fn load(args: &ConfigArgs, strict: bool, quiet_by_default: bool) -> anyhow::Resu
     Ok(loaded.config)
 }
 
+fn parse_allowed_host(text: &str) -> Result<url::Host, String> {
+    config::parse_host(text)
+        .ok_or_else(|| format!("[{text}] is not a host name or IP address (give no scheme or port)"))
+}
+
 /// Ctrl-C (SIGINT) and SIGTERM. The handlers are installed when this is made, before anything starts serving: a
 /// signal that arrives once the node answers, but before a task got around to listening for it, would otherwise
 /// meet the default action and kill the process instead of stopping it cleanly.
@@ -226,7 +235,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             quickstart::announce(&node, &mut std::io::stdout()).await?;
             run_until_signal(node, signals).await;
         }
-        Command::Echo { listen, allow_plaintext_public } => {
+        Command::Echo { listen, allow_plaintext_public, allowed_hosts } => {
             gatehouse_runtime::logging::init(&config::LogConfig::default()).map_err(anyhow::Error::msg)?;
             let listener = gatehouse_runtime::listener::bind(
                 gatehouse_runtime::listener::ListenerKind::Echo,
@@ -240,7 +249,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             gatehouse_runtime::listener::serve(
                 gatehouse_runtime::listener::ListenerKind::Echo,
                 listener,
-                gatehouse::echo::echo_router(),
+                gatehouse::echo::echo_router(gatehouse_control::LocalHosts::new(allowed_hosts, "--allowed-hosts")),
                 gatehouse_net::Gate::new("echo", limits),
                 ShutdownSignals::install()?.received(),
             )

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use gatehouse_control::{
-    ConfigPublisher, Control, ControlState, admin_router, control_planes_router, core_entities_router,
+    ConfigPublisher, Control, ControlState, LocalHosts, admin_router, control_planes_router, core_entities_router,
     ensure_control_plane,
 };
 use gatehouse_gateway::{Proxy, ProxySettings};
@@ -225,11 +225,12 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
     let mut routers = vec![
         (ListenerKind::Platform, platform, platform_router),
         (ListenerKind::Issuer, issuer_listener, issuer_router(issuer.clone())),
-        (ListenerKind::Admin, admin, admin_router(control)),
+        (ListenerKind::Admin, admin, admin_router(control, config.admin.allowed_hosts.clone())),
     ];
     let echo_addr = echo.as_ref().map(|(_, a)| *a);
     if let Some((listener, _)) = echo {
-        routers.push((ListenerKind::Echo, listener, crate::echo::echo_router()));
+        let hosts = LocalHosts::new(config.echo.allowed_hosts.clone(), "echo.allowed_hosts");
+        routers.push((ListenerKind::Echo, listener, crate::echo::echo_router(hosts)));
     }
     let mut tasks = Vec::new();
     for (kind, listener, router) in routers {

@@ -71,7 +71,14 @@ async fn proxies_with_kongs_headers() {
 
 #[tokio::test]
 async fn preserve_host_strip_path_and_http2() {
-    let node = TestNode::start().await;
+    // The echo upstream answers only to the names it is given besides local ones; preserve_host sends it this one.
+    let node = TestNode::builder()
+        .configure(|config| {
+            config.echo.allowed_hosts = vec![gatehouse_runtime::config::parse_host("api.example.test").unwrap()];
+        })
+        .start()
+        .await
+        .unwrap();
     node.admin_ok(Method::POST, "/services", json!({"name": "s", "url": format!("{}/anything/base", node.echo_url())}))
         .await;
     node.admin_ok(Method::POST,

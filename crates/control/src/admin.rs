@@ -1,6 +1,6 @@
 //! The Kong Admin API on the admin listener: the entities of the control plane this node serves, `GET /` with a
 //! Kong 3.x version decK accepts, `GET /status`, and the schema endpoints. It has no authentication, which is why
-//! its listener only binds loopback.
+//! its listener only binds loopback, answers only to local host names, and takes no writes from other web pages.
 
 use axum::extract::State;
 use axum::response::IntoResponse;
@@ -12,16 +12,21 @@ use gatehouse_model::gateway::plugins::PLUGINS;
 use gatehouse_runtime::errors::{ApiError, KongError};
 
 use crate::ControlState;
+use crate::browsers::LocalHosts;
 use crate::entities::served_entity_routes;
 
 /// The Kong release whose Admin API this one follows; decK decides its behaviour from it.
 pub const KONG_VERSION: &str = "3.10.0";
 
-pub fn admin_router(control: ControlState) -> Router {
+/// `allowed_hosts`: the names besides `localhost` and loopback addresses that requests may give as `Host`
+/// (`admin.allowed_hosts`).
+pub fn admin_router(control: ControlState, allowed_hosts: Vec<url::Host>) -> Router {
     let info = Router::new().route("/", get(root)).route("/status", get(status)).with_state(control.clone());
-    info.merge(served_entity_routes(control))
+    let api = info
+        .merge(served_entity_routes(control))
         .fallback(|| async { KongError::from(ApiError::NotFound("Not found".into())) })
-        .method_not_allowed_fallback(|| async { KongError::from(ApiError::MethodNotAllowed) })
+        .method_not_allowed_fallback(|| async { KongError::from(ApiError::MethodNotAllowed) });
+    LocalHosts::new(allowed_hosts, "admin.allowed_hosts").with_same_origin_writes().guard(api)
 }
 
 async fn root(State(control): State<ControlState>) -> impl IntoResponse {

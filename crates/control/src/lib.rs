@@ -2,6 +2,7 @@
 //! API on the admin listener, and the configuration snapshots the proxy runs.
 
 mod admin;
+mod browsers;
 mod control_planes;
 mod entities;
 mod publish;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use gatehouse_runtime::Services;
 
 pub use admin::admin_router;
+pub use browsers::LocalHosts;
 pub use control_planes::control_planes_router;
 pub use entities::core_entities_router;
 pub use publish::{ConfigPublisher, ensure_control_plane};

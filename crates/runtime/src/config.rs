@@ -99,6 +99,11 @@ pub struct ListenerConfig {
     /// Seconds: the longest pause in a proxied request body, or the time an API request body may take; default 60.
     #[serde(default, deserialize_with = "opt_number_or_string")]
     pub client_body_timeout: Option<f64>,
+    /// Host names and addresses a request's `Host` may name besides `localhost`, `*.localhost` and loopback
+    /// addresses. Only the admin and echo listeners check `Host` (a web page using DNS rebinding reaches them under
+    /// its own name); on the others this is a configuration error. A list or a comma-separated string.
+    #[serde(default, deserialize_with = "hosts_or_string")]
+    pub allowed_hosts: Vec<url::Host>,
     /// The issuer's limits on guessing client secrets; refused on the other listeners.
     #[serde(default)]
     pub brute_force: BruteForceConfig,
@@ -114,6 +119,7 @@ impl ListenerConfig {
             client_header_timeout: None,
             keepalive_timeout: None,
             client_body_timeout: None,
+            allowed_hosts: Vec::new(),
             brute_force: BruteForceConfig::default(),
         }
     }
@@ -134,6 +140,7 @@ impl ListenerConfig {
 
     /// Checks the connection settings; `section` names the listener in errors.
     fn validate(&self, section: &str) -> Result<(), ConfigError> {
+        use crate::listener::ListenerKind;
         let invalid = |key: &str, message: &str| ConfigError::Invalid {
             path: format!("{section}.{key}"),
             message: message.to_owned(),
@@ -157,7 +164,11 @@ impl ListenerConfig {
                 return Err(invalid(key, "must be at least 1"));
             }
         }
-        if section == crate::listener::ListenerKind::Issuer.as_str() {
+        let checks_host = [ListenerKind::Admin, ListenerKind::Echo].iter().any(|kind| kind.as_str() == section);
+        if !checks_host && !self.allowed_hosts.is_empty() {
+            return Err(invalid("allowed_hosts", "only the admin and echo listeners check Host"));
+        }
+        if section == ListenerKind::Issuer.as_str() {
             self.brute_force.validate(section)
         } else if self.brute_force != BruteForceConfig::default() {
             Err(invalid("brute_force", "only the issuer listener has brute-force limits"))
@@ -218,18 +229,50 @@ impl BruteForceConfig {
     }
 }
 
-fn nets_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+/// A host as `allowed_hosts` holds it and as a request's `Host` is compared with it: parsed as browsers parse
+/// hosts (lower case, IDNA, `127.1` is `127.0.0.1`), an absolute name's trailing dot dropped, an IPv6 address with
+/// or without brackets. `None` for anything else (a port, a scheme, a wildcard).
+pub fn parse_host(text: &str) -> Option<url::Host> {
+    if let Ok(ip) = text.parse::<std::net::Ipv6Addr>() {
+        return Some(url::Host::Ipv6(ip));
+    }
+    match url::Host::parse(text).ok()? {
+        url::Host::Domain(name) => {
+            let name = name.strip_suffix('.').unwrap_or(&name);
+            let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
+            (!name.is_empty() && name.bytes().all(plain)).then(|| url::Host::Domain(name.to_owned()))
+        }
+        ip => Some(ip),
+    }
+}
+
+fn hosts_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<url::Host>, D::Error> {
+    list_or_string(d)?
+        .iter()
+        .map(|s| {
+            parse_host(s).ok_or_else(|| {
+                serde::de::Error::custom(format!("[{s}] is not a host name or IP address (give no scheme or port)"))
+            })
+        })
+        .collect()
+}
+
+/// A list, or the comma-separated text an environment variable holds.
+fn list_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum L {
         List(Vec<String>),
         Text(String),
     }
-    let items = match L::deserialize(d)? {
+    Ok(match L::deserialize(d)? {
         L::List(v) => v,
         L::Text(t) => t.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
-    };
-    items
+    })
+}
+
+fn nets_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    list_or_string(d)?
         .iter()
         .map(|s| {
             s.parse::<ipnet::IpNet>()
@@ -623,6 +666,30 @@ mod tests {
             load(&ConfigSources { env: env(&[("GATEHOUSE_ALLOW_PLAINTEXT_PUBLIC", "maybe")]), ..Default::default() })
                 .unwrap_err();
         assert!(e.to_string().contains("allow_plaintext_public"), "{e}");
+    }
+
+    #[test]
+    fn allowed_hosts_are_parsed_as_browsers_send_them() {
+        let c = load(
+            &ConfigSources {
+                env: env(&[("GATEHOUSE_ADMIN__ALLOWED_HOSTS", "Gatehouse.Internal., 10.0.0.5,::1")]),
+                ..Default::default()
+            }
+            .set("echo.allowed_hosts", json!(["[fd00::1]", "echo"])),
+        )
+        .unwrap()
+        .config;
+        let names = |hosts: &[url::Host]| hosts.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(names(&c.admin.allowed_hosts), ["gatehouse.internal", "10.0.0.5", "[::1]"]);
+        assert_eq!(names(&c.echo.allowed_hosts), ["[fd00::1]", "echo"]);
+        c.validate().unwrap();
+        for bad in ["admin.internal:8001", "http://admin.internal", "*.example", "a b"] {
+            let e = load(&ConfigSources::default().set("admin.allowed_hosts", json!([bad]))).unwrap_err();
+            assert!(e.to_string().starts_with("admin.allowed_hosts"), "{bad}: {e}");
+        }
+        // Only the admin and echo listeners read it; elsewhere it would be a setting that does nothing.
+        let proxy = load(&ConfigSources::default().set("proxy.allowed_hosts", "api.example")).unwrap().config;
+        assert!(proxy.validate().unwrap_err().to_string().starts_with("proxy.allowed_hosts:"));
     }
 
     #[test]
