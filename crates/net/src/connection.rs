@@ -1,11 +1,10 @@
-//! Serving one admitted connection until it ends, goes quiet, is evicted or the server stops.
+//! Serving one admitted connection until it ends or the gate tells it to close.
 
-use std::future::Future;
 use std::time::Duration;
 
 use hyper_util::server::graceful::GracefulConnection;
 
-use crate::gate::{Admission, Quiet};
+use crate::gate::Admission;
 
 /// How long a connection may take to finish what it has in flight once told to close: when the server stops, and
 /// when it went idle (an idle connection closes at once; the grace covers a request that started meanwhile).
@@ -27,39 +26,53 @@ pub enum Closed {
     Shutdown,
 }
 
-/// Serves `connection` until it ends, or until it is quiet past its deadlines, evicted, or `shutdown` resolves.
-/// An idle connection, or every connection when the server stops, is closed gracefully (HTTP/2 sends GOAWAY, and a
-/// request in flight may finish within a grace period); one that never sent a request, or was evicted, is closed
-/// at once: its place and descriptor are needed now, and it has nothing in flight to lose. Holding `admission`
-/// keeps the connection's place at the gate.
-pub async fn drive<C>(connection: C, admission: Admission, shutdown: impl Future<Output = ()>) -> Closed
+impl Closed {
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            Closed::Ended => 1,
+            Closed::Silent => 2,
+            Closed::Idle => 3,
+            Closed::Evicted => 4,
+            Closed::Shutdown => 5,
+        }
+    }
+
+    pub(crate) fn from_code(code: u8) -> Option<Self> {
+        Some(match code {
+            1 => Closed::Ended,
+            2 => Closed::Silent,
+            3 => Closed::Idle,
+            4 => Closed::Evicted,
+            5 => Closed::Shutdown,
+            _ => return None,
+        })
+    }
+}
+
+/// Serves `connection` until it ends or the gate tells it to close (see [`crate::Gate::sweep`],
+/// [`crate::Gate::shut_down`], eviction). An idle connection, or every connection when the server stops, is closed
+/// gracefully (HTTP/2 sends GOAWAY, and a request in flight may finish within a grace period); one that never sent
+/// a request, or was evicted, is closed at once: its place and descriptor are needed now, and it has nothing in
+/// flight to lose. Holding `admission` keeps the connection's place at the gate.
+pub async fn drive<C>(connection: C, admission: Admission) -> Closed
 where
     C: GracefulConnection,
     C::Error: std::fmt::Display,
 {
     tokio::pin!(connection);
-    tokio::pin!(shutdown);
     let activity = admission.activity().clone();
-    let limits = *admission.limits();
-    let quiet = async {
-        loop {
-            match activity.close_reason(&limits) {
-                Ok(wait) => tokio::time::sleep(wait).await,
-                Err(Quiet::Silent) => return Closed::Silent,
-                Err(Quiet::Idle) => return Closed::Idle,
-            }
-        }
-    };
+    // One cheap extra branch per wake-up of the task: an atomic load, and a waker registration that is a
+    // comparison when the task's waker has not changed.
+    let told = std::future::poll_fn(|cx| activity.poll_closed(cx));
     let reason = tokio::select! {
+        biased;
         result = connection.as_mut() => {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "client connection ended with an error");
             }
             return Closed::Ended;
         }
-        closed = quiet => closed,
-        () = activity.evicted() => Closed::Evicted,
-        () = &mut shutdown => Closed::Shutdown,
+        reason = told => reason,
     };
     tracing::debug!(address = %activity.address(), ?reason, "closing a client connection");
     let grace = match reason {

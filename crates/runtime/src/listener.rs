@@ -146,6 +146,7 @@ pub async fn serve(
     builder.http2().timer(TokioTimer::new());
     let connections = TaskTracker::new();
     let stopping = CancellationToken::new();
+    tokio::spawn(gate.clone().sweep_until(stopping.clone().cancelled_owned()));
     let mut errors = AcceptErrors::new(kind.as_str());
     tokio::pin!(shutdown);
     loop {
@@ -175,15 +176,15 @@ pub async fn serve(
             }
         });
         let connection = builder.serve_connection(TokioIo::new(stream), per_request).into_owned();
-        let stop = stopping.clone().cancelled_owned();
         connections.spawn(async move {
-            gatehouse_net::drive(connection, admission, stop).await;
+            gatehouse_net::drive(connection, admission).await;
         });
         // Let connection tasks run between accepts: under a flood, the ones evicted to make room close their
         // sockets before more are taken (see `Gate`).
         tokio::task::yield_now().await;
     }
     drop(listener);
+    gate.shut_down();
     stopping.cancel();
     connections.close();
     connections.wait().await;
