@@ -8,6 +8,7 @@
 #                                           # answers (negative_ttl), then on one caching active answers
 #   bench/introspection-cache.sh hits       # instructions per cache hit: Gatehouse under callgrind, HITS requests
 #                                           # with one token on the active route, counted from the first to the last
+#   bench/introspection-cache.sh plain      # the same on a route with no plugin: the plain proxy path
 #   CACHE_BYTES=4294967296 CACHE_ENTRIES=10000000 bench/introspection-cache.sh memory   # unbounded: cost per entry
 #   TOKENS=200000 bench/introspection-cache.sh memory                                  # past the default bounds
 #
@@ -44,8 +45,8 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [[ -x $NGINX ]] || die "nginx is required and could not be installed"
 case $MODE in
   memory) ;;
-  hits) require_cmd valgrind; require_cmd callgrind_control ;;
-  *) die "usage: $0 memory|hits" ;;
+  hits | plain) require_cmd valgrind; require_cmd callgrind_control ;;
+  *) die "usage: $0 memory|hits|plain" ;;
 esac
 require_free_ports "$GH_PROXY_PORT" "$GH_ADMIN_PORT" "$GH_PLATFORM_PORT" "$GH_ISSUER_PORT" "$GH_ECHO_PORT" "$IDP_PORT"
 bench_tmp gatehouse-introspection-cache
@@ -62,7 +63,7 @@ wait_http "http://127.0.0.1:$IDP_PORT/" "$!" 20 || { cat "$TMP/idp.err" >&2; die
 settings=()
 [[ -z ${CACHE_ENTRIES:-} ]] || settings+=(GATEHOUSE_GATEWAY__INTROSPECTION_CACHE_ENTRIES="$CACHE_ENTRIES")
 [[ -z ${CACHE_BYTES:-} ]] || settings+=(GATEHOUSE_GATEWAY__INTROSPECTION_CACHE_BYTES="$CACHE_BYTES")
-if [[ $MODE == hits ]]; then
+if [[ $MODE == hits || $MODE == plain ]]; then
   # Under callgrind, counting nothing until the hits start (callgrind_control -i on).
   cat >"$TMP/under-callgrind" <<SH
 #!/bin/sh
@@ -77,6 +78,7 @@ IDP=http://127.0.0.1:$IDP_PORT
 admin POST /services "{\"name\":\"bench\",\"url\":\"$IDP/\"}"
 admin POST /services/bench/routes '{"name":"inactive","paths":["/inactive-route"]}'
 admin POST /services/bench/routes '{"name":"active","paths":["/active-route"]}'
+admin POST /services/bench/routes '{"name":"plain","paths":["/plain-route"]}'
 admin POST /routes/inactive/plugins "{\"name\":\"oauth2-introspection\",\"config\":{\"introspection_url\":\"$IDP/inactive\",\"authorization_value\":\"Basic YmVuY2g6YmVuY2g=\",\"negative_ttl\":3600}}"
 admin POST /routes/active/plugins "{\"name\":\"oauth2-introspection\",\"config\":{\"introspection_url\":\"$IDP/active\",\"authorization_value\":\"Basic YmVuY2g6YmVuY2g=\",\"ttl\":3600}}"
 
@@ -105,17 +107,20 @@ send() { # send PATH COUNT [TOKEN] -> "statuses" of COUNT requests, each with a 
 }
 # How many of "statuses" were CODE.
 count() { tr ' ' '\n' <<<"$2" | awk -F: -v code="$1" '$1 == code {print $2}' | grep . || echo 0; }
-if [[ $MODE == hits ]]; then
+if [[ $MODE == hits || $MODE == plain ]]; then
   CONNS=1
-  send /active-route 200 hit-token >/dev/null
+  route=/active-route
+  [[ $MODE == hits ]] || route=/plain-route
+  send "$route" 200 hit-token >/dev/null
   callgrind_control -i on "$GH_PID" >/dev/null 2>&1
-  statuses=$(send /active-route "$HITS" hit-token)
+  statuses=$(send "$route" "$HITS" hit-token)
   callgrind_control -d "$GH_PID" >/dev/null 2>&1
   callgrind_control -i off "$GH_PID" >/dev/null 2>&1
   hits=$(count 200 "$statuses")
   ir=$(for f in "$TMP"/callgrind.out.*; do sed -n 's/^summary: //p' "$f"; done | awk '{s += $1} END {print s}')
   log "$("$REAL_BIN" --version): $HITS requests with one token, statuses $statuses"
-  printf 'instructions per cache hit: %d (%d in all)\n' $(( ir / hits )) "$ir"
+  printf 'instructions per %s: %d (%d in all)\n' "$([[ $MODE == hits ]] && echo 'cache hit' || echo 'plain request')" \
+    $(( ir / hits )) "$ir"
   exit 0
 fi
 
