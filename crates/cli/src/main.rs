@@ -245,12 +245,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             .await?;
             // Alone in its process, the echo upstream may use every descriptor the budget has.
             let _ = gatehouse_net::raise_nofile_limit();
-            let limits = gatehouse_net::ConnectionLimits::with_connections(gatehouse_net::FdBudget::current().whole());
+            let limits = gatehouse_net::ListenerShare::Echo.limits(gatehouse_net::FdBudget::current().whole());
             gatehouse_runtime::listener::serve(
                 gatehouse_runtime::listener::ListenerKind::Echo,
                 listener,
                 gatehouse::echo::echo_router(gatehouse_control::LocalHosts::new(allowed_hosts, "--allowed-hosts")),
-                gatehouse_net::Gate::new("echo", limits),
+                gatehouse_net::Gate::new("echo", limits, Vec::new()),
                 ShutdownSignals::install()?.received(),
             )
             .await?;

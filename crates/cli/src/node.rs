@@ -235,7 +235,9 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
     let mut tasks = Vec::new();
     for (kind, listener, router) in routers {
         let stop = shutdown.clone();
-        let gate = Gate::new(kind.as_str(), config.listener(kind).connection_limits(kind.share(), budget));
+        let listener_config = config.listener(kind);
+        let limits = listener_config.connection_limits(kind.share(), budget);
+        let gate = Gate::new(kind.as_str(), limits, listener_config.trusted_ips.clone());
         tasks.push(tokio::spawn(listener::serve(kind, listener, router, gate, async move { stop.cancelled().await })));
     }
     let stop = shutdown.clone();

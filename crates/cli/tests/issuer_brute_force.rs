@@ -184,3 +184,26 @@ async fn a_flood_from_one_address_is_answered_429_on_its_auth_server_only() {
     assert_eq!(status(&second.issuer, flood, &second.client_id, &second.client_secret).await, StatusCode::OK);
     node.stop().await;
 }
+
+/// Basic credentials are checked both as sent and form-decoded (RFC 6749 §2.3.1), so a secret whose two forms
+/// differ is two guesses, and counts as two.
+#[tokio::test]
+async fn both_forms_of_a_basic_secret_count_as_guesses() {
+    let node = TestNode::builder().configure(behind_trusted_proxy).start().await.unwrap();
+    let t = node.tutorial_setup("ES256").await;
+    let guesser = "203.0.113.7";
+    let basic_guess = |n: usize| {
+        reqwest::Client::new()
+            .post(format!("{}/oauth/token", t.issuer))
+            .header("x-forwarded-for", guesser)
+            .header("authorization", basic(&t.client_id, &format!("guess+{n}%2B")))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+    };
+    // Ten distinct wrong secrets spend the (client, address) limit: five requests carrying two forms each.
+    for n in 0..5 {
+        assert_eq!(basic_guess(n).await.unwrap().status(), StatusCode::UNAUTHORIZED, "guess {n}");
+    }
+    assert_throttled(basic_guess(5).await.unwrap()).await;
+    node.stop().await;
+}

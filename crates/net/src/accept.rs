@@ -8,8 +8,10 @@ use tokio::time::Instant;
 
 use crate::gate::Gate;
 
-/// How long a listener pauses after an accept failed for want of resources (nginx waits 500 ms).
+/// How long a listener pauses after an accept failed for want of resources (nginx waits 500 ms), and after any
+/// other failure worth logging (one that persists must not spin the thread).
 const RESOURCE_BACKOFF: Duration = Duration::from_millis(50);
+const OTHER_BACKOFF: Duration = Duration::from_millis(10);
 const LOG_EVERY: Duration = Duration::from_secs(1);
 
 /// The accept errors of one listener (or one worker's socket), logged at most once a second.
@@ -38,6 +40,8 @@ impl AcceptErrors {
         if resources {
             gate.shed_idle();
             tokio::time::sleep(RESOURCE_BACKOFF).await;
+        } else {
+            tokio::time::sleep(OTHER_BACKOFF).await;
         }
     }
 
@@ -65,7 +69,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn out_of_descriptors_logs_once_a_second_and_sheds_an_idle_connection() {
-        let gate = Gate::new("test", crate::ConnectionLimits::default());
+        let gate = Gate::new("test", crate::ConnectionLimits::default(), Vec::new());
         let idle = gate.admit(std::net::Ipv4Addr::LOCALHOST.into()).unwrap();
         let mut errors = AcceptErrors::new("test");
         let emfile = io::Error::from_raw_os_error(24);

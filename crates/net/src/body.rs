@@ -12,16 +12,19 @@ use http_body::{Body, Frame, SizeHint};
 use crate::gate::RequestGuard;
 
 /// A response body that holds its request's [`RequestGuard`] until it has been sent (hyper drops a body when it
-/// is done with it), so a connection streaming a long response is never taken for an idle one.
+/// is done with it), so a connection streaming a long response is never taken for an idle one; and that tells the
+/// connection's [`crate::Activity`] when a frame waits on the client, so one that stops reading is found out.
 #[derive(Debug)]
 pub struct Tracked<B> {
     body: B,
-    _guard: RequestGuard,
+    guard: RequestGuard,
+    /// A frame was handed to hyper and it has not asked for the next one yet.
+    handed_out: bool,
 }
 
 impl<B> Tracked<B> {
     pub fn new(body: B, guard: RequestGuard) -> Self {
-        Self { body, _guard: guard }
+        Self { body, guard, handed_out: false }
     }
 }
 
@@ -30,7 +33,16 @@ impl<B: Body + Unpin> Body for Tracked<B> {
     type Error = B::Error;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let this = &mut *self;
+        if std::mem::take(&mut this.handed_out) {
+            this.guard.activity().frame_sent();
+        }
+        let frame = Pin::new(&mut this.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(_))) = &frame {
+            this.handed_out = true;
+            this.guard.activity().frame_out();
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
@@ -39,6 +51,14 @@ impl<B: Body + Unpin> Body for Tracked<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+impl<B> Drop for Tracked<B> {
+    fn drop(&mut self) {
+        if self.handed_out {
+            self.guard.activity().frame_sent();
+        }
     }
 }
 
@@ -129,7 +149,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_tracked_body_keeps_its_request_in_flight_until_dropped() {
-        let gate = crate::Gate::new("test", crate::ConnectionLimits::default());
+        let gate = crate::Gate::new("test", crate::ConnectionLimits::default(), Vec::new());
         let admission = gate.admit(std::net::Ipv4Addr::LOCALHOST.into()).unwrap();
         let zero = crate::ConnectionLimits {
             header_timeout: Duration::ZERO,

@@ -22,6 +22,8 @@ pub enum Closed {
     Idle,
     /// The listener was full and this was its longest-idle connection.
     Evicted,
+    /// A response made no progress for the send timeout: the client is not reading.
+    SendStalled,
     /// The server is stopping.
     Shutdown,
 }
@@ -34,6 +36,7 @@ impl Closed {
             Closed::Idle => 3,
             Closed::Evicted => 4,
             Closed::Shutdown => 5,
+            Closed::SendStalled => 6,
         }
     }
 
@@ -44,6 +47,7 @@ impl Closed {
             3 => Closed::Idle,
             4 => Closed::Evicted,
             5 => Closed::Shutdown,
+            6 => Closed::SendStalled,
             _ => return None,
         })
     }
@@ -53,7 +57,8 @@ impl Closed {
 /// [`crate::Gate::shut_down`], eviction). An idle connection, or every connection when the server stops, is closed
 /// gracefully (HTTP/2 sends GOAWAY, and a request in flight may finish within a grace period); one that never sent
 /// a request, or was evicted, is closed at once: its place and descriptor are needed now, and it has nothing in
-/// flight to lose. Holding `admission` keeps the connection's place at the gate.
+/// flight to lose (an evicted one whose request started meanwhile gets the grace). One whose client stopped reading
+/// is closed at once too. Holding `admission` keeps the connection's place at the gate.
 pub async fn drive<C>(connection: C, admission: Admission) -> Closed
 where
     C: GracefulConnection,
@@ -78,6 +83,8 @@ where
     let grace = match reason {
         Closed::Shutdown => SHUTDOWN_GRACE,
         Closed::Idle => IDLE_GRACE,
+        // The gate chose it while no request was in flight, but one may have started since.
+        Closed::Evicted if activity.busy() => IDLE_GRACE,
         _ => Duration::ZERO,
     };
     if !grace.is_zero() {

@@ -9,13 +9,14 @@
 //! polled on every wake-up of its task cost the proxy about 1,500 instructions a request (bench/README.md).
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
+use ipnet::IpNet;
 use tokio::time::Instant;
 
 use crate::connection::Closed;
@@ -26,6 +27,8 @@ use crate::limits::ConnectionLimits;
 pub struct Gate {
     listener: &'static str,
     limits: ConnectionLimits,
+    /// Trusted proxies: every client behind one shares its address, so the per-address cap does not apply to it.
+    exempt: Vec<IpNet>,
     state: Mutex<GateState>,
 }
 
@@ -56,19 +59,28 @@ impl GateState {
         Some(activity)
     }
 
-    /// Closes the longest-kept connection with no request in flight and not already closing (from `address`
-    /// only, if given).
+    /// Closes the connection idle the longest (from `address` only, if given): one that never sent a request
+    /// before any that did (the longest-kept first), else the one whose last request ended earliest. Connections
+    /// with a request in flight, or already closing, are never chosen.
     fn evict_idle(&mut self, address: Option<IpAddr>) -> bool {
-        let victim = self
-            .open
-            .iter()
-            .find(|(_, a)| {
-                address.is_none_or(|ip| a.address == ip)
-                    && a.in_flight.load(Ordering::Acquire) == 0
-                    && a.reason().is_none()
-            })
-            .map(|(id, _)| *id);
-        match victim.and_then(|id| self.forget(id)) {
+        let mut victim: Option<(u64, Option<Instant>)> = None;
+        for (id, a) in &self.open {
+            if address.is_some_and(|ip| a.address != ip)
+                || a.in_flight.load(Ordering::Acquire) > 0
+                || a.reason().is_some()
+            {
+                continue;
+            }
+            let last_active = a.last_active();
+            if last_active.is_none() {
+                victim = Some((*id, None));
+                break;
+            }
+            if victim.is_none_or(|(_, best)| last_active < best) {
+                victim = Some((*id, last_active));
+            }
+        }
+        match victim.and_then(|(id, _)| self.forget(id)) {
             Some(activity) => {
                 activity.close(Closed::Evicted);
                 self.closing += 1;
@@ -79,9 +91,25 @@ impl GateState {
     }
 }
 
+/// The address a connection counts under: IPv6 by /64, the block one subscriber usually holds (as the issuer's
+/// brute-force limits count it), IPv4-mapped IPv6 as IPv4.
+fn network_of(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
+    }
+}
+
 impl Gate {
-    pub fn new(listener: &'static str, limits: ConnectionLimits) -> Arc<Self> {
-        Arc::new(Self { listener, limits, state: Mutex::default() })
+    /// `exempt`: trusted proxies in front of the listener, not held to the per-address cap.
+    pub fn new(listener: &'static str, limits: ConnectionLimits, exempt: Vec<IpNet>) -> Arc<Self> {
+        Arc::new(Self { listener, limits, exempt, state: Mutex::default() })
     }
 
     pub fn limits(&self) -> &ConnectionLimits {
@@ -99,10 +127,12 @@ impl Gate {
 
     /// Takes a new connection from `address`, closing an idle one first when this address or the listener is
     /// at its cap. `None`: everything is busy; close the newcomer.
-    pub fn admit(self: &Arc<Self>, address: IpAddr) -> Option<Admission> {
+    pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Admission> {
+        let address = network_of(peer);
+        let capped = !self.exempt.iter().any(|net| net.contains(&peer));
         let mut state = self.state();
         let address_full =
-            state.per_address.get(&address).copied().unwrap_or(0) >= self.limits.max_connections_per_address;
+            capped && state.per_address.get(&address).copied().unwrap_or(0) >= self.limits.max_connections_per_address;
         if address_full || state.open.len() >= self.limits.max_connections {
             let made_room = state.closing < MOST_CLOSING && state.evict_idle(address_full.then_some(address));
             if !made_room {
@@ -130,9 +160,14 @@ impl Gate {
         let state = self.state();
         let mut told = 0;
         for activity in state.open.values() {
-            if activity.reason().is_none()
-                && let Err(reason) = activity.close_reason(&self.limits)
-            {
+            if activity.reason().is_some() {
+                continue;
+            }
+            let reason = match activity.close_reason(&self.limits) {
+                Err(reason) => Some(reason),
+                Ok(_) => activity.stalled(self.limits.send_timeout).then_some(Closed::SendStalled),
+            };
+            if let Some(reason) = reason {
                 activity.close(reason);
                 told += 1;
             }
@@ -143,7 +178,8 @@ impl Gate {
     /// Runs [`Gate::sweep`] a few times per deadline, so a quiet connection closes within a quarter of its
     /// deadline past it (at most a second), until `stop` resolves.
     pub async fn sweep_until(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
-        let shortest = self.limits.header_timeout.min(self.limits.keepalive_timeout);
+        let limits = &self.limits;
+        let shortest = limits.header_timeout.min(limits.keepalive_timeout).min(limits.send_timeout);
         let every = (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -215,6 +251,14 @@ pub struct Activity {
     requests: AtomicU64,
     /// When the last request finished, in microseconds after `accepted`.
     idle_since: AtomicU64,
+    /// Response frames handed to hyper that it has not asked past yet (it asks for the next one once it could
+    /// write the last): while any is out and `sent` stands still, the client is not reading.
+    outstanding: AtomicU32,
+    /// Response frames the client has taken.
+    sent: AtomicU64,
+    /// The sweep's record: `sent` when it last saw progress, and when that was (microseconds after `accepted`).
+    swept_sent: AtomicU64,
+    swept_at: AtomicU64,
     /// Why the connection should close (`Closed` as a number), 0 while it may stay.
     close: AtomicU8,
     /// The connection's task, woken when `close` is set.
@@ -229,6 +273,10 @@ impl Activity {
             in_flight: AtomicU32::new(0),
             requests: AtomicU64::new(0),
             idle_since: AtomicU64::new(0),
+            outstanding: AtomicU32::new(0),
+            sent: AtomicU64::new(0),
+            swept_sent: AtomicU64::new(0),
+            swept_at: AtomicU64::new(0),
             close: AtomicU8::new(0),
             task: AtomicWaker::new(),
         }
@@ -244,6 +292,42 @@ impl Activity {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         RequestGuard { activity: self.clone() }
+    }
+
+    /// Whether a request is in flight.
+    pub fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) > 0
+    }
+
+    /// When the last request ended; `None` if none was ever made.
+    fn last_active(&self) -> Option<Instant> {
+        (self.requests.load(Ordering::Relaxed) > 0)
+            .then(|| self.accepted + Duration::from_micros(self.idle_since.load(Ordering::Acquire)))
+    }
+
+    /// A response frame went to hyper to write.
+    pub(crate) fn frame_out(&self) {
+        self.outstanding.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// hyper asked past a frame (it could write it), or the body ended.
+    pub(crate) fn frame_sent(&self) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        self.outstanding.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// For the sweep: whether a response has waited on the client for `limit` (no frame taken since the sweep
+    /// that first saw it waiting). Only the sweep calls this, under the gate's lock.
+    fn stalled(&self, limit: Duration) -> bool {
+        let now = u64::try_from(self.accepted.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let sent = self.sent.load(Ordering::Relaxed);
+        if self.outstanding.load(Ordering::Acquire) == 0 || sent != self.swept_sent.load(Ordering::Relaxed) {
+            self.swept_sent.store(sent, Ordering::Relaxed);
+            self.swept_at.store(now, Ordering::Relaxed);
+            return false;
+        }
+        let limit = u64::try_from(limit.as_micros()).unwrap_or(u64::MAX);
+        now.saturating_sub(self.swept_at.load(Ordering::Relaxed)) >= limit
     }
 
     /// Why the connection should close, once the gate has said so.
@@ -290,6 +374,12 @@ pub struct RequestGuard {
     activity: Arc<Activity>,
 }
 
+impl RequestGuard {
+    pub(crate) fn activity(&self) -> &Activity {
+        &self.activity
+    }
+}
+
 impl Drop for RequestGuard {
     fn drop(&mut self) {
         let a = &self.activity;
@@ -321,7 +411,7 @@ mod tests {
 
     #[test]
     fn a_full_listener_closes_its_longest_idle_connection_for_a_newcomer() {
-        let gate = Gate::new("test", limits(3, 3));
+        let gate = Gate::new("test", limits(3, 3), Vec::new());
         let first = gate.admit(A).unwrap();
         let second = gate.admit(A).unwrap();
         let third = gate.admit(B).unwrap();
@@ -344,7 +434,7 @@ mod tests {
 
     #[test]
     fn a_flood_faster_than_evicted_sockets_close_is_refused() {
-        let gate = Gate::new("test", limits(4, 4));
+        let gate = Gate::new("test", limits(4, 4), Vec::new());
         let mut kept: Vec<Admission> = (0..4).map(|_| gate.admit(A).unwrap()).collect();
         // Every newcomer evicts one, and no evicted task has closed its socket yet.
         for _ in 0..MOST_CLOSING {
@@ -360,7 +450,7 @@ mod tests {
 
     #[test]
     fn one_address_only_ever_displaces_its_own_connections() {
-        let gate = Gate::new("test", limits(10, 2));
+        let gate = Gate::new("test", limits(10, 2), Vec::new());
         let other = gate.admit(B).unwrap();
         let a1 = gate.admit(A).unwrap();
         let a2 = gate.admit(A).unwrap();
@@ -373,6 +463,58 @@ mod tests {
         assert!(gate.admit(B).is_some(), "B is not affected");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn the_connection_idle_longest_goes_first_and_one_that_never_asked_before_any() {
+        let gate = Gate::new("test", limits(3, 3), Vec::new());
+        let old_but_active = gate.admit(A).unwrap();
+        let used_long_ago = gate.admit(A).unwrap();
+        drop(used_long_ago.activity().begin());
+        tokio::time::advance(Duration::from_millis(5)).await;
+        drop(old_but_active.activity().begin());
+        let silent = gate.admit(A).unwrap();
+        // Room for a newcomer: the silent one goes, though it came last.
+        let newcomer = gate.admit(A).unwrap();
+        assert!(evicted(&silent));
+        let _busy = newcomer.activity().begin();
+        // Then the one whose last request ended earliest, though it was admitted after the other.
+        let _another = gate.admit(A).unwrap();
+        assert!(evicted(&used_long_ago) && !evicted(&old_but_active));
+    }
+
+    #[test]
+    fn addresses_count_by_network_and_trusted_proxies_are_not_capped() {
+        let v6 = |last: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, last));
+        let gate = Gate::new("test", limits(10, 2), vec!["192.0.2.2/32".parse().unwrap()]);
+        let first = gate.admit(v6(1)).unwrap();
+        let _second = gate.admit(v6(2)).unwrap();
+        let _third = gate.admit(v6(3)).unwrap();
+        assert!(evicted(&first), "one /64 is one address");
+        let mapped = IpAddr::V6(std::net::Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped());
+        assert_eq!(network_of(mapped), A);
+        let behind_the_proxy: Vec<Admission> = (0..5).map(|_| gate.admit(B).unwrap()).collect();
+        assert!(behind_the_proxy.iter().all(|a| !evicted(a)), "a trusted proxy is held to the listener's cap only");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_is_found_out() {
+        let limit = Duration::from_millis(20);
+        let gate = Gate::new("test", ConnectionLimits { send_timeout: limit, ..limits(4, 4) }, Vec::new());
+        let reading = gate.admit(A).unwrap();
+        let activity = reading.activity();
+        let _request = activity.begin();
+        assert!(!activity.stalled(limit), "nothing handed out yet");
+        activity.frame_out();
+        assert!(!activity.stalled(limit), "first seen waiting");
+        tokio::time::advance(limit).await;
+        activity.frame_sent();
+        activity.frame_out();
+        assert!(!activity.stalled(limit), "it took a frame since");
+        tokio::time::advance(limit).await;
+        assert!(activity.stalled(limit), "nothing taken for the whole limit");
+        let swept = gate.sweep();
+        assert_eq!((swept, activity.reason()), (1, Some(Closed::SendStalled)));
+    }
+
     #[test]
     fn quiet_connections_are_named_by_their_deadlines() {
         let limits = ConnectionLimits {
@@ -380,7 +522,7 @@ mod tests {
             keepalive_timeout: Duration::from_secs(7200),
             ..ConnectionLimits::default()
         };
-        let gate = Gate::new("test", limits);
+        let gate = Gate::new("test", limits, Vec::new());
         let admitted = gate.admit(A).unwrap();
         let activity = admitted.activity();
         let wait = activity.close_reason(&limits).unwrap();
@@ -402,7 +544,7 @@ mod tests {
             keepalive_timeout: Duration::from_secs(4),
             ..ConnectionLimits::default()
         };
-        let gate = Gate::new("test", limits);
+        let gate = Gate::new("test", limits, Vec::new());
         let silent = gate.admit(A).unwrap();
         let used = gate.admit(A).unwrap();
         drop(used.activity().begin());

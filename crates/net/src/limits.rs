@@ -18,12 +18,16 @@ pub struct ConnectionLimits {
     /// The longest pause in a request body (the proxy), or the time a whole body may take (API listeners,
     /// whose bodies are small).
     pub body_timeout: Duration,
+    /// The longest a client may leave a response unread (nginx's `send_timeout`): a connection whose response
+    /// has made no progress for this long is closed, request in flight or not.
+    pub send_timeout: Duration,
 }
 
 impl ConnectionLimits {
     pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
     pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
     pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
     /// The default limits of a listener given `connections` for it: a quarter of them for one address.
     pub fn with_connections(connections: usize) -> Self {
@@ -34,6 +38,7 @@ impl ConnectionLimits {
             header_timeout: Self::DEFAULT_HEADER_TIMEOUT,
             keepalive_timeout: Self::DEFAULT_KEEPALIVE_TIMEOUT,
             body_timeout: Self::DEFAULT_BODY_TIMEOUT,
+            send_timeout: Self::DEFAULT_SEND_TIMEOUT,
         }
     }
 }

@@ -99,6 +99,9 @@ pub struct ListenerConfig {
     /// Seconds: the longest pause in a proxied request body, or the time an API request body may take; default 60.
     #[serde(default, deserialize_with = "opt_number_or_string")]
     pub client_body_timeout: Option<f64>,
+    /// Seconds a client may leave a response unread before its connection is closed; default 60.
+    #[serde(default, deserialize_with = "opt_number_or_string")]
+    pub send_timeout: Option<f64>,
     /// Host names and addresses a request's `Host` may name besides `localhost`, `*.localhost` and loopback
     /// addresses. Only the admin and echo listeners check `Host` (a web page using DNS rebinding reaches them under
     /// its own name); on the others this is a configuration error. A list or a comma-separated string.
@@ -119,6 +122,7 @@ impl ListenerConfig {
             client_header_timeout: None,
             keepalive_timeout: None,
             client_body_timeout: None,
+            send_timeout: None,
             allowed_hosts: Vec::new(),
             brute_force: BruteForceConfig::default(),
         }
@@ -135,6 +139,7 @@ impl ListenerConfig {
         limits.header_timeout = seconds(self.client_header_timeout, limits.header_timeout);
         limits.keepalive_timeout = seconds(self.keepalive_timeout, limits.keepalive_timeout);
         limits.body_timeout = seconds(self.client_body_timeout, limits.body_timeout);
+        limits.send_timeout = seconds(self.send_timeout, limits.send_timeout);
         limits
     }
 
@@ -149,6 +154,7 @@ impl ListenerConfig {
             ("client_header_timeout", self.client_header_timeout),
             ("keepalive_timeout", self.keepalive_timeout),
             ("client_body_timeout", self.client_body_timeout),
+            ("send_timeout", self.send_timeout),
         ] {
             if let Some(seconds) = value
                 && !(seconds > 0.0 && seconds <= 86_400.0)

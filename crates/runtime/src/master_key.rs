@@ -198,7 +198,7 @@ pub enum KeySource {
 /// is created here except the data dir (0700), so a missing key never leaves a half-initialised database.
 pub fn locate(config: &Config, storage: &StorageUrl) -> Result<KeySource, KeyError> {
     if let StorageUrl::Sqlite(database) = storage {
-        refuse_emptied_database(database)?;
+        refuse_emptied_database(database, config)?;
     }
     if let Some(text) = &config.master_key {
         return MasterKey::parse(text.expose()).map(KeySource::Found);
@@ -230,14 +230,22 @@ pub async fn settle(source: KeySource, store: &dyn Store) -> Result<MasterKey, K
     }
 }
 
-/// A 0-byte SQLite database would silently start as a fresh install; beside a master key it is lost data.
-fn refuse_emptied_database(database: &Path) -> Result<(), KeyError> {
-    let key = database.parent().unwrap_or(Path::new(".")).join(KEY_FILE);
+/// A 0-byte SQLite database would silently start as a fresh install; with a master key file about (the one the
+/// node would use, or one beside the database) it is lost data.
+fn refuse_emptied_database(database: &Path, config: &Config) -> Result<(), KeyError> {
     let empty = std::fs::metadata(database).is_ok_and(|m| m.is_file() && m.len() == 0);
-    if empty && key.exists() {
-        return Err(KeyError::EmptiedDatabase { database: database.to_owned(), key });
+    if !empty {
+        return Ok(());
     }
-    Ok(())
+    let keys = [
+        config.master_key_file.clone(),
+        Some(config.data_dir.join(KEY_FILE)),
+        database.parent().map(|dir| dir.join(KEY_FILE)),
+    ];
+    match keys.into_iter().flatten().find(|key| key.exists()) {
+        Some(key) => Err(KeyError::EmptiedDatabase { database: database.to_owned(), key }),
+        None => Ok(()),
+    }
 }
 
 fn read_key_file(path: &Path) -> Result<MasterKey, KeyError> {
@@ -381,7 +389,19 @@ mod tests {
         // An explicit key does not make it any less of an accident.
         let explicit = Config { master_key: Some(MasterKey::generate().to_text()), ..config.clone() };
         assert!(matches!(start(&explicit).await.unwrap_err(), KeyError::EmptiedDatabase { .. }));
-        // Without a key beside it, an empty file is a fresh database.
+        // The database elsewhere than the data dir: the data dir's key still marks it as lost data.
+        let elsewhere = gatehouse_store::testing::TempDir::new("mk-db");
+        let moved = elsewhere.path().join("gatehouse.db");
+        std::fs::write(&moved, b"").unwrap();
+        let split = Config {
+            storage: crate::config::StorageConfig {
+                url: Some(format!("sqlite://{}", moved.display())),
+                ..Default::default()
+            },
+            ..config.clone()
+        };
+        assert!(matches!(start(&split).await.unwrap_err(), KeyError::EmptiedDatabase { .. }));
+        // Without a key about, an empty file is a fresh database.
         std::fs::remove_file(dir.path().join("master.key")).unwrap();
         start(&config).await.unwrap();
     }

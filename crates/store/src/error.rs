@@ -85,10 +85,12 @@ fn sqlite_code(e: &dyn DatabaseError) -> Option<i32> {
 }
 
 /// PostgreSQL SQLSTATE classes of the same kind: connection exceptions (08), insufficient resources such as a
-/// full disk (53), operator intervention such as a terminated backend or a shutdown (57), system errors such as
-/// I/O (58), and a read-only server (25006).
+/// full disk (53), operator intervention such as a terminated backend or a shutdown (57, but not 57014: a statement
+/// cancelled or past `statement_timeout` says nothing about the server's health), system errors such as I/O (58),
+/// and a read-only server (25006).
 fn pg_unavailable(code: &str) -> bool {
-    ["08", "53", "57", "58"].iter().any(|class| code.starts_with(class)) || code == "25006"
+    let class = ["08", "53", "57", "58"].iter().any(|class| code.starts_with(class));
+    (class && code != "57014") || code == "25006"
 }
 
 fn is_unavailable(db: &dyn DatabaseError) -> bool {
@@ -109,5 +111,21 @@ pub(crate) fn from_sqlx(e: sqlx::Error) -> StoreError {
         | sqlx::Error::Tls(_)
         | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
         _ => StoreError::Database(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_faults_of_the_server_make_postgres_unavailable() {
+        for fault in ["08006", "53100", "57P01", "58030", "25006"] {
+            assert!(pg_unavailable(fault), "{fault}");
+        }
+        // A cancelled or timed-out statement, a constraint, a serialization failure: the server is fine.
+        for fine in ["57014", "23505", "40001", "42P01"] {
+            assert!(!pg_unavailable(fine), "{fine}");
+        }
     }
 }

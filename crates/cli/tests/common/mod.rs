@@ -163,3 +163,21 @@ pub async fn raw_exchange(addr: &str, request: &[u8]) -> String {
 pub fn status_of(response: &str) -> u16 {
     response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
+
+/// Waits until the server closes `stream` (end of stream or a reset) and returns when that happened.
+pub async fn closed_by_server(
+    mut stream: tokio::net::TcpStream,
+    within: std::time::Duration,
+) -> Option<std::time::Instant> {
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(within, async {
+        loop {
+            match tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await {
+                Ok(0) | Err(_) => return std::time::Instant::now(),
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .ok()
+}

@@ -260,10 +260,18 @@ pub(crate) async fn authenticate<'s>(
         issuer.limiter.succeeded(&attempt, now);
         return Ok(entry);
     }
-    let Some(presented) = hashes.first() else {
+    // Basic credentials are checked in two forms (as sent, and form-decoded), and each is a guess.
+    let Some(failure) =
+        hashes.iter().map(|presented| issuer.limiter.failed(&attempt, presented, now)).reduce(|a, b| {
+            limiter::Failure {
+                new: a.new || b.new,
+                delay: a.delay.max(b.delay),
+                throttled: a.throttled.or(b.throttled),
+            }
+        })
+    else {
         return Err(OAuthError::new(OAuthErrorCode::InvalidClient, "client authentication failed"));
     };
-    let failure = issuer.limiter.failed(&attempt, presented, now);
     let client = shown(&client_id);
     if failure.new {
         tracing::warn!(%client, %address, "client authentication failed: a wrong secret");

@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::hash::Hasher as _;
 use std::mem::size_of;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -144,6 +145,35 @@ fn footprint(answer: &Introspected) -> usize {
 /// expired ones go, then all of them.
 pub const RECENT_ANSWERS: usize = 4096;
 pub const RECENT_ANSWERS_BYTES: usize = 4 << 20;
+/// The most bytes the private copies of every instance on every worker may hold together: however many plugin
+/// instances a configuration has, the copies stay within this. Past it, an instance drops its own copies, and
+/// serves from the node's cache alone while the others hold the budget.
+pub const ALL_RECENT_ANSWERS_BYTES: usize = 16 << 20;
+
+/// What the private copies of every instance hold, node-wide ([`ALL_RECENT_ANSWERS_BYTES`]). Touched when a
+/// copy is kept or dropped, never on a hit.
+#[derive(Debug, Default)]
+pub struct CopyBudget(AtomicUsize);
+
+impl CopyBudget {
+    fn take(&self, bytes: usize) -> bool {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                let total = held.checked_add(bytes)?;
+                (total <= ALL_RECENT_ANSWERS_BYTES).then_some(total)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, bytes: usize) {
+        self.0.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+}
 
 /// Private copies of the answers one worker served lately, in front of the node's [`AnswerCache`]. Serving a token
 /// from the shared cache takes moka's concurrent structures and the reference counts of one answer that every core
@@ -153,6 +183,14 @@ pub const RECENT_ANSWERS_BYTES: usize = 4 << 20;
 #[derive(Debug, Default)]
 pub struct RecentAnswers {
     copies: Mutex<Copies>,
+    budget: Arc<CopyBudget>,
+}
+
+impl Drop for RecentAnswers {
+    fn drop(&mut self) {
+        let held = self.copies.get_mut().map_or_else(|p| p.into_inner().bytes, |c| c.bytes);
+        self.budget.give_back(held);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -163,6 +201,11 @@ struct Copies {
 }
 
 impl RecentAnswers {
+    /// Copies counted against the node-wide `budget`.
+    pub fn new(budget: Arc<CopyBudget>) -> Self {
+        Self { copies: Mutex::default(), budget }
+    }
+
     pub fn get(&self, key: &Key) -> Option<Arc<Entry>> {
         let mut copies = self.copies.lock().unwrap_or_else(|p| p.into_inner());
         let entry = copies.entries.get(key)?;
@@ -170,7 +213,9 @@ impl RecentAnswers {
             return Some(entry.clone());
         }
         if let Some(gone) = copies.entries.remove(key) {
-            copies.bytes -= Self::cost(&gone);
+            let cost = Self::cost(&gone);
+            copies.bytes -= cost;
+            self.budget.give_back(cost);
         }
         None
     }
@@ -196,18 +241,35 @@ impl RecentAnswers {
         let mut copies = self.copies.lock().unwrap_or_else(|p| p.into_inner());
         let copies = &mut *copies;
         if copies.entries.len() >= RECENT_ANSWERS || copies.bytes + cost > RECENT_ANSWERS_BYTES {
-            copies.entries.retain(|_, e| e.until > now);
-            copies.bytes = copies.entries.values().map(|e| Self::cost(e)).sum();
+            self.drop_copies(copies, |e| e.until <= now);
             if copies.entries.len() >= RECENT_ANSWERS || copies.bytes + cost > RECENT_ANSWERS_BYTES {
-                copies.entries.clear();
-                copies.bytes = 0;
+                self.drop_copies(copies, |_| true);
             }
         }
-        if let Some(replaced) = copies.entries.insert(key, copy.clone()) {
-            copies.bytes -= Self::cost(&replaced);
+        if let Some(replaced) = copies.entries.remove(&key) {
+            let replaced_cost = Self::cost(&replaced);
+            copies.bytes -= replaced_cost;
+            self.budget.give_back(replaced_cost);
         }
+        if !self.budget.take(cost) {
+            // The node's copies are at their bound: this instance starts over, and keeps nothing if that is not
+            // enough (its hits then go to the node's cache).
+            self.drop_copies(copies, |_| true);
+            if !self.budget.take(cost) {
+                return entry.clone();
+            }
+        }
+        copies.entries.insert(key, copy.clone());
         copies.bytes += cost;
         copy
+    }
+
+    /// Drops the copies `doomed` picks, giving their bytes back to the budget.
+    fn drop_copies(&self, copies: &mut Copies, doomed: impl Fn(&Entry) -> bool) {
+        let before = copies.bytes;
+        copies.entries.retain(|_, e| !doomed(e));
+        copies.bytes = copies.entries.values().map(|e| Self::cost(e)).sum();
+        self.budget.give_back(before - copies.bytes);
     }
 
     #[cfg(test)]
@@ -539,6 +601,31 @@ mod tests {
         }
         assert!(recent.len() <= RECENT_ANSWERS_BYTES / 4096, "{} copies of 4 KiB answers", recent.len());
         assert!(recent.get(&(RECENT_ANSWERS as Key - 1)).is_some(), "the latest is kept");
+    }
+
+    #[test]
+    fn all_copies_on_the_node_are_bounded_however_many_instances() {
+        let budget = Arc::new(CopyBudget::default());
+        let large = |key: Key| {
+            let mut headers = HeaderMap::new();
+            headers.append("x-credential-groups", HeaderValue::from_bytes(&[b'g'; 4096]).unwrap());
+            let answer = Introspected { active: true, headers, username: None, client_id: None, expires: None };
+            (key, Arc::new(Entry::new(answer, Duration::from_secs(60))))
+        };
+        // Twenty instances (a route each, say) filling their own 4 MiB would hold 80 MiB.
+        let instances: Vec<RecentAnswers> = (0..20).map(|_| RecentAnswers::new(budget.clone())).collect();
+        for (i, recent) in instances.iter().enumerate() {
+            for key in 0..1024 {
+                let (key, entry) = large(key);
+                recent.keep(key, &entry);
+                assert!(budget.held() <= ALL_RECENT_ANSWERS_BYTES, "instance {i}");
+            }
+        }
+        let held: usize = instances.iter().map(RecentAnswers::bytes).sum();
+        assert_eq!(held, budget.held(), "the budget counts exactly what the instances hold");
+        assert!(instances.last().unwrap().len() > 0, "a busy instance still gets copies");
+        drop(instances);
+        assert_eq!(budget.held(), 0, "dropped instances give their bytes back");
     }
 
     #[test]

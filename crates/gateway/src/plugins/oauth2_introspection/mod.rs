@@ -43,11 +43,13 @@ const INVALID_TOKEN: &str = "The access token is invalid or has expired";
 pub struct Shared {
     pub cache: AnswerCache,
     pub clients: Arc<Clients>,
+    /// What the workers' private copies hold, across every instance.
+    pub copies: Arc<cache::CopyBudget>,
 }
 
 impl Shared {
     pub fn new(limits: CacheLimits) -> Self {
-        Self { cache: AnswerCache::new(limits), clients: Arc::default() }
+        Self { cache: AnswerCache::new(limits), clients: Arc::default(), copies: Arc::default() }
     }
 }
 
@@ -75,7 +77,7 @@ impl OAuth2Introspection {
         Ok(Self {
             idp: idp::Idp::new(&shared.clients, &config)?,
             keyer: cache::Keyer::new(&config),
-            recent: cache::RecentAnswers::default(),
+            recent: cache::RecentAnswers::new(shared.copies.clone()),
             claims: idp::claim_headers(&config.custom_claims_forward),
             ttl: seconds(config.ttl),
             negative_ttl: seconds(config.negative_ttl),
