@@ -586,7 +586,9 @@ async fn an_expired_token_is_never_served_from_the_cache() {
 
 #[tokio::test]
 async fn a_thousand_concurrent_requests_make_one_introspection_call() {
-    let node = TestNode::start().await;
+    // A thousand connections from the proxy to the echo upstream at once: more than the echo listener's default
+    // share of the open-file budget.
+    let node = TestNode::builder().configure(|c| c.echo.max_connections = Some(4096)).start().await.unwrap();
     node.example_service().await;
     let (idp, idp_url) = Idp::start().await;
     let mut config = scripted_config(&idp_url);
