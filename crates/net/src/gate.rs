@@ -91,9 +91,9 @@ impl GateState {
     }
 }
 
-/// The address a connection counts under: IPv6 by /64, the block one subscriber usually holds (as the issuer's
-/// brute-force limits count it), IPv4-mapped IPv6 as IPv4.
-fn network_of(address: IpAddr) -> IpAddr {
+/// The address a client counts under (connection caps, the issuer's brute-force limits): IPv6 by /64, the block
+/// one subscriber usually holds, IPv4-mapped IPv6 as IPv4.
+pub fn network_of(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),

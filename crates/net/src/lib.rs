@@ -16,5 +16,5 @@ mod limits;
 pub use accept::AcceptErrors;
 pub use body::{BodyTimeout, DeadlineBody, Tracked};
 pub use connection::{Closed, drive};
-pub use gate::{Activity, Admission, Gate, RequestGuard};
+pub use gate::{Activity, Admission, Gate, RequestGuard, network_of};
 pub use limits::{ConnectionLimits, FdBudget, ListenerShare, raise_nofile_limit};

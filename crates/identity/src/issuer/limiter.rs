@@ -18,7 +18,7 @@
 //! hashes, are kept.
 
 use std::hash::Hasher as _;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -29,6 +29,7 @@ use moka::sync::Cache;
 use siphasher::sip128::{Hasher128 as _, SipHasher13};
 
 use gatehouse_model::{AuthServerId, SecretHash, Timestamp};
+use gatehouse_net::network_of;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -143,20 +144,6 @@ impl std::fmt::Debug for AuthLimiter {
 
 fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
-}
-
-/// IPv6 callers are counted by /64, the block one subscriber usually holds; IPv4-mapped addresses as IPv4.
-fn network_of(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-        v4 => v4,
-    }
 }
 
 fn address_bytes(address: IpAddr) -> ([u8; 17], usize) {
@@ -461,7 +448,11 @@ mod tests {
         let l = limiter();
         let server = AuthServerId::new();
         for n in 0..3u8 {
-            let a = l.attempt(server, "c1", IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, u16::from(n))));
+            let a = l.attempt(
+                server,
+                "c1",
+                IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, u16::from(n))),
+            );
             l.failed(&a, &secret(n), at(0));
         }
         assert!(l.admit(&l.attempt(server, "c1", ip("2001:db8:1:2:ffff::1")), at(1)).is_err());
