@@ -6,6 +6,7 @@ pub mod control_plane;
 pub mod entities;
 pub mod plugins;
 pub mod schema;
+pub mod snapshot;
 
 pub use entities::{EntityKind, Normalized, StoredEntity, validate_entity};
 

@@ -1,0 +1,389 @@
+//! The configuration a gateway runs, typed: what the control plane publishes and what a data plane will receive
+//! over the network and keep on disk.
+//!
+//! Entities become snapshot types only through [`ConfigSnapshot::from_entities`], from entities that
+//! [`super::validate_entity`] produced: every field the schema defaults is present by then, so the conversion
+//! requires it rather than defaulting it again, and the schema stays the one place a default is written. A field
+//! missing here means an entity was stored without validation, which is reported, not papered over.
+//!
+//! The serialised form (serde, JSON) is the stable one; [`ConfigSnapshot::FORMAT`] numbers it. The content hash
+//! covers everything but the version, so two nodes holding the same entities agree on it whatever order the
+//! store listed them in.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::entities::{EntityKind, Normalized};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub id: uuid::Uuid,
+    pub name: Option<String>,
+    pub protocol: String,
+    pub host: String,
+    pub port: u16,
+    pub path: Option<String>,
+    pub retries: u32,
+    pub connect_timeout: u64,
+    pub write_timeout: u64,
+    pub read_timeout: u64,
+    /// `None`: the node's default (verify).
+    pub tls_verify: Option<bool>,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    pub id: uuid::Uuid,
+    pub name: Option<String>,
+    pub service: Option<uuid::Uuid>,
+    pub protocols: Vec<String>,
+    pub methods: Vec<String>,
+    pub hosts: Vec<String>,
+    pub paths: Vec<String>,
+    /// Header name → the values any one of which matches.
+    pub headers: BTreeMap<String, Vec<String>>,
+    pub https_redirect_status_code: u16,
+    pub regex_priority: i64,
+    pub strip_path: bool,
+    pub preserve_host: bool,
+    pub request_buffering: bool,
+    pub response_buffering: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consumer {
+    pub id: uuid::Uuid,
+    pub username: Option<String>,
+    pub custom_id: Option<String>,
+}
+
+/// One configured plugin. `config` is the validated configuration (every field present, secrets in clear); each
+/// plugin reads it into its own typed config when the gateway compiles the snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginInstance {
+    pub id: uuid::Uuid,
+    pub name: String,
+    pub instance_name: Option<String>,
+    pub enabled: bool,
+    pub route: Option<uuid::Uuid>,
+    pub service: Option<uuid::Uuid>,
+    pub consumer: Option<uuid::Uuid>,
+    pub protocols: Vec<String>,
+    pub config: Map<String, Value>,
+}
+
+impl PluginInstance {
+    /// Whether the instance applies to HTTP traffic (the proxy's only kind today).
+    pub fn serves_http(&self) -> bool {
+        self.protocols.iter().any(|p| matches!(p.as_str(), "http" | "https"))
+    }
+}
+
+/// Every entity of one control plane.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConfigSnapshot {
+    /// The serialised form's version ([`Self::FORMAT`]).
+    pub format: u32,
+    pub control_plane_id: Option<uuid::Uuid>,
+    /// Increases with every published change (per node); not part of the content hash.
+    pub version: u64,
+    pub services: Vec<Service>,
+    pub routes: Vec<Route>,
+    pub consumers: Vec<Consumer>,
+    pub plugins: Vec<PluginInstance>,
+}
+
+/// An entity that did not have the shape validation gives.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} {id}: field '{field}' {problem}")]
+pub struct SnapshotError {
+    pub kind: &'static str,
+    pub id: String,
+    pub field: String,
+    pub problem: &'static str,
+}
+
+impl ConfigSnapshot {
+    pub const FORMAT: u32 = 1;
+
+    pub fn empty(control_plane_id: Option<uuid::Uuid>, version: u64) -> Self {
+        Self { format: Self::FORMAT, control_plane_id, version, ..Self::default() }
+    }
+
+    /// Adds a validated entity.
+    pub fn add(&mut self, kind: EntityKind, entity: &Normalized) -> Result<(), SnapshotError> {
+        let e = Reader::new(kind, entity);
+        match kind {
+            EntityKind::Service => self.services.push(Service {
+                id: e.id()?,
+                name: e.opt_string("name")?,
+                protocol: e.string("protocol")?,
+                host: e.string("host")?,
+                port: e.int("port")?,
+                path: e.opt_string("path")?,
+                retries: e.int("retries")?,
+                connect_timeout: e.int("connect_timeout")?,
+                write_timeout: e.int("write_timeout")?,
+                read_timeout: e.int("read_timeout")?,
+                tls_verify: e.opt_bool("tls_verify")?,
+                enabled: e.bool("enabled")?,
+            }),
+            EntityKind::Route => self.routes.push(Route {
+                id: e.id()?,
+                name: e.opt_string("name")?,
+                service: e.foreign("service")?,
+                protocols: e.strings("protocols")?,
+                methods: e.strings("methods")?,
+                hosts: e.strings("hosts")?,
+                paths: e.strings("paths")?,
+                headers: e.header_map("headers")?,
+                https_redirect_status_code: e.int("https_redirect_status_code")?,
+                regex_priority: e.int("regex_priority")?,
+                strip_path: e.bool("strip_path")?,
+                preserve_host: e.bool("preserve_host")?,
+                request_buffering: e.bool("request_buffering")?,
+                response_buffering: e.bool("response_buffering")?,
+            }),
+            EntityKind::Consumer => self.consumers.push(Consumer {
+                id: e.id()?,
+                username: e.opt_string("username")?,
+                custom_id: e.opt_string("custom_id")?,
+            }),
+            EntityKind::Plugin => self.plugins.push(PluginInstance {
+                id: e.id()?,
+                name: e.string("name")?,
+                instance_name: e.opt_string("instance_name")?,
+                enabled: e.bool("enabled")?,
+                route: e.foreign("route")?,
+                service: e.foreign("service")?,
+                consumer: e.foreign("consumer")?,
+                protocols: e.strings("protocols")?,
+                config: e.object("config")?,
+            }),
+        }
+        Ok(())
+    }
+
+    /// A snapshot of `entities`, ordered by id so that equal contents serialise (and hash) equally.
+    pub fn from_entities<'a>(
+        control_plane_id: Option<uuid::Uuid>,
+        version: u64,
+        entities: impl IntoIterator<Item = (EntityKind, &'a Normalized)>,
+    ) -> Result<Self, SnapshotError> {
+        let mut snapshot = Self::empty(control_plane_id, version);
+        for (kind, entity) in entities {
+            snapshot.add(kind, entity)?;
+        }
+        snapshot.sort();
+        Ok(snapshot)
+    }
+
+    /// Orders every list by id (what [`Self::from_entities`] does once all are added).
+    pub fn sort(&mut self) {
+        self.services.sort_by_key(|e| e.id);
+        self.routes.sort_by_key(|e| e.id);
+        self.consumers.sort_by_key(|e| e.id);
+        self.plugins.sort_by_key(|e| e.id);
+    }
+
+    /// The content hash: 32 hex digits (128 bits of SHA-256, the length of Kong's `config_hash`) over the
+    /// serialised snapshot without its version. Object keys serialise sorted (serde_json's map is ordered), so
+    /// the hash depends only on the contents.
+    pub fn hash(&self) -> String {
+        let unversioned = Self { version: 0, ..self.clone() };
+        // Serialising plain data (strings, numbers, maps with string keys) cannot fail.
+        let bytes = serde_json::to_vec(&unversioned).unwrap_or_default();
+        let digest = Sha256::digest(&bytes);
+        digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Reads one validated entity's fields, requiring what validation always sets.
+struct Reader<'a> {
+    kind: EntityKind,
+    entity: &'a Normalized,
+}
+
+impl<'a> Reader<'a> {
+    fn new(kind: EntityKind, entity: &'a Normalized) -> Self {
+        Self { kind, entity }
+    }
+
+    fn fail(&self, field: &str, problem: &'static str) -> SnapshotError {
+        let id = self.entity.get("id").and_then(Value::as_str).unwrap_or("(no id)").to_owned();
+        SnapshotError { kind: self.kind.singular(), id, field: field.to_owned(), problem }
+    }
+
+    fn value(&self, field: &str) -> Option<&'a Value> {
+        self.entity.get(field).filter(|v| !v.is_null())
+    }
+
+    fn id(&self) -> Result<uuid::Uuid, SnapshotError> {
+        let text = self.string("id")?;
+        text.parse().map_err(|_| self.fail("id", "is not a UUID"))
+    }
+
+    fn string(&self, field: &str) -> Result<String, SnapshotError> {
+        self.opt_string(field)?.ok_or_else(|| self.fail(field, "is missing"))
+    }
+
+    fn opt_string(&self, field: &str) -> Result<Option<String>, SnapshotError> {
+        match self.value(field) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(self.fail(field, "is not a string")),
+        }
+    }
+
+    fn bool(&self, field: &str) -> Result<bool, SnapshotError> {
+        self.opt_bool(field)?.ok_or_else(|| self.fail(field, "is missing"))
+    }
+
+    fn opt_bool(&self, field: &str) -> Result<Option<bool>, SnapshotError> {
+        match self.value(field) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(self.fail(field, "is not a boolean")),
+        }
+    }
+
+    fn int<T: TryFrom<i64> + TryFrom<u64>>(&self, field: &str) -> Result<T, SnapshotError> {
+        let value = self.value(field).ok_or_else(|| self.fail(field, "is missing"))?;
+        let converted = match (value.as_u64(), value.as_i64()) {
+            (Some(u), _) => T::try_from(u).ok(),
+            (None, Some(i)) => T::try_from(i).ok(),
+            _ => None,
+        };
+        converted.ok_or_else(|| self.fail(field, "is not an integer in range"))
+    }
+
+    /// A list of strings; unset (null) is empty.
+    fn strings(&self, field: &str) -> Result<Vec<String>, SnapshotError> {
+        match self.value(field) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| self.fail(field, "holds a non-string")))
+                .collect(),
+            Some(_) => Err(self.fail(field, "is not a list")),
+        }
+    }
+
+    /// A foreign key, `{"id": "…"}`; unset (null) is `None`.
+    fn foreign(&self, field: &str) -> Result<Option<uuid::Uuid>, SnapshotError> {
+        match self.value(field) {
+            None => Ok(None),
+            Some(v) => v
+                .get("id")
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse().ok())
+                .map(Some)
+                .ok_or_else(|| self.fail(field, "is not a reference {\"id\": UUID}")),
+        }
+    }
+
+    fn object(&self, field: &str) -> Result<Map<String, Value>, SnapshotError> {
+        match self.value(field) {
+            Some(Value::Object(map)) => Ok(map.clone()),
+            Some(_) => Err(self.fail(field, "is not an object")),
+            None => Err(self.fail(field, "is missing")),
+        }
+    }
+
+    fn header_map(&self, field: &str) -> Result<BTreeMap<String, Vec<String>>, SnapshotError> {
+        let Some(value) = self.value(field) else { return Ok(BTreeMap::new()) };
+        let map = value.as_object().ok_or_else(|| self.fail(field, "is not an object"))?;
+        map.iter()
+            .map(|(name, values)| {
+                let values = values
+                    .as_array()
+                    .and_then(|a| a.iter().map(|v| v.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>())
+                    .ok_or_else(|| self.fail(field, "has a value that is not a list of strings"))?;
+                Ok((name.clone(), values))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::validate_entity;
+    use serde_json::json;
+
+    fn valid(kind: EntityKind, body: Value) -> Normalized {
+        let mut entity = validate_entity(kind, body.as_object().unwrap()).unwrap();
+        if entity.get("id").is_none_or(Value::is_null) {
+            entity.insert("id".into(), json!(uuid::Uuid::new_v4().to_string()));
+        }
+        entity
+    }
+
+    #[test]
+    fn validated_entities_convert_with_the_schemas_defaults() {
+        let service = valid(EntityKind::Service, json!({"name": "s", "url": "http://upstream.test/base"}));
+        let route = valid(EntityKind::Route, json!({"paths": ["/p"], "service": {"id": service["id"]}}));
+        let consumer = valid(EntityKind::Consumer, json!({"username": "alice"}));
+        let plugin = valid(EntityKind::Plugin, json!({"name": "request-termination", "config": {}}));
+        let snapshot = ConfigSnapshot::from_entities(
+            None,
+            7,
+            [
+                (EntityKind::Service, &service),
+                (EntityKind::Route, &route),
+                (EntityKind::Consumer, &consumer),
+                (EntityKind::Plugin, &plugin),
+            ],
+        )
+        .unwrap();
+        let s = &snapshot.services[0];
+        assert_eq!((s.host.as_str(), s.port, s.path.as_deref(), s.retries), ("upstream.test", 80, Some("/base"), 5));
+        let r = &snapshot.routes[0];
+        assert!(r.strip_path && !r.preserve_host && r.request_buffering);
+        assert_eq!(r.https_redirect_status_code, 426);
+        assert_eq!(r.service.map(|id| id.to_string()), service["id"].as_str().map(str::to_owned));
+        assert_eq!(r.protocols, ["http", "https"]);
+        assert_eq!(snapshot.consumers[0].username.as_deref(), Some("alice"));
+        let p = &snapshot.plugins[0];
+        assert!(p.enabled && p.serves_http() && p.route.is_none());
+        assert_eq!(p.config["status_code"], 503);
+    }
+
+    #[test]
+    fn an_entity_that_skipped_validation_is_reported_not_defaulted() {
+        let route = json!({"id": uuid::Uuid::new_v4().to_string(), "paths": ["/p"]});
+        let error =
+            ConfigSnapshot::from_entities(None, 1, [(EntityKind::Route, route.as_object().unwrap())]).unwrap_err();
+        assert_eq!(error.kind, "route");
+        assert_eq!(error.problem, "is missing");
+    }
+
+    #[test]
+    fn the_hash_follows_contents_not_order_or_version() {
+        let a = valid(EntityKind::Consumer, json!({"username": "a"}));
+        let b = valid(EntityKind::Consumer, json!({"username": "b"}));
+        let one =
+            ConfigSnapshot::from_entities(None, 1, [(EntityKind::Consumer, &a), (EntityKind::Consumer, &b)]).unwrap();
+        let two =
+            ConfigSnapshot::from_entities(None, 9, [(EntityKind::Consumer, &b), (EntityKind::Consumer, &a)]).unwrap();
+        assert_eq!(one.hash(), two.hash());
+        assert_eq!(one.hash().len(), 32);
+        let fewer = ConfigSnapshot::from_entities(None, 1, [(EntityKind::Consumer, &a)]).unwrap();
+        assert_ne!(one.hash(), fewer.hash());
+    }
+
+    #[test]
+    fn the_serialised_form_round_trips() {
+        let service = valid(EntityKind::Service, json!({"url": "https://upstream.test:8443"}));
+        let snapshot = ConfigSnapshot::from_entities(None, 3, [(EntityKind::Service, &service)]).unwrap();
+        let text = serde_json::to_string(&snapshot).unwrap();
+        let back: ConfigSnapshot = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, snapshot);
+        assert_eq!(back.hash(), snapshot.hash());
+        assert_eq!(back.format, ConfigSnapshot::FORMAT);
+    }
+}
