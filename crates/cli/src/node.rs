@@ -201,6 +201,8 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         underscores_in_headers: config.gateway.underscores_in_headers,
         limits: config.proxy.connection_limits(ListenerKind::Proxy.share(), budget),
         introspection_cache_bytes: config.gateway.introspection_cache_bytes,
+        access_log: access_log_settings(config),
+        registry: gatehouse_gateway::plugins::Registry::builtin(),
     });
     proxy.follow(publisher.subscribe());
     let config_changes = publisher.changes();
@@ -260,4 +262,19 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         shutdown,
         tasks,
     })
+}
+
+/// `gateway.access_log` and `log.format` as the proxy takes them.
+fn access_log_settings(config: &Config) -> gatehouse_gateway::access_log::AccessLogSettings {
+    use gatehouse_gateway::access_log::{AccessLogDestination, AccessLogFormat, AccessLogSettings};
+    let destination = match config.gateway.access_log.as_deref().map(str::trim) {
+        None | Some("" | "stderr") => AccessLogDestination::Stderr,
+        Some("off") => AccessLogDestination::Off,
+        Some(path) => AccessLogDestination::File(path.into()),
+    };
+    let format = match config.log.format {
+        gatehouse_runtime::config::LogFormat::Text => AccessLogFormat::Text,
+        gatehouse_runtime::config::LogFormat::Json => AccessLogFormat::Json,
+    };
+    AccessLogSettings { destination, format }
 }

@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
+use gatehouse_model::gateway::Normalized;
 use gatehouse_model::gateway::control_plane::{AuthType, ClusterType, ControlPlane};
-use gatehouse_model::gateway::{ConfigData, EntityKind, Normalized};
+use gatehouse_model::gateway::snapshot::{ConfigSnapshot, SnapshotError};
 use gatehouse_runtime::Services;
 use gatehouse_store::{Invalidation, StoreError};
 
@@ -59,7 +60,7 @@ pub fn config_hash<'a>(entities: impl Iterator<Item = &'a Normalized>) -> String
 #[derive(Debug)]
 pub struct ConfigPublisher {
     pub control_plane_id: uuid::Uuid,
-    receiver: watch::Receiver<Arc<ConfigData>>,
+    receiver: watch::Receiver<Arc<ConfigSnapshot>>,
     /// Changes announced so far; a published configuration's `version` is the count it was built after, so
     /// `version >= changes()` means every change announced before includes in it.
     changes: Arc<AtomicU64>,
@@ -69,7 +70,16 @@ impl ConfigPublisher {
     /// Builds the first snapshot, then rebuilds on every change until the process ends.
     pub async fn start(services: Services, control_plane_id: uuid::Uuid) -> Result<Self, StoreError> {
         let changes = Arc::new(AtomicU64::new(0));
-        let first = build(&services, control_plane_id, &changes).await?;
+        let first = match build(&services, control_plane_id, &changes).await {
+            Ok(config) => config,
+            Err(BuildError::Store(e)) => return Err(e),
+            // Serving nothing is the safe reading of a configuration that cannot be read: an authentication
+            // plugin left out would open its routes.
+            Err(BuildError::Snapshot(e)) => {
+                tracing::error!(error = %e, "a stored gateway entity is not valid; the proxy serves no routes until it is fixed");
+                ConfigSnapshot::empty(Some(control_plane_id), 0)
+            }
+        };
         let (sender, receiver) = watch::channel(Arc::new(first));
         let changed = Arc::new(Notify::new());
         let (hook, counted) = (changed.clone(), changes.clone());
@@ -107,7 +117,7 @@ impl ConfigPublisher {
         Ok(Self { control_plane_id, receiver, changes })
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<Arc<ConfigData>> {
+    pub fn subscribe(&self) -> watch::Receiver<Arc<ConfigSnapshot>> {
         self.receiver.clone()
     }
 
@@ -117,22 +127,26 @@ impl ConfigPublisher {
     }
 }
 
-async fn build(services: &Services, cp: uuid::Uuid, changes: &AtomicU64) -> Result<ConfigData, StoreError> {
+#[derive(Debug, thiserror::Error)]
+enum BuildError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+}
+
+async fn build(services: &Services, cp: uuid::Uuid, changes: &AtomicU64) -> Result<ConfigSnapshot, BuildError> {
     // Read before loading: everything announced up to here is in what the load sees.
-    let mut config =
-        ConfigData { control_plane_id: Some(cp), version: changes.load(Ordering::SeqCst), ..ConfigData::default() };
+    let version = changes.load(Ordering::SeqCst);
+    let mut config = ConfigSnapshot::empty(Some(cp), version);
     for entity in services.store.all_entities(cp).await? {
         let mut data = entity.data;
         if secrets::open(&services.keys, entity.kind, &mut data) > 0 {
             tracing::warn!(plugin = %entity.id, "a plugin keeps secret config values in clear, written before they \
                 were sealed; its next update seals them (PATCH /plugins/{{id}} with {{}} will do)");
         }
-        match entity.kind {
-            EntityKind::Service => config.services.push(data),
-            EntityKind::Route => config.routes.push(data),
-            EntityKind::Consumer => config.consumers.push(data),
-            EntityKind::Plugin => config.plugins.push(data),
-        }
+        config.add(entity.kind, &data)?;
     }
+    config.sort();
     Ok(config)
 }

@@ -5,15 +5,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde::Deserialize;
-use serde_json::Value;
+use gatehouse_model::gateway::snapshot::{self, ConfigSnapshot};
 
-use gatehouse_model::gateway::ConfigData;
-
-use crate::plugins::{PluginSet, Shared, build_plugins};
+use crate::plugins::{PluginSet, Registry, Shared, build_plugins};
 use crate::router::{RouteConfig, RouteRules, Router};
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// A service as the proxy uses it: the snapshot's fields and what is derived from them once per configuration.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServiceConfig {
     pub id: uuid::Uuid,
     pub name: Option<String>,
@@ -27,12 +25,8 @@ pub struct ServiceConfig {
     pub read_timeout: u64,
     pub tls_verify: Option<bool>,
     pub enabled: bool,
-    /// Filled in when the configuration compiles.
-    #[serde(skip)]
     pub target: UpstreamTarget,
-    /// Which kept-alive upstream connections can serve this service; filled in when the configuration compiles,
-    /// so requests compare it rather than build it.
-    #[serde(skip)]
+    /// Which kept-alive upstream connections can serve this service, so requests compare it rather than build it.
     pub pool_key: crate::upstream::PoolKey,
 }
 
@@ -77,13 +71,12 @@ pub(crate) fn authority(host: &str, port: u16, protocol: &str) -> String {
     if port == default { host } else { format!("{host}:{port}") }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Consumer {
     pub id: uuid::Uuid,
     pub username: Option<String>,
     pub custom_id: Option<String>,
     /// Made when the configuration is compiled, so an authenticated request clones them instead of formatting.
-    #[serde(skip)]
     pub headers: ConsumerHeaders,
 }
 
@@ -97,7 +90,7 @@ pub struct ConsumerHeaders {
 }
 
 impl ConsumerHeaders {
-    fn of(consumer: &Consumer) -> Self {
+    fn of(consumer: &snapshot::Consumer) -> Self {
         let value = |text: Option<&str>| text.and_then(|t| http::HeaderValue::from_str(t).ok());
         Self {
             id: value(Some(&consumer.id.to_string())),
@@ -110,6 +103,8 @@ impl ConsumerHeaders {
 #[derive(Debug, Default)]
 pub struct Compiled {
     pub version: u64,
+    /// The snapshot's content hash.
+    pub hash: String,
     pub router: Router,
     pub services: HashMap<uuid::Uuid, Arc<ServiceConfig>>,
     pub plugins: PluginSet,
@@ -135,86 +130,74 @@ impl Compiled {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
-    #[error("entity does not have the expected shape: {0}")]
-    Shape(String),
+    #[error("service {0}: host is not a valid authority")]
+    ServiceHost(uuid::Uuid),
     #[error(transparent)]
     Router(#[from] crate::router::RouterError),
     #[error("plugin {name}: {reason}")]
     Plugin { name: String, reason: String },
 }
 
-fn strings(v: &Value, field: &str) -> Vec<String> {
-    v.get(field)
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-        .unwrap_or_default()
+fn service(s: &snapshot::Service) -> Result<ServiceConfig, CompileError> {
+    let target = UpstreamTarget::new(&s.host, s.port, &s.protocol).ok_or(CompileError::ServiceHost(s.id))?;
+    let mut service = ServiceConfig {
+        id: s.id,
+        name: s.name.clone(),
+        protocol: s.protocol.clone(),
+        host: s.host.clone(),
+        port: s.port,
+        path: s.path.clone(),
+        retries: s.retries,
+        connect_timeout: s.connect_timeout,
+        write_timeout: s.write_timeout,
+        read_timeout: s.read_timeout,
+        tls_verify: s.tls_verify,
+        enabled: s.enabled,
+        target,
+        pool_key: crate::upstream::PoolKey::default(),
+    };
+    service.pool_key = crate::upstream::PoolKey::of(&service);
+    Ok(service)
 }
 
-fn foreign(v: &Value, field: &str) -> Option<uuid::Uuid> {
-    v.get(field)?.get("id")?.as_str()?.parse().ok()
+fn route(r: &snapshot::Route) -> (Arc<RouteConfig>, RouteRules) {
+    let config = RouteConfig {
+        id: r.id,
+        name: r.name.clone(),
+        service_id: r.service,
+        protocols: r.protocols.clone(),
+        strip_path: r.strip_path,
+        preserve_host: r.preserve_host,
+        https_redirect_status_code: r.https_redirect_status_code,
+        request_buffering: r.request_buffering,
+    };
+    let rules = RouteRules {
+        hosts: r.hosts.clone(),
+        methods: r.methods.clone(),
+        headers: r.headers.iter().map(|(name, values)| (name.clone(), values.clone())).collect(),
+        paths: r.paths.clone(),
+        regex_priority: r.regex_priority,
+    };
+    (Arc::new(config), rules)
 }
 
-/// `shared`: what plugins keep across configurations (the node's introspection cache and clients).
-pub fn compile(data: &ConfigData, shared: &Shared) -> Result<Compiled, CompileError> {
-    let shape = |e: serde_json::Error| CompileError::Shape(e.to_string());
+/// `shared`: what plugins keep across configurations (the node's introspection cache and clients); `registry`:
+/// the plugins this gateway can run.
+pub fn compile(data: &ConfigSnapshot, shared: &Shared, registry: &Registry) -> Result<Compiled, CompileError> {
     let mut services = HashMap::new();
     for s in &data.services {
-        let mut service: ServiceConfig = serde_json::from_value(Value::Object(s.clone())).map_err(shape)?;
-        service.target = UpstreamTarget::new(&service.host, service.port, &service.protocol)
-            .ok_or_else(|| CompileError::Shape(format!("service {}: host is not a valid authority", service.id)))?;
-        service.pool_key = crate::upstream::PoolKey::of(&service);
-        services.insert(service.id, Arc::new(service));
+        services.insert(s.id, Arc::new(service(s)?));
     }
-    let mut routes = Vec::new();
-    for r in &data.routes {
-        let v = Value::Object(r.clone());
-        let id = v
-            .get("id")
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| CompileError::Shape("route id".into()))?;
-        let config = RouteConfig {
-            id,
-            name: v.get("name").and_then(Value::as_str).map(str::to_owned),
-            service_id: foreign(&v, "service"),
-            protocols: strings(&v, "protocols"),
-            strip_path: v.get("strip_path").and_then(Value::as_bool).unwrap_or(true),
-            preserve_host: v.get("preserve_host").and_then(Value::as_bool).unwrap_or(false),
-            https_redirect_status_code: v.get("https_redirect_status_code").and_then(Value::as_u64).unwrap_or(426)
-                as u16,
-            request_buffering: v.get("request_buffering").and_then(Value::as_bool).unwrap_or(true),
-        };
-        let headers = v
-            .get("headers")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .map(|(k, vals)| {
-                        (
-                            k.clone(),
-                            vals.as_array()
-                                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-                                .unwrap_or_default(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let rules = RouteRules {
-            hosts: strings(&v, "hosts"),
-            methods: strings(&v, "methods"),
-            headers,
-            paths: strings(&v, "paths"),
-            regex_priority: v.get("regex_priority").and_then(Value::as_i64).unwrap_or(0),
-        };
-        routes.push((Arc::new(config), rules));
-    }
+    let routes = data.routes.iter().map(route).collect();
     let mut consumers = HashMap::new();
     let (mut consumers_by_username, mut consumers_by_custom_id) = (HashMap::new(), HashMap::new());
     for c in &data.consumers {
-        let mut consumer = serde_json::from_value::<Consumer>(Value::Object(c.clone())).map_err(shape)?;
-        consumer.headers = ConsumerHeaders::of(&consumer);
-        let consumer = Arc::new(consumer);
+        let consumer = Arc::new(Consumer {
+            id: c.id,
+            username: c.username.clone(),
+            custom_id: c.custom_id.clone(),
+            headers: ConsumerHeaders::of(c),
+        });
         if let Some(username) = &consumer.username {
             consumers_by_username.insert(username.clone(), consumer.clone());
         }
@@ -225,9 +208,10 @@ pub fn compile(data: &ConfigData, shared: &Shared) -> Result<Compiled, CompileEr
     }
     Ok(Compiled {
         version: data.version,
+        hash: data.hash(),
         router: Router::new(routes)?,
         services,
-        plugins: build_plugins(&data.plugins, shared)?,
+        plugins: build_plugins(&data.plugins, shared, registry)?,
         consumers,
         consumers_by_username,
         consumers_by_custom_id,
@@ -241,15 +225,14 @@ mod tests {
     #[test]
     fn consumer_headers_are_made_once_at_compile_time() {
         let id = uuid::Uuid::from_u128(7);
-        let consumer = |v: Value| v.as_object().unwrap().clone();
-        let data = ConfigData {
+        let data = ConfigSnapshot {
             consumers: vec![
-                consumer(serde_json::json!({"id": id.to_string(), "username": "alice", "custom_id": null})),
-                consumer(serde_json::json!({"id": uuid::Uuid::from_u128(8).to_string(), "custom_id": "c-8"})),
+                snapshot::Consumer { id, username: Some("alice".into()), custom_id: None },
+                snapshot::Consumer { id: uuid::Uuid::from_u128(8), username: None, custom_id: Some("c-8".into()) },
             ],
-            ..ConfigData::default()
+            ..ConfigSnapshot::default()
         };
-        let compiled = compile(&data, &Shared::default()).unwrap();
+        let compiled = compile(&data, &Shared::default(), &Registry::builtin()).unwrap();
         let alice = compiled.consumer_by_username("alice").unwrap();
         assert_eq!(alice.headers.id.as_ref().unwrap(), id.to_string().as_str());
         assert_eq!(alice.headers.username.as_ref().unwrap(), "alice");

@@ -2,10 +2,12 @@
 //! snapshots only and never touches the database; it talks to the issuer over HTTP like any other resource
 //! server. Depends on `model` alone.
 
+pub mod access_log;
 pub mod body;
 pub mod config;
 pub mod error;
 mod framing;
+pub mod phases;
 pub mod plugins;
 pub mod proxy;
 pub mod router;

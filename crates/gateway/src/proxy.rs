@@ -28,13 +28,15 @@ use smallvec::SmallVec;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use gatehouse_model::gateway::ConfigData;
+use gatehouse_model::gateway::snapshot::ConfigSnapshot;
 
+use crate::access_log::{AccessLog, AccessLogSettings, Line, WorkerLog};
 use crate::body::{ClientBody, IdleTimeoutBody, ProxyBody, ResponseBody, caused_by_client_body, empty, full};
 use crate::config::{CompileError, Compiled, compile};
 use crate::error::{INSPECTED_BODY_LIMIT, ProxyError};
 use crate::framing::{Verdicts, Watched};
-use crate::plugins::{Flow, Plugin, RequestContext, ResponseContext};
+use crate::phases::RequestState;
+use crate::plugins::{LogContext, Outcome, Registry, RequestContext, ResponseContext, RewriteContext};
 use crate::router::{RequestFacts, normalize_path, upstream_path};
 use crate::timer::Sleeps;
 use crate::upstream::{Pool, PoolKey, Sender};
@@ -94,6 +96,10 @@ pub struct ProxySettings {
     /// Forward header names that contain `_` (nginx's `underscores_in_headers`); off, they are dropped. Even
     /// when on, none may spell a header the gateway owns (`X_Consumer_ID`).
     pub underscores_in_headers: bool,
+    /// Where the access log goes and how it is spelled.
+    pub access_log: AccessLogSettings,
+    /// The plugins the proxy can run ([`Registry::builtin`] unless a test adds one).
+    pub registry: Registry,
 }
 
 /// Request ids: a random per-process prefix and a counter, 32 hex digits like Kong's.
@@ -151,6 +157,7 @@ pub struct Proxy {
     configs: Box<[ArcSwap<Compiled>]>,
     settings: ProxySettings,
     plugins: crate::plugins::Shared,
+    access_log: Arc<AccessLog>,
 }
 
 /// What one worker thread owns, so requests never contend across cores: its idle upstream connections, its
@@ -161,6 +168,7 @@ struct Worker {
     pool: Pool,
     ids: RequestIds,
     sleeps: Sleeps,
+    log: WorkerLog,
 }
 
 /// A client connection, with what every request on it reuses. Requests reach the proxy and the worker through it,
@@ -201,13 +209,19 @@ impl Proxy {
             n => n,
         };
         let configs = (0..workers).map(|_| ArcSwap::from_pointee(Compiled::default())).collect();
-        Arc::new(Self { configs, settings, plugins })
+        let access_log = AccessLog::open(&settings.access_log).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "could not open the access log; requests are not logged");
+            AccessLog::off()
+        });
+        Arc::new(Self { configs, settings, plugins, access_log })
     }
 
     /// Compiles a configuration (once per worker) and swaps it in; requests in flight keep the one they started
     /// with. Nothing is swapped unless it compiles.
-    pub fn install(&self, data: &ConfigData) -> Result<(), CompileError> {
-        let compiled = self.configs.iter().map(|_| compile(data, &self.plugins)).collect::<Result<Vec<_>, _>>()?;
+    pub fn install(&self, data: &ConfigSnapshot) -> Result<(), CompileError> {
+        let registry = &self.settings.registry;
+        let compiled =
+            self.configs.iter().map(|_| compile(data, &self.plugins, registry)).collect::<Result<Vec<_>, _>>()?;
         for (slot, config) in self.configs.iter().zip(compiled) {
             slot.store(Arc::new(config));
         }
@@ -221,7 +235,7 @@ impl Proxy {
 
     /// Installs every configuration published on `updates`; a configuration that does not compile is refused and
     /// the previous one keeps serving.
-    pub fn follow(self: &Arc<Self>, mut updates: watch::Receiver<Arc<ConfigData>>) {
+    pub fn follow(self: &Arc<Self>, mut updates: watch::Receiver<Arc<ConfigSnapshot>>) {
         let proxy = self.clone();
         let first = updates.borrow_and_update().clone();
         if let Err(e) = proxy.install(&first) {
@@ -238,6 +252,18 @@ impl Proxy {
                 }
             }
         });
+    }
+
+    /// The gateway's own error response; the request's outcome becomes that error.
+    fn fail(
+        &self,
+        state: &mut RequestState<'_>,
+        error: ProxyError,
+        request_id: &RequestId,
+        started: Instant,
+    ) -> Response<ProxyBody> {
+        state.outcome = Outcome::Failed(error);
+        self.local_error(error, request_id, started)
     }
 
     fn local_error(&self, error: ProxyError, request_id: &RequestId, started: Instant) -> Response<ProxyBody> {
@@ -262,27 +288,89 @@ impl Proxy {
 
     /// Handles one request. `ambiguous_framing` is the connection watcher's verdict that its head carried both
     /// `Content-Length` and `Transfer-Encoding` (hyper drops the former before the request gets here).
+    ///
+    /// Whatever happens to the request, the plugins' `response` phase sees the final head and `log` runs once,
+    /// then the access log records it.
     async fn handle(
         &self,
         req: Request<Incoming>,
         conn: &ClientConnection,
         ambiguous_framing: bool,
     ) -> Response<ResponseBody> {
-        match self.forward(req, conn, ambiguous_framing).await {
+        let started = Instant::now();
+        let request_id = conn.worker.ids.next();
+        let config = self.configs[conn.worker.index].load_full();
+        let method = req.method().clone();
+        let uri = self.access_log.is_on().then(|| req.uri().clone());
+        let mut state = RequestState::new(&config, conn.peer.ip());
+        let mut response = match self.forward(req, conn, ambiguous_framing, &request_id, started, &mut state).await {
             Ok(proxied) => proxied,
             Err(local) => local.map(ResponseBody::Local),
+        };
+        let status = response.status();
+        if !config.plugins.is_empty() {
+            crate::phases::settle(&mut state);
         }
+        if !state.ran.is_empty() {
+            let mut ctx = ResponseContext {
+                request_id: request_id.text(),
+                status,
+                headers: response.headers_mut(),
+                consumer: state.consumer.as_deref(),
+                slots: &mut state.slots,
+            };
+            crate::phases::response(&state.ran, &mut ctx);
+        }
+        let latencies = state.latencies(started.elapsed());
+        let ctx = LogContext {
+            request_id: request_id.text(),
+            client_ip: state.client_ip,
+            method: &method,
+            status,
+            route: state.route.map(AsRef::as_ref),
+            service: state.service.map(AsRef::as_ref),
+            consumer: state.consumer.as_deref(),
+            latencies,
+            outcome: state.outcome,
+            slots: &state.slots,
+        };
+        crate::phases::log(&state, &ctx);
+        if let Some(uri) = &uri {
+            let bytes = response
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            let line = Line {
+                time: gatehouse_model::Clock::now(&gatehouse_model::SystemClock),
+                request_id: request_id.text(),
+                client: state.client_ip,
+                method: &method,
+                uri,
+                status,
+                bytes,
+                route: ctx.route,
+                service: ctx.service,
+                consumer: ctx.consumer,
+                latencies,
+                outcome: state.outcome,
+            };
+            conn.worker.log.record(&self.access_log, &line);
+        }
+        response
     }
 
     /// `Err` holds a response the gateway made itself (an error, a plugin's answer, a redirect).
-    async fn forward(
+    async fn forward<'c>(
         &self,
         req: Request<Incoming>,
         conn: &ClientConnection,
         ambiguous_framing: bool,
+        request_id: &RequestId,
+        started: Instant,
+        state: &mut RequestState<'c>,
     ) -> Result<Response<ResponseBody>, Response<ProxyBody>> {
-        let started = Instant::now();
-        let request_id = conn.worker.ids.next();
+        let config = state.config;
         let local_port = conn.local_port;
         // hyper already refuses conflicting lengths and unknown codings; a request with both framings is either
         // broken or an attempt to desynchronise a proxy chain, so it is never forwarded.
@@ -290,16 +378,25 @@ impl Proxy {
             || (req.headers().contains_key(header::TRANSFER_ENCODING)
                 && req.headers().contains_key(header::CONTENT_LENGTH))
         {
-            return Err(self.local_error(ProxyError::BadRequest, &request_id, started));
+            return Err(self.fail(state, ProxyError::BadRequest, request_id, started));
         }
-        let config = self.configs[conn.worker.index].load_full();
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         let target_host = match check_head(&parts) {
             Ok(host) => host,
-            Err(error) => return Err(self.local_error(error, &request_id, started)),
+            Err(error) => return Err(self.fail(state, error, request_id, started)),
         };
+        if !config.plugins.rewrite().is_empty() {
+            let mut ctx = RewriteContext {
+                request_id: request_id.text(),
+                client_ip: self.client_address(conn, &parts.headers),
+                method: &parts.method,
+                headers: &mut parts.headers,
+                slots: &mut state.slots,
+            };
+            crate::phases::rewrite(config, &mut ctx);
+        }
         let Some(path) = normalize_path(parts.uri.path()) else {
-            return Err(self.local_error(ProxyError::BadRequest, &request_id, started));
+            return Err(self.fail(state, ProxyError::BadRequest, request_id, started));
         };
         // `check_head` allowed only visible ASCII in the host.
         let host_header = target_host.value.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -307,23 +404,27 @@ impl Proxy {
         let facts =
             RequestFacts { method: parts.method.as_str(), host: &host, port, path: &path, headers: &parts.headers };
         let Some(matched) = config.router.find(&facts) else {
-            return Err(self.local_error(ProxyError::NoRoute, &request_id, started));
+            return Err(self.fail(state, ProxyError::NoRoute, request_id, started));
         };
         let route = matched.route;
         let matched_part = matched.matched;
+        state.route = Some(route);
         if !route.protocols.iter().any(|p| matches!(p.as_str(), "http" | "grpc")) {
+            state.outcome = Outcome::HttpsRequired;
             return Err(self.https_required(
                 route.https_redirect_status_code,
                 host_header,
                 &parts.uri,
-                &request_id,
+                request_id,
                 started,
             ));
         }
         let service = route.service_id.and_then(|id| config.services.get(&id));
+        state.service = service;
 
         let mut headers = parts.headers;
         let client_ip = self.client_address(conn, &headers);
+        state.client_ip = client_ip;
         let declared =
             headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
         let chunked = headers.contains_key(header::TRANSFER_ENCODING);
@@ -345,8 +446,8 @@ impl Proxy {
                 let read = Limited::new(body, INSPECTED_BODY_LIMIT).collect();
                 match conn.worker.sleeps.timeout(body_timeout, read).await {
                     Ok(Ok(collected)) => buffered = Some(collected.to_bytes()),
-                    Ok(Err(_)) => return Err(self.local_error(ProxyError::BadRequest, &request_id, started)),
-                    Err(_) => return Err(self.local_error(ProxyError::RequestTimeout, &request_id, started)),
+                    Ok(Err(_)) => return Err(self.fail(state, ProxyError::BadRequest, request_id, started)),
+                    Err(_) => return Err(self.fail(state, ProxyError::RequestTimeout, request_id, started)),
                 }
             }
             Some(_) => streaming = Some(ClientBody::new(Bytes::new(), body, body_timeout)),
@@ -358,7 +459,7 @@ impl Proxy {
                     buffered = Some(bytes);
                 }
                 Ok(ReadAhead::Partial(bytes, rest)) => streaming = Some(ClientBody::new(bytes, rest, body_timeout)),
-                Err(error) => return Err(self.local_error(error, &request_id, started)),
+                Err(error) => return Err(self.fail(state, error, request_id, started)),
             },
         }
 
@@ -372,23 +473,20 @@ impl Proxy {
             body: &mut buffered,
             route,
             service,
-            config: &config,
+            config,
             consumer: None,
             credential: None,
+            slots: &mut state.slots,
         };
-        // The plugins whose `access` ran, for the later phases: borrowed from `config`, and inline for the few
-        // plugins a route has, so no allocation or reference count per request.
-        let mut ran: SmallVec<[&dyn Plugin; 4]> = SmallVec::new();
-        for i in 0..config.plugins.len() {
-            let consumer = ctx.consumer.as_ref().map(|c| c.id);
-            let Some(plugin) = config.plugins.resolve(i, route.id, route.service_id, consumer) else { continue };
-            ran.push(plugin.as_ref());
-            if let Flow::Respond(response) = plugin.access(&mut ctx).await {
-                let (parts, body) = response.into_parts();
-                let mut response = Response::from_parts(parts, body.map_err(|never| match never {}).boxed());
-                self.finish_local(&mut response, &request_id, started);
-                return Err(response);
-            }
+        state.reached_access = true;
+        let answered = crate::phases::access(config, &mut state.ran, &mut ctx).await;
+        state.consumer = ctx.consumer.take();
+        if let Some((plugin, response)) = answered {
+            state.outcome = Outcome::Answered { plugin };
+            let (parts, body) = response.into_parts();
+            let mut response = Response::from_parts(parts, body.map_err(|never| match never {}).boxed());
+            self.finish_local(&mut response, request_id, started);
+            return Err(response);
         }
         // `None`: the query goes upstream as the client sent it; `Some(q)`: a plugin replaced it.
         let replaced_query: Option<Option<String>> = match ctx.query.take() {
@@ -402,10 +500,10 @@ impl Proxy {
         // the map with one that already has room (oauth2-introspection's answer).
         headers.reserve(12);
         let Some(service) = service else {
-            return Err(self.local_error(ProxyError::NoService, &request_id, started));
+            return Err(self.fail(state, ProxyError::NoService, request_id, started));
         };
         if !service.enabled {
-            return Err(self.local_error(ProxyError::Unavailable, &request_id, started));
+            return Err(self.fail(state, ProxyError::Unavailable, request_id, started));
         }
 
         let query = match &replaced_query {
@@ -416,7 +514,7 @@ impl Proxy {
         let target = &service.target;
         // Origin form: the connection already goes to the service.
         let Ok(uri) = http::uri::PathAndQuery::try_from(upstream).map(http::Uri::from) else {
-            return Err(self.local_error(ProxyError::BadRequest, &request_id, started));
+            return Err(self.fail(state, ProxyError::BadRequest, request_id, started));
         };
         if !route.preserve_host || host_header.is_empty() {
             headers.insert(header::HOST, target.host.clone());
@@ -440,6 +538,7 @@ impl Proxy {
 
         let sent_at = Instant::now();
         let proxy_latency = sent_at - started;
+        state.before_upstream = Some(proxy_latency);
         let has_body = buffered.as_ref().is_some_and(|b| !b.is_empty()) || streaming.is_some();
         let body = match (buffered, streaming) {
             (Some(bytes), _) if bytes.is_empty() => empty(),
@@ -454,11 +553,12 @@ impl Proxy {
         let sequential = parts.version < http::Version::HTTP_2;
         let result = self.send(conn, service, upstream_request, has_body, sequential).await;
         let upstream_latency = sent_at.elapsed();
+        state.upstream = Some(upstream_latency);
         let response = match result {
             Ok(r) => r,
             Err(error) => {
                 tracing::warn!(request_id = request_id.text(), service = %service.id, ?error, "upstream failed");
-                return Err(self.local_error(error, &request_id, started));
+                return Err(self.fail(state, error, request_id, started));
             }
         };
 
@@ -472,14 +572,6 @@ impl Proxy {
         h.insert(names::X_KONG_UPSTREAM_LATENCY, millis(upstream_latency));
         h.insert(names::X_KONG_PROXY_LATENCY, millis(proxy_latency));
         h.insert(names::X_KONG_REQUEST_ID, request_id.0.clone());
-        let mut rctx =
-            ResponseContext { request_id: request_id.text(), status: parts.status, headers: &mut parts.headers };
-        for plugin in &ran {
-            plugin.response(&mut rctx);
-        }
-        for plugin in &ran {
-            plugin.log(request_id.text(), parts.status);
-        }
         let body = IdleTimeoutBody::new(body, Duration::from_millis(service.read_timeout));
         Ok(Response::from_parts(parts, ResponseBody::Proxied(body)))
     }
@@ -967,6 +1059,12 @@ pub async fn serve(
     Ok(())
 }
 
+/// A listener bound with `SO_REUSEPORT`, as [`serve`] needs one for its other workers (tests).
+#[cfg(test)]
+pub(crate) fn reusable_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    reuse_port(addr)
+}
+
 fn reuse_port(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
@@ -987,7 +1085,25 @@ async fn serve_worker(
     let listener = TcpListener::from_std(socket)?;
     let local_port = listener.local_addr()?.port();
     let sleeps = Sleeps::default();
-    let worker = Arc::new(Worker { index, pool: Pool::default(), ids: RequestIds::new(), sleeps: sleeps.clone() });
+    let worker = Arc::new(Worker {
+        index,
+        pool: Pool::default(),
+        ids: RequestIds::new(),
+        sleeps: sleeps.clone(),
+        log: WorkerLog::default(),
+    });
+    // Buffered access-log lines go out at least once a second (nginx's `flush=1s`).
+    let flushing = proxy.access_log.is_on().then(|| {
+        let (proxy, worker) = (proxy.clone(), worker.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                worker.log.flush(&proxy.access_log);
+            }
+        })
+    });
     let limits = proxy.settings.limits;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -1063,6 +1179,10 @@ async fn serve_worker(
     gate.shut_down();
     connections.close();
     connections.wait().await;
+    if let Some(flushing) = flushing {
+        flushing.abort();
+    }
+    worker.log.flush(&proxy.access_log);
     Ok(())
 }
 

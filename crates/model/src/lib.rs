@@ -14,6 +14,7 @@ pub mod listing;
 pub mod oauth;
 pub mod pat;
 pub mod problem;
+pub mod redact;
 pub mod secret;
 pub mod timestamp;
 

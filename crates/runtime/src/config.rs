@@ -303,6 +303,9 @@ pub struct GatewayConfig {
     /// How many bytes those answers may take at most; default 64 MiB; 0 keeps none.
     #[serde(deserialize_with = "opt_number_or_string")]
     pub introspection_cache_bytes: Option<u64>,
+    /// The proxy's access log (Kong's `proxy_access_log`): `stderr` (the default, with the node's logs, in
+    /// `log.format`), `off`, or a file path to append to.
+    pub access_log: Option<String>,
 }
 
 fn loopback(port: u16) -> SocketAddr {

@@ -12,28 +12,14 @@ use crate::config::{LogConfig, LogFormat};
 use crate::errors::TraceId;
 use crate::listener::ListenerKind;
 
-/// Query parameters whose values are credentials (RFC 6750 puts tokens in `access_token`).
-const SECRET_PARAMS: &[&str] = &[
-    "access_token",
-    "token",
-    "client_secret",
-    "secret",
-    "password",
-    "code",
-    "refresh_token",
-    "id_token",
-    "assertion",
-    "client_assertion",
-    "apikey",
-    "api_key",
-];
-
-pub const REDACTED: &str = "[redacted]";
+pub use gatehouse_model::redact::REDACTED;
 
 /// Installs the global subscriber (once per process; later calls are ignored so tests can share a process).
 pub fn init(config: &LogConfig) -> Result<(), String> {
     let filter = EnvFilter::try_new(&config.level).map_err(|e| format!("log.level [{}]: {e}", config.level))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour codes only for a person at a terminal: in a file or a log collector they are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     let _ = match config.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -43,22 +29,10 @@ pub fn init(config: &LogConfig) -> Result<(), String> {
 
 /// A path and query fit for logs: credential parameters keep their name but lose their value.
 pub fn redact_uri(uri: &http::Uri) -> String {
-    let Some(query) = uri.query() else {
-        return uri.path().to_owned();
-    };
-    let redacted: Vec<String> = query
-        .split('&')
-        .map(|pair| {
-            let (name, _) = pair.split_once('=').unwrap_or((pair, ""));
-            let decoded: String = form_urlencoded::parse(name.as_bytes()).map(|(k, _)| k.into_owned()).collect();
-            if SECRET_PARAMS.iter().any(|s| decoded.eq_ignore_ascii_case(s)) {
-                format!("{name}={REDACTED}")
-            } else {
-                pair.to_owned()
-            }
-        })
-        .collect();
-    format!("{}?{}", uri.path(), redacted.join("&"))
+    match uri.query() {
+        Some(query) => format!("{}?{}", uri.path(), gatehouse_model::redact::redact_query(query)),
+        None => uri.path().to_owned(),
+    }
 }
 
 pub(crate) async fn access_log(kind: ListenerKind, req: Request, next: Next) -> Response {
@@ -67,17 +41,18 @@ pub(crate) async fn access_log(kind: ListenerKind, req: Request, next: Next) -> 
     let info = tracing::enabled!(tracing::Level::INFO);
     let started = Instant::now();
     let method = req.method().clone();
-    let target = if info { redact_uri(req.uri()) } else { String::new() };
+    // `path`, not `target`: JSON logs already carry the event's `target`, and a second key of that name hid it.
+    let path = if info { redact_uri(req.uri()) } else { String::new() };
     let uri = (!info).then(|| req.uri().clone());
     let response = next.run(req).await;
     let status = response.status().as_u16();
     let trace = response.extensions().get::<TraceId>().map(|t| t.0);
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     if status >= 500 {
-        let target = uri.map_or(target, |u| redact_uri(&u));
-        tracing::warn!(listener = kind.as_str(), %method, target, status, latency_ms, trace, "request");
+        let path = uri.map_or(path, |u| redact_uri(&u));
+        tracing::warn!(listener = kind.as_str(), %method, path, status, latency_ms, trace, "request");
     } else if info {
-        tracing::info!(listener = kind.as_str(), %method, target, status, latency_ms, trace, "request");
+        tracing::info!(listener = kind.as_str(), %method, path, status, latency_ms, trace, "request");
     }
     response
 }

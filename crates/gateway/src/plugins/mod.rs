@@ -8,21 +8,128 @@
 //! Phases: `access` (before the upstream call; may answer instead of proxying), `response` (upstream response
 //! headers, before they go to the client), `log` (once the response head is final; the body still streams).
 
+//! The plugin framework: one registry, Kong's phases, priorities and scoping.
+//!
+//! A plugin is a folder under `plugins/` holding a [`PluginDef`]: its schema (`model`'s `PluginInfo`: name,
+//! priority, config fields, cross-field checks), the phases it implements and a factory that turns a validated
+//! config into a [`Plugin`]. [`BUILTIN`] lists them; adding a plugin is its folder plus one line there (and its
+//! `PluginInfo` in `model::gateway::plugins::PLUGINS`, which a test below holds to the same set).
+//!
+//! Phases, run by [`crate::phases`]: `rewrite` (global instances, before routing), `access` (before the upstream
+//! call; may answer instead of proxying), `response` (the response head, before it goes to the client) and `log`
+//! (once per request, whatever its outcome). For each request the runner walks the plugin names in descending
+//! priority and, for each, runs the single most specific instance for the request's route, service and consumer
+//! (Kong's precedence, below). An authentication plugin may set the consumer during `access`, so lower-priority
+//! plugins are resolved with it.
+
 pub mod oauth2_introspection;
+#[cfg(test)]
+pub(crate) mod probe;
 pub mod request_termination;
 
+use std::any::Any;
 use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{HeaderMap, Response};
 use http_body_util::Full;
-use serde_json::Value;
+use serde_json::{Map, Value};
+
+use gatehouse_model::gateway::plugins::PluginInfo;
+use gatehouse_model::gateway::snapshot::PluginInstance;
 
 use crate::config::{CompileError, Compiled, Consumer, ServiceConfig};
+use crate::error::ProxyError;
 use crate::router::RouteConfig;
+
+/// One plugin the gateway can run.
+#[derive(Debug)]
+pub struct PluginDef {
+    /// Name, priority, config schema and checks: what the control plane validates with.
+    pub info: &'static PluginInfo,
+    /// The phases the plugin implements; the runner skips the others without a call.
+    pub phases: Phases,
+    /// Builds an instance from a config that validation accepted (every field present).
+    pub build: Factory,
+}
+
+/// Makes a plugin instance from its validated config and the node's shared plugin state.
+pub type Factory = fn(&Map<String, Value>, &Shared) -> Result<Arc<dyn Plugin>, String>;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Phases {
+    pub rewrite: bool,
+    pub access: bool,
+    pub response: bool,
+    pub log: bool,
+}
+
+/// The plugins this build runs, in no particular order.
+pub const BUILTIN: &[&PluginDef] = &[&oauth2_introspection::PLUGIN, &request_termination::PLUGIN];
+
+/// The plugins a gateway can run: [`BUILTIN`], plus any a test adds.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    defs: Vec<&'static PluginDef>,
+}
+
+impl Registry {
+    pub fn builtin() -> Self {
+        Self { defs: BUILTIN.to_vec() }
+    }
+
+    pub fn with(mut self, def: &'static PluginDef) -> Self {
+        self.defs.retain(|d| d.info.name != def.info.name);
+        self.defs.push(def);
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&'static PluginDef> {
+        self.defs.iter().copied().find(|d| d.info.name == name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.defs.iter().map(|d| d.info.name)
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::builtin()
+    }
+}
+
+/// Per-request values a plugin keeps between its phases (Kong's `kong.ctx.plugin`): one typed slot per plugin,
+/// allocated only when a plugin stores something.
+#[derive(Debug, Default)]
+pub struct Slots(Vec<(&'static str, Box<dyn Any + Send + Sync>)>);
+
+impl Slots {
+    pub fn get<T: Any>(&self, plugin: &'static str) -> Option<&T> {
+        self.0.iter().find(|(name, _)| *name == plugin).and_then(|(_, value)| value.downcast_ref())
+    }
+
+    pub fn set<T: Any + Send + Sync>(&mut self, plugin: &'static str, value: T) {
+        match self.0.iter_mut().find(|(name, _)| *name == plugin) {
+            Some((_, slot)) => *slot = Box::new(value),
+            None => self.0.push((plugin, Box::new(value))),
+        }
+    }
+}
+
+/// The request before routing, as global plugins see it in `rewrite`.
+#[derive(Debug)]
+pub struct RewriteContext<'a> {
+    pub request_id: &'a str,
+    pub client_ip: IpAddr,
+    pub method: &'a http::Method,
+    pub headers: &'a mut HeaderMap,
+    pub slots: &'a mut Slots,
+}
 
 /// The request as plugins see it in `access`: headers can be changed before they go upstream.
 #[derive(Debug)]
@@ -43,6 +150,7 @@ pub struct RequestContext<'a> {
     pub consumer: Option<Arc<Consumer>>,
     /// Set by an authentication plugin (Kong's `kong.client.get_credential()`).
     pub credential: Option<Credential>,
+    pub slots: &'a mut Slots,
 }
 
 /// What an authentication plugin accepted a request with; for token plugins, the token itself (Kong's credential
@@ -101,30 +209,69 @@ pub enum Flow {
     Respond(Response<Full<Bytes>>),
 }
 
-/// The upstream response's status and headers, before they go to the client.
+/// The response head, before it goes to the client: the upstream's, or one the gateway or a plugin made.
 #[derive(Debug)]
 pub struct ResponseContext<'a> {
     pub request_id: &'a str,
     pub status: http::StatusCode,
     pub headers: &'a mut HeaderMap,
+    pub consumer: Option<&'a Consumer>,
+    pub slots: &'a mut Slots,
 }
 
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The upstream answered.
+    Proxied,
+    /// A plugin answered in `access` (an authentication failure, `request-termination`).
+    Answered { plugin: &'static str },
+    /// The gateway answered with an error of its own (no route, upstream failure, bad request, ...).
+    Failed(ProxyError),
+    /// The route takes HTTPS only: 426, or the route's redirect.
+    HttpsRequired,
+}
+
+/// Kong's three latencies: the gateway's own time, the upstream's (to its response head) and the whole.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Latencies {
+    pub kong: Duration,
+    pub upstream: Option<Duration>,
+    pub request: Duration,
+}
+
+/// The finished request, as plugins see it in `log`.
+#[derive(Debug)]
+pub struct LogContext<'a> {
+    pub request_id: &'a str,
+    pub client_ip: IpAddr,
+    pub method: &'a http::Method,
+    pub status: http::StatusCode,
+    pub route: Option<&'a RouteConfig>,
+    pub service: Option<&'a ServiceConfig>,
+    pub consumer: Option<&'a Consumer>,
+    pub latencies: Latencies,
+    pub outcome: Outcome,
+    pub slots: &'a Slots,
+}
+
+/// A plugin instance. Every phase has a no-op default; [`PluginDef::phases`] says which ones the runner calls.
 #[async_trait]
 pub trait Plugin: Send + Sync + std::fmt::Debug {
-    fn name(&self) -> &'static str;
-    /// Kong's priority; higher runs first.
-    fn priority(&self) -> i32;
+    /// Before routing, for global instances only (Kong's `rewrite`).
+    fn rewrite(&self, _ctx: &mut RewriteContext<'_>) {}
 
-    /// Runs before the upstream is called, in descending priority.
+    /// Before the upstream is called, in descending priority.
     async fn access(&self, _ctx: &mut RequestContext<'_>) -> Flow {
         Flow::Continue
     }
 
-    /// Runs on the upstream response's headers, in descending priority, for plugins whose `access` ran.
+    /// On the response head, in descending priority, for the plugins whose `access` ran.
     fn response(&self, _ctx: &mut ResponseContext<'_>) {}
 
-    /// Runs once the response head is final (before its body streams to the client), in descending priority.
-    fn log(&self, _request_id: &str, _status: http::StatusCode) {}
+    /// Once per request, whatever the outcome, in descending priority: the plugins whose `access` ran, or, when
+    /// the request ended before `access`, the instances that apply to what was known of it by then.
+    fn log(&self, _ctx: &LogContext<'_>) {}
 }
 
 /// What plugins keep across configuration changes, one per node (caches, HTTP clients).
@@ -161,6 +308,8 @@ pub struct Scope {
 }
 
 impl Scope {
+    pub const GLOBAL: Scope = Scope { route: None, service: None, consumer: None };
+
     /// Kong's precedence (`plugins_iterator.lua`), most specific first: route+service+consumer, route+consumer,
     /// service+consumer, route+service, consumer, route, service, global. Lower is more specific.
     fn rank(self) -> u8 {
@@ -176,8 +325,8 @@ impl Scope {
         }
     }
 
-    fn applies(self, route: uuid::Uuid, service: Option<uuid::Uuid>, consumer: Option<uuid::Uuid>) -> bool {
-        self.route.is_none_or(|r| r == route)
+    fn applies(self, route: Option<uuid::Uuid>, service: Option<uuid::Uuid>, consumer: Option<uuid::Uuid>) -> bool {
+        self.route.is_none_or(|r| Some(r) == route)
             && self.service.is_none_or(|s| Some(s) == service)
             && self.consumer.is_none_or(|c| Some(c) == consumer)
     }
@@ -189,87 +338,100 @@ pub struct Instance {
     pub plugin: Arc<dyn Plugin>,
 }
 
-/// Every enabled plugin instance, grouped by name in descending priority.
+/// Every enabled instance of one plugin, most specific first.
+#[derive(Debug)]
+pub struct PluginGroup {
+    pub def: &'static PluginDef,
+    instances: Vec<Instance>,
+}
+
+/// Every enabled plugin instance, grouped by plugin in descending priority.
 #[derive(Debug, Default)]
 pub struct PluginSet {
-    /// (name, priority, instances sorted most specific first)
-    by_name: Vec<(&'static str, i32, Vec<Instance>)>,
+    groups: Vec<PluginGroup>,
+    /// Global instances of plugins with a `rewrite` phase, in execution order.
+    rewrite: Vec<(&'static str, Arc<dyn Plugin>)>,
 }
 
 impl PluginSet {
     pub fn is_empty(&self) -> bool {
-        self.by_name.is_empty()
+        self.groups.is_empty()
     }
 
     /// The plugin names in execution order.
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.by_name.iter().map(|(n, _, _)| *n)
-    }
-
-    /// The instance of plugin number `index` (in execution order) that applies, if any.
-    pub fn resolve(
-        &self,
-        index: usize,
-        route: uuid::Uuid,
-        service: Option<uuid::Uuid>,
-        consumer: Option<uuid::Uuid>,
-    ) -> Option<&Arc<dyn Plugin>> {
-        let (_, _, instances) = self.by_name.get(index)?;
-        instances.iter().find(|i| i.scope.applies(route, service, consumer)).map(|i| &i.plugin)
+        self.groups.iter().map(|g| g.def.info.name)
     }
 
     pub fn len(&self) -> usize {
-        self.by_name.len()
+        self.groups.len()
+    }
+
+    pub fn def(&self, index: usize) -> Option<&'static PluginDef> {
+        self.groups.get(index).map(|g| g.def)
+    }
+
+    /// The instance of plugin number `index` (in execution order) that applies, if any. Without a route (the
+    /// request matched none) only global and consumer-only instances can apply.
+    pub fn resolve(
+        &self,
+        index: usize,
+        route: Option<uuid::Uuid>,
+        service: Option<uuid::Uuid>,
+        consumer: Option<uuid::Uuid>,
+    ) -> Option<&Arc<dyn Plugin>> {
+        let group = self.groups.get(index)?;
+        group.instances.iter().find(|i| i.scope.applies(route, service, consumer)).map(|i| &i.plugin)
+    }
+
+    pub fn rewrite(&self) -> &[(&'static str, Arc<dyn Plugin>)] {
+        &self.rewrite
     }
 }
 
-fn scope_of(v: &Value) -> Scope {
-    let id = |f: &str| v.get(f).and_then(|x| x.get("id")).and_then(Value::as_str).and_then(|s| s.parse().ok());
-    Scope { route: id("route"), service: id("service"), consumer: id("consumer") }
+fn scope_of(instance: &PluginInstance) -> Scope {
+    Scope { route: instance.route, service: instance.service, consumer: instance.consumer }
 }
 
-/// Builds the instances of every enabled plugin that serves HTTP.
-pub fn build_plugins(entities: &[serde_json::Map<String, Value>], shared: &Shared) -> Result<PluginSet, CompileError> {
-    let mut by_name: Vec<(&'static str, i32, Vec<Instance>)> = Vec::new();
-    for entity in entities {
-        let v = Value::Object(entity.clone());
-        if v.get("enabled").and_then(Value::as_bool) == Some(false) {
-            continue;
-        }
-        let serves_http = v
-            .get("protocols")
-            .and_then(Value::as_array)
-            .is_none_or(|p| p.iter().any(|x| matches!(x.as_str(), Some("http" | "https"))));
-        if !serves_http {
-            continue;
-        }
-        let name = v.get("name").and_then(Value::as_str).unwrap_or_default();
-        let config = v.get("config").cloned().unwrap_or(Value::Null);
-        let plugin: Arc<dyn Plugin> = match name {
-            n if n == gatehouse_model::gateway::plugins::request_termination::NAME => Arc::new(
-                request_termination::RequestTermination::new(&config)
-                    .map_err(|reason| CompileError::Plugin { name: n.into(), reason })?,
-            ),
-            n if n == gatehouse_model::gateway::plugins::oauth2_introspection::NAME => Arc::new(
-                oauth2_introspection::OAuth2Introspection::new(&config, &shared.introspection)
-                    .map_err(|reason| CompileError::Plugin { name: n.into(), reason })?,
-            ),
-            other => {
-                return Err(CompileError::Plugin { name: other.into(), reason: "not available in this build".into() });
-            }
+/// Builds the instances of every enabled plugin that serves HTTP. A plugin the registry does not hold refuses
+/// the whole configuration: running without an authentication plugin would open its routes.
+pub fn build_plugins(
+    instances: &[PluginInstance],
+    shared: &Shared,
+    registry: &Registry,
+) -> Result<PluginSet, CompileError> {
+    let mut groups: Vec<PluginGroup> = Vec::new();
+    for entity in instances.iter().filter(|p| p.enabled && p.serves_http()) {
+        let Some(def) = registry.get(&entity.name) else {
+            return Err(CompileError::Plugin {
+                name: entity.name.clone(),
+                reason: "not available in this build".into(),
+            });
         };
-        let instance = Instance { scope: scope_of(&v), plugin: plugin.clone() };
-        match by_name.iter_mut().find(|(n, _, _)| *n == plugin.name()) {
-            Some((_, _, list)) => list.push(instance),
-            None => by_name.push((plugin.name(), plugin.priority(), vec![instance])),
+        let plugin = (def.build)(&entity.config, shared)
+            .map_err(|reason| CompileError::Plugin { name: entity.name.clone(), reason })?;
+        let instance = Instance { scope: scope_of(entity), plugin };
+        match groups.iter_mut().find(|g| g.def.info.name == def.info.name) {
+            Some(group) => group.instances.push(instance),
+            None => groups.push(PluginGroup { def, instances: vec![instance] }),
         }
     }
-    for (_, _, list) in &mut by_name {
-        list.sort_by_key(|i| i.scope.rank());
+    for group in &mut groups {
+        group.instances.sort_by_key(|i| i.scope.rank());
     }
     // Descending priority; names break ties so the order is stable.
-    by_name.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-    Ok(PluginSet { by_name })
+    groups.sort_by(|a, b| {
+        b.def.info.priority.cmp(&a.def.info.priority).then_with(|| a.def.info.name.cmp(b.def.info.name))
+    });
+    let rewrite = groups
+        .iter()
+        .filter(|g| g.def.phases.rewrite)
+        .filter_map(|g| {
+            let global = g.instances.iter().find(|i| i.scope == Scope::GLOBAL)?;
+            Some((g.def.info.name, global.plugin.clone()))
+        })
+        .collect();
+    Ok(PluginSet { groups, rewrite })
 }
 
 #[cfg(test)]
@@ -277,36 +439,47 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn plugin(name: &str, scope: Value, config: Value) -> serde_json::Map<String, Value> {
-        let mut v = json!({"name": name, "enabled": true, "protocols": ["http", "https"], "config": config});
-        for (k, val) in scope.as_object().unwrap() {
-            v[k] = val.clone();
+    fn plugin(name: &str, scope: Scope, config: Value) -> PluginInstance {
+        PluginInstance {
+            id: uuid::Uuid::new_v4(),
+            name: name.into(),
+            instance_name: None,
+            enabled: true,
+            route: scope.route,
+            service: scope.service,
+            consumer: scope.consumer,
+            protocols: vec!["http".into(), "https".into()],
+            config: config.as_object().cloned().unwrap_or_default(),
         }
-        v.as_object().unwrap().clone()
+    }
+
+    fn term(code: u16) -> Value {
+        json!({"status_code": code, "echo": false, "message": null, "body": null, "content_type": null, "trigger": null})
     }
 
     #[test]
     fn the_most_specific_instance_applies() {
         let (r, s, c) = (uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(2), uuid::Uuid::from_u128(3));
-        let id = |u: uuid::Uuid| json!({"id": u.to_string()});
-        let term = |code: u16| json!({"status_code": code, "echo": false});
+        let scope = |route, service, consumer| Scope { route, service, consumer };
         let set = build_plugins(
             &[
-                plugin("request-termination", json!({}), term(500)),
-                plugin("request-termination", json!({"service": id(s)}), term(501)),
-                plugin("request-termination", json!({"route": id(r)}), term(502)),
-                plugin("request-termination", json!({"consumer": id(c)}), term(503)),
-                plugin("request-termination", json!({"route": id(r), "consumer": id(c)}), term(504)),
+                plugin("request-termination", Scope::GLOBAL, term(500)),
+                plugin("request-termination", scope(None, Some(s), None), term(501)),
+                plugin("request-termination", scope(Some(r), None, None), term(502)),
+                plugin("request-termination", scope(None, None, Some(c)), term(503)),
+                plugin("request-termination", scope(Some(r), None, Some(c)), term(504)),
             ],
             &Shared::default(),
+            &Registry::builtin(),
         )
         .unwrap();
         let code = |route, service, consumer| format!("{:?}", set.resolve(0, route, service, consumer).unwrap());
-        assert!(code(r, Some(s), Some(c)).contains("504"), "route+consumer beats consumer");
-        assert!(code(r, Some(s), None).contains("502"), "route beats service");
-        assert!(code(uuid::Uuid::from_u128(9), Some(s), None).contains("501"));
-        assert!(code(uuid::Uuid::from_u128(9), None, Some(c)).contains("503"));
-        assert!(code(uuid::Uuid::from_u128(9), None, None).contains("500"), "global");
+        assert!(code(Some(r), Some(s), Some(c)).contains("504"), "route+consumer beats consumer");
+        assert!(code(Some(r), Some(s), None).contains("502"), "route beats service");
+        assert!(code(Some(uuid::Uuid::from_u128(9)), Some(s), None).contains("501"));
+        assert!(code(Some(uuid::Uuid::from_u128(9)), None, Some(c)).contains("503"));
+        assert!(code(Some(uuid::Uuid::from_u128(9)), None, None).contains("500"), "global");
+        assert!(code(None, None, None).contains("500"), "no route: the global instance");
     }
 
     #[test]
@@ -324,11 +497,27 @@ mod tests {
 
     #[test]
     fn disabled_and_non_http_instances_are_left_out_and_unknown_plugins_refused() {
-        let mut off = plugin("request-termination", json!({}), json!({"status_code": 500, "echo": false}));
-        off["enabled"] = json!(false);
-        let mut tcp = plugin("request-termination", json!({}), json!({"status_code": 500, "echo": false}));
-        tcp["protocols"] = json!(["tcp"]);
-        assert!(build_plugins(&[off, tcp], &Shared::default()).unwrap().is_empty());
-        assert!(build_plugins(&[plugin("made-up", json!({}), json!({}))], &Shared::default()).is_err());
+        let mut off = plugin("request-termination", Scope::GLOBAL, term(500));
+        off.enabled = false;
+        let mut tcp = plugin("request-termination", Scope::GLOBAL, term(500));
+        tcp.protocols = vec!["tcp".into()];
+        let registry = Registry::builtin();
+        assert!(build_plugins(&[off, tcp], &Shared::default(), &registry).unwrap().is_empty());
+        assert!(build_plugins(&[plugin("made-up", Scope::GLOBAL, json!({}))], &Shared::default(), &registry).is_err());
+    }
+
+    /// The control plane validates with `model`'s list and the proxy runs this registry: a plugin in one and not
+    /// the other would be accepted by the API and then refuse the whole configuration on every gateway.
+    #[test]
+    fn the_schema_registry_and_the_handler_registry_hold_the_same_plugins() {
+        let mut schemas: Vec<&str> = gatehouse_model::gateway::plugins::PLUGINS.iter().map(|p| p.name).collect();
+        let mut handlers: Vec<&str> = Registry::builtin().names().collect();
+        schemas.sort_unstable();
+        handlers.sort_unstable();
+        assert_eq!(schemas, handlers);
+        for def in BUILTIN {
+            let info = gatehouse_model::gateway::plugins::info(def.info.name).unwrap();
+            assert!(std::ptr::eq(info, def.info), "{}: one PluginInfo, not a copy", def.info.name);
+        }
     }
 }

@@ -323,6 +323,12 @@ fn entity_checks(kind: EntityKind, e: &Normalized, out: &mut Vec<Violation>) {
             }
         }
         EntityKind::Plugin => {
+            if let Some(info) = e.get("name").and_then(Value::as_str).and_then(plugins::info)
+                && let Some(config) = e.get("config").and_then(Value::as_object)
+                && let Err(message) = (info.check)(config)
+            {
+                out.push(Violation::new("config", message));
+            }
             if let Some(name) = e.get("name").and_then(Value::as_str)
                 && !plugins::allows_consumer_scope(name)
                 && set("consumer")

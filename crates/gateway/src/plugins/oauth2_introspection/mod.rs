@@ -20,9 +20,9 @@ use http::{Method, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::{Value, json};
 
-use gatehouse_model::gateway::plugins::oauth2_introspection::{Config, ConsumerBy, NAME, PRIORITY};
+use gatehouse_model::gateway::plugins::oauth2_introspection::{Config, ConsumerBy, INFO};
 
-use super::{Credential, Flow, Plugin, RequestContext};
+use super::{Credential, Flow, Phases, Plugin, PluginDef, RequestContext};
 use crate::config::Consumer;
 use crate::error::ProxyError;
 
@@ -36,6 +36,12 @@ const X_ANONYMOUS_CONSUMER: HeaderName = HeaderName::from_static("x-anonymous-co
 
 const MISSING_TOKEN: &str = "The access token is missing";
 const INVALID_TOKEN: &str = "The access token is invalid or has expired";
+
+pub static PLUGIN: PluginDef = PluginDef {
+    info: &INFO,
+    phases: Phases { access: true, rewrite: false, response: false, log: false },
+    build: |config, shared| Ok(Arc::new(OAuth2Introspection::new(config, &shared.introspection)?)),
+};
 
 /// What every instance on the node shares: the answer cache and the HTTP clients, both kept across configuration
 /// changes.
@@ -72,8 +78,8 @@ fn seconds(value: f64) -> Duration {
 }
 
 impl OAuth2Introspection {
-    pub fn new(config: &Value, shared: &Arc<Shared>) -> Result<Self, String> {
-        let config: Config = serde_json::from_value(config.clone()).map_err(|e| e.to_string())?;
+    pub fn new(config: &serde_json::Map<String, Value>, shared: &Arc<Shared>) -> Result<Self, String> {
+        let config: Config = serde_json::from_value(Value::Object(config.clone())).map_err(|e| e.to_string())?;
         Ok(Self {
             idp: idp::Idp::new(&shared.clients, &config)?,
             keyer: cache::Keyer::new(&config),
@@ -202,14 +208,6 @@ fn remove_spoofed(headers: &mut HeaderMap) {
 
 #[async_trait]
 impl Plugin for OAuth2Introspection {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn priority(&self) -> i32 {
-        PRIORITY
-    }
-
     async fn access(&self, ctx: &mut RequestContext<'_>) -> Flow {
         // "Logical OR": with `anonymous` set, a request another authentication plugin already accepted passes.
         if !self.config.anonymous.is_empty() && ctx.credential.is_some() {

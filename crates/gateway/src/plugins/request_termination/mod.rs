@@ -5,11 +5,17 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use gatehouse_model::gateway::plugins::request_termination::{Config, NAME, PRIORITY};
+use gatehouse_model::gateway::plugins::request_termination::{Config, INFO};
 
-use super::{Flow, Plugin, RequestContext};
+use super::{Flow, Phases, Plugin, PluginDef, RequestContext, Shared};
+
+pub static PLUGIN: PluginDef = PluginDef {
+    info: &INFO,
+    phases: Phases { access: true, rewrite: false, response: false, log: false },
+    build: |config, _shared: &Shared| Ok(std::sync::Arc::new(RequestTermination::new(config)?)),
+};
 
 #[derive(Debug)]
 pub struct RequestTermination {
@@ -17,21 +23,13 @@ pub struct RequestTermination {
 }
 
 impl RequestTermination {
-    pub fn new(config: &Value) -> Result<Self, String> {
-        serde_json::from_value(config.clone()).map(|config| Self { config }).map_err(|e| e.to_string())
+    pub fn new(config: &Map<String, Value>) -> Result<Self, String> {
+        serde_json::from_value(Value::Object(config.clone())).map(|config| Self { config }).map_err(|e| e.to_string())
     }
 }
 
 #[async_trait]
 impl Plugin for RequestTermination {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn priority(&self) -> i32 {
-        PRIORITY
-    }
-
     async fn access(&self, ctx: &mut RequestContext<'_>) -> Flow {
         if let Some(trigger) = &self.config.trigger {
             let in_query = ctx

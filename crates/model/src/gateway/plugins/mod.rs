@@ -10,7 +10,8 @@ use serde_json::{Map, Value, json};
 use super::entities::plugin_fields;
 use super::schema::{Field, Kind, describe_fields};
 
-/// What the control plane needs to know about a plugin.
+/// What the control plane needs to know about a plugin: each plugin's module declares one (`INFO`), and the
+/// gateway's registry pairs the same value with the plugin's handler.
 #[derive(Debug, Clone, Copy)]
 pub struct PluginInfo {
     pub name: &'static str,
@@ -18,25 +19,20 @@ pub struct PluginInfo {
     pub priority: i32,
     pub consumer_scope: bool,
     pub config: fn() -> Vec<Field>,
+    /// Kong's entity checks across fields of the (normalised) config, run once every field is valid.
+    pub check: fn(&Map<String, Value>) -> Result<(), String>,
 }
 
-pub const PLUGINS: &[PluginInfo] = &[
-    PluginInfo {
-        name: oauth2_introspection::NAME,
-        priority: oauth2_introspection::PRIORITY,
-        consumer_scope: false,
-        config: oauth2_introspection::config_fields,
-    },
-    PluginInfo {
-        name: request_termination::NAME,
-        priority: request_termination::PRIORITY,
-        consumer_scope: true,
-        config: request_termination::config_fields,
-    },
-];
+/// No checks across fields.
+pub fn no_check(_: &Map<String, Value>) -> Result<(), String> {
+    Ok(())
+}
+
+/// Every plugin the control plane accepts. The gateway's registry must hold the same set (a test there checks).
+pub const PLUGINS: &[&PluginInfo] = &[&oauth2_introspection::INFO, &request_termination::INFO];
 
 pub fn info(name: &str) -> Option<&'static PluginInfo> {
-    PLUGINS.iter().find(|p| p.name == name)
+    PLUGINS.iter().copied().find(|p| p.name == name)
 }
 
 pub fn config_fields(name: &str) -> Option<Vec<Field>> {

@@ -5,11 +5,15 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::PluginInfo;
 use crate::gateway::schema::Field;
 use crate::secret::SecretString;
 
 pub const NAME: &str = "oauth2-introspection";
 pub const PRIORITY: i32 = 1700;
+
+pub static INFO: PluginInfo =
+    PluginInfo { name: NAME, priority: PRIORITY, consumer_scope: false, config: config_fields, check: super::no_check };
 
 pub fn config_fields() -> Vec<Field> {
     vec![

@@ -1,12 +1,16 @@
 //! `request-termination`'s config (Kong's schema): answer with a fixed status and body instead of proxying.
 
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
+use super::PluginInfo;
 use crate::gateway::schema::Field;
 
 pub const NAME: &str = "request-termination";
 pub const PRIORITY: i32 = 2;
+
+pub static INFO: PluginInfo =
+    PluginInfo { name: NAME, priority: PRIORITY, consumer_scope: true, config: config_fields, check };
 
 pub fn config_fields() -> Vec<Field> {
     vec![
@@ -29,8 +33,8 @@ pub struct Config {
     pub echo: bool,
 }
 
-/// Kong refuses `message` together with `body`, and `content_type` without `body`.
-pub fn check(config: &Value) -> Result<(), String> {
+/// Kong's custom validator: `message` excludes `body`, `content_type` needs `body`, `echo` takes neither.
+pub fn check(config: &Map<String, Value>) -> Result<(), String> {
     let set = |f: &str| config.get(f).is_some_and(|v| !v.is_null());
     if set("message") && set("body") {
         return Err("message cannot be used with content_type or body".into());
@@ -38,5 +42,27 @@ pub fn check(config: &Value) -> Result<(), String> {
     if set("content_type") && !set("body") {
         return Err("content_type requires a body".into());
     }
+    if config.get("echo") == Some(&Value::Bool(true)) && (set("content_type") || set("body")) {
+        return Err("echo cannot be used with content_type and body".into());
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::gateway::{EntityKind, validate_entity};
+    use serde_json::json;
+
+    #[test]
+    fn the_cross_field_checks_run_when_the_entity_is_validated() {
+        let refused = |config| {
+            let body = json!({"name": "request-termination", "config": config});
+            validate_entity(EntityKind::Plugin, body.as_object().unwrap()).unwrap_err()[0].message.clone()
+        };
+        assert_eq!(refused(json!({"message": "m", "body": "b"})), "message cannot be used with content_type or body");
+        assert_eq!(refused(json!({"content_type": "text/plain"})), "content_type requires a body");
+        assert_eq!(refused(json!({"echo": true, "body": "b"})), "echo cannot be used with content_type and body");
+        let fine = json!({"name": "request-termination", "config": {"body": "b", "content_type": "text/plain"}});
+        assert!(validate_entity(EntityKind::Plugin, fine.as_object().unwrap()).is_ok());
+    }
 }

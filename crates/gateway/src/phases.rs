@@ -1,0 +1,142 @@
+//! The phase runner: what a request carries from phase to phase, and the order plugins run in.
+//!
+//! One [`RequestState`] per request, owned by the proxy's request handler, holds the snapshot the request started
+//! with, the route and service it matched, the consumer an authentication plugin set, the plugins whose `access`
+//! ran, their slots, the latencies and the outcome. The handler calls [`log`] exactly once, after the response head
+//! is final, whether the upstream answered, a plugin answered or the gateway failed, so `log` plugins and the
+//! access log see every request.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Response;
+use http_body_util::Full;
+use smallvec::SmallVec;
+
+use crate::config::{Compiled, Consumer, ServiceConfig};
+use crate::plugins::{
+    Flow, Latencies, LogContext, Outcome, Plugin, PluginDef, RequestContext, ResponseContext, RewriteContext, Slots,
+};
+use crate::router::RouteConfig;
+
+/// A plugin instance chosen for this request, with its definition (for its name and phases).
+pub type Ran<'c> = (&'static PluginDef, &'c dyn Plugin);
+
+#[derive(Debug)]
+pub struct RequestState<'c> {
+    pub config: &'c Compiled,
+    pub client_ip: IpAddr,
+    pub route: Option<&'c Arc<RouteConfig>>,
+    pub service: Option<&'c Arc<ServiceConfig>>,
+    pub consumer: Option<Arc<Consumer>>,
+    /// The plugins whose `access` ran, in order: borrowed from the snapshot and inline for the few a route has,
+    /// so no allocation or reference count per request.
+    pub ran: SmallVec<[Ran<'c>; 4]>,
+    /// Whether the request reached the access phase; if not, [`settle`] fills `ran`.
+    pub reached_access: bool,
+    pub slots: Slots,
+    pub outcome: Outcome,
+    /// From the request's arrival to its upstream call (the gateway's own time before proxying).
+    pub before_upstream: Option<Duration>,
+    /// From the upstream call to the upstream's response head.
+    pub upstream: Option<Duration>,
+}
+
+impl<'c> RequestState<'c> {
+    pub fn new(config: &'c Compiled, client_ip: IpAddr) -> Self {
+        Self {
+            config,
+            client_ip,
+            route: None,
+            service: None,
+            consumer: None,
+            ran: SmallVec::new(),
+            reached_access: false,
+            slots: Slots::default(),
+            outcome: Outcome::Proxied,
+            before_upstream: None,
+            upstream: None,
+        }
+    }
+
+    /// Kong's latencies once the response head is final, `total` after the request's arrival.
+    pub fn latencies(&self, total: Duration) -> Latencies {
+        let kong = match (self.before_upstream, self.upstream) {
+            (Some(before), Some(upstream)) => total.saturating_sub(upstream).max(before),
+            _ => total,
+        };
+        Latencies { kong, upstream: self.upstream, request: total }
+    }
+}
+
+/// `rewrite`: the global instances of plugins that have the phase, before routing.
+pub fn rewrite(config: &Compiled, ctx: &mut RewriteContext<'_>) {
+    for (_, plugin) in config.plugins.rewrite() {
+        plugin.rewrite(ctx);
+    }
+}
+
+/// `access`: every plugin name in priority order, its most specific instance for the request (resolved with the
+/// consumer known so far). `Some` is a plugin's answer, with the plugin's name.
+pub async fn access<'c>(
+    config: &'c Compiled,
+    ran: &mut SmallVec<[Ran<'c>; 4]>,
+    ctx: &mut RequestContext<'_>,
+) -> Option<(&'static str, Response<Full<Bytes>>)> {
+    let route = ctx.route.id;
+    for index in 0..config.plugins.len() {
+        let consumer = ctx.consumer.as_ref().map(|c| c.id);
+        let Some(plugin) = config.plugins.resolve(index, Some(route), ctx.route.service_id, consumer) else {
+            continue;
+        };
+        let Some(def) = config.plugins.def(index) else { continue };
+        ran.push((def, plugin.as_ref()));
+        if !def.phases.access {
+            continue;
+        }
+        if let Flow::Respond(response) = plugin.access(ctx).await {
+            return Some((def.info.name, response));
+        }
+    }
+    None
+}
+
+/// `response`: the plugins whose `access` ran, in the same order.
+pub fn response(ran: &[Ran<'_>], ctx: &mut ResponseContext<'_>) {
+    for (def, plugin) in ran {
+        if def.phases.response {
+            plugin.response(ctx);
+        }
+    }
+}
+
+/// For a request that ended before the access phase (no route, a bad request, HTTPS required), the instances
+/// that apply to what was known of it (global ones when no route matched) become the list that `response` and
+/// `log` run, as Kong runs its global plugins' `header_filter` and `log` for a request it answered 404.
+pub fn settle<'c>(state: &mut RequestState<'c>) {
+    if state.reached_access {
+        return;
+    }
+    let plugins = &state.config.plugins;
+    let route = state.route.map(|r| r.id);
+    let service = state.route.and_then(|r| r.service_id);
+    for index in 0..plugins.len() {
+        if let (Some(def), Some(plugin)) = (plugins.def(index), plugins.resolve(index, route, service, None)) {
+            state.ran.push((def, plugin.as_ref()));
+        }
+    }
+}
+
+/// `log`, once per request: the plugins of [`RequestState::ran`] that have the phase.
+pub fn log(state: &RequestState<'_>, ctx: &LogContext<'_>) {
+    for (def, plugin) in &state.ran {
+        if def.phases.log {
+            plugin.log(ctx);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
