@@ -12,7 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 
-use gatehouse_model::gateway::plugins;
+use gatehouse_model::gateway::entities::plugin_schema_document;
 use gatehouse_model::gateway::schema::Violation;
 use gatehouse_model::gateway::{EntityKind, StoredEntity, is_uuid, validate_entity};
 use gatehouse_runtime::Services;
@@ -525,7 +525,7 @@ async fn schema(t: Target) -> Result<Response> {
 
 async fn plugin_schema(t: Target) -> Result<Response> {
     let name = param(&t, 0);
-    plugins::schema_document(name)
+    plugin_schema_document(name)
         .map(|d| Json(d).into_response())
         .ok_or_else(|| KongError::dao(StatusCode::NOT_FOUND, 6, "not found", format!("No plugin named '{name}'"), None))
 }

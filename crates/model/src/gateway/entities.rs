@@ -173,6 +173,14 @@ pub fn plugin_fields(config: Option<Vec<Field>>) -> Vec<Field> {
     f
 }
 
+/// `GET /schemas/plugins/{name}`: the plugin entity with the named plugin's config, Gatehouse-only config fields
+/// left out.
+pub fn plugin_schema_document(name: &str) -> Option<Value> {
+    let config = plugins::config_fields(name)?;
+    let visible: Vec<Field> = config.into_iter().filter(|f| !f.gatehouse_only).collect();
+    Some(json!({ "fields": describe_fields(&plugin_fields(Some(visible))) }))
+}
+
 /// A validated entity: every field present with Kong's defaults, `null` where unset.
 pub type Normalized = Map<String, Value>;
 
@@ -635,6 +643,14 @@ mod tests {
         let paths: Vec<_> = e.iter().map(|x| x.0.as_str()).collect();
         assert_eq!(paths, vec!["config.introspection_url", "config.authorization_value"]);
         assert_eq!(err(EntityKind::Plugin, json!({"name": "request-termination", "config": null}))[0].0, "config");
+    }
+
+    #[test]
+    fn plugin_schema_documents_hide_gatehouse_only_fields() {
+        let doc = plugin_schema_document(plugins::oauth2_introspection::NAME).unwrap().to_string();
+        assert!(!doc.contains("negative_ttl"), "Gatehouse-only fields stay out of the schema decK reads");
+        assert!(doc.contains("authorization_value"));
+        assert!(plugin_schema_document("made-up").is_none());
     }
 
     #[test]
