@@ -22,7 +22,7 @@ pub fn config_fields() -> Vec<Field> {
         Field::boolean("introspect_request").required().default(json!(false)),
         Field::boolean("hide_credentials").default(json!(false)),
         Field::boolean("run_on_preflight").default(json!(true)),
-        Field::string("anonymous").default(json!("")),
+        Field::string("anonymous").default(json!("")).len_min(0),
         Field::string("consumer_by").required().default(json!("username")).one_of(&["username", "client_id"]),
         Field::map(
             "custom_introspection_headers",
