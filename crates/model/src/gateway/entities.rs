@@ -677,7 +677,11 @@ mod tests {
             (EntityKind::Route, json!({"paths": ["/"], "destinations": [{"port": 80}]}), "destinations"),
             (EntityKind::Route, json!({"expression": "http.path == \"/\""}), "expression"),
             (EntityKind::Route, json!({"paths": ["/"], "priority": 10}), "priority"),
-            (EntityKind::Plugin, json!({"name": "request-termination", "consumer_group": {"id": uuid}}), "consumer_group"),
+            (
+                EntityKind::Plugin,
+                json!({"name": "request-termination", "consumer_group": {"id": uuid}}),
+                "consumer_group",
+            ),
             (EntityKind::Plugin, json!({"name": "request-termination", "partials": [{"id": uuid}]}), "partials"),
             (
                 EntityKind::Plugin,
