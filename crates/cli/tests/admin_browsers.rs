@@ -245,6 +245,42 @@ async fn same_origin_and_non_browser_writes_work_where_cross_origin_ones_do_not(
     node.stop().await;
 }
 
+/// Form bodies are what a page can post to another site without a preflight: now that the Admin API takes them,
+/// as Kong does, a cross-site one must be refused before anything is created, while curl's works.
+#[tokio::test]
+async fn cross_site_form_posts_are_refused_and_curls_are_served() {
+    let node = TestNode::start().await;
+    let admin = node.node.admin_url();
+    let http = reqwest::Client::new();
+    let form = |name: &str| {
+        http.post(format!("{admin}/services"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("name={name}&url=http://attacker.example"))
+    };
+    let multipart = |name: &str| {
+        http.post(format!("{admin}/services")).header("content-type", "multipart/form-data; boundary=b").body(format!(
+            "--b\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n{name}\r\n--b\r\n\
+             Content-Disposition: form-data; name=\"host\"\r\n\r\nattacker.example\r\n--b--\r\n"
+        ))
+    };
+    for (header, value) in [("origin", "http://evil.example"), ("sec-fetch-site", "cross-site")] {
+        for attempt in [form("planted"), multipart("planted")] {
+            let (status, body) = decode(attempt.header(header, value).send().await.unwrap()).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{header}: {value}: {body}");
+        }
+    }
+    assert!(service_names(&node).await.is_empty(), "nothing was created");
+    // The same bodies without a page behind them (curl, decK) are served.
+    let (status, body) = decode(form("by-curl").send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = decode(multipart("by-curl-f").send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let mut names = service_names(&node).await;
+    names.sort();
+    assert_eq!(names, ["by-curl", "by-curl-f"]);
+    node.stop().await;
+}
+
 /// `gatehouse echo` alone (an upstream for a gateway elsewhere) takes its names from `--allowed-hosts`.
 #[tokio::test]
 async fn standalone_echo_takes_its_names_from_the_flag() {

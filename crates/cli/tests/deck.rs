@@ -361,3 +361,111 @@ async fn an_invalid_file_changes_nothing_and_names_the_place() {
     assert_eq!(code, 0, "{err}");
     node.stop().await;
 }
+
+/// A dump as decK writes it from Kong 3.x: every field Kong returns, including ones Gatehouse does not implement
+/// (at their defaults or empty), and Konnect's `consumer_group: null` and `partials: []` on plugins.
+const KONG_3_DUMP: &str = r#"_format_version: "3.0"
+services:
+- connect_timeout: 60000
+  enabled: true
+  host: httpbin.konghq.com
+  name: example-service
+  path: /anything
+  port: 80
+  protocol: http
+  read_timeout: 60000
+  retries: 5
+  write_timeout: 60000
+  ca_certificates: null
+  client_certificate: null
+  tls_verify_depth: null
+  routes:
+  - https_redirect_status_code: 426
+    name: example-route
+    path_handling: v0
+    paths:
+    - /anything
+    preserve_host: false
+    protocols:
+    - http
+    - https
+    regex_priority: 0
+    request_buffering: true
+    response_buffering: true
+    snis: []
+    sources: null
+    destinations: null
+    strip_path: true
+    plugins:
+    - config:
+        body: null
+        content_type: null
+        echo: false
+        message: maintenance
+        status_code: 503
+        trigger: null
+      enabled: true
+      name: request-termination
+      consumer_group: null
+      partials: []
+      ordering: null
+      protocols:
+      - grpc
+      - grpcs
+      - http
+      - https
+consumers:
+- username: alice
+  custom_id: c-1
+plugins:
+- config:
+    anonymous: ""
+    authorization_value: Basic dXNlcjpwYXNz
+    consumer_by: username
+    custom_claims_forward: []
+    custom_introspection_headers: {}
+    hide_credentials: false
+    introspect_request: false
+    introspection_url: http://127.0.0.1:9/introspect
+    keepalive: 60000
+    run_on_preflight: true
+    timeout: 10000
+    token_type_hint: null
+    ttl: 30
+  enabled: true
+  name: oauth2-introspection
+  instance_name: intro
+  consumer_group: null
+  partials: []
+  protocols:
+  - http
+  - https
+"#;
+
+#[tokio::test]
+async fn a_kong_3_dump_validates_and_syncs() {
+    let node = TestNode::start().await;
+    let deck = Deck::admin(&node);
+    let file = deck.write("kong.yaml", KONG_3_DUMP);
+    let (code, _, err) = deck.run(&["file", "validate", &file]).await;
+    assert_eq!(code, 0, "{err}");
+    let out = deck.ok(&["sync", &file]).await;
+    assert_eq!(summary(&out), (5, 0, 0), "{out}");
+    assert_eq!(names(&node, "plugins").await.len(), 2);
+    let (_, plugin) = node.admin(Method::GET, "/plugins/intro", None).await;
+    assert_eq!(plugin["protocols"], serde_json::json!(["http", "https"]), "{plugin}");
+    // What was synced is what the file says: nothing left to change.
+    let out = deck.ok(&["sync", &file]).await;
+    assert_eq!(summary(&out), (0, 0, 0), "{out}");
+    // A value Gatehouse would ignore is refused, naming the place and the field.
+    let grouped = KONG_3_DUMP.replacen(
+        "  consumer_group: null\n  partials: []\n  protocols:",
+        "  consumer_group: {id: 0190a0a0-0000-7000-8000-000000000001}\n  partials: []\n  protocols:",
+        1,
+    );
+    assert_ne!(grouped, KONG_3_DUMP);
+    let (code, _, err) = deck.run(&["sync", &deck.write("grouped.yaml", &grouped)]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("plugin consumer_group: not supported by Gatehouse"), "{err}");
+    node.stop().await;
+}

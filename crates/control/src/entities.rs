@@ -12,19 +12,20 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 
-use gatehouse_model::gateway::plugins;
+use gatehouse_model::gateway::entities::plugin_schema_document;
+use gatehouse_model::gateway::form::entity_object;
 use gatehouse_model::gateway::schema::Violation;
 use gatehouse_model::gateway::{EntityKind, StoredEntity, is_uuid, validate_entity};
 use gatehouse_runtime::Services;
 use gatehouse_runtime::auth::Principal;
 use gatehouse_runtime::errors::{ApiError, KongError};
-use gatehouse_runtime::extract::JsonBody;
+use gatehouse_runtime::extract::{AdminBody, AdminInput};
 use gatehouse_store::{Conflict, EntityQuery, StoreError, TagFilter};
 
 use crate::{ControlState, secrets};
 
 type Result<T, E = KongError> = std::result::Result<T, E>;
-type Body = JsonBody<KongError>;
+type Body = AdminBody<KongError>;
 
 /// Which control plane an entity API instance works on.
 #[derive(Debug, Clone, Copy)]
@@ -246,18 +247,20 @@ fn body_id(body: &Map<String, Value>) -> Result<Option<uuid::Uuid>> {
     }
 }
 
-/// Nested writes reference their parent; a body naming another parent is refused.
-fn attach_parent(body: &mut Map<String, Value>, parent: Option<&StoredEntity>) -> Result<()> {
-    let Some(parent) = parent else { return Ok(()) };
-    let field = parent.kind.singular();
-    let reference = json!({ "id": parent.id.to_string() });
-    match body.get(field) {
-        None | Some(Value::Null) => {
-            body.insert(field.to_owned(), reference);
-            Ok(())
-        }
-        Some(v) if v.get("id") == reference.get("id") => Ok(()),
-        Some(_) => Err(violations(vec![Violation::new(field, format!("must be the {field} in the path"))])),
+/// The body as the JSON object validation reads. A form's values are typed by `kind`'s schema; a plugin's
+/// config by the plugin the form names, else by `plugin` (a PATCH names it in the stored entity).
+fn object(kind: EntityKind, body: Body, plugin: Option<&str>) -> Result<Map<String, Value>> {
+    match body.0 {
+        AdminInput::Json(object) => Ok(object),
+        AdminInput::Form(pairs) => entity_object(kind, &pairs, plugin).map_err(violations),
+    }
+}
+
+/// A nested create or replace belongs to the parent in the path, whatever parent the body names: Kong sets it
+/// over the body's.
+fn attach_parent(body: &mut Map<String, Value>, parent: Option<&StoredEntity>) {
+    if let Some(parent) = parent {
+        body.insert(parent.kind.singular().to_owned(), json!({ "id": parent.id.to_string() }));
     }
 }
 
@@ -267,7 +270,7 @@ async fn do_create(
     parent: Option<StoredEntity>,
     mut body: Map<String, Value>,
 ) -> Result<Response> {
-    attach_parent(&mut body, parent.as_ref())?;
+    attach_parent(&mut body, parent.as_ref());
     let id = body_id(&body)?.unwrap_or_else(uuid::Uuid::new_v4);
     let entity = prepare(&t, kind, id, now_secs(&t), body)?;
     t.control.services.store.insert_entity(t.cp, &entity).await.map_err(|e| store_error(e, &entity))?;
@@ -282,7 +285,7 @@ async fn do_replace(
     parent: Option<StoredEntity>,
     mut body: Map<String, Value>,
 ) -> Result<Response> {
-    attach_parent(&mut body, parent.as_ref())?;
+    attach_parent(&mut body, parent.as_ref());
     let existing = resolve(&t, kind, id_or_key).await?;
     let id = if is_uuid(id_or_key) {
         id_or_key.parse().map_err(|_| not_found())?
@@ -419,7 +422,8 @@ async fn list(t: Target, RawQuery(raw): RawQuery) -> Result<Response> {
 
 async fn create(t: Target, body: Body) -> Result<Response> {
     let kind = kind_of(param(&t, 0))?;
-    do_create(t, kind, None, body.0).await
+    let body = object(kind, body, None)?;
+    do_create(t, kind, None, body).await
 }
 
 async fn read(t: Target) -> Result<Response> {
@@ -431,13 +435,15 @@ async fn read(t: Target) -> Result<Response> {
 async fn replace(t: Target, body: Body) -> Result<Response> {
     let kind = kind_of(param(&t, 0))?;
     let key = param(&t, 1).to_owned();
-    do_replace(t, kind, &key, None, body.0).await
+    let body = object(kind, body, None)?;
+    do_replace(t, kind, &key, None, body).await
 }
 
 async fn update(t: Target, body: Body) -> Result<Response> {
     let kind = kind_of(param(&t, 0))?;
     let existing = require(&t, kind, param(&t, 1)).await?;
-    do_update(t, kind, existing, body.0).await
+    let body = object(kind, body, existing.name.as_deref())?;
+    do_update(t, kind, existing, body).await
 }
 
 async fn remove(t: Target) -> Result<StatusCode> {
@@ -474,7 +480,8 @@ async fn list_nested(t: Target, RawQuery(raw): RawQuery) -> Result<Response> {
 
 async fn create_nested(t: Target, body: Body) -> Result<Response> {
     let (child, parent) = parent_of(&t).await?;
-    do_create(t, child, Some(parent), body.0).await
+    let body = object(child, body, None)?;
+    do_create(t, child, Some(parent), body).await
 }
 
 async fn read_nested(t: Target) -> Result<Response> {
@@ -489,7 +496,8 @@ async fn read_nested(t: Target) -> Result<Response> {
 async fn replace_nested(t: Target, body: Body) -> Result<Response> {
     let (child, parent) = parent_of(&t).await?;
     let key = param(&t, 3).to_owned();
-    do_replace(t, child, &key, Some(parent), body.0).await
+    let body = object(child, body, None)?;
+    do_replace(t, child, &key, Some(parent), body).await
 }
 
 async fn update_nested(t: Target, body: Body) -> Result<Response> {
@@ -498,7 +506,8 @@ async fn update_nested(t: Target, body: Body) -> Result<Response> {
     if !belongs(&existing, &parent) {
         return Err(not_found());
     }
-    do_update(t, child, existing, body.0).await
+    let body = object(child, body, existing.name.as_deref())?;
+    do_update(t, child, existing, body).await
 }
 
 async fn remove_nested(t: Target) -> Result<StatusCode> {
@@ -525,7 +534,7 @@ async fn schema(t: Target) -> Result<Response> {
 
 async fn plugin_schema(t: Target) -> Result<Response> {
     let name = param(&t, 0);
-    plugins::schema_document(name)
+    plugin_schema_document(name)
         .map(|d| Json(d).into_response())
         .ok_or_else(|| KongError::dao(StatusCode::NOT_FOUND, 6, "not found", format!("No plugin named '{name}'"), None))
 }
@@ -535,7 +544,7 @@ async fn validate(t: Target, body: Body) -> Result<Response> {
     let kind = EntityKind::from_collection(name).ok_or_else(|| {
         KongError::dao(StatusCode::NOT_FOUND, 6, "not found", format!("No entity named '{name}'"), None)
     })?;
-    validate_entity(kind, &body.0).map_err(violations)?;
+    validate_entity(kind, &object(kind, body, None)?).map_err(violations)?;
     Ok(Json(json!({"message": "schema validation successful"})).into_response())
 }
 
@@ -543,6 +552,6 @@ async fn validate_plugin(t: Target, body: Body) -> Result<Response> {
     if param(&t, 0) != "validate" {
         return Err(ApiError::MethodNotAllowed.into());
     }
-    validate_entity(EntityKind::Plugin, &body.0).map_err(violations)?;
+    validate_entity(EntityKind::Plugin, &object(EntityKind::Plugin, body, None)?).map_err(violations)?;
     Ok(Json(json!({"message": "schema validation successful"})).into_response())
 }

@@ -149,10 +149,14 @@ pub fn parse_list_query(raw: Option<&str>, spec: &CollectionSpec) -> Result<List
     let mut q = ListQuery::default();
     let mut errors = Vec::new();
     let mut seen_keys = HashSet::new();
+    let mut repeated = HashSet::new();
     let mut filtered = HashSet::new();
     for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         if !seen_keys.insert(key.to_string()) {
-            errors.push(query_error(&key, Rule::Invalid, "must be given at most once"));
+            // Once per parameter, however often it is repeated.
+            if repeated.insert(key.to_string()) {
+                errors.push(query_error(&key, Rule::Invalid, "must be given at most once"));
+            }
             continue;
         }
         let result = match key.as_ref() {
@@ -364,5 +368,20 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_repeated_parameter_is_one_problem() {
+        let errors = parse("page[size]=0&page[size]=0&page[size]=0&bogus=1&bogus=1&bogus=1").unwrap_err();
+        let listed: Vec<(&str, &str)> = errors.iter().map(|e| (e.field.as_str(), e.reason.as_str())).collect();
+        assert_eq!(
+            listed,
+            vec![
+                ("page[size]", "must be at least 1"),
+                ("page[size]", "must be given at most once"),
+                ("bogus", "unknown query parameter [bogus]"),
+                ("bogus", "must be given at most once"),
+            ]
+        );
     }
 }

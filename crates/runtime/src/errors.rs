@@ -212,10 +212,14 @@ impl<S: ProblemStyle> IntoResponse for Problem<S> {
             ApiError::Unauthorized => (S::UNAUTHORIZED_TITLE, S::UNAUTHORIZED_DETAIL.to_owned()),
             _ => (title_for(status.as_u16()), e.detail()),
         };
-        let invalid_parameters = match e {
-            ApiError::Invalid(ref params) => params.clone(),
-            _ => Vec::new(),
-        };
+        let mut invalid_parameters: Vec<InvalidParameter> = Vec::new();
+        if let ApiError::Invalid(params) = &e {
+            for p in params {
+                if !invalid_parameters.contains(p) {
+                    invalid_parameters.push(p.clone());
+                }
+            }
+        }
         let body = ProblemBody {
             status: status.as_u16(),
             title,
@@ -255,14 +259,21 @@ impl KongError {
         KongError::Dao { status, body: KongErrorBody { code, name, message: message.into(), fields } }
     }
 
-    /// Code 2: schema violations at dotted paths, rendered as Kong nests them (`{"config":{"ttl":"…"}}`).
+    /// Code 2: schema violations at dotted paths, rendered as Kong nests them (`{"config":{"ttl":"…"}}`), each
+    /// listed once however many times it was found (a form field given twice).
     pub fn schema_violation(violations: &[(String, String)]) -> Self {
+        let mut unique: Vec<&(String, String)> = Vec::with_capacity(violations.len());
+        for v in violations {
+            if !unique.contains(&v) {
+                unique.push(v);
+            }
+        }
         let mut fields = Map::new();
-        for (path, message) in violations {
+        for (path, message) in &unique {
             insert_nested(&mut fields, path, message);
         }
-        let listed = violations.iter().map(|(p, m)| format!("{p}: {m}")).collect::<Vec<_>>().join("; ");
-        let message = match violations.len() {
+        let listed = unique.iter().map(|(p, m)| format!("{p}: {m}")).collect::<Vec<_>>().join("; ");
+        let message = match unique.len() {
             1 => format!("schema violation ({listed})"),
             n => format!("{n} schema violations ({listed})"),
         };
@@ -414,5 +425,23 @@ impl IntoResponse for OAuthError {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_schema_violation_is_listed_once() {
+        let twice = ("paths.x".to_owned(), "given both as a value and with nested fields".to_owned());
+        let other = ("host".to_owned(), "required field missing".to_owned());
+        let KongError::Dao { body, .. } = KongError::schema_violation(&[twice.clone(), other, twice]) else {
+            panic!("a schema violation is a DAO error")
+        };
+        assert_eq!(
+            body.message,
+            "2 schema violations (paths.x: given both as a value and with nested fields; host: required field missing)"
+        );
     }
 }

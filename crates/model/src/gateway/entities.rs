@@ -92,11 +92,18 @@ fn service_fields() -> Vec<Field> {
         Field::integer("write_timeout").default(json!(60000)).between(1, MAX_TIMEOUT),
         Field::integer("read_timeout").default(json!(60000)).between(1, MAX_TIMEOUT),
         tags(),
-        Field::foreign("client_certificate", "certificates"),
+        // Upstream TLS beyond `tls_verify` needs certificates, which Gatehouse does not have.
+        Field::foreign("client_certificate", "certificates").unsupported(),
         Field::boolean("tls_verify"),
-        Field::integer("tls_verify_depth").between(0, 64),
-        Field::array("ca_certificates", Field::string("ca_certificate").check(check_uuid)),
+        Field::integer("tls_verify_depth").between(0, 64).unsupported(),
+        Field::array("ca_certificates", Field::string("ca_certificate").check(check_uuid)).unsupported(),
         Field::boolean("enabled").required().default(json!(true)),
+        // Kong Enterprise and Konnect.
+        Field::record(
+            "tls_sans",
+            vec![Field::array("dnsnames", Field::string("dnsname")), Field::array("uris", Field::string("uri"))],
+        )
+        .input_only(),
     ]);
     f
 }
@@ -119,21 +126,29 @@ fn route_fields() -> Vec<Field> {
         Field::integer("https_redirect_status_code").required().default(json!(426)).check(check_redirect_code),
         Field::integer("regex_priority").default(json!(0)),
         Field::boolean("strip_path").required().default(json!(true)),
-        Field::string("path_handling").default(json!("v0")).one_of(&["v0", "v1"]),
+        // The proxy builds upstream paths the `v0` way only (Kong deprecated `v1`).
+        Field::string("path_handling").default(json!("v0")).one_of(&["v0", "v1"]).unsupported(),
         Field::boolean("preserve_host").required().default(json!(false)),
         Field::boolean("request_buffering").required().default(json!(true)),
+        // Responses always stream, so both values are honoured as far as a client can tell.
         Field::boolean("response_buffering").required().default(json!(true)),
-        Field::set("snis", Field::string("sni")),
+        // No TLS or stream listener: SNIs, sources and destinations could never match.
+        Field::set("snis", Field::string("sni")).unsupported(),
         Field::set(
             "sources",
             Field::record("source", vec![Field::string("ip"), Field::integer("port").between(0, 65535)]),
-        ),
+        )
+        .unsupported(),
         Field::set(
             "destinations",
             Field::record("destination", vec![Field::string("ip"), Field::integer("port").between(0, 65535)]),
-        ),
+        )
+        .unsupported(),
         tags(),
         Field::foreign("service", "services"),
+        // The `expressions` router flavor's fields; Gatehouse routes as `traditional_compatible`.
+        Field::string("expression").input_only(),
+        Field::integer("priority").default(json!(0)).between(0, (1 << 46) - 1).input_only(),
     ]);
     f
 }
@@ -162,15 +177,33 @@ pub fn plugin_fields(config: Option<Vec<Field>>) -> Vec<Field> {
             .default(json!(["grpc", "grpcs", "http", "https"])),
         Field::boolean("enabled").required().default(json!(true)),
         tags(),
+        // Plugins run in their fixed priority order.
         Field::record(
             "ordering",
             vec![
                 Field::map("before", Field::string("phase"), Field::array("plugins", Field::string("plugin"))),
                 Field::map("after", Field::string("phase"), Field::array("plugins", Field::string("plugin"))),
             ],
-        ),
+        )
+        .unsupported(),
+        // Kong Enterprise and Konnect.
+        Field::foreign("consumer_group", "consumer_groups").input_only(),
+        Field::array(
+            "partials",
+            Field::record("partial", vec![Field::string("id"), Field::string("name"), Field::string("path")]),
+        )
+        .input_only(),
+        Field::string("condition").input_only(),
     ]);
     f
+}
+
+/// `GET /schemas/plugins/{name}`: the plugin entity with the named plugin's config, Gatehouse-only config fields
+/// left out.
+pub fn plugin_schema_document(name: &str) -> Option<Value> {
+    let config = plugins::config_fields(name)?;
+    let visible: Vec<Field> = config.into_iter().filter(|f| !f.gatehouse_only).collect();
+    Some(json!({ "fields": describe_fields(&plugin_fields(Some(visible))) }))
 }
 
 /// A validated entity: every field present with Kong's defaults, `null` where unset.
@@ -287,10 +320,7 @@ fn entity_checks(kind: EntityKind, e: &Normalized, out: &mut Vec<Violation>) {
                 .map(|a| a.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
             let http = protocols.iter().any(|p| matches!(*p, "http" | "https" | "grpc" | "grpcs" | "ws" | "wss"));
-            if http
-                && !["methods", "hosts", "headers", "paths"].iter().any(|f| set(f))
-                && !(protocols.contains(&"https") && set("snis"))
-            {
+            if http && !["methods", "hosts", "headers", "paths"].iter().any(|f| set(f)) {
                 out.push(Violation::new(
                     "@entity",
                     "must set one of 'methods', 'hosts', 'headers', 'paths' when 'protocols' is 'http'",
@@ -609,6 +639,70 @@ mod tests {
         ok(EntityKind::Consumer, json!({"custom_id": "abc"}));
         assert_eq!(err(EntityKind::Consumer, json!({"tags": ["a"]}))[0].0, "@entity");
         assert_eq!(err(EntityKind::Consumer, json!({"username": "u", "tags": ["a,b"]}))[0].0, "tags.1");
+        // Kong: strings are at least one character unless a field says otherwise.
+        for empty in [json!({"username": ""}), json!({"username": "u", "custom_id": ""})] {
+            let e = err(EntityKind::Consumer, empty.clone());
+            assert_eq!(e[0].1, "length must be at least 1", "{empty}");
+        }
+    }
+
+    /// What Kong 3.x and Konnect send or return for fields Gatehouse does not implement goes through; a value
+    /// that would change behaviour is refused by name.
+    #[test]
+    fn kong_fields_gatehouse_lacks_are_accepted_unset_and_refused_set() {
+        let service = ok(
+            EntityKind::Service,
+            json!({"host": "h", "client_certificate": null, "tls_verify_depth": null, "ca_certificates": [],
+                "tls_sans": null}),
+        );
+        assert!(service.get("tls_sans").is_none(), "Kong OSS does not return it");
+        assert_eq!(service["ca_certificates"], Value::Null);
+        let route = ok(
+            EntityKind::Route,
+            json!({"paths": ["/"], "path_handling": "v0", "snis": [], "sources": null, "destinations": [],
+                "response_buffering": false, "expression": null, "priority": 0}),
+        );
+        assert_eq!((route["response_buffering"].clone(), route.get("priority")), (json!(false), None));
+        let plugin = ok(
+            EntityKind::Plugin,
+            json!({"name": "request-termination", "consumer_group": null, "partials": [], "ordering": null,
+                "condition": null, "instance_name": "rt", "protocols": ["http"]}),
+        );
+        assert!(plugin.get("consumer_group").is_none() && plugin.get("partials").is_none());
+        assert_eq!((plugin["instance_name"].clone(), plugin["protocols"].clone()), (json!("rt"), json!(["http"])));
+
+        let uuid = "0190a0a0-0000-7000-8000-000000000001";
+        for (kind, body, field) in [
+            (EntityKind::Service, json!({"host": "h", "tls_verify_depth": 3}), "tls_verify_depth"),
+            (EntityKind::Service, json!({"host": "h", "ca_certificates": [uuid]}), "ca_certificates"),
+            (EntityKind::Service, json!({"host": "h", "client_certificate": {"id": uuid}}), "client_certificate"),
+            (EntityKind::Service, json!({"host": "h", "tls_sans": {"dnsnames": ["a"]}}), "tls_sans"),
+            (EntityKind::Route, json!({"paths": ["/"], "path_handling": "v1"}), "path_handling"),
+            (EntityKind::Route, json!({"paths": ["/"], "snis": ["a.example"]}), "snis"),
+            (EntityKind::Route, json!({"paths": ["/"], "sources": [{"ip": "10.0.0.1"}]}), "sources"),
+            (EntityKind::Route, json!({"paths": ["/"], "destinations": [{"port": 80}]}), "destinations"),
+            (EntityKind::Route, json!({"expression": "http.path == \"/\""}), "expression"),
+            (EntityKind::Route, json!({"paths": ["/"], "priority": 10}), "priority"),
+            (
+                EntityKind::Plugin,
+                json!({"name": "request-termination", "consumer_group": {"id": uuid}}),
+                "consumer_group",
+            ),
+            (EntityKind::Plugin, json!({"name": "request-termination", "partials": [{"id": uuid}]}), "partials"),
+            (
+                EntityKind::Plugin,
+                json!({"name": "request-termination", "ordering": {"before": {"access": ["x"]}}}),
+                "ordering",
+            ),
+            (EntityKind::Plugin, json!({"name": "request-termination", "condition": "true"}), "condition"),
+        ] {
+            let e = err(kind, body.clone());
+            assert_eq!(e.len(), 1, "{body}: {e:?}");
+            assert_eq!(e[0].0, field, "{body}");
+            assert!(e[0].1.starts_with("not supported by Gatehouse"), "{body}: {}", e[0].1);
+        }
+        let doc = EntityKind::Route.schema_document().to_string();
+        assert!(doc.contains("path_handling") && !doc.contains("expression"), "{doc}");
     }
 
     #[test]
@@ -641,6 +735,14 @@ mod tests {
         let paths: Vec<_> = e.iter().map(|x| x.0.as_str()).collect();
         assert_eq!(paths, vec!["config.introspection_url", "config.authorization_value"]);
         assert_eq!(err(EntityKind::Plugin, json!({"name": "request-termination", "config": null}))[0].0, "config");
+    }
+
+    #[test]
+    fn plugin_schema_documents_hide_gatehouse_only_fields() {
+        let doc = plugin_schema_document(plugins::oauth2_introspection::NAME).unwrap().to_string();
+        assert!(!doc.contains("negative_ttl"), "Gatehouse-only fields stay out of the schema decK reads");
+        assert!(doc.contains("authorization_value"));
+        assert!(plugin_schema_document("made-up").is_none());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod control_plane;
 pub mod entities;
+pub mod form;
 pub mod plugins;
 pub mod schema;
 pub mod snapshot;

@@ -43,6 +43,14 @@ pub struct Field {
     pub encrypted: bool,
     /// A Gatehouse-only field, left out of the schema documents when it has its default (`negative_ttl`).
     pub gatehouse_only: bool,
+    /// A field of Kong's entity that Gatehouse does not implement: null, an empty value or the default is
+    /// accepted (and stored as the default, or null), anything else is refused by name. Accepting a value that
+    /// the proxy would then ignore would be a silent difference; refusing the field as unknown would break
+    /// bodies and decK files that Kong itself writes.
+    pub unsupported: bool,
+    /// An unsupported field that Kong OSS does not return either (Enterprise and Konnect fields such as a
+    /// plugin's `consumer_group`): accepted as above, then left out of the entity and of the schema documents.
+    pub input_only: bool,
 }
 
 impl Field {
@@ -60,6 +68,8 @@ impl Field {
             unique: false,
             encrypted: false,
             gatehouse_only: false,
+            unsupported: false,
+            input_only: false,
         }
     }
     pub fn string(name: &'static str) -> Self {
@@ -129,6 +139,15 @@ impl Field {
         self.gatehouse_only = true;
         self
     }
+    pub fn unsupported(mut self) -> Self {
+        self.unsupported = true;
+        self
+    }
+    pub fn input_only(mut self) -> Self {
+        self.unsupported = true;
+        self.input_only = true;
+        self
+    }
 
     /// The field as Kong's schema endpoints describe it.
     pub fn describe(&self) -> Value {
@@ -190,7 +209,7 @@ impl Field {
 }
 
 pub fn describe_fields(fields: &[Field]) -> Value {
-    Value::Array(fields.iter().map(|f| json!({ f.name: f.describe() })).collect())
+    Value::Array(fields.iter().filter(|f| !f.input_only).map(|f| json!({ f.name: f.describe() })).collect())
 }
 
 /// A schema problem at a dotted path.
@@ -226,6 +245,17 @@ pub fn normalize(
     let mut result = Map::new();
     for field in fields {
         let path = join(prefix, field.name);
+        if field.unsupported {
+            if let Some(v) = input.get(field.name)
+                && !is_unset(v, field.default.as_ref())
+            {
+                out.push(Violation::new(&path, unsupported_message(field)));
+            }
+            if !field.input_only {
+                result.insert(field.name.to_owned(), field.default.clone().unwrap_or(Value::Null));
+            }
+            continue;
+        }
         let value = match input.get(field.name) {
             None | Some(Value::Null) => match (&field.default, &field.kind) {
                 (Some(d), _) => d.clone(),
@@ -254,6 +284,26 @@ pub fn normalize(
     result
 }
 
+/// What an unsupported field may hold: nothing (null, `""`, `[]`, a record of nothing) or its default.
+fn is_unset(v: &Value, default: Option<&Value>) -> bool {
+    let is_default = default.is_some_and(|d| d == v || (d.as_f64().is_some() && d.as_f64() == v.as_f64()));
+    is_default
+        || match v {
+            Value::Null => true,
+            Value::String(s) => s.is_empty(),
+            Value::Array(items) => items.is_empty(),
+            Value::Object(m) => m.values().all(|x| is_unset(x, None)),
+            Value::Bool(_) | Value::Number(_) => false,
+        }
+}
+
+fn unsupported_message(field: &Field) -> String {
+    match &field.default {
+        Some(d) => format!("not supported by Gatehouse: only its default ({d}) is accepted"),
+        None => "not supported by Gatehouse: only null or an empty value is accepted".to_owned(),
+    }
+}
+
 fn has_defaults(fields: &[Field]) -> bool {
     fields.iter().any(|f| f.default.is_some() || matches!(&f.kind, Kind::Record(inner) if has_defaults(inner)))
 }
@@ -262,9 +312,9 @@ fn check_value(field: &Field, v: &Value, path: &str, out: &mut Vec<Violation>) -
     let before = out.len();
     let normalized = match (&field.kind, v) {
         (Kind::String, Value::String(s)) => {
-            if let Some(n) = field.len_min
-                && s.chars().count() < n
-            {
+            // Kong refuses empty strings unless a field says otherwise (`len_min = 0`).
+            let n = field.len_min.unwrap_or(1);
+            if s.chars().count() < n {
                 out.push(Violation::new(path, format!("length must be at least {n}")));
             }
             v.clone()
@@ -409,6 +459,54 @@ mod tests {
                 ("config.url".into(), "required field missing".into()),
             ]
         );
+    }
+
+    #[test]
+    fn empty_strings_are_refused_unless_a_field_allows_them() {
+        let fields = vec![Field::string("username"), Field::string("anonymous").len_min(0)];
+        let mut v = Vec::new();
+        let out = normalize(&fields, json!({"username": "", "anonymous": ""}).as_object().unwrap(), "", &mut v);
+        assert_eq!(v, vec![Violation::new("username", "length must be at least 1")]);
+        assert_eq!(out["anonymous"], "");
+    }
+
+    #[test]
+    fn unsupported_fields_take_only_nothing_or_their_default() {
+        let fields = vec![
+            Field::string("path_handling").default(json!("v0")).unsupported(),
+            Field::set("snis", Field::string("sni")).unsupported(),
+            Field::integer("priority").default(json!(0)).input_only(),
+            Field::record("ordering", vec![Field::map("before", Field::string("k"), Field::string("v"))]).unsupported(),
+            Field::foreign("consumer_group", "consumer_groups").input_only(),
+        ];
+        for accepted in [
+            json!({}),
+            json!({"path_handling": "v0", "snis": [], "priority": 0, "ordering": null, "consumer_group": null}),
+            json!({"path_handling": null, "snis": null, "priority": 0.0, "ordering": {"before": {}}}),
+        ] {
+            let mut v = Vec::new();
+            let out = normalize(&fields, accepted.as_object().unwrap(), "", &mut v);
+            assert!(v.is_empty(), "{accepted}: {v:?}");
+            // Stored as the default or null; input-only fields are not stored at all.
+            assert_eq!(Value::Object(out), json!({"path_handling": "v0", "snis": null, "ordering": null}));
+        }
+        let mut v = Vec::new();
+        let refused = json!({"path_handling": "v1", "snis": ["a.example"], "priority": 5,
+            "ordering": {"before": {"access": ["x"]}}, "consumer_group": {"id": "0190a0a0-0000-7000-8000-000000000001"}});
+        normalize(&fields, refused.as_object().unwrap(), "", &mut v);
+        let got: Vec<(&str, &str)> = v.iter().map(|x| (x.path.as_str(), x.message.as_str())).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("path_handling", "not supported by Gatehouse: only its default (\"v0\") is accepted"),
+                ("snis", "not supported by Gatehouse: only null or an empty value is accepted"),
+                ("priority", "not supported by Gatehouse: only its default (0) is accepted"),
+                ("ordering", "not supported by Gatehouse: only null or an empty value is accepted"),
+                ("consumer_group", "not supported by Gatehouse: only null or an empty value is accepted"),
+            ]
+        );
+        let described = describe_fields(&fields).to_string();
+        assert!(described.contains("snis") && !described.contains("priority") && !described.contains("consumer_group"));
     }
 
     #[test]

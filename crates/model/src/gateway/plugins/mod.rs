@@ -1,14 +1,15 @@
 //! The plugins Gatehouse knows: their config schemas (with a default per field, as Kong's) and their traits.
 //! Behaviour lives in the gateway crate, one folder per plugin; schemas live here so the control plane and the
-//! CLI can validate configurations without the data plane.
+//! CLI can validate configurations without the data plane. This module knows configs only: the plugin entity
+//! around them (`name`, scopes, `protocols`, …) is `entities`' business, which depends on this module and not
+//! the other way round.
 
 pub mod oauth2_introspection;
 pub mod request_termination;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
-use super::entities::plugin_fields;
-use super::schema::{Field, Kind, describe_fields};
+use super::schema::{Field, Kind};
 
 /// What the control plane needs to know about a plugin: each plugin's module declares one (`INFO`), and the
 /// gateway's registry pairs the same value with the plugin's handler.
@@ -41,13 +42,6 @@ pub fn config_fields(name: &str) -> Option<Vec<Field>> {
 
 pub fn allows_consumer_scope(name: &str) -> bool {
     info(name).is_none_or(|p| p.consumer_scope)
-}
-
-/// `GET /schemas/plugins/{name}`.
-pub fn schema_document(name: &str) -> Option<Value> {
-    let config = config_fields(name)?;
-    let visible: Vec<Field> = config.into_iter().filter(|f| !f.gatehouse_only).collect();
-    Some(json!({ "fields": describe_fields(&plugin_fields(Some(visible))) }))
 }
 
 /// The secret strings of a plugin's `config`, each with its path under `config`: the value of every field marked
