@@ -10,6 +10,66 @@ use gatehouse_model::kong::ProxyErrorBody;
 /// Bodies the proxy inspects (for plugins that read a token from them) are bounded; larger ones stream through.
 pub const INSPECTED_BODY_LIMIT: usize = 64 * 1024;
 
+/// Which side of the proxy a failure belongs to: what operators look at first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The client sent something the gateway refuses, or stalled.
+    Client,
+    /// The gateway's own configuration or state (no route, no service, a disabled service).
+    Gateway,
+    /// The service: unreachable, too slow, or not speaking HTTP.
+    Upstream,
+}
+
+/// A failure of the proxy: the answer it gets ([`ProxyError`], Kong's status and message), the side at fault,
+/// whether the request could be sent again without risk (nothing of it reached the upstream), and the cause,
+/// for the log. Made where the failure is detected, so a timeout is known to be one without reading error text.
+#[derive(Debug)]
+pub struct GatewayError {
+    pub kind: ProxyError,
+    pub side: Side,
+    pub retry_safe: bool,
+    pub cause: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl GatewayError {
+    pub fn new(kind: ProxyError, side: Side) -> Self {
+        Self { kind, side, retry_safe: false, cause: None }
+    }
+
+    /// Nothing of the request was sent: a new connection may take it.
+    pub fn retry_safe(mut self) -> Self {
+        self.retry_safe = true;
+        self
+    }
+
+    pub fn caused_by(mut self, cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        self.cause = Some(cause.into());
+        self
+    }
+}
+
+impl From<ProxyError> for GatewayError {
+    fn from(kind: ProxyError) -> Self {
+        Self::new(kind, kind.side())
+    }
+}
+
+impl std::fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({:?} side)", self.kind.message(), self.side)?;
+        if let Some(cause) = &self.cause {
+            write!(f, ": {cause}")?;
+            let mut source = cause.source();
+            while let Some(inner) = source {
+                write!(f, ": {inner}")?;
+                source = inner.source();
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProxyError {
     /// No route matches the request.
@@ -34,6 +94,18 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
+    /// The side a failure of this kind usually belongs to, when the place it was found does not say.
+    pub fn side(self) -> Side {
+        match self {
+            ProxyError::BadRequest | ProxyError::RequestTimeout | ProxyError::MethodNotAllowed => Side::Client,
+            ProxyError::PayloadTooLarge => Side::Client,
+            ProxyError::BadGateway | ProxyError::GatewayTimeout => Side::Upstream,
+            ProxyError::NoRoute | ProxyError::NoService | ProxyError::Unavailable | ProxyError::Internal => {
+                Side::Gateway
+            }
+        }
+    }
+
     pub fn status(self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,

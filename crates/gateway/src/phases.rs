@@ -38,6 +38,8 @@ pub struct RequestState<'c> {
     pub reached_access: bool,
     pub slots: Slots,
     pub outcome: Outcome,
+    /// The gateway's own failure, with its side and cause, logged once when the request ends.
+    pub error: Option<crate::error::GatewayError>,
     /// From the request's arrival to its upstream call (the gateway's own time before proxying).
     pub before_upstream: Option<Duration>,
     /// From the upstream call to the upstream's response head.
@@ -56,6 +58,7 @@ impl<'c> RequestState<'c> {
             reached_access: false,
             slots: Slots::default(),
             outcome: Outcome::Proxied,
+            error: None,
             before_upstream: None,
             upstream: None,
         }

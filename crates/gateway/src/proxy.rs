@@ -33,7 +33,7 @@ use gatehouse_model::gateway::snapshot::ConfigSnapshot;
 use crate::access_log::{AccessLog, AccessLogSettings, Line, WorkerLog};
 use crate::body::{ClientBody, IdleTimeoutBody, ProxyBody, ResponseBody, caused_by_client_body, empty, full};
 use crate::config::{CompileError, Compiled, compile};
-use crate::error::{INSPECTED_BODY_LIMIT, ProxyError};
+use crate::error::{GatewayError, INSPECTED_BODY_LIMIT, ProxyError, Side};
 use crate::framing::{Verdicts, Watched};
 use crate::phases::RequestState;
 use crate::plugins::{LogContext, Outcome, Registry, RequestContext, ResponseContext, RewriteContext};
@@ -254,16 +254,19 @@ impl Proxy {
         });
     }
 
-    /// The gateway's own error response; the request's outcome becomes that error.
+    /// The gateway's own error response; the request's outcome becomes that error, which `handle` logs once.
     fn fail(
         &self,
         state: &mut RequestState<'_>,
-        error: ProxyError,
+        error: impl Into<GatewayError>,
         request_id: &RequestId,
         started: Instant,
     ) -> Response<ProxyBody> {
-        state.outcome = Outcome::Failed(error);
-        self.local_error(error, request_id, started)
+        let error = error.into();
+        let kind = error.kind;
+        state.outcome = Outcome::Failed(kind);
+        state.error = Some(error);
+        self.local_error(kind, request_id, started)
     }
 
     fn local_error(&self, error: ProxyError, request_id: &RequestId, started: Instant) -> Response<ProxyBody> {
@@ -335,6 +338,18 @@ impl Proxy {
             slots: &state.slots,
         };
         crate::phases::log(&state, &ctx);
+        if let Some(error) = &state.error {
+            let service = state.service.map(|s| s.id);
+            match error.side {
+                // The operator's problem: the service failed, or the gateway has no route or service for it.
+                Side::Upstream | Side::Gateway if status.is_server_error() => {
+                    tracing::warn!(request_id = request_id.text(), ?service, side = ?error.side, %error, "request failed");
+                }
+                _ => {
+                    tracing::debug!(request_id = request_id.text(), ?service, side = ?error.side, %error, "request refused")
+                }
+            }
+        }
         if let Some(uri) = &uri {
             let bytes = response
                 .headers()
@@ -556,10 +571,7 @@ impl Proxy {
         state.upstream = Some(upstream_latency);
         let response = match result {
             Ok(r) => r,
-            Err(error) => {
-                tracing::warn!(request_id = request_id.text(), service = %service.id, ?error, "upstream failed");
-                return Err(self.fail(state, error, request_id, started));
-            }
+            Err(error) => return Err(self.fail(state, error, request_id, started)),
         };
 
         let (mut parts, body) = response.into_parts();
@@ -587,7 +599,7 @@ impl Proxy {
         mut request: Request<ProxyBody>,
         has_body: bool,
         sequential: bool,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<Incoming>, GatewayError> {
         // Kong's read and write timeouts are between two reads or writes; waiting for the response head covers
         // the write of the request and the first read.
         let head_timeout =
@@ -601,9 +613,10 @@ impl Proxy {
                     Ok(fresh) => (key.clone(), fresh),
                     Err(error) => {
                         failed_connects += 1;
-                        if failed_connects > service.retries {
+                        if !error.retry_safe || failed_connects > service.retries {
                             return Err(error);
                         }
+                        tracing::debug!(error = %error, attempt = failed_connects, "upstream connection failed; retrying");
                         continue;
                     }
                 },
@@ -616,13 +629,10 @@ impl Proxy {
                 Ok(Err(mut error)) => match error.take_message() {
                     // The connection was closed before the request went out: try another.
                     Some(unsent) => request = unsent,
-                    None => {
-                        tracing::debug!(error = %error.error(), "upstream request failed");
-                        return Err(classify_send_error(error.error()));
-                    }
+                    None => return Err(classify_send_error(error.into_error())),
                 },
                 // Dropping the request future closes that connection.
-                Err(_) => return Err(ProxyError::GatewayTimeout),
+                Err(_) => return Err(GatewayError::new(ProxyError::GatewayTimeout, Side::Upstream)),
             }
         }
     }
@@ -659,13 +669,7 @@ impl Proxy {
         if !conn.trusted {
             return peer;
         }
-        headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.split(',').map(str::trim).filter_map(|s| s.parse::<IpAddr>().ok()).rev().find(|ip| !self.trusted(*ip))
-            })
-            .unwrap_or(peer)
+        gatehouse_net::client_address(peer, headers, &self.settings.trusted_ips)
     }
 
     fn trusted(&self, ip: IpAddr) -> bool {
@@ -958,13 +962,14 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Who failed when a request could not be completed upstream: the client's body (400, or 408 when it stalled),
 /// or the upstream (504 when it timed out, else 502).
-fn classify_send_error(error: &(dyn std::error::Error + 'static)) -> ProxyError {
-    match (caused_by_client_body(error), is_timeout(error)) {
-        (true, true) => ProxyError::RequestTimeout,
-        (true, false) => ProxyError::BadRequest,
-        (false, true) => ProxyError::GatewayTimeout,
-        (false, false) => ProxyError::BadGateway,
-    }
+fn classify_send_error(error: hyper::Error) -> GatewayError {
+    let (kind, side) = match (caused_by_client_body(&error), is_timeout(&error)) {
+        (true, true) => (ProxyError::RequestTimeout, Side::Client),
+        (true, false) => (ProxyError::BadRequest, Side::Client),
+        (false, true) => (ProxyError::GatewayTimeout, Side::Upstream),
+        (false, false) => (ProxyError::BadGateway, Side::Upstream),
+    };
+    GatewayError::new(kind, side).caused_by(error)
 }
 
 pub(crate) fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
@@ -976,9 +981,6 @@ pub(crate) fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
         if let Some(io) = err.downcast_ref::<std::io::Error>()
             && io.kind() == std::io::ErrorKind::TimedOut
         {
-            return true;
-        }
-        if err.to_string().contains("timed out") {
             return true;
         }
         source = err.source();

@@ -20,7 +20,7 @@ use tower::Service;
 
 use crate::body::ProxyBody;
 use crate::config::ServiceConfig;
-use crate::error::ProxyError;
+use crate::error::{GatewayError, ProxyError, Side};
 
 pub type Sender = SendRequest<ProxyBody>;
 
@@ -105,7 +105,9 @@ impl Pool {
     }
 
     /// Opens a new connection to the service (within its connect timeout) and starts driving it.
-    pub async fn connect(&self, key: &PoolKey) -> Result<Sender, ProxyError> {
+    /// Every failure here is retry-safe: nothing of the request has been sent.
+    pub async fn connect(&self, key: &PoolKey) -> Result<Sender, GatewayError> {
+        let failed = |kind: ProxyError| GatewayError::new(kind, Side::Upstream).retry_safe();
         let mut connector = {
             let mut connectors = self.connectors.lock().unwrap_or_else(|p| p.into_inner());
             connectors
@@ -119,17 +121,19 @@ impl Pool {
             .authority(key.authority.clone())
             .path_and_query("/")
             .build()
-            .map_err(|_| ProxyError::BadGateway)?;
+            .map_err(|e| failed(ProxyError::BadGateway).caused_by(e))?;
         let stream = connector.call(uri).await.map_err(|e| {
-            tracing::debug!(error = %e, authority = %key.authority, "upstream connection failed");
-            if crate::proxy::is_timeout(e.as_ref()) { ProxyError::GatewayTimeout } else { ProxyError::BadGateway }
+            // The connector's own timer (its connect timeout) ends the attempt with an I/O `TimedOut`.
+            let kind =
+                if crate::proxy::is_timeout(e.as_ref()) { ProxyError::GatewayTimeout } else { ProxyError::BadGateway };
+            failed(kind).caused_by(e)
         })?;
         // Flat writes, as the proxy's server side does (see `proxy::serve_worker`).
         let (sender, connection) = hyper::client::conn::http1::Builder::new()
             .writev(false)
             .handshake(stream)
             .await
-            .map_err(|_| ProxyError::BadGateway)?;
+            .map_err(|e| failed(ProxyError::BadGateway).caused_by(e))?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "upstream connection ended with an error");

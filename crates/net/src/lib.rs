@@ -9,12 +9,14 @@
 
 mod accept;
 mod body;
+mod client;
 mod connection;
 mod gate;
 mod limits;
 
 pub use accept::AcceptErrors;
 pub use body::{BodyTimeout, DeadlineBody, Tracked};
+pub use client::client_address;
 pub use connection::{Closed, drive};
 pub use gate::{Activity, Admission, Gate, RequestGuard, network_of};
 pub use limits::{ConnectionLimits, FdBudget, ListenerShare, raise_nofile_limit};

@@ -18,13 +18,11 @@
 //! hashes, are kept.
 
 use std::hash::Hasher as _;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use http::HeaderMap;
-use ipnet::IpNet;
 use moka::sync::Cache;
 use siphasher::sip128::{Hasher128 as _, SipHasher13};
 
@@ -311,30 +309,6 @@ impl AuthLimiter {
     }
 }
 
-/// The caller's address: the peer, or — when the peer is a trusted proxy — the nearest address in
-/// `X-Forwarded-For` that is not itself a trusted proxy (the left part of the header is the client's to forge).
-pub fn source_address(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    let mut address = peer.ip();
-    if !is_trusted(&address) {
-        return address;
-    }
-    let forwarded: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|part| part.trim().parse().ok())
-        .collect();
-    for hop in forwarded.iter().rev() {
-        address = *hop;
-        if !is_trusted(hop) {
-            break;
-        }
-    }
-    address
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -478,16 +452,5 @@ mod tests {
         assert_ne!(at_a.client, l.attempt(server, &b, ip("10.0.0.1")).client, "the last byte of 16 KiB counts");
         assert_eq!(at_a.client, l.attempt(server, &a, ip("10.0.0.1")).client);
         assert_ne!(at_a.client, limiter().attempt(server, &a, ip("10.0.0.1")).client, "another process, another key");
-    }
-
-    #[test]
-    fn forwarded_for_is_believed_only_from_trusted_proxies() {
-        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
-        let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", "1.2.3.4, 5.6.7.8, 10.1.1.1".parse().unwrap());
-        assert_eq!(source_address("10.0.0.9:1".parse().unwrap(), &h, &trusted), ip("5.6.7.8"));
-        assert_eq!(source_address("9.9.9.9:1".parse().unwrap(), &h, &trusted), ip("9.9.9.9"));
-        assert_eq!(source_address("10.0.0.9:1".parse().unwrap(), &HeaderMap::new(), &trusted), ip("10.0.0.9"));
-        assert_eq!(source_address("10.0.0.9:1".parse().unwrap(), &h, &[]), ip("10.0.0.9"));
     }
 }

@@ -203,7 +203,7 @@ fn not_found() -> Response {
 fn caller_address(parts: &Parts, trusted: &[IpNet]) -> IpAddr {
     let peer =
         parts.extensions.get::<ConnectInfo<SocketAddr>>().map_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)), |c| c.0);
-    limiter::source_address(peer, &parts.headers, trusted)
+    gatehouse_net::client_address(peer.ip(), &parts.headers, trusted)
 }
 
 /// CORS for the auth server's `trusted_origins` only; any other origin gets no CORS headers, so browsers block it.
