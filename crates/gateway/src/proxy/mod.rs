@@ -1,0 +1,657 @@
+//! The proxy: hyper serving HTTP/1.1 and HTTP/2 (cleartext) to clients, Kong's routing and plugins, and pooled
+//! keep-alive connections upstream.
+//!
+//! Per request, in stages: [`serve`] accepts and serves connections; `ingress` refuses what must never be
+//! forwarded and strips what the client meant for this hop; this module routes, reads the body, runs the phases
+//! (`crate::phases`) and composes the upstream request; `forwarded` adds `X-Forwarded-*`, `X-Real-IP` and
+//! `Via`; `send` calls the service within its timeouts, retrying only what was never sent; the response goes back
+//! with Kong's latency headers. Every failure is one `GatewayError`, answered with Kong's JSON body in one place
+//! (`local_error`) and logged once when the request ends.
+
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Body as _, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use ipnet::IpNet;
+use smallvec::SmallVec;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use gatehouse_model::gateway::snapshot::ConfigSnapshot;
+
+use crate::access_log::{AccessLog, AccessLogSettings, Line, WorkerLog};
+use crate::body::{ClientBody, IdleTimeoutBody, ProxyBody, ResponseBody, caused_by_client_body, empty, full};
+use crate::config::{CompileError, Compiled, compile};
+use crate::error::{GatewayError, INSPECTED_BODY_LIMIT, ProxyError, Side};
+use crate::framing::{Verdicts, Watched};
+use crate::phases::RequestState;
+use crate::plugins::{LogContext, Outcome, Registry, RequestContext, ResponseContext, RewriteContext};
+use crate::router::{RequestFacts, normalize_path, upstream_path};
+use crate::timer::Sleeps;
+use crate::upstream::{Pool, PoolKey, Sender};
+
+use gatehouse_net::{AcceptErrors, Activity, ConnectionLimits, Gate, Tracked};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub const SERVER: &str = concat!("gatehouse/", env!("CARGO_PKG_VERSION"));
+const VIA: &str = concat!("1.1 gatehouse/", env!("CARGO_PKG_VERSION"));
+
+/// Header names the proxy sets, parsed once.
+mod names {
+    use http::header::HeaderName;
+
+    pub const X_KONG_REQUEST_ID: HeaderName = HeaderName::from_static("x-kong-request-id");
+    pub const X_KONG_RESPONSE_LATENCY: HeaderName = HeaderName::from_static("x-kong-response-latency");
+    pub const X_KONG_UPSTREAM_LATENCY: HeaderName = HeaderName::from_static("x-kong-upstream-latency");
+    pub const X_KONG_PROXY_LATENCY: HeaderName = HeaderName::from_static("x-kong-proxy-latency");
+    pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+    pub const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+    pub const X_FORWARDED_PATH: HeaderName = HeaderName::from_static("x-forwarded-path");
+    pub const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+    pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+    pub const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ProxySettings {
+    /// Peers whose `X-Forwarded-*` headers are believed.
+    pub trusted_ips: Vec<IpNet>,
+    /// Worker threads; 0 means one per available core.
+    pub workers: usize,
+    /// The bounds of the node's `oauth2-introspection` answer cache; `None`: 100,000 entries, 64 MiB.
+    pub introspection_cache_entries: Option<u64>,
+    pub introspection_cache_bytes: Option<u64>,
+    /// The listener's connection caps and deadlines. Its header timeout also bounds how long an HTTP/1 client
+    /// may take to send a request head, counted from when the proxy starts waiting for it (on a kept-alive
+    /// connection: from the end of the previous response); its body timeout is the longest pause in a request
+    /// body (nginx's `client_body_timeout`), and the longest a body the proxy reads whole may take.
+    pub limits: ConnectionLimits,
+    /// Forward header names that contain `_` (nginx's `underscores_in_headers`); off, they are dropped. Even
+    /// when on, none may spell a header the gateway owns (`X_Consumer_ID`).
+    pub underscores_in_headers: bool,
+    /// Where the access log goes and how it is spelled.
+    pub access_log: AccessLogSettings,
+    /// The plugins the proxy can run ([`Registry::builtin`] unless a test adds one).
+    pub registry: Registry,
+}
+
+/// Request ids: a random per-process prefix and a counter, 32 hex digits like Kong's.
+#[derive(Debug)]
+struct RequestIds {
+    prefix: u64,
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        let mut seed = [0u8; 16];
+        let _ = getrandom::fill(&mut seed);
+        let (a, b) = seed.split_at(8);
+        Self {
+            prefix: u64::from_le_bytes(a.try_into().unwrap_or_default()),
+            counter: AtomicU64::new(u64::from_le_bytes(b.try_into().unwrap_or_default())),
+        }
+    }
+
+    fn next(&self) -> RequestId {
+        let mut digits = [0u8; 32];
+        let (prefix, count) = digits.split_at_mut(16);
+        hex_digits(self.prefix, prefix);
+        hex_digits(self.counter.fetch_add(1, Ordering::Relaxed), count);
+        RequestId(HeaderValue::from_bytes(&digits).unwrap_or(HeaderValue::from_static("0")))
+    }
+}
+
+/// `n` as lower-case hex, zero-padded to fill `out`.
+fn hex_digits(mut n: u64, out: &mut [u8]) {
+    for digit in out.iter_mut().rev() {
+        *digit = b"0123456789abcdef"[(n & 0xf) as usize];
+        n >>= 4;
+    }
+}
+
+/// A request id, kept as the header value it is sent in; its text (bodies, logs, plugins) is read from it.
+#[derive(Debug)]
+struct RequestId(HeaderValue);
+
+impl RequestId {
+    fn text(&self) -> &str {
+        // Hex digits only, so always text.
+        self.0.to_str().unwrap_or_default()
+    }
+}
+
+/// What the workers share: the configuration snapshot and the settings.
+#[derive(Debug)]
+pub struct Proxy {
+    /// The configuration snapshot, one copy per worker, each compiled on its own: a request takes a reference to
+    /// its worker's copy, and on two cores a reference count (or a shared value's) that both cores update on every
+    /// request costs more than it seems (see `docs/architecture.md`, "Workers").
+    configs: Box<[ArcSwap<Compiled>]>,
+    settings: ProxySettings,
+    plugins: crate::plugins::Shared,
+    access_log: Arc<AccessLog>,
+}
+
+/// What one worker thread owns, so requests never contend across cores: its idle upstream connections, its
+/// request-id sequence and its spare timers; `index` is its configuration copy's.
+#[derive(Debug)]
+struct Worker {
+    index: usize,
+    pool: Pool,
+    ids: RequestIds,
+    sleeps: Sleeps,
+    log: WorkerLog,
+}
+
+/// A client connection, with what every request on it reuses. Requests reach the proxy and the worker through it,
+/// so serving one touches only this connection's reference count, never one shared with the other cores.
+#[derive(Debug)]
+struct ClientConnection {
+    proxy: Arc<Proxy>,
+    worker: Arc<Worker>,
+    peer: SocketAddr,
+    local_port: u16,
+    /// `local_port` as a header value (`X-Forwarded-Port`).
+    local_port_value: HeaderValue,
+    /// The peer's address as a header value (`X-Forwarded-For`, `X-Real-IP`).
+    peer_value: HeaderValue,
+    /// Whether the peer is a trusted proxy whose `X-Forwarded-*` headers are kept.
+    trusted: bool,
+    /// The upstream connection the last request used: an HTTP/1 client's next request goes out on it without
+    /// touching the worker's pool.
+    upstream: std::sync::Mutex<Option<(PoolKey, Sender)>>,
+    /// Requests in flight on this connection, for the listener's idle deadlines and eviction.
+    activity: Arc<Activity>,
+}
+
+impl Drop for ClientConnection {
+    fn drop(&mut self) {
+        if let Some((key, sender)) = self.upstream.get_mut().ok().and_then(Option::take) {
+            self.worker.pool.put(key, sender);
+        }
+    }
+}
+
+impl Proxy {
+    pub fn new(settings: ProxySettings) -> Arc<Self> {
+        let plugins =
+            crate::plugins::Shared::new(settings.introspection_cache_entries, settings.introspection_cache_bytes);
+        let workers = match settings.workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        let configs = (0..workers).map(|_| ArcSwap::from_pointee(Compiled::default())).collect();
+        let access_log = AccessLog::open(&settings.access_log).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "could not open the access log; requests are not logged");
+            AccessLog::off()
+        });
+        Arc::new(Self { configs, settings, plugins, access_log })
+    }
+
+    /// Compiles a configuration (once per worker) and swaps it in; requests in flight keep the one they started
+    /// with. Nothing is swapped unless it compiles.
+    pub fn install(&self, data: &ConfigSnapshot) -> Result<(), CompileError> {
+        let registry = &self.settings.registry;
+        let compiled =
+            self.configs.iter().map(|_| compile(data, &self.plugins, registry)).collect::<Result<Vec<_>, _>>()?;
+        for (slot, config) in self.configs.iter().zip(compiled) {
+            slot.store(Arc::new(config));
+        }
+        Ok(())
+    }
+
+    /// The configuration version every worker serves.
+    pub fn version(&self) -> u64 {
+        self.configs.iter().map(|c| c.load().version).min().unwrap_or_default()
+    }
+
+    /// Installs every configuration published on `updates`; a configuration that does not compile is refused and
+    /// the previous one keeps serving.
+    pub fn follow(self: &Arc<Self>, mut updates: watch::Receiver<Arc<ConfigSnapshot>>) {
+        let proxy = self.clone();
+        let first = updates.borrow_and_update().clone();
+        if let Err(e) = proxy.install(&first) {
+            tracing::error!(error = %e, "the gateway configuration does not compile; serving an empty one");
+        }
+        tokio::spawn(async move {
+            while updates.changed().await.is_ok() {
+                let data = updates.borrow_and_update().clone();
+                match proxy.install(&data) {
+                    Ok(()) => tracing::debug!(version = data.version, "gateway configuration installed"),
+                    Err(e) => {
+                        tracing::error!(error = %e, version = data.version, "gateway configuration refused; keeping the previous one")
+                    }
+                }
+            }
+        });
+    }
+
+    /// The gateway's own error response; the request's outcome becomes that error, which `handle` logs once.
+    fn fail(
+        &self,
+        state: &mut RequestState<'_>,
+        error: impl Into<GatewayError>,
+        request_id: &RequestId,
+        started: Instant,
+    ) -> Response<ProxyBody> {
+        let error = error.into();
+        let kind = error.kind;
+        state.outcome = Outcome::Failed(kind);
+        state.error = Some(error);
+        self.local_error(kind, request_id, started)
+    }
+
+    fn local_error(&self, error: ProxyError, request_id: &RequestId, started: Instant) -> Response<ProxyBody> {
+        let (parts, body) = error.to_response(request_id.text()).into_parts();
+        let mut response = Response::from_parts(parts, body.map_err(|never| match never {}).boxed());
+        self.finish_local(&mut response, request_id, started);
+        if matches!(error, ProxyError::BadRequest | ProxyError::RequestTimeout) {
+            // After a framing error, or a body left half-read, the connection's byte stream cannot be trusted:
+            // close it.
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+
+    /// Headers on responses the gateway produced itself (Kong's `X-Kong-Response-Latency`).
+    fn finish_local(&self, response: &mut Response<ProxyBody>, request_id: &RequestId, started: Instant) {
+        let h = response.headers_mut();
+        h.insert(header::SERVER, HeaderValue::from_static(SERVER));
+        h.insert(names::X_KONG_REQUEST_ID, request_id.0.clone());
+        h.insert(names::X_KONG_RESPONSE_LATENCY, millis(started.elapsed()));
+    }
+
+    /// Handles one request. `ambiguous_framing` is the connection watcher's verdict that its head carried both
+    /// `Content-Length` and `Transfer-Encoding` (hyper drops the former before the request gets here).
+    ///
+    /// Whatever happens to the request, the plugins' `response` phase sees the final head and `log` runs once,
+    /// then the access log records it.
+    async fn handle(
+        &self,
+        req: Request<Incoming>,
+        conn: &ClientConnection,
+        ambiguous_framing: bool,
+    ) -> Response<ResponseBody> {
+        let started = Instant::now();
+        let request_id = conn.worker.ids.next();
+        let config = self.configs[conn.worker.index].load_full();
+        let method = req.method().clone();
+        let uri = self.access_log.is_on().then(|| req.uri().clone());
+        let mut state = RequestState::new(&config, conn.peer.ip());
+        let mut response = match self.forward(req, conn, ambiguous_framing, &request_id, started, &mut state).await {
+            Ok(proxied) => proxied,
+            Err(local) => local.map(ResponseBody::Local),
+        };
+        let status = response.status();
+        if !config.plugins.is_empty() {
+            crate::phases::settle(&mut state);
+        }
+        if !state.ran.is_empty() {
+            let mut ctx = ResponseContext {
+                request_id: request_id.text(),
+                status,
+                headers: response.headers_mut(),
+                consumer: state.consumer.as_deref(),
+                slots: &mut state.slots,
+            };
+            crate::phases::response(&state.ran, &mut ctx);
+        }
+        let latencies = state.latencies(started.elapsed());
+        let ctx = LogContext {
+            request_id: request_id.text(),
+            client_ip: state.client_ip,
+            method: &method,
+            status,
+            route: state.route.map(AsRef::as_ref),
+            service: state.service.map(AsRef::as_ref),
+            consumer: state.consumer.as_deref(),
+            latencies,
+            outcome: state.outcome,
+            slots: &state.slots,
+        };
+        crate::phases::log(&state, &ctx);
+        if let Some(error) = &state.error {
+            let service = state.service.map(|s| s.id);
+            match error.side {
+                // The operator's problem: the service failed, or the gateway has no route or service for it.
+                Side::Upstream | Side::Gateway if status.is_server_error() => {
+                    tracing::warn!(request_id = request_id.text(), ?service, side = ?error.side, %error, "request failed");
+                }
+                _ => {
+                    tracing::debug!(request_id = request_id.text(), ?service, side = ?error.side, %error, "request refused")
+                }
+            }
+        }
+        if let Some(uri) = &uri {
+            let bytes = response
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            let line = Line {
+                time: gatehouse_model::Clock::now(&gatehouse_model::SystemClock),
+                request_id: request_id.text(),
+                client: state.client_ip,
+                client_text: (state.client_ip == conn.peer.ip()).then(|| conn.peer_value.to_str().ok()).flatten(),
+                method: &method,
+                uri,
+                status,
+                bytes,
+                route: ctx.route,
+                service: ctx.service,
+                consumer: ctx.consumer,
+                latencies,
+                outcome: state.outcome,
+            };
+            conn.worker.log.record(&self.access_log, &line);
+        }
+        response
+    }
+
+    /// `Err` holds a response the gateway made itself (an error, a plugin's answer, a redirect).
+    async fn forward<'c>(
+        &self,
+        req: Request<Incoming>,
+        conn: &ClientConnection,
+        ambiguous_framing: bool,
+        request_id: &RequestId,
+        started: Instant,
+        state: &mut RequestState<'c>,
+    ) -> Result<Response<ResponseBody>, Response<ProxyBody>> {
+        let config = state.config;
+        let local_port = conn.local_port;
+        // hyper already refuses conflicting lengths and unknown codings; a request with both framings is either
+        // broken or an attempt to desynchronise a proxy chain, so it is never forwarded.
+        if ambiguous_framing
+            || (req.headers().contains_key(header::TRANSFER_ENCODING)
+                && req.headers().contains_key(header::CONTENT_LENGTH))
+        {
+            return Err(self.fail(state, ProxyError::BadRequest, request_id, started));
+        }
+        let (mut parts, body) = req.into_parts();
+        let target_host = match check_head(&parts) {
+            Ok(host) => host,
+            Err(error) => return Err(self.fail(state, error, request_id, started)),
+        };
+        if !config.plugins.rewrite().is_empty() {
+            let mut ctx = RewriteContext {
+                request_id: request_id.text(),
+                client_ip: self.client_address(conn, &parts.headers),
+                method: &parts.method,
+                headers: &mut parts.headers,
+                slots: &mut state.slots,
+            };
+            crate::phases::rewrite(config, &mut ctx);
+        }
+        let Some(path) = normalize_path(parts.uri.path()) else {
+            return Err(self.fail(state, ProxyError::BadRequest, request_id, started));
+        };
+        // `check_head` allowed only visible ASCII in the host.
+        let host_header = target_host.value.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
+        let (host, port) = split_host_port(host_header, local_port);
+        let facts =
+            RequestFacts { method: parts.method.as_str(), host: &host, port, path: &path, headers: &parts.headers };
+        let Some(matched) = config.router.find(&facts) else {
+            return Err(self.fail(state, ProxyError::NoRoute, request_id, started));
+        };
+        let route = matched.route;
+        let matched_part = matched.matched;
+        state.route = Some(route);
+        if !route.protocols.iter().any(|p| matches!(p.as_str(), "http" | "grpc")) {
+            state.outcome = Outcome::HttpsRequired;
+            return Err(self.https_required(
+                route.https_redirect_status_code,
+                host_header,
+                &parts.uri,
+                request_id,
+                started,
+            ));
+        }
+        let service = route.service_id.and_then(|id| config.services.get(&id));
+        state.service = service;
+
+        let mut headers = parts.headers;
+        let client_ip = self.client_address(conn, &headers);
+        state.client_ip = client_ip;
+        let declared =
+            headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+        // What the client meant for this hop only goes before any plugin runs: a `Connection` option applied
+        // later could name, and so remove, an identity header a plugin has just set.
+        strip_hop_by_hop(&mut headers);
+        drop_unsafe_names(&mut headers, self.settings.underscores_in_headers, conn.trusted);
+        // Small bodies are read whole so plugins can inspect them (form-encoded tokens, for one), and so that a
+        // broken body is refused before anything goes upstream. Larger ones stream through.
+        let body_timeout = self.settings.limits.body_timeout;
+        let mut buffered: Option<Bytes> = None;
+        let mut streaming: Option<ClientBody> = None;
+        match declared {
+            Some(0) => buffered = Some(Bytes::new()),
+            // Without either framing header an HTTP/1 request has no body, but an HTTP/2 one may: the length is
+            // optional there. Only a stream that ended with its headers is known to be empty.
+            None if !chunked && body.is_end_stream() => buffered = Some(Bytes::new()),
+            Some(n) if n <= INSPECTED_BODY_LIMIT as u64 => {
+                let read = Limited::new(body, INSPECTED_BODY_LIMIT).collect();
+                match conn.worker.sleeps.timeout(body_timeout, read).await {
+                    Ok(Ok(collected)) => buffered = Some(collected.to_bytes()),
+                    Ok(Err(_)) => return Err(self.fail(state, ProxyError::BadRequest, request_id, started)),
+                    Err(_) => return Err(self.fail(state, ProxyError::RequestTimeout, request_id, started)),
+                }
+            }
+            Some(_) => streaming = Some(ClientBody::new(Bytes::new(), body, body_timeout)),
+            None if !route.request_buffering => streaming = Some(ClientBody::new(Bytes::new(), body, body_timeout)),
+            // Chunked, or HTTP/2 without a length: read up to the limit to learn whether it fits.
+            None => match read_ahead(body, &conn.worker.sleeps, body_timeout).await {
+                Ok(ReadAhead::Whole(bytes)) => {
+                    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                    buffered = Some(bytes);
+                }
+                Ok(ReadAhead::Partial(bytes, rest)) => streaming = Some(ClientBody::new(bytes, rest, body_timeout)),
+                Err(error) => return Err(self.fail(state, error, request_id, started)),
+            },
+        }
+
+        let mut ctx = RequestContext {
+            request_id: request_id.text(),
+            client_ip,
+            method: &parts.method,
+            path: &path,
+            query: parts.uri.query().map(std::borrow::Cow::Borrowed),
+            headers: &mut headers,
+            body: &mut buffered,
+            route,
+            service,
+            config,
+            consumer: None,
+            credential: None,
+            slots: &mut state.slots,
+        };
+        state.reached_access = true;
+        let answered = crate::phases::access(config, &mut state.ran, &mut ctx).await;
+        state.consumer = ctx.consumer.take();
+        if let Some((plugin, response)) = answered {
+            state.outcome = Outcome::Answered { plugin };
+            let (parts, body) = response.into_parts();
+            let mut response = Response::from_parts(parts, body.map_err(|never| match never {}).boxed());
+            self.finish_local(&mut response, request_id, started);
+            return Err(response);
+        }
+        // `None`: the query goes upstream as the client sent it; `Some(q)`: a plugin replaced it.
+        let replaced_query: Option<Option<String>> = match ctx.query.take() {
+            Some(std::borrow::Cow::Borrowed(_)) => None,
+            Some(std::borrow::Cow::Owned(q)) => Some(Some(q)),
+            None => parts.uri.query().map(|_| None),
+        };
+        drop(ctx);
+        // Room for the gateway's own headers (forwarded headers, request id, Via), so the map grows at most once
+        // rather than rehashing as they are added. Not before the plugins: an authentication plugin may replace
+        // the map with one that already has room (oauth2-introspection's answer).
+        headers.reserve(12);
+        let Some(service) = service else {
+            return Err(self.fail(state, ProxyError::NoService, request_id, started));
+        };
+        if !service.enabled {
+            return Err(self.fail(state, ProxyError::Unavailable, request_id, started));
+        }
+
+        let query = match &replaced_query {
+            Some(replaced) => replaced.as_deref(),
+            None => parts.uri.query(),
+        };
+        let upstream = upstream_path(service.path.as_deref(), route.strip_path, matched_part, &path, query);
+        let target = &service.target;
+        // Origin form: the connection already goes to the service.
+        let Ok(uri) = http::uri::PathAndQuery::try_from(upstream).map(http::Uri::from) else {
+            return Err(self.fail(state, ProxyError::BadRequest, request_id, started));
+        };
+        if !route.preserve_host || host_header.is_empty() {
+            headers.insert(header::HOST, target.host.clone());
+        } else if target_host.replaces_header
+            && let Some(value) = target_host.value.clone()
+        {
+            // The request target named the host (absolute form, HTTP/2's `:authority`): that is the Host.
+            headers.insert(header::HOST, value);
+        }
+        self.forwarded_headers(
+            &mut headers,
+            conn,
+            client_ip,
+            &host,
+            local_port,
+            parts.uri.path(),
+            route.strip_path,
+            matched_part,
+        );
+        headers.insert(names::X_KONG_REQUEST_ID, request_id.0.clone());
+
+        let sent_at = Instant::now();
+        let proxy_latency = sent_at - started;
+        state.before_upstream = Some(proxy_latency);
+        let has_body = buffered.as_ref().is_some_and(|b| !b.is_empty()) || streaming.is_some();
+        let body = match (buffered, streaming) {
+            (Some(bytes), _) if bytes.is_empty() => empty(),
+            (Some(bytes), _) => full(bytes),
+            (None, Some(stream)) => stream.boxed(),
+            (None, None) => empty(),
+        };
+        let mut upstream_request = Request::new(body);
+        *upstream_request.method_mut() = parts.method;
+        *upstream_request.uri_mut() = uri;
+        *upstream_request.headers_mut() = headers;
+        let sequential = parts.version < http::Version::HTTP_2;
+        let result = self.send(conn, service, upstream_request, has_body, sequential).await;
+        let upstream_latency = sent_at.elapsed();
+        state.upstream = Some(upstream_latency);
+        let response = match result {
+            Ok(r) => r,
+            Err(error) => return Err(self.fail(state, error, request_id, started)),
+        };
+
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        let h = &mut parts.headers;
+        append_via(h);
+        if !h.contains_key(header::SERVER) {
+            h.insert(header::SERVER, HeaderValue::from_static(SERVER));
+        }
+        h.insert(names::X_KONG_UPSTREAM_LATENCY, millis(upstream_latency));
+        h.insert(names::X_KONG_PROXY_LATENCY, millis(proxy_latency));
+        h.insert(names::X_KONG_REQUEST_ID, request_id.0.clone());
+        let body = IdleTimeoutBody::new(body, Duration::from_millis(service.read_timeout));
+        Ok(Response::from_parts(parts, ResponseBody::Proxied(body)))
+    }
+
+    fn https_required(
+        &self,
+        code: u16,
+        host: &str,
+        uri: &http::Uri,
+        request_id: &RequestId,
+        started: Instant,
+    ) -> Response<ProxyBody> {
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::UPGRADE_REQUIRED);
+        let body =
+            serde_json::json!({"message": "Please use HTTPS protocol", "request_id": request_id.text()}).to_string();
+        let mut response = Response::new(full(body));
+        *response.status_mut() = status;
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+        if status.is_redirection() {
+            let path = uri.path_and_query().map_or("/", |p| p.as_str());
+            put(response.headers_mut(), header::LOCATION, &format!("https://{host}{path}"));
+        } else {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            response.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("TLS/1.2, HTTP/1.1"));
+        }
+        self.finish_local(&mut response, request_id, started);
+        response
+    }
+}
+
+/// Sets a header; a value that cannot be a header value (control characters) leaves it unset.
+fn put(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(name, v);
+    }
+}
+
+/// Milliseconds as a header value; the usual single digits are static values, not a new buffer each time.
+fn millis(elapsed: Duration) -> HeaderValue {
+    const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    match elapsed.as_millis() {
+        n @ 0..=9 => HeaderValue::from_static(DIGITS[n as usize]),
+        n => HeaderValue::from(u64::try_from(n).unwrap_or(u64::MAX)),
+    }
+}
+
+/// `host[:port]` → (lower-case host, port); IPv6 literals keep their brackets off.
+fn split_host_port(value: &str, default_port: u16) -> (Cow<'_, str>, u16) {
+    let value = value.trim();
+    let (host, port) = if let Some(rest) = value.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').unwrap_or((rest, ""));
+        (host, after.strip_prefix(':').and_then(|p| p.parse().ok()).unwrap_or(default_port))
+    } else {
+        match value.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h, p.parse().unwrap_or(default_port)),
+            _ => (value, default_port),
+        }
+    };
+    let lower = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    };
+    (lower, port)
+}
+
+mod forwarded;
+mod ingress;
+mod send;
+mod serve;
+#[cfg(test)]
+mod tests;
+
+use forwarded::*;
+use ingress::*;
+pub(crate) use send::is_timeout;
+#[cfg(test)]
+pub(crate) use serve::reusable_listener;
+pub use serve::serve;

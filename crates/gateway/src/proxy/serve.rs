@@ -1,0 +1,184 @@
+//! Serving the listener: one thread per core, each with its own runtime, accept loop, upstream pool and timers;
+//! every connection through the listener's gate.
+
+use super::*;
+
+/// Serves the proxy on `listener` until `shutdown` resolves, then lets open requests finish (30 s at most).
+///
+/// Like nginx's workers, the proxy runs one thread per core (`ProxySettings::workers`), each with a
+/// single-threaded runtime, its own accept loop and its own upstream pools, so a request is read, routed,
+/// forwarded and answered without changing threads. In a bare hyper proxy on two cores this took about a sixth less
+/// CPU per request than tokio's work-stealing runtime (see `docs/architecture.md`). Worker 0 accepts on `listener`; the
+/// others bind the same address with `SO_REUSEPORT` (the listener must have been bound with it, as
+/// `runtime::listener::bind_reusable` does) and the kernel spreads new connections across them.
+pub async fn serve(
+    proxy: Arc<Proxy>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    let workers = proxy.configs.len();
+    let mut sockets = vec![listener.into_std()?];
+    for _ in 1..workers {
+        sockets.push(reuse_port(addr)?);
+    }
+    let (stop, stopped) = watch::channel(false);
+    let (done, mut finished) = tokio::sync::mpsc::unbounded_channel();
+    // One gate for all workers: the caps are the listener's.
+    let gate = Gate::new("proxy", proxy.settings.limits, proxy.settings.trusted_ips.clone());
+    let sweeping = CancellationToken::new();
+    tokio::spawn(gate.clone().sweep_until(sweeping.clone().cancelled_owned()));
+    for (index, socket) in sockets.into_iter().enumerate() {
+        let (proxy, stopped, done, gate) = (proxy.clone(), stopped.clone(), done.clone(), gate.clone());
+        std::thread::Builder::new().name(format!("gatehouse-proxy-{index}")).spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .and_then(|runtime| runtime.block_on(serve_worker(proxy, index, socket, gate, stopped)));
+            let _ = done.send(result);
+        })?;
+    }
+    drop(done);
+    tokio::pin!(shutdown);
+    tokio::select! {
+        () = &mut shutdown => {}
+        // A worker that ends on its own failed to start.
+        Some(result) = finished.recv() => {
+            let _ = stop.send(true);
+            result?;
+        }
+    }
+    let _ = stop.send(true);
+    while let Some(result) = finished.recv().await {
+        result?;
+    }
+    sweeping.cancel();
+    Ok(())
+}
+
+/// A listener bound with `SO_REUSEPORT`, as [`serve`] needs one for its other workers (tests).
+#[cfg(test)]
+pub(crate) fn reusable_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    reuse_port(addr)
+}
+
+pub(super) fn reuse_port(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)?.into_std()
+}
+
+/// One worker: accepts on its socket and serves each connection on its own runtime until told to stop. Every
+/// connection goes through the listener's gate and is closed when it stays silent or idle too long.
+async fn serve_worker(
+    proxy: Arc<Proxy>,
+    index: usize,
+    socket: std::net::TcpListener,
+    gate: Arc<Gate>,
+    mut stopped: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let listener = TcpListener::from_std(socket)?;
+    let local_port = listener.local_addr()?.port();
+    let sleeps = Sleeps::default();
+    let worker = Arc::new(Worker {
+        index,
+        pool: Pool::default(),
+        ids: RequestIds::new(),
+        sleeps: sleeps.clone(),
+        log: WorkerLog::default(),
+    });
+    // Buffered access-log lines go out at least once a second (nginx's `flush=1s`).
+    let flushing = proxy.access_log.is_on().then(|| {
+        let (proxy, worker) = (proxy.clone(), worker.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                worker.log.flush(&proxy.access_log);
+            }
+        })
+    });
+    let limits = proxy.settings.limits;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        // hyper asks for a new header-read timer for every request on a keep-alive connection: reused ones cost
+        // less (see `timer.rs`).
+        .timer(sleeps)
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(64 * 1024)
+        // One flat buffer per write rather than a vectored write of head and body: API responses are small, and
+        // copying their body behind the head cost less than the second iovec (bench/README.md, "writev"). Large
+        // bodies pay one copy into the buffer, in pieces of at most `max_buf_size`.
+        .writev(false)
+        .max_headers(crate::framing::MAX_HEADER_LINES + 28);
+    builder.http2().timer(TokioTimer::new()).max_header_list_size(64 * 1024);
+    let connections = TaskTracker::new();
+    let mut errors = AcceptErrors::new("proxy");
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        errors.failed(&e, &gate).await;
+                        continue;
+                    }
+                };
+                // Refused: dropping the stream closes it at once, rather than leaving it to fill the backlog.
+                let Some(admission) = gate.admit(peer.ip()) else { continue };
+                let _ = stream.set_nodelay(true);
+                let conn = Arc::new(ClientConnection {
+                    proxy: proxy.clone(),
+                    worker: worker.clone(),
+                    local_port_value: HeaderValue::from(local_port),
+                    upstream: std::sync::Mutex::new(None),
+                    peer,
+                    local_port,
+                    peer_value: HeaderValue::from_str(&peer.ip().to_string()).unwrap_or(HeaderValue::from_static("")),
+                    trusted: proxy.trusted(peer.ip()),
+                    activity: admission.activity().clone(),
+                });
+                let verdicts: Verdicts = Default::default();
+                let stream = Watched::new(stream, verdicts.clone());
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let conn = conn.clone();
+                    // HTTP/1 requests on a connection are handled in order, so verdicts pair up with them.
+                    let ambiguous = req.version() < http::Version::HTTP_2
+                        && verdicts.lock().ok().and_then(|mut v| v.pop_front()).unwrap_or(false);
+                    async move {
+                        // In flight until its response body has been sent.
+                        let guard = conn.activity.begin();
+                        let response = conn.proxy.handle(req, &conn, ambiguous).await;
+                        Ok::<_, Infallible>(response.map(|body| Tracked::new(body, guard)))
+                    }
+                });
+                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                connections.spawn(async move {
+                    gatehouse_net::drive(connection, admission).await;
+                });
+                // Let connection tasks run between accepts: under a flood, the ones evicted to make room close
+                // their sockets before more are taken (see `Gate`).
+                tokio::task::yield_now().await;
+            }
+            changed = stopped.changed() => {
+                if changed.is_err() || *stopped.borrow() {
+                    break;
+                }
+            }
+        }
+    }
+    drop(listener);
+    // The other workers share the gate: whichever stops first tells every connection; telling twice is harmless.
+    gate.shut_down();
+    connections.close();
+    connections.wait().await;
+    if let Some(flushing) = flushing {
+        flushing.abort();
+    }
+    worker.log.flush(&proxy.access_log);
+    Ok(())
+}
