@@ -201,6 +201,8 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         underscores_in_headers: config.gateway.underscores_in_headers,
         limits: config.proxy.connection_limits(ListenerKind::Proxy.share(), budget),
         introspection_cache_bytes: config.gateway.introspection_cache_bytes,
+        // The issuer's clock: a test that moves one moves both, so tokens and the gateway's cache agree on `exp`.
+        clock: gatehouse_model::SharedClock::new(services.clock.clone()),
     });
     proxy.follow(publisher.subscribe());
     let config_changes = publisher.changes();

@@ -12,7 +12,7 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -27,6 +27,7 @@ use ipnet::IpNet;
 use smallvec::SmallVec;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use gatehouse_model::gateway::ConfigData;
 
@@ -94,6 +95,8 @@ pub struct ProxySettings {
     /// Forward header names that contain `_` (nginx's `underscores_in_headers`); off, they are dropped. Even
     /// when on, none may spell a header the gateway owns (`X_Consumer_ID`).
     pub underscores_in_headers: bool,
+    /// Wall time for what plugins check against it (`exp` of cached introspection answers); tests move it.
+    pub clock: gatehouse_model::SharedClock,
 }
 
 /// Request ids: a random per-process prefix and a counter, 32 hex digits like Kong's.
@@ -194,8 +197,11 @@ impl Drop for ClientConnection {
 
 impl Proxy {
     pub fn new(settings: ProxySettings) -> Arc<Self> {
-        let plugins =
-            crate::plugins::Shared::new(settings.introspection_cache_entries, settings.introspection_cache_bytes);
+        let plugins = crate::plugins::Shared::new(
+            settings.introspection_cache_entries,
+            settings.introspection_cache_bytes,
+            settings.clock.clone(),
+        );
         let workers = match settings.workers {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,

@@ -17,7 +17,7 @@ pub mod problem;
 pub mod secret;
 pub mod timestamp;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use id::{AuthServerId, ClaimId, ClientId, ClientSecretId, PatId, ScopeId, SigningKeyId, TokenId};
 pub use labels::Labels;
 pub use problem::{InvalidParameter, Rule};
