@@ -1,7 +1,6 @@
 //! Logs: structured (`text` or `json`), and never carrying credentials. Request lines hold the method, the path
 //! and a query string with credential parameters masked; headers and bodies are never logged.
 
-
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;

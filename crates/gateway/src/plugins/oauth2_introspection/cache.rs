@@ -567,8 +567,9 @@ mod tests {
         let inactive = json!({"active": false});
         for (answer, at_most) in [(&inactive, 300), (&active, 3_000)] {
             let answer = answer.as_object().unwrap();
-            let (entry, real) =
-                allocated(|| Arc::new(Entry::new(Introspected::from_answer(answer, &claims), Duration::from_secs(60), T0)));
+            let (entry, real) = allocated(|| {
+                Arc::new(Entry::new(Introspected::from_answer(answer, &claims), Duration::from_secs(60), T0))
+            });
             assert!(real <= at_most, "an entry for {answer:?} holds {real} bytes");
             let estimate = entry.footprint();
             assert!(estimate.abs_diff(real) * 20 <= real, "footprint {estimate} against {real} allocated");

@@ -443,7 +443,10 @@ mod tests {
         assert_eq!(keep, Duration::from_secs(5));
         let recent = RecentAnswers::default();
         let kept = recent.keep(1, &Arc::new(Entry::new(inactive, keep, now)), now);
-        assert!(recent.get(&1, now.plus_secs(4)).is_some_and(|found| Arc::ptr_eq(&found, &kept)), "kept for negative_ttl");
+        assert!(
+            recent.get(&1, now.plus_secs(4)).is_some_and(|found| Arc::ptr_eq(&found, &kept)),
+            "kept for negative_ttl"
+        );
         assert!(recent.get(&1, now.plus_secs(5)).is_none());
     }
 
