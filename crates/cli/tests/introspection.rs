@@ -706,3 +706,40 @@ async fn a_cache_bound_of_zero_keeps_nothing() {
     assert_eq!(idp.calls(), 4);
     node.stop().await;
 }
+
+/// Every error body a client of the protected proxy can get, end to end, as snapshots (`tests/snapshots/`): the
+/// plugin's 401s (with their challenges), its 500 for a missing anonymous consumer, its 400 for an unreadable
+/// body, and the proxy's own 404. Request ids are random per request: each is checked against the response's
+/// `X-Kong-Request-Id` (when the body has one) and then redacted.
+#[tokio::test]
+async fn every_error_body_a_protected_route_answers() {
+    let node = TestNode::start().await;
+    node.example_service().await;
+    let (idp, idp_url) = Idp::start().await;
+    idp.active(json!({"active": false}));
+    let http = reqwest::Client::new();
+    let url = format!("{}/anything", node.proxy_url());
+    let mut config = scripted_config(&idp_url);
+    only_plugin(&node, config.clone()).await;
+    let seen = |req: reqwest::RequestBuilder| async move {
+        let (status, headers, body) = send(req).await;
+        let body: Value = serde_json::from_str(&body).unwrap();
+        if let Some(id) = body.get("request_id") {
+            assert_eq!(id, headers["x-kong-request-id"].to_str().unwrap());
+        }
+        let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_owned());
+        json!({"status": status.as_u16(), "content-type": header("content-type"),
+            "www-authenticate": header("www-authenticate"), "body": body})
+    };
+    let redacted = ".body.request_id";
+    insta::assert_json_snapshot!("missing_token", seen(http.get(&url)).await, {redacted => "[request id]"});
+    insta::assert_json_snapshot!("invalid_token", seen(http.get(&url).bearer_auth("t")).await, {redacted => "[request id]"});
+    let not_an_object = http.post(&url).json(&json!(["x"]));
+    insta::assert_json_snapshot!("unreadable_body", seen(not_an_object).await, {redacted => "[request id]"});
+    let unrouted = http.get(format!("{}/nowhere", node.proxy_url()));
+    insta::assert_json_snapshot!("no_route", seen(unrouted).await, {redacted => "[request id]"});
+    config["anonymous"] = json!("nobody");
+    only_plugin(&node, config).await;
+    insta::assert_json_snapshot!("missing_anonymous_consumer", seen(http.get(&url)).await, {redacted => "[request id]"});
+    node.stop().await;
+}
