@@ -203,6 +203,8 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         introspection_cache_bytes: config.gateway.introspection_cache_bytes,
         access_log: access_log_settings(config),
         registry: gatehouse_gateway::plugins::Registry::builtin(),
+        // The issuer's clock: a test that moves one moves both, so tokens and the gateway's cache agree on `exp`.
+        clock: gatehouse_model::SharedClock::new(services.clock.clone()),
     });
     proxy.follow(publisher.subscribe());
     let config_changes = publisher.changes();

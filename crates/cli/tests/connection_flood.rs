@@ -1,13 +1,14 @@
 //! Issue 15, item 2, through the real binary: 2,000 idle connections against a node whose open-file limit is 1,024
 //! leave every listener answering, and the server closes the idle connections itself. Alone in its test binary, so
-//! no other test competes with its one-second bound for the machine's two cores.
+//! no other test competes with it for the machine's two cores.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use futures_util::future::join_all;
 use reqwest::StatusCode;
@@ -18,13 +19,15 @@ use common::{bin, closed_by_server};
 use gatehouse_store::testing::TempDir;
 use gatehouse_testkit::GatehouseProcess;
 
-/// The deadlines the binary test configures, in seconds.
-const DEADLINE: u64 = 2;
+/// The deadlines the binary test configures, in seconds: long enough that the flood is opened and every listener
+/// asked well before the first idle connection's deadline, even on a loaded machine.
+const DEADLINE: u64 = 5;
 
 /// The issue's scenario through the real binary: a node whose open-file limit is 1024 (soft and hard), 2,000
 /// idle connections spread over its five listeners (half silent, half stopped in the middle of a request head),
-/// and every listener must still answer a normal request within a second; the server closes every idle
-/// connection itself within the configured deadline.
+/// and every listener must still answer a normal request before any idle connection's deadline has passed (so it
+/// was not let in by a deadline that made room); the server closes every idle connection itself within the
+/// configured deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_idle_connections_leave_every_listener_answering() {
     // The test itself holds 2,000 sockets.
@@ -87,7 +90,10 @@ async fn two_thousand_idle_connections_leave_every_listener_answering() {
         eprintln!("{name}: {} in {took:?}", res.status());
         let expected = if *name == "proxy" { StatusCode::NOT_FOUND } else { StatusCode::OK };
         assert_eq!(res.status(), expected, "{name}");
-        assert!(took < Duration::from_secs(1), "{name} answered in {took:?}");
+        // The server's deadlines start when it accepts, after `opened`: an answer before `opened + DEADLINE` came
+        // from the caps making room, not from a deadline. (Before: "within one second", a bound on the machine.)
+        let answered = opened.elapsed();
+        assert!(answered < Duration::from_secs(DEADLINE), "{name} answered {answered:?} after the flood began");
     }
 
     let closes = join_all(idle.into_iter().map(|s| closed_by_server(s, Duration::from_secs(DEADLINE + 20)))).await;

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -14,6 +14,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use gatehouse_model::gateway::EntityKind;
+use gatehouse_model::{Clock, SystemClock, Timestamp};
 use gatehouse_testkit::{TestNode, Tutorial};
 
 const MISSING: &str = r#"{"error":"invalid_request","error_description":"The access token is missing"}"#;
@@ -318,9 +319,11 @@ async fn consumers_anonymous_preflight_and_spoofed_headers() {
     node.stop().await;
 }
 
+/// The entry's `ttl` lapses on the node's clock, which the test moves: no sleeping past half a second of wall time.
 #[tokio::test]
 async fn a_revoked_token_is_refused_once_its_entry_lapses() {
-    let node = TestNode::start().await;
+    let node = TestNode::builder().manual_clock().start().await.unwrap();
+    let clock = node.clock.clone().unwrap();
     let t = node.tutorial_setup("ES256").await;
     node.example_service().await;
     let mut config = tutorial_config(&t);
@@ -333,7 +336,10 @@ async fn a_revoked_token_is_refused_once_its_entry_lapses() {
     let (status, _) =
         node.form(&format!("{}/revoke", t.issuer), Some((&t.client_id, &t.client_secret)), &[("token", &token)]).await;
     assert_eq!(status, StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Within the entry's half second the cached answer still serves: the refusal below is the lapse's doing.
+    clock.advance_micros(499_999);
+    assert_eq!(send(http.get(&url).bearer_auth(&token)).await.0, StatusCode::OK, "still cached");
+    clock.advance_micros(1);
     let (status, _, body) = send(http.get(&url).bearer_auth(&token)).await;
     assert_eq!((status, body.as_str()), (StatusCode::UNAUTHORIZED, INVALID));
     node.stop().await;
@@ -400,8 +406,9 @@ fn form_pairs(body: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Wall time in whole seconds, for `exp`s far enough ahead (an hour, a minute) that no test comes near them.
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    u64::try_from(SystemClock.now().secs()).unwrap()
 }
 
 fn scripted_config(url: &str) -> Value {
@@ -529,7 +536,9 @@ async fn idp_failures_answer_401_and_are_never_cached() {
         (401, r#"{"error":"invalid_client"}"#.to_owned(), Duration::ZERO),
         (200, "<html>not json</html>".to_owned(), Duration::ZERO),
         (200, "[true]".to_owned(), Duration::ZERO),
-        (200, json!({"active": true}).to_string(), Duration::from_millis(600)),
+        // Far past the plugin's 300 ms timeout: a gateway stalled by a loaded machine must not see this answer
+        // arrive before its timer fires (the answer would win the race and the token would pass).
+        (200, json!({"active": true}).to_string(), Duration::from_secs(30)),
     ] {
         idp.reply(status, body.clone(), delay);
         refused(http.get(&url).bearer_auth("t1")).await;
@@ -562,9 +571,12 @@ async fn idp_failures_answer_401_and_are_never_cached() {
     node.stop().await;
 }
 
+/// The gateway decides expiry on the node's clock, which the test moves to the microsecond: before, this test
+/// answered `exp: now() + 1` in whole seconds of wall time and slept 2.1 s, and failed on a loaded machine.
 #[tokio::test]
 async fn an_expired_token_is_never_served_from_the_cache() {
-    let node = TestNode::start().await;
+    let node = TestNode::builder().manual_clock().start().await.unwrap();
+    let clock = node.clock.clone().unwrap();
     node.example_service().await;
     let (idp, idp_url) = Idp::start().await;
     let http = reqwest::Client::new();
@@ -572,11 +584,16 @@ async fn an_expired_token_is_never_served_from_the_cache() {
     let mut config = scripted_config(&idp_url);
     config["ttl"] = json!(300);
     only_plugin(&node, config).await;
-    idp.active(json!({"active": true, "exp": now() + 1}));
+    let exp = Timestamp::from_secs(clock.now().secs() + 60);
+    idp.active(json!({"active": true, "exp": exp.secs()}));
     upstream_of(http.get(&url).bearer_auth("short")).await;
     upstream_of(http.get(&url).bearer_auth("short")).await;
     assert_eq!(idp.calls(), 1);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // The last microsecond before exp: still served from the cache.
+    clock.set(Timestamp::from_micros(exp.micros() - 1));
+    upstream_of(http.get(&url).bearer_auth("short")).await;
+    assert_eq!(idp.calls(), 1);
+    clock.set(exp);
     idp.active(json!({"active": false}));
     let (status, _, _) = send(http.get(&url).bearer_auth("short")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -687,5 +704,42 @@ async fn a_cache_bound_of_zero_keeps_nothing() {
         upstream_of(http.get(format!("{}/anything", node.proxy_url())).bearer_auth("uncached")).await;
     }
     assert_eq!(idp.calls(), 4);
+    node.stop().await;
+}
+
+/// Every error body a client of the protected proxy can get, end to end, as snapshots (`tests/snapshots/`): the
+/// plugin's 401s (with their challenges), its 500 for a missing anonymous consumer, its 400 for an unreadable
+/// body, and the proxy's own 404. Request ids are random per request: each is checked against the response's
+/// `X-Kong-Request-Id` (when the body has one) and then redacted.
+#[tokio::test]
+async fn every_error_body_a_protected_route_answers() {
+    let node = TestNode::start().await;
+    node.example_service().await;
+    let (idp, idp_url) = Idp::start().await;
+    idp.active(json!({"active": false}));
+    let http = reqwest::Client::new();
+    let url = format!("{}/anything", node.proxy_url());
+    let mut config = scripted_config(&idp_url);
+    only_plugin(&node, config.clone()).await;
+    let seen = |req: reqwest::RequestBuilder| async move {
+        let (status, headers, body) = send(req).await;
+        let body: Value = serde_json::from_str(&body).unwrap();
+        if let Some(id) = body.get("request_id") {
+            assert_eq!(id, headers["x-kong-request-id"].to_str().unwrap());
+        }
+        let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_owned());
+        json!({"status": status.as_u16(), "content-type": header("content-type"),
+            "www-authenticate": header("www-authenticate"), "body": body})
+    };
+    let redacted = ".body.request_id";
+    insta::assert_json_snapshot!("missing_token", seen(http.get(&url)).await, {redacted => "[request id]"});
+    insta::assert_json_snapshot!("invalid_token", seen(http.get(&url).bearer_auth("t")).await, {redacted => "[request id]"});
+    let not_an_object = http.post(&url).json(&json!(["x"]));
+    insta::assert_json_snapshot!("unreadable_body", seen(not_an_object).await, {redacted => "[request id]"});
+    let unrouted = http.get(format!("{}/nowhere", node.proxy_url()));
+    insta::assert_json_snapshot!("no_route", seen(unrouted).await, {redacted => "[request id]"});
+    config["anonymous"] = json!("nobody");
+    only_plugin(&node, config).await;
+    insta::assert_json_snapshot!("missing_anonymous_consumer", seen(http.get(&url)).await, {redacted => "[request id]"});
     node.stop().await;
 }

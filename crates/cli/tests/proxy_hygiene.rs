@@ -34,9 +34,10 @@ async fn admin(base: &str, method: Method, path: &str, body: Value) -> Value {
     body
 }
 
-/// Waits until the proxy routes `path` (configuration changes reach it within a second).
+/// Waits until the proxy routes `path`: the wait ends as soon as the change is in, so it may last up to 30 s (a
+/// loaded machine's worst, not the usual tens of milliseconds).
 async fn until_routed(proxy: &str, path: &str) {
-    for _ in 0..100 {
+    for _ in 0..600 {
         let res = reqwest::get(format!("{proxy}{path}")).await.unwrap();
         if res.status() != StatusCode::NOT_FOUND {
             return;

@@ -8,7 +8,8 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use base64::Engine;
 use reqwest::StatusCode;
@@ -202,7 +203,8 @@ async fn the_tutorial_runs_end_to_end_against_the_quickstart() {
     let access_token = minted["access_token"].as_str().unwrap().to_owned();
 
     // Access the service with the token: the upstream sees the introspection's headers (SPEC §4.1). The plugin
-    // reaches the proxy within a second of its creation.
+    // reaches the proxy as soon as the publisher has compiled it; the wait ends then, so its bound is only what
+    // no loaded machine takes.
     let started = Instant::now();
     let (status, upstream) = loop {
         let res = http
@@ -215,7 +217,7 @@ async fn the_tutorial_runs_end_to_end_against_the_quickstart() {
         let body: Value = res.json().await.unwrap_or(Value::Null);
         let headers = lowercase_headers(&body);
         if (status == StatusCode::OK && headers.contains_key("x-credential-client-id"))
-            || started.elapsed() > Duration::from_secs(2)
+            || started.elapsed() > Duration::from_secs(30)
         {
             break (status, headers);
         }

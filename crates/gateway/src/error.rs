@@ -172,4 +172,51 @@ mod tests {
             assert_eq!(v, serde_json::json!({"message": message, "request_id": "abc123"}));
         }
     }
+
+    const EVERY_ERROR: [ProxyError; 10] = [
+        ProxyError::NoRoute,
+        ProxyError::NoService,
+        ProxyError::BadRequest,
+        ProxyError::RequestTimeout,
+        ProxyError::MethodNotAllowed,
+        ProxyError::PayloadTooLarge,
+        ProxyError::BadGateway,
+        ProxyError::Unavailable,
+        ProxyError::GatewayTimeout,
+        ProxyError::Internal,
+    ];
+
+    /// A variant added to `ProxyError` fails to compile here until it is listed in [`EVERY_ERROR`] too.
+    #[allow(dead_code)]
+    fn listed(e: ProxyError) {
+        match e {
+            ProxyError::NoRoute
+            | ProxyError::NoService
+            | ProxyError::BadRequest
+            | ProxyError::RequestTimeout
+            | ProxyError::MethodNotAllowed
+            | ProxyError::PayloadTooLarge
+            | ProxyError::BadGateway
+            | ProxyError::Unavailable
+            | ProxyError::GatewayTimeout
+            | ProxyError::Internal => {}
+        }
+    }
+
+    /// Every body the proxy answers on its own, as a snapshot (`src/snapshots/`): status, content type and
+    /// body. The request id differs per request, so it is redacted once its shape is checked.
+    #[tokio::test]
+    async fn every_error_body() {
+        for e in EVERY_ERROR {
+            let request_id = "5f0e3a1c9b2d4e6f000000000000002a";
+            let res = e.to_response(request_id);
+            let status = res.status().as_u16();
+            let content_type = res.headers()[header::CONTENT_TYPE].to_str().unwrap().to_owned();
+            let bytes = res.into_body().collect().await.unwrap().to_bytes();
+            let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(body["request_id"], request_id);
+            let seen = serde_json::json!({"status": status, "content-type": content_type, "body": body});
+            insta::assert_json_snapshot!(format!("proxy_error_{e:?}"), seen, {".body.request_id" => "[request id]"});
+        }
+    }
 }

@@ -165,6 +165,9 @@ impl FramingWatch {
     /// Reads the framing headers of the complete head in `self.head` and records the verdict.
     fn after_head(&mut self) -> State {
         let mut content_length: Option<u64> = None;
+        // Any `Content-Length` line counts towards "both", readable or not: hyper skips a length after a
+        // `Transfer-Encoding` line without reading it, so a garbled one would otherwise pass as no length at all.
+        let mut saw_length = false;
         let mut conflicting_lengths = false;
         // The last coding of the last Transfer-Encoding line: what frames the body.
         let mut last_coding: Option<&[u8]> = None;
@@ -178,6 +181,7 @@ impl FramingWatch {
             let Some(colon) = memchr::memchr(b':', line) else { continue };
             let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
             if name.eq_ignore_ascii_case(b"content-length") {
+                saw_length = true;
                 match std::str::from_utf8(value).ok().and_then(|v| v.parse::<u64>().ok()) {
                     Some(n) if content_length.is_none_or(|c| c == n) => content_length = Some(n),
                     _ => conflicting_lengths = true,
@@ -186,7 +190,7 @@ impl FramingWatch {
                 last_coding = value.rsplit(|b| *b == b',').next().map(<[u8]>::trim_ascii);
             }
         }
-        let both = content_length.is_some() && last_coding.is_some();
+        let both = saw_length && last_coding.is_some();
         if let Ok(mut v) = self.verdicts.lock() {
             v.push_back(both);
         }
@@ -337,6 +341,15 @@ GET /e HTTP/1.1\r\n\r\n";
         assert_eq!(verdicts_for(&single), vec![false, false, false, true, false]);
     }
 
+    /// Found by the property test below: `Transfer-Encoding` then a `Content-Length` hyper never reads (it skips
+    /// lengths after a coding) used to count as no length, so the request was proxied.
+    #[test]
+    fn an_unreadable_length_beside_a_coding_is_still_both() {
+        let garbled = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: chunked\r\n\r\n0\r\n\r\n";
+        assert_eq!(verdicts_for(&[garbled]), vec![true]);
+        assert_eq!(verdicts_for(&[b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\nGET / HTTP/1.1\r\n\r\n"]), vec![false]);
+    }
+
     #[test]
     fn stops_on_http2_and_on_what_hyper_refuses() {
         assert!(verdicts_for(&[b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"]).is_empty());
@@ -391,6 +404,202 @@ GET /e HTTP/1.1\r\n\r\n";
             assert_eq!(cut_at(&too_many, chunk), Some(line_101), "chunks of {chunk}");
             assert_eq!(cut_at(&too_big, chunk), Some(MAX_HEAD_BYTES), "chunks of {chunk}");
             assert_eq!(cut_at(&after_a_body, chunk), Some(after_a_body.len() - too_big.len() + MAX_HEAD_BYTES));
+        }
+    }
+}
+
+/// The watcher against `httparse` (hyper's own head parser): on generated streams of HTTP/1 requests it records
+/// the verdict httparse's reading of each head gives, stops where that reading says framing is beyond it, and
+/// gives the same verdicts however the stream is cut into reads. On arbitrary bytes it never panics.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A header line's name, in any case, and its value, with optional whitespace around it.
+    fn header() -> impl Strategy<Value = (String, String)> {
+        let name = prop_oneof![
+            Just("Content-Length"),
+            Just("Transfer-Encoding"),
+            Just("Host"),
+            Just("X-Other"),
+            Just("Content-Lengthy"),
+        ];
+        let value = prop_oneof![
+            (0u64..40).prop_map(|n| n.to_string()),
+            Just("chunked".to_owned()),
+            Just("gzip, chunked".to_owned()),
+            Just("chunked, gzip".to_owned()),
+            Just("gzip".to_owned()),
+            Just("5, 5".to_owned()),
+            Just(String::new()),
+            "[a-z0-9]{1,8}",
+        ];
+        (name, any::<u32>(), value, prop_oneof![Just(""), Just(" "), Just("\t ")], prop_oneof![Just(""), Just(" ")])
+            .prop_map(|(name, case, value, before, after)| {
+                // Each letter upper or lower case by a bit of `case`.
+                let name: String = name
+                    .chars()
+                    .enumerate()
+                    .map(
+                        |(i, c)| {
+                            if case >> (i % 32) & 1 == 1 { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() }
+                        },
+                    )
+                    .collect();
+                (name, format!("{before}{value}{after}"))
+            })
+    }
+
+    /// A request head, and what its body is made of once httparse has read how the head frames it: chunk sizes
+    /// for a chunked body, filler bytes for one with a length.
+    #[derive(Debug, Clone)]
+    struct Generated {
+        head: Vec<u8>,
+        chunks: Vec<usize>,
+        filler: Vec<u8>,
+    }
+
+    fn request() -> impl Strategy<Value = Generated> {
+        let method = prop_oneof![Just("GET"), Just("POST"), Just("PUT")];
+        let eol = prop_oneof![4 => Just("\r\n"), 1 => Just("\n")];
+        (
+            method,
+            "/[a-z0-9/]{0,12}",
+            prop::collection::vec(header(), 0..6),
+            eol,
+            prop::collection::vec(1usize..40, 0..4),
+            prop::collection::vec(any::<u8>(), 0..16),
+        )
+            .prop_map(|(method, path, headers, eol, chunks, filler)| {
+                let mut head = format!("{method} {path} HTTP/1.1{eol}").into_bytes();
+                for (name, value) in &headers {
+                    head.extend_from_slice(format!("{name}:{value}{eol}").as_bytes());
+                }
+                head.extend_from_slice(eol.as_bytes());
+                Generated { head, chunks, filler }
+            })
+    }
+
+    /// What httparse reads from a head: `None` when it does not parse (the watcher's verdict is then not
+    /// checked), else the framing verdict and how the body is framed.
+    #[derive(Debug, PartialEq)]
+    enum Framing {
+        /// The watcher stops here (conflicting lengths, or a last coding other than `chunked`).
+        Beyond,
+        Chunked,
+        Length(u64),
+    }
+
+    fn read_with_httparse(head: &[u8]) -> Option<(bool, Framing)> {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut request = httparse::Request::new(&mut headers);
+        let httparse::Status::Complete(len) = request.parse(head).ok()? else { return None };
+        assert_eq!(len, head.len(), "the generated head is one head");
+        let mut lengths = Vec::new();
+        let mut last_coding: Option<String> = None;
+        for h in request.headers.iter() {
+            let value = String::from_utf8_lossy(h.value).trim().to_owned();
+            if h.name.eq_ignore_ascii_case("content-length") {
+                lengths.push(value.parse::<u64>().ok());
+            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                last_coding = value.rsplit(',').next().map(|c| c.trim().to_ascii_lowercase());
+            }
+        }
+        let both = !lengths.is_empty() && last_coding.is_some();
+        let conflicting = lengths.iter().any(Option::is_none) || lengths.windows(2).any(|w| w[0] != w[1]);
+        let framing = match (conflicting, last_coding.as_deref(), lengths.first().copied().flatten()) {
+            (true, _, _) => Framing::Beyond,
+            (false, Some("chunked"), _) => Framing::Chunked,
+            (false, Some(_), _) => Framing::Beyond,
+            (false, None, n) => Framing::Length(n.unwrap_or(0)),
+        };
+        Some((both, framing))
+    }
+
+    fn chunked_body(sizes: &[usize], trailer: bool) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (i, size) in sizes.iter().enumerate() {
+            // Upper- and lower-case hex digits, and an extension now and then.
+            let digits = if i % 2 == 0 { format!("{size:x}") } else { format!("{size:X};ext=1") };
+            body.extend_from_slice(format!("{digits}\r\n").as_bytes());
+            body.extend(std::iter::repeat_n(b'x', *size));
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(b"0\r\n");
+        if trailer {
+            body.extend_from_slice(b"X-Trailer: 1\r\n");
+        }
+        body.extend_from_slice(b"\r\n");
+        body
+    }
+
+    /// The stream made of `requests` and the verdicts httparse's reading of it gives, up to where the watcher
+    /// must stop.
+    fn stream_of(requests: &[Generated]) -> (Vec<u8>, Vec<bool>) {
+        let mut stream = Vec::new();
+        let mut verdicts = Vec::new();
+        for (i, Generated { head, chunks, filler }) in requests.iter().enumerate() {
+            stream.extend_from_slice(head);
+            let Some((both, framing)) = read_with_httparse(head) else {
+                // Not a request hyper would read: nothing after it is checked.
+                return (stream, verdicts);
+            };
+            verdicts.push(both);
+            match framing {
+                Framing::Beyond => return (stream, verdicts),
+                Framing::Chunked => stream.extend(chunked_body(chunks, i % 2 == 1)),
+                Framing::Length(n) => {
+                    // Any bytes at all, a head's included: the watcher must skip them by the length.
+                    let n = usize::try_from(n).unwrap();
+                    let filler = if filler.is_empty() { b"GET / HTTP/1.1\r\n\r\n".to_vec() } else { filler.clone() };
+                    stream.extend(filler.iter().copied().cycle().take(n));
+                }
+            }
+        }
+        (stream, verdicts)
+    }
+
+    fn watch(stream: &[u8], cuts: &[usize]) -> Vec<bool> {
+        let verdicts: Verdicts = Arc::default();
+        let mut w = FramingWatch::new(verdicts.clone());
+        let mut rest = stream;
+        for cut in cuts.iter().chain(std::iter::once(&usize::MAX)) {
+            let (now, later) = rest.split_at((*cut).min(rest.len()));
+            assert_eq!(w.feed(now), None, "small heads are never cut");
+            rest = later;
+        }
+        verdicts.lock().unwrap().iter().copied().collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn verdicts_are_httparses_however_the_stream_is_read(
+            requests in prop::collection::vec(request(), 1..5),
+            cuts in prop::collection::vec(0usize..64, 0..12),
+        ) {
+            let (stream, expected) = stream_of(&requests);
+            // Whole, then in reads of the generated sizes: the same verdicts, and httparse's.
+            let whole = watch(&stream, &[]);
+            prop_assert_eq!(&whole[..expected.len().min(whole.len())], &expected[..], "{}", String::from_utf8_lossy(&stream));
+            prop_assert_eq!(whole.len(), expected.len(), "{}", String::from_utf8_lossy(&stream));
+            prop_assert_eq!(watch(&stream, &cuts), whole);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_and_cuts_fall_inside_the_read(
+            reads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..600), 0..8),
+            prefix in prop_oneof![Just(&b""[..]), Just(&b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"[..])],
+        ) {
+            let mut w = FramingWatch::new(Verdicts::default());
+            let _ = w.feed(prefix);
+            for read in &reads {
+                if let Some(at) = w.feed(read) {
+                    prop_assert!(at <= read.len());
+                }
+            }
         }
     }
 }

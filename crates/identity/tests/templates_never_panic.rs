@@ -152,13 +152,16 @@ fn piece() -> impl Strategy<Value = String> {
     ]
 }
 
+// Wall time is the point here: a backstop for work the step budget would fail to count. A budgeted render takes
+// milliseconds; the bound is what only an unbudgeted blow-up reaches, not a loaded machine (it was 2 s).
+#[allow(clippy::disallowed_methods)]
 fn check(value: &str, labels: BTreeMap<String, String>) {
     let Ok(compiled) = ClaimValue::compile(value) else { return };
     let started = Instant::now();
     if let Ok(rendered) = compiled.render(&context(labels), Timestamp::from_secs(1_750_000_000)) {
         assert!(rendered.to_string().len() <= 2 * MAX_OUTPUT + 16, "{value}");
     }
-    assert!(started.elapsed() < Duration::from_secs(2), "{value} took {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(20), "{value} took {:?}", started.elapsed());
 }
 
 fn labels() -> impl Strategy<Value = BTreeMap<String, String>> {

@@ -18,7 +18,7 @@ pub mod redact;
 pub mod secret;
 pub mod timestamp;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use id::{AuthServerId, ClaimId, ClientId, ClientSecretId, PatId, ScopeId, SigningKeyId, TokenId};
 pub use labels::Labels;
 pub use problem::{InvalidParameter, Rule};

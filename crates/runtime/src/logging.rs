@@ -1,8 +1,6 @@
 //! Logs: structured (`text` or `json`), and never carrying credentials. Request lines hold the method, the path
 //! and a query string with credential parameters masked; headers and bodies are never logged.
 
-use std::time::Instant;
-
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -39,7 +37,7 @@ pub(crate) async fn access_log(kind: ListenerKind, req: Request, next: Next) -> 
     // Request lines are info level; at warn (the quickstart's default) only failures are logged, and the path is
     // redacted only then, so the hot paths pay nothing for logging they do not do.
     let info = tracing::enabled!(tracing::Level::INFO);
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
     let method = req.method().clone();
     // `path`, not `target`: JSON logs already carry the event's `target`, and a second key of that name hid it.
     let path = if info { redact_uri(req.uri()) } else { String::new() };

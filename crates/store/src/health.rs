@@ -7,7 +7,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::error::StoreError;
 use crate::sql::Db;
@@ -127,11 +129,12 @@ impl WriteHealth {
 /// One small write: it needs the write lock and room for a commit, like any real write.
 async fn probe(db: &dyn Db) -> Result<(), StoreError> {
     let mut tx = db.writer().await?;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    // Any value that changes will do; the wall clock's is readable by whoever looks at the row.
+    let now = gatehouse_model::Clock::now(&gatehouse_model::SystemClock).micros();
     tx.execute(
         "INSERT INTO gatehouse_meta (key, value) VALUES ('write_probe', ?) \
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        vec![crate::sql::Param::Text(now.as_micros().to_string())],
+        vec![crate::sql::Param::Text(now.to_string())],
     )
     .await?;
     tx.commit().await

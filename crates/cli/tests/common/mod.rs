@@ -148,14 +148,14 @@ pub async fn recording_upstream() -> (String, SeenLog) {
     (format!("http://{addr}"), log)
 }
 
-/// Sends raw bytes on a new connection and returns everything answered until the server closes it (or 5 s
-/// pass).
+/// Sends raw bytes on a new connection and returns everything answered until the server closes it (or 30 s pass:
+/// a backstop, since every caller sends what the server closes after, and a loaded machine may be slow to).
 pub async fn raw_exchange(addr: &str, request: &[u8]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.write_all(request).await.unwrap();
     let mut out = Vec::new();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read_to_end(&mut out)).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), stream.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
 }
 
@@ -168,12 +168,12 @@ pub fn status_of(response: &str) -> u16 {
 pub async fn closed_by_server(
     mut stream: tokio::net::TcpStream,
     within: std::time::Duration,
-) -> Option<std::time::Instant> {
+) -> Option<tokio::time::Instant> {
     let mut buf = [0u8; 1024];
     tokio::time::timeout(within, async {
         loop {
             match tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await {
-                Ok(0) | Err(_) => return std::time::Instant::now(),
+                Ok(0) | Err(_) => return tokio::time::Instant::now(),
                 Ok(_) => {}
             }
         }

@@ -282,20 +282,24 @@ pub struct Shared {
 
 impl Shared {
     /// The bounds of the node's introspection cache (`gateway.introspection_cache_entries` and `…_bytes`); `None`
-    /// takes the default.
-    pub fn new(introspection_cache_entries: Option<u64>, introspection_cache_bytes: Option<u64>) -> Self {
+    /// takes the default. `clock` is the wall time cached answers expire by.
+    pub fn new(
+        introspection_cache_entries: Option<u64>,
+        introspection_cache_bytes: Option<u64>,
+        clock: gatehouse_model::SharedClock,
+    ) -> Self {
         use oauth2_introspection::CacheLimits;
         let limits = CacheLimits {
             entries: introspection_cache_entries.unwrap_or(CacheLimits::DEFAULT_ENTRIES),
             bytes: introspection_cache_bytes.unwrap_or(CacheLimits::DEFAULT_BYTES),
         };
-        Self { introspection: Arc::new(oauth2_introspection::Shared::new(limits)) }
+        Self { introspection: Arc::new(oauth2_introspection::Shared::new(limits, clock)) }
     }
 }
 
 impl Default for Shared {
     fn default() -> Self {
-        Self::new(None, None)
+        Self::new(None, None, gatehouse_model::SharedClock::default())
     }
 }
 

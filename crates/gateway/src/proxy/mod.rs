@@ -14,7 +14,7 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -29,6 +29,7 @@ use ipnet::IpNet;
 use smallvec::SmallVec;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use gatehouse_model::gateway::snapshot::ConfigSnapshot;
 
@@ -89,6 +90,9 @@ pub struct ProxySettings {
     pub access_log: AccessLogSettings,
     /// The plugins the proxy can run ([`Registry::builtin`] unless a test adds one).
     pub registry: Registry,
+    /// Wall time for what plugins check against it (`exp` of cached introspection answers) and the access log's
+    /// timestamps; tests move it.
+    pub clock: gatehouse_model::SharedClock,
 }
 
 /// Request ids: a random per-process prefix and a counter, 32 hex digits like Kong's.
@@ -191,8 +195,11 @@ impl Drop for ClientConnection {
 
 impl Proxy {
     pub fn new(settings: ProxySettings) -> Arc<Self> {
-        let plugins =
-            crate::plugins::Shared::new(settings.introspection_cache_entries, settings.introspection_cache_bytes);
+        let plugins = crate::plugins::Shared::new(
+            settings.introspection_cache_entries,
+            settings.introspection_cache_bytes,
+            settings.clock.clone(),
+        );
         let workers = match settings.workers {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
@@ -346,7 +353,7 @@ impl Proxy {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse().ok());
             let line = Line {
-                time: gatehouse_model::Clock::now(&gatehouse_model::SystemClock),
+                time: gatehouse_model::Clock::now(&self.settings.clock),
                 request_id: request_id.text(),
                 client: state.client_ip,
                 client_text: (state.client_ip == conn.peer.ip()).then(|| conn.peer_value.to_str().ok()).flatten(),

@@ -525,3 +525,84 @@ fn invalid_regexes_are_reported() {
         RouteRules { hosts: vec![], methods: vec![], headers: vec![], paths: vec!["~/(".into()], regex_priority: 0 };
     assert!(Router::new(vec![(config, rules)]).is_err());
 }
+
+/// `normalize_path` on generated paths. Request targets reach it as ASCII (the `http` crate refuses other bytes in
+/// a URI), so the properties beyond "never panics" are checked on ASCII paths.
+mod normalize_path_properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Paths made of the pieces normalization cares about: dot segments (plain and escaped), empty segments,
+    /// escapes of unreserved and reserved characters, malformed escapes, and plain text.
+    fn path() -> impl Strategy<Value = String> {
+        let segment = prop_oneof![
+            Just(String::new()),
+            Just(".".to_owned()),
+            Just("..".to_owned()),
+            Just("...".to_owned()),
+            Just("%2e".to_owned()),
+            Just("%2E%2e".to_owned()),
+            Just(".%2E".to_owned()),
+            Just("%41%7e".to_owned()),
+            Just("a%2fb".to_owned()),
+            Just("%25".to_owned()),
+            Just("%".to_owned()),
+            Just("%4".to_owned()),
+            Just("%zz".to_owned()),
+            "[a-zA-Z0-9._~!$&'()*+,;=:@-]{1,6}",
+        ];
+        (any::<bool>(), prop::collection::vec(segment, 0..8), any::<bool>()).prop_map(|(lead, segments, trail)| {
+            let mut path = if lead { "/".to_owned() } else { String::new() };
+            path.push_str(&segments.join("/"));
+            if trail {
+                path.push('/');
+            }
+            path
+        })
+    }
+
+    /// Whether `raw` has a `%` not followed by two hex digits.
+    fn malformed_escape(raw: &str) -> bool {
+        let bytes = raw.as_bytes();
+        bytes.iter().enumerate().any(|(i, b)| {
+            *b == b'%'
+                && !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                    && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+        #[test]
+        fn never_panics_on_any_text(raw in any::<String>()) {
+            let _ = normalize_path(&raw);
+        }
+
+        #[test]
+        fn normal_paths_are_rooted_without_dot_or_empty_segments_and_stay_put(raw in path()) {
+            let normal = normalize_path(&raw);
+            prop_assert_eq!(normal.is_none(), malformed_escape(&raw), "{} → {:?}", raw, normal);
+            let Some(normal) = normal else { return Ok(()) };
+            prop_assert!(normal.starts_with('/'), "{raw} → {normal}");
+            let inner = normal.strip_prefix('/').unwrap_or(&normal);
+            let inner = inner.strip_suffix('/').unwrap_or(inner);
+            for segment in inner.split('/').filter(|_| !inner.is_empty()) {
+                prop_assert!(!matches!(segment, "" | "." | ".."), "{raw} → {normal}: segment {segment:?}");
+                let decoded_dot = segment.eq_ignore_ascii_case("%2e") || segment.eq_ignore_ascii_case("%2e%2e");
+                prop_assert!(!decoded_dot, "{raw} → {normal}: an escaped dot segment survived");
+            }
+            let again = normalize_path(&normal);
+            prop_assert_eq!(again.as_deref(), Some(&*normal), "idempotent");
+        }
+
+        /// However many `..` a path starts with, it cannot climb above the root: they are as if not there.
+        #[test]
+        fn dot_dot_never_escapes_the_root(raw in path(), ups in 1usize..5, escaped in any::<bool>()) {
+            let up = if escaped { "%2E%2E/" } else { "../" };
+            let climbing = format!("/{}{}", up.repeat(ups), raw.trim_start_matches('/'));
+            let plain = format!("/{}", raw.trim_start_matches('/'));
+            prop_assert_eq!(normalize_path(&climbing), normalize_path(&plain), "{}", climbing);
+        }
+    }
+}

@@ -51,7 +51,11 @@ pub fn now() -> jiff::Timestamp {
     NOW_NANOS
         .with(Cell::get)
         .and_then(|n| jiff::Timestamp::from_nanosecond(n).ok())
-        .unwrap_or_else(jiff::Timestamp::now)
+        // Outside a render, the wall clock, read like every other through `Clock`.
+        .unwrap_or_else(|| {
+            let micros = gatehouse_model::Clock::now(&gatehouse_model::SystemClock).micros();
+            jiff::Timestamp::from_microsecond(micros).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        })
 }
 
 pub fn step() -> Result<(), FuncError> {

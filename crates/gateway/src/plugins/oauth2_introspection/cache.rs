@@ -5,7 +5,9 @@
 //!   made of it (see [`Keyer`]), so two plugin instances never share answers from different IdPs, and raw tokens are
 //!   not kept;
 //! - lives for `ttl` but never past the token's `exp` (with no `exp` and `ttl = 0`, it is not kept at all);
-//!   inactive answers live for `negative_ttl` (default 0: not kept); failures are never kept;
+//!   inactive answers live for `negative_ttl` (default 0: not kept); failures are never kept. Both deadlines are
+//!   read from the node's [`Clock`] on every hit, so a test that moves the clock past `exp` sees the next request
+//!   refused; moka's own expiry (its monotonic time) only frees the memory of entries no one asks for;
 //! - is computed once however many requests ask for it at the same time (moka's `try_get_with` coalesces them);
 //! - costs what its answer holds ([`Entry::footprint`]), and the node keeps at most a number of entries and of bytes
 //!   (node settings, [`CacheLimits`]).
@@ -18,13 +20,15 @@ use std::hash::Hasher as _;
 use std::mem::size_of;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use aws_lc_rs::digest;
 use http::{HeaderName, HeaderValue};
 use moka::Expiry;
 use moka::future::Cache;
 use siphasher::sip128::{Hasher128 as _, SipHasher24};
+
+use gatehouse_model::Timestamp;
 
 use super::idp::{IdpFailure, Introspected};
 
@@ -57,22 +61,33 @@ const MOKA_BYTES_PER_ENTRY: usize = 384;
 /// What a [`RecentAnswers`] map spends per copy besides the entry: key, pointer and control byte, at its load factor.
 const RECENT_SLOT_BYTES: usize = 32;
 
-/// An answer with how long it may be used: `keep_for` from when it arrived, which was at `until - keep_for`.
+/// An answer with how long it may be used: `keep_for` from when it arrived (`arrived`, on the node's clock), so
+/// until `until`.
 #[derive(Debug)]
 pub struct Entry {
     pub answer: Introspected,
     pub keep_for: Duration,
-    pub until: Instant,
+    pub until: Timestamp,
     footprint: usize,
 }
 
+/// `t` plus `d`, saturating (a year-long `ttl` on a far-future clock must not wrap).
+pub fn later(t: Timestamp, d: Duration) -> Timestamp {
+    let micros = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+    Timestamp::from_micros(t.micros().saturating_add(micros))
+}
+
 impl Entry {
-    pub fn new(answer: Introspected, keep_for: Duration) -> Self {
-        let until = Instant::now().checked_add(keep_for).unwrap_or_else(Instant::now);
-        Self::at(answer, keep_for, until)
+    pub fn new(answer: Introspected, keep_for: Duration, arrived: Timestamp) -> Self {
+        Self::at(answer, keep_for, later(arrived, keep_for))
     }
 
-    fn at(answer: Introspected, keep_for: Duration, until: Instant) -> Self {
+    /// Whether the answer may still be used at `now`: before its deadline, which is never past the token's `exp`.
+    pub fn usable_at(&self, now: Timestamp) -> bool {
+        self.until > now && self.answer.expires.is_none_or(|exp| exp > now)
+    }
+
+    fn at(answer: Introspected, keep_for: Duration, until: Timestamp) -> Self {
         let footprint = footprint(&answer);
         Self { answer, keep_for, until, footprint }
     }
@@ -206,10 +221,12 @@ impl RecentAnswers {
         Self { copies: Mutex::default(), budget }
     }
 
-    pub fn get(&self, key: &Key) -> Option<Arc<Entry>> {
+    /// The copy for `key` if it may still be used at `now` (the node's clock); an expired one is dropped.
+    pub fn get(&self, key: &Key, now: Timestamp) -> Option<Arc<Entry>> {
         let mut copies = self.copies.lock().unwrap_or_else(|p| p.into_inner());
         let entry = copies.entries.get(key)?;
-        if entry.until > Instant::now() {
+        // `until` is never past `exp` (see `keep`), so one comparison decides.
+        if entry.until > now {
             return Some(entry.clone());
         }
         if let Some(gone) = copies.entries.remove(key) {
@@ -224,14 +241,12 @@ impl RecentAnswers {
         entry.footprint() + RECENT_SLOT_BYTES
     }
 
-    /// Keeps a private copy of `entry` and returns it; an answer that may not be kept comes back as it is.
-    pub fn keep(&self, key: Key, entry: &Arc<Entry>) -> Arc<Entry> {
-        let now = Instant::now();
+    /// Keeps a private copy of `entry` and returns it; an answer that may not be kept at `now` comes back as it is.
+    pub fn keep(&self, key: Key, entry: &Arc<Entry>, now: Timestamp) -> Arc<Entry> {
         let mut until = entry.until;
         if let Some(exp) = entry.answer.expires {
             // Never past the token's `exp`, whatever deadline the entry came with.
-            let left = exp.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
-            until = until.min(now + left);
+            until = until.min(exp);
         }
         if until <= now || Self::cost(entry) > RECENT_ANSWERS_BYTES {
             return entry.clone();
@@ -324,13 +339,14 @@ impl AnswerCache {
     }
 
     /// The cached entry for `key`, or the one `fetch` makes (concurrent callers for one key share a single
-    /// `fetch`). An entry found past the token's `exp` is dropped and fetched again.
-    pub async fn get_or_fetch<F>(&self, key: Key, fetch: F) -> Result<Arc<Entry>, Arc<IdpFailure>>
+    /// `fetch`). An entry found past its deadline or the token's `exp` at `now` (the node's clock, not moka's) is
+    /// dropped and fetched again.
+    pub async fn get_or_fetch<F>(&self, key: Key, now: Timestamp, fetch: F) -> Result<Arc<Entry>, Arc<IdpFailure>>
     where
         F: Future<Output = Result<Entry, IdpFailure>>,
     {
         if let Some(entry) = self.entries.get(&key).await {
-            if entry.answer.expires.is_none_or(|exp| exp > SystemTime::now()) {
+            if entry.usable_at(now) {
                 return Ok(entry);
             }
             self.entries.invalidate(&key).await;
@@ -434,13 +450,13 @@ impl Keyer {
 
 /// How long an answer may be kept: `ttl` (0 = as long as the token lives) capped at the token's `exp`; an inactive
 /// answer for `negative_ttl`.
-pub fn keep_for(answer: &Introspected, ttl: Duration, negative_ttl: Duration, now: SystemTime) -> Duration {
+pub fn keep_for(answer: &Introspected, ttl: Duration, negative_ttl: Duration, now: Timestamp) -> Duration {
     if !answer.active {
         return negative_ttl;
     }
     match answer.expires {
         Some(exp) => {
-            let left = exp.duration_since(now).unwrap_or(Duration::ZERO);
+            let left = Duration::from_micros(u64::try_from(exp.micros().saturating_sub(now.micros())).unwrap_or(0));
             if ttl.is_zero() { left } else { ttl.min(left) }
         }
         None => ttl,
@@ -454,11 +470,24 @@ mod tests {
     use serde_json::json;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    fn answer(active: bool, expires: Option<SystemTime>) -> Introspected {
+    /// When the tests' answers arrive, on the clock the cache is given (any instant will do: nothing reads the
+    /// machine's clock).
+    const T0: Timestamp = Timestamp::from_secs(1_800_000_000);
+
+    fn at(secs: i64) -> Timestamp {
+        T0.plus_secs(secs)
+    }
+
+    /// One microsecond before `t`: the last instant an answer that lasts until `t` may be used.
+    fn just_before(t: Timestamp) -> Timestamp {
+        Timestamp::from_micros(t.micros() - 1)
+    }
+
+    fn answer(active: bool, expires: Option<Timestamp>) -> Introspected {
         Introspected { active, headers: HeaderMap::new(), username: None, client_id: None, expires }
     }
 
-    fn with_headers(active: bool, expires: Option<SystemTime>) -> Introspected {
+    fn with_headers(active: bool, expires: Option<Timestamp>) -> Introspected {
         let mut value = HeaderValue::from_static("read write");
         value.set_sensitive(true);
         let mut headers = HeaderMap::new();
@@ -470,8 +499,8 @@ mod tests {
     #[test]
     fn recent_answers_are_private_copies_until_the_same_deadline() {
         let recent = RecentAnswers::default();
-        let shared = Arc::new(Entry::new(with_headers(true, None), Duration::from_secs(60)));
-        let copy = recent.keep(1, &shared);
+        let shared = Arc::new(Entry::new(with_headers(true, None), Duration::from_secs(60), T0));
+        let copy = recent.keep(1, &shared, T0);
         assert_eq!(copy.answer.headers, shared.answer.headers);
         assert_eq!((copy.answer.username.as_deref(), copy.answer.client_id.as_deref()), (Some("u"), Some("c")));
         assert_eq!(copy.until, shared.until, "the shared entry's deadline");
@@ -480,31 +509,38 @@ mod tests {
             assert_ne!(value.as_bytes().as_ptr(), shared_value.as_bytes().as_ptr(), "no shared buffer");
             assert_eq!(name, shared_name);
         }
-        let found = recent.get(&1).expect("kept");
+        let found = recent.get(&1, T0).expect("kept");
         assert!(Arc::ptr_eq(&found, &copy));
-        assert!(recent.get(&2).is_none());
+        assert!(recent.get(&2, T0).is_none());
     }
 
+    /// Deadlines are read from the clock the cache is given, to the microsecond: no waiting, nothing a loaded
+    /// machine can stretch. (This test used to sleep 60 ms past a 40 ms deadline on the machine's clock.)
     #[test]
     fn recent_answers_expire_and_are_bounded() {
         let recent = RecentAnswers::default();
-        let now = SystemTime::now();
-        let shared = |answer, keep_for| Arc::new(Entry::new(answer, keep_for));
+        let shared = |answer, keep_for| Arc::new(Entry::new(answer, keep_for, T0));
         // Not kept: nothing to keep, or a token already past its exp whatever the entry says.
-        recent.keep(1, &shared(with_headers(true, None), Duration::ZERO));
-        let past = Some(now - Duration::from_secs(1));
-        recent.keep(2, &shared(with_headers(true, past), Duration::from_secs(60)));
+        recent.keep(1, &shared(with_headers(true, None), Duration::ZERO), T0);
+        recent.keep(2, &shared(with_headers(true, Some(at(-1))), Duration::from_secs(60)), T0);
+        recent.keep(3, &shared(with_headers(true, Some(T0)), Duration::from_secs(60)), T0);
         assert_eq!(recent.len(), 0);
         // Kept until the entry's deadline, or the token's exp if sooner.
-        recent.keep(3, &shared(with_headers(false, None), Duration::from_millis(40)));
-        let soon = Some(now + Duration::from_millis(40));
-        recent.keep(4, &shared(with_headers(true, soon), Duration::from_secs(60)));
-        assert!(recent.get(&3).is_some() && recent.get(&4).is_some());
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(recent.get(&3).is_none() && recent.get(&4).is_none());
+        recent.keep(4, &shared(with_headers(false, None), Duration::from_secs(40)), T0);
+        recent.keep(5, &shared(with_headers(true, Some(at(40))), Duration::from_secs(60)), T0);
+        // A copy made later than its entry still ends at the entry's deadline, not `keep_for` after the copy.
+        recent.keep(6, &shared(with_headers(true, None), Duration::from_secs(40)), at(30));
+        for key in [4, 5, 6] {
+            assert!(recent.get(&key, just_before(at(40))).is_some(), "{key}: usable until its deadline");
+        }
+        for key in [4, 5, 6] {
+            assert!(recent.get(&key, at(40)).is_none(), "{key}: not at its deadline");
+        }
         assert_eq!(recent.len(), 0, "expired copies are dropped when looked up");
+        assert!(recent.keep(7, &shared(with_headers(true, None), Duration::from_secs(40)), at(40)).until <= at(40));
+        assert_eq!(recent.len(), 0, "an entry past its deadline when it would be copied is not");
         for key in 0..=RECENT_ANSWERS as Key {
-            recent.keep(key, &shared(answer(true, None), Duration::from_secs(60)));
+            recent.keep(key, &shared(answer(true, None), Duration::from_secs(60)), T0);
         }
         assert!(recent.len() <= RECENT_ANSWERS);
     }
@@ -531,8 +567,9 @@ mod tests {
         let inactive = json!({"active": false});
         for (answer, at_most) in [(&inactive, 300), (&active, 3_000)] {
             let answer = answer.as_object().unwrap();
-            let (entry, real) =
-                allocated(|| Arc::new(Entry::new(Introspected::from_answer(answer, &claims), Duration::from_secs(60))));
+            let (entry, real) = allocated(|| {
+                Arc::new(Entry::new(Introspected::from_answer(answer, &claims), Duration::from_secs(60), T0))
+            });
             assert!(real <= at_most, "an entry for {answer:?} holds {real} bytes");
             let estimate = entry.footprint();
             assert!(estimate.abs_diff(real) * 20 <= real, "footprint {estimate} against {real} allocated");
@@ -551,8 +588,8 @@ mod tests {
 
             let recent = RecentAnswers::default();
             // The map's own table is made by the first copy; the second is measured alone.
-            recent.keep(1, &entry);
-            let (copy, real) = allocated(|| recent.keep(2, &entry));
+            recent.keep(1, &entry, T0);
+            let (copy, real) = allocated(|| recent.keep(2, &entry, T0));
             assert!(real <= at_most, "a worker's copy of {answer:?} holds {real} bytes");
             assert!(copy.footprint().abs_diff(real) * 20 <= real, "footprint {} against {real}", copy.footprint());
             assert_eq!(copy.answer.headers, entry.answer.headers);
@@ -566,11 +603,11 @@ mod tests {
     async fn the_node_cache_is_bounded_by_bytes_and_entries() {
         let limits = CacheLimits { entries: 1_000_000, bytes: 256 << 10 };
         let cache = AnswerCache::new(limits);
-        let inactive = || async { Ok(Entry::new(answer(false, None), Duration::from_secs(60))) };
+        let inactive = || async { Ok(Entry::new(answer(false, None), Duration::from_secs(60), T0)) };
         for key in 0..5_000 {
-            cache.get_or_fetch(key, inactive()).await.unwrap();
+            cache.get_or_fetch(key, T0, inactive()).await.unwrap();
         }
-        let per_entry = Entry::new(answer(false, None), Duration::ZERO).footprint() + MOKA_BYTES_PER_ENTRY;
+        let per_entry = Entry::new(answer(false, None), Duration::ZERO, T0).footprint() + MOKA_BYTES_PER_ENTRY;
         let kept = cache.len().await;
         assert!(cache.weighted_size().await <= limits.bytes);
         assert!(kept <= limits.bytes / per_entry as u64, "{kept} entries of {per_entry} bytes");
@@ -578,7 +615,7 @@ mod tests {
 
         let cache = AnswerCache::new(CacheLimits { entries: 100, bytes: 64 << 20 });
         for key in 0..1_000 {
-            cache.get_or_fetch(key, inactive()).await.unwrap();
+            cache.get_or_fetch(key, T0, inactive()).await.unwrap();
         }
         assert!((50..=100).contains(&cache.len().await), "{}", cache.len().await);
         assert!(!AnswerCache::new(CacheLimits { entries: 100, bytes: 0 }).keeps_answers());
@@ -593,14 +630,14 @@ mod tests {
             let mut headers = HeaderMap::new();
             headers.append("x-credential-groups", HeaderValue::from_bytes(&[b'g'; 4096]).unwrap());
             let answer = Introspected { active: true, headers, username: None, client_id: None, expires: None };
-            Arc::new(Entry::new(answer, Duration::from_secs(60)))
+            Arc::new(Entry::new(answer, Duration::from_secs(60), T0))
         };
         for key in 0..RECENT_ANSWERS as Key {
-            recent.keep(key, &large());
+            recent.keep(key, &large(), T0);
             assert!(recent.bytes() <= RECENT_ANSWERS_BYTES);
         }
         assert!(recent.len() <= RECENT_ANSWERS_BYTES / 4096, "{} copies of 4 KiB answers", recent.len());
-        assert!(recent.get(&(RECENT_ANSWERS as Key - 1)).is_some(), "the latest is kept");
+        assert!(recent.get(&(RECENT_ANSWERS as Key - 1), T0).is_some(), "the latest is kept");
     }
 
     #[test]
@@ -610,14 +647,14 @@ mod tests {
             let mut headers = HeaderMap::new();
             headers.append("x-credential-groups", HeaderValue::from_bytes(&[b'g'; 4096]).unwrap());
             let answer = Introspected { active: true, headers, username: None, client_id: None, expires: None };
-            (key, Arc::new(Entry::new(answer, Duration::from_secs(60))))
+            (key, Arc::new(Entry::new(answer, Duration::from_secs(60), T0)))
         };
         // Twenty instances (a route each, say) filling their own 4 MiB would hold 80 MiB.
         let instances: Vec<RecentAnswers> = (0..20).map(|_| RecentAnswers::new(budget.clone())).collect();
         for (i, recent) in instances.iter().enumerate() {
             for key in 0..1024 {
                 let (key, entry) = large(key);
-                recent.keep(key, &entry);
+                recent.keep(key, &entry, T0);
                 assert!(budget.held() <= ALL_RECENT_ANSWERS_BYTES, "instance {i}");
             }
         }
@@ -630,9 +667,9 @@ mod tests {
 
     #[test]
     fn lifetimes() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let now = Timestamp::from_secs(1000);
         let s = Duration::from_secs;
-        let exp = |t| Some(SystemTime::UNIX_EPOCH + s(t));
+        let exp = |t| Some(Timestamp::from_secs(t));
         assert_eq!(keep_for(&answer(true, exp(1005)), s(30), s(0), now), s(5), "capped at exp");
         assert_eq!(keep_for(&answer(true, exp(2000)), s(30), s(0), now), s(30));
         assert_eq!(keep_for(&answer(true, exp(2000)), s(0), s(0), now), s(1000), "ttl 0: until exp");
@@ -704,40 +741,58 @@ mod tests {
         assert_eq!(format!("{here:?}"), "Keyer([redacted])");
     }
 
-    #[tokio::test]
+    // Paused: the slow IdP's 50 ms pass at once. Every caller is polled (and waits on the first) before any sleep
+    // can end, so the count does not depend on timing.
+    #[tokio::test(start_paused = true)]
     async fn concurrent_misses_fetch_once_and_failures_are_not_kept() {
         let cache = AnswerCache::new(CacheLimits { entries: 100, bytes: 1 << 20 });
         let calls = Arc::new(AtomicUsize::new(0));
         let fetch = |calls: Arc<AtomicUsize>| async move {
             calls.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(50)).await;
-            Ok(Entry::new(answer(true, None), Duration::from_secs(60)))
+            Ok(Entry::new(answer(true, None), Duration::from_secs(60), T0))
         };
-        let waits: Vec<_> = (0..50).map(|_| cache.get_or_fetch(1, fetch(calls.clone()))).collect();
+        let waits: Vec<_> = (0..50).map(|_| cache.get_or_fetch(1, T0, fetch(calls.clone()))).collect();
         for r in futures_util::future::join_all(waits).await {
             assert!(r.unwrap().answer.active);
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
 
         let failing = || async { Err::<Entry, _>(IdpFailure::Timeout(Duration::from_secs(1))) };
-        assert!(cache.get_or_fetch(2, failing()).await.is_err());
+        assert!(cache.get_or_fetch(2, T0, failing()).await.is_err());
         assert_eq!(cache.len().await, 1, "the failure was not kept");
 
-        let zero = || async { Ok(Entry::new(answer(true, None), Duration::ZERO)) };
-        cache.get_or_fetch(3, zero()).await.unwrap();
+        let zero = || async { Ok(Entry::new(answer(true, None), Duration::ZERO, T0)) };
+        cache.get_or_fetch(3, T0, zero()).await.unwrap();
         calls.store(0, Ordering::SeqCst);
-        cache.get_or_fetch(3, fetch(calls.clone())).await.unwrap();
+        cache.get_or_fetch(3, T0, fetch(calls.clone())).await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 1, "an entry kept for zero is fetched again");
     }
 
+    /// Whether a node's entry may be used is decided by the clock the cache is given, on every hit: moka's own
+    /// expiry (its monotonic time) would keep these entries for an hour.
     #[tokio::test]
-    async fn an_answer_is_never_used_past_exp() {
+    async fn an_answer_is_never_used_past_exp_or_its_deadline_by_the_nodes_clock() {
         let cache = AnswerCache::new(CacheLimits { entries: 100, bytes: 1 << 20 });
-        let past = Some(SystemTime::now() - Duration::from_secs(1));
-        // Kept for an hour by mistake, but the token's exp has passed: it must be fetched again.
-        let stale = || async move { Ok(Entry::new(answer(true, past), Duration::from_secs(3600))) };
-        cache.get_or_fetch(4, stale()).await.unwrap();
-        let fresh = || async { Ok(Entry::new(answer(false, None), Duration::ZERO)) };
-        assert!(!cache.get_or_fetch(4, fresh()).await.unwrap().answer.active);
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let fetch = |active, expires, keep_for| {
+            let fetches = fetches.clone();
+            async move {
+                fetches.fetch_add(1, Ordering::SeqCst);
+                Ok(Entry::new(answer(active, expires), keep_for, T0))
+            }
+        };
+        let hour = Duration::from_secs(3600);
+        // Kept for an hour by mistake, but the token's exp (T0 + 10 s) comes first.
+        assert!(cache.get_or_fetch(4, T0, fetch(true, Some(at(10)), hour)).await.unwrap().answer.active);
+        let hit = cache.get_or_fetch(4, just_before(at(10)), fetch(false, None, Duration::ZERO)).await.unwrap();
+        assert!(hit.answer.active, "served from the cache until exp");
+        let refetched = cache.get_or_fetch(4, at(10), fetch(false, None, Duration::ZERO)).await.unwrap();
+        assert!(!refetched.answer.active, "fetched again at exp");
+        // `ttl` (30 s, no exp) is the node's clock's too.
+        assert!(cache.get_or_fetch(5, T0, fetch(true, None, Duration::from_secs(30))).await.unwrap().answer.active);
+        assert!(cache.get_or_fetch(5, at(29), fetch(false, None, hour)).await.unwrap().answer.active);
+        assert!(!cache.get_or_fetch(5, at(30), fetch(false, None, hour)).await.unwrap().answer.active);
+        assert_eq!(fetches.load(Ordering::SeqCst), 4, "two misses, two lapses; the hits fetched nothing");
     }
 }

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use aws_lc_rs::digest;
 use bytes::Bytes;
@@ -20,6 +20,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::{Map, Value};
+
+use gatehouse_model::Timestamp;
 
 /// An IdP answer larger than this is a failure, not something to buffer.
 const MAX_ANSWER_BYTES: usize = 256 * 1024;
@@ -222,8 +224,8 @@ pub struct Introspected {
     pub headers: HeaderMap,
     pub username: Option<String>,
     pub client_id: Option<String>,
-    /// The token's `exp`; the answer is never used after it.
-    pub expires: Option<SystemTime>,
+    /// The token's `exp`; the answer is never used at or after it (by the node's clock).
+    pub expires: Option<Timestamp>,
 }
 
 /// The standard fields Kong copies to `X-Credential-*` headers.
@@ -335,7 +337,9 @@ impl Introspected {
             .flatten()
             .and_then(Value::as_f64)
             .filter(|s| s.is_finite() && *s >= 0.0)
-            .and_then(|s| SystemTime::UNIX_EPOCH.checked_add(Duration::try_from_secs_f64(s).ok()?));
+            // Rounded down to the microsecond: an answer never outlives its `exp`.
+            .and_then(|s| i64::try_from(Duration::try_from_secs_f64(s).ok()?.as_micros()).ok())
+            .map(Timestamp::from_micros);
         Self { active, headers: compact(headers), username: text("username"), client_id: text("client_id"), expires }
     }
 }
@@ -418,7 +422,7 @@ mod tests {
         assert_eq!(get("x-credential-custom-claim"), [r#"{"k":1}"#]);
         assert!(get("x-credential-sub").is_empty() && get("x-credential-evil").is_empty());
         assert!(get("x-credential-absent").is_empty());
-        assert_eq!(i.expires, Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)));
+        assert_eq!(i.expires, Some(Timestamp::from_secs(1_700_000_000)));
         assert_eq!((i.username.as_deref(), i.client_id.as_deref()), (Some("u"), Some("c")));
 
         // A claim named like a standard field replaces that header (Kong's `set_header`); it is not sent twice.
@@ -434,11 +438,16 @@ mod tests {
         // An inactive answer's `exp` bounds nothing: it may be cached for `negative_ttl` however old the token.
         let inactive = Introspected::from_answer(json!({"active": false, "exp": 1}).as_object().unwrap(), &[]);
         assert_eq!(inactive.expires, None);
-        let keep = keep_for(&inactive, Duration::from_secs(30), Duration::from_secs(5), SystemTime::now());
+        let now = Timestamp::from_secs(1_800_000_000);
+        let keep = keep_for(&inactive, Duration::from_secs(30), Duration::from_secs(5), now);
         assert_eq!(keep, Duration::from_secs(5));
         let recent = RecentAnswers::default();
-        let kept = recent.keep(1, &Arc::new(Entry::new(inactive, keep)));
-        assert!(recent.get(&1).is_some_and(|found| Arc::ptr_eq(&found, &kept)), "kept for negative_ttl");
+        let kept = recent.keep(1, &Arc::new(Entry::new(inactive, keep, now)), now);
+        assert!(
+            recent.get(&1, now.plus_secs(4)).is_some_and(|found| Arc::ptr_eq(&found, &kept)),
+            "kept for negative_ttl"
+        );
+        assert!(recent.get(&1, now.plus_secs(5)).is_none());
     }
 
     #[test]

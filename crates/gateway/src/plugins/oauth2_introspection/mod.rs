@@ -11,7 +11,7 @@ mod idp;
 mod token;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -21,6 +21,7 @@ use http_body_util::Full;
 use serde_json::{Value, json};
 
 use gatehouse_model::gateway::plugins::oauth2_introspection::{Config, ConsumerBy, INFO};
+use gatehouse_model::{Clock, SharedClock};
 
 use super::{Credential, Flow, Phases, Plugin, PluginDef, RequestContext};
 use crate::config::Consumer;
@@ -44,18 +45,20 @@ pub static PLUGIN: PluginDef = PluginDef {
 };
 
 /// What every instance on the node shares: the answer cache and the HTTP clients, both kept across configuration
-/// changes.
+/// changes, and the clock that decides when an answer has expired.
 #[derive(Debug)]
 pub struct Shared {
     pub cache: AnswerCache,
     pub clients: Arc<Clients>,
     /// What the workers' private copies hold, across every instance.
     pub copies: Arc<cache::CopyBudget>,
+    /// Wall time, against which answers' `exp` and deadlines are checked on every hit.
+    pub clock: SharedClock,
 }
 
 impl Shared {
-    pub fn new(limits: CacheLimits) -> Self {
-        Self { cache: AnswerCache::new(limits), clients: Arc::default(), copies: Arc::default() }
+    pub fn new(limits: CacheLimits, clock: SharedClock) -> Self {
+        Self { cache: AnswerCache::new(limits), clients: Arc::default(), copies: Arc::default(), clock }
     }
 }
 
@@ -105,26 +108,34 @@ impl OAuth2Introspection {
             return Box::pin(fetch).await.map(Arc::new).map_err(Arc::new);
         }
         let key = self.keyer.key(token.expose_bytes());
-        if let Some(recent) = self.recent.get(&key) {
+        let now = self.shared.clock.now();
+        if let Some(recent) = self.recent.get(&key, now) {
             return Ok(recent);
         }
         // Boxed: the cache's and the HTTP client's futures are large, and a hit should not carry them.
-        Box::pin(self.answer_from_node(key, token.expose())).await
+        Box::pin(self.answer_from_node(key, now, token.expose())).await
     }
 
-    async fn answer_from_node(&self, key: cache::Key, token: &str) -> Result<Arc<cache::Entry>, Arc<idp::IdpFailure>> {
-        let entry = self.shared.cache.get_or_fetch(key, self.fetch(token, None)).await?;
+    async fn answer_from_node(
+        &self,
+        key: cache::Key,
+        now: gatehouse_model::Timestamp,
+        token: &str,
+    ) -> Result<Arc<cache::Entry>, Arc<idp::IdpFailure>> {
+        let entry = self.shared.cache.get_or_fetch(key, now, self.fetch(token, None)).await?;
         if !self.shared.cache.keeps_answers() {
             return Ok(entry);
         }
-        Ok(self.recent.keep(key, &entry))
+        // Read again: the IdP may have taken a while, and a copy must not outlive what the clock says now.
+        Ok(self.recent.keep(key, &entry, self.shared.clock.now()))
     }
 
     async fn fetch(&self, token: &str, request: Option<(&Method, &str)>) -> Result<cache::Entry, idp::IdpFailure> {
         let answer = self.idp.introspect(token, request).await?;
         let answer = idp::Introspected::from_answer(&answer, &self.claims);
-        let keep_for = cache::keep_for(&answer, self.ttl, self.negative_ttl, SystemTime::now());
-        Ok(cache::Entry::new(answer, keep_for))
+        let arrived = self.shared.clock.now();
+        let keep_for = cache::keep_for(&answer, self.ttl, self.negative_ttl, arrived);
+        Ok(cache::Entry::new(answer, keep_for, arrived))
     }
 
     /// Authentication failed: with `anonymous`, the request goes on as that consumer; without, Kong's 401.

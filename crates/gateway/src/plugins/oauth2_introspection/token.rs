@@ -298,6 +298,89 @@ mod tests {
         assert!(in_body(&kind, &Bytes::from_static(b"garbage")).await.is_err());
     }
 
+    /// Token extraction on generated input: it never panics, a token taken from a header is a piece of that header
+    /// (never built from anything else), and parameters give back what was encoded into them.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn run<T>(future: impl std::future::Future<Output = T>) -> T {
+            tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(future)
+        }
+
+        /// `Authorization` values around the shapes the parser distinguishes.
+        fn authorization() -> impl Strategy<Value = Vec<u8>> {
+            let scheme =
+                prop_oneof![Just("Bearer"), Just("bearer"), Just("TOKEN"), Just("Basic"), Just("Bearerx"), Just("")];
+            let blank = prop_oneof![Just(""), Just(" "), Just("\t"), Just("  \t")];
+            (blank.clone(), scheme, blank.clone(), "[!-~]{0,12}", blank.clone(), "[ -~]{0,4}", blank)
+                .prop_map(|(a, scheme, b, token, c, more, d)| format!("{a}{scheme}{b}{token}{c}{more}{d}").into_bytes())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+            #[test]
+            fn a_header_token_is_a_piece_of_the_header(
+                value in prop_oneof![authorization(), prop::collection::vec(any::<u8>(), 0..40)],
+            ) {
+                let Some(range) = bearer_token(&value) else { return Ok(()) };
+                let token = &value[range.clone()];
+                prop_assert!(!token.is_empty() && !token.contains(&b' ') && !token.contains(&b'\t'));
+                // What precedes it is a known scheme and blanks; what follows, blanks only.
+                let before = value[..range.start].trim_ascii();
+                prop_assert!(before.eq_ignore_ascii_case(b"bearer") || before.eq_ignore_ascii_case(b"token"));
+                prop_assert!(value[range.start - 1].is_ascii_whitespace());
+                prop_assert!(value[range.end..].iter().all(|b| *b == b' ' || *b == b'\t'));
+            }
+
+            #[test]
+            fn a_well_formed_header_gives_its_token(
+                scheme in prop_oneof![Just("Bearer"), Just("bEaReR"), Just("Token")],
+                token in "[!-~]{1,40}",
+                blanks in prop_oneof![Just(" "), Just("\t "), Just("   ")],
+            ) {
+                let value = format!(" {scheme}{blanks}{token} ");
+                let found = bearer_token(value.as_bytes()).map(|r| &value[r]);
+                prop_assert_eq!(found, Some(token.as_str()));
+            }
+
+            #[test]
+            fn bodies_and_forms_never_panic(
+                body in prop::collection::vec(any::<u8>(), 0..300),
+                boundary in "[a-zA-Z0-9'()+_,./:=?-]{1,12}",
+            ) {
+                let body = Bytes::from(body);
+                let _ = in_form(&body);
+                let _ = without_parameter(&body);
+                for kind in [BodyKind::Form, BodyKind::Json, BodyKind::Multipart(boundary.clone())] {
+                    let _ = run(in_body(&kind, &body));
+                }
+                // A multipart body built around the bytes, to get past the first boundary.
+                let wrapped = [format!("--{boundary}\r\n").as_bytes(), &body, format!("\r\n--{boundary}--\r\n").as_bytes()].concat();
+                let _ = run(in_body(&BodyKind::Multipart(boundary), &Bytes::from(wrapped)));
+            }
+
+            /// A form with `access_token` among other pairs gives the first one back, decoded, and
+            /// `without_parameter` keeps every other pair byte for byte.
+            #[test]
+            fn the_first_form_parameter_is_the_token(
+                token in ".{0,20}",
+                second in ".{0,5}",
+                others in prop::collection::vec(("[a-z_]{1,6}", "[ -~]{0,6}"), 0..4),
+            ) {
+                let encode = |k: &str, v: &str| form_urlencoded::Serializer::new(String::new()).append_pair(k, v).finish();
+                let mut pairs: Vec<String> = others.iter().filter(|(k, _)| k != PARAMETER).map(|(k, v)| encode(k, v)).collect();
+                let kept = pairs.join("&");
+                pairs.insert(pairs.len() / 2, encode(PARAMETER, &token));
+                pairs.push(encode(PARAMETER, &second));
+                let form = pairs.join("&");
+                prop_assert_eq!(in_form(form.as_bytes()), Some(token));
+                prop_assert_eq!(String::from_utf8(without_parameter(form.as_bytes())).unwrap(), kept);
+            }
+        }
+    }
+
     #[tokio::test]
     async fn json_bodies_must_be_objects() {
         assert!(in_body(&BodyKind::Json, &Bytes::from_static(b"[1]")).await.is_err());
