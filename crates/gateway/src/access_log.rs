@@ -15,9 +15,10 @@ use std::sync::{Arc, Mutex};
 use gatehouse_model::Timestamp;
 use gatehouse_model::redact::redact_query;
 
-use crate::config::{Consumer, ServiceConfig};
+use crate::consumers::Consumer;
 use crate::plugins::{Latencies, Outcome};
 use crate::router::RouteConfig;
+use crate::service::ServiceConfig;
 
 /// Where the access log goes (`proxy.access_log`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

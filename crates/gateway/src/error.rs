@@ -7,6 +7,17 @@ use http_body_util::Full;
 
 use gatehouse_model::kong::ProxyErrorBody;
 
+/// Why a configuration snapshot could not be compiled; the previous one keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error("service {0}: host is not a valid authority")]
+    ServiceHost(uuid::Uuid),
+    #[error(transparent)]
+    Router(#[from] crate::router::RouterError),
+    #[error("plugin {name}: {reason}")]
+    Plugin { name: String, reason: String },
+}
+
 /// Bodies the proxy inspects (for plugins that read a token from them) are bounded; larger ones stream through.
 pub const INSPECTED_BODY_LIMIT: usize = 64 * 1024;
 
@@ -146,6 +157,24 @@ impl ProxyError {
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
         response
     }
+}
+
+/// Whether a failure was a timeout, judged by type along its causes: the gateway's idle timers
+/// ([`crate::body::IdleTimeout`]) and I/O `TimedOut` (a connector's connect timeout).
+pub fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<crate::body::IdleTimeout>() {
+            return true;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 #[cfg(test)]

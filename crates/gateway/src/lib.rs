@@ -5,12 +5,14 @@
 pub mod access_log;
 pub mod body;
 pub mod config;
+pub mod consumers;
 pub mod error;
 mod framing;
 pub mod phases;
 pub mod plugins;
 pub mod proxy;
 pub mod router;
+pub mod service;
 mod timer;
 mod upstream;
 

@@ -15,11 +15,13 @@ use http::Response;
 use http_body_util::Full;
 use smallvec::SmallVec;
 
-use crate::config::{Compiled, Consumer, ServiceConfig};
+use crate::config::Compiled;
+use crate::consumers::Consumer;
 use crate::plugins::{
     Flow, Latencies, LogContext, Outcome, Plugin, PluginDef, RequestContext, ResponseContext, RewriteContext, Slots,
 };
 use crate::router::RouteConfig;
+use crate::service::ServiceConfig;
 
 /// A plugin instance chosen for this request, with its definition (for its name and phases).
 pub type Ran<'c> = (&'static PluginDef, &'c dyn Plugin);

@@ -21,7 +21,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use tower::Service;
 
 use crate::body::ProxyBody;
-use crate::config::ServiceConfig;
 use crate::error::{GatewayError, ProxyError, Side};
 
 pub type Sender = SendRequest<ProxyBody>;
@@ -50,12 +49,18 @@ impl Default for PoolKey {
 }
 
 impl PoolKey {
-    pub fn of(service: &ServiceConfig) -> Self {
+    /// `tls_verify`: the service's setting (`None` verifies).
+    pub fn new(
+        scheme: &http::uri::Scheme,
+        authority: &http::uri::Authority,
+        tls_verify: Option<bool>,
+        connect_timeout_ms: u64,
+    ) -> Self {
         Self {
-            https: service.target.scheme == http::uri::Scheme::HTTPS,
-            authority: service.target.authority.clone(),
-            verify: service.tls_verify.unwrap_or(true),
-            connect_timeout_ms: service.connect_timeout,
+            https: *scheme == http::uri::Scheme::HTTPS,
+            authority: authority.clone(),
+            verify: tls_verify.unwrap_or(true),
+            connect_timeout_ms,
         }
     }
 }
@@ -127,7 +132,7 @@ impl Pool {
         let stream = connector.call(uri).await.map_err(|e| {
             // The connector's own timer (its connect timeout) ends the attempt with an I/O `TimedOut`.
             let kind =
-                if crate::proxy::is_timeout(e.as_ref()) { ProxyError::GatewayTimeout } else { ProxyError::BadGateway };
+                if crate::error::is_timeout(e.as_ref()) { ProxyError::GatewayTimeout } else { ProxyError::BadGateway };
             failed(kind).caused_by(e)
         })?;
         // Flat writes, as the proxy's server side does (see `proxy::serve_worker`).

@@ -15,13 +15,14 @@
 //! config into a [`Plugin`]. [`BUILTIN`] lists them; adding a plugin is its folder plus one line there (and its
 //! `PluginInfo` in `model::gateway::plugins::PLUGINS`, which a test below holds to the same set).
 //!
-//! Phases, run by [`crate::phases`]: `rewrite` (global instances, before routing), `access` (before the upstream
+//! Phases, run by the phase runner (`phases.rs`): `rewrite` (global instances, before routing), `access` (before the upstream
 //! call; may answer instead of proxying), `response` (the response head, before it goes to the client) and `log`
 //! (once per request, whatever its outcome). For each request the runner walks the plugin names in descending
 //! priority and, for each, runs the single most specific instance for the request's route, service and consumer
 //! (Kong's precedence, below). An authentication plugin may set the consumer during `access`, so lower-priority
 //! plugins are resolved with it.
 
+pub mod auth;
 pub mod oauth2_introspection;
 #[cfg(test)]
 pub(crate) mod probe;
@@ -42,9 +43,11 @@ use serde_json::{Map, Value};
 use gatehouse_model::gateway::plugins::PluginInfo;
 use gatehouse_model::gateway::snapshot::PluginInstance;
 
-use crate::config::{CompileError, Compiled, Consumer, ServiceConfig};
+use crate::consumers::{Consumer, Consumers};
+use crate::error::CompileError;
 use crate::error::ProxyError;
 use crate::router::RouteConfig;
+use crate::service::ServiceConfig;
 
 /// One plugin the gateway can run.
 #[derive(Debug)]
@@ -145,7 +148,8 @@ pub struct RequestContext<'a> {
     pub body: &'a mut Option<Bytes>,
     pub route: &'a Arc<RouteConfig>,
     pub service: Option<&'a Arc<ServiceConfig>>,
-    pub config: &'a Compiled,
+    /// The configuration's consumers, for authentication plugins' lookups.
+    pub consumers: &'a Consumers,
     /// Set by an authentication plugin.
     pub consumer: Option<Arc<Consumer>>,
     /// Set by an authentication plugin (Kong's `kong.client.get_credential()`).

@@ -35,7 +35,8 @@ use gatehouse_model::gateway::snapshot::ConfigSnapshot;
 
 use crate::access_log::{AccessLog, AccessLogSettings, Line, WorkerLog};
 use crate::body::{ClientBody, IdleTimeoutBody, ProxyBody, ResponseBody, caused_by_client_body, empty, full};
-use crate::config::{CompileError, Compiled, compile};
+use crate::config::{Compiled, compile};
+use crate::error::CompileError;
 use crate::error::{GatewayError, INSPECTED_BODY_LIMIT, ProxyError, Side};
 use crate::framing::{Verdicts, Watched};
 use crate::phases::RequestState;
@@ -485,7 +486,7 @@ impl Proxy {
             body: &mut buffered,
             route,
             service,
-            config,
+            consumers: &config.consumers,
             consumer: None,
             credential: None,
             slots: &mut state.slots,
@@ -658,7 +659,6 @@ mod tests;
 
 use forwarded::*;
 use ingress::*;
-pub(crate) use send::is_timeout;
 #[cfg(test)]
 pub(crate) use serve::reusable_listener;
 pub use serve::serve;

@@ -2,6 +2,7 @@
 //! retries that are safe because nothing was sent, the response head's deadline, and what a failure is.
 
 use super::*;
+use crate::error::is_timeout;
 
 impl Proxy {
     /// Calls the service. A request goes out only once a connection is established, so a failure to connect
@@ -11,7 +12,7 @@ impl Proxy {
     pub(super) async fn send(
         &self,
         conn: &ClientConnection,
-        service: &crate::config::ServiceConfig,
+        service: &crate::service::ServiceConfig,
         mut request: Request<ProxyBody>,
         has_body: bool,
         sequential: bool,
@@ -96,20 +97,4 @@ pub(super) fn classify_send_error(error: hyper::Error) -> GatewayError {
         (false, false) => (ProxyError::BadGateway, Side::Upstream),
     };
     GatewayError::new(kind, side).caused_by(error)
-}
-
-pub(crate) fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if err.is::<crate::body::IdleTimeout>() {
-            return true;
-        }
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::TimedOut
-        {
-            return true;
-        }
-        source = err.source();
-    }
-    false
 }

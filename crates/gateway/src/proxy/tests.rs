@@ -19,7 +19,7 @@ fn hosts_ports_and_authorities() {
     assert_eq!(split_host_port("example.com", 8000), ("example.com".into(), 8000));
     assert_eq!(split_host_port("[::1]:9", 80), ("::1".into(), 9));
     assert!(matches!(split_host_port("example.com:8000", 80).0, Cow::Borrowed(_)), "no copy when lower-case");
-    let authority = |host, port, protocol| crate::config::authority(host, port, protocol);
+    let authority = |host, port, protocol| crate::service::authority(host, port, protocol);
     assert_eq!(authority("httpbin.konghq.com", 80, "http"), "httpbin.konghq.com");
     assert_eq!(authority("h", 8443, "https"), "h:8443");
     assert_eq!(authority("::1", 80, "http"), "[::1]");

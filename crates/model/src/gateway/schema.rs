@@ -51,6 +51,8 @@ pub struct Field {
     /// An unsupported field that Kong OSS does not return either (Enterprise and Konnect fields such as a
     /// plugin's `consumer_group`): accepted as above, then left out of the entity and of the schema documents.
     pub input_only: bool,
+    /// What the field means, for `GET /schemas/…` (Kong's schemas describe every plugin field).
+    pub description: Option<&'static str>,
 }
 
 impl Field {
@@ -70,7 +72,13 @@ impl Field {
             gatehouse_only: false,
             unsupported: false,
             input_only: false,
+            description: None,
         }
+    }
+
+    pub fn describe_as(mut self, description: &'static str) -> Self {
+        self.description = Some(description);
+        self
     }
     pub fn string(name: &'static str) -> Self {
         Self::new(name, Kind::String)
@@ -164,6 +172,9 @@ impl Field {
             Kind::Foreign(_) => "foreign",
         };
         d.insert("type".into(), json!(type_name));
+        if let Some(description) = self.description {
+            d.insert("description".into(), json!(description));
+        }
         match &self.kind {
             Kind::Array(of) | Kind::Set(of) => {
                 d.insert("elements".into(), of.describe());

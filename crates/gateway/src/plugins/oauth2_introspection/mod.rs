@@ -14,26 +14,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Response, StatusCode};
-use http_body_util::Full;
+use http::header::HeaderName;
+use http::{Method, Response};
 use serde_json::{Value, json};
 
-use gatehouse_model::gateway::plugins::oauth2_introspection::{Config, ConsumerBy, INFO};
+use gatehouse_model::gateway::plugins::oauth2_introspection::{Config, ConsumerBy, INFO, NAME};
 use gatehouse_model::{Clock, SharedClock};
 
-use super::{Credential, Flow, Phases, Plugin, PluginDef, RequestContext};
-use crate::config::Consumer;
+use super::{Credential, Flow, Phases, Plugin, PluginDef, RequestContext, auth};
+use crate::consumers::Consumer;
 use crate::error::ProxyError;
 
 pub use cache::{AnswerCache, CacheLimits};
 pub use idp::Clients;
-
-const X_CONSUMER_ID: HeaderName = HeaderName::from_static("x-consumer-id");
-const X_CONSUMER_CUSTOM_ID: HeaderName = HeaderName::from_static("x-consumer-custom-id");
-const X_CONSUMER_USERNAME: HeaderName = HeaderName::from_static("x-consumer-username");
-const X_ANONYMOUS_CONSUMER: HeaderName = HeaderName::from_static("x-anonymous-consumer");
 
 const MISSING_TOKEN: &str = "The access token is missing";
 const INVALID_TOKEN: &str = "The access token is invalid or has expired";
@@ -141,21 +134,11 @@ impl OAuth2Introspection {
     /// Authentication failed: with `anonymous`, the request goes on as that consumer; without, Kong's 401.
     fn fail(&self, ctx: &mut RequestContext<'_>, invalid: bool) -> Flow {
         if !self.config.anonymous.is_empty() {
-            let Some(consumer) = ctx.config.consumer_by_id_or_username(&self.config.anonymous).cloned() else {
-                tracing::error!(request_id = ctx.request_id, anonymous = %self.config.anonymous,
-                    "oauth2-introspection: the anonymous consumer does not exist");
-                let message = format!("anonymous consumer {} is configured but doesn't exist", self.config.anonymous);
-                let body = json!({"message": message, "request_id": ctx.request_id});
-                return Flow::Respond(json_response(StatusCode::INTERNAL_SERVER_ERROR, &body, None));
-            };
-            set_consumer_headers(ctx.headers, &consumer);
-            ctx.headers.insert(X_ANONYMOUS_CONSUMER, HeaderValue::from_static("true"));
-            ctx.consumer = Some(consumer);
-            return Flow::Continue;
+            return auth::as_anonymous(ctx, &self.config.anonymous, NAME);
         }
-        let (body, challenge) = if invalid {
-            (
-                json!({"error": "invalid_token", "error_description": INVALID_TOKEN}),
+        if invalid {
+            auth::unauthorized(
+                &json!({"error": "invalid_token", "error_description": INVALID_TOKEN}),
                 // Kong's header, separators and all.
                 concat!(
                     r#"Bearer realm="service" error="invalid_token" "#,
@@ -163,57 +146,19 @@ impl OAuth2Introspection {
                 ),
             )
         } else {
-            (json!({"error": "invalid_request", "error_description": MISSING_TOKEN}), r#"Bearer realm="service""#)
-        };
-        Flow::Respond(json_response(StatusCode::UNAUTHORIZED, &body, Some(HeaderValue::from_static(challenge))))
+            auth::unauthorized(
+                &json!({"error": "invalid_request", "error_description": MISSING_TOKEN}),
+                r#"Bearer realm="service""#,
+            )
+        }
     }
 
     fn consumer_of(&self, ctx: &RequestContext<'_>, answer: &idp::Introspected) -> Option<Arc<Consumer>> {
         match self.config.consumer_by {
-            ConsumerBy::Username => ctx.config.consumer_by_username(answer.username.as_deref()?),
-            ConsumerBy::ClientId => ctx.config.consumer_by_custom_id(answer.client_id.as_deref()?),
+            ConsumerBy::Username => ctx.consumers.by_username(answer.username.as_deref()?),
+            ConsumerBy::ClientId => ctx.consumers.by_custom_id(answer.client_id.as_deref()?),
         }
         .cloned()
-    }
-}
-
-fn json_response(status: StatusCode, body: &Value, challenge: Option<HeaderValue>) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
-    *response.status_mut() = status;
-    let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
-    if let Some(challenge) = challenge {
-        h.insert(header::WWW_AUTHENTICATE, challenge);
-    }
-    response
-}
-
-fn set_consumer_headers(headers: &mut HeaderMap, consumer: &Consumer) {
-    let mut set = |name: HeaderName, value: &Option<HeaderValue>| match value {
-        Some(v) => {
-            headers.insert(name, v.clone());
-        }
-        None => {
-            headers.remove(name);
-        }
-    };
-    set(X_CONSUMER_ID, &consumer.headers.id);
-    set(X_CONSUMER_CUSTOM_ID, &consumer.headers.custom_id);
-    set(X_CONSUMER_USERNAME, &consumer.headers.username);
-}
-
-/// Identity headers are only ever set by the gateway: whatever the client sent under these names goes.
-fn remove_spoofed(headers: &mut HeaderMap) {
-    let spoofed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| {
-            let n = name.as_str();
-            n.starts_with("x-credential-") || n.starts_with("x-consumer-") || n == "x-anonymous-consumer"
-        })
-        .cloned()
-        .collect();
-    for name in spoofed {
-        headers.remove(name);
     }
 }
 
@@ -221,10 +166,10 @@ fn remove_spoofed(headers: &mut HeaderMap) {
 impl Plugin for OAuth2Introspection {
     async fn access(&self, ctx: &mut RequestContext<'_>) -> Flow {
         // "Logical OR": with `anonymous` set, a request another authentication plugin already accepted passes.
-        if !self.config.anonymous.is_empty() && ctx.credential.is_some() {
+        if auth::accepted_by_another(&self.config.anonymous, ctx) {
             return Flow::Continue;
         }
-        remove_spoofed(ctx.headers);
+        auth::remove_spoofed(ctx.headers);
         if !self.config.run_on_preflight && ctx.method == Method::OPTIONS {
             return Flow::Continue;
         }
@@ -261,7 +206,7 @@ impl Plugin for OAuth2Introspection {
         }
         let consumer = self.consumer_of(ctx, answer);
         if let Some(consumer) = &consumer {
-            set_consumer_headers(ctx.headers, consumer);
+            auth::set_consumer_headers(ctx.headers, consumer);
         }
         ctx.consumer = consumer;
         // Kong's credential id is the token itself (rate limiting by credential keys on it).

@@ -17,17 +17,28 @@ pub static INFO: PluginInfo =
 
 pub fn config_fields() -> Vec<Field> {
     vec![
-        Field::string("introspection_url").required().check(check_url),
-        Field::number("ttl").default(json!(30)).check(non_negative),
-        Field::string("token_type_hint"),
-        Field::string("authorization_value").required().encrypted().check(header_value),
-        Field::integer("timeout").default(json!(10000)).check(non_negative),
-        Field::integer("keepalive").default(json!(60000)).check(non_negative),
-        Field::boolean("introspect_request").required().default(json!(false)),
-        Field::boolean("hide_credentials").default(json!(false)),
-        Field::boolean("run_on_preflight").default(json!(true)),
-        Field::string("anonymous").default(json!("")).len_min(0),
-        Field::string("consumer_by").required().default(json!("username")).one_of(&["username", "client_id"]),
+        Field::string("introspection_url").required().check(check_url)
+            .describe_as("The RFC 7662 introspection endpoint the plugin asks about each token."),
+        Field::number("ttl").default(json!(30)).check(non_negative)
+            .describe_as("Seconds an answer is kept in the node's cache; never past the token's `exp`."),
+        Field::string("token_type_hint")
+            .describe_as("Sent to the endpoint as `token_type_hint`, when set."),
+        Field::string("authorization_value").required().encrypted().check(header_value)
+            .describe_as("The `Authorization` header value the plugin presents to the endpoint (for example `Basic …`); sealed at rest."),
+        Field::integer("timeout").default(json!(10000)).check(non_negative)
+            .describe_as("Milliseconds to wait for the endpoint's answer."),
+        Field::integer("keepalive").default(json!(60000)).check(non_negative)
+            .describe_as("Milliseconds an idle connection to the endpoint is kept for reuse."),
+        Field::boolean("introspect_request").required().default(json!(false))
+            .describe_as("Also send the request's method and path to the endpoint; such answers are not cached."),
+        Field::boolean("hide_credentials").default(json!(false))
+            .describe_as("Remove the token from the request before it goes upstream."),
+        Field::boolean("run_on_preflight").default(json!(true))
+            .describe_as("Authenticate `OPTIONS` requests too; when false they pass unauthenticated."),
+        Field::string("anonymous").default(json!("")).len_min(0)
+            .describe_as("A consumer id or username to continue as when authentication fails; empty answers 401."),
+        Field::string("consumer_by").required().default(json!("username")).one_of(&["username", "client_id"])
+            .describe_as("Which answer field names the consumer: `username` matches a consumer's username, `client_id` its custom id."),
         Field::map(
             "custom_introspection_headers",
             Field::string("name").check(header_name),
@@ -35,10 +46,13 @@ pub fn config_fields() -> Vec<Field> {
             Field::string("value").check(header_value).encrypted(),
         )
         .required()
-        .default(json!({})),
-        Field::set("custom_claims_forward", Field::string("claim")).required().default(json!([])),
+        .default(json!({}))
+        .describe_as("Extra headers sent to the endpoint; values are sealed at rest."),
+        Field::set("custom_claims_forward", Field::string("claim")).required().default(json!([]))
+            .describe_as("Further claims of the answer passed upstream as `X-Credential-<claim>` headers."),
         // Gatehouse addition: how long an inactive answer is cached. Kong caches it for `ttl`; 0 = not cached.
-        Field::number("negative_ttl").default(json!(0)).check(non_negative).gatehouse_only(),
+        Field::number("negative_ttl").default(json!(0)).check(non_negative).gatehouse_only()
+            .describe_as("Gatehouse: seconds an inactive answer is cached; 0 asks the endpoint every time."),
     ]
 }
 

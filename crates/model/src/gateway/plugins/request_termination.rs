@@ -14,12 +14,14 @@ pub static INFO: PluginInfo =
 
 pub fn config_fields() -> Vec<Field> {
     vec![
-        Field::integer("status_code").default(json!(503)).between(100, 599),
-        Field::string("message"),
-        Field::string("body"),
-        Field::string("content_type"),
-        Field::string("trigger"),
-        Field::boolean("echo").default(json!(false)),
+        Field::integer("status_code").default(json!(503)).between(100, 599).describe_as("The status of the answer."),
+        Field::string("message").describe_as("A message answered as `{\"message\": …}`; exclusive with `body`."),
+        Field::string("body").describe_as("A raw body to answer with, instead of a message."),
+        Field::string("content_type").describe_as("The `Content-Type` of `body`."),
+        Field::string("trigger").describe_as("Terminate only requests carrying this header or query parameter."),
+        Field::boolean("echo")
+            .default(json!(false))
+            .describe_as("Answer with a description of the request itself, for debugging."),
     ]
 }
 

@@ -1,0 +1,64 @@
+//! A service as the proxy uses it: the snapshot's fields and what is derived from them once per configuration.
+
+use crate::upstream::PoolKey;
+
+/// A service as the proxy uses it: the snapshot's fields and what is derived from them once per configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceConfig {
+    pub id: uuid::Uuid,
+    pub name: Option<String>,
+    pub protocol: String,
+    pub host: String,
+    pub port: u16,
+    pub path: Option<String>,
+    pub retries: u32,
+    pub connect_timeout: u64,
+    pub write_timeout: u64,
+    pub read_timeout: u64,
+    pub tls_verify: Option<bool>,
+    pub enabled: bool,
+    pub target: UpstreamTarget,
+    /// Which kept-alive upstream connections can serve this service, so requests compare it rather than build it.
+    pub pool_key: PoolKey,
+}
+
+/// Where a service's requests go, parsed once per configuration rather than per request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamTarget {
+    pub scheme: http::uri::Scheme,
+    pub authority: http::uri::Authority,
+    /// The `Host` header sent upstream (unless the route preserves the client's).
+    pub host: http::HeaderValue,
+}
+
+impl Default for UpstreamTarget {
+    fn default() -> Self {
+        Self {
+            scheme: http::uri::Scheme::HTTP,
+            authority: http::uri::Authority::from_static("localhost"),
+            host: http::HeaderValue::from_static("localhost"),
+        }
+    }
+}
+
+impl UpstreamTarget {
+    pub(crate) fn new(host: &str, port: u16, protocol: &str) -> Option<Self> {
+        let authority = authority(host, port, protocol);
+        Some(Self {
+            scheme: if scheme(protocol) == "https" { http::uri::Scheme::HTTPS } else { http::uri::Scheme::HTTP },
+            host: http::HeaderValue::from_str(&authority).ok()?,
+            authority: authority.parse().ok()?,
+        })
+    }
+}
+
+pub(crate) fn scheme(protocol: &str) -> &'static str {
+    if matches!(protocol, "https" | "grpcs" | "wss") { "https" } else { "http" }
+}
+
+/// The service's authority; the port is left out when it is the scheme's default, as Kong sets `Host`.
+pub(crate) fn authority(host: &str, port: u16, protocol: &str) -> String {
+    let host = if host.contains(':') { format!("[{host}]") } else { host.to_owned() };
+    let default = if scheme(protocol) == "https" { 443 } else { 80 };
+    if port == default { host } else { format!("{host}:{port}") }
+}
