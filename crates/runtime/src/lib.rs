@@ -10,6 +10,7 @@ pub mod listener;
 pub mod logging;
 pub mod master_key;
 pub mod random;
+pub mod request_log;
 
 use std::sync::Arc;
 

@@ -138,7 +138,8 @@ pub async fn serve(
     gate: Arc<Gate>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let router = router.layer(axum::middleware::from_fn(move |req, next| crate::logging::access_log(kind, req, next)));
+    let router = router
+        .layer(axum::middleware::from_fn(move |req, next| crate::request_log::access_log(kind.as_str(), req, next)));
     let service = NormalizePath::trim_trailing_slash(router);
     let limits = *gate.limits();
     let mut builder = auto::Builder::new(TokioExecutor::new());

@@ -753,4 +753,31 @@ mod tests {
         assert_eq!(port["default"], 80);
         assert_eq!(EntityKind::from_collection("routes"), Some(EntityKind::Route));
     }
+
+    /// `GET /schemas/plugins/{name}` describes every field, as Kong's schemas do.
+    #[test]
+    fn every_plugin_field_has_a_description() {
+        for plugin in plugins::PLUGINS {
+            for field in (plugin.config)() {
+                let described = field.description.is_some_and(|d| !d.is_empty());
+                assert!(described, "{}.{} has no description", plugin.name, field.name);
+            }
+            let document = plugin_schema_document(plugin.name).unwrap().to_string();
+            assert!(document.contains("\"description\""), "{document}");
+        }
+    }
+
+    /// A plugin's cross-field checks (its `PluginInfo::check`) run when the entity is validated.
+    #[test]
+    fn request_terminations_cross_field_checks_run_on_validation() {
+        let refused = |config| {
+            let body = json!({"name": "request-termination", "config": config});
+            validate_entity(EntityKind::Plugin, body.as_object().unwrap()).unwrap_err()[0].message.clone()
+        };
+        assert_eq!(refused(json!({"message": "m", "body": "b"})), "message cannot be used with content_type or body");
+        assert_eq!(refused(json!({"content_type": "text/plain"})), "content_type requires a body");
+        assert_eq!(refused(json!({"echo": true, "body": "b"})), "echo cannot be used with content_type and body");
+        let fine = json!({"name": "request-termination", "config": {"body": "b", "content_type": "text/plain"}});
+        assert!(validate_entity(EntityKind::Plugin, fine.as_object().unwrap()).is_ok());
+    }
 }

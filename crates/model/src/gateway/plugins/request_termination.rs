@@ -49,22 +49,3 @@ pub fn check(config: &Map<String, Value>) -> Result<(), String> {
     }
     Ok(())
 }
-
-#[cfg(test)]
-mod tests {
-    use crate::gateway::{EntityKind, validate_entity};
-    use serde_json::json;
-
-    #[test]
-    fn the_cross_field_checks_run_when_the_entity_is_validated() {
-        let refused = |config| {
-            let body = json!({"name": "request-termination", "config": config});
-            validate_entity(EntityKind::Plugin, body.as_object().unwrap()).unwrap_err()[0].message.clone()
-        };
-        assert_eq!(refused(json!({"message": "m", "body": "b"})), "message cannot be used with content_type or body");
-        assert_eq!(refused(json!({"content_type": "text/plain"})), "content_type requires a body");
-        assert_eq!(refused(json!({"echo": true, "body": "b"})), "echo cannot be used with content_type and body");
-        let fine = json!({"name": "request-termination", "config": {"body": "b", "content_type": "text/plain"}});
-        assert!(validate_entity(EntityKind::Plugin, fine.as_object().unwrap()).is_ok());
-    }
-}
