@@ -231,6 +231,15 @@ fn field(out: &mut Vec<u8>, key: &str, value: &str) {
     }
 }
 
+/// ` key=value` for a value that cannot hold a space, a quote or a control character: hex ids, addresses,
+/// methods, and route and service names (the schema allows letters, digits and `.-_~` in them).
+fn raw(out: &mut Vec<u8>, key: &str, value: &str) {
+    out.push(b' ');
+    out.extend_from_slice(key.as_bytes());
+    out.push(b'=');
+    out.extend_from_slice(if value.is_empty() { b"-" } else { value.as_bytes() });
+}
+
 fn number(out: &mut Vec<u8>, key: &str, value: Option<u64>) {
     out.push(b' ');
     out.extend_from_slice(key.as_bytes());
@@ -249,12 +258,12 @@ fn target(uri: &http::Uri) -> (&str, Option<std::borrow::Cow<'_, str>>) {
 fn text(out: &mut Vec<u8>, time: &str, line: &Line<'_>) {
     out.extend_from_slice(time.as_bytes());
     out.extend_from_slice(b"  INFO gatehouse::access: request");
-    field(out, "request_id", line.request_id);
+    raw(out, "request_id", line.request_id);
     match line.client_text {
-        Some(client) => field(out, "client", client),
-        None => field(out, "client", &line.client.to_string()),
+        Some(client) => raw(out, "client", client),
+        None => raw(out, "client", &line.client.to_string()),
     }
-    field(out, "method", line.method.as_str());
+    raw(out, "method", line.method.as_str());
     let (path, query) = target(line.uri);
     match &query {
         Some(query) => field(out, "path", &format!("{path}?{query}")),
