@@ -24,7 +24,7 @@
 # NGINX_HEADERS=gatehouse's directives: how close to the nginx baseline a proxy exactly as efficient as nginx could
 # come while sending what Gatehouse must send),
 # PERF (0: 1 profiles Gatehouse with perf record -g for PERF_DURATION, 10s, and prints the top symbols),
-# GH_BIN (target/release/gatehouse), KEEP (0: keep the temp dir with logs and raw results),
+# GH_ACCESS_LOG (off; stderr or a path: Gatehouse's gateway.access_log), GH_BIN (target/release/gatehouse), KEEP (0: keep the temp dir with logs and raw results),
 # ports GH_PROXY_PORT (18200), GH_ADMIN_PORT (18201), GH_PLATFORM_PORT (18202), GH_ISSUER_PORT (18203),
 # GH_ECHO_PORT (18204), NGINX_PORT (18280), UPSTREAM_PORT (18281), STANDIN_PORT (18282).
 # (Knobs are not named GATEHOUSE_*: Gatehouse reads every GATEHOUSE_* variable as configuration.)
@@ -38,6 +38,7 @@ LOG_TAG='proxy-bench'
 ROOT=$(dirname "$HERE")
 BIN=${GH_BIN:-$ROOT/target/release/gatehouse}
 ROUNDS=${ROUNDS:-5}
+GH_ACCESS_LOG=${GH_ACCESS_LOG:-off}
 DURATION=${DURATION:-10s}
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-64}
@@ -107,8 +108,10 @@ log "starting nginx upstream on 127.0.0.1:$UPSTREAM_PORT ($("$NGINX" -v 2>&1 | s
 start_nginx upstream "$HERE/nginx/upstream.conf"
 wait_http "http://127.0.0.1:$UPSTREAM_PORT/" "$NGINX_PID_upstream" 20 || { cat "$TMP/upstream.err" >&2; die "nginx upstream did not start"; }
 
-# Gatehouse: quickstart (embedded storage, every listener on loopback); only the proxy is under load.
-start_proxy_gatehouse
+# Gatehouse: quickstart (embedded storage, every listener on loopback); only the proxy is under load. Its access
+# log is off by default here because bench/nginx/nginx.conf has `access_log off`: like for like. GH_ACCESS_LOG=stderr
+# measures Gatehouse with its default (a line per request, about 3,000 instructions; bench/README.md).
+start_proxy_gatehouse GATEHOUSE_GATEWAY__ACCESS_LOG="$GH_ACCESS_LOG"
 admin POST /services "{\"name\":\"bench\",\"url\":\"http://127.0.0.1:$UPSTREAM_PORT/\"}"
 admin POST /services/bench/routes '{"name":"bench","paths":["/"]}'
 
