@@ -26,22 +26,7 @@ pub struct Compiled {
 
 fn service(s: &snapshot::Service) -> Result<ServiceConfig, CompileError> {
     let target = UpstreamTarget::new(&s.host, s.port, &s.protocol).ok_or(CompileError::ServiceHost(s.id))?;
-    let mut service = ServiceConfig {
-        id: s.id,
-        name: s.name.clone(),
-        protocol: s.protocol.clone(),
-        host: s.host.clone(),
-        port: s.port,
-        path: s.path.clone(),
-        retries: s.retries,
-        connect_timeout: s.connect_timeout,
-        write_timeout: s.write_timeout,
-        read_timeout: s.read_timeout,
-        tls_verify: s.tls_verify,
-        enabled: s.enabled,
-        target,
-        pool_key: crate::upstream::PoolKey::default(),
-    };
+    let mut service = ServiceConfig { spec: s.clone(), target, pool_key: crate::upstream::PoolKey::default() };
     service.pool_key = crate::upstream::PoolKey::new(
         &service.target.scheme,
         &service.target.authority,

@@ -1,25 +1,25 @@
 //! A service as the proxy uses it: the snapshot's fields and what is derived from them once per configuration.
 
+use gatehouse_model::gateway::snapshot::Service;
+
 use crate::upstream::PoolKey;
 
-/// A service as the proxy uses it: the snapshot's fields and what is derived from them once per configuration.
+/// A service as the proxy uses it: the snapshot's service (its fields read through `Deref`: `service.read_timeout`)
+/// and what is derived from it once per configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceConfig {
-    pub id: uuid::Uuid,
-    pub name: Option<String>,
-    pub protocol: String,
-    pub host: String,
-    pub port: u16,
-    pub path: Option<String>,
-    pub retries: u32,
-    pub connect_timeout: u64,
-    pub write_timeout: u64,
-    pub read_timeout: u64,
-    pub tls_verify: Option<bool>,
-    pub enabled: bool,
+    pub spec: Service,
     pub target: UpstreamTarget,
     /// Which kept-alive upstream connections can serve this service, so requests compare it rather than build it.
     pub pool_key: PoolKey,
+}
+
+impl std::ops::Deref for ServiceConfig {
+    type Target = Service;
+
+    fn deref(&self) -> &Service {
+        &self.spec
+    }
 }
 
 /// Where a service's requests go, parsed once per configuration rather than per request.
