@@ -29,6 +29,8 @@ impl ProcessOutput {
 pub struct GatehouseProcess {
     pub child: Child,
     pub output: ProcessOutput,
+    /// The tasks copying stdout and stderr into `output`; they end at the pipes' end of file.
+    collectors: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl GatehouseProcess {
@@ -59,13 +61,14 @@ impl GatehouseProcess {
         cmd.kill_on_drop(true);
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
         let output = ProcessOutput::default();
+        let mut collectors = Vec::new();
         if let Some(out) = child.stdout.take() {
-            tokio::spawn(collect(BufReader::new(out), output.stdout.clone()));
+            collectors.push(tokio::spawn(collect(BufReader::new(out), output.stdout.clone())));
         }
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(collect(BufReader::new(err), output.stderr.clone()));
+            collectors.push(tokio::spawn(collect(BufReader::new(err), output.stderr.clone())));
         }
-        GatehouseProcess { child, output }
+        GatehouseProcess { child, output, collectors }
     }
 
     /// Waits until a line of stdout or stderr satisfies `pred`, returning it.
@@ -114,10 +117,21 @@ impl GatehouseProcess {
         if let Some(pid) = self.child.id() {
             let _ = std::process::Command::new("kill").args(["-INT", &pid.to_string()]).status();
         }
-        tokio::time::timeout(within, self.child.wait())
+        let status = tokio::time::timeout(within, self.child.wait())
             .await
             .unwrap_or_else(|_| panic!("gatehouse did not stop within {within:?}"))
-            .unwrap_or_else(|e| panic!("wait: {e}"))
+            .unwrap_or_else(|e| panic!("wait: {e}"));
+        self.drain_output().await;
+        status
+    }
+
+    /// Waits until everything the exited process wrote has been read into `output`: its last lines (a final
+    /// flush of the access log, say) may still sit in the pipes when `wait` returns.
+    async fn drain_output(&mut self) {
+        for collector in self.collectors.drain(..) {
+            // Bounded: a grandchild holding the pipe open must not hang the test.
+            let _ = tokio::time::timeout(Duration::from_secs(30), collector).await;
+        }
     }
 }
 
