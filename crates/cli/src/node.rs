@@ -41,6 +41,8 @@ pub enum StartError {
     Key(#[from] KeyError),
     #[error(transparent)]
     Bind(#[from] BindError),
+    #[error("cannot open the access log (gateway.access_log): {0}")]
+    AccessLog(std::io::Error),
 }
 
 /// What a node is started with besides its configuration.
@@ -194,7 +196,7 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
     let served_name = config.gateway.control_plane.as_deref().unwrap_or(DEFAULT_CONTROL_PLANE);
     let control_plane = ensure_control_plane(&services, served_name).await?;
     let publisher = ConfigPublisher::start(services.clone(), control_plane.id).await?;
-    let proxy = Proxy::new(ProxySettings {
+    let proxy = Proxy::try_new(ProxySettings {
         trusted_ips: config.proxy.trusted_ips.clone(),
         workers: 0,
         introspection_cache_entries: config.gateway.introspection_cache_entries,
@@ -205,7 +207,8 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         registry: gatehouse_gateway::plugins::Registry::builtin(),
         // The issuer's clock: a test that moves one moves both, so tokens and the gateway's cache agree on `exp`.
         clock: gatehouse_model::SharedClock::new(services.clock.clone()),
-    });
+    })
+    .map_err(StartError::AccessLog)?;
     proxy.follow(publisher.subscribe());
     let config_changes = publisher.changes();
     let control = ControlState(Arc::new(Control {

@@ -145,3 +145,18 @@ async fn a_file_destination_takes_the_lines_and_off_writes_none() {
     assert!(access_lines(&logs).is_empty(), "off writes nothing");
     db.cleanup().await;
 }
+
+/// An access log that cannot be opened stops the node at start with the setting named, as nginx refuses to start,
+/// rather than serving without the log the operator asked for.
+#[tokio::test]
+async fn an_access_log_that_cannot_be_opened_is_a_start_error() {
+    let db = TestDatabase::sqlite();
+    let dir = gatehouse_store::testing::TempDir::new("gatehouse-access-log-missing");
+    let unwritable = dir.path().join("no-such-dir").join("access.log");
+    let env = ProcessEnv::for_db(&db).with("GATEHOUSE_GATEWAY__ACCESS_LOG", unwritable.display().to_string());
+    let (code, _, stderr) = gatehouse_testkit::run_to_end(&common::bin(), &["serve"], &env.vars, env.path()).await;
+    assert_ne!(code, 0, "{stderr}");
+    assert!(stderr.contains("gateway.access_log"), "{stderr}");
+    assert!(stderr.contains("no-such-dir"), "the path is named: {stderr}");
+    db.cleanup().await;
+}

@@ -70,7 +70,10 @@ impl AccessLog {
                 options.create(true).append(true);
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                Some(Box::new(options.open(path)?))
+                let file = options
+                    .open(path)
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+                Some(Box::new(file))
             }
         };
         Ok(Arc::new(Self { format: settings.format, sink: sink.map(Mutex::new) }))

@@ -195,7 +195,23 @@ impl Drop for ClientConnection {
 }
 
 impl Proxy {
+    /// A proxy whose access log cannot be opened fails to start, as nginx does: an operator who asked for the log
+    /// must not learn of its absence from the missing lines.
+    pub fn try_new(settings: ProxySettings) -> std::io::Result<Arc<Self>> {
+        let access_log = AccessLog::open(&settings.access_log)?;
+        Ok(Self::with_access_log(settings, access_log))
+    }
+
+    /// [`Proxy::try_new`], with the access log off when it cannot be opened (tests, benches).
     pub fn new(settings: ProxySettings) -> Arc<Self> {
+        let access_log = AccessLog::open(&settings.access_log).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "could not open the access log; requests are not logged");
+            AccessLog::off()
+        });
+        Self::with_access_log(settings, access_log)
+    }
+
+    fn with_access_log(settings: ProxySettings, access_log: Arc<AccessLog>) -> Arc<Self> {
         let plugins = crate::plugins::Shared::new(
             settings.introspection_cache_entries,
             settings.introspection_cache_bytes,
@@ -206,10 +222,6 @@ impl Proxy {
             n => n,
         };
         let configs = (0..workers).map(|_| ArcSwap::from_pointee(Compiled::default())).collect();
-        let access_log = AccessLog::open(&settings.access_log).unwrap_or_else(|e| {
-            tracing::error!(error = %e, "could not open the access log; requests are not logged");
-            AccessLog::off()
-        });
         Arc::new(Self { configs, settings, plugins, access_log })
     }
 
