@@ -15,15 +15,3 @@ pub use entities::{EntityKind, Normalized, StoredEntity, validate_entity};
 pub fn is_uuid(s: &str) -> bool {
     s.len() == 36 && uuid::Uuid::try_parse(s).is_ok()
 }
-
-/// What a data plane runs: every entity of one control plane, secret fields in clear, as the APIs return them.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ConfigData {
-    pub control_plane_id: Option<uuid::Uuid>,
-    /// Increases with every published change (per node).
-    pub version: u64,
-    pub services: Vec<Normalized>,
-    pub routes: Vec<Normalized>,
-    pub consumers: Vec<Normalized>,
-    pub plugins: Vec<Normalized>,
-}
