@@ -207,6 +207,8 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         registry: gatehouse_gateway::plugins::Registry::builtin(),
         // The issuer's clock: a test that moves one moves both, so tokens and the gateway's cache agree on `exp`.
         clock: gatehouse_model::SharedClock::new(services.clock.clone()),
+        // Until the store keeps rate-limiting counters, the `cluster` policy is refused.
+        cluster_counters: None,
     })
     .map_err(StartError::AccessLog)?;
     proxy.follow(publisher.subscribe());

@@ -6,6 +6,7 @@ pub mod access_log;
 pub mod body;
 pub mod config;
 pub mod consumers;
+pub mod counters;
 pub mod error;
 mod framing;
 pub mod phases;

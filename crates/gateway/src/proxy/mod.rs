@@ -94,6 +94,9 @@ pub struct ProxySettings {
     /// Wall time for what plugins check against it (`exp` of cached introspection answers) and the access log's
     /// timestamps; tests move it.
     pub clock: gatehouse_model::SharedClock,
+    /// The counters of `rate-limiting`'s `cluster` policy, kept in the node's database; `None` (tests, a node
+    /// without a store) refuses configurations that use that policy.
+    pub cluster_counters: Option<std::sync::Arc<dyn crate::counters::Counters>>,
 }
 
 /// Request ids: a random per-process prefix and a counter, 32 hex digits like Kong's.
@@ -212,11 +215,12 @@ impl Proxy {
     }
 
     fn with_access_log(settings: ProxySettings, access_log: Arc<AccessLog>) -> Arc<Self> {
-        let plugins = crate::plugins::Shared::new(
+        let mut plugins = crate::plugins::Shared::new(
             settings.introspection_cache_entries,
             settings.introspection_cache_bytes,
             settings.clock.clone(),
         );
+        plugins.cluster_counters = settings.cluster_counters.clone();
         let workers = match settings.workers {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
