@@ -71,3 +71,62 @@ pub trait Counters: Send + Sync + fmt::Debug {
     /// The counters' values without changing them (0 for one that does not exist), in the order of `keys`.
     async fn values(&self, keys: &[CounterKey]) -> Result<Vec<u64>, CounterError>;
 }
+
+pub mod local;
+
+use std::sync::Arc;
+
+use gatehouse_model::SharedClock;
+use gatehouse_model::secret::SecretString;
+
+/// Where a `rate-limiting` instance keeps its counters (its `policy` and, for Redis, its `redis` block).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Policy {
+    Local,
+    Cluster,
+    Redis(RedisSettings),
+}
+
+/// Kong's `redis` block of the plugin's config; the connection pool is shared by every instance with the same
+/// settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisSettings {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    pub database: i64,
+    /// Milliseconds for connecting and for each command.
+    pub timeout_ms: u64,
+    pub ssl: bool,
+    pub ssl_verify: bool,
+    pub server_name: Option<String>,
+}
+
+/// The node's counter stores, one per node (in `plugins::Shared`): every plugin instance, on every worker and across
+/// configuration changes, counts in the same ones.
+#[derive(Debug)]
+pub struct CounterStores {
+    local: Arc<local::LocalCounters>,
+    cluster: Option<Arc<dyn Counters>>,
+}
+
+impl CounterStores {
+    pub fn new(cluster: Option<Arc<dyn Counters>>, clock: SharedClock) -> Self {
+        Self { local: Arc::new(local::LocalCounters::new(clock)), cluster }
+    }
+
+    /// The counters a policy counts in. `sync_rate` is Kong's: above 0, increments are batched and sent every
+    /// `sync_rate` seconds; otherwise each request waits for its increment. An error is a configuration this node
+    /// cannot run (the `cluster` policy on a node without a store).
+    pub fn get(&self, policy: &Policy, sync_rate: f64) -> Result<Arc<dyn Counters>, String> {
+        let _ = sync_rate;
+        match policy {
+            Policy::Local => Ok(self.local.clone()),
+            Policy::Cluster => {
+                self.cluster.clone().ok_or_else(|| "the cluster policy needs a node with a database".to_owned())
+            }
+            Policy::Redis(_) => Err("the redis policy is not available in this build".to_owned()),
+        }
+    }
+}

@@ -282,8 +282,8 @@ pub trait Plugin: Send + Sync + std::fmt::Debug {
 #[derive(Debug)]
 pub struct Shared {
     pub introspection: Arc<oauth2_introspection::Shared>,
-    /// `rate-limiting`'s `cluster` counters (in the node's database), when the node has a store.
-    pub cluster_counters: Option<Arc<dyn crate::counters::Counters>>,
+    /// `rate-limiting`'s counters, whatever the policy.
+    pub counters: crate::counters::CounterStores,
 }
 
 impl Shared {
@@ -299,7 +299,10 @@ impl Shared {
             entries: introspection_cache_entries.unwrap_or(CacheLimits::DEFAULT_ENTRIES),
             bytes: introspection_cache_bytes.unwrap_or(CacheLimits::DEFAULT_BYTES),
         };
-        Self { introspection: Arc::new(oauth2_introspection::Shared::new(limits, clock)), cluster_counters: None }
+        Self {
+            introspection: Arc::new(oauth2_introspection::Shared::new(limits, clock.clone())),
+            counters: crate::counters::CounterStores::new(None, clock),
+        }
     }
 }
 

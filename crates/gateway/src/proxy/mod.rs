@@ -220,7 +220,8 @@ impl Proxy {
             settings.introspection_cache_bytes,
             settings.clock.clone(),
         );
-        plugins.cluster_counters = settings.cluster_counters.clone();
+        plugins.counters =
+            crate::counters::CounterStores::new(settings.cluster_counters.clone(), settings.clock.clone());
         let workers = match settings.workers {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,

@@ -1,0 +1,117 @@
+//! The `local` policy: counters in this node's memory, in a lock-free map, so requests on every worker count in
+//! the same numbers without waiting on each other. Counters outlive configuration changes (the map is the node's)
+//! and are pruned once their window has ended.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use gatehouse_model::SharedClock;
+
+use super::{CounterError, CounterKey, Counters};
+
+#[derive(Debug)]
+pub struct LocalCounters {
+    counters: papaya::HashMap<CounterKey, AtomicU64>,
+    clock: SharedClock,
+    /// The second of the last sweep for ended windows; one increment per second sweeps.
+    swept_at: AtomicI64,
+}
+
+impl LocalCounters {
+    pub fn new(clock: SharedClock) -> Self {
+        Self { counters: papaya::HashMap::new(), clock, swept_at: AtomicI64::new(0) }
+    }
+
+    pub fn len(&self) -> usize {
+        self.counters.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counters.is_empty()
+    }
+
+    fn sweep(&self) {
+        let now = self.clock.get().now().secs();
+        let last = self.swept_at.load(Ordering::Relaxed);
+        if now <= last || self.swept_at.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+            return;
+        }
+        self.counters.pin().retain(|key, _| key.expires_at > now);
+    }
+}
+
+#[async_trait]
+impl Counters for LocalCounters {
+    async fn increment(&self, keys: &[CounterKey], by: u64) -> Result<Vec<u64>, CounterError> {
+        self.sweep();
+        let counters = self.counters.pin();
+        Ok(keys
+            .iter()
+            .map(|key| {
+                let counter = match counters.get(key) {
+                    Some(counter) => counter,
+                    None => counters.get_or_insert_with(key.clone(), || AtomicU64::new(0)),
+                };
+                counter.fetch_add(by, Ordering::Relaxed).saturating_add(by)
+            })
+            .collect())
+    }
+
+    async fn values(&self, keys: &[CounterKey]) -> Result<Vec<u64>, CounterError> {
+        let counters = self.counters.pin();
+        Ok(keys.iter().map(|key| counters.get(key).map_or(0, |c| c.load(Ordering::Relaxed))).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use gatehouse_model::ManualClock;
+    use gatehouse_model::{Clock, Timestamp};
+
+    use super::*;
+    use crate::counters::Period;
+
+    fn key(identifier: &str, window_start: i64) -> CounterKey {
+        CounterKey {
+            route_id: None,
+            service_id: None,
+            identifier: identifier.to_owned(),
+            period: Period::Second,
+            window_start,
+            expires_at: window_start + 1,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_increments_are_never_lost_and_ended_windows_are_swept() {
+        let clock = Arc::new(ManualClock::new(Timestamp::from_micros(1_000_000_000_000)));
+        let counters = Arc::new(LocalCounters::new(SharedClock::new(clock.clone() as Arc<dyn Clock>)));
+        let now = clock.now().secs();
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let counters = counters.clone();
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    for _ in 0..1000 {
+                        seen.push(counters.increment(&[key("a", now)], 1).await.unwrap()[0]);
+                    }
+                    seen
+                })
+            })
+            .collect();
+        let mut seen: Vec<u64> = Vec::new();
+        for task in tasks {
+            seen.extend(task.await.unwrap());
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (1..=8000).collect::<Vec<u64>>(), "every increment returns a distinct value");
+        assert_eq!(counters.values(&[key("a", now), key("b", now)]).await.unwrap(), [8000, 0]);
+
+        clock.advance_secs(2);
+        counters.increment(&[key("b", now + 2)], 3).await.unwrap();
+        assert_eq!(counters.len(), 1, "the ended window is gone");
+        assert_eq!(counters.values(&[key("a", now)]).await.unwrap(), [0]);
+    }
+}
