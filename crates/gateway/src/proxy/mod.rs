@@ -166,6 +166,8 @@ struct Worker {
     ids: RequestIds,
     sleeps: Sleeps,
     log: WorkerLog,
+    /// Connections accepted so far (nginx's `$connection` numbers them per worker).
+    connections: AtomicU64,
 }
 
 /// A client connection, with what every request on it reuses. Requests reach the proxy and the worker through it,
@@ -175,6 +177,11 @@ struct ClientConnection {
     proxy: Arc<Proxy>,
     worker: Arc<Worker>,
     peer: SocketAddr,
+    /// The address the connection was accepted on, its number on the worker, and its requests so far (what
+    /// plugins see as [`crate::plugins::Connection`]).
+    local: SocketAddr,
+    serial: u64,
+    requests: AtomicU64,
     local_port: u16,
     /// `local_port` as a header value (`X-Forwarded-Port`).
     local_port_value: HeaderValue,
@@ -507,6 +514,11 @@ impl Proxy {
             consumer: None,
             credential: None,
             slots: &mut state.slots,
+            connection: crate::plugins::Connection {
+                local: conn.local,
+                serial: conn.serial,
+                requests: conn.requests.fetch_add(1, Ordering::Relaxed) + 1,
+            },
         };
         state.reached_access = true;
         let answered = crate::phases::access(config, &mut state.ran, &mut ctx).await;
