@@ -199,7 +199,8 @@ async fn cors_defaults_and_what_the_upstream_sent() {
         http.request(Method::OPTIONS, url("/defaults"))
             .header("origin", "https://any.example")
             .header("access-control-request-method", "DELETE")
-            .header("access-control-request-headers", "X-Custom, Content-Type"),
+            .header("access-control-request-headers", "X-Custom, Content-Type")
+            .header("access-control-request-private-network", "true"),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
@@ -207,6 +208,7 @@ async fn cors_defaults_and_what_the_upstream_sent() {
     assert_eq!(one(&h, "access-control-allow-methods"), Some(ALL_METHODS));
     assert_eq!(one(&h, "access-control-allow-headers"), Some("X-Custom, Content-Type"), "the request's, echoed");
     assert!(!h.contains_key("access-control-max-age") && !h.contains_key("vary"));
+    assert!(!h.contains_key("access-control-allow-private-network"), "private_network defaults to false");
 
     // Credentials may not go with `*`: the origin is echoed and `Vary: Origin` joins the upstream's.
     let (_, h, _) = send(http.get(url("/credentials")).header("origin", "https://any.example")).await;
