@@ -422,7 +422,7 @@ async fn correlation_ids_reach_the_upstream_and_echo_back() {
 async fn a_global_correlation_id_is_echoed_on_a_404() {
     let node = TestNode::start().await;
     let config = json!({"generator": "uuid", "echo_downstream": true});
-    node.admin_ok(Method::POST, "/plugins", json!({"name": "correlation-id", "config": config})).await;
+    let plugin = node.admin_ok(Method::POST, "/plugins", json!({"name": "correlation-id", "config": config})).await;
     node.wait_config().await;
     let http = reqwest::Client::new();
     let url = format!("{}/nowhere", node.proxy_url());
@@ -431,6 +431,19 @@ async fn a_global_correlation_id_is_echoed_on_a_404() {
     assert!(uuid::Uuid::parse_str(one(&h, "kong-request-id").unwrap()).is_ok());
     let (status, h, _) = send(http.get(&url).header("kong-request-id", "from-client")).await;
     assert_eq!((status, one(&h, "kong-request-id")), (StatusCode::NOT_FOUND, Some("from-client")));
+
+    // A tracker id made for a 404 still names the connection: counted from the request's arrival, as nginx does.
+    let tracker = json!({"config": {"generator": "tracker"}});
+    node.admin_ok(Method::PATCH, &format!("/plugins/{}", plugin["id"].as_str().unwrap()), tracker).await;
+    node.wait_config().await;
+    let fresh = reqwest::Client::new();
+    for request in ["1", "2"] {
+        let (status, h, _) = send(fresh.get(&url)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let id: Vec<&str> = one(&h, "kong-request-id").unwrap().split('-').collect();
+        let port = node.proxy_url().rsplit(':').next().unwrap().to_owned();
+        assert_eq!((id[0], id[1], id[4]), ("127.0.0.1", port.as_str(), request), "{id:?}");
+    }
     node.stop().await;
 }
 

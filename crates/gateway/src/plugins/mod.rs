@@ -175,7 +175,7 @@ pub struct Connection {
     pub local: SocketAddr,
     /// The connection's serial number on its worker, from 1.
     pub serial: u64,
-    /// Requests made on the connection so far, this one included.
+    /// Requests made on the connection so far, this one included (refused ones too, as nginx counts them).
     pub requests: u64,
 }
 
@@ -243,6 +243,7 @@ pub struct ResponseContext<'a> {
     pub headers: &'a mut HeaderMap,
     pub consumer: Option<&'a Consumer>,
     pub slots: &'a mut Slots,
+    pub connection: Connection,
 }
 
 /// How a request ended.

@@ -326,7 +326,12 @@ impl Proxy {
         let config = self.configs[conn.worker.index].load_full();
         let method = req.method().clone();
         let uri = self.access_log.is_on().then(|| req.uri().clone());
-        let mut state = RequestState::new(&config, conn.peer.ip());
+        let connection = crate::plugins::Connection {
+            local: conn.local,
+            serial: conn.serial,
+            requests: conn.requests.fetch_add(1, Ordering::Relaxed) + 1,
+        };
+        let mut state = RequestState::new(&config, conn.peer.ip(), connection);
         let mut response = match self.forward(req, conn, ambiguous_framing, &request_id, started, &mut state).await {
             Ok(proxied) => proxied,
             Err(local) => local.map(ResponseBody::Local),
@@ -342,6 +347,7 @@ impl Proxy {
                 headers: response.headers_mut(),
                 consumer: state.consumer.as_deref(),
                 slots: &mut state.slots,
+                connection: state.connection,
             };
             crate::phases::response(&state.ran, &mut ctx);
         }
@@ -514,11 +520,7 @@ impl Proxy {
             consumer: None,
             credential: None,
             slots: &mut state.slots,
-            connection: crate::plugins::Connection {
-                local: conn.local,
-                serial: conn.serial,
-                requests: conn.requests.fetch_add(1, Ordering::Relaxed) + 1,
-            },
+            connection: state.connection,
         };
         state.reached_access = true;
         let answered = crate::phases::access(config, &mut state.ran, &mut ctx).await;

@@ -44,8 +44,7 @@ impl CorrelationId {
         Ok(Self { header, generator: config.generator, echo: config.echo_downstream, clock: shared.clock.clone() })
     }
 
-    /// A new id; `connection` is unknown for an answer made before the access phase.
-    fn generate(&self, connection: Option<&Connection>) -> HeaderValue {
+    fn generate(&self, connection: &Connection) -> HeaderValue {
         let made = match self.generator {
             Generator::Uuid => {
                 let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
@@ -66,12 +65,8 @@ impl CorrelationId {
             Generator::Tracker => {
                 let micros = self.clock.now().micros();
                 let (secs, millis) = (micros.div_euclid(1_000_000), micros.rem_euclid(1_000_000) / 1000);
-                let (local, serial, requests) = match connection {
-                    Some(c) => (Some(c.local), c.serial, c.requests),
-                    None => (None, 0, 0),
-                };
-                let (ip, port) = local.map_or((String::new(), 0), |a| (a.ip().to_string(), a.port()));
-                let pid = std::process::id();
+                let (ip, port, pid) = (connection.local.ip(), connection.local.port(), std::process::id());
+                let (serial, requests) = (connection.serial, connection.requests);
                 HeaderValue::from_str(&format!("{ip}-{port}-{pid}-{serial}-{requests}-{secs}.{millis:03}"))
             }
         };
@@ -110,7 +105,7 @@ impl Plugin for CorrelationId {
         let id = match ctx.headers.get(&self.header).filter(|v| !v.is_empty()) {
             Some(id) => id.clone(),
             None => {
-                let id = self.generate(Some(&ctx.connection));
+                let id = self.generate(&ctx.connection);
                 ctx.headers.insert(self.header.clone(), id.clone());
                 id
             }
@@ -127,7 +122,7 @@ impl Plugin for CorrelationId {
         }
         let id = match ctx.slots.get::<Echo>(NAME) {
             Some(Echo(id)) => id.clone(),
-            None => self.generate(None),
+            None => self.generate(&ctx.connection),
         };
         ctx.headers.insert(self.header.clone(), id);
     }
@@ -152,29 +147,29 @@ mod tests {
     #[test]
     fn generators_make_kongs_shapes() {
         let clock = ManualClock::new(Timestamp::from_micros(1_800_000_000_123_456));
-        let uuid = text(&plugin("uuid", clock.clone()).generate(None));
+        let connection = Connection { local: "127.0.0.1:8000".parse().unwrap(), serial: 7, requests: 3 };
+        let uuid = text(&plugin("uuid", clock.clone()).generate(&connection));
         assert_eq!(uuid::Uuid::parse_str(&uuid).unwrap().get_version_num(), 4);
         assert_eq!(uuid, uuid.to_lowercase());
 
         let counter = plugin("uuid#counter", clock.clone());
-        let (a, b) = (text(&counter.generate(None)), text(&counter.generate(None)));
+        let (a, b) = (text(&counter.generate(&connection)), text(&counter.generate(&connection)));
         let (a_uuid, a_count) = a.split_once('#').unwrap();
         let (b_uuid, b_count) = b.split_once('#').unwrap();
         assert_eq!(a_uuid, b_uuid, "one UUID per worker");
         assert!(uuid::Uuid::parse_str(a_uuid).is_ok());
         assert_eq!(b_count.parse::<u64>().unwrap(), a_count.parse::<u64>().unwrap() + 1);
         // Another instance on the same thread (a configuration change) continues the count.
-        let next = text(&plugin("uuid#counter", clock.clone()).generate(None));
+        let next = text(&plugin("uuid#counter", clock.clone()).generate(&connection));
         assert_eq!(next, format!("{a_uuid}#{}", b_count.parse::<u64>().unwrap() + 1));
-        let elsewhere = std::thread::spawn(move || text(&counter.generate(None))).join().unwrap();
+        let elsewhere = std::thread::spawn(move || text(&counter.generate(&connection))).join().unwrap();
         assert_ne!(elsewhere.split_once('#').unwrap().0, a_uuid, "another worker, another UUID");
         assert!(elsewhere.ends_with("#1"));
 
-        let connection = Connection { local: "127.0.0.1:8000".parse().unwrap(), serial: 7, requests: 3 };
-        let tracker = text(&plugin("tracker", clock.clone()).generate(Some(&connection)));
+        let tracker = text(&plugin("tracker", clock.clone()).generate(&connection));
         assert_eq!(tracker, format!("127.0.0.1-8000-{}-7-3-1800000000.123", std::process::id()));
         clock.set(Timestamp::from_micros(1_800_000_001_000_999));
-        let tracker = text(&plugin("tracker", clock).generate(Some(&connection)));
+        let tracker = text(&plugin("tracker", clock).generate(&connection));
         assert!(tracker.ends_with("-1800000001.000"), "{tracker}");
     }
 }
