@@ -53,6 +53,7 @@ impl CorrelationId {
             Generator::UuidCounter => WORKER_IDS.with(|ids| {
                 let count = ids.count.get() + 1;
                 ids.count.set(count);
+                // The UUID, `#` and at most 20 digits (`u64::MAX`): the slices below stay in bounds.
                 let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH + 21];
                 let (head, tail) = text.split_at_mut(uuid::fmt::Hyphenated::LENGTH);
                 head.copy_from_slice(&ids.uuid);
