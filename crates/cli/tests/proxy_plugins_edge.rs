@@ -261,18 +261,24 @@ async fn cors_defaults_and_what_the_upstream_sent() {
 #[tokio::test]
 async fn global_cors_covers_answers_the_gateway_made() {
     let node = TestNode::start().await;
-    node.admin_ok(Method::POST, "/plugins", json!({"name": "cors", "config": {"origins": ["https://app.example"]}}))
-        .await;
+    // Two origins: the answer depends on the request's, which the response phase must still know.
+    let config = json!({"origins": ["https://app.example", "https://other.example"]});
+    node.admin_ok(Method::POST, "/plugins", json!({"name": "cors", "config": config})).await;
     // A route without a service: the gateway's 503 after the access phase.
     node.admin_ok(Method::POST, "/routes", json!({"name": "orphan", "paths": ["/orphan"]})).await;
     node.wait_config().await;
     let http = reqwest::Client::new();
     for (path, expected) in [("/nowhere", StatusCode::NOT_FOUND), ("/orphan", StatusCode::SERVICE_UNAVAILABLE)] {
-        let (status, h, body) =
-            send(http.get(format!("{}{path}", node.proxy_url())).header("origin", "https://app.example")).await;
-        assert_eq!(status, expected, "{body}");
-        assert_eq!(one(&h, "access-control-allow-origin"), Some("https://app.example"), "{path}");
-        assert_eq!(all(&h, "vary"), ["Origin"]);
+        for origin in ["https://app.example", "https://other.example"] {
+            let (status, h, body) =
+                send(http.get(format!("{}{path}", node.proxy_url())).header("origin", origin)).await;
+            assert_eq!(status, expected, "{body}");
+            assert_eq!(one(&h, "access-control-allow-origin"), Some(origin), "{path}");
+            assert_eq!(all(&h, "vary"), ["Origin"]);
+        }
+        let (_, h, _) =
+            send(http.get(format!("{}{path}", node.proxy_url())).header("origin", "https://x.example")).await;
+        assert!(!h.contains_key("access-control-allow-origin"), "{path}");
     }
     node.stop().await;
 }

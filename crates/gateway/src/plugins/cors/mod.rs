@@ -9,7 +9,7 @@
 //!   gets `Access-Control-Allow-Origin` (plus `Vary: Origin` unless every origin is allowed),
 //!   `Access-Control-Allow-Credentials` and `Access-Control-Expose-Headers` in the `response` phase, as Kong's
 //!   `header_filter` runs for `kong.response.exit` too. The request's `Origin` is kept for that phase in the
-//!   plugin's slot: only requests that carry one pay for it.
+//!   plugin's slot, only when the headers depend on it and the request carries one.
 //! * Origins: none or `*` allow all; one entry that looks like a plain origin is sent as configured; otherwise
 //!   the request's origin (normalised: scheme, host, port without the scheme's default) is sent back when it
 //!   equals a plain entry or matches a regex entry. Kong anchors regexes at both ends (a leading `^` and a trailing
@@ -58,6 +58,10 @@ pub struct Cors {
     private_network: bool,
     preflight_continue: bool,
     allow_origin_absent: bool,
+    /// Whether the response phase's headers depend on the request's `Origin`. They do not for `*` without
+    /// credentials or a single fixed origin (unless requests without one are left alone), and then nothing is
+    /// kept per request.
+    needs_origin: bool,
 }
 
 #[derive(Debug)]
@@ -99,8 +103,15 @@ impl Cors {
             }
         };
         let methods = config.methods.as_ref().map_or_else(|| METHODS.join(","), |m| m.join(","));
+        let origins = origins(config.origins.as_deref().unwrap_or_default())?;
+        let needs_origin = match origins {
+            Origins::Any => config.credentials,
+            Origins::Fixed(_) => false,
+            Origins::List { .. } => true,
+        } || !config.allow_origin_absent;
         Ok(Self {
-            origins: origins(config.origins.as_deref().unwrap_or_default())?,
+            origins,
+            needs_origin,
             credentials: config.credentials,
             allow_headers: joined(&config.headers)?,
             exposed_headers: joined(&config.exposed_headers)?,
@@ -282,7 +293,9 @@ fn lua_number(n: f64) -> String {
 #[async_trait]
 impl Plugin for Cors {
     fn rewrite(&self, ctx: &mut RewriteContext<'_>) {
-        if let Some(origin) = origin_of(ctx.headers) {
+        if self.needs_origin
+            && let Some(origin) = origin_of(ctx.headers)
+        {
             ctx.slots.set(NAME, Slot::Origin(origin.clone()));
         }
     }
@@ -296,7 +309,7 @@ impl Plugin for Cors {
             }
             return Flow::Respond(self.preflight(ctx.headers, origin));
         }
-        if ctx.slots.get::<Slot>(NAME).is_none() {
+        if self.needs_origin && ctx.slots.get::<Slot>(NAME).is_none() {
             ctx.slots.set(NAME, Slot::Origin(origin.clone()));
         }
         Flow::Continue
