@@ -18,7 +18,8 @@ use smallvec::SmallVec;
 use crate::config::Compiled;
 use crate::consumers::Consumer;
 use crate::plugins::{
-    Flow, Latencies, LogContext, Outcome, Plugin, PluginDef, RequestContext, ResponseContext, RewriteContext, Slots,
+    Connection, Flow, Latencies, LogContext, Outcome, Plugin, PluginDef, RequestContext, ResponseContext,
+    RewriteContext, Slots,
 };
 use crate::router::RouteConfig;
 use crate::service::ServiceConfig;
@@ -30,6 +31,8 @@ pub type Ran<'c> = (&'static PluginDef, &'c dyn Plugin);
 pub struct RequestState<'c> {
     pub config: &'c Compiled,
     pub client_ip: IpAddr,
+    /// The connection the request came on, as `access` and `response` see it.
+    pub connection: Connection,
     pub route: Option<&'c Arc<RouteConfig>>,
     pub service: Option<&'c Arc<ServiceConfig>>,
     pub consumer: Option<Arc<Consumer>>,
@@ -49,10 +52,11 @@ pub struct RequestState<'c> {
 }
 
 impl<'c> RequestState<'c> {
-    pub fn new(config: &'c Compiled, client_ip: IpAddr) -> Self {
+    pub fn new(config: &'c Compiled, client_ip: IpAddr, connection: Connection) -> Self {
         Self {
             config,
             client_ip,
+            connection,
             route: None,
             service: None,
             consumer: None,

@@ -272,6 +272,9 @@ impl KongError {
         for (path, message) in &unique {
             insert_nested(&mut fields, path, message);
         }
+        for value in fields.values_mut() {
+            positions_as_arrays(value);
+        }
         let listed = unique.iter().map(|(p, m)| format!("{p}: {m}")).collect::<Vec<_>>().join("; ");
         let message = match unique.len() {
             1 => format!("schema violation ({listed})"),
@@ -279,6 +282,28 @@ impl KongError {
         };
         Self::dao(StatusCode::BAD_REQUEST, 2, "schema violation", message, Some(Value::Object(fields)))
     }
+}
+
+/// Errors of array elements are keyed by position (`config.allow.3`); Kong's are a Lua table with integer keys,
+/// which its JSON encoder writes as an array, `null` where an element was fine. (A map keyed by numbers would be
+/// written as an array too; no Kong schema has one whose keys are all numbers.)
+fn positions_as_arrays(value: &mut Value) {
+    let Value::Object(map) = value else { return };
+    for child in map.values_mut() {
+        positions_as_arrays(child);
+    }
+    let position = |k: &str| k.parse::<usize>().ok().filter(|n| *n >= 1 && !k.starts_with('0') && *n <= 1000);
+    if map.is_empty() || !map.keys().all(|k| position(k).is_some()) {
+        return;
+    }
+    let len = map.keys().filter_map(|k| position(k)).max().unwrap_or_default();
+    let mut items = vec![Value::Null; len];
+    for (k, v) in std::mem::take(map) {
+        if let Some(slot) = position(&k).and_then(|n| items.get_mut(n - 1)) {
+            *slot = v;
+        }
+    }
+    *value = Value::Array(items);
 }
 
 fn insert_nested(fields: &mut Map<String, Value>, path: &str, message: &str) {
@@ -442,6 +467,24 @@ mod tests {
         assert_eq!(
             body.message,
             "2 schema violations (paths.x: given both as a value and with nested fields; host: required field missing)"
+        );
+    }
+
+    #[test]
+    fn array_elements_are_reported_in_arrays_as_kong_does() {
+        let violations = [
+            ("config.allow.3".to_owned(), "invalid ip or cidr range: 'hello'".to_owned()),
+            ("config.allow.1".to_owned(), "invalid ip or cidr range: 'x'".to_owned()),
+            ("config.headers.x-1".to_owned(), "expected a string".to_owned()),
+        ];
+        let KongError::Dao { body, .. } = KongError::schema_violation(&violations) else {
+            panic!("a schema violation is a DAO error")
+        };
+        assert_eq!(
+            body.fields,
+            Some(serde_json::json!({"config": {
+                "allow": ["invalid ip or cidr range: 'x'", null, "invalid ip or cidr range: 'hello'"],
+                "headers": {"x-1": "expected a string"}}}))
         );
     }
 }

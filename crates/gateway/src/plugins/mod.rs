@@ -23,6 +23,9 @@
 //! plugins are resolved with it.
 
 pub mod auth;
+pub mod correlation_id;
+pub mod cors;
+pub mod ip_restriction;
 pub mod oauth2_introspection;
 #[cfg(test)]
 pub(crate) mod probe;
@@ -30,7 +33,7 @@ pub mod request_termination;
 
 use std::any::Any;
 use std::borrow::Cow;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,7 +75,13 @@ pub struct Phases {
 }
 
 /// The plugins this build runs, in no particular order.
-pub const BUILTIN: &[&PluginDef] = &[&oauth2_introspection::PLUGIN, &request_termination::PLUGIN];
+pub const BUILTIN: &[&PluginDef] = &[
+    &correlation_id::PLUGIN,
+    &cors::PLUGIN,
+    &ip_restriction::PLUGIN,
+    &oauth2_introspection::PLUGIN,
+    &request_termination::PLUGIN,
+];
 
 /// The plugins a gateway can run: [`BUILTIN`], plus any a test adds.
 #[derive(Debug, Clone)]
@@ -155,6 +164,19 @@ pub struct RequestContext<'a> {
     /// Set by an authentication plugin (Kong's `kong.client.get_credential()`).
     pub credential: Option<Credential>,
     pub slots: &'a mut Slots,
+    pub connection: Connection,
+}
+
+/// The client connection a request came on: what Kong reads from nginx's variables (`$server_addr`,
+/// `$server_port`, `$connection`, `$connection_requests`; `correlation-id`'s `tracker`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connection {
+    /// The address the connection was accepted on.
+    pub local: SocketAddr,
+    /// The connection's serial number on its worker, from 1.
+    pub serial: u64,
+    /// Requests made on the connection so far, this one included (refused ones too, as nginx counts them).
+    pub requests: u64,
 }
 
 /// What an authentication plugin accepted a request with; for token plugins, the token itself (Kong's credential
@@ -221,6 +243,7 @@ pub struct ResponseContext<'a> {
     pub headers: &'a mut HeaderMap,
     pub consumer: Option<&'a Consumer>,
     pub slots: &'a mut Slots,
+    pub connection: Connection,
 }
 
 /// How a request ended.
@@ -284,6 +307,8 @@ pub struct Shared {
     pub introspection: Arc<oauth2_introspection::Shared>,
     /// `rate-limiting`'s counters, whatever the policy.
     pub counters: crate::counters::CounterStores,
+    /// The node's wall clock (`correlation-id`'s `tracker` time); tests move it.
+    pub clock: gatehouse_model::SharedClock,
 }
 
 impl Shared {
@@ -301,7 +326,8 @@ impl Shared {
         };
         Self {
             introspection: Arc::new(oauth2_introspection::Shared::new(limits, clock.clone())),
-            counters: crate::counters::CounterStores::new(None, clock),
+            counters: crate::counters::CounterStores::new(None, clock.clone()),
+            clock,
         }
     }
 }

@@ -166,6 +166,8 @@ struct Worker {
     ids: RequestIds,
     sleeps: Sleeps,
     log: WorkerLog,
+    /// Connections accepted so far (nginx's `$connection` numbers them per worker).
+    connections: AtomicU64,
 }
 
 /// A client connection, with what every request on it reuses. Requests reach the proxy and the worker through it,
@@ -175,6 +177,11 @@ struct ClientConnection {
     proxy: Arc<Proxy>,
     worker: Arc<Worker>,
     peer: SocketAddr,
+    /// The address the connection was accepted on, its number on the worker, and its requests so far (what
+    /// plugins see as [`crate::plugins::Connection`]).
+    local: SocketAddr,
+    serial: u64,
+    requests: AtomicU64,
     local_port: u16,
     /// `local_port` as a header value (`X-Forwarded-Port`).
     local_port_value: HeaderValue,
@@ -319,7 +326,12 @@ impl Proxy {
         let config = self.configs[conn.worker.index].load_full();
         let method = req.method().clone();
         let uri = self.access_log.is_on().then(|| req.uri().clone());
-        let mut state = RequestState::new(&config, conn.peer.ip());
+        let connection = crate::plugins::Connection {
+            local: conn.local,
+            serial: conn.serial,
+            requests: conn.requests.fetch_add(1, Ordering::Relaxed) + 1,
+        };
+        let mut state = RequestState::new(&config, conn.peer.ip(), connection);
         let mut response = match self.forward(req, conn, ambiguous_framing, &request_id, started, &mut state).await {
             Ok(proxied) => proxied,
             Err(local) => local.map(ResponseBody::Local),
@@ -335,6 +347,7 @@ impl Proxy {
                 headers: response.headers_mut(),
                 consumer: state.consumer.as_deref(),
                 slots: &mut state.slots,
+                connection: state.connection,
             };
             crate::phases::response(&state.ran, &mut ctx);
         }
@@ -507,6 +520,7 @@ impl Proxy {
             consumer: None,
             credential: None,
             slots: &mut state.slots,
+            connection: state.connection,
         };
         state.reached_access = true;
         let answered = crate::phases::access(config, &mut state.ran, &mut ctx).await;

@@ -80,7 +80,8 @@ async fn serve_worker(
     mut stopped: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let listener = TcpListener::from_std(socket)?;
-    let local_port = listener.local_addr()?.port();
+    let listening = listener.local_addr()?;
+    let local_port = listening.port();
     let sleeps = Sleeps::default();
     let worker = Arc::new(Worker {
         index,
@@ -88,6 +89,7 @@ async fn serve_worker(
         ids: RequestIds::new(),
         sleeps: sleeps.clone(),
         log: WorkerLog::default(),
+        connections: AtomicU64::new(0),
     });
     // Buffered access-log lines go out at least once a second (nginx's `flush=1s`).
     let flushing = proxy.access_log.is_on().then(|| {
@@ -131,7 +133,16 @@ async fn serve_worker(
                 // Refused: dropping the stream closes it at once, rather than leaving it to fill the backlog.
                 let Some(admission) = gate.admit(peer.ip()) else { continue };
                 let _ = stream.set_nodelay(true);
+                // A wildcard listener learns the connection's own address from the socket, once per connection.
+                let local = if listening.ip().is_unspecified() {
+                    stream.local_addr().unwrap_or(listening)
+                } else {
+                    listening
+                };
                 let conn = Arc::new(ClientConnection {
+                    local,
+                    serial: worker.connections.fetch_add(1, Ordering::Relaxed) + 1,
+                    requests: AtomicU64::new(0),
                     proxy: proxy.clone(),
                     worker: worker.clone(),
                     local_port_value: HeaderValue::from(local_port),

@@ -357,7 +357,10 @@ fn entity_checks(kind: EntityKind, e: &Normalized, out: &mut Vec<Violation>) {
                 && let Some(config) = e.get("config").and_then(Value::as_object)
                 && let Err(message) = (info.check)(config)
             {
-                out.push(Violation::new("config", message));
+                match message.strip_prefix(plugins::ENTITY_CHECK) {
+                    Some(entity) => out.push(Violation::new("@entity", entity)),
+                    None => out.push(Violation::new("config", message)),
+                }
             }
             if let Some(name) = e.get("name").and_then(Value::as_str)
                 && !plugins::allows_consumer_scope(name)

@@ -4,6 +4,9 @@
 //! around them (`name`, scopes, `protocols`, …) is `entities`' business, which depends on this module and not
 //! the other way round.
 
+pub mod correlation_id;
+pub mod cors;
+pub mod ip_restriction;
 pub mod oauth2_introspection;
 pub mod request_termination;
 
@@ -20,8 +23,29 @@ pub struct PluginInfo {
     pub priority: i32,
     pub consumer_scope: bool,
     pub config: fn() -> Vec<Field>,
-    /// Kong's entity checks across fields of the (normalised) config, run once every field is valid.
+    /// Kong's entity checks across fields of the (normalised) config, run once every field is valid. The message
+    /// is reported at `config`, as Kong reports a config record's `custom_validator`; one that starts with
+    /// [`ENTITY_CHECK`] is reported at `@entity`, as Kong reports its `entity_checks` (`at_least_one_of`, …).
     pub check: fn(&Map<String, Value>) -> Result<(), String>,
+}
+
+/// Marks a [`PluginInfo::check`] message as one of Kong's entity checks (reported at `@entity`).
+pub const ENTITY_CHECK: &str = "@entity:";
+
+/// Kong's `at_least_one_of` entity check over config fields: each must be unset or empty for it to fail.
+pub fn at_least_one_of(config: &Map<String, Value>, fields: &[&str]) -> Result<(), String> {
+    let non_empty = |v: &Value| match v {
+        Value::Null => false,
+        Value::Array(items) => !items.is_empty(),
+        Value::String(s) => !s.is_empty(),
+        Value::Object(m) => !m.is_empty(),
+        Value::Bool(_) | Value::Number(_) => true,
+    };
+    if fields.iter().any(|f| config.get(*f).is_some_and(non_empty)) {
+        return Ok(());
+    }
+    let named = fields.iter().map(|f| format!("'config.{f}'")).collect::<Vec<_>>().join(", ");
+    Err(format!("{ENTITY_CHECK}at least one of these fields must be non-empty: {named}"))
 }
 
 /// No checks across fields.
@@ -30,7 +54,13 @@ pub fn no_check(_: &Map<String, Value>) -> Result<(), String> {
 }
 
 /// Every plugin the control plane accepts. The gateway's registry must hold the same set (a test there checks).
-pub const PLUGINS: &[&PluginInfo] = &[&oauth2_introspection::INFO, &request_termination::INFO];
+pub const PLUGINS: &[&PluginInfo] = &[
+    &correlation_id::INFO,
+    &cors::INFO,
+    &ip_restriction::INFO,
+    &oauth2_introspection::INFO,
+    &request_termination::INFO,
+];
 
 pub fn info(name: &str) -> Option<&'static PluginInfo> {
     PLUGINS.iter().copied().find(|p| p.name == name)
