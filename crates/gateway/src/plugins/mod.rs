@@ -60,7 +60,9 @@ pub struct PluginDef {
     pub build: Factory,
 }
 
-/// Makes a plugin instance from its validated config and the node's shared plugin state.
+/// Makes a plugin instance from its validated config and the node's shared plugin state. As Kong's plugin
+/// iterator does, the config also carries the instance's scope: `route_id`, `service_id` and `consumer_id` (a
+/// UUID string, or null), which plugins that key state by scope read (`rate-limiting`'s counters).
 pub type Factory = fn(&Map<String, Value>, &Shared) -> Result<Arc<dyn Plugin>, String>;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -284,6 +286,8 @@ pub struct Shared {
     pub introspection: Arc<oauth2_introspection::Shared>,
     /// `rate-limiting`'s counters, whatever the policy.
     pub counters: crate::counters::CounterStores,
+    /// Wall time (the proxy's injectable clock), for plugins that count in time windows.
+    pub clock: gatehouse_model::SharedClock,
 }
 
 impl Shared {
@@ -301,7 +305,8 @@ impl Shared {
         };
         Self {
             introspection: Arc::new(oauth2_introspection::Shared::new(limits, clock.clone())),
-            counters: crate::counters::CounterStores::new(None, clock),
+            counters: crate::counters::CounterStores::new(None, clock.clone()),
+            clock,
         }
     }
 }
@@ -421,7 +426,12 @@ pub fn build_plugins(
                 reason: "not available in this build".into(),
             });
         };
-        let plugin = (def.build)(&entity.config, shared)
+        let mut config = entity.config.clone();
+        for (key, id) in [("route_id", entity.route), ("service_id", entity.service), ("consumer_id", entity.consumer)]
+        {
+            config.insert(key.to_owned(), id.map_or(Value::Null, |id| Value::String(id.to_string())));
+        }
+        let plugin = (def.build)(&config, shared)
             .map_err(|reason| CompileError::Plugin { name: entity.name.clone(), reason })?;
         let instance = Instance { scope: scope_of(entity), plugin };
         match groups.iter_mut().find(|g| g.def.info.name == def.info.name) {
