@@ -26,6 +26,7 @@ pub mod auth;
 pub mod oauth2_introspection;
 #[cfg(test)]
 pub(crate) mod probe;
+pub mod rate_limiting;
 pub mod request_termination;
 
 use std::any::Any;
@@ -74,7 +75,8 @@ pub struct Phases {
 }
 
 /// The plugins this build runs, in no particular order.
-pub const BUILTIN: &[&PluginDef] = &[&oauth2_introspection::PLUGIN, &request_termination::PLUGIN];
+pub const BUILTIN: &[&PluginDef] =
+    &[&oauth2_introspection::PLUGIN, &rate_limiting::PLUGIN, &request_termination::PLUGIN];
 
 /// The plugins a gateway can run: [`BUILTIN`], plus any a test adds.
 #[derive(Debug, Clone)]
@@ -286,6 +288,8 @@ pub struct Shared {
     pub introspection: Arc<oauth2_introspection::Shared>,
     /// `rate-limiting`'s counters, whatever the policy.
     pub counters: crate::counters::CounterStores,
+    /// `rate-limiting`'s node-wide state (how often a failing store is logged).
+    pub rate_limiting: Arc<rate_limiting::NodeState>,
     /// Wall time (the proxy's injectable clock), for plugins that count in time windows.
     pub clock: gatehouse_model::SharedClock,
 }
@@ -306,6 +310,7 @@ impl Shared {
         Self {
             introspection: Arc::new(oauth2_introspection::Shared::new(limits, clock.clone())),
             counters: crate::counters::CounterStores::new(None, clock.clone()),
+            rate_limiting: Arc::default(),
             clock,
         }
     }
