@@ -60,7 +60,7 @@ pub fn config_fields() -> Vec<Field> {
         Field::string("error_message")
             .default(json!("API rate limit exceeded"))
             .describe_as("Set a custom error message to return when the rate limit is exceeded."),
-        Field::number("sync_rate").required().default(json!(SYNC_RATE_REALTIME)).describe_as(
+        Field::number("sync_rate").required().default(json!(-1)).describe_as(
             "How often to sync counter data to the central data store. A value of -1 results in synchronous behavior.",
         ),
     ]
