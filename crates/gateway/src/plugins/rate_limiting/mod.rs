@@ -135,8 +135,9 @@ impl RateLimiting {
         let parsed: Config = serde_json::from_value(Value::Object(config.clone())).map_err(|e| e.to_string())?;
         let limits = Period::ALL.into_iter().zip(parsed.limits()).filter_map(|(p, l)| Some((p, l?))).collect();
         let header_name = match (&parsed.limit_by, &parsed.header_name) {
+            // Kong reads it as nginx's `$http_<name>`, where `_` stands for `-`: `X_Tenant` is `X-Tenant`.
             (LimitBy::Header, Some(name)) => {
-                Some(HeaderName::try_from(name.as_str()).map_err(|_| format!("invalid header_name: {name}"))?)
+                Some(HeaderName::try_from(name.replace('_', "-")).map_err(|_| format!("invalid header_name: {name}"))?)
             }
             _ => None,
         };

@@ -408,10 +408,11 @@ async fn hide_client_headers_error_code_and_error_message() {
 async fn limit_by_header_and_path_fall_back_to_the_client_address() {
     let node = Node::start(None).await;
     node.install(vec![
-        limiting(1, (Some(10), None, None), json!({"second": 1, "limit_by": "header", "header_name": "X-Tenant"})),
+        limiting(1, (Some(10), None, None), json!({"second": 1, "limit_by": "header", "header_name": "X_Tenant"})),
         limiting(2, (Some(11), None, None), json!({"second": 1, "limit_by": "path", "path": "/b/exact"})),
     ])
     .unwrap();
+    // `X_Tenant` names `X-Tenant`, as nginx's `$http_x_tenant` does for Kong.
     let tenant = |name| [("x-tenant", name)];
     assert_eq!(node.statuses(2, "/a", &tenant("t1")).await, [200, 429]);
     assert_eq!(node.statuses(2, "/a", &tenant("t2")).await, [200, 429], "each value counts on its own");
