@@ -510,6 +510,38 @@ mod tests {
         assert!(code(None, None, None).contains("500"), "no route: the global instance");
     }
 
+    /// Kong's plugin iterator adds the instance's scope to its `conf`; factories get it the same way.
+    #[test]
+    fn factories_see_their_instances_scope() {
+        #[derive(Debug)]
+        struct Noop;
+        #[async_trait]
+        impl Plugin for Noop {}
+        static SEEN: std::sync::Mutex<Vec<Value>> = std::sync::Mutex::new(Vec::new());
+        static SCOPED: PluginDef = PluginDef {
+            info: &probe::INFO,
+            phases: Phases { rewrite: false, access: false, response: false, log: false },
+            build: |config, _| {
+                let scope = json!([config["route_id"], config["service_id"], config["consumer_id"]]);
+                SEEN.lock().unwrap().push(scope);
+                Ok(Arc::new(Noop))
+            },
+        };
+        let (r, c) = (uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(3));
+        let scoped = Scope { route: Some(r), service: None, consumer: Some(c) };
+        let registry = Registry::builtin().with(&SCOPED);
+        let global = plugin(probe::NAME, Scope::GLOBAL, json!({"answer": 1}));
+        let mut stored = plugin(probe::NAME, scoped, json!({}));
+        stored.config.insert("route_id".into(), json!("not the scope"));
+        build_plugins(&[global.clone(), stored], &Shared::default(), &registry).unwrap();
+        assert_eq!(
+            *SEEN.lock().unwrap(),
+            [json!([null, null, null]), json!([r.to_string(), null, c.to_string()])],
+            "the scope, whatever the stored config held"
+        );
+        assert_eq!(global.config, *json!({"answer": 1}).as_object().unwrap(), "the stored config is untouched");
+    }
+
     #[test]
     fn credentials_share_the_header_and_are_never_printed() {
         let value = http::HeaderValue::from_static("Bearer abc.def");
