@@ -133,7 +133,11 @@ impl RateLimiting {
         };
         let (route_id, service_id) = (scope("route_id")?, scope("service_id")?);
         let parsed: Config = serde_json::from_value(Value::Object(config.clone())).map_err(|e| e.to_string())?;
-        let limits = Period::ALL.into_iter().zip(parsed.limits()).filter_map(|(p, l)| Some((p, l?))).collect();
+        let limits: SmallVec<[(Period, f64); 6]> =
+            Period::ALL.into_iter().zip(parsed.limits()).filter_map(|(p, l)| Some((p, l?))).collect();
+        if limits.is_empty() {
+            return Err("no limit is configured (second … year)".into());
+        }
         let header_name = match (&parsed.limit_by, &parsed.header_name) {
             // Kong reads it as nginx's `$http_<name>`, where `_` stands for `-`: `X_Tenant` is `X-Tenant`.
             (LimitBy::Header, Some(name)) => {
@@ -368,16 +372,20 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 impl Plugin for RateLimiting {
     async fn access(&self, ctx: &mut RequestContext<'_>) -> Flow {
         let now = self.clock.get().now().secs();
-        let identifier = self.identifier(ctx);
+        let mut identifier = Some(self.identifier(ctx));
+        let last = self.limits.len() - 1;
         let keys: SmallVec<[CounterKey; 2]> = self
             .limits
             .iter()
-            .map(|&(period, _)| {
+            .enumerate()
+            .map(|(i, &(period, _))| {
                 let (window_start, expires_at) = bounds(period, now);
+                // One identifier per key: the last key takes it, the others a copy.
+                let identifier = if i == last { identifier.take() } else { identifier.clone() }.unwrap_or_default();
                 CounterKey {
                     route_id: self.route_id,
                     service_id: self.service_id,
-                    identifier: identifier.clone(),
+                    identifier,
                     period,
                     window_start,
                     expires_at,

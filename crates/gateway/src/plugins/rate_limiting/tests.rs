@@ -503,8 +503,10 @@ async fn an_unreachable_store_passes_requests_when_fault_tolerant_and_is_kongs_5
     }
     let failed = node.get("/b", &[]).await;
     assert_eq!(failed.status(), 500);
+    assert_eq!(failed.headers()["content-type"], "application/json; charset=utf-8");
     let body: Value = failed.json().await.unwrap();
     assert_eq!(body["message"], "An unexpected error occurred");
+    assert_eq!(body["request_id"].as_str().map(str::len), Some(32));
 }
 
 #[tokio::test]
