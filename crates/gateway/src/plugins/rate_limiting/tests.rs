@@ -223,9 +223,15 @@ struct Node {
 impl Node {
     /// Two workers, so requests on different connections count from different threads.
     async fn start(cluster_counters: Option<Arc<dyn Counters>>) -> Self {
+        Self::start_trusting(cluster_counters, Vec::new()).await
+    }
+
+    /// A node that believes `X-Forwarded-For` from `trusted_ips`.
+    async fn start_trusting(cluster_counters: Option<Arc<dyn Counters>>, trusted_ips: Vec<ipnet::IpNet>) -> Self {
         let clock = ManualClock::new(Timestamp::from_secs(NOW));
         let settings = ProxySettings {
             workers: 2,
+            trusted_ips,
             registry: Registry::builtin().with(&TEST_AUTH),
             clock: SharedClock::new(Arc::new(clock.clone()) as Arc<dyn Clock>),
             cluster_counters,
@@ -515,4 +521,59 @@ async fn a_policy_this_node_cannot_run_refuses_the_configuration() {
     let error = node.install(vec![limiting(1, GLOBAL, json!({"second": 1, "policy": "cluster"}))]).unwrap_err();
     assert!(error.to_string().contains("rate-limiting: the cluster policy needs a node with a database"), "{error}");
     assert_eq!(node.proxy.version(), 0, "nothing installed");
+}
+
+/// Longer periods through the proxy: a day's count ends at UTC midnight while the month's goes on, and the month's
+/// at the first of the next month, whatever the day's length in seconds.
+#[tokio::test]
+async fn calendar_windows_end_at_midnight_and_on_the_first_of_the_month() {
+    let node = Node::start(None).await;
+    node.install(vec![limiting(1, GLOBAL, json!({"hour": 2, "day": 2, "month": 3, "year": 4, "limit_by": "ip"}))])
+        .unwrap();
+    let first = node.get("/a", &[]).await;
+    assert_eq!(first.status(), 200);
+    for (period, left) in [("hour", "1"), ("day", "1"), ("month", "2"), ("year", "3")] {
+        assert!(header(&first, &format!("x-ratelimit-limit-{period}")).is_some(), "{period}");
+        assert_eq!(header(&first, &format!("x-ratelimit-remaining-{period}")), Some(left), "{period}");
+    }
+    // The hour and the day have one left each (a tie): the longer window, the day, ends at midnight.
+    let midnight = NOW - NOW.rem_euclid(86400) + 86400;
+    assert_eq!(header(&first, "ratelimit-reset"), Some((midnight - NOW).to_string().as_str()));
+    assert_eq!(node.statuses(2, "/a", &[]).await, [200, 429]);
+    // The next hour: still the same day, spent.
+    node.clock.advance_secs(3600);
+    assert_eq!(node.status("/a", &[]).await, 429);
+    // The next day (2026-03-15): the month has one left.
+    node.clock.set(Timestamp::from_secs(midnight));
+    let last = node.get("/a", &[]).await;
+    assert_eq!(last.status(), 200);
+    assert_eq!(header(&last, "x-ratelimit-remaining-month"), Some("0"));
+    let refused = node.get("/a", &[]).await;
+    assert_eq!(refused.status(), 429);
+    // 2026-04-01T00:00:00Z is 17 days away: the month's real end, not Kong's 30 days from the 1st.
+    let april = 1_775_001_600;
+    assert_eq!(header(&refused, "retry-after"), Some((april - midnight).to_string().as_str()));
+    node.clock.set(Timestamp::from_secs(april - 1));
+    assert_eq!(node.status("/a", &[]).await, 429, "the last second of March");
+    node.clock.set(Timestamp::from_secs(april));
+    let april_first = node.get("/a", &[]).await;
+    assert_eq!(april_first.status(), 200, "a new month");
+    assert_eq!(header(&april_first, "x-ratelimit-remaining-year"), Some("0"), "the year has counted all four");
+}
+
+/// Kong's `limit_by=ip` is the forwarded address: believed from trusted proxies only.
+#[tokio::test]
+async fn the_client_address_is_the_forwarded_one_behind_trusted_proxies_only() {
+    let config = || vec![limiting(1, GLOBAL, json!({"second": 1, "limit_by": "ip"}))];
+    let xff = |ip| [("x-forwarded-for", ip)];
+    let untrusting = Node::start(None).await;
+    untrusting.install(config()).unwrap();
+    assert_eq!(untrusting.status("/a", &xff("203.0.113.1")).await, 200);
+    assert_eq!(untrusting.status("/a", &xff("203.0.113.2")).await, 429, "a spoofed address changes nothing");
+
+    let behind_proxy = Node::start_trusting(None, vec!["127.0.0.0/8".parse().unwrap()]).await;
+    behind_proxy.install(config()).unwrap();
+    assert_eq!(behind_proxy.statuses(2, "/a", &xff("203.0.113.1")).await, [200, 429]);
+    assert_eq!(behind_proxy.status("/a", &xff("203.0.113.2")).await, 200, "another client");
+    assert_eq!(behind_proxy.status("/a", &[]).await, 200, "the proxy itself");
 }
