@@ -55,21 +55,26 @@ async fn bad_configs_get_kongs_400_naming_the_field() {
     let (_, body) = post_plugin(&node, json!({"name": "rate-limiting", "config": {"second": 10, "minute": 5}})).await;
     assert_eq!(body["fields"]["config"], "The limit for minute(5.0) cannot be lower than the limit for second(10.0)");
 
-    // A good one comes back with Kong's defaults, the Redis password included in clear (sealed only at rest).
+    // A good one comes back with Kong's defaults, the Redis password in clear; the database holds it sealed.
+    let password = "redis-password-0123456789";
     let plugin = node
         .admin_ok(
             Method::POST,
             "/plugins",
             json!({"name": "rate-limiting", "config": {"minute": 5, "policy": "redis",
-                "redis": {"host": "127.0.0.1", "password": "pw"}}}),
+                "redis": {"host": "127.0.0.1", "password": password}}}),
         )
         .await;
+    let stored = node.db.raw_contents().await;
+    assert!(!stored.windows(password.len()).any(|w| w == password.as_bytes()), "sealed at rest");
     let config = &plugin["config"];
     assert_eq!(
         (&config["limit_by"], &config["fault_tolerant"], &config["error_code"], &config["error_message"]),
         (&json!("consumer"), &json!(true), &json!(429), &json!("API rate limit exceeded"))
     );
-    assert_eq!((&config["sync_rate"], &config["redis"]["password"]), (&json!(-1), &json!("pw")));
+    assert_eq!((&config["sync_rate"], &config["redis"]["password"]), (&json!(-1), &json!(password)));
+    let (_, listed) = node.admin(Method::GET, &format!("/plugins/{}", plugin["id"].as_str().unwrap()), None).await;
+    assert_eq!(listed["config"]["redis"]["password"], password, "opened when read");
     let (_, schema) = node.admin(Method::GET, "/schemas/plugins/rate-limiting", None).await;
     assert!(schema.to_string().contains("\"encrypted\":true"), "the redis password is marked encrypted");
     node.stop().await;
