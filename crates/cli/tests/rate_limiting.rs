@@ -1,14 +1,17 @@
 //! The `rate-limiting` plugin on a real node: the Admin API's validation of its config (Kong's 400s), and limits
 //! by consumer after `oauth2-introspection` mapped one from a token of the node's own issuer, with the node's
-//! clock moved by the test.
+//! clock moved by the test; decK's validation, sync and dump of its configs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
 
 use base64::Engine;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use gatehouse_testkit::TestNode;
+use gatehouse_store::testing::TempDir;
+use gatehouse_testkit::{TestNode, run_with_input};
 
 async fn post_plugin(node: &TestNode, body: Value) -> (StatusCode, Value) {
     node.admin(Method::POST, "/plugins", Some(body)).await
@@ -134,5 +137,66 @@ async fn limits_by_the_consumer_introspection_mapped() {
     let fresh = call().await;
     assert_eq!(fresh.status(), StatusCode::OK);
     assert_eq!(fresh.headers()["x-ratelimit-remaining-minute"], "4");
+    node.stop().await;
+}
+
+const DECK_FILE: &str = r#"_format_version: "3.0"
+services:
+- name: orders
+  url: http://127.0.0.1:9/orders
+  plugins:
+  - name: rate-limiting
+    config: {minute: 5, limit_by: header, header_name: X-Tenant, hide_client_headers: true}
+consumers:
+- username: alice
+  plugins:
+  - name: rate-limiting
+    config:
+      hour: 100
+      policy: redis
+      redis: {host: 127.0.0.1, password: redis-pw-0123456789}
+"#;
+
+/// decK validates rate-limiting's config with the same schema (Kong's messages, the file's line and column),
+/// syncs it, dumps it back unchanged, and masks the Redis password in diffs.
+#[tokio::test]
+async fn deck_validates_syncs_and_dumps_rate_limiting() {
+    let node = TestNode::start().await;
+    let dir = TempDir::new("deck");
+    let env = vec![("DECK_KONG_ADDR", node.node.admin_url())];
+    // Runs `gatehouse gateway ARGS` in `dir`, having written `file` there first.
+    let run = |args: Vec<&'static str>, file: Option<(&str, String)>| {
+        if let Some((name, text)) = file {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let mut all = vec!["gateway"];
+        all.extend(args);
+        let (env, path) = (env.clone(), dir.path().to_owned());
+        async move { run_with_input(&common::bin(), &all, &env, &path, None).await }
+    };
+
+    let bad = DECK_FILE.replace("header_name: X-Tenant, ", "");
+    let (code, _, err) = run(vec!["validate", "bad.yaml"], Some(("bad.yaml", bad))).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("config.header_name: required field missing"), "{err}");
+
+    let (code, out, err) = run(vec!["sync", "kong.yaml"], Some(("kong.yaml", DECK_FILE.to_owned()))).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("creating plugin rate-limiting for service orders"), "{out}");
+    assert!(out.contains("creating plugin rate-limiting for consumer alice"), "{out}");
+
+    let (code, _, err) = run(vec!["dump", "-o", "dump"], None).await;
+    assert_eq!(code, 0, "{err}");
+    let dumped = std::fs::read_to_string(dir.path().join("dump.yaml")).unwrap();
+    assert!(dumped.contains("header_name: X-Tenant") && dumped.contains("error_message: API rate limit exceeded"));
+    let (code, out, _) = run(vec!["sync", "dump.yaml"], None).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("Created: 0") && out.contains("Updated: 0") && out.contains("Deleted: 0"), "{out}");
+
+    let changed = DECK_FILE.replace("redis-pw-0123456789", "redis-pw-changed-9876");
+    let (code, out, _) = run(vec!["diff", "changed.yaml"], Some(("changed.yaml", changed))).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("updating plugin rate-limiting for consumer alice"), "{out}");
+    assert!(!out.contains("redis-pw-"), "the password is masked:\n{out}");
     node.stop().await;
 }
