@@ -494,8 +494,40 @@ async fn a_consumer_scoped_instance_gives_that_consumer_its_own_limit() {
     assert_eq!(node.statuses(2, "/a", &bob).await, [200, 429]);
 }
 
+/// What this module logged, one line per event, captured by a process-wide subscriber that looks at nothing else
+/// (so other tests' events, on whatever thread, cost nothing).
+static LOGGED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+struct Capture;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Line(String);
+        impl tracing::field::Visit for Line {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!("{}={value:?} ", field.name()));
+            }
+        }
+        if event.metadata().target() != module_path!().trim_end_matches("::tests") {
+            return;
+        }
+        let mut line = Line(String::new());
+        event.record(&mut line);
+        LOGGED.lock().unwrap().push(line.0);
+    }
+}
+
+fn capture_logs() {
+    use tracing_subscriber::layer::SubscriberExt;
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(Capture));
+    });
+}
+
 #[tokio::test]
 async fn an_unreachable_store_passes_requests_when_fault_tolerant_and_is_kongs_500_otherwise() {
+    capture_logs();
     let node = Node::start(Some(Arc::new(Unreachable))).await;
     node.install(vec![
         limiting(1, (Some(10), None, None), json!({"second": 1, "policy": "cluster"})),
@@ -507,6 +539,16 @@ async fn an_unreachable_store_passes_requests_when_fault_tolerant_and_is_kongs_5
         assert_eq!(passed.status(), 200, "not limited while the store is down");
         assert!(passed.headers().keys().all(|k| !k.as_str().contains("ratelimit")), "no headers without counts");
     }
+    // Logged once for the three, with the store's error; the next line comes an interval later and counts the
+    // failures it did not log (this test is the only one whose store fails).
+    let logged = std::mem::take(&mut *LOGGED.lock().unwrap());
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert!(logged[0].contains("connection refused") && logged[0].contains("suppressed=0"), "{logged:?}");
+    node.clock.advance_secs(FailureLog::INTERVAL_SECS);
+    assert_eq!(node.status("/a", &[]).await, 200);
+    let logged = std::mem::take(&mut *LOGGED.lock().unwrap());
+    assert!(logged.len() == 1 && logged[0].contains("suppressed=2"), "{logged:?}");
+
     let failed = node.get("/b", &[]).await;
     assert_eq!(failed.status(), 500);
     assert_eq!(failed.headers()["content-type"], "application/json; charset=utf-8");
