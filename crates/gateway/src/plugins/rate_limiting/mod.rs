@@ -380,7 +380,7 @@ impl Plugin for RateLimiting {
             .enumerate()
             .map(|(i, &(period, _))| {
                 let (window_start, expires_at) = bounds(period, now);
-                // One identifier per key: the last key takes it, the others a copy.
+                // Each key owns its identifier; the last one takes it, so a single limit copies nothing.
                 let identifier = if i == last { identifier.take() } else { identifier.clone() }.unwrap_or_default();
                 CounterKey {
                     route_id: self.route_id,
