@@ -195,11 +195,15 @@ impl RateLimiting {
                 ctx.consumer.as_ref().map(|c| c.id.to_string()).or_else(|| ctx.credential.as_ref().map(credential_id))
             }
             LimitBy::Credential => ctx.credential.as_ref().map(credential_id),
-            LimitBy::Header => self
-                .header_name
-                .as_ref()
-                .and_then(|name| ctx.headers.get(name))
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            LimitBy::Header => self.header_name.as_ref().and_then(|name| ctx.headers.get(name)).map(|v| {
+                // A client chooses this value: past a bound, its digest stands in, so a count costs the same
+                // whatever the client sends.
+                if v.len() > MAX_IDENTIFIER {
+                    digest_hex(v.as_bytes())
+                } else {
+                    String::from_utf8_lossy(v.as_bytes()).into_owned()
+                }
+            }),
             LimitBy::Path => (self.path.as_deref() == Some(ctx.path)).then(|| ctx.path.to_owned()),
         };
         found.unwrap_or_else(|| ctx.client_ip.to_string())
@@ -246,10 +250,18 @@ impl RateLimiting {
     }
 }
 
+/// The longest header value counted by itself (`limit_by = header`); longer ones are counted by their digest.
+const MAX_IDENTIFIER: usize = 128;
+
 /// Kong keys `limit_by = credential` on the credential's id; a token plugin's credential is the token itself,
 /// which must not become a key in a shared store (Redis, the database), so its SHA-256 stands in for it.
 fn credential_id(credential: &Credential) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, credential.expose_bytes());
+    digest_hex(credential.expose_bytes())
+}
+
+/// The first 128 bits of `bytes`' SHA-256, in hex.
+fn digest_hex(bytes: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
     let mut id = String::with_capacity(32);
     for byte in &digest.as_ref()[..16] {
         id.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));

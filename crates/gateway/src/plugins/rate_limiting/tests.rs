@@ -419,12 +419,18 @@ async fn limit_by_header_and_path_fall_back_to_the_client_address() {
     ])
     .unwrap();
     // `X_Tenant` names `X-Tenant`, as nginx's `$http_x_tenant` does for Kong.
-    let tenant = |name| [("x-tenant", name)];
+    fn tenant(name: &str) -> [(&'static str, &str); 1] {
+        [("x-tenant", name)]
+    }
     assert_eq!(node.statuses(2, "/a", &tenant("t1")).await, [200, 429]);
     assert_eq!(node.statuses(2, "/a", &tenant("t2")).await, [200, 429], "each value counts on its own");
     // No header: the client address, which no header value has spent yet.
     assert_eq!(node.statuses(2, "/a", &[]).await, [200, 429]);
     assert_eq!(node.status("/a", &tenant("127.0.0.1")).await, 429, "Kong keys both by the bare value");
+    // Long values are counted by their digest: still one count per value.
+    let (long_a, long_b) = ("a".repeat(4000), "b".repeat(4000));
+    assert_eq!(node.statuses(2, "/a", &tenant(&long_a)).await, [200, 429]);
+    assert_eq!(node.status("/a", &tenant(&long_b)).await, 200);
 
     assert_eq!(node.statuses(2, "/b/exact", &[]).await, [200, 429]);
     // Another path under the route: counted by the client address, apart from the path's count.
