@@ -29,6 +29,7 @@ pub mod ip_restriction;
 pub mod oauth2_introspection;
 #[cfg(test)]
 pub(crate) mod probe;
+pub mod rate_limiting;
 pub mod request_termination;
 
 use std::any::Any;
@@ -63,7 +64,9 @@ pub struct PluginDef {
     pub build: Factory,
 }
 
-/// Makes a plugin instance from its validated config and the node's shared plugin state.
+/// Makes a plugin instance from its validated config and the node's shared plugin state. As Kong's plugin
+/// iterator does, the config also carries the instance's scope: `route_id`, `service_id` and `consumer_id` (a
+/// UUID string, or null), which plugins that key state by scope read (`rate-limiting`'s counters).
 pub type Factory = fn(&Map<String, Value>, &Shared) -> Result<Arc<dyn Plugin>, String>;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -80,6 +83,7 @@ pub const BUILTIN: &[&PluginDef] = &[
     &cors::PLUGIN,
     &ip_restriction::PLUGIN,
     &oauth2_introspection::PLUGIN,
+    &rate_limiting::PLUGIN,
     &request_termination::PLUGIN,
 ];
 
@@ -307,7 +311,10 @@ pub struct Shared {
     pub introspection: Arc<oauth2_introspection::Shared>,
     /// `rate-limiting`'s counters, whatever the policy.
     pub counters: crate::counters::CounterStores,
-    /// The node's wall clock (`correlation-id`'s `tracker` time); tests move it.
+    /// `rate-limiting`'s node-wide state (how often a failing store is logged).
+    pub rate_limiting: Arc<rate_limiting::NodeState>,
+    /// The node's wall clock (the proxy's injectable clock): `correlation-id`'s `tracker` time, rate-limiting's
+    /// windows; tests move it.
     pub clock: gatehouse_model::SharedClock,
 }
 
@@ -327,6 +334,7 @@ impl Shared {
         Self {
             introspection: Arc::new(oauth2_introspection::Shared::new(limits, clock.clone())),
             counters: crate::counters::CounterStores::new(None, clock.clone()),
+            rate_limiting: Arc::default(),
             clock,
         }
     }
@@ -447,7 +455,12 @@ pub fn build_plugins(
                 reason: "not available in this build".into(),
             });
         };
-        let plugin = (def.build)(&entity.config, shared)
+        let mut config = entity.config.clone();
+        for (key, id) in [("route_id", entity.route), ("service_id", entity.service), ("consumer_id", entity.consumer)]
+        {
+            config.insert(key.to_owned(), id.map_or(Value::Null, |id| Value::String(id.to_string())));
+        }
+        let plugin = (def.build)(&config, shared)
             .map_err(|reason| CompileError::Plugin { name: entity.name.clone(), reason })?;
         let instance = Instance { scope: scope_of(entity), plugin };
         match groups.iter_mut().find(|g| g.def.info.name == def.info.name) {
@@ -519,6 +532,38 @@ mod tests {
         assert!(code(Some(uuid::Uuid::from_u128(9)), None, Some(c)).contains("503"));
         assert!(code(Some(uuid::Uuid::from_u128(9)), None, None).contains("500"), "global");
         assert!(code(None, None, None).contains("500"), "no route: the global instance");
+    }
+
+    /// Kong's plugin iterator adds the instance's scope to its `conf`; factories get it the same way.
+    #[test]
+    fn factories_see_their_instances_scope() {
+        #[derive(Debug)]
+        struct Noop;
+        #[async_trait]
+        impl Plugin for Noop {}
+        static SEEN: std::sync::Mutex<Vec<Value>> = std::sync::Mutex::new(Vec::new());
+        static SCOPED: PluginDef = PluginDef {
+            info: &probe::INFO,
+            phases: Phases { rewrite: false, access: false, response: false, log: false },
+            build: |config, _| {
+                let scope = json!([config["route_id"], config["service_id"], config["consumer_id"]]);
+                SEEN.lock().unwrap().push(scope);
+                Ok(Arc::new(Noop))
+            },
+        };
+        let (r, c) = (uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(3));
+        let scoped = Scope { route: Some(r), service: None, consumer: Some(c) };
+        let registry = Registry::builtin().with(&SCOPED);
+        let global = plugin(probe::NAME, Scope::GLOBAL, json!({"answer": 1}));
+        let mut stored = plugin(probe::NAME, scoped, json!({}));
+        stored.config.insert("route_id".into(), json!("not the scope"));
+        build_plugins(&[global.clone(), stored], &Shared::default(), &registry).unwrap();
+        assert_eq!(
+            *SEEN.lock().unwrap(),
+            [json!([null, null, null]), json!([r.to_string(), null, c.to_string()])],
+            "the scope, whatever the stored config held"
+        );
+        assert_eq!(global.config, *json!({"answer": 1}).as_object().unwrap(), "the stored config is untouched");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod correlation_id;
 pub mod cors;
 pub mod ip_restriction;
 pub mod oauth2_introspection;
+pub mod rate_limiting;
 pub mod request_termination;
 
 use serde_json::{Map, Value};
@@ -59,6 +60,7 @@ pub const PLUGINS: &[&PluginInfo] = &[
     &cors::INFO,
     &ip_restriction::INFO,
     &oauth2_introspection::INFO,
+    &rate_limiting::INFO,
     &request_termination::INFO,
 ];
 
@@ -75,7 +77,8 @@ pub fn allows_consumer_scope(name: &str) -> bool {
 }
 
 /// The secret strings of a plugin's `config`, each with its path under `config`: the value of every field marked
-/// encrypted (`authorization_value`), and every value of a map whose values are (`custom_introspection_headers.<name>`).
+/// encrypted (`authorization_value`), every value of a map whose values are (`custom_introspection_headers.<name>`),
+/// and a record's encrypted fields (`redis.password`).
 /// Whatever is not a string (an unset field) is left out.
 pub fn encrypted_values<'a>(name: &str, config: &'a Map<String, Value>) -> Vec<(String, &'a str)> {
     let Some(fields) = config_fields(name) else { return Vec::new() };
@@ -87,6 +90,13 @@ pub fn encrypted_values<'a>(name: &str, config: &'a Map<String, Value>) -> Vec<(
             (Kind::Map { values, .. }, Value::Object(map)) if values.encrypted => {
                 found.extend(map.iter().filter_map(|(key, v)| Some((format!("{}.{key}", field.name), v.as_str()?))));
             }
+            // A record's own secret fields (`redis.password`): `config_value_mut` reaches them by the same path.
+            (Kind::Record(inner), Value::Object(record)) => found.extend(
+                inner
+                    .iter()
+                    .filter(|f| f.encrypted)
+                    .filter_map(|f| Some((format!("{}.{}", field.name, f.name), record.get(f.name)?.as_str()?))),
+            ),
             _ => {}
         }
     }
