@@ -44,16 +44,21 @@ fn node(settings: RedisSettings) -> Arc<RedisCounters> {
     Arc::new(RedisCounters::new(settings, None).expect("valid settings"))
 }
 
-/// A minute window that has a minute left, on Redis's clock (the wall clock), so `EXPIREAT` keeps the key.
+/// A minute window that has at least a minute left on Redis's clock (the wall clock), so `EXPIREAT` keeps the key
+/// for the test and drops it soon after. Read once per test process, so a test never straddles two windows.
 fn key(route: uuid::Uuid, identifier: &str) -> CounterKey {
-    let now = SystemClock.now().secs();
+    static WINDOW: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    let start = *WINDOW.get_or_init(|| {
+        let now = SystemClock.now().secs();
+        now - now % 60
+    });
     CounterKey {
         route_id: Some(route),
         service_id: None,
         identifier: identifier.to_owned(),
         period: Period::Minute,
-        window_start: now - now % 60,
-        expires_at: now - now % 60 + 120,
+        window_start: start,
+        expires_at: start + 120,
     }
 }
 
