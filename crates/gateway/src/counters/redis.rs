@@ -22,6 +22,9 @@ use super::{CounterError, CounterKey, Counters, RedisSettings};
 /// Kong's placeholder for a counter of an instance without a route or service.
 const EMPTY_UUID: &str = "00000000-0000-0000-0000-000000000000";
 
+/// What `timeout = 0` stands for: nginx's default `lua_socket_*_timeout`.
+const DEFAULT_TIMEOUT_MS: u64 = 60_000;
+
 pub struct RedisCounters {
     settings: RedisSettings,
     timeout: Duration,
@@ -42,14 +45,10 @@ impl std::fmt::Debug for RedisCounters {
 }
 
 impl RedisCounters {
-    /// Refuses what this build cannot honour: TLS (see `docs/compatibility.md`), and a `timeout` of 0, which
-    /// would fail every call at once.
+    /// Refuses what this build cannot honour: TLS (see `docs/compatibility.md`).
     pub fn new(settings: RedisSettings, runtime: Option<tokio::runtime::Handle>) -> Result<Self, String> {
         if settings.ssl {
             return Err("redis.ssl: TLS connections to Redis are not supported by this build".to_owned());
-        }
-        if settings.timeout_ms == 0 {
-            return Err("redis.timeout: must be at least 1 millisecond".to_owned());
         }
         let mut redis = redis::RedisConnectionInfo::default().set_db(settings.database).set_skip_set_lib_name();
         if let Some(password) = settings.password.as_ref().filter(|p| !p.is_empty()) {
@@ -66,7 +65,10 @@ impl RedisCounters {
         .map_err(|e| format!("redis: {e}"))?
         .set_redis_settings(redis);
         let client = redis::Client::open(info).map_err(|e| format!("redis: {e}"))?;
-        let timeout = Duration::from_millis(settings.timeout_ms);
+        // Kong accepts 0, which leaves OpenResty's sockets on their configured defaults (60 s out of the box); a
+        // zero deadline here would fail every call instead.
+        let timeout =
+            Duration::from_millis(if settings.timeout_ms == 0 { DEFAULT_TIMEOUT_MS } else { settings.timeout_ms });
         Ok(Self { settings, timeout, client, connection: OnceCell::new(), runtime })
     }
 
@@ -123,7 +125,7 @@ impl RedisCounters {
         };
         match tokio::time::timeout(self.timeout, attempt).await {
             Ok(result) => result,
-            Err(_) => Err(self.error(&format!("no answer within {} ms", self.settings.timeout_ms))),
+            Err(_) => Err(self.error(&format!("no answer within {} ms", self.timeout.as_millis()))),
         }
     }
 
@@ -217,11 +219,11 @@ mod tests {
     }
 
     #[test]
-    fn tls_and_a_zero_timeout_are_refused_at_build() {
+    fn tls_is_refused_at_build_and_a_zero_timeout_is_nginxs_default() {
         let tls = RedisCounters::new(RedisSettings { ssl: true, ..settings() }, None);
         assert!(tls.is_err_and(|e| e.starts_with("redis.ssl:")));
-        let zero = RedisCounters::new(RedisSettings { timeout_ms: 0, ..settings() }, None);
-        assert!(zero.is_err_and(|e| e.starts_with("redis.timeout:")));
-        assert!(RedisCounters::new(settings(), None).is_ok());
+        let zero = RedisCounters::new(RedisSettings { timeout_ms: 0, ..settings() }, None).unwrap();
+        assert_eq!(zero.timeout, Duration::from_secs(60));
+        assert_eq!(RedisCounters::new(settings(), None).unwrap().timeout, Duration::from_secs(2));
     }
 }
