@@ -1,12 +1,15 @@
 //! Kong's `sync_rate` above 0: a shared store (`cluster` or `redis`) is written every `sync_rate` seconds instead
 //! of once per request.
 //!
-//! Each counter this node has seen keeps three numbers: `synced`, the store's value when this node last heard from
-//! it; `in_flight`, what a running flush is adding; and `pending`, what this node counted since. A request adds to
-//! `pending` (one atomic add, no lock, no round trip) and is answered `synced + in_flight + pending`. A counter this
+//! Each counter this node has seen keeps `counted`, every request this node counted there since it first saw the
+//! counter; `sent`, how many of those the store has acknowledged; and `base`, the rest of the store's value (other
+//! nodes' requests, and what was there when this node first looked) as of the last answer. A request adds to
+//! `counted` (one atomic add, no lock, no round trip) and is answered `base + counted`. Both only grow, so a
+//! node's answers never go back and never count a request twice, even while a sync is under way. A counter this
 //! node has not seen yet is counted in the store at once, so every node starts from the store's value rather than
-//! from 0. Every `sync_rate` seconds a task sends the pending deltas (one `increment` per distinct delta, usually
-//! one) and reads back every other counter, so increments by other nodes become visible.
+//! from 0. Every `sync_rate` seconds a task sends `counted - sent` (one `increment` per distinct delta, usually
+//! one) and reads back every other counter, so other nodes' requests become visible; a failed send is simply sent
+//! again at the next sync.
 //!
 //! The bound: a node sees other nodes' requests only at its next sync, so with a limit of N each node can accept up
 //! to what it counts in one interval beyond what it has seen. With `nodes` nodes accepting at most B requests each
@@ -24,21 +27,25 @@ use super::{CounterError, CounterKey, Counters};
 
 #[derive(Debug, Default)]
 struct Entry {
-    synced: AtomicU64,
-    in_flight: AtomicU64,
-    pending: AtomicU64,
+    base: AtomicU64,
+    counted: AtomicU64,
+    /// Written by the sync only (one at a time).
+    sent: AtomicU64,
 }
 
 impl Entry {
-    fn synced_at(value: u64) -> Self {
-        Self { synced: AtomicU64::new(value), ..Self::default() }
+    fn at(value: u64) -> Self {
+        Self { base: AtomicU64::new(value), ..Self::default() }
     }
 
-    /// This node's view. Read in this order, against a flush that adds to `in_flight` before taking from
-    /// `pending`, and raises `synced` before taking from `in_flight`, a delta being flushed is counted once or
-    /// twice for an instant, never missed: the view never goes below the truth this node knows.
-    fn view(&self, pending: u64) -> u64 {
-        pending.saturating_add(self.in_flight.load(Ordering::SeqCst)).saturating_add(self.synced.load(Ordering::SeqCst))
+    /// This node's view, given `counted` as the caller read (or raised) it.
+    fn view(&self, counted: u64) -> u64 {
+        self.base.load(Ordering::SeqCst).saturating_add(counted)
+    }
+
+    /// Takes a store value that holds exactly `sent` of this node's requests.
+    fn learn(&self, store_value: u64, sent: u64) {
+        self.base.fetch_max(store_value.saturating_sub(sent), Ordering::SeqCst);
     }
 }
 
@@ -47,6 +54,8 @@ pub struct BatchedCounters {
     inner: Arc<dyn Counters>,
     entries: papaya::HashMap<CounterKey, Entry>,
     clock: SharedClock,
+    /// One sync at a time: two would both send the same unsent requests.
+    syncing: tokio::sync::Mutex<()>,
 }
 
 impl BatchedCounters {
@@ -58,7 +67,8 @@ impl BatchedCounters {
         clock: SharedClock,
         runtime: &tokio::runtime::Handle,
     ) -> Arc<Self> {
-        let counters = Arc::new(Self { inner, entries: papaya::HashMap::new(), clock });
+        let counters =
+            Arc::new(Self { inner, entries: papaya::HashMap::new(), clock, syncing: tokio::sync::Mutex::new(()) });
         let weak = Arc::downgrade(&counters);
         runtime.spawn(Self::sync_every(weak, interval));
         counters
@@ -78,38 +88,33 @@ impl BatchedCounters {
     /// Sends what this node counted since the last sync, refreshes every counter from the store and forgets those
     /// whose window has ended. Failures are logged and the deltas kept for the next sync.
     pub async fn sync(&self) {
+        let _one_at_a_time = self.syncing.lock().await;
         let mut by_delta: HashMap<u64, Vec<CounterKey>> = HashMap::new();
         let mut idle = Vec::new();
         {
             let entries = self.entries.pin();
             for (key, entry) in entries.iter() {
-                let delta = entry.pending.load(Ordering::SeqCst);
+                let delta = entry.counted.load(Ordering::SeqCst).saturating_sub(entry.sent.load(Ordering::SeqCst));
                 if delta == 0 {
                     idle.push(key.clone());
                 } else {
-                    entry.in_flight.fetch_add(delta, Ordering::SeqCst);
-                    entry.pending.fetch_sub(delta, Ordering::SeqCst);
                     by_delta.entry(delta).or_default().push(key.clone());
                 }
             }
         }
         for (delta, keys) in by_delta {
-            let result = self.inner.increment(&keys, delta).await;
-            let entries = self.entries.pin();
-            if let Err(e) = &result {
-                tracing::warn!(error = %e, counters = keys.len(), "could not sync rate-limiting counters; retrying at the next sync");
-            }
-            for (i, key) in keys.iter().enumerate() {
-                let Some(entry) = entries.get(key) else { continue };
-                match &result {
-                    Ok(values) => {
-                        entry.synced.fetch_max(values.get(i).copied().unwrap_or_default(), Ordering::SeqCst);
-                    }
-                    Err(_) => {
-                        entry.pending.fetch_add(delta, Ordering::SeqCst);
+            match self.inner.increment(&keys, delta).await {
+                Ok(values) => {
+                    let entries = self.entries.pin();
+                    for (key, value) in keys.iter().zip(values) {
+                        if let Some(entry) = entries.get(key) {
+                            let sent = entry.sent.fetch_add(delta, Ordering::SeqCst) + delta;
+                            entry.learn(value, sent);
+                        }
                     }
                 }
-                entry.in_flight.fetch_sub(delta, Ordering::SeqCst);
+                Err(e) => tracing::warn!(error = %e, counters = keys.len(),
+                    "could not sync rate-limiting counters; retrying at the next sync"),
             }
         }
         if !idle.is_empty() {
@@ -118,7 +123,7 @@ impl BatchedCounters {
                     let entries = self.entries.pin();
                     for (key, value) in idle.iter().zip(values) {
                         if let Some(entry) = entries.get(key) {
-                            entry.synced.fetch_max(value, Ordering::SeqCst);
+                            entry.learn(value, entry.sent.load(Ordering::SeqCst));
                         }
                     }
                 }
@@ -126,7 +131,7 @@ impl BatchedCounters {
             }
         }
         let now = self.clock.get().now().secs();
-        // A window that has ended is never counted in again; what it still had pending no longer matters.
+        // A window that has ended is never counted in again; what it still had unsent no longer matters.
         self.entries.pin().retain(|key, _| key.expires_at > now);
     }
 
@@ -139,18 +144,16 @@ impl BatchedCounters {
         self.entries.is_empty()
     }
 
-    /// Records the store's answers for counters seen for the first time; another request may have recorded one
-    /// meanwhile, so the larger value wins.
+    /// Records the store's answers for counters seen for the first time (values that hold none of this node's
+    /// batched requests); another request may have recorded one meanwhile, so the larger base wins.
     fn record(&self, keys: &[CounterKey], values: &[u64]) {
         let entries = self.entries.pin();
         for (key, &value) in keys.iter().zip(values) {
             match entries.get(key) {
-                Some(entry) => {
-                    entry.synced.fetch_max(value, Ordering::SeqCst);
-                }
+                Some(entry) => entry.learn(value, entry.sent.load(Ordering::SeqCst)),
                 None => {
-                    let entry = entries.get_or_insert_with(key.clone(), || Entry::synced_at(value));
-                    entry.synced.fetch_max(value, Ordering::SeqCst);
+                    let entry = entries.get_or_insert_with(key.clone(), || Entry::at(value));
+                    entry.learn(value, entry.sent.load(Ordering::SeqCst));
                 }
             }
         }
@@ -166,7 +169,7 @@ impl Counters for BatchedCounters {
             let entries = self.entries.pin();
             for (i, key) in keys.iter().enumerate() {
                 match entries.get(key) {
-                    Some(entry) => out.push(entry.view(entry.pending.fetch_add(by, Ordering::SeqCst) + by)),
+                    Some(entry) => out.push(entry.view(entry.counted.fetch_add(by, Ordering::SeqCst) + by)),
                     None => {
                         unseen.push(i);
                         out.push(0);
@@ -192,7 +195,7 @@ impl Counters for BatchedCounters {
             let entries = self.entries.pin();
             for (i, key) in keys.iter().enumerate() {
                 match entries.get(key) {
-                    Some(entry) => out.push(entry.view(entry.pending.load(Ordering::SeqCst))),
+                    Some(entry) => out.push(entry.view(entry.counted.load(Ordering::SeqCst))),
                     None => {
                         unseen.push(i);
                         out.push(0);
@@ -343,5 +346,53 @@ mod tests {
         assert!(accepted >= LIMIT, "the limit is reached: {accepted}");
         assert!(accepted <= LIMIT + 2 * PER_INTERVAL, "N + nodes × batch: {accepted}");
         assert_eq!(store.values(&[key("a")]).await.unwrap(), [accepted], "every accepted request was synced");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_increments_and_syncs_lose_nothing_and_never_undercount() {
+        let (_, shared) = clock();
+        let store: Arc<dyn Counters> = Arc::new(LocalCounters::new(shared.clone()));
+        // Synced by hand below, as often as the machine allows, while requests count.
+        let batched = BatchedCounters::start(
+            store.clone(),
+            Duration::from_secs(3600),
+            shared,
+            &tokio::runtime::Handle::current(),
+        );
+        batched.increment(&[key("a")], 1).await.unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let syncer = {
+            let (batched, done) = (batched.clone(), done.clone());
+            tokio::spawn(async move {
+                while !done.load(Ordering::SeqCst) {
+                    batched.sync().await;
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let batched = batched.clone();
+                tokio::spawn(async move {
+                    let mut last = 0;
+                    for _ in 0..2000 {
+                        let value = batched.increment(&[key("a")], 1).await.unwrap()[0];
+                        // Each answer holds this task's earlier increments and never counts one twice, so it only
+                        // grows, and never past what was counted.
+                        assert!(value > last, "the view went back: {value} after {last}");
+                        assert!(value <= 8001, "counted twice: {value}");
+                        last = value;
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        done.store(true, Ordering::SeqCst);
+        syncer.await.unwrap();
+        batched.sync().await;
+        assert_eq!(store.values(&[key("a")]).await.unwrap(), [8001], "every increment reached the store once");
+        assert_eq!(batched.values(&[key("a")]).await.unwrap(), [8001]);
     }
 }
