@@ -207,8 +207,8 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         registry: gatehouse_gateway::plugins::Registry::builtin(),
         // The issuer's clock: a test that moves one moves both, so tokens and the gateway's cache agree on `exp`.
         clock: gatehouse_model::SharedClock::new(services.clock.clone()),
-        // Until the store keeps rate-limiting counters, the `cluster` policy is refused.
-        cluster_counters: None,
+        // `rate-limiting`'s `cluster` policy counts in this node's database.
+        cluster_counters: Some(Arc::new(crate::counters::StoreCounters::new(services.store.clone()))),
     })
     .map_err(StartError::AccessLog)?;
     proxy.follow(publisher.subscribe());
@@ -249,6 +249,7 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         let gate = Gate::new(kind.as_str(), limits, listener_config.trusted_ips.clone());
         tasks.push(tokio::spawn(listener::serve(kind, listener, router, gate, async move { stop.cancelled().await })));
     }
+    tasks.push(tokio::spawn(crate::counters::prune(services.store.clone(), services.clock.clone(), shutdown.clone())));
     let stop = shutdown.clone();
     tasks.push(tokio::spawn(gatehouse_gateway::serve(
         proxy.clone(),

@@ -1,6 +1,8 @@
 //! The data plane: Kong's router, the proxy on hyper, the upstream pool and plugins. It reads configuration
 //! snapshots only and never touches the database; it talks to the issuer over HTTP like any other resource
-//! server. Depends on `model` alone.
+//! server. Depends on `model` (and `net`) alone: even `rate-limiting`'s `cluster` counters, which live in the
+//! database, are handed to it by the node as a [`counters::Counters`]; its `redis` counters talk to Redis
+//! directly.
 
 pub mod access_log;
 pub mod body;

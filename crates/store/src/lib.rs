@@ -251,6 +251,35 @@ pub trait MetaStore: Send + Sync {
     async fn init_meta(&self, key: &str, value: &str) -> Result<String>;
 }
 
+/// One `rate-limiting` counter of the `cluster` policy: one window of one period, for one identifier, in the scope
+/// of one plugin instance. Borrowed, so a request counting in several periods copies nothing to name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RateLimitCounter<'a> {
+    pub route_id: Option<uuid::Uuid>,
+    pub service_id: Option<uuid::Uuid>,
+    pub identifier: &'a str,
+    /// Kong's period name (`second` … `year`).
+    pub period: &'a str,
+    /// The window's first second (unix time).
+    pub period_date: i64,
+    /// When the window ends (unix seconds); the counter is pruned after it.
+    pub expires_at: i64,
+}
+
+/// The `cluster` policy's counters, shared by every node on one database.
+#[async_trait]
+pub trait RateLimitCounterStore: Send + Sync {
+    /// Adds `by` to every counter (creating missing ones at 0) in one transaction and returns the values after,
+    /// in the order given. Each addition is one atomic upsert, so nodes counting at once never read the same
+    /// value: a shared limit is exact.
+    async fn increment_rate_limits(&self, counters: &[RateLimitCounter<'_>], by: u64) -> Result<Vec<u64>>;
+    /// The counters' values (0 for a missing one), in the order given.
+    async fn rate_limit_values(&self, counters: &[RateLimitCounter<'_>]) -> Result<Vec<u64>>;
+    /// Deletes counters whose window ended at or before `now` (unix seconds); returns how many. Run periodically,
+    /// never per request.
+    async fn prune_rate_limits(&self, now: i64) -> Result<u64>;
+}
+
 /// Everything the server needs from storage.
 pub trait Store:
     AuthServerStore
@@ -264,6 +293,7 @@ pub trait Store:
     + GatewayStore
     + PatStore
     + MetaStore
+    + RateLimitCounterStore
     + fmt::Debug
 {
     /// This node's invalidation bus; it carries this node's writes and, on PostgreSQL, other nodes'.

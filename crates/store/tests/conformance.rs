@@ -19,7 +19,7 @@ use gatehouse_model::{
     TokenId,
 };
 use gatehouse_store::testing::TestDatabase;
-use gatehouse_store::{Conflict, EntityQuery, Invalidation, Store, StoreError, TagFilter};
+use gatehouse_store::{Conflict, EntityQuery, Invalidation, RateLimitCounter, Store, StoreError, TagFilter};
 
 type S = Arc<dyn Store>;
 
@@ -80,6 +80,8 @@ conformance!(
     gateway_entity_deletes_guard_and_cascade,
     gateway_entity_list_pages_and_filters,
     gateway_writes_publish_invalidations,
+    rate_limit_counters_count_and_prune,
+    rate_limit_counters_are_exact_across_nodes,
 );
 
 #[test]
@@ -992,4 +994,78 @@ async fn gateway_writes_publish_invalidations(store: S, _db: &TestDatabase) {
     assert!(store.delete_entity(cp, EntityKind::Service, svc.id).await.unwrap());
     let next = tokio::time::timeout(Duration::from_secs(5), events.recv()).await.unwrap().unwrap();
     assert_eq!(next, expected, "the delete is the next event");
+}
+
+fn counter(
+    route: Option<uuid::Uuid>,
+    identifier: &'static str,
+    period: &'static str,
+    period_date: i64,
+) -> RateLimitCounter<'static> {
+    RateLimitCounter {
+        route_id: route,
+        service_id: None,
+        identifier,
+        period,
+        period_date,
+        expires_at: period_date + 60,
+    }
+}
+
+async fn rate_limit_counters_count_and_prune(store: S, _db: &TestDatabase) {
+    let route = Some(uuid::Uuid::new_v4());
+    let minute = counter(route, "1.2.3.4", "minute", 1_700_000_040);
+    let hour = RateLimitCounter { period: "hour", period_date: 1_699_999_200, expires_at: 1_700_002_800, ..minute };
+    let unscoped = counter(None, "1.2.3.4", "minute", 1_700_000_040);
+    let next = counter(route, "1.2.3.4", "minute", 1_700_000_100);
+
+    assert_eq!(store.rate_limit_values(&[minute, hour]).await.unwrap(), [0, 0], "missing counters read 0");
+    assert_eq!(store.increment_rate_limits(&[minute, hour], 1).await.unwrap(), [1, 1]);
+    assert_eq!(store.increment_rate_limits(&[hour, minute], 3).await.unwrap(), [4, 4], "answers in the order asked");
+    assert_eq!(store.increment_rate_limits(&[unscoped], 2).await.unwrap(), [2], "another scope, another counter");
+    assert_eq!(store.increment_rate_limits(&[next], 1).await.unwrap(), [1], "another window, another counter");
+    assert_eq!(store.increment_rate_limits(&[], 1).await.unwrap(), Vec::<u64>::new());
+    assert_eq!(store.rate_limit_values(&[minute, hour, unscoped, next]).await.unwrap(), [4, 4, 2, 1]);
+
+    // The first minute ends at 1_700_000_100: it and the unscoped one go, the hour and the next minute stay.
+    assert_eq!(store.prune_rate_limits(1_700_000_099).await.unwrap(), 0);
+    assert_eq!(store.prune_rate_limits(1_700_000_100).await.unwrap(), 2);
+    assert_eq!(store.rate_limit_values(&[minute, hour, unscoped, next]).await.unwrap(), [0, 4, 0, 1]);
+}
+
+/// Nodes on one database (on PostgreSQL a second store handle, with its own pool; on SQLite, whose file belongs
+/// to one node, concurrent requests of that node) counting at once never see the same value.
+async fn rate_limit_counters_are_exact_across_nodes(store: S, db: &TestDatabase) {
+    let second = match db.shared() {
+        Some(shared) => shared.open().await,
+        None => store.clone(),
+    };
+    let route = uuid::Uuid::new_v4();
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let node = if i % 2 == 0 { store.clone() } else { second.clone() };
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                for _ in 0..40 {
+                    let keys = [
+                        counter(Some(route), "a", "minute", 1_700_000_040),
+                        counter(Some(route), "a", "second", 1_700_000_041),
+                    ];
+                    let values = node.increment_rate_limits(&keys, 1).await.unwrap();
+                    assert_eq!(values[0], values[1]);
+                    seen.push(values[0]);
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for task in tasks {
+        seen.extend(task.await.unwrap());
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=320).collect::<Vec<u64>>());
+    let key = [counter(Some(route), "a", "minute", 1_700_000_040)];
+    assert_eq!(second.rate_limit_values(&key).await.unwrap(), [320]);
+    assert_eq!(store.rate_limit_values(&key).await.unwrap(), [320]);
 }

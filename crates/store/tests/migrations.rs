@@ -7,9 +7,9 @@
 use gatehouse_model::gateway::entities::EntityKind;
 use gatehouse_model::listing::ListQuery;
 use gatehouse_model::{AuthServerId, ClientId, SecretHash};
-use gatehouse_store::StorageUrl;
 use gatehouse_store::migrations::latest_version;
 use gatehouse_store::testing::TestDatabase;
+use gatehouse_store::{RateLimitCounter, StorageUrl};
 
 const SERVER: &str = "0190a0a0-0000-7000-8000-000000000001";
 const SCOPE: &str = "0190a0a0-0000-7000-8000-000000000002";
@@ -73,6 +73,29 @@ INSERT INTO gateway_entities (control_plane_id, kind, id, endpoint_key, custom_i
     )
 }
 
+const ROUTE: &str = "0190a0a0-0000-7000-8000-00000000000a";
+
+/// Rows as version 4 added them: a `cluster` rate-limiting counter.
+fn fixture_v4() -> String {
+    format!(
+        r#"
+INSERT INTO ratelimiting_metrics (route_id, service_id, identifier, period, period_date, value, expires_at)
+  VALUES ('{ROUTE}', '00000000-0000-0000-0000-000000000000', '10.0.0.1', 'minute', 1700000040, 7, 1700000100);
+"#
+    )
+}
+
+fn legacy_counter() -> RateLimitCounter<'static> {
+    RateLimitCounter {
+        route_id: Some(ROUTE.parse().unwrap()),
+        service_id: None,
+        identifier: "10.0.0.1",
+        period: "minute",
+        period_date: 1_700_000_040,
+        expires_at: 1_700_000_100,
+    }
+}
+
 /// Migrates to `from`, writes every fixture up to that version, then opens (migrating to the latest).
 async fn upgrade_from(db: TestDatabase, from: i64) {
     db.migrate_to(from).await.unwrap();
@@ -85,6 +108,9 @@ async fn upgrade_from(db: TestDatabase, from: i64) {
     }
     if from >= 3 {
         script.push_str(&fixture_v3());
+    }
+    if from >= 4 {
+        script.push_str(&fixture_v4());
     }
     db.execute_script(&script).await.unwrap();
 
@@ -120,7 +146,10 @@ async fn upgrade_from(db: TestDatabase, from: i64) {
     } else {
         assert!(store.get_control_plane(control_plane).await.unwrap().is_none());
     }
-    assert!(latest_version() >= 3);
+    // Version 4's counters: kept, or counted from 0 on a table the upgrade created.
+    let counted = store.increment_rate_limits(&[legacy_counter()], 1).await.unwrap();
+    assert_eq!(counted, [if from >= 4 { 8 } else { 1 }]);
+    assert!(latest_version() >= 4);
     drop(store);
     db.cleanup().await;
 }

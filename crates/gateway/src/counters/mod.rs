@@ -72,9 +72,12 @@ pub trait Counters: Send + Sync + fmt::Debug {
     async fn values(&self, keys: &[CounterKey]) -> Result<Vec<u64>, CounterError>;
 }
 
+pub mod batched;
 pub mod local;
+pub mod redis;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use gatehouse_model::SharedClock;
 use gatehouse_model::secret::SecretString;
@@ -105,28 +108,131 @@ pub struct RedisSettings {
 
 /// The node's counter stores, one per node (in `plugins::Shared`): every plugin instance, on every worker and across
 /// configuration changes, counts in the same ones.
+///
+/// Stores are made on first request and kept for the node's life: one Redis connection per distinct `redis`
+/// block, one batching layer per store and `sync_rate`. A configuration change therefore never loses the deltas a
+/// batch still holds, nor reconnects to Redis. (The lists only grow with distinct settings an operator has used,
+/// and are searched only when a configuration is compiled, never per request.)
 #[derive(Debug)]
 pub struct CounterStores {
     local: Arc<local::LocalCounters>,
     cluster: Option<Arc<dyn Counters>>,
+    clock: SharedClock,
+    /// The node's runtime, found when the node builds its proxy: Redis connections and sync tasks run there, not on
+    /// the proxy worker that happened to compile the configuration.
+    runtime: Option<tokio::runtime::Handle>,
+    redis: Mutex<Vec<(RedisSettings, Arc<redis::RedisCounters>)>>,
+    batched: Mutex<Vec<(Policy, u64, Arc<batched::BatchedCounters>)>>,
 }
 
 impl CounterStores {
     pub fn new(cluster: Option<Arc<dyn Counters>>, clock: SharedClock) -> Self {
-        Self { local: Arc::new(local::LocalCounters::new(clock)), cluster }
+        Self {
+            local: Arc::new(local::LocalCounters::new(clock.clone())),
+            cluster,
+            clock,
+            runtime: tokio::runtime::Handle::try_current().ok(),
+            redis: Mutex::new(Vec::new()),
+            batched: Mutex::new(Vec::new()),
+        }
     }
 
     /// The counters a policy counts in. `sync_rate` is Kong's: above 0, increments are batched and sent every
     /// `sync_rate` seconds; otherwise each request waits for its increment. An error is a configuration this node
-    /// cannot run (the `cluster` policy on a node without a store).
+    /// cannot run (the `cluster` policy on a node without a store, Redis over TLS).
+    ///
+    /// The same policy, settings and `sync_rate` always get the same counters on this node.
     pub fn get(&self, policy: &Policy, sync_rate: f64) -> Result<Arc<dyn Counters>, String> {
-        let _ = sync_rate;
-        match policy {
-            Policy::Local => Ok(self.local.clone()),
+        let store: Arc<dyn Counters> = match policy {
+            // Kong's local counters are already in shared memory; there is nothing to batch.
+            Policy::Local => return Ok(self.local.clone()),
             Policy::Cluster => {
-                self.cluster.clone().ok_or_else(|| "the cluster policy needs a node with a database".to_owned())
+                self.cluster.clone().ok_or_else(|| "the cluster policy needs a node with a database".to_owned())?
             }
-            Policy::Redis(_) => Err("the redis policy is not available in this build".to_owned()),
+            Policy::Redis(settings) => self.redis(settings)?,
+        };
+        // -1 (Kong's default) and 0 mean synchronous; NaN is treated alike.
+        if sync_rate.is_nan() || sync_rate <= 0.0 {
+            return Ok(store);
         }
+        let interval =
+            Duration::try_from_secs_f64(sync_rate).map_err(|_| format!("sync_rate: {sync_rate} is too large"))?;
+        let Some(runtime) = &self.runtime else {
+            return Err("sync_rate above 0 needs the node's runtime to sync counters".to_owned());
+        };
+        let bits = sync_rate.to_bits();
+        let mut batched = self.batched.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, _, found)) = batched.iter().find(|(p, b, _)| p == policy && *b == bits) {
+            return Ok(found.clone());
+        }
+        let made = batched::BatchedCounters::start(store, interval, self.clock.clone(), runtime);
+        batched.push((policy.clone(), bits, made.clone()));
+        Ok(made)
+    }
+
+    fn redis(&self, settings: &RedisSettings) -> Result<Arc<dyn Counters>, String> {
+        let mut pools = self.redis.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, found)) = pools.iter().find(|(s, _)| s == settings) {
+            return Ok(found.clone());
+        }
+        let made = Arc::new(redis::RedisCounters::new(settings.clone(), self.runtime.clone())?);
+        pools.push((settings.clone(), made.clone()));
+        Ok(made)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redis(port: u16) -> Policy {
+        Policy::Redis(RedisSettings {
+            host: "127.0.0.1".to_owned(),
+            port,
+            username: None,
+            password: Some(SecretString::from("pw")),
+            database: 0,
+            timeout_ms: 2000,
+            ssl: false,
+            ssl_verify: false,
+            server_name: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn the_same_policy_settings_and_sync_rate_share_one_store() {
+        let cluster: Arc<dyn Counters> = Arc::new(local::LocalCounters::new(SharedClock::default()));
+        let stores = CounterStores::new(Some(cluster.clone()), SharedClock::default());
+        let same = |a: &Arc<dyn Counters>, b: &Arc<dyn Counters>| Arc::ptr_eq(a, b);
+        let get = |p: &Policy, rate: f64| stores.get(p, rate).unwrap();
+
+        assert!(same(&get(&Policy::Local, -1.0), &get(&Policy::Local, 5.0)), "local is never batched");
+        assert!(same(&get(&Policy::Cluster, -1.0), &cluster));
+        assert!(same(&get(&Policy::Cluster, 0.0), &cluster), "0 is synchronous too");
+        let batched = get(&Policy::Cluster, 2.0);
+        assert!(!same(&batched, &cluster));
+        assert!(same(&batched, &get(&Policy::Cluster, 2.0)));
+        assert!(!same(&batched, &get(&Policy::Cluster, 3.0)));
+
+        let pool = get(&redis(6379), -1.0);
+        assert!(same(&pool, &get(&redis(6379), 0.0)), "one connection per redis block");
+        assert!(!same(&pool, &get(&redis(6380), -1.0)));
+        let redis_batched = get(&redis(6379), 1.5);
+        assert!(same(&redis_batched, &get(&redis(6379), 1.5)));
+        assert!(!same(&redis_batched, &batched));
+    }
+
+    #[test]
+    fn what_a_node_cannot_run_is_refused() {
+        let stores = CounterStores::new(None, SharedClock::default());
+        assert_eq!(
+            stores.get(&Policy::Cluster, -1.0).err().as_deref(),
+            Some("the cluster policy needs a node with a database")
+        );
+        let Policy::Redis(settings) = redis(6379) else { unreachable!() };
+        let tls = Policy::Redis(RedisSettings { ssl: true, ..settings });
+        assert!(stores.get(&tls, -1.0).is_err_and(|e| e.contains("redis.ssl")));
+        // Outside a runtime (no node), batching has nowhere to run its sync.
+        assert!(stores.get(&redis(6379), 1.0).is_err());
     }
 }

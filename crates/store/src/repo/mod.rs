@@ -7,6 +7,7 @@ mod control_planes;
 mod gateway;
 mod meta;
 mod pats;
+mod rate_limits;
 mod scopes;
 mod secrets;
 mod tokens;
