@@ -5,7 +5,7 @@
 //! opened on first use (building a configuration never waits on the network) and on the node's main runtime when
 //! there is one, so its socket is not driven by a proxy worker busy with requests.
 //!
-//! An increment is one round trip: a `MULTI`/`EXEC` block of `INCRBY` + `EXPIREAT` per key. Keys are named as
+//! An increment is one round trip: a `MULTI`/`EXEC` block of `INCRBY` + `EXPIRE` per key. Keys are named as
 //! Kong names them, so a Kong node and a Gatehouse node on one Redis would count alike. Every call, including
 //! connecting, AUTH and SELECT, is bounded by the block's `timeout`: a Redis that is down or does not answer yields
 //! a [`CounterError`] within it, and the plugin decides (by `fault_tolerant`) whether the request passes.
@@ -156,7 +156,11 @@ impl Counters for RedisCounters {
         for key in keys {
             let name = Self::key_name(key);
             pipe.cmd("INCRBY").arg(&name).arg(by);
-            pipe.cmd("EXPIREAT").arg(&name).arg(key.expires_at).ignore();
+            // A time to live of the window's length, as Kong sets it, rather than `EXPIREAT` its end: the end is
+            // this node's clock, and a node a second behind Redis would have every `second` key deleted as soon
+            // as it is written, so the limit would never bind.
+            let ttl = (key.expires_at - key.window_start).max(1);
+            pipe.cmd("EXPIRE").arg(&name).arg(ttl).ignore();
         }
         let values: Vec<u64> = self.bounded(async |c| pipe.query_async(c).await).await?;
         if values.len() != keys.len() {
