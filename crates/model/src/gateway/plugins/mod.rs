@@ -4,6 +4,7 @@
 //! around them (`name`, scopes, `protocols`, …) is `entities`' business, which depends on this module and not
 //! the other way round.
 
+pub mod acl;
 pub mod oauth2_introspection;
 pub mod request_termination;
 
@@ -24,13 +25,56 @@ pub struct PluginInfo {
     pub check: fn(&Map<String, Value>) -> Result<(), String>,
 }
 
+/// Kong's entity checkers name fields by their full path (`'config.allow'`) and report under `@entity`; a plugin's
+/// own validator on its `config` record reports under `config`. The message tells which one a check ran.
+pub fn check_path(message: &str) -> &'static str {
+    if ENTITY_CHECKS.iter().any(|prefix| message.starts_with(prefix)) { "@entity" } else { "config" }
+}
+
+const AT_LEAST_ONE_OF: &str = "at least one of these fields must be non-empty: ";
+const ONLY_ONE_OF: &str = "exactly one of these fields must be non-empty: ";
+const ENTITY_CHECKS: [&str; 2] = [AT_LEAST_ONE_OF, ONLY_ONE_OF];
+
+/// Kong's `is_nonempty`: not null, not an empty string, list or record.
+fn non_empty(config: &Map<String, Value>, field: &str) -> bool {
+    match config.get(field) {
+        None | Some(Value::Null) => false,
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::Object(o)) => !o.is_empty(),
+        Some(_) => true,
+    }
+}
+
+fn quoted_config_fields(fields: &[&str]) -> String {
+    fields.iter().map(|f| format!("'config.{f}'")).collect::<Vec<_>>().join(", ")
+}
+
+/// Kong's `at_least_one_of` entity check over config fields, with its message.
+pub fn at_least_one_of(config: &Map<String, Value>, fields: &[&str]) -> Result<(), String> {
+    if fields.iter().any(|f| non_empty(config, f)) {
+        Ok(())
+    } else {
+        Err(format!("{AT_LEAST_ONE_OF}{}", quoted_config_fields(fields)))
+    }
+}
+
+/// Kong's `only_one_of` entity check over config fields, with its message.
+pub fn only_one_of(config: &Map<String, Value>, fields: &[&str]) -> Result<(), String> {
+    if fields.iter().filter(|f| non_empty(config, f)).count() == 1 {
+        Ok(())
+    } else {
+        Err(format!("{ONLY_ONE_OF}{}", quoted_config_fields(fields)))
+    }
+}
+
 /// No checks across fields.
 pub fn no_check(_: &Map<String, Value>) -> Result<(), String> {
     Ok(())
 }
 
 /// Every plugin the control plane accepts. The gateway's registry must hold the same set (a test there checks).
-pub const PLUGINS: &[&PluginInfo] = &[&oauth2_introspection::INFO, &request_termination::INFO];
+pub const PLUGINS: &[&PluginInfo] = &[&acl::INFO, &oauth2_introspection::INFO, &request_termination::INFO];
 
 pub fn info(name: &str) -> Option<&'static PluginInfo> {
     PLUGINS.iter().copied().find(|p| p.name == name)
