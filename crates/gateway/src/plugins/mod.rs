@@ -22,6 +22,7 @@
 //! (Kong's precedence, below). An authentication plugin may set the consumer during `access`, so lower-priority
 //! plugins are resolved with it.
 
+pub mod acl;
 pub mod auth;
 pub mod oauth2_introspection;
 #[cfg(test)]
@@ -72,7 +73,7 @@ pub struct Phases {
 }
 
 /// The plugins this build runs, in no particular order.
-pub const BUILTIN: &[&PluginDef] = &[&oauth2_introspection::PLUGIN, &request_termination::PLUGIN];
+pub const BUILTIN: &[&PluginDef] = &[&acl::PLUGIN, &oauth2_introspection::PLUGIN, &request_termination::PLUGIN];
 
 /// The plugins a gateway can run: [`BUILTIN`], plus any a test adds.
 #[derive(Debug, Clone)]
