@@ -98,3 +98,24 @@ impl Plugin for Acl {
         Flow::Continue
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn built(config: Value) -> Acl {
+        let mut full = json!({"allow": null, "deny": null, "hide_groups_header": false,
+            "always_use_authenticated_groups": false});
+        full.as_object_mut().unwrap().extend(config.as_object().unwrap().clone());
+        Acl::new(full.as_object().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn deny_with_a_first_group_decides_the_mode_as_in_kong() {
+        assert_eq!(built(json!({"deny": ["a"]})).mode, Mode::Deny);
+        let allow = built(json!({"allow": ["a", "b"], "deny": []}));
+        assert_eq!((allow.mode, &*allow.groups), (Mode::Allow, &["a".to_owned(), "b".to_owned()][..]));
+        assert!(built(json!({"hide_groups_header": true})).hide_groups_header);
+        assert!(Acl::new(&Map::new()).is_err(), "an unvalidated config is refused at build, not at request time");
+    }
+}
