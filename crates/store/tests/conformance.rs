@@ -954,7 +954,7 @@ async fn gateway_acls_are_unique_per_consumer_and_follow_it(store: S, _db: &Test
     ));
     let of_ann = EntityQuery { consumer_id: Some(ann.id), ..entity_query(100) };
     let (listed, _) = store.list_entities(cp, EntityKind::Acl, &of_ann).await.unwrap();
-    assert_eq!(listed, [ann_admins.clone()]);
+    assert_eq!(listed, std::slice::from_ref(&ann_admins));
 
     assert!(store.delete_entity(cp, EntityKind::Consumer, ann.id).await.unwrap());
     assert!(store.get_entity(cp, EntityKind::Acl, ann_admins.id).await.unwrap().is_none(), "its acls go too");
