@@ -234,3 +234,36 @@ async fn without_an_authentication_plugin_nobody_is_identified() {
     assert_eq!(res.status(), StatusCode::OK);
     node.stop().await;
 }
+
+/// The plugin's two answers end to end, as snapshots (`tests/snapshots/`), request ids checked then redacted.
+#[tokio::test]
+async fn the_acl_plugins_error_bodies() {
+    let node = TestNode::start().await;
+    let t = node.tutorial_setup("RS256").await;
+    node.example_service().await;
+    introspection(&node, &t, json!({"anonymous": "guest"})).await;
+    consumer(&node, "guest", None, &[]).await;
+    consumer(&node, "app", Some(&t.client_id), &["users"]).await;
+    let app = mint(&node, &t, &t.client_id, &t.client_secret).await;
+    acl_on_route(&node, json!({"allow": ["admins"]})).await;
+    let seen = |token: Option<String>| {
+        let node = &node;
+        async move {
+            let mut req = reqwest::Client::new().get(format!("{}/anything", node.proxy_url()));
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let res = req.send().await.unwrap();
+            let (status, headers) = (res.status(), res.headers().clone());
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(body["request_id"].as_str(), headers["x-kong-request-id"].to_str().ok());
+            let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_owned());
+            json!({"status": status.as_u16(), "content-type": header("content-type"),
+                "www-authenticate": header("www-authenticate"), "body": body})
+        }
+    };
+    let redacted = ".body.request_id";
+    insta::assert_json_snapshot!("acl_forbidden", seen(Some(app)).await, {redacted => "[request id]"});
+    insta::assert_json_snapshot!("acl_unauthorized", seen(None).await, {redacted => "[request id]"});
+    node.stop().await;
+}
