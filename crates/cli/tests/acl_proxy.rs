@@ -186,6 +186,8 @@ async fn the_anonymous_consumers_groups_decide_for_requests_without_a_token() {
     consumer(&node, "app", Some(&t.client_id), &["admins"]).await;
     let app = mint(&node, &t, &t.client_id, &t.client_secret).await;
 
+    // A global instance that would refuse everyone is overridden by the route's (Kong's precedence).
+    node.admin_ok(Method::POST, "/plugins", json!({"name": "acl", "config": {"deny": ["public", "admins"]}})).await;
     let id = acl_on_route(&node, json!({"allow": ["public"]})).await;
     let (status, up) = call(&node, None, Some("admins")).await;
     assert_eq!((status, groups_header(&up)), (StatusCode::OK, Some("public")));

@@ -199,6 +199,16 @@ async fn acl_plugin_configs_are_refused_with_kongs_400() {
         (status, typed["fields"].clone()),
         (StatusCode::BAD_REQUEST, json!({"config": {"hide_groups_header": "expected a boolean"}}))
     );
+    let (status, enterprise) = node
+        .admin(
+            Method::POST,
+            "/plugins",
+            Some(json!({"name": "acl", "config": {"allow": ["a"], "include_consumer_groups": true}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let refusal = enterprise["fields"]["config"]["include_consumer_groups"].as_str().unwrap();
+    assert!(refusal.starts_with("not supported by Gatehouse"), "{enterprise}");
     let (status, created) =
         node.admin(Method::POST, "/plugins", Some(json!({"name": "acl", "config": {"deny": ["x"]}}))).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
