@@ -1,6 +1,7 @@
-//! Kong's entity API (services, routes, consumers, plugins, and the `acl` plugin's `acls`), served twice: on the admin listener for the node's
-//! control plane, and under `/v2/control-planes/{id}/core-entities` on the platform listener (with a personal
-//! access token). One set of handlers; [`Target`] resolves which control plane a request is about.
+//! Kong's entity API (services, routes, consumers, plugins, and the `acl` plugin's `acls`), served twice: on the
+//! admin listener for the node's control plane, and under `/v2/control-planes/{id}/core-entities` on the platform
+//! listener (with a personal access token). One set of handlers; [`Target`] resolves which control plane a request
+//! is about.
 
 use axum::extract::{FromRef, FromRequestParts, Path, RawQuery};
 use axum::http::StatusCode;

@@ -1,7 +1,8 @@
 //! `dump`: the target's entities as a decK 3.0 file. Routes and single-scope plugins are nested under their
-//! service, route or consumer, and acls under their consumer (`acls:`, as decK writes them); global and multi-scope plugins stay at the top level with name references. Ids
-//! of named entities are left out unless asked for, and so are Gatehouse-only fields at their defaults, so a
-//! dump reads like Kong's and syncs back without changes.
+//! service, route or consumer, and acls under their consumer (`acls:`, as decK writes them); global and
+//! multi-scope plugins stay at the top level with name references. Ids of named entities (and of acls, which their
+//! consumer and group identify) are left out unless asked for, and so are Gatehouse-only fields at their defaults,
+//! so a dump reads like Kong's and syncs back without changes.
 
 use serde_json::{Map, Value, json};
 

@@ -103,7 +103,8 @@ proptest! {
 
     #[test]
     fn plugins_convert(input in body(&["instance_name", "enabled", "protocols", "route", "service", "consumer",
-        "config", "tags"], Some(("name", vec![json!("request-termination"), json!("oauth2-introspection"), json!("acl")])))) {
+        "config", "tags"],
+        Some(("name", vec![json!("request-termination"), json!("oauth2-introspection"), json!("acl")])))) {
         converts(EntityKind::Plugin, &input)?;
     }
 
@@ -112,7 +113,8 @@ proptest! {
     fn acls_convert(input in body(&["consumer", "group", "tags"], None)) {
         if let Ok(mut acl) = validate_entity(EntityKind::Acl, &input) {
             acl.insert("id".into(), json!(uuid::Uuid::new_v4().to_string()));
-            let mut consumer = validate_entity(EntityKind::Consumer, json!({"username": "c"}).as_object().unwrap()).unwrap();
+            let body = json!({"username": "c"});
+            let mut consumer = validate_entity(EntityKind::Consumer, body.as_object().unwrap()).unwrap();
             consumer.insert("id".into(), acl["consumer"]["id"].clone());
             let converted =
                 ConfigSnapshot::from_entities(None, 1, [(EntityKind::Acl, &acl), (EntityKind::Consumer, &consumer)]);
