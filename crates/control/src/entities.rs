@@ -1,6 +1,7 @@
-//! Kong's entity API (services, routes, consumers, plugins), served twice: on the admin listener for the node's
-//! control plane, and under `/v2/control-planes/{id}/core-entities` on the platform listener (with a personal
-//! access token). One set of handlers; [`Target`] resolves which control plane a request is about.
+//! Kong's entity API (services, routes, consumers, plugins, and the `acl` plugin's `acls`), served twice: on the
+//! admin listener for the node's control plane, and under `/v2/control-planes/{id}/core-entities` on the platform
+//! listener (with a personal access token). One set of handlers; [`Target`] resolves which control plane a request
+//! is about.
 
 use axum::extract::{FromRef, FromRequestParts, Path, RawQuery};
 use axum::http::StatusCode;
@@ -113,12 +114,14 @@ fn kind_of(collection: &str) -> Result<EntityKind> {
     EntityKind::from_collection(collection).ok_or_else(not_found)
 }
 
-/// The nestings Kong offers: routes under services; plugins under services, routes and consumers.
+/// The nestings Kong offers: routes under services; plugins under services, routes and consumers; acls under
+/// consumers.
 fn nested(parent: &str, collection: &str) -> Result<(EntityKind, EntityKind)> {
     let (parent, child) = (kind_of(parent)?, kind_of(collection)?);
     match (parent, child) {
         (EntityKind::Service, EntityKind::Route)
-        | (EntityKind::Service | EntityKind::Route | EntityKind::Consumer, EntityKind::Plugin) => Ok((parent, child)),
+        | (EntityKind::Service | EntityKind::Route | EntityKind::Consumer, EntityKind::Plugin)
+        | (EntityKind::Consumer, EntityKind::Acl) => Ok((parent, child)),
         _ => Err(not_found()),
     }
 }
@@ -132,8 +135,30 @@ async fn resolve(t: &Target, kind: EntityKind, id_or_key: &str) -> Result<Option
     if is_uuid(id_or_key) {
         let id = id_or_key.parse().map_err(|_| not_found())?;
         Ok(store.get_entity(t.cp, kind, id).await?)
+    } else if kind == EntityKind::Acl {
+        // A group names an acl only under its consumer (`resolve_child`).
+        Ok(None)
     } else {
         Ok(store.find_entity(t.cp, kind, id_or_key).await?)
+    }
+}
+
+/// A nested child by id or key. An acl's group is unique per consumer, so `/consumers/{c}/acls/{group}` looks
+/// among that consumer's acls (Kong's `select_by_cache_key`); a consumer holds few, so they are listed.
+async fn resolve_child(t: &Target, kind: EntityKind, parent: &StoredEntity, key: &str) -> Result<Option<StoredEntity>> {
+    if kind != EntityKind::Acl || is_uuid(key) {
+        return resolve(t, kind, key).await;
+    }
+    let mut q = EntityQuery { size: 1000, consumer_id: Some(parent.id), ..EntityQuery::default() };
+    loop {
+        let (items, next) = t.control.services.store.list_entities(t.cp, kind, &q).await?;
+        if let Some(found) = items.into_iter().find(|e| e.data.get("group").and_then(Value::as_str) == Some(key)) {
+            return Ok(Some(found));
+        }
+        match next {
+            Some(after) => q.after = Some(after),
+            None => return Ok(None),
+        }
     }
 }
 
@@ -159,6 +184,12 @@ fn quoted(v: &Option<String>) -> String {
 /// Store failures in Kong's DAO shapes.
 fn store_error(e: StoreError, entity: &StoredEntity) -> KongError {
     match e {
+        StoreError::Conflict(Conflict::Field("cache_key")) if entity.kind == EntityKind::Acl => {
+            let consumer = entity.consumer_id.map_or("null".to_owned(), |u| format!("{{id=\"{u}\"}}"));
+            let group = entity.data.get("group").and_then(Value::as_str).map(str::to_owned);
+            let message = format!("UNIQUE violation detected on '{{consumer={consumer},group={}}}'", quoted(&group));
+            KongError::dao(StatusCode::CONFLICT, 5, "unique constraint violation", message, None)
+        }
         StoreError::Conflict(Conflict::Field("cache_key")) => {
             let part = |id: Option<uuid::Uuid>| id.map_or("null".to_owned(), |u| format!("{{id=\"{u}\"}}"));
             let message = format!(
@@ -233,7 +264,9 @@ fn prepare(
     let mut data = validate_entity(kind, &body).map_err(violations)?;
     data.insert("id".into(), json!(id.to_string()));
     data.insert("created_at".into(), json!(created_at));
-    data.insert("updated_at".into(), json!(now_secs(t)));
+    if kind.has_updated_at() {
+        data.insert("updated_at".into(), json!(now_secs(t)));
+    }
     secrets::seal(&t.control.services.keys, kind, &mut data);
     StoredEntity::from_data(kind, data).ok_or_else(|| ApiError::internal("a validated entity without an id").into())
 }
@@ -286,9 +319,21 @@ async fn do_replace(
     mut body: Map<String, Value>,
 ) -> Result<Response> {
     attach_parent(&mut body, parent.as_ref());
-    let existing = resolve(&t, kind, id_or_key).await?;
+    let existing = match &parent {
+        Some(p) => resolve_child(&t, kind, p, id_or_key).await?,
+        None => resolve(&t, kind, id_or_key).await?,
+    };
     let id = if is_uuid(id_or_key) {
         id_or_key.parse().map_err(|_| not_found())?
+    } else if kind == EntityKind::Acl {
+        // Kong's acls API: the path's group fills a body without one, and the acl it names keeps its id.
+        if parent.is_none() {
+            return Err(not_found());
+        }
+        if body.get("group").is_none_or(Value::is_null) {
+            body.insert("group".into(), json!(id_or_key));
+        }
+        existing.as_ref().map(|e| e.id).or(body_id(&body)?).unwrap_or_else(uuid::Uuid::new_v4)
     } else {
         let key = kind.endpoint_key();
         match body.get(key) {
@@ -398,7 +443,7 @@ async fn do_list(
             EntityKind::Service => q.service_id = Some(p.id),
             EntityKind::Route => q.route_id = Some(p.id),
             EntityKind::Consumer => q.consumer_id = Some(p.id),
-            EntityKind::Plugin => {}
+            EntityKind::Plugin | EntityKind::Acl => {}
         }
     }
     let (items, next) = t.control.services.store.list_entities(t.cp, kind, &q).await?;
@@ -464,14 +509,17 @@ fn belongs(child: &StoredEntity, parent: &StoredEntity) -> bool {
         EntityKind::Service => child.service_id == Some(parent.id),
         EntityKind::Route => child.route_id == Some(parent.id),
         EntityKind::Consumer => child.consumer_id == Some(parent.id),
-        EntityKind::Plugin => false,
+        EntityKind::Plugin | EntityKind::Acl => false,
     }
 }
 
 async fn list_nested(t: Target, RawQuery(raw): RawQuery) -> Result<Response> {
-    // `GET /routes/{route}/service` shares this path shape.
+    // `GET /routes/{route}/service` and `GET /acls/{acl}/consumer` share this path shape.
     if param(&t, 0) == "routes" && param(&t, 2) == "service" {
         return route_service(t).await;
+    }
+    if param(&t, 0) == "acls" && param(&t, 2) == "consumer" {
+        return acl_consumer(t).await;
     }
     let (child, parent) = parent_of(&t).await?;
     let path = format!("/{}/{}/{}", param(&t, 0), param(&t, 1), child.collection());
@@ -486,7 +534,7 @@ async fn create_nested(t: Target, body: Body) -> Result<Response> {
 
 async fn read_nested(t: Target) -> Result<Response> {
     let (child, parent) = parent_of(&t).await?;
-    let entity = require(&t, child, param(&t, 3)).await?;
+    let entity = resolve_child(&t, child, &parent, param(&t, 3)).await?.ok_or_else(not_found)?;
     if !belongs(&entity, &parent) {
         return Err(not_found());
     }
@@ -502,7 +550,7 @@ async fn replace_nested(t: Target, body: Body) -> Result<Response> {
 
 async fn update_nested(t: Target, body: Body) -> Result<Response> {
     let (child, parent) = parent_of(&t).await?;
-    let existing = require(&t, child, param(&t, 3)).await?;
+    let existing = resolve_child(&t, child, &parent, param(&t, 3)).await?.ok_or_else(not_found)?;
     if !belongs(&existing, &parent) {
         return Err(not_found());
     }
@@ -512,7 +560,11 @@ async fn update_nested(t: Target, body: Body) -> Result<Response> {
 
 async fn remove_nested(t: Target) -> Result<StatusCode> {
     let (child, parent) = parent_of(&t).await?;
-    let target = resolve(&t, child, param(&t, 3)).await?.filter(|e| belongs(e, &parent));
+    let target = resolve_child(&t, child, &parent, param(&t, 3)).await?.filter(|e| belongs(e, &parent));
+    // Kong's acls API answers 404 for a group or id the consumer does not have, where other deletes answer 204.
+    if target.is_none() && child == EntityKind::Acl {
+        return Err(not_found());
+    }
     do_delete(t, child, target).await
 }
 
@@ -522,6 +574,14 @@ async fn route_service(t: Target) -> Result<Response> {
     let service =
         t.control.services.store.get_entity(t.cp, EntityKind::Service, service_id).await?.ok_or_else(not_found)?;
     Ok(Json(output(&t, service)).into_response())
+}
+
+async fn acl_consumer(t: Target) -> Result<Response> {
+    let acl = require(&t, EntityKind::Acl, param(&t, 1)).await?;
+    let consumer_id = acl.consumer_id.ok_or_else(not_found)?;
+    let consumer =
+        t.control.services.store.get_entity(t.cp, EntityKind::Consumer, consumer_id).await?.ok_or_else(not_found)?;
+    Ok(Json(output(&t, consumer)).into_response())
 }
 
 async fn schema(t: Target) -> Result<Response> {

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
-use gatehouse_model::gateway::Normalized;
 use gatehouse_model::gateway::control_plane::{AuthType, ClusterType, ControlPlane};
 use gatehouse_model::gateway::snapshot::{ConfigSnapshot, SnapshotError};
+use gatehouse_model::gateway::{EntityKind, Normalized};
 use gatehouse_runtime::Services;
 use gatehouse_store::{Invalidation, StoreError};
 
@@ -139,7 +139,10 @@ async fn build(services: &Services, cp: uuid::Uuid, changes: &AtomicU64) -> Resu
     // Read before loading: everything announced up to here is in what the load sees.
     let version = changes.load(Ordering::SeqCst);
     let mut config = ConfigSnapshot::empty(Some(cp), version);
-    for entity in services.store.all_entities(cp).await? {
+    let mut entities = services.store.all_entities(cp).await?;
+    // An acl joins its consumer's groups, so consumers go in first.
+    entities.sort_by_key(|e| e.kind == EntityKind::Acl);
+    for entity in entities {
         let mut data = entity.data;
         if secrets::open(&services.keys, entity.kind, &mut data) > 0 {
             tracing::warn!(plugin = %entity.id, "a plugin keeps secret config values in clear, written before they \

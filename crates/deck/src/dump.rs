@@ -1,7 +1,8 @@
 //! `dump`: the target's entities as a decK 3.0 file. Routes and single-scope plugins are nested under their
-//! service, route or consumer; global and multi-scope plugins stay at the top level with name references. Ids
-//! of named entities are left out unless asked for, and so are Gatehouse-only fields at their defaults, so a
-//! dump reads like Kong's and syncs back without changes.
+//! service, route or consumer, and acls under their consumer (`acls:`, as decK writes them); global and
+//! multi-scope plugins stay at the top level with name references. Ids of named entities (and of acls, which their
+//! consumer and group identify) are left out unless asked for, and so are Gatehouse-only fields at their defaults,
+//! so a dump reads like Kong's and syncs back without changes.
 
 use serde_json::{Map, Value, json};
 
@@ -27,8 +28,8 @@ fn clean(kind: EntityKind, e: &Map<String, Value>, with_id: bool) -> Map<String,
     let named = match kind {
         EntityKind::Service | EntityKind::Route => e.get("name").is_some_and(Value::is_string),
         EntityKind::Consumer => e.get("username").is_some_and(Value::is_string),
-        // decK matches plugins by name and scope.
-        EntityKind::Plugin => true,
+        // decK matches plugins by name and scope, acls by consumer and group.
+        EntityKind::Plugin | EntityKind::Acl => true,
     };
     let mut out: Map<String, Value> = e
         .iter()
@@ -56,7 +57,8 @@ fn clean(kind: EntityKind, e: &Map<String, Value>, with_id: bool) -> Map<String,
 }
 
 fn sort_key(e: &Map<String, Value>) -> (String, String) {
-    let name = ["name", "username", "custom_id"].iter().find_map(|f| e.get(*f).and_then(Value::as_str)).unwrap_or("");
+    let name =
+        ["name", "username", "custom_id", "group"].iter().find_map(|f| e.get(*f).and_then(Value::as_str)).unwrap_or("");
     (name.to_owned(), id_of(e).to_owned())
 }
 
@@ -69,6 +71,17 @@ pub fn dump(current: &Current, opts: &DumpOptions) -> Value {
     };
     let (services, routes, consumers, plugins) =
         (pick(EntityKind::Service), pick(EntityKind::Route), pick(EntityKind::Consumer), pick(EntityKind::Plugin));
+    let acls = pick(EntityKind::Acl);
+    let nested_acls = |consumer: &str| -> Vec<Value> {
+        acls.iter()
+            .filter(|a| reference(a, "consumer").as_deref() == Some(consumer))
+            .map(|a| {
+                let mut a = clean(EntityKind::Acl, a, opts.with_id);
+                a.remove("consumer");
+                Value::Object(a)
+            })
+            .collect()
+    };
     let name_of = |kind: EntityKind, id: &str| -> String {
         let field = if kind == EntityKind::Consumer { "username" } else { "name" };
         current
@@ -143,11 +156,8 @@ pub fn dump(current: &Current, opts: &DumpOptions) -> Value {
     let consumers: Vec<Value> = consumers
         .iter()
         .map(|c| {
-            Value::Object(with_children(
-                clean(EntityKind::Consumer, c, opts.with_id),
-                "plugins",
-                nested_plugins("consumer", id_of(c)),
-            ))
+            let out = with_children(clean(EntityKind::Consumer, c, opts.with_id), "acls", nested_acls(id_of(c)));
+            Value::Object(with_children(out, "plugins", nested_plugins("consumer", id_of(c))))
         })
         .collect();
     let top_plugins: Vec<Value> = plugins

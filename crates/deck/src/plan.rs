@@ -204,7 +204,7 @@ pub fn json_diff(old: &Map<String, Value>, new: &Map<String, Value>) -> String {
 
 /// The console line of a change, masked: `creating service s`, `updating service s  {…}`, `deleting route r`.
 pub fn console_line(c: &Change, masker: &Masker) -> String {
-    let head = format!("{} {} {}", c.action.verb(), c.kind.singular(), c.console);
+    let head = format!("{} {} {}", c.action.verb(), crate::target::kind_name(c.kind), c.console);
     match (c.action, &c.old, &c.new) {
         (Action::Update, Some(old), Some(new)) => masker.mask(&format!("{head} {}", json_diff(old, new))),
         _ => masker.mask(&head),
@@ -220,7 +220,7 @@ pub fn json_output(changes: &[Change], summary: &Summary, masker: &Masker, error
             .map(|c| {
                 json!({
                     "name": c.console,
-                    "kind": c.kind.singular(),
+                    "kind": crate::target::kind_name(c.kind),
                     "body": masker.mask_value(&json!({"old": c.old, "new": c.new})),
                 })
             })

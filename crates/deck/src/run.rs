@@ -191,7 +191,7 @@ async fn execute(
                             Action::Update => "update",
                             Action::Delete => "delete",
                         },
-                        c.kind.singular(),
+                        crate::target::kind_name(c.kind),
                         c.console
                     ))),
                 }
@@ -211,8 +211,11 @@ async fn execute(
                     Action::Update => "update",
                     Action::Delete => "deletion",
                 };
-                let _ =
-                    writeln!(out, "{}", masker.mask(&format!("Dropped {what} {} {}", c.kind.singular(), c.console)));
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    masker.mask(&format!("Dropped {what} {} {}", crate::target::kind_name(c.kind), c.console))
+                );
             }
         }
     }

@@ -1,6 +1,7 @@
-//! The target state: the file's entities flattened (nested routes and plugins take their parent), name references
-//! resolved, matched with what the server holds (by id, then name, username or plugin scope), given ids, and
-//! validated with Kong's rules from `model`. Everything is checked before anything is sent.
+//! The target state: the file's entities flattened (nested routes, plugins and a consumer's `acls` take their
+//! parent), name references resolved, matched with what the server holds (by id, then name, username, plugin
+//! scope or an acl's consumer and group), given ids, and validated with Kong's rules from `model`. Everything is
+//! checked before anything is sent.
 
 use std::collections::{HashMap, HashSet};
 
@@ -61,7 +62,16 @@ pub struct Leftover {
 }
 
 /// Creation order: what others reference comes first. Deletion runs in reverse.
-pub const ORDER: [EntityKind; 4] = [EntityKind::Consumer, EntityKind::Service, EntityKind::Route, EntityKind::Plugin];
+pub const ORDER: [EntityKind; 5] =
+    [EntityKind::Consumer, EntityKind::Acl, EntityKind::Service, EntityKind::Route, EntityKind::Plugin];
+
+/// The kind as decK prints it (`creating acl-group admins for consumer alice`).
+pub fn kind_name(kind: EntityKind) -> &'static str {
+    match kind {
+        EntityKind::Acl => "acl-group",
+        other => other.singular(),
+    }
+}
 
 pub fn id_of(e: &Map<String, Value>) -> &str {
     e.get("id").and_then(Value::as_str).unwrap_or("")
@@ -94,6 +104,8 @@ fn plugin_key(e: &Map<String, Value>) -> String {
 fn match_key(kind: EntityKind, e: &Map<String, Value>) -> Option<String> {
     match kind {
         EntityKind::Plugin => Some(plugin_key(e)),
+        // Kong's cache key: a group is unique per consumer.
+        EntityKind::Acl => Some(format!("{}|{}", reference(e, "consumer")?, text(e, "group")?)),
         other => text(e, other.endpoint_key()).map(str::to_owned),
     }
 }
@@ -108,7 +120,7 @@ impl Names {
         let name = match kind {
             EntityKind::Consumer => text(e, "username"),
             EntityKind::Service | EntityKind::Route => text(e, "name"),
-            EntityKind::Plugin => None,
+            EntityKind::Plugin | EntityKind::Acl => None,
         };
         self.0.insert(id.clone(), name.map_or(id, str::to_owned));
     }
@@ -119,6 +131,10 @@ impl Names {
 
     /// decK's console name of an entity.
     pub fn console(&self, kind: EntityKind, e: &Map<String, Value>) -> String {
+        if kind == EntityKind::Acl {
+            let consumer = reference(e, "consumer").map(|id| self.friendly(&id)).unwrap_or_default();
+            return format!("{} for consumer {consumer}", text(e, "group").unwrap_or(""));
+        }
         if kind != EntityKind::Plugin {
             return self.friendly(id_of(e));
         }
@@ -294,13 +310,13 @@ impl Flattener<'_> {
         for item in content.items("consumers") {
             let mut body = item.body.clone();
             let plugins = self.take_nested(item.doc, &item.pointer, &mut body, "plugins");
+            let acls = self.take_nested(item.doc, &item.pointer, &mut body, "acls");
             for key in [
                 "keyauth_credentials",
                 "basicauth_credentials",
                 "jwt_secrets",
                 "hmacauth_credentials",
                 "oauth2_credentials",
-                "acls",
                 "mtls_auth_credentials",
                 "groups",
             ] {
@@ -314,6 +330,11 @@ impl Flattener<'_> {
             }
             let index = self.push(EntityKind::Consumer, item.doc, item.pointer.clone(), body, Vec::new());
             self.plugins(item.doc, plugins, Some(("consumer", index)));
+            for (p, mut acl) in acls {
+                // decK writes a consumer's acls under it, without the consumer.
+                acl.remove("consumer");
+                self.push(EntityKind::Acl, item.doc, p, acl, vec![("consumer", Ref::Parent(index))]);
+            }
         }
         for item in content.items("plugins") {
             self.plugins(item.doc, vec![(item.pointer.clone(), item.body.clone())], None);
@@ -411,7 +432,7 @@ pub fn resolve(content: &Content, current: Option<&Current>, mode: Mode) -> Resu
                             place: content.place(d.doc, &format!("{}/{field}", d.pointer)),
                             message: format!(
                                 "{} refers to {field} '{what}', which is neither in the file nor kept on the server",
-                                kind.singular()
+                                kind_name(kind)
                             ),
                         });
                     }
@@ -435,7 +456,7 @@ pub fn resolve(content: &Content, current: Option<&Current>, mode: Mode) -> Resu
                     for v in violations {
                         errors.push(FileError {
                             place: content.place(d.doc, &violation_pointer(&d.pointer, &v.path)),
-                            message: format!("{} {}: {}", kind.singular(), v.path, v.message),
+                            message: format!("{} {}: {}", kind_name(kind), v.path, v.message),
                         });
                     }
                     continue;
@@ -473,7 +494,7 @@ pub fn resolve(content: &Content, current: Option<&Current>, mode: Mode) -> Resu
                     place: place.clone(),
                     message: format!(
                         "{} '{k}' exists on the server without the select_tags {}; it is not managed by this file",
-                        kind.singular(),
+                        kind_name(kind),
                         select.join(",")
                     ),
                 });
@@ -492,7 +513,7 @@ pub fn resolve(content: &Content, current: Option<&Current>, mode: Mode) -> Resu
                         place: place.clone(),
                         message: format!(
                             "{} {} appears twice (also at {first})",
-                            kind.singular(),
+                            kind_name(kind),
                             dup_key.split_once(':').map_or(dup_key.as_str(), |(_, k)| k)
                         ),
                     });

@@ -84,8 +84,13 @@ mod tests {
         let id = uuid::Uuid::from_u128(7);
         let data = ConfigSnapshot {
             consumers: vec![
-                snapshot::Consumer { id, username: Some("alice".into()), custom_id: None },
-                snapshot::Consumer { id: uuid::Uuid::from_u128(8), username: None, custom_id: Some("c-8".into()) },
+                snapshot::Consumer { id, username: Some("alice".into()), custom_id: None, groups: Vec::new() },
+                snapshot::Consumer {
+                    id: uuid::Uuid::from_u128(8),
+                    username: None,
+                    custom_id: Some("c-8".into()),
+                    groups: Vec::new(),
+                },
             ],
             ..ConfigSnapshot::default()
         };

@@ -1,4 +1,6 @@
 //! Consumers as the proxy uses them, and the lookups authentication plugins make (by id, username, custom id).
+//! A consumer also carries its `acls` groups and their `X-Consumer-Groups` value, made once per configuration so
+//! the `acl` plugin neither allocates nor formats per request.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,6 +14,17 @@ pub struct Consumer {
     pub custom_id: Option<String>,
     /// Made when the configuration is compiled, so an authenticated request clones them instead of formatting.
     pub headers: ConsumerHeaders,
+    /// The consumer's `acls` groups, sorted and distinct (binary-searched by the `acl` plugin).
+    pub groups: Box<[String]>,
+    /// `X-Consumer-Groups`: the groups joined by `", "`, as Kong joins them; `None` when the joined text cannot be
+    /// a header value (a group with a control character), in which case the plugin sends no header.
+    pub groups_header: Option<http::HeaderValue>,
+}
+
+impl Consumer {
+    pub fn in_group(&self, group: &str) -> bool {
+        self.groups.binary_search_by(|g| g.as_str().cmp(group)).is_ok()
+    }
 }
 
 /// A consumer's `X-Consumer-Id`, `X-Consumer-Custom-Id` and `X-Consumer-Username` values; `None` for a field the
@@ -46,11 +59,17 @@ impl Consumers {
     pub fn new(consumers: &[snapshot::Consumer]) -> Self {
         let mut index = Self::default();
         for c in consumers {
+            let mut groups = c.groups.clone();
+            // The snapshot sorts them; a snapshot from elsewhere might not.
+            groups.sort_unstable();
+            groups.dedup();
             let consumer = Arc::new(Consumer {
                 id: c.id,
                 username: c.username.clone(),
                 custom_id: c.custom_id.clone(),
                 headers: ConsumerHeaders::of(c),
+                groups_header: http::HeaderValue::from_str(&groups.join(", ")).ok(),
+                groups: groups.into_boxed_slice(),
             });
             if let Some(username) = &consumer.username {
                 index.by_username.insert(username.clone(), consumer.clone());
@@ -78,5 +97,33 @@ impl Consumers {
     /// Kong's anonymous lookup: by id, else by username.
     pub fn by_id_or_username(&self, key: &str) -> Option<&Arc<Consumer>> {
         key.parse::<uuid::Uuid>().ok().and_then(|id| self.by_id.get(&id)).or_else(|| self.by_username(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_are_sorted_searchable_and_joined_once() {
+        let consumers = Consumers::new(&[snapshot::Consumer {
+            id: uuid::Uuid::from_u128(1),
+            username: Some("alice".into()),
+            custom_id: None,
+            groups: vec!["users".into(), "admins".into(), "users".into()],
+        }]);
+        let alice = consumers.by_username("alice").unwrap();
+        assert_eq!(&*alice.groups, ["admins", "users"]);
+        assert!(alice.in_group("users") && alice.in_group("admins") && !alice.in_group("user"));
+        assert_eq!(alice.groups_header.as_ref().unwrap(), "admins, users");
+        let none = Consumers::new(&[snapshot::Consumer {
+            id: uuid::Uuid::from_u128(2),
+            username: Some("bob".into()),
+            custom_id: None,
+            groups: Vec::new(),
+        }]);
+        let bob = none.by_username("bob").unwrap();
+        assert!(bob.groups.is_empty() && !bob.in_group(""));
+        assert_eq!(bob.groups_header.as_ref().unwrap(), "", "Kong sends an empty header for no groups");
     }
 }

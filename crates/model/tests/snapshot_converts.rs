@@ -41,7 +41,10 @@ fn value_for(field: &'static str) -> BoxedStrategy<Value> {
             json!({}),
             json!({"status_code": 418, "message": "no"}),
             json!({"introspection_url": "https://idp.test/introspect", "authorization_value": "Basic eDp5"}),
+            json!({"allow": ["admins"]}),
+            json!({"deny": ["banned", "x"], "hide_groups_header": true}),
         ],
+        "group" => vec![json!("admins"), json!("a b"), json!(""), json!(3)],
         _ => vec![Value::Null],
     };
     pick(plausible).boxed()
@@ -100,7 +103,24 @@ proptest! {
 
     #[test]
     fn plugins_convert(input in body(&["instance_name", "enabled", "protocols", "route", "service", "consumer",
-        "config", "tags"], Some(("name", vec![json!("request-termination"), json!("oauth2-introspection")])))) {
+        "config", "tags"],
+        Some(("name", vec![json!("request-termination"), json!("oauth2-introspection"), json!("acl")])))) {
         converts(EntityKind::Plugin, &input)?;
+    }
+
+    /// An acl converts into its consumer's groups (which the snapshot needs to hold, whatever the order).
+    #[test]
+    fn acls_convert(input in body(&["consumer", "group", "tags"], None)) {
+        if let Ok(mut acl) = validate_entity(EntityKind::Acl, &input) {
+            acl.insert("id".into(), json!(uuid::Uuid::new_v4().to_string()));
+            let body = json!({"username": "c"});
+            let mut consumer = validate_entity(EntityKind::Consumer, body.as_object().unwrap()).unwrap();
+            consumer.insert("id".into(), acl["consumer"]["id"].clone());
+            let converted =
+                ConfigSnapshot::from_entities(None, 1, [(EntityKind::Acl, &acl), (EntityKind::Consumer, &consumer)]);
+            prop_assert!(converted.is_ok(), "{acl:?}: {converted:?}");
+            let groups = converted.unwrap().consumers[0].groups.clone();
+            prop_assert_eq!(groups, vec![acl["group"].as_str().unwrap().to_owned()]);
+        }
     }
 }

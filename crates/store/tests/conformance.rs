@@ -78,6 +78,7 @@ conformance!(
     gateway_entity_round_trip_and_upsert,
     gateway_entity_unique_keys_and_references,
     gateway_entity_deletes_guard_and_cascade,
+    gateway_acls_are_unique_per_consumer_and_follow_it,
     gateway_entity_list_pages_and_filters,
     gateway_writes_publish_invalidations,
     rate_limit_counters_count_and_prune,
@@ -924,6 +925,42 @@ async fn gateway_entity_deletes_guard_and_cascade(store: S, _db: &TestDatabase) 
     assert!(store.get_entity(cp, EntityKind::Plugin, on_service.id).await.unwrap().is_none());
     assert!(store.get_entity(cp, EntityKind::Plugin, global.id).await.unwrap().is_some(), "global plugins stay");
     assert!(!store.delete_entity(cp, EntityKind::Service, svc.id).await.unwrap(), "a second delete finds nothing");
+}
+
+fn acl(consumer: &StoredEntity, group: &str) -> StoredEntity {
+    let mut e =
+        entity(EntityKind::Acl, serde_json::json!({"consumer": {"id": consumer.id.to_string()}, "group": group}));
+    e.data.remove("updated_at");
+    e
+}
+
+/// `acls` need no table of their own: a group is unique per consumer (the cache key), the consumer must exist,
+/// and deleting the consumer deletes its acls (Kong's `on_delete = "cascade"`).
+async fn gateway_acls_are_unique_per_consumer_and_follow_it(store: S, _db: &TestDatabase) {
+    let cp = make_control_plane(&store, "cp").await;
+    let ann = entity(EntityKind::Consumer, serde_json::json!({"username": "ann"}));
+    let bob = entity(EntityKind::Consumer, serde_json::json!({"username": "bob"}));
+    store.insert_entity(cp, &ann).await.unwrap();
+    store.insert_entity(cp, &bob).await.unwrap();
+    let (ann_admins, bob_admins) = (acl(&ann, "admins"), acl(&bob, "admins"));
+    store.insert_entity(cp, &ann_admins).await.unwrap();
+    store.insert_entity(cp, &bob_admins).await.unwrap();
+    assert!(matches!(
+        store.insert_entity(cp, &acl(&ann, "admins")).await,
+        Err(StoreError::Conflict(Conflict::Field("cache_key")))
+    ));
+    let ghost = entity(EntityKind::Consumer, serde_json::json!({"username": "ghost"}));
+    assert!(matches!(
+        store.insert_entity(cp, &acl(&ghost, "admins")).await,
+        Err(StoreError::MissingReference { field: "consumer" })
+    ));
+    let of_ann = EntityQuery { consumer_id: Some(ann.id), ..entity_query(100) };
+    let (listed, _) = store.list_entities(cp, EntityKind::Acl, &of_ann).await.unwrap();
+    assert_eq!(listed, std::slice::from_ref(&ann_admins));
+
+    assert!(store.delete_entity(cp, EntityKind::Consumer, ann.id).await.unwrap());
+    assert!(store.get_entity(cp, EntityKind::Acl, ann_admins.id).await.unwrap().is_none(), "its acls go too");
+    assert!(store.get_entity(cp, EntityKind::Acl, bob_admins.id).await.unwrap().is_some(), "others' stay");
 }
 
 async fn gateway_entity_list_pages_and_filters(store: S, _db: &TestDatabase) {

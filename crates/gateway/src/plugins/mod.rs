@@ -22,6 +22,7 @@
 //! (Kong's precedence, below). An authentication plugin may set the consumer during `access`, so lower-priority
 //! plugins are resolved with it.
 
+pub mod acl;
 pub mod auth;
 pub mod correlation_id;
 pub mod cors;
@@ -79,6 +80,7 @@ pub struct Phases {
 
 /// The plugins this build runs, in no particular order.
 pub const BUILTIN: &[&PluginDef] = &[
+    &acl::PLUGIN,
     &correlation_id::PLUGIN,
     &cors::PLUGIN,
     &ip_restriction::PLUGIN,

@@ -1,4 +1,5 @@
-//! Services, routes, consumers and plugins: their schemas and Kong's entity-level rules.
+//! Services, routes, consumers, plugins and `acls` (the `acl` plugin's credentials): their schemas and Kong's
+//! entity-level rules.
 
 use serde_json::{Map, Value, json};
 
@@ -14,10 +15,13 @@ pub enum EntityKind {
     Route,
     Consumer,
     Plugin,
+    /// A consumer's membership of an `acl` group (Kong's `acls` entity, declared by the `acl` plugin).
+    Acl,
 }
 
 impl EntityKind {
-    pub const ALL: [EntityKind; 4] = [EntityKind::Service, EntityKind::Route, EntityKind::Consumer, EntityKind::Plugin];
+    pub const ALL: [EntityKind; 5] =
+        [EntityKind::Service, EntityKind::Route, EntityKind::Consumer, EntityKind::Plugin, EntityKind::Acl];
 
     /// The collection name in URLs and in Kong's schema endpoints.
     pub fn collection(self) -> &'static str {
@@ -26,6 +30,7 @@ impl EntityKind {
             EntityKind::Route => "routes",
             EntityKind::Consumer => "consumers",
             EntityKind::Plugin => "plugins",
+            EntityKind::Acl => "acls",
         }
     }
 
@@ -36,6 +41,7 @@ impl EntityKind {
             EntityKind::Route => "route",
             EntityKind::Consumer => "consumer",
             EntityKind::Plugin => "plugin",
+            EntityKind::Acl => "acl",
         }
     }
 
@@ -43,13 +49,21 @@ impl EntityKind {
         Self::ALL.into_iter().find(|k| k.collection() == s)
     }
 
-    /// The field besides `id` that an entity can be addressed by in URLs (`/services/{id or name}`).
+    /// The field besides `id` that an entity can be addressed by in URLs (`/services/{id or name}`). An acl's
+    /// `group` is unique per consumer only, so it addresses an acl under its consumer
+    /// (`/consumers/{consumer}/acls/{group}`) and is never stored as a unique endpoint key.
     pub fn endpoint_key(self) -> &'static str {
         match self {
             EntityKind::Service | EntityKind::Route => "name",
             EntityKind::Consumer => "username",
             EntityKind::Plugin => "instance_name",
+            EntityKind::Acl => "group",
         }
+    }
+
+    /// Whether the entity has Kong's `updated_at` (acls have `created_at` only).
+    pub fn has_updated_at(self) -> bool {
+        self != EntityKind::Acl
     }
 
     pub fn fields(self) -> Vec<Field> {
@@ -58,6 +72,7 @@ impl EntityKind {
             EntityKind::Route => route_fields(),
             EntityKind::Consumer => consumer_fields(),
             EntityKind::Plugin => plugin_fields(None),
+            EntityKind::Acl => acl_fields(),
         }
     }
 
@@ -159,6 +174,17 @@ fn consumer_fields() -> Vec<Field> {
     f
 }
 
+/// Kong's `acls` (`kong/plugins/acl/daos.lua`): no `updated_at`; unique per consumer and group (its cache key).
+fn acl_fields() -> Vec<Field> {
+    vec![
+        Field::string("id").auto().check(check_uuid),
+        Field::integer("created_at").auto(),
+        Field::foreign("consumer", "consumers").required(),
+        Field::string("group").required(),
+        tags(),
+    ]
+}
+
 /// Plugin fields; with `config`, the named plugin's config record.
 pub fn plugin_fields(config: Option<Vec<Field>>) -> Vec<Field> {
     let mut f = base_fields();
@@ -214,11 +240,12 @@ pub type Normalized = Map<String, Value>;
 pub struct StoredEntity {
     pub kind: EntityKind,
     pub id: uuid::Uuid,
-    /// `name`, `username` or `instance_name`: the other way to address it in URLs; unique.
+    /// `name`, `username` or `instance_name`: the other way to address it in URLs; unique. `None` for acls.
     pub endpoint_key: Option<String>,
     /// Consumers' `custom_id`; unique.
     pub custom_id: Option<String>,
-    /// Plugins: one instance per name and scope (`name|route|service|consumer`); unique.
+    /// Plugins: one instance per name and scope (`name|route|service|consumer`); acls: one per consumer and group
+    /// (`consumer|group`); unique.
     pub cache_key: Option<String>,
     pub service_id: Option<uuid::Uuid>,
     pub route_id: Option<uuid::Uuid>,
@@ -243,20 +270,22 @@ impl StoredEntity {
         let text = |f: &str| data.get(f).and_then(Value::as_str).map(str::to_owned);
         let (service_id, route_id, consumer_id) =
             (foreign_id(&data, "service"), foreign_id(&data, "route"), foreign_id(&data, "consumer"));
-        let cache_key = (kind == EntityKind::Plugin).then(|| {
-            let part = |id: Option<uuid::Uuid>| id.map(|u| u.to_string()).unwrap_or_default();
-            format!(
+        let part = |id: Option<uuid::Uuid>| id.map(|u| u.to_string()).unwrap_or_default();
+        let cache_key = match kind {
+            EntityKind::Plugin => Some(format!(
                 "{}|{}|{}|{}",
                 text("name").unwrap_or_default(),
                 part(route_id),
                 part(service_id),
                 part(consumer_id)
-            )
-        });
+            )),
+            EntityKind::Acl => Some(format!("{}|{}", part(consumer_id), text("group").unwrap_or_default())),
+            _ => None,
+        };
         Some(Self {
             kind,
             id,
-            endpoint_key: text(kind.endpoint_key()),
+            endpoint_key: if kind == EntityKind::Acl { None } else { text(kind.endpoint_key()) },
             custom_id: if kind == EntityKind::Consumer { text("custom_id") } else { None },
             cache_key,
             service_id,
@@ -357,10 +386,7 @@ fn entity_checks(kind: EntityKind, e: &Normalized, out: &mut Vec<Violation>) {
                 && let Some(config) = e.get("config").and_then(Value::as_object)
                 && let Err(message) = (info.check)(config)
             {
-                match message.strip_prefix(plugins::ENTITY_CHECK) {
-                    Some(entity) => out.push(Violation::new("@entity", entity)),
-                    None => out.push(Violation::new("config", message)),
-                }
+                out.push(Violation::new(plugins::check_path(&message), message));
             }
             if let Some(name) = e.get("name").and_then(Value::as_str)
                 && !plugins::allows_consumer_scope(name)
@@ -372,6 +398,7 @@ fn entity_checks(kind: EntityKind, e: &Normalized, out: &mut Vec<Violation>) {
                 ));
             }
         }
+        EntityKind::Acl => {}
         EntityKind::Service => {
             let protocol = e.get("protocol").and_then(Value::as_str).unwrap_or("http");
             if set("path") && !matches!(protocol, "http" | "https" | "ws" | "wss") {
@@ -647,6 +674,27 @@ mod tests {
             let e = err(EntityKind::Consumer, empty.clone());
             assert_eq!(e[0].1, "length must be at least 1", "{empty}");
         }
+    }
+
+    #[test]
+    fn acls_need_a_consumer_and_a_group_and_are_unique_per_consumer_and_group() {
+        let consumer = "0190a0a0-0000-7000-8000-000000000001";
+        let mut acl = ok(EntityKind::Acl, json!({"consumer": {"id": consumer}, "group": "admins", "tags": ["t"]}));
+        assert_eq!((acl["group"].clone(), acl["tags"].clone()), (json!("admins"), json!(["t"])));
+        assert!(acl.get("updated_at").is_none() && !EntityKind::Acl.has_updated_at(), "Kong's acls have none");
+        assert_eq!(err(EntityKind::Acl, json!({"group": "g"})), [("consumer".into(), "required field missing".into())]);
+        assert_eq!(
+            err(EntityKind::Acl, json!({"consumer": {"id": consumer}})),
+            [("group".into(), "required field missing".into())]
+        );
+        assert_eq!(err(EntityKind::Acl, json!({"consumer": {"id": consumer}, "group": 1}))[0].1, "expected a string");
+        assert_eq!(err(EntityKind::Acl, json!({"consumer": {"id": consumer}, "group": "g", "bogus": 1}))[0].0, "bogus");
+        acl.insert("id".into(), json!("0190a0a0-0000-7000-8000-0000000000aa"));
+        let stored = StoredEntity::from_data(EntityKind::Acl, acl).unwrap();
+        assert_eq!(stored.cache_key.as_deref(), Some(format!("{consumer}|admins").as_str()));
+        assert_eq!(stored.endpoint_key, None, "a group is unique per consumer only");
+        assert_eq!(stored.consumer_id.map(|c| c.to_string()).as_deref(), Some(consumer));
+        assert_eq!(EntityKind::from_collection("acls"), Some(EntityKind::Acl));
     }
 
     /// What Kong 3.x and Konnect send or return for fields Gatehouse does not implement goes through; a value

@@ -59,6 +59,10 @@ pub struct Consumer {
     pub id: uuid::Uuid,
     pub username: Option<String>,
     pub custom_id: Option<String>,
+    /// The consumer's `acls` groups, sorted (one per group: Kong's cache key is consumer and group). Left out when
+    /// empty, so a snapshot without acls serialises, and hashes, as it did before acls existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 /// One configured plugin. `config` is the validated configuration (every field present, secrets in clear); each
@@ -114,7 +118,7 @@ impl ConfigSnapshot {
         Self { format: Self::FORMAT, control_plane_id, version, ..Self::default() }
     }
 
-    /// Adds a validated entity.
+    /// Adds a validated entity. An acl joins its consumer's groups, so its consumer must have been added first.
     pub fn add(&mut self, kind: EntityKind, entity: &Normalized) -> Result<(), SnapshotError> {
         let e = Reader::new(kind, entity);
         match kind {
@@ -152,7 +156,18 @@ impl ConfigSnapshot {
                 id: e.id()?,
                 username: e.opt_string("username")?,
                 custom_id: e.opt_string("custom_id")?,
+                groups: Vec::new(),
             }),
+            EntityKind::Acl => {
+                let consumer = e.foreign("consumer")?.ok_or_else(|| e.fail("consumer", "is missing"))?;
+                let group = e.string("group")?;
+                let owner = self
+                    .consumers
+                    .iter_mut()
+                    .find(|c| c.id == consumer)
+                    .ok_or_else(|| e.fail("consumer", "names a consumer not added before it"))?;
+                owner.groups.push(group);
+            }
             EntityKind::Plugin => self.plugins.push(PluginInstance {
                 id: e.id()?,
                 name: e.string("name")?,
@@ -175,18 +190,31 @@ impl ConfigSnapshot {
         entities: impl IntoIterator<Item = (EntityKind, &'a Normalized)>,
     ) -> Result<Self, SnapshotError> {
         let mut snapshot = Self::empty(control_plane_id, version);
+        let mut acls = Vec::new();
         for (kind, entity) in entities {
-            snapshot.add(kind, entity)?;
+            if kind == EntityKind::Acl {
+                acls.push(entity);
+            } else {
+                snapshot.add(kind, entity)?;
+            }
+        }
+        for acl in acls {
+            snapshot.add(EntityKind::Acl, acl)?;
         }
         snapshot.sort();
         Ok(snapshot)
     }
 
-    /// Orders every list by id (what [`Self::from_entities`] does once all are added).
+    /// Orders every list by id, and each consumer's groups by name (what [`Self::from_entities`] does once all
+    /// are added).
     pub fn sort(&mut self) {
         self.services.sort_by_key(|e| e.id);
         self.routes.sort_by_key(|e| e.id);
         self.consumers.sort_by_key(|e| e.id);
+        for consumer in &mut self.consumers {
+            consumer.groups.sort_unstable();
+            consumer.groups.dedup();
+        }
         self.plugins.sort_by_key(|e| e.id);
     }
 
@@ -374,6 +402,50 @@ mod tests {
         assert_eq!(one.hash().len(), 32);
         let fewer = ConfigSnapshot::from_entities(None, 1, [(EntityKind::Consumer, &a)]).unwrap();
         assert_ne!(one.hash(), fewer.hash());
+    }
+
+    #[test]
+    fn consumers_carry_their_acl_groups_sorted_whatever_the_order_of_entities() {
+        let alice = valid(EntityKind::Consumer, json!({"username": "alice"}));
+        let bob = valid(EntityKind::Consumer, json!({"username": "bob"}));
+        let acl = |consumer: &Normalized, group: &str| {
+            valid(EntityKind::Acl, json!({"consumer": {"id": consumer["id"]}, "group": group}))
+        };
+        let (a1, a2, b1) = (acl(&alice, "zeta"), acl(&alice, "admins"), acl(&bob, "users"));
+        // The store lists `acls` before `consumers`.
+        let snapshot = ConfigSnapshot::from_entities(
+            None,
+            1,
+            [
+                (EntityKind::Acl, &a1),
+                (EntityKind::Acl, &b1),
+                (EntityKind::Consumer, &alice),
+                (EntityKind::Acl, &a2),
+                (EntityKind::Consumer, &bob),
+            ],
+        )
+        .unwrap();
+        let groups = |name: &str| {
+            snapshot.consumers.iter().find(|c| c.username.as_deref() == Some(name)).unwrap().groups.clone()
+        };
+        assert_eq!(groups("alice"), ["admins", "zeta"]);
+        assert_eq!(groups("bob"), ["users"]);
+
+        let without = ConfigSnapshot::from_entities(None, 1, [(EntityKind::Consumer, &alice)]).unwrap();
+        assert!(!serde_json::to_string(&without).unwrap().contains("groups"), "absent when empty");
+        let fewer = ConfigSnapshot::from_entities(
+            None,
+            1,
+            [(EntityKind::Consumer, &alice), (EntityKind::Consumer, &bob), (EntityKind::Acl, &b1)],
+        )
+        .unwrap();
+        assert_ne!(snapshot.hash(), fewer.hash(), "groups are part of the content");
+        let back: ConfigSnapshot = serde_json::from_str(&serde_json::to_string(&snapshot).unwrap()).unwrap();
+        assert_eq!(back, snapshot);
+
+        let orphan = acl(&valid(EntityKind::Consumer, json!({"username": "gone"})), "x");
+        let error = ConfigSnapshot::from_entities(None, 1, [(EntityKind::Acl, &orphan)]).unwrap_err();
+        assert_eq!((error.kind, error.field.as_str()), ("acl", "consumer"));
     }
 
     #[test]

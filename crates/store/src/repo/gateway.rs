@@ -261,13 +261,21 @@ impl GatewayStore for SqlStore {
             EntityKind::Service => Some("service_id"),
             EntityKind::Route => Some("route_id"),
             EntityKind::Consumer => Some("consumer_id"),
-            EntityKind::Plugin => None,
+            EntityKind::Plugin | EntityKind::Acl => None,
         };
         if let Some(column) = column {
             tx.execute(
                 &format!(
                     "DELETE FROM gateway_entities WHERE control_plane_id = ? AND kind = 'plugins' AND {column} = ?"
                 ),
+                params![&cp_text, &id_text],
+            )
+            .await?;
+        }
+        if kind == EntityKind::Consumer {
+            // Kong's `acls.consumer` is `on_delete = "cascade"`, like the consumer's plugins.
+            tx.execute(
+                "DELETE FROM gateway_entities WHERE control_plane_id = ? AND kind = 'acls' AND consumer_id = ?",
                 params![&cp_text, &id_text],
             )
             .await?;

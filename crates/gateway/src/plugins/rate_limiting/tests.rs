@@ -254,6 +254,7 @@ impl Node {
             id: uuid::Uuid::from_u128(id),
             username: Some(name.into()),
             custom_id: None,
+            groups: Vec::new(),
         };
         let mut plugins = plugins;
         plugins.push(test_auth());

@@ -4,6 +4,7 @@
 //! around them (`name`, scopes, `protocols`, …) is `entities`' business, which depends on this module and not
 //! the other way round.
 
+pub mod acl;
 pub mod correlation_id;
 pub mod cors;
 pub mod ip_restriction;
@@ -25,28 +26,52 @@ pub struct PluginInfo {
     pub consumer_scope: bool,
     pub config: fn() -> Vec<Field>,
     /// Kong's entity checks across fields of the (normalised) config, run once every field is valid. The message
-    /// is reported at `config`, as Kong reports a config record's `custom_validator`; one that starts with
-    /// [`ENTITY_CHECK`] is reported at `@entity`, as Kong reports its `entity_checks` (`at_least_one_of`, …).
+    /// is reported where [`check_path`] says: at `@entity` for Kong's `entity_checks` (`at_least_one_of`, …),
+    /// else at `config`, as Kong reports a config record's `custom_validator`.
     pub check: fn(&Map<String, Value>) -> Result<(), String>,
 }
 
-/// Marks a [`PluginInfo::check`] message as one of Kong's entity checks (reported at `@entity`).
-pub const ENTITY_CHECK: &str = "@entity:";
+/// Kong's entity checkers name fields by their full path (`'config.allow'`) and report under `@entity`; a plugin's
+/// own validator on its `config` record reports under `config`. The message tells which one a check ran.
+pub fn check_path(message: &str) -> &'static str {
+    if ENTITY_CHECKS.iter().any(|prefix| message.starts_with(prefix)) { "@entity" } else { "config" }
+}
 
-/// Kong's `at_least_one_of` entity check over config fields: each must be unset or empty for it to fail.
-pub fn at_least_one_of(config: &Map<String, Value>, fields: &[&str]) -> Result<(), String> {
-    let non_empty = |v: &Value| match v {
-        Value::Null => false,
-        Value::Array(items) => !items.is_empty(),
-        Value::String(s) => !s.is_empty(),
-        Value::Object(m) => !m.is_empty(),
-        Value::Bool(_) | Value::Number(_) => true,
-    };
-    if fields.iter().any(|f| config.get(*f).is_some_and(non_empty)) {
-        return Ok(());
+const AT_LEAST_ONE_OF: &str = "at least one of these fields must be non-empty: ";
+const ONLY_ONE_OF: &str = "exactly one of these fields must be non-empty: ";
+const ENTITY_CHECKS: [&str; 2] = [AT_LEAST_ONE_OF, ONLY_ONE_OF];
+
+/// Kong's `is_nonempty`: not null, not an empty string, list or record.
+fn non_empty(config: &Map<String, Value>, field: &str) -> bool {
+    match config.get(field) {
+        None | Some(Value::Null) => false,
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::Object(o)) => !o.is_empty(),
+        Some(_) => true,
     }
-    let named = fields.iter().map(|f| format!("'config.{f}'")).collect::<Vec<_>>().join(", ");
-    Err(format!("{ENTITY_CHECK}at least one of these fields must be non-empty: {named}"))
+}
+
+fn quoted_config_fields(fields: &[&str]) -> String {
+    fields.iter().map(|f| format!("'config.{f}'")).collect::<Vec<_>>().join(", ")
+}
+
+/// Kong's `at_least_one_of` entity check over config fields, with its message.
+pub fn at_least_one_of(config: &Map<String, Value>, fields: &[&str]) -> Result<(), String> {
+    if fields.iter().any(|f| non_empty(config, f)) {
+        Ok(())
+    } else {
+        Err(format!("{AT_LEAST_ONE_OF}{}", quoted_config_fields(fields)))
+    }
+}
+
+/// Kong's `only_one_of` entity check over config fields, with its message.
+pub fn only_one_of(config: &Map<String, Value>, fields: &[&str]) -> Result<(), String> {
+    if fields.iter().filter(|f| non_empty(config, f)).count() == 1 {
+        Ok(())
+    } else {
+        Err(format!("{ONLY_ONE_OF}{}", quoted_config_fields(fields)))
+    }
 }
 
 /// No checks across fields.
@@ -56,6 +81,7 @@ pub fn no_check(_: &Map<String, Value>) -> Result<(), String> {
 
 /// Every plugin the control plane accepts. The gateway's registry must hold the same set (a test there checks).
 pub const PLUGINS: &[&PluginInfo] = &[
+    &acl::INFO,
     &correlation_id::INFO,
     &cors::INFO,
     &ip_restriction::INFO,

@@ -86,10 +86,9 @@ fn redis_fields() -> Vec<Field> {
         Field::integer("database")
             .default(json!(0))
             .describe_as("Database to use for the Redis connection when using the `redis` strategy"),
-        Field::boolean("ssl")
-            .default(json!(false))
-            .check(no_tls)
-            .describe_as("If set to true, uses SSL to connect to Redis. Not supported by Gatehouse yet: must be false."),
+        Field::boolean("ssl").default(json!(false)).check(no_tls).describe_as(
+            "If set to true, uses SSL to connect to Redis. Not supported by Gatehouse yet: must be false.",
+        ),
         Field::boolean("ssl_verify")
             .default(json!(false))
             .describe_as("If set to true, verifies the validity of the server SSL certificate."),
@@ -215,7 +214,8 @@ fn required_given(field: &str, given: &str) -> String {
 /// the gateway compiles the configuration.
 fn no_tls(v: &Value) -> Result<(), String> {
     if v.as_bool() == Some(true) {
-        Err("TLS connections to Redis are not supported by this build; reach Redis over loopback or a TLS tunnel".into())
+        Err("TLS connections to Redis are not supported by this build; reach Redis over loopback or a TLS tunnel"
+            .into())
     } else {
         Ok(())
     }
