@@ -170,7 +170,7 @@ async fn acl_plugin_configs_are_refused_with_kongs_400() {
     assert_eq!(
         neither,
         json!({"code": 2, "name": "schema violation",
-            "message": "schema violation (@entity: at least one of these fields must be non-empty: 'config.allow', 'config.deny')",
+            "message": "schema violation (at least one of these fields must be non-empty: 'config.allow', 'config.deny')",
             "fields": {"@entity": ["at least one of these fields must be non-empty: 'config.allow', 'config.deny'"]}})
     );
     let (status, both) = node

@@ -156,12 +156,7 @@ async fn two_nodes_on_one_postgres_enforce_one_cluster_limit_exactly() {
         // Both proxies run the plugin once the first counted request shows its header on each.
         for url in &urls {
             let started = tokio::time::Instant::now();
-            while !http
-                .get(url)
-                .send()
-                .await
-                .is_ok_and(|r| r.headers().contains_key("x-ratelimit-limit-minute"))
-            {
+            while !http.get(url).send().await.is_ok_and(|r| r.headers().contains_key("x-ratelimit-limit-minute")) {
                 assert!(started.elapsed() < std::time::Duration::from_secs(30), "{url} never ran the plugin");
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }

@@ -472,7 +472,7 @@ async fn bad_configurations_get_kongs_400() {
     let message = "at least one of these fields must be non-empty: 'config.allow', 'config.deny'";
     assert_eq!(
         e,
-        json!({"code": 2, "name": "schema violation", "message": format!("schema violation (@entity: {message})"),
+        json!({"code": 2, "name": "schema violation", "message": format!("schema violation ({message})"),
             "fields": {"@entity": [message]}})
     );
     let (status, e) = node

@@ -26,21 +26,25 @@ async fn bad_configs_get_kongs_400_naming_the_field() {
                    'config.hour', 'config.day', 'config.month', 'config.year'";
     assert_eq!(
         body,
-        json!({"code": 2, "name": "schema violation", "message": format!("schema violation (config: {message})"),
-            "fields": {"config": message}})
+        json!({"code": 2, "name": "schema violation", "message": format!("schema violation ({message})"),
+            "fields": {"@entity": [message]}})
     );
 
     let (status, body) =
         post_plugin(&node, json!({"name": "rate-limiting", "config": {"second": 5, "limit_by": "header"}})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Kong's `conditional` check: the missing field at its place, the condition on the entity.
     assert_eq!(
-        body["fields"]["config"],
-        "config.header_name: required field missing (failed conditional validation given value of field \
-         'config.limit_by')"
+        body,
+        json!({"code": 2, "name": "schema violation",
+            "message": "2 schema violations (failed conditional validation given value of field 'config.limit_by'; \
+                config.header_name: required field missing)",
+            "fields": {"@entity": ["failed conditional validation given value of field 'config.limit_by'"],
+                "config": {"header_name": "required field missing"}}})
     );
     let (_, body) =
         post_plugin(&node, json!({"name": "rate-limiting", "config": {"second": 5, "limit_by": "path"}})).await;
-    assert!(body["fields"]["config"].as_str().unwrap().starts_with("config.path: required field missing"), "{body}");
+    assert_eq!(body["fields"]["config"], json!({"path": "required field missing"}), "{body}");
 
     let (status, body) = post_plugin(
         &node,

@@ -275,7 +275,12 @@ impl KongError {
         for value in fields.values_mut() {
             positions_as_arrays(value);
         }
-        let listed = unique.iter().map(|(p, m)| format!("{p}: {m}")).collect::<Vec<_>>().join("; ");
+        // Kong's order (`errors.lua`): the entity checks' messages as they are, then every field's, by path.
+        let mut listed: Vec<String> = unique.iter().filter(|(p, _)| p == "@entity").map(|(_, m)| m.clone()).collect();
+        let mut by_field: Vec<&&(String, String)> = unique.iter().filter(|(p, _)| p != "@entity").collect();
+        by_field.sort_by(|a, b| a.0.cmp(&b.0));
+        listed.extend(by_field.into_iter().map(|(p, m)| format!("{p}: {m}")));
+        let listed = listed.join("; ");
         let message = match unique.len() {
             1 => format!("schema violation ({listed})"),
             n => format!("{n} schema violations ({listed})"),
@@ -466,7 +471,24 @@ mod tests {
         };
         assert_eq!(
             body.message,
-            "2 schema violations (paths.x: given both as a value and with nested fields; host: required field missing)"
+            "2 schema violations (host: required field missing; paths.x: given both as a value and with nested fields)"
+        );
+    }
+
+    #[test]
+    fn entity_checks_come_first_without_their_key_then_fields_by_path() {
+        let violations = [
+            ("config.redis.host".to_owned(), "required field missing".to_owned()),
+            ("@entity".to_owned(), "failed conditional validation given value of field 'config.policy'".to_owned()),
+            ("config.header_name".to_owned(), "required field missing".to_owned()),
+        ];
+        let KongError::Dao { body, .. } = KongError::schema_violation(&violations) else {
+            panic!("a schema violation is a DAO error")
+        };
+        assert_eq!(
+            body.message,
+            "3 schema violations (failed conditional validation given value of field 'config.policy'; \
+             config.header_name: required field missing; config.redis.host: required field missing)"
         );
     }
 

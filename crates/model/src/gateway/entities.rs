@@ -384,9 +384,10 @@ fn entity_checks(kind: EntityKind, e: &Normalized, out: &mut Vec<Violation>) {
         EntityKind::Plugin => {
             if let Some(info) = e.get("name").and_then(Value::as_str).and_then(plugins::info)
                 && let Some(config) = e.get("config").and_then(Value::as_object)
-                && let Err(message) = (info.check)(config)
             {
-                out.push(Violation::new(plugins::check_path(&message), message));
+                let mut checks = plugins::Checks::default();
+                (info.check)(config, &mut checks);
+                out.extend(checks.into_violations());
             }
             if let Some(name) = e.get("name").and_then(Value::as_str)
                 && !plugins::allows_consumer_scope(name)

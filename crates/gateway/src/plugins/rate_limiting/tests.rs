@@ -184,7 +184,9 @@ fn limiting(id: u128, (route, service, consumer): At, config: Value) -> PluginIn
     let mut violations = Vec::new();
     let config = normalize(&config_fields(), config.as_object().unwrap(), "config", &mut violations);
     assert!(violations.is_empty(), "{violations:?}");
-    check(&config).unwrap();
+    let mut checks = gatehouse_model::gateway::plugins::Checks::default();
+    check(&config, &mut checks);
+    assert!(checks.is_empty(), "{checks:?}");
     PluginInstance {
         id: uuid::Uuid::from_u128(id),
         name: NAME.into(),

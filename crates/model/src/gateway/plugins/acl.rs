@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{PluginInfo, at_least_one_of, only_one_of};
+use super::{Checks, PluginInfo};
 use crate::gateway::schema::Field;
 
 pub const NAME: &str = "acl";
@@ -50,9 +50,9 @@ pub struct Config {
 }
 
 /// Kong's entity checks: `at_least_one_of` and `only_one_of` over `config.allow` and `config.deny`.
-pub fn check(config: &Map<String, Value>) -> Result<(), String> {
-    at_least_one_of(config, &["allow", "deny"])?;
-    only_one_of(config, &["allow", "deny"])
+pub fn check(config: &Map<String, Value>, checks: &mut Checks) {
+    checks.at_least_one_of(config, &["allow", "deny"]);
+    checks.only_one_of(config, &["allow", "deny"]);
 }
 
 #[cfg(test)]
@@ -87,17 +87,17 @@ mod tests {
     fn kongs_entity_checks_report_under_at_entity() {
         let neither = "at least one of these fields must be non-empty: 'config.allow', 'config.deny'";
         let both = "exactly one of these fields must be non-empty: 'config.allow', 'config.deny'";
-        for (config, message) in [
-            (json!({}), neither),
-            (json!({"allow": [], "deny": []}), neither),
-            (json!({"hide_groups_header": true}), neither),
-            (json!({"allow": ["a"], "deny": ["b"]}), both),
+        // Kong's `only_one_of` runs only when both fields are given (`run_with_missing_fields = false`), so two
+        // empty lists fail both checks.
+        for (config, messages) in [
+            (json!({}), vec![neither]),
+            (json!({"allow": [], "deny": []}), vec![neither, both]),
+            (json!({"hide_groups_header": true}), vec![neither]),
+            (json!({"allow": ["a"], "deny": ["b"]}), vec![both]),
         ] {
-            assert_eq!(
-                validate(config.clone()).unwrap_err(),
-                vec![("@entity".to_owned(), message.to_owned())],
-                "{config}"
-            );
+            let expected: Vec<(String, String)> =
+                messages.into_iter().map(|m| ("@entity".to_owned(), m.to_owned())).collect();
+            assert_eq!(validate(config.clone()).unwrap_err(), expected, "{config}");
         }
     }
 

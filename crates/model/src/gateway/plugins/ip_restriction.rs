@@ -37,8 +37,8 @@ pub struct Config {
 }
 
 /// Kong's entity check: `at_least_one_of` allow, deny.
-pub fn check(config: &Map<String, Value>) -> Result<(), String> {
-    super::at_least_one_of(config, &["allow", "deny"])
+pub fn check(config: &Map<String, Value>, checks: &mut super::Checks) {
+    checks.at_least_one_of(config, &["allow", "deny"]);
 }
 
 /// An address, or an address and a prefix length written as Kong's validator takes it (decimal, no sign, no

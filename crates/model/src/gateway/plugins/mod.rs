@@ -14,7 +14,7 @@ pub mod request_termination;
 
 use serde_json::{Map, Value};
 
-use super::schema::{Field, Kind};
+use super::schema::{Field, Kind, Violation};
 
 /// What the control plane needs to know about a plugin: each plugin's module declares one (`INFO`), and the
 /// gateway's registry pairs the same value with the plugin's handler.
@@ -25,21 +25,61 @@ pub struct PluginInfo {
     pub priority: i32,
     pub consumer_scope: bool,
     pub config: fn() -> Vec<Field>,
-    /// Kong's entity checks across fields of the (normalised) config, run once every field is valid. The message
-    /// is reported where [`check_path`] says: at `@entity` for Kong's `entity_checks` (`at_least_one_of`, …),
-    /// else at `config`, as Kong reports a config record's `custom_validator`.
-    pub check: fn(&Map<String, Value>) -> Result<(), String>,
+    /// Kong's checks across fields of the (normalised) config, run once every field is valid; each failure is
+    /// pushed where Kong reports it (see [`Checks`]).
+    pub check: fn(&Map<String, Value>, &mut Checks),
 }
 
-/// Kong's entity checkers name fields by their full path (`'config.allow'`) and report under `@entity`; a plugin's
-/// own validator on its `config` record reports under `config`. The message tells which one a check ran.
-pub fn check_path(message: &str) -> &'static str {
-    if ENTITY_CHECKS.iter().any(|prefix| message.starts_with(prefix)) { "@entity" } else { "config" }
-}
+/// What a plugin's cross-field checks found, placed as Kong places them: its `entity_checks` messages
+/// (`at_least_one_of`, `only_one_of`, `conditional`) under `@entity`, a `conditional`'s missing field at its own
+/// path (`config.header_name: required field missing`), and a `custom_validator`'s message on `config`. Every
+/// check runs, so one answer names every problem, as Kong's does.
+#[derive(Debug, Default)]
+pub struct Checks(Vec<Violation>);
 
-const AT_LEAST_ONE_OF: &str = "at least one of these fields must be non-empty: ";
-const ONLY_ONE_OF: &str = "exactly one of these fields must be non-empty: ";
-const ENTITY_CHECKS: [&str; 2] = [AT_LEAST_ONE_OF, ONLY_ONE_OF];
+impl Checks {
+    pub fn into_violations(self) -> Vec<Violation> {
+        self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// A Kong entity check's message, reported under `@entity`.
+    pub fn entity(&mut self, message: impl Into<String>) {
+        self.0.push(Violation::new("@entity", message));
+    }
+
+    /// A `custom_validator`'s message on the config record.
+    pub fn config(&mut self, message: impl Into<String>) {
+        self.0.push(Violation::new("config", message));
+    }
+
+    /// Kong's `conditional` check: `field` (a path under `config`, `redis.host`) is required because of the value
+    /// of `given`. Reported twice, as Kong does: on the field, and on the entity.
+    pub fn required_given(&mut self, field: &str, given: &str) {
+        self.0.push(Violation::new(format!("config.{field}"), "required field missing"));
+        self.entity(format!("failed conditional validation given value of field 'config.{given}'"));
+    }
+
+    /// Kong's `at_least_one_of` entity check over config fields, with its message.
+    pub fn at_least_one_of(&mut self, config: &Map<String, Value>, fields: &[&str]) {
+        if !fields.iter().any(|f| non_empty(config, f)) {
+            self.entity(format!("at least one of these fields must be non-empty: {}", quoted_config_fields(fields)));
+        }
+    }
+
+    /// Kong's `only_one_of` entity check over config fields, with its message. Like Kong's, it does not run
+    /// while one of the fields is missing (`run_with_missing_fields = false`): `at_least_one_of` covers that.
+    pub fn only_one_of(&mut self, config: &Map<String, Value>, fields: &[&str]) {
+        let missing = fields.iter().any(|f| config.get(*f).is_none_or(Value::is_null));
+        let set = fields.iter().filter(|f| non_empty(config, f)).count();
+        if set > 1 || (!missing && set == 0) {
+            self.entity(format!("exactly one of these fields must be non-empty: {}", quoted_config_fields(fields)));
+        }
+    }
+}
 
 /// Kong's `is_nonempty`: not null, not an empty string, list or record.
 fn non_empty(config: &Map<String, Value>, field: &str) -> bool {
@@ -56,28 +96,8 @@ fn quoted_config_fields(fields: &[&str]) -> String {
     fields.iter().map(|f| format!("'config.{f}'")).collect::<Vec<_>>().join(", ")
 }
 
-/// Kong's `at_least_one_of` entity check over config fields, with its message.
-pub fn at_least_one_of(config: &Map<String, Value>, fields: &[&str]) -> Result<(), String> {
-    if fields.iter().any(|f| non_empty(config, f)) {
-        Ok(())
-    } else {
-        Err(format!("{AT_LEAST_ONE_OF}{}", quoted_config_fields(fields)))
-    }
-}
-
-/// Kong's `only_one_of` entity check over config fields, with its message.
-pub fn only_one_of(config: &Map<String, Value>, fields: &[&str]) -> Result<(), String> {
-    if fields.iter().filter(|f| non_empty(config, f)).count() == 1 {
-        Ok(())
-    } else {
-        Err(format!("{ONLY_ONE_OF}{}", quoted_config_fields(fields)))
-    }
-}
-
 /// No checks across fields.
-pub fn no_check(_: &Map<String, Value>) -> Result<(), String> {
-    Ok(())
-}
+pub fn no_check(_: &Map<String, Value>, _: &mut Checks) {}
 
 /// Every plugin the control plane accepts. The gateway's registry must hold the same set (a test there checks).
 pub const PLUGINS: &[&PluginInfo] = &[

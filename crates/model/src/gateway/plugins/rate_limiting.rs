@@ -160,22 +160,23 @@ pub struct Redis {
 }
 
 /// Kong's entity checks and its `custom_validator`, in Kong's order.
-pub fn check(config: &Map<String, Value>) -> Result<(), String> {
+pub fn check(config: &Map<String, Value>, checks: &mut super::Checks) {
     let number = |f: &str| config.get(f).and_then(Value::as_f64);
     let text = |f: &str| config.get(f).and_then(Value::as_str);
-    if PERIODS.iter().all(|p| number(p).is_none()) {
-        let fields: Vec<String> = PERIODS.iter().map(|p| format!("'config.{p}'")).collect();
-        return Err(format!("at least one of these fields must be non-empty: {}", fields.join(", ")));
-    }
+    checks.at_least_one_of(config, &PERIODS);
     let redis_host = config.get("redis").and_then(|r| r.get("host")).and_then(Value::as_str);
     if text("policy") == Some("redis") && redis_host.is_none() {
-        return Err(required_given("redis.host", "policy"));
+        checks.required_given("redis.host", "policy");
     }
     if text("limit_by") == Some("header") && text("header_name").is_none() {
-        return Err(required_given("header_name", "limit_by"));
+        checks.required_given("header_name", "limit_by");
     }
     if text("limit_by") == Some("path") && text("path").is_none() {
-        return Err(required_given("path", "limit_by"));
+        checks.required_given("path", "limit_by");
+    }
+    if !checks.is_empty() {
+        // Kong's record validator runs once the entity checks pass.
+        return;
     }
     for (i, lower) in PERIODS.iter().enumerate() {
         let Some(v1) = number(lower) else { continue };
@@ -183,7 +184,7 @@ pub fn check(config: &Map<String, Value>) -> Result<(), String> {
             if let Some(v2) = number(upper)
                 && v2 < v1
             {
-                return Err(format!(
+                return checks.config(format!(
                     "The limit for {upper}({v2:.1}) cannot be lower than the limit for {lower}({v1:.1})"
                 ));
             }
@@ -194,20 +195,10 @@ pub fn check(config: &Map<String, Value>) -> Result<(), String> {
     // only `local`, which has nothing to sync, refuses a sync rate.
     let shared_store = matches!(text("policy"), Some("redis" | "cluster"));
     if !shared_store && sync_rate != SYNC_RATE_REALTIME {
-        return Err("sync_rate can only be used with the redis or cluster policy".into());
+        checks.config("sync_rate can only be used with the redis or cluster policy");
+    } else if shared_store && sync_rate != SYNC_RATE_REALTIME && sync_rate != 0.0 && sync_rate < 0.02 {
+        checks.config("sync_rate must be greater than 0.02, or -1 to disable");
     }
-    if shared_store && sync_rate != SYNC_RATE_REALTIME && sync_rate != 0.0 && sync_rate < 0.02 {
-        return Err("sync_rate must be greater than 0.02, or -1 to disable".into());
-    }
-    Ok(())
-}
-
-/// Kong reports a failed `conditional` check twice: `required field missing` on the field, and the condition
-/// on the entity. The plugin check has one message at `config`, so it carries both.
-fn required_given(field: &str, given: &str) -> String {
-    format!(
-        "config.{field}: required field missing (failed conditional validation given value of field 'config.{given}')"
-    )
 }
 
 /// The Redis client is built without TLS: refused where the mistake is made, naming the field, rather than when
@@ -305,7 +296,10 @@ mod tests {
         let mut violations: Vec<Violation> = Vec::new();
         let out = normalize(&config_fields(), config.as_object().unwrap(), "config", &mut violations);
         if violations.is_empty() {
-            check(&out).map(|()| out).map_err(|m| vec![("config".to_owned(), m)])
+            let mut checks = super::super::Checks::default();
+            check(&out, &mut checks);
+            let found = checks.into_violations();
+            if found.is_empty() { Ok(out) } else { Err(found.into_iter().map(|v| (v.path, v.message)).collect()) }
         } else {
             Err(violations.into_iter().map(|v| (v.path, v.message)).collect())
         }
@@ -315,6 +309,15 @@ mod tests {
         let mut errors = validated(config.clone()).expect_err(&config.to_string());
         assert_eq!(errors.len(), 1, "{errors:?}");
         errors.remove(0)
+    }
+
+    /// A `conditional` check's two reports: the missing field, and the condition on the entity.
+    fn required_given(config: Value) -> (String, String) {
+        let errors = validated(config.clone()).expect_err(&config.to_string());
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(errors[0].1, "required field missing");
+        assert_eq!(errors[1].0, "@entity");
+        (errors[0].0.clone(), errors[1].1.clone())
     }
 
     #[test]
@@ -338,9 +341,27 @@ mod tests {
     #[test]
     fn at_least_one_limit_is_required() {
         assert_eq!(
-            refused(json!({"limit_by": "ip"})).1,
-            "at least one of these fields must be non-empty: 'config.second', 'config.minute', 'config.hour', \
-             'config.day', 'config.month', 'config.year'"
+            refused(json!({"limit_by": "ip"})),
+            (
+                "@entity".into(),
+                "at least one of these fields must be non-empty: 'config.second', 'config.minute', 'config.hour', \
+                 'config.day', 'config.month', 'config.year'"
+                    .into()
+            )
+        );
+        // Every entity check runs, as Kong's do: one answer names every problem.
+        assert_eq!(
+            validated(json!({"policy": "redis"})).unwrap_err(),
+            [
+                (
+                    "@entity".to_owned(),
+                    "at least one of these fields must be non-empty: 'config.second', 'config.minute', \
+                     'config.hour', 'config.day', 'config.month', 'config.year'"
+                        .to_owned()
+                ),
+                ("config.redis.host".to_owned(), "required field missing".to_owned()),
+                ("@entity".to_owned(), "failed conditional validation given value of field 'config.policy'".to_owned()),
+            ]
         );
         assert_eq!(refused(json!({"minute": 0})), ("config.minute".into(), "value must be greater than 0".into()));
         assert_eq!(refused(json!({"hour": -1})).1, "value must be greater than 0");
@@ -363,15 +384,14 @@ mod tests {
 
     #[test]
     fn header_and_path_are_required_by_their_limit_by() {
+        let given_limit_by = "failed conditional validation given value of field 'config.limit_by'".to_owned();
         assert_eq!(
-            refused(json!({"second": 1, "limit_by": "header"})).1,
-            "config.header_name: required field missing (failed conditional validation given value of field \
-             'config.limit_by')"
+            required_given(json!({"second": 1, "limit_by": "header"})),
+            ("config.header_name".to_owned(), given_limit_by.clone())
         );
         assert_eq!(
-            refused(json!({"second": 1, "limit_by": "path"})).1,
-            "config.path: required field missing (failed conditional validation given value of field \
-             'config.limit_by')"
+            required_given(json!({"second": 1, "limit_by": "path"})),
+            ("config.path".to_owned(), given_limit_by)
         );
         assert!(validated(json!({"second": 1, "limit_by": "header", "header_name": "X-Api_Key"})).is_ok());
         assert!(validated(json!({"second": 1, "limit_by": "path", "path": "/a/b%2Fc"})).is_ok());
@@ -400,9 +420,11 @@ mod tests {
     #[test]
     fn policies_their_redis_block_and_sync_rate() {
         assert_eq!(
-            refused(json!({"second": 1, "policy": "redis"})).1,
-            "config.redis.host: required field missing (failed conditional validation given value of field \
-             'config.policy')"
+            required_given(json!({"second": 1, "policy": "redis"})),
+            (
+                "config.redis.host".to_owned(),
+                "failed conditional validation given value of field 'config.policy'".to_owned()
+            )
         );
         let config =
             validated(json!({"second": 1, "policy": "redis", "redis": {"host": "127.0.0.1", "password": "pw"}}))

@@ -36,16 +36,14 @@ pub struct Config {
 }
 
 /// Kong's custom validator: `message` excludes `body`, `content_type` needs `body`, `echo` takes neither.
-pub fn check(config: &Map<String, Value>) -> Result<(), String> {
+pub fn check(config: &Map<String, Value>, checks: &mut super::Checks) {
     let set = |f: &str| config.get(f).is_some_and(|v| !v.is_null());
+    // One custom validator in Kong: the first failure is its message.
     if set("message") && set("body") {
-        return Err("message cannot be used with content_type or body".into());
+        checks.config("message cannot be used with content_type or body");
+    } else if set("content_type") && !set("body") {
+        checks.config("content_type requires a body");
+    } else if config.get("echo") == Some(&Value::Bool(true)) && (set("content_type") || set("body")) {
+        checks.config("echo cannot be used with content_type and body");
     }
-    if set("content_type") && !set("body") {
-        return Err("content_type requires a body".into());
-    }
-    if config.get("echo") == Some(&Value::Bool(true)) && (set("content_type") || set("body")) {
-        return Err("echo cannot be used with content_type and body".into());
-    }
-    Ok(())
 }
