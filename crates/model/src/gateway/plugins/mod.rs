@@ -5,7 +5,10 @@
 //! the other way round.
 
 pub mod oauth2_introspection;
+pub mod request_size_limiting;
 pub mod request_termination;
+pub mod request_transformer;
+pub mod response_transformer;
 
 use serde_json::{Map, Value};
 
@@ -30,7 +33,13 @@ pub fn no_check(_: &Map<String, Value>) -> Result<(), String> {
 }
 
 /// Every plugin the control plane accepts. The gateway's registry must hold the same set (a test there checks).
-pub const PLUGINS: &[&PluginInfo] = &[&oauth2_introspection::INFO, &request_termination::INFO];
+pub const PLUGINS: &[&PluginInfo] = &[
+    &oauth2_introspection::INFO,
+    &request_termination::INFO,
+    &request_size_limiting::INFO,
+    &request_transformer::INFO,
+    &response_transformer::INFO,
+];
 
 pub fn info(name: &str) -> Option<&'static PluginInfo> {
     PLUGINS.iter().copied().find(|p| p.name == name)
