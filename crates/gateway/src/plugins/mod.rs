@@ -26,7 +26,10 @@ pub mod auth;
 pub mod oauth2_introspection;
 #[cfg(test)]
 pub(crate) mod probe;
+pub mod request_size_limiting;
 pub mod request_termination;
+pub mod request_transformer;
+pub mod response_transformer;
 
 use std::any::Any;
 use std::borrow::Cow;
@@ -72,7 +75,13 @@ pub struct Phases {
 }
 
 /// The plugins this build runs, in no particular order.
-pub const BUILTIN: &[&PluginDef] = &[&oauth2_introspection::PLUGIN, &request_termination::PLUGIN];
+pub const BUILTIN: &[&PluginDef] = &[
+    &oauth2_introspection::PLUGIN,
+    &request_termination::PLUGIN,
+    &request_size_limiting::PLUGIN,
+    &request_transformer::PLUGIN,
+    &response_transformer::PLUGIN,
+];
 
 /// The plugins a gateway can run: [`BUILTIN`], plus any a test adds.
 #[derive(Debug, Clone)]
@@ -155,6 +164,39 @@ pub struct RequestContext<'a> {
     /// Set by an authentication plugin (Kong's `kong.client.get_credential()`).
     pub credential: Option<Credential>,
     pub slots: &'a mut Slots,
+    /// How the client framed its body, before the proxy read it (a chunked body read whole gets a
+    /// `Content-Length`, and `Transfer-Encoding` never reaches plugins).
+    pub framing: Framing,
+    /// The regex path the route matched with, for plugins that read its captures (`uri_captures`).
+    pub path_regex: Option<&'a regex::Regex>,
+    /// Set by a plugin: the upstream request's method (`request-transformer`'s `http_method`).
+    pub upstream_method: Option<http::Method>,
+    /// Set by a plugin: the upstream path, instead of the one routing made (`request-transformer`'s `replace.uri`).
+    pub upstream_path: Option<String>,
+    /// Set by a plugin: the upstream `Host`, whatever `preserve_host` says (`request-transformer`'s `Host`).
+    pub upstream_host: Option<http::HeaderValue>,
+    /// Set by a plugin (`request-size-limiting`): the most bytes a streamed body (`body` is `None`) may carry. The
+    /// proxy counts them as they stream and ends the request with Kong's 413 past it.
+    pub body_limit: Option<u64>,
+}
+
+/// How the client framed its request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// `Content-Length`, as the client sent it.
+    Length(u64),
+    /// HTTP/1 `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Neither: no body over HTTP/1, a body of unannounced length over HTTP/2.
+    Unannounced,
+}
+
+/// A transformation of a whole response body, registered by a plugin during `response` (Kong's `body_filter`
+/// that buffers the body). The proxy reads the body whole (up to a bound) only when one is registered, so other
+/// responses stream untouched.
+pub trait BodyFilter: Send + Sync + std::fmt::Debug {
+    /// The new body, or `None` to keep this one (a body the filter cannot parse).
+    fn filter(&self, body: &[u8]) -> Option<Bytes>;
 }
 
 /// What an authentication plugin accepted a request with; for token plugins, the token itself (Kong's credential
@@ -221,6 +263,8 @@ pub struct ResponseContext<'a> {
     pub headers: &'a mut HeaderMap,
     pub consumer: Option<&'a Consumer>,
     pub slots: &'a mut Slots,
+    /// Filters of the whole body, in the order plugins registered them; empty (and unallocated) for most.
+    pub body_filters: &'a mut Vec<Arc<dyn BodyFilter>>,
 }
 
 /// How a request ended.
