@@ -236,6 +236,14 @@ impl Body for ClientBody {
     }
 }
 
+/// A transformation of a whole response body, registered by a plugin during `response` (Kong's `body_filter`
+/// that buffers the body). The proxy reads the body whole (up to a bound) only when one is registered, so other
+/// responses stream untouched.
+pub trait BodyFilter: Send + Sync + std::fmt::Debug {
+    /// The new body, or `None` to keep this one (a body the filter cannot parse).
+    fn filter(&self, body: &[u8]) -> Option<Bytes>;
+}
+
 /// The most a response body is read for body filters: past it, what was read and the rest go to the client
 /// untouched (with a log line), so a large download never sits in memory whole.
 pub const FILTERED_BODY_LIMIT: usize = 8 * 1024 * 1024;
@@ -244,7 +252,7 @@ pub const FILTERED_BODY_LIMIT: usize = 8 * 1024 * 1024;
 /// [`FILTERED_BODY_LIMIT`] streams through as it came.
 pub struct FilteredBody {
     inner: ResponseBody,
-    filters: Vec<std::sync::Arc<dyn crate::plugins::BodyFilter>>,
+    filters: Vec<std::sync::Arc<dyn BodyFilter>>,
     read: Vec<Bytes>,
     len: usize,
     limit: usize,
@@ -268,15 +276,11 @@ impl std::fmt::Debug for FilteredBody {
 }
 
 impl FilteredBody {
-    pub fn new(inner: ResponseBody, filters: Vec<std::sync::Arc<dyn crate::plugins::BodyFilter>>) -> Self {
+    pub fn new(inner: ResponseBody, filters: Vec<std::sync::Arc<dyn BodyFilter>>) -> Self {
         Self::with_limit(inner, filters, FILTERED_BODY_LIMIT)
     }
 
-    pub fn with_limit(
-        inner: ResponseBody,
-        filters: Vec<std::sync::Arc<dyn crate::plugins::BodyFilter>>,
-        limit: usize,
-    ) -> Self {
+    pub fn with_limit(inner: ResponseBody, filters: Vec<std::sync::Arc<dyn BodyFilter>>, limit: usize) -> Self {
         Self { inner, filters, read: Vec::new(), len: 0, limit, state: Filtering::Reading, trailers: None }
     }
 

@@ -191,13 +191,8 @@ pub enum Framing {
     Unannounced,
 }
 
-/// A transformation of a whole response body, registered by a plugin during `response` (Kong's `body_filter`
-/// that buffers the body). The proxy reads the body whole (up to a bound) only when one is registered, so other
-/// responses stream untouched.
-pub trait BodyFilter: Send + Sync + std::fmt::Debug {
-    /// The new body, or `None` to keep this one (a body the filter cannot parse).
-    fn filter(&self, body: &[u8]) -> Option<Bytes>;
-}
+/// Registered during `response` to rewrite the whole body (defined with the body types, which run it).
+pub use crate::body::BodyFilter;
 
 /// What an authentication plugin accepted a request with; for token plugins, the token itself (Kong's credential
 /// id for them, which rate limiting by credential keys on). `Debug` never shows it.
