@@ -493,4 +493,21 @@ mod tests {
         }
         assert!(Template::parse("$(headers.ordinary)").is_ok(), "`or` only as a whole word");
     }
+
+    proptest::proptest! {
+        /// The parser sees operator-supplied text: it never panics, text without a placeholder comes back as it
+        /// was, and a rendered reference keeps the text around it.
+        #[test]
+        fn templates_never_panic_and_keep_plain_text(input in "\\PC{0,40}", text in "[^$]{0,20}", name in "[a-z_]{1,8}") {
+            let _ = Template::parse(&input);
+            let plain = Template::parse(&text).unwrap();
+            proptest::prop_assert_eq!(plain.as_plain(), Some(text.as_str()));
+            let t = Template::parse(&format!("{text}$(headers.{name}){text}")).unwrap();
+            let want_text = (!text.is_empty()).then(|| Part::Text(text.clone()));
+            let mut want: Vec<Part> = want_text.clone().into_iter().collect();
+            want.push(Part::Expr(vec![Term::Lookup(Source::Headers, Key::Name(name.clone()))]));
+            want.extend(want_text);
+            proptest::prop_assert_eq!(t.parts, want);
+        }
+    }
 }
