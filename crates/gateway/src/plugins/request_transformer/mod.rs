@@ -5,7 +5,7 @@
 //!
 //! Values are templates (`model`'s `Template`: `$(headers.x)`, `$(query_params["y"])`, `$(uri_captures[1])`,
 //! literals and `or`), parsed when the instance is built and rendered against the request as the client sent it,
-//! before any change. Body changes need the body in memory: a body the proxy streams (larger than 64 KiB, or
+//! before any change. Bodies may be JSON, form-encoded or multipart. Body changes need the body in memory: a body the proxy streams (larger than 64 KiB, or
 //! without a length on a route that does not buffer) goes upstream unchanged, with a log line.
 
 use std::borrow::Cow;
@@ -472,7 +472,51 @@ impl RequestTransformer {
         changed.then(|| Bytes::from(encode(args.iter())))
     }
 
-    fn transform_body(&self, ctx: &mut RequestContext<'_>, env: &Env<'_>) {
+    /// Kong's multipart steps (lua-multipart): rename, remove, replace, add; no append. A part that is set
+    /// becomes a simple `form-data` part (a renamed file loses its file name, as in Kong) and goes last.
+    async fn transform_multipart(&self, body: &Bytes, content_type: &str, env: &Env<'_>) -> Option<Bytes> {
+        let boundary = multer::parse_boundary(content_type).ok()?;
+        let mut parts = match Box::pin(multipart_parts(body, &boundary)).await {
+            Ok(parts) => parts,
+            Err(e) => {
+                tracing::info!(error = %e, "request-transformer: the multipart body does not parse; sent unchanged");
+                return None;
+            }
+        };
+        let has_content = !body.is_empty();
+        let mut changed = false;
+        if has_content {
+            for (old, new) in &self.rename.body.0 {
+                let new = env.render(new);
+                if let Some(i) = parts.iter().position(|p| p.name == *old)
+                    && *old != new
+                {
+                    let value = parts.remove(i).data;
+                    set_simple(&mut parts, new, value);
+                    changed = true;
+                }
+            }
+            for (name, _) in &self.remove.body.0 {
+                parts.retain(|p| p.name != *name);
+                changed = true;
+            }
+            for (name, value) in &self.replace.body.0 {
+                if parts.iter().any(|p| p.name == *name) {
+                    set_simple(&mut parts, name.clone(), Bytes::from(env.render(value)));
+                    changed = true;
+                }
+            }
+        }
+        for (name, value) in &self.add.body.0 {
+            if !parts.iter().any(|p| p.name == *name) {
+                set_simple(&mut parts, name.clone(), Bytes::from(env.render(value)));
+                changed = true;
+            }
+        }
+        changed.then(|| encode_multipart(&boundary, &parts))
+    }
+
+    async fn transform_body(&self, ctx: &mut RequestContext<'_>, env: &Env<'_>) {
         let Some(kind) = body_kind(ctx.headers) else { return };
         let Some(body) = ctx.body.as_ref() else {
             tracing::info!(
@@ -485,11 +529,9 @@ impl RequestTransformer {
             BodyKind::Json => self.transform_json(body, env),
             BodyKind::Form => self.transform_form(body, env),
             BodyKind::Multipart => {
-                tracing::info!(
-                    request_id = ctx.request_id,
-                    "request-transformer: multipart bodies are not transformed"
-                );
-                None
+                let content_type =
+                    ctx.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+                self.transform_multipart(body, content_type, env).await
             }
         };
         if let Some(new) = transformed {
@@ -545,7 +587,7 @@ impl Plugin for RequestTransformer {
         }
         self.transform_headers(ctx, &env);
         if self.transforms_body {
-            self.transform_body(ctx, &env);
+            self.transform_body(ctx, &env).await;
         }
         if self.transforms_query {
             let mut args = Self::query_args(ctx);
@@ -554,6 +596,54 @@ impl Plugin for RequestTransformer {
         }
         Flow::Continue
     }
+}
+
+/// One part of a multipart body: its name, its header lines as sent, its content.
+#[derive(Debug)]
+struct MultipartPart {
+    name: String,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    data: Bytes,
+}
+
+async fn multipart_parts(body: &Bytes, boundary: &str) -> Result<Vec<MultipartPart>, multer::Error> {
+    let stream = futures_util::stream::once(std::future::ready(Ok::<_, std::convert::Infallible>(body.clone())));
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    let mut parts = Vec::new();
+    while let Some(field) = multipart.next_field().await? {
+        let name = field.name().unwrap_or_default().to_owned();
+        let headers = field.headers().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let data = field.bytes().await?;
+        parts.push(MultipartPart { name, headers, data });
+    }
+    Ok(parts)
+}
+
+/// lua-multipart's `set_simple`: the named part's value, as a plain `form-data` part at the end.
+fn set_simple(parts: &mut Vec<MultipartPart>, name: String, data: Bytes) {
+    parts.retain(|p| p.name != name);
+    let disposition = format!("form-data; name=\"{}\"", name.replace('"', "%22"));
+    let headers =
+        HeaderValue::from_str(&disposition).map(|v| vec![(header::CONTENT_DISPOSITION, v)]).unwrap_or_default();
+    parts.push(MultipartPart { name, headers, data });
+}
+
+fn encode_multipart(boundary: &str, parts: &[MultipartPart]) -> Bytes {
+    let mut out = Vec::new();
+    for part in parts {
+        out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        for (name, value) in &part.headers {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&part.data);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    Bytes::from(out)
 }
 
 /// A rendered path as a request target: bytes a path may not hold (spaces, `?`, `#`, controls, non-ASCII) are

@@ -213,3 +213,38 @@ async fn templates_read_the_request_as_sent() {
     assert_eq!(headers["x-flag"], "true", "a bare parameter is Lua's true");
     assert_eq!(up["uri"], "/?auth=dXNlcg&copied=k1&flag");
 }
+
+#[tokio::test]
+async fn multipart_bodies_as_lua_multipart_does() {
+    let h = Harness::start(vec![route(10, &["/b"])], vec![plugin(NAME, 10, body_config())]).await;
+    let boundary = "XyZ";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"secret\"\r\n\r\ns\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"old\"; filename=\"o.txt\"\r\nContent-Type: text/plain\r\n\r\nfile\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"rep\"\r\n\r\nr\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"kept\"\r\n\r\nk\r\n--{boundary}--\r\n"
+    );
+    let up = echo(
+        reqwest::Client::new()
+            .post(h.url("/b"))
+            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .body(body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let sent = up["body"].as_str().unwrap();
+    let part = |name: &str, value: &str| format!("content-disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n");
+    // Kong's order: rename (the file becomes a plain part named `new`, last), remove, replace (last), add; no append.
+    let want = [
+        format!("--{boundary}\r\n{}", part("kept", "k")),
+        format!("--{boundary}\r\n{}", part("new", "file")),
+        format!("--{boundary}\r\n{}", part("rep", "R")),
+        format!("--{boundary}\r\n{}", part("add", "A")),
+        format!("--{boundary}--\r\n"),
+    ]
+    .concat();
+    assert_eq!(sent, want);
+    assert_eq!(up["headers"]["content-length"], sent.len().to_string());
+}
