@@ -23,7 +23,7 @@ async fn headers_in_kongs_order() {
                 "remove": {"headers": ["x-gone", "host"]},
                 "rename": {"headers": ["x-old:x-new", "x-absent:x-never"]},
                 "replace": {"headers": ["x-rep:replaced", "x-absent-rep:never"]},
-                "add": {"headers": ["x-add:added", "x-rep:not-added", "host:ignored"]},
+                "add": {"headers": ["x-add:added", "x-rep:not-added", "host:ignored", "x-forwarded-proto:ftp"]},
                 "append": {"headers": ["x-app:one", "x-app:two", "x-rep:more"]},
             }),
         )],
@@ -45,6 +45,7 @@ async fn headers_in_kongs_order() {
     assert_eq!(up["x-rep"], json!(["replaced", "more"]), "replaced, then appended to");
     assert_eq!(up["x-add"], "added");
     assert_eq!(up["x-app"], json!(["one", "two"]));
+    assert_eq!(up["x-forwarded-proto"], "http", "X-Forwarded-* are the gateway's, as in Kong");
     let host = up["host"].as_str().unwrap();
     assert!(
         host.starts_with("127.0.0.1:") && host != h.url("").trim_start_matches("http://"),
