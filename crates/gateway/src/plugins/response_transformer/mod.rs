@@ -115,7 +115,10 @@ pub(crate) fn is_json(headers: &HeaderMap) -> bool {
 impl Plugin for ResponseTransformer {
     fn response(&self, ctx: &mut ResponseContext<'_>) {
         self.transform_headers(ctx.headers);
+        // 204 and 304 carry no body to transform, and must keep their headers as they are.
+        let bodiless = matches!(ctx.status, http::StatusCode::NO_CONTENT | http::StatusCode::NOT_MODIFIED);
         if let Some(json) = &self.json
+            && !bodiless
             && is_json(ctx.headers)
         {
             // The body is about to change length; the head goes out before it is read.
@@ -236,6 +239,8 @@ impl BodyFilter for JsonTransforms {
     fn filter(&self, body: &[u8]) -> Option<Bytes> {
         let mut object = match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(object)) => object,
+            // A `HEAD` answer: nothing to transform, nothing worth a warning.
+            _ if body.is_empty() => return None,
             _ => {
                 tracing::warn!("response-transformer: body transform failed: the body is not a JSON object");
                 return None;

@@ -89,6 +89,16 @@ async fn non_json_bodies_are_untouched() {
     assert_eq!(res.text().await.unwrap(), "[1,2]", "JSON, but not an object");
     let res = answer(&h, "application/json", "{broken", 2).await;
     assert_eq!(res.text().await.unwrap(), "{broken", "does not parse");
+    // A HEAD answer has no body to parse: it stays empty.
+    let res = reqwest::Client::new()
+        .head(h.url("/r"))
+        .header("x-respond-type", "application/json")
+        .header("x-respond-body", "{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((res.status().as_u16(), res.headers()["x-add"].to_str().unwrap()), (200, "A"));
+    assert!(res.bytes().await.unwrap().is_empty());
     // A media type list with JSON in it counts (Kong's is_json_body).
     let res = answer(&h, "text/html, application/json", r#"{"secret":"s"}"#, 0).await;
     assert_eq!(res.json::<Value>().await.unwrap()["added"], "yes");
@@ -109,6 +119,20 @@ async fn bodies_past_the_bound_stream_through() {
     assert_eq!(small.collect().await.unwrap().to_bytes(), "ABC");
     let large = FilteredBody::with_limit(ResponseBody::Local(full("abcdefghijk")), vec![std::sync::Arc::new(Upper)], 8);
     assert_eq!(large.collect().await.unwrap().to_bytes(), "abcdefghijk");
+    // Trailers follow the filtered body.
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    let frames: Vec<Result<hyper::body::Frame<Bytes>, crate::body::BoxError>> = vec![
+        Ok(hyper::body::Frame::data(Bytes::from_static(b"ab"))),
+        Ok(hyper::body::Frame::data(Bytes::from_static(b"c"))),
+        Ok(hyper::body::Frame::trailers(trailers)),
+    ];
+    let stream = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
+    let with_trailers =
+        FilteredBody::new(ResponseBody::Local(BodyExt::boxed(stream)), vec![std::sync::Arc::new(Upper)]);
+    let collected = with_trailers.collect().await.unwrap();
+    assert_eq!(collected.trailers().unwrap()["grpc-status"], "0");
+    assert_eq!(collected.to_bytes(), "ABC");
 }
 
 #[test]
