@@ -169,15 +169,30 @@ pub struct RequestContext<'a> {
     pub framing: Framing,
     /// The regex path the route matched with, for plugins that read its captures (`uri_captures`).
     pub path_regex: Option<&'a regex::Regex>,
-    /// Set by a plugin: the upstream request's method (`request-transformer`'s `http_method`).
-    pub upstream_method: Option<http::Method>,
-    /// Set by a plugin: the upstream path, instead of the one routing made (`request-transformer`'s `replace.uri`).
-    pub upstream_path: Option<String>,
-    /// Set by a plugin: the upstream `Host`, whatever `preserve_host` says (`request-transformer`'s `Host`).
-    pub upstream_host: Option<http::HeaderValue>,
+    /// Set by a plugin: changes to the upstream request beyond headers and query (`request-transformer`). Boxed,
+    /// and allocated only when a plugin makes one, so requests whose plugins change nothing carry one pointer.
+    pub upstream: Option<Box<UpstreamChanges>>,
     /// Set by a plugin (`request-size-limiting`): the most bytes a streamed body (`body` is `None`) may carry. The
     /// proxy counts them as they stream and ends the request with Kong's 413 past it.
     pub body_limit: Option<u64>,
+}
+
+/// What a plugin changed in the upstream request, applied when the proxy composes it.
+#[derive(Debug, Default)]
+pub struct UpstreamChanges {
+    /// The method (`http_method`).
+    pub method: Option<http::Method>,
+    /// The whole path, instead of the one routing made (Kong's `set_path`: the service's path not prepended).
+    pub path: Option<String>,
+    /// The `Host`, whatever the route's `preserve_host` says.
+    pub host: Option<http::HeaderValue>,
+}
+
+impl RequestContext<'_> {
+    /// The upstream changes, made on first use.
+    pub fn upstream_mut(&mut self) -> &mut UpstreamChanges {
+        self.upstream.get_or_insert_with(Default::default)
+    }
 }
 
 /// How the client framed its request body.

@@ -522,9 +522,7 @@ impl Proxy {
             slots: &mut state.slots,
             framing,
             path_regex,
-            upstream_method: None,
-            upstream_path: None,
-            upstream_host: None,
+            upstream: None,
             body_limit: None,
         };
         state.reached_access = true;
@@ -543,8 +541,7 @@ impl Proxy {
             Some(std::borrow::Cow::Owned(q)) => Some(Some(q)),
             None => parts.uri.query().map(|_| None),
         };
-        let (upstream_method, replaced_path, upstream_host) =
-            (ctx.upstream_method.take(), ctx.upstream_path.take(), ctx.upstream_host.take());
+        let changes = ctx.upstream.take();
         if let (Some(limit), Some(stream)) = (ctx.body_limit, streaming.as_mut()) {
             stream.limit(limit);
         }
@@ -563,6 +560,10 @@ impl Proxy {
         let query = match &replaced_query {
             Some(replaced) => replaced.as_deref(),
             None => parts.uri.query(),
+        };
+        let (upstream_method, replaced_path, upstream_host) = match changes {
+            Some(changes) => (changes.method, changes.path, changes.host),
+            None => (None, None, None),
         };
         let upstream = match replaced_path {
             // Kong's `set_path`: the whole upstream path, the service's path not prepended.

@@ -349,6 +349,7 @@ fn truthy(value: Option<&Value>) -> bool {
 impl RequestTransformer {
     fn transform_headers(&self, ctx: &mut RequestContext<'_>, env: &Env<'_>) {
         let headers = &mut *ctx.headers;
+        let mut host = None;
         // Kong takes `Host` out of the table it transforms: only `replace` (and a rename or append onto it) sets
         // the upstream Host, whatever the route's `preserve_host`.
         for (name, _) in &self.remove.headers {
@@ -367,7 +368,7 @@ impl RequestTransformer {
             if let header::Entry::Occupied(entry) = headers.entry(old) {
                 let values: Vec<HeaderValue> = entry.remove_entry_mult().1.collect();
                 if new == header::HOST {
-                    ctx.upstream_host = values.into_iter().next();
+                    host = values.into_iter().next();
                     continue;
                 }
                 headers.remove(&new);
@@ -386,7 +387,7 @@ impl RequestTransformer {
         };
         for (name, template) in &self.replace.headers {
             if *name == header::HOST {
-                ctx.upstream_host = value_of(template).or(ctx.upstream_host.take());
+                host = value_of(template).or(host);
             } else if headers.contains_key(name)
                 && let Some(value) = value_of(template)
             {
@@ -404,10 +405,13 @@ impl RequestTransformer {
         for (name, template) in &self.append.headers {
             let Some(value) = value_of(template) else { continue };
             if *name == header::HOST {
-                ctx.upstream_host = Some(value);
+                host = Some(value);
             } else {
                 headers.append(name, value);
             }
+        }
+        if host.is_some() {
+            ctx.upstream_mut().host = host;
         }
     }
 
@@ -563,10 +567,10 @@ impl Plugin for RequestTransformer {
                 );
                 return error(StatusCode::INTERNAL_SERVER_ERROR, "An unexpected error occurred", ctx.request_id);
             }
-            ctx.upstream_path = Some(escape_path(&path));
+            ctx.upstream_mut().path = Some(escape_path(&path));
         }
         if let Some(method) = &self.http_method {
-            ctx.upstream_method = Some(method.clone());
+            ctx.upstream_mut().method = Some(method.clone());
             if matches!(method.as_str(), "GET" | "HEAD" | "TRACE")
                 && body_kind(ctx.headers) == Some(BodyKind::Form)
                 && let Some(body) = ctx.body.as_ref()
