@@ -23,6 +23,7 @@ async fn bad_configs_get_kongs_400_naming_the_field() {
     };
     let e = refused("request-size-limiting", json!({"size_unit": "gigabytes"})).await;
     assert_eq!(e["fields"]["config"]["size_unit"], "expected one of: megabytes, kilobytes, bytes");
+    assert_eq!(e["message"], "schema violation (config.size_unit: expected one of: megabytes, kilobytes, bytes)");
     let e = refused("request-size-limiting", json!({"allowed_payload_size": "1MB"})).await;
     assert_eq!(e["fields"]["config"]["allowed_payload_size"], "expected an integer");
 

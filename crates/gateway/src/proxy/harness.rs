@@ -3,7 +3,8 @@
 //!
 //! The upstream answers every request with JSON describing what it received (`method`, `uri`, `headers`, `body`),
 //! unless the request asks otherwise: `x-respond-type` sets the answer's `Content-Type` and `x-respond-body` its
-//! body (sent as the upstream's), `x-respond-chunks` sends that body in that many chunks without a length.
+//! body (sent as the upstream's), `x-respond-chunks` sends that body in that many chunks without a length, and
+//! `x-respond-status` sets the status.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -54,8 +55,10 @@ async fn echo(req: Request<Incoming>) -> Result<Response<UpstreamBody>, Infallib
             (header("x-respond-type").unwrap_or_else(|| "application/json".into()), Bytes::from(echo.to_string()))
         }
     };
-    let response = Response::builder().header("content-type", content_type);
+    let status = header("x-respond-status").and_then(|s| s.parse::<u16>().ok()).unwrap_or(200);
+    let response = Response::builder().status(status).header("content-type", content_type);
     let body = match header("x-respond-chunks").and_then(|n| n.parse::<usize>().ok()) {
+        _ if matches!(status, 204 | 304) => http_body_util::Either::Left(Full::new(Bytes::new())),
         Some(n) if n > 0 => {
             let size = body.len().div_ceil(n).max(1);
             let frames: Vec<_> = body.chunks(size).map(|c| Ok(Frame::data(Bytes::copy_from_slice(c)))).collect();

@@ -99,6 +99,20 @@ async fn non_json_bodies_are_untouched() {
         .unwrap();
     assert_eq!((res.status().as_u16(), res.headers()["x-add"].to_str().unwrap()), (200, "A"));
     assert!(res.bytes().await.unwrap().is_empty());
+    // 204 and 304 have no body: no filter, and their headers stay as they are.
+    for status in ["204", "304"] {
+        let res = reqwest::Client::new()
+            .get(h.url("/r"))
+            .header("x-respond-type", "application/json")
+            .header("x-respond-body", "{}")
+            .header("x-respond-status", status)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_str(), status);
+        assert_eq!(res.headers()["x-add"], "A", "headers still change");
+        assert!(res.bytes().await.unwrap().is_empty());
+    }
     // A media type list with JSON in it counts (Kong's is_json_body).
     let res = answer(&h, "text/html, application/json", r#"{"secret":"s"}"#, 0).await;
     assert_eq!(res.json::<Value>().await.unwrap()["added"], "yes");
