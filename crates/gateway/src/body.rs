@@ -23,6 +23,8 @@ pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
 pub enum ResponseBody {
     Proxied(IdleTimeoutBody<hyper::body::Incoming>),
     Local(ProxyBody),
+    /// Either of the above, read whole and rewritten by plugins' body filters.
+    Filtered(Box<FilteredBody>),
 }
 
 impl Body for ResponseBody {
@@ -33,6 +35,7 @@ impl Body for ResponseBody {
         match self.get_mut() {
             Self::Proxied(body) => Pin::new(body).poll_frame(cx),
             Self::Local(body) => Pin::new(body).poll_frame(cx),
+            Self::Filtered(body) => Pin::new(body.as_mut()).poll_frame(cx),
         }
     }
 
@@ -40,6 +43,7 @@ impl Body for ResponseBody {
         match self {
             Self::Proxied(body) => body.is_end_stream(),
             Self::Local(body) => body.is_end_stream(),
+            Self::Filtered(body) => body.is_end_stream(),
         }
     }
 
@@ -47,6 +51,7 @@ impl Body for ResponseBody {
         match self {
             Self::Proxied(body) => body.size_hint(),
             Self::Local(body) => body.size_hint(),
+            Self::Filtered(body) => body.size_hint(),
         }
     }
 }
@@ -141,11 +146,32 @@ pub fn caused_by_client_body(error: &(dyn std::error::Error + 'static)) -> bool 
     false
 }
 
+/// A streamed request body grew past the limit a plugin set (`request-size-limiting`): the proxy answers Kong's
+/// 413 when the upstream has not answered yet.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body is larger than {0} bytes")]
+pub struct BodyLimitExceeded(pub u64);
+
+/// Whether `error`, or anything it was caused by, is a [`BodyLimitExceeded`].
+pub fn caused_by_body_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if e.is::<BodyLimitExceeded>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// A request body streamed upstream: the bytes read ahead (while the proxy waited to see whether the body would
-/// fit in memory), then the rest as it arrives, with at most `timeout` between two reads.
+/// fit in memory), then the rest as it arrives, with at most `timeout` between two reads; counted against `limit`
+/// when a plugin set one.
 pub struct ClientBody {
     read_ahead: Option<Bytes>,
     rest: IdleTimeoutBody<hyper::body::Incoming>,
+    limit: Option<u64>,
+    seen: u64,
 }
 
 impl std::fmt::Debug for ClientBody {
@@ -157,7 +183,22 @@ impl std::fmt::Debug for ClientBody {
 impl ClientBody {
     pub fn new(read_ahead: Bytes, rest: hyper::body::Incoming, timeout: Duration) -> Self {
         let read_ahead = (!read_ahead.is_empty()).then_some(read_ahead);
-        Self { read_ahead, rest: IdleTimeoutBody::new(rest, timeout) }
+        Self { read_ahead, rest: IdleTimeoutBody::new(rest, timeout), limit: None, seen: 0 }
+    }
+
+    /// Fails the body once more than `limit` bytes have come through (the read-ahead included).
+    pub fn limit(&mut self, limit: u64) {
+        self.limit = Some(self.limit.map_or(limit, |l| l.min(limit)));
+    }
+
+    fn count(&mut self, frame: &Frame<Bytes>) -> Result<(), BoxError> {
+        if let (Some(limit), Some(data)) = (self.limit, frame.data_ref()) {
+            self.seen += data.len() as u64;
+            if self.seen > limit {
+                return Err(Box::new(BodyLimitExceeded(limit)));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -165,13 +206,18 @@ impl Body for ClientBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if let Some(bytes) = self.read_ahead.take() {
-            return Poll::Ready(Some(Ok(Frame::data(bytes))));
-        }
-        Pin::new(&mut self.rest)
-            .poll_frame(cx)
-            .map(|frame| frame.map(|f| f.map_err(|e| Box::new(ClientBodyError(e)) as BoxError)))
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let frame = match this.read_ahead.take() {
+            Some(bytes) => Frame::data(bytes),
+            None => match Pin::new(&mut this.rest).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => frame,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(Box::new(ClientBodyError(e))))),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            },
+        };
+        Poll::Ready(Some(this.count(&frame).map(|()| frame)))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -187,6 +233,129 @@ impl Body for ClientBody {
             hint.set_upper(upper + ahead);
         }
         hint
+    }
+}
+
+/// A transformation of a whole response body, registered by a plugin during `response` (Kong's `body_filter`
+/// that buffers the body). The proxy reads the body whole (up to a bound) only when one is registered, so other
+/// responses stream untouched.
+pub trait BodyFilter: Send + Sync + std::fmt::Debug {
+    /// The new body, or `None` to keep this one (a body the filter cannot parse).
+    fn filter(&self, body: &[u8]) -> Option<Bytes>;
+}
+
+/// The most a response body is read for body filters: past it, what was read and the rest go to the client
+/// untouched (with a log line), so a large download never sits in memory whole.
+pub const FILTERED_BODY_LIMIT: usize = 8 * 1024 * 1024;
+
+/// A response body read whole, rewritten by the filters, and sent as one frame; trailers follow it. One past
+/// [`FILTERED_BODY_LIMIT`] streams through as it came.
+pub struct FilteredBody {
+    inner: ResponseBody,
+    filters: Vec<std::sync::Arc<dyn BodyFilter>>,
+    read: Vec<Bytes>,
+    len: usize,
+    limit: usize,
+    state: Filtering,
+    trailers: Option<http::HeaderMap>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Filtering {
+    Reading,
+    /// Over the limit: what was read goes out first, then the rest as it comes.
+    Passing,
+    /// The filtered body went out; the trailers, if any, are left.
+    Done,
+}
+
+impl std::fmt::Debug for FilteredBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FilteredBody").field("filters", &self.filters).field("len", &self.len).finish_non_exhaustive()
+    }
+}
+
+impl FilteredBody {
+    pub fn new(inner: ResponseBody, filters: Vec<std::sync::Arc<dyn BodyFilter>>) -> Self {
+        Self::with_limit(inner, filters, FILTERED_BODY_LIMIT)
+    }
+
+    pub fn with_limit(inner: ResponseBody, filters: Vec<std::sync::Arc<dyn BodyFilter>>, limit: usize) -> Self {
+        Self { inner, filters, read: Vec::new(), len: 0, limit, state: Filtering::Reading, trailers: None }
+    }
+
+    fn filtered(&mut self) -> Bytes {
+        let mut body = match self.read.len() {
+            1 => self.read.pop().unwrap_or_default(),
+            _ => {
+                let mut whole = Vec::with_capacity(self.len);
+                self.read.drain(..).for_each(|chunk| whole.extend_from_slice(&chunk));
+                Bytes::from(whole)
+            }
+        };
+        for filter in &self.filters {
+            if let Some(changed) = filter.filter(&body) {
+                body = changed;
+            }
+        }
+        body
+    }
+}
+
+impl Body for FilteredBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            match this.state {
+                Filtering::Done => return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t)))),
+                Filtering::Passing if !this.read.is_empty() => {
+                    return Poll::Ready(Some(Ok(Frame::data(this.read.remove(0)))));
+                }
+                Filtering::Passing => return Pin::new(&mut this.inner).poll_frame(cx),
+                Filtering::Reading => {}
+            }
+            match std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        this.len += data.len();
+                        this.read.push(data);
+                        if this.len > this.limit {
+                            tracing::info!(
+                                limit = this.limit,
+                                "response body too large to transform; sent as the upstream sent it"
+                            );
+                            this.state = Filtering::Passing;
+                        }
+                    }
+                    // Trailers end the data: the filtered body goes first, the trailers after it.
+                    Err(frame) => {
+                        this.trailers = frame.into_trailers().ok();
+                        this.state = Filtering::Done;
+                        return Poll::Ready(Some(Ok(Frame::data(this.filtered()))));
+                    }
+                },
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => {
+                    this.state = Filtering::Done;
+                    return Poll::Ready(Some(Ok(Frame::data(this.filtered()))));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self.state {
+            Filtering::Done => self.trailers.is_none(),
+            Filtering::Passing => self.read.is_empty() && self.inner.is_end_stream(),
+            Filtering::Reading => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
     }
 }
 

@@ -95,6 +95,8 @@ pub enum ProxyError {
     MethodNotAllowed,
     /// A body that must be read whole is over the limit.
     PayloadTooLarge,
+    /// A streamed body grew past `request-size-limiting`'s limit (Kong's 413 and message).
+    SizeLimitExceeded,
     /// The upstream answered with something that is not HTTP, or reset the connection.
     BadGateway,
     /// No upstream connection could be made.
@@ -109,7 +111,7 @@ impl ProxyError {
     pub fn side(self) -> Side {
         match self {
             ProxyError::BadRequest | ProxyError::RequestTimeout | ProxyError::MethodNotAllowed => Side::Client,
-            ProxyError::PayloadTooLarge => Side::Client,
+            ProxyError::PayloadTooLarge | ProxyError::SizeLimitExceeded => Side::Client,
             ProxyError::BadGateway | ProxyError::GatewayTimeout => Side::Upstream,
             ProxyError::NoRoute | ProxyError::NoService | ProxyError::Unavailable | ProxyError::Internal => {
                 Side::Gateway
@@ -124,7 +126,7 @@ impl ProxyError {
             ProxyError::BadRequest => StatusCode::BAD_REQUEST,
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::PayloadTooLarge | ProxyError::SizeLimitExceeded => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BadGateway => StatusCode::BAD_GATEWAY,
             ProxyError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -140,6 +142,7 @@ impl ProxyError {
             ProxyError::MethodNotAllowed => "Method not allowed",
             ProxyError::RequestTimeout => "Request timeout",
             ProxyError::PayloadTooLarge => "Payload too large",
+            ProxyError::SizeLimitExceeded => "Request size limit exceeded",
             ProxyError::BadGateway => "An invalid response was received from the upstream server",
             ProxyError::Unavailable => "Service unavailable",
             ProxyError::GatewayTimeout => "The upstream server is timing out",
@@ -187,6 +190,7 @@ mod tests {
         for (e, status, message) in [
             (ProxyError::NoRoute, 404, "no Route matched with those values"),
             (ProxyError::PayloadTooLarge, 413, "Payload too large"),
+            (ProxyError::SizeLimitExceeded, 413, "Request size limit exceeded"),
             (ProxyError::MethodNotAllowed, 405, "Method not allowed"),
             (ProxyError::RequestTimeout, 408, "Request timeout"),
             (ProxyError::BadGateway, 502, "An invalid response was received from the upstream server"),
@@ -202,13 +206,14 @@ mod tests {
         }
     }
 
-    const EVERY_ERROR: [ProxyError; 10] = [
+    const EVERY_ERROR: [ProxyError; 11] = [
         ProxyError::NoRoute,
         ProxyError::NoService,
         ProxyError::BadRequest,
         ProxyError::RequestTimeout,
         ProxyError::MethodNotAllowed,
         ProxyError::PayloadTooLarge,
+        ProxyError::SizeLimitExceeded,
         ProxyError::BadGateway,
         ProxyError::Unavailable,
         ProxyError::GatewayTimeout,
@@ -225,6 +230,7 @@ mod tests {
             | ProxyError::RequestTimeout
             | ProxyError::MethodNotAllowed
             | ProxyError::PayloadTooLarge
+            | ProxyError::SizeLimitExceeded
             | ProxyError::BadGateway
             | ProxyError::Unavailable
             | ProxyError::GatewayTimeout

@@ -139,6 +139,8 @@ pub struct RouteMatch<'s, 'r> {
     pub route: &'s Arc<RouteConfig>,
     /// The part of the path the route matched (the whole regex match, or the prefix).
     pub matched: Option<&'r str>,
+    /// The regex path that matched, for plugins that read its captures.
+    pub regex: Option<&'s Regex>,
 }
 
 #[derive(Debug, Default)]
@@ -243,12 +245,14 @@ impl Router {
                     return None;
                 }
             }
-            let matched = match &c.path {
-                None => None,
-                Some(PathRule::Prefix(p)) => Some(&req.path[..req.path.starts_with(p.as_str()).then_some(p.len())?]),
-                Some(PathRule::Regex(re)) => Some(&req.path[..re.find(req.path)?.end()]),
+            let (matched, regex) = match &c.path {
+                None => (None, None),
+                Some(PathRule::Prefix(p)) => {
+                    (Some(&req.path[..req.path.starts_with(p.as_str()).then_some(p.len())?]), None)
+                }
+                Some(PathRule::Regex(re)) => (Some(&req.path[..re.find(req.path)?.end()]), Some(re)),
             };
-            Some(RouteMatch { route: &c.route, matched })
+            Some(RouteMatch { route: &c.route, matched, regex })
         })
     }
 }

@@ -31,7 +31,10 @@ pub mod oauth2_introspection;
 #[cfg(test)]
 pub(crate) mod probe;
 pub mod rate_limiting;
+pub mod request_size_limiting;
 pub mod request_termination;
+pub mod request_transformer;
+pub mod response_transformer;
 
 use std::any::Any;
 use std::borrow::Cow;
@@ -86,7 +89,10 @@ pub const BUILTIN: &[&PluginDef] = &[
     &ip_restriction::PLUGIN,
     &oauth2_introspection::PLUGIN,
     &rate_limiting::PLUGIN,
+    &request_size_limiting::PLUGIN,
     &request_termination::PLUGIN,
+    &request_transformer::PLUGIN,
+    &response_transformer::PLUGIN,
 ];
 
 /// The plugins a gateway can run: [`BUILTIN`], plus any a test adds.
@@ -171,6 +177,17 @@ pub struct RequestContext<'a> {
     pub credential: Option<Credential>,
     pub slots: &'a mut Slots,
     pub connection: Connection,
+    /// How the client framed its body, before the proxy read it (a chunked body read whole gets a
+    /// `Content-Length`, and `Transfer-Encoding` never reaches plugins).
+    pub framing: Framing,
+    /// The regex path the route matched with, for plugins that read its captures (`uri_captures`).
+    pub path_regex: Option<&'a regex::Regex>,
+    /// Set by a plugin: changes to the upstream request beyond headers and query (`request-transformer`). Boxed,
+    /// and allocated only when a plugin makes one, so requests whose plugins change nothing carry one pointer.
+    pub upstream: Option<Box<UpstreamChanges>>,
+    /// Set by a plugin (`request-size-limiting`): the most bytes a streamed body (`body` is `None`) may carry. The
+    /// proxy counts them as they stream and ends the request with Kong's 413 past it.
+    pub body_limit: Option<u64>,
 }
 
 /// The client connection a request came on: what Kong reads from nginx's variables (`$server_addr`,
@@ -184,6 +201,38 @@ pub struct Connection {
     /// Requests made on the connection so far, this one included (refused ones too, as nginx counts them).
     pub requests: u64,
 }
+
+/// What a plugin changed in the upstream request, applied when the proxy composes it.
+#[derive(Debug, Default)]
+pub struct UpstreamChanges {
+    /// The method (`http_method`).
+    pub method: Option<http::Method>,
+    /// The whole path, instead of the one routing made (Kong's `set_path`: the service's path not prepended).
+    pub path: Option<String>,
+    /// The `Host`, whatever the route's `preserve_host` says.
+    pub host: Option<http::HeaderValue>,
+}
+
+impl RequestContext<'_> {
+    /// The upstream changes, made on first use.
+    pub fn upstream_mut(&mut self) -> &mut UpstreamChanges {
+        self.upstream.get_or_insert_with(Default::default)
+    }
+}
+
+/// How the client framed its request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// `Content-Length`, as the client sent it.
+    Length(u64),
+    /// HTTP/1 `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Neither: no body over HTTP/1, a body of unannounced length over HTTP/2.
+    Unannounced,
+}
+
+/// Registered during `response` to rewrite the whole body (defined with the body types, which run it).
+pub use crate::body::BodyFilter;
 
 /// What an authentication plugin accepted a request with; for token plugins, the token itself (Kong's credential
 /// id for them, which rate limiting by credential keys on). `Debug` never shows it.
@@ -250,6 +299,8 @@ pub struct ResponseContext<'a> {
     pub consumer: Option<&'a Consumer>,
     pub slots: &'a mut Slots,
     pub connection: Connection,
+    /// Filters of the whole body, in the order plugins registered them; empty (and unallocated) for most.
+    pub body_filters: &'a mut Vec<Arc<dyn BodyFilter>>,
 }
 
 /// How a request ended.

@@ -34,14 +34,16 @@ use tokio::time::Instant;
 use gatehouse_model::gateway::snapshot::ConfigSnapshot;
 
 use crate::access_log::{AccessLog, AccessLogSettings, Line, WorkerLog};
-use crate::body::{ClientBody, IdleTimeoutBody, ProxyBody, ResponseBody, caused_by_client_body, empty, full};
+use crate::body::{
+    ClientBody, FilteredBody, IdleTimeoutBody, ProxyBody, ResponseBody, caused_by_client_body, empty, full,
+};
 use crate::config::{Compiled, compile};
 use crate::error::CompileError;
 use crate::error::{GatewayError, INSPECTED_BODY_LIMIT, ProxyError, Side};
 use crate::framing::{Verdicts, Watched};
 use crate::phases::RequestState;
-use crate::plugins::{LogContext, Outcome, Registry, RequestContext, ResponseContext, RewriteContext};
-use crate::router::{RequestFacts, normalize_path, upstream_path};
+use crate::plugins::{Framing, LogContext, Outcome, Registry, RequestContext, ResponseContext, RewriteContext};
+use crate::router::{RequestFacts, normalize_path};
 use crate::timer::Sleeps;
 use crate::upstream::{Pool, PoolKey, Sender};
 
@@ -294,7 +296,7 @@ impl Proxy {
         let (parts, body) = error.to_response(request_id.text()).into_parts();
         let mut response = Response::from_parts(parts, body.map_err(|never| match never {}).boxed());
         self.finish_local(&mut response, request_id, started);
-        if matches!(error, ProxyError::BadRequest | ProxyError::RequestTimeout) {
+        if matches!(error, ProxyError::BadRequest | ProxyError::RequestTimeout | ProxyError::SizeLimitExceeded) {
             // After a framing error, or a body left half-read, the connection's byte stream cannot be trusted:
             // close it.
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -341,6 +343,7 @@ impl Proxy {
             crate::phases::settle(&mut state);
         }
         if !state.ran.is_empty() {
+            let mut body_filters = Vec::new();
             let mut ctx = ResponseContext {
                 request_id: request_id.text(),
                 status,
@@ -348,8 +351,12 @@ impl Proxy {
                 consumer: state.consumer.as_deref(),
                 slots: &mut state.slots,
                 connection: state.connection,
+                body_filters: &mut body_filters,
             };
             crate::phases::response(&state.ran, &mut ctx);
+            if !body_filters.is_empty() {
+                response = response.map(|body| ResponseBody::Filtered(Box::new(FilteredBody::new(body, body_filters))));
+            }
         }
         let latencies = state.latencies(started.elapsed());
         let ctx = LogContext {
@@ -451,6 +458,7 @@ impl Proxy {
         };
         let route = matched.route;
         let matched_part = matched.matched;
+        let path_regex = matched.regex;
         state.route = Some(route);
         if !route.protocols.iter().any(|p| matches!(p.as_str(), "http" | "grpc")) {
             state.outcome = Outcome::HttpsRequired;
@@ -471,6 +479,11 @@ impl Proxy {
         let declared =
             headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
         let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+        let framing = match (declared, chunked) {
+            (Some(n), _) => Framing::Length(n),
+            (None, true) => Framing::Chunked,
+            (None, false) => Framing::Unannounced,
+        };
         // What the client meant for this hop only goes before any plugin runs: a `Connection` option applied
         // later could name, and so remove, an identity header a plugin has just set.
         strip_hop_by_hop(&mut headers);
@@ -521,6 +534,10 @@ impl Proxy {
             credential: None,
             slots: &mut state.slots,
             connection: state.connection,
+            framing,
+            path_regex,
+            upstream: None,
+            body_limit: None,
         };
         state.reached_access = true;
         let answered = crate::phases::access(config, &mut state.ran, &mut ctx).await;
@@ -538,6 +555,10 @@ impl Proxy {
             Some(std::borrow::Cow::Owned(q)) => Some(Some(q)),
             None => parts.uri.query().map(|_| None),
         };
+        let changes = ctx.upstream.take();
+        if let (Some(limit), Some(stream)) = (ctx.body_limit, streaming.as_mut()) {
+            stream.limit(limit);
+        }
         drop(ctx);
         // Room for the gateway's own headers (forwarded headers, request id, Via), so the map grows at most once
         // rather than rehashing as they are added. Not before the plugins: an authentication plugin may replace
@@ -554,13 +575,29 @@ impl Proxy {
             Some(replaced) => replaced.as_deref(),
             None => parts.uri.query(),
         };
-        let upstream = upstream_path(service.path.as_deref(), route.strip_path, matched_part, &path, query);
+        let (upstream_method, replaced_path, upstream_host) = match changes {
+            Some(changes) => (changes.method, changes.path, changes.host),
+            None => (None, None, None),
+        };
+        let upstream = match replaced_path {
+            // Kong's `set_path`: the whole upstream path, the service's path not prepended.
+            Some(mut replaced) => {
+                if let Some(query) = query {
+                    replaced.push('?');
+                    replaced.push_str(query);
+                }
+                replaced
+            }
+            None => crate::router::upstream_path(service.path.as_deref(), route.strip_path, matched_part, &path, query),
+        };
         let target = &service.target;
         // Origin form: the connection already goes to the service.
         let Ok(uri) = http::uri::PathAndQuery::try_from(upstream).map(http::Uri::from) else {
             return Err(self.fail(state, ProxyError::BadRequest, request_id, started));
         };
-        if !route.preserve_host || host_header.is_empty() {
+        if let Some(host) = upstream_host {
+            headers.insert(header::HOST, host);
+        } else if !route.preserve_host || host_header.is_empty() {
             headers.insert(header::HOST, target.host.clone());
         } else if target_host.replaces_header
             && let Some(value) = target_host.value.clone()
@@ -591,7 +628,7 @@ impl Proxy {
             (None, None) => empty(),
         };
         let mut upstream_request = Request::new(body);
-        *upstream_request.method_mut() = parts.method;
+        *upstream_request.method_mut() = upstream_method.unwrap_or(parts.method);
         *upstream_request.uri_mut() = uri;
         *upstream_request.headers_mut() = headers;
         let sequential = parts.version < http::Version::HTTP_2;
@@ -682,6 +719,8 @@ fn split_host_port(value: &str, default_port: u16) -> (Cow<'_, str>, u16) {
 }
 
 mod forwarded;
+#[cfg(test)]
+pub(crate) mod harness;
 mod ingress;
 mod send;
 mod serve;

@@ -87,9 +87,12 @@ impl Proxy {
     }
 }
 
-/// Who failed when a request could not be completed upstream: the client's body (400, or 408 when it stalled),
-/// or the upstream (504 when it timed out, else 502).
+/// Who failed when a request could not be completed upstream: the client's body (400, or 408 when it stalled, or
+/// Kong's 413 past `request-size-limiting`'s limit), or the upstream (504 when it timed out, else 502).
 pub(super) fn classify_send_error(error: hyper::Error) -> GatewayError {
+    if crate::body::caused_by_body_limit(&error) {
+        return GatewayError::new(ProxyError::SizeLimitExceeded, Side::Client).caused_by(error);
+    }
     let (kind, side) = match (caused_by_client_body(&error), is_timeout(&error)) {
         (true, true) => (ProxyError::RequestTimeout, Side::Client),
         (true, false) => (ProxyError::BadRequest, Side::Client),

@@ -10,7 +10,10 @@ pub mod cors;
 pub mod ip_restriction;
 pub mod oauth2_introspection;
 pub mod rate_limiting;
+pub mod request_size_limiting;
 pub mod request_termination;
+pub mod request_transformer;
+pub mod response_transformer;
 
 use serde_json::{Map, Value};
 
@@ -107,7 +110,10 @@ pub const PLUGINS: &[&PluginInfo] = &[
     &ip_restriction::INFO,
     &oauth2_introspection::INFO,
     &rate_limiting::INFO,
+    &request_size_limiting::INFO,
     &request_termination::INFO,
+    &request_transformer::INFO,
+    &response_transformer::INFO,
 ];
 
 pub fn info(name: &str) -> Option<&'static PluginInfo> {
