@@ -52,7 +52,7 @@ impl Entry {
 #[derive(Debug)]
 pub struct BatchedCounters {
     inner: Arc<dyn Counters>,
-    entries: papaya::HashMap<CounterKey, Entry>,
+    entries: papaya::HashMap<CounterKey, Entry, super::KeyHasher>,
     clock: SharedClock,
     /// One sync at a time: two would both send the same unsent requests.
     syncing: tokio::sync::Mutex<()>,
@@ -67,8 +67,12 @@ impl BatchedCounters {
         clock: SharedClock,
         runtime: &tokio::runtime::Handle,
     ) -> Arc<Self> {
-        let counters =
-            Arc::new(Self { inner, entries: papaya::HashMap::new(), clock, syncing: tokio::sync::Mutex::new(()) });
+        let counters = Arc::new(Self {
+            inner,
+            entries: papaya::HashMap::with_hasher(super::KeyHasher::default()),
+            clock,
+            syncing: tokio::sync::Mutex::new(()),
+        });
         let weak = Arc::downgrade(&counters);
         runtime.spawn(Self::sync_every(weak, interval));
         counters

@@ -11,7 +11,7 @@ use super::{CounterError, CounterKey, Counters};
 
 #[derive(Debug)]
 pub struct LocalCounters {
-    counters: papaya::HashMap<CounterKey, AtomicU64>,
+    counters: papaya::HashMap<CounterKey, AtomicU64, super::KeyHasher>,
     clock: SharedClock,
     /// The second of the last sweep for ended windows; one increment per second sweeps.
     swept_at: AtomicI64,
@@ -19,7 +19,7 @@ pub struct LocalCounters {
 
 impl LocalCounters {
     pub fn new(clock: SharedClock) -> Self {
-        Self { counters: papaya::HashMap::new(), clock, swept_at: AtomicI64::new(0) }
+        Self { counters: papaya::HashMap::with_hasher(super::KeyHasher::default()), clock, swept_at: AtomicI64::new(0) }
     }
 
     pub fn len(&self) -> usize {

@@ -47,7 +47,8 @@ const fn window_length(period: Period) -> i64 {
     }
 }
 
-const LIMIT_HEADERS: [HeaderName; 6] = [
+// Statics, not consts: indexing a const array builds (and drops) the whole array at every use.
+static LIMIT_HEADERS: [HeaderName; 6] = [
     HeaderName::from_static("x-ratelimit-limit-second"),
     HeaderName::from_static("x-ratelimit-limit-minute"),
     HeaderName::from_static("x-ratelimit-limit-hour"),
@@ -55,7 +56,7 @@ const LIMIT_HEADERS: [HeaderName; 6] = [
     HeaderName::from_static("x-ratelimit-limit-month"),
     HeaderName::from_static("x-ratelimit-limit-year"),
 ];
-const REMAINING_HEADERS: [HeaderName; 6] = [
+static REMAINING_HEADERS: [HeaderName; 6] = [
     HeaderName::from_static("x-ratelimit-remaining-second"),
     HeaderName::from_static("x-ratelimit-remaining-minute"),
     HeaderName::from_static("x-ratelimit-remaining-hour"),
@@ -105,6 +106,8 @@ impl FailureLog {
 pub struct RateLimiting {
     /// The configured periods, shortest first, with their limits.
     limits: SmallVec<[(Period, f64); 6]>,
+    /// The limits as the header values that announce them, by period.
+    limit_values: [Option<HeaderValue>; 6],
     limit_by: LimitBy,
     header_name: Option<HeaderName>,
     path: Option<String>,
@@ -168,8 +171,13 @@ impl RateLimiting {
             .ok()
             .and_then(|code| StatusCode::from_u16(code).ok())
             .ok_or_else(|| format!("error_code {} is not an HTTP status", parsed.error_code))?;
+        let mut limit_values: [Option<HeaderValue>; 6] = Default::default();
+        for &(period, limit) in &limits {
+            limit_values[period as usize] = Some(number(limit));
+        }
         Ok(Self {
             limits,
+            limit_values,
             limit_by: parsed.limit_by,
             header_name,
             path: parsed.path,
@@ -281,18 +289,19 @@ struct Usage {
 /// Kong's client headers, kept in the plugin's slot between `access` and `response`.
 #[derive(Debug)]
 struct ClientHeaders {
-    periods: SmallVec<[(Period, f64, f64); 6]>,
-    /// The period with the least remaining (ties: the longer window): limit, remaining, seconds to its end.
-    limit: f64,
+    /// (period, remaining after this request) for every configured period.
+    periods: SmallVec<[(Period, f64); 6]>,
+    /// The period with the least remaining (ties: the longer window), its remaining and seconds to its end.
+    chosen: Period,
     remaining: f64,
     reset: i64,
 }
 
 impl Usage {
     fn headers(&self, now: i64) -> ClientHeaders {
-        let mut chosen: Option<(f64, f64, i64, i64)> = None;
+        let mut chosen: Option<(Period, f64, i64, i64)> = None;
         let mut periods = SmallVec::new();
-        for &(period, limit, remaining) in &self.periods {
+        for &(period, _, remaining) in &self.periods {
             // A request that passes counts against every period; a stopped one only against those spent.
             let shown = if !self.stopped || remaining <= 0.0 { remaining - 1.0 } else { remaining };
             let shown = shown.max(0.0);
@@ -301,23 +310,25 @@ impl Usage {
                 chosen.is_none_or(|(_, least, longest, _)| shown < least || (shown == least && window > longest));
             if better {
                 let (_, end) = bounds(period, now);
-                chosen = Some((limit, shown, window, (end - now).max(1)));
+                chosen = Some((period, shown, window, (end - now).max(1)));
             }
-            periods.push((period, limit, shown));
+            periods.push((period, shown));
         }
-        let (limit, remaining, _, reset) = chosen.unwrap_or((0.0, 0.0, 0, 1));
-        ClientHeaders { periods, limit, remaining, reset }
+        let (chosen, remaining, _, reset) = chosen.unwrap_or((Period::Second, 0.0, 0, 1));
+        ClientHeaders { periods, chosen, remaining, reset }
     }
 }
 
 impl ClientHeaders {
-    fn apply(&self, headers: &mut HeaderMap) {
-        for &(period, limit, remaining) in &self.periods {
+    /// `limits`: the instance's limits as header values, by period (made once, when the instance is built).
+    fn apply(&self, limits: &[Option<HeaderValue>; 6], headers: &mut HeaderMap) {
+        let limit = |period: Period| limits[period as usize].clone().unwrap_or(HeaderValue::from_static("0"));
+        for &(period, remaining) in &self.periods {
             let i = period as usize;
-            headers.insert(LIMIT_HEADERS[i].clone(), number(limit));
+            headers.insert(LIMIT_HEADERS[i].clone(), limit(period));
             headers.insert(REMAINING_HEADERS[i].clone(), number(remaining));
         }
-        headers.insert(RATELIMIT_LIMIT, number(self.limit));
+        headers.insert(RATELIMIT_LIMIT, limit(self.chosen));
         headers.insert(RATELIMIT_REMAINING, number(self.remaining));
         headers.insert(RATELIMIT_RESET, HeaderValue::from(self.reset));
     }
@@ -416,7 +427,7 @@ impl Plugin for RateLimiting {
             let h = response.headers_mut();
             h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
             if let Some(headers) = headers {
-                headers.apply(h);
+                headers.apply(&self.limit_values, h);
                 h.insert(RETRY_AFTER, HeaderValue::from(headers.reset));
             }
             return Flow::Respond(response);
@@ -429,7 +440,7 @@ impl Plugin for RateLimiting {
 
     fn response(&self, ctx: &mut ResponseContext<'_>) {
         if let Some(headers) = ctx.slots.get::<ClientHeaders>(NAME) {
-            headers.apply(ctx.headers);
+            headers.apply(&self.limit_values, ctx.headers);
         }
     }
 }

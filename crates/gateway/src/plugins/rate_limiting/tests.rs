@@ -63,15 +63,15 @@ fn the_ratelimit_headers_name_the_period_with_the_least_left() {
     let usage = |periods: &[(Period, f64, f64)], stopped| Usage { periods: periods.iter().copied().collect(), stopped };
     // Passing: every period counts this request.
     let h = usage(&[(Period::Second, 10.0, 10.0), (Period::Minute, 20.0, 5.0)], false).headers(NOW);
-    assert_eq!((h.limit, h.remaining, h.reset), (20.0, 4.0, 34));
-    assert_eq!(h.periods.as_slice(), [(Period::Second, 10.0, 9.0), (Period::Minute, 20.0, 4.0)]);
+    assert_eq!((h.chosen, h.remaining, h.reset), (Period::Minute, 4.0, 34));
+    assert_eq!(h.periods.as_slice(), [(Period::Second, 9.0), (Period::Minute, 4.0)]);
     // Equal remaining: the longer window, so a client waits long enough.
     let h = usage(&[(Period::Second, 3.0, 3.0), (Period::Hour, 3.0, 3.0)], false).headers(NOW);
-    assert_eq!((h.limit, h.remaining, h.reset), (3.0, 2.0, 3600 - 9 * 60 - 26));
+    assert_eq!((h.chosen, h.remaining, h.reset), (Period::Hour, 2.0, 3600 - 9 * 60 - 26));
     // Stopped by the second: the minute, which it did not spend, is shown as it is.
     let h = usage(&[(Period::Second, 2.0, 0.0), (Period::Minute, 20.0, 5.0)], true).headers(NOW);
-    assert_eq!(h.periods.as_slice(), [(Period::Second, 2.0, 0.0), (Period::Minute, 20.0, 5.0)]);
-    assert_eq!((h.limit, h.remaining, h.reset), (2.0, 0.0, 1));
+    assert_eq!(h.periods.as_slice(), [(Period::Second, 0.0), (Period::Minute, 5.0)]);
+    assert_eq!((h.chosen, h.remaining, h.reset), (Period::Second, 0.0, 1));
     // A fractional limit: what is left is printed as Kong prints numbers.
     assert_eq!(number(2.5), "2.5");
     assert_eq!(number(100.0), "100");
