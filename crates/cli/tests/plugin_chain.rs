@@ -187,3 +187,39 @@ async fn two_nodes_on_one_postgres_enforce_one_cluster_limit_exactly() {
     b.node.shutdown().await;
     a.stop().await;
 }
+
+/// `rate-limiting` with its Redis unreachable (a closed loopback port), through a real node: with `fault_tolerant`
+/// requests pass without rate-limiting headers; without it they get Kong's 500, and the upstream never sees them.
+#[tokio::test]
+async fn an_unreachable_redis_lets_requests_through_only_when_fault_tolerant() {
+    // A port that was just free: nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let node = TestNode::start().await;
+    node.example_service().await;
+    let upstream = format!("{}/anything", node.echo_url());
+    node.admin_ok(Method::POST, "/services", json!({"name": "strict", "url": upstream})).await;
+    node.admin_ok(Method::POST, "/services/strict/routes", json!({"name": "strict-route", "paths": ["/strict"]})).await;
+    for (route, fault_tolerant) in [("example-route", true), ("strict-route", false)] {
+        node.admin_ok(
+            Method::POST,
+            &format!("/routes/{route}/plugins"),
+            json!({"name": "rate-limiting", "config": {"minute": 5, "policy": "redis", "fault_tolerant": fault_tolerant,
+                "redis": {"host": "127.0.0.1", "port": closed, "timeout": 500}}}),
+        )
+        .await;
+    }
+    node.wait_config().await;
+    let http = reqwest::Client::new();
+
+    for _ in 0..7 {
+        let res = http.get(format!("{}/anything", node.proxy_url())).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "fault tolerant: passes, more often than the limit too");
+        assert!(res.headers().get("x-ratelimit-limit-minute").is_none(), "nothing was counted, nothing is shown");
+    }
+    let res = http.get(format!("{}/strict", node.proxy_url())).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["message"], "An unexpected error occurred");
+    assert!(body["request_id"].is_string(), "{body}");
+    node.stop().await;
+}
