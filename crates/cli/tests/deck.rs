@@ -9,78 +9,9 @@ use reqwest::Method;
 use serde_json::Value;
 
 use common::bin;
+use common::deck::{Deck, lines, summary};
 use gatehouse_store::testing::TempDir;
 use gatehouse_testkit::{TestNode, run_with_input};
-
-/// Where decK commands run: a directory for files, and how to reach the node.
-struct Deck {
-    dir: TempDir,
-    env: Vec<(&'static str, String)>,
-}
-
-impl Deck {
-    /// Against the node's Kong Admin API.
-    fn admin(node: &TestNode) -> Deck {
-        Deck { dir: TempDir::new("deck"), env: vec![("DECK_KONG_ADDR", node.node.admin_url())] }
-    }
-
-    /// Konnect mode against the node's platform API and its served control plane.
-    fn konnect(node: &TestNode) -> Deck {
-        Deck {
-            dir: TempDir::new("deck"),
-            env: vec![
-                ("DECK_KONNECT_ADDR", node.platform.clone()),
-                ("DECK_KONNECT_TOKEN", node.token.clone()),
-                ("DECK_KONNECT_CONTROL_PLANE_NAME", node.node.control_plane.name.clone()),
-            ],
-        }
-    }
-
-    fn write(&self, name: &str, text: &str) -> String {
-        std::fs::write(self.dir.path().join(name), text).unwrap();
-        name.to_owned()
-    }
-
-    fn read(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(name)).unwrap()
-    }
-
-    /// `gatehouse gateway ARGS` (or `gatehouse file …` when `args` starts with `file`).
-    async fn run(&self, args: &[&str]) -> (i32, String, String) {
-        self.run_input(args, None).await
-    }
-
-    async fn run_input(&self, args: &[&str], input: Option<&str>) -> (i32, String, String) {
-        let mut all = vec!["gateway"];
-        if args.first() == Some(&"file") {
-            all.clear();
-        }
-        all.extend_from_slice(args);
-        run_with_input(&bin(), &all, &self.env, self.dir.path(), input).await
-    }
-
-    /// Runs and expects success; returns stdout.
-    async fn ok(&self, args: &[&str]) -> String {
-        let (code, out, err) = self.run(args).await;
-        assert_eq!(code, 0, "{args:?} failed\nstdout:\n{out}\nstderr:\n{err}");
-        out
-    }
-}
-
-/// The console lines before the summary.
-fn lines(out: &str) -> Vec<&str> {
-    out.lines().take_while(|l| *l != "Summary:").filter(|l| !l.starts_with([' ', '-', '+'])).collect()
-}
-
-fn summary(out: &str) -> (usize, usize, usize) {
-    let count = |what: &str| {
-        out.lines()
-            .find_map(|l| l.trim().strip_prefix(what))
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {what} in\n{out}"))
-    };
-    (count("Created:"), count("Updated:"), count("Deleted:"))
-}
 
 async fn names(node: &TestNode, collection: &str) -> Vec<String> {
     let (_, list) = node.admin(Method::GET, &format!("/{collection}"), None).await;

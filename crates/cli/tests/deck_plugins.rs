@@ -11,9 +11,8 @@ mod common;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use common::bin;
-use gatehouse_store::testing::TempDir;
-use gatehouse_testkit::{TestNode, run_with_input};
+use common::deck::{Deck, summary};
+use gatehouse_testkit::TestNode;
 
 /// Each plugin with every field of its config set away from its default (values Kong's schemas accept); a field
 /// that excludes another one set here is set to `null` explicitly.
@@ -94,16 +93,6 @@ fn state_file() -> String {
     .to_string()
 }
 
-/// `gatehouse gateway ARGS` (`gatehouse file …` for `file` commands) in `dir`; asserts success and returns stdout.
-async fn deck(node: &TestNode, dir: &TempDir, args: &[&str]) -> String {
-    let env = vec![("DECK_KONG_ADDR", node.node.admin_url())];
-    let mut all = if args.first() == Some(&"file") { vec![] } else { vec!["gateway"] };
-    all.extend_from_slice(args);
-    let (code, out, err) = run_with_input(&bin(), &all, &env, dir.path(), None).await;
-    assert_eq!(code, 0, "{args:?}\nstdout:\n{out}\nstderr:\n{err}");
-    out
-}
-
 /// Every field set in `full_configs` holds the value set, as the Admin API returns it.
 async fn assert_stored(node: &TestNode, when: &str) {
     let (_, list) = node.admin(Method::GET, "/plugins?size=100", None).await;
@@ -143,22 +132,22 @@ async fn every_field_of_every_plugin_round_trips_through_deck() {
         }
     }
     let node = TestNode::start().await;
-    let dir = TempDir::new("deck-plugins");
-    std::fs::write(dir.path().join("kong.yaml"), state_file()).unwrap();
-    deck(&node, &dir, &["file", "validate", "kong.yaml"]).await;
-    let out = deck(&node, &dir, &["sync", "kong.yaml"]).await;
-    assert!(out.contains(&format!("Created: {}", names.len() + 3)), "{out}");
+    let deck = Deck::admin(&node);
+    let file = deck.write("kong.yaml", &state_file());
+    deck.ok(&["file", "validate", &file]).await;
+    let out = deck.ok(&["sync", &file]).await;
+    assert_eq!(summary(&out), (names.len() + 3, 0, 0), "{out}");
     assert_stored(&node, "after sync").await;
 
-    deck(&node, &dir, &["dump", "-o", "dump.yaml"]).await;
-    let dumped = std::fs::read_to_string(dir.path().join("dump.yaml")).unwrap();
+    deck.ok(&["dump", "-o", "dump"]).await;
+    let dumped = deck.read("dump.yaml");
     for name in &names {
         assert!(dumped.contains(&format!("name: {name}")), "{name} missing from the dump:\n{dumped}");
     }
-    let out = deck(&node, &dir, &["sync", "dump.yaml"]).await;
-    assert!(out.contains("Created: 0") && out.contains("Updated: 0") && out.contains("Deleted: 0"), "{out}");
-    let out = deck(&node, &dir, &["diff", "kong.yaml"]).await;
-    assert!(out.contains("Created: 0") && out.contains("Updated: 0") && out.contains("Deleted: 0"), "{out}");
+    let out = deck.ok(&["sync", "dump.yaml"]).await;
+    assert_eq!(summary(&out), (0, 0, 0), "a dump syncs without changes:\n{out}");
+    let out = deck.ok(&["diff", &file]).await;
+    assert_eq!(summary(&out), (0, 0, 0), "the file and the node agree:\n{out}");
     assert_stored(&node, "after syncing the dump").await;
     node.stop().await;
 }

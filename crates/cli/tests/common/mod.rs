@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod deck;
+
 use std::path::{Path, PathBuf};
 
 use gatehouse_runtime::master_key::MasterKey;
