@@ -49,6 +49,9 @@ impl Entry {
     }
 }
 
+/// The most counters a node batches, as many as the local policy keeps (`LocalCounters::DEFAULT_MAX_ENTRIES`).
+const MAX_ENTRIES: usize = super::local::LocalCounters::DEFAULT_MAX_ENTRIES;
+
 #[derive(Debug)]
 pub struct BatchedCounters {
     inner: Arc<dyn Counters>,
@@ -155,6 +158,9 @@ impl BatchedCounters {
         for (key, &value) in keys.iter().zip(values) {
             match entries.get(key) {
                 Some(entry) => entry.learn(value, entry.sent.load(Ordering::SeqCst)),
+                // Past the bound, a new counter is not tracked here: its requests count in the store directly, one
+                // round trip each, so a client rotating identifiers costs round trips, never this node's memory.
+                None if entries.len() >= MAX_ENTRIES => {}
                 None => {
                     let entry = entries.get_or_insert_with(key.clone(), || Entry::at(value));
                     entry.learn(value, entry.sent.load(Ordering::SeqCst));

@@ -1,8 +1,14 @@
 //! The `local` policy: counters in this node's memory, in a lock-free map, so requests on every worker count in
 //! the same numbers without waiting on each other. Counters outlive configuration changes (the map is the node's)
 //! and are pruned once their window has ended.
+//!
+//! The map is bounded ([`LocalCounters::DEFAULT_MAX_ENTRIES`]), as Kong's 12 MB shared dictionary is: a key holds
+//! what a client chose (an address, a header value), and a client rotating addresses against a `day` or `year`
+//! limit would otherwise grow it until the windows end. Past the bound, ended windows go first, then the counters
+//! with the lowest counts (the rotating client's, each at 1), down to nine tenths of the bound; those clients start
+//! again from 0, as Kong's least recently used ones do.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use gatehouse_model::SharedClock;
@@ -15,11 +21,27 @@ pub struct LocalCounters {
     clock: SharedClock,
     /// The second of the last sweep for ended windows; one increment per second sweeps.
     swept_at: AtomicI64,
+    max_entries: usize,
+    /// Set while one thread evicts, so the others do not scan the map too.
+    evicting: AtomicBool,
 }
 
 impl LocalCounters {
+    /// About 200 bytes a counter: some 40 MB at the bound.
+    pub const DEFAULT_MAX_ENTRIES: usize = 200_000;
+
     pub fn new(clock: SharedClock) -> Self {
-        Self { counters: papaya::HashMap::with_hasher(super::KeyHasher::default()), clock, swept_at: AtomicI64::new(0) }
+        Self::with_max_entries(clock, Self::DEFAULT_MAX_ENTRIES)
+    }
+
+    pub fn with_max_entries(clock: SharedClock, max_entries: usize) -> Self {
+        Self {
+            counters: papaya::HashMap::with_hasher(super::KeyHasher::default()),
+            clock,
+            swept_at: AtomicI64::new(0),
+            max_entries: max_entries.max(1),
+            evicting: AtomicBool::new(false),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -38,6 +60,37 @@ impl LocalCounters {
         }
         self.counters.pin().retain(|key, _| key.expires_at > now);
     }
+
+    /// Brings the map back under nine tenths of its bound: ended windows first, then the lowest counts.
+    fn evict(&self) {
+        if self.evicting.swap(true, Ordering::Acquire) {
+            return;
+        }
+        let now = self.clock.get().now().secs();
+        let counters = self.counters.pin();
+        counters.retain(|key, _| key.expires_at > now);
+        let target = self.max_entries - self.max_entries / 10;
+        let excess = counters.len().saturating_sub(target);
+        if excess > 0 {
+            let mut counts: Vec<u64> = counters.iter().map(|(_, c)| c.load(Ordering::Relaxed)).collect();
+            // Another thread may have emptied the map meanwhile.
+            let Some(cut) = excess.min(counts.len()).checked_sub(1) else {
+                self.evicting.store(false, Ordering::Release);
+                return;
+            };
+            let (_, &mut threshold, _) = counts.select_nth_unstable(cut);
+            let mut left = excess;
+            counters.retain(|_, c| {
+                if left > 0 && c.load(Ordering::Relaxed) <= threshold {
+                    left -= 1;
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        self.evicting.store(false, Ordering::Release);
+    }
 }
 
 #[async_trait]
@@ -50,7 +103,12 @@ impl Counters for LocalCounters {
             .map(|key| {
                 let counter = match counters.get(key) {
                     Some(counter) => counter,
-                    None => counters.get_or_insert_with(key.clone(), || AtomicU64::new(0)),
+                    None => {
+                        if counters.len() >= self.max_entries {
+                            self.evict();
+                        }
+                        counters.get_or_insert_with(key.clone(), || AtomicU64::new(0))
+                    }
                 };
                 counter.fetch_add(by, Ordering::Relaxed).saturating_add(by)
             })
@@ -113,5 +171,23 @@ mod tests {
         counters.increment(&[key("b", now + 2)], 3).await.unwrap();
         assert_eq!(counters.len(), 1, "the ended window is gone");
         assert_eq!(counters.values(&[key("a", now)]).await.unwrap(), [0]);
+    }
+
+    #[tokio::test]
+    async fn a_client_rotating_identifiers_cannot_grow_the_map_past_its_bound() {
+        let clock = Arc::new(ManualClock::new(Timestamp::from_micros(1_000_000_000_000)));
+        let counters = LocalCounters::with_max_entries(SharedClock::new(clock.clone() as Arc<dyn Clock>), 100);
+        let now = clock.now().secs();
+        let year = |identifier: &str| CounterKey { expires_at: now + 31_536_000, ..key(identifier, now) };
+        // A regular client, counted often.
+        for _ in 0..50 {
+            counters.increment(&[year("regular")], 1).await.unwrap();
+        }
+        // A client with a new address every request, against a year-long window.
+        for i in 0..10_000 {
+            counters.increment(&[year(&format!("2001:db8::{i:x}"))], 1).await.unwrap();
+            assert!(counters.len() <= 100, "{} counters after {i} addresses", counters.len());
+        }
+        assert_eq!(counters.values(&[year("regular")]).await.unwrap(), [50], "the busy counter is kept");
     }
 }
