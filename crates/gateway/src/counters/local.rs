@@ -15,6 +15,8 @@ use gatehouse_model::SharedClock;
 
 use super::{CounterError, CounterKey, Counters};
 
+type Pinned<'m> = papaya::HashMapRef<'m, CounterKey, AtomicU64, super::KeyHasher, papaya::LocalGuard<'m>>;
+
 #[derive(Debug)]
 pub struct LocalCounters {
     counters: papaya::HashMap<CounterKey, AtomicU64, super::KeyHasher>,
@@ -61,6 +63,19 @@ impl LocalCounters {
         self.counters.pin().retain(|key, _| key.expires_at > now);
     }
 
+    /// The key's counter, made at 0 when missing (past the bound, after an eviction).
+    fn counter<'g>(&self, counters: &'g Pinned<'_>, key: &CounterKey) -> &'g AtomicU64 {
+        match counters.get(key) {
+            Some(counter) => counter,
+            None => {
+                if counters.len() >= self.max_entries {
+                    self.evict();
+                }
+                counters.get_or_insert_with(key.clone(), || AtomicU64::new(0))
+            }
+        }
+    }
+
     /// Brings the map back under nine tenths of its bound: ended windows first, then the lowest counts.
     fn evict(&self) {
         if self.evicting.swap(true, Ordering::Acquire) {
@@ -100,24 +115,25 @@ impl Counters for LocalCounters {
         let counters = self.counters.pin();
         Ok(keys
             .iter()
-            .map(|key| {
-                let counter = match counters.get(key) {
-                    Some(counter) => counter,
-                    None => {
-                        if counters.len() >= self.max_entries {
-                            self.evict();
-                        }
-                        counters.get_or_insert_with(key.clone(), || AtomicU64::new(0))
-                    }
-                };
-                counter.fetch_add(by, Ordering::Relaxed).saturating_add(by)
-            })
+            .map(|key| self.counter(&counters, key).fetch_add(by, Ordering::Relaxed).saturating_add(by))
             .collect())
     }
 
     async fn values(&self, keys: &[CounterKey]) -> Result<Vec<u64>, CounterError> {
         let counters = self.counters.pin();
         Ok(keys.iter().map(|key| counters.get(key).map_or(0, |c| c.load(Ordering::Relaxed))).collect())
+    }
+
+    /// One lookup per counter for the check and the count, where the default makes two calls and two lookups.
+    async fn count_within(&self, keys: &[CounterKey], limits: &[f64]) -> Result<Vec<u64>, CounterError> {
+        self.sweep();
+        let counters = self.counters.pin();
+        let found: smallvec::SmallVec<[&AtomicU64; 6]> = keys.iter().map(|key| self.counter(&counters, key)).collect();
+        let before: Vec<u64> = found.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        if before.iter().zip(limits).any(|(&count, &limit)| count as f64 >= limit) {
+            return Ok(before);
+        }
+        Ok(found.iter().map(|c| c.fetch_add(1, Ordering::Relaxed)).collect())
     }
 }
 
@@ -171,6 +187,35 @@ mod tests {
         counters.increment(&[key("b", now + 2)], 3).await.unwrap();
         assert_eq!(counters.len(), 1, "the ended window is gone");
         assert_eq!(counters.values(&[key("a", now)]).await.unwrap(), [0]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn count_within_counts_exactly_the_limit_and_never_a_refused_request() {
+        let clock = Arc::new(ManualClock::new(Timestamp::from_micros(1_000_000_000_000)));
+        let counters = Arc::new(LocalCounters::new(SharedClock::new(clock.clone() as Arc<dyn Clock>)));
+        let now = clock.now().secs();
+        let keys = [key("a", now), CounterKey { period: Period::Minute, ..key("a", now) }];
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let (counters, keys) = (counters.clone(), keys.clone());
+                tokio::spawn(async move {
+                    let mut admitted = 0;
+                    for _ in 0..100 {
+                        let before = counters.count_within(&keys, &[30.0, 1000.0]).await.unwrap();
+                        admitted += usize::from(before[0] < 30);
+                    }
+                    admitted
+                })
+            })
+            .collect();
+        let mut admitted = 0;
+        for task in tasks {
+            admitted += task.await.unwrap();
+        }
+        assert_eq!(admitted, 30, "exactly the limit, however the tasks interleave");
+        let counted = counters.values(&keys).await.unwrap();
+        assert!(counted[0] >= 30 && counted[0] <= 34, "refused requests are not counted ({counted:?})");
+        assert_eq!(counted[0], counted[1], "a request is counted in every period or in none");
     }
 
     #[tokio::test]

@@ -74,6 +74,19 @@ pub trait Counters: Send + Sync + fmt::Debug {
 
     /// The counters' values without changing them (0 for one that does not exist), in the order of `keys`.
     async fn values(&self, keys: &[CounterKey]) -> Result<Vec<u64>, CounterError>;
+
+    /// Kong's `local` and `cluster` decision: count one request in every counter unless one of them has already
+    /// reached its limit (`limits[i]` for `keys[i]`). Returns each counter's value before this request, as the
+    /// increment saw it when counted (so two requests racing for the last place never both see room). The default
+    /// reads, then increments; a store that can do both in one pass overrides it.
+    async fn count_within(&self, keys: &[CounterKey], limits: &[f64]) -> Result<Vec<u64>, CounterError> {
+        let before = self.values(keys).await?;
+        if before.iter().zip(limits).any(|(&count, &limit)| count as f64 >= limit) {
+            return Ok(before);
+        }
+        let after = self.increment(keys, 1).await?;
+        Ok(after.into_iter().map(|v| v.saturating_sub(1)).collect())
+    }
 }
 
 pub mod batched;

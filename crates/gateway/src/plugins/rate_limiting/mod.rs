@@ -221,11 +221,10 @@ impl RateLimiting {
     /// local and cluster policies are not counted, as in Kong.
     async fn usage(&self, keys: &[CounterKey]) -> Result<Usage, CounterError> {
         if !self.counts_refused {
-            let before = self.counters.values(keys).await?;
-            let usage = self.usage_of(&before);
-            if usage.stopped {
-                return Ok(usage);
-            }
+            // Refused requests are not counted: the store checks and counts in one step where it can.
+            let limits: SmallVec<[f64; 6]> = self.limits.iter().map(|&(_, limit)| limit).collect();
+            let before = self.counters.count_within(keys, &limits).await?;
+            return Ok(self.usage_of(&before));
         }
         let after = self.counters.increment(keys, 1).await?;
         let before: SmallVec<[u64; 6]> = after.iter().map(|v| v.saturating_sub(1)).collect();
