@@ -171,4 +171,39 @@ mod tests {
         assert!(bob.groups.is_empty() && !bob.in_group(""));
         assert_eq!(bob.groups_header.as_ref().unwrap(), "", "Kong sends an empty header for no groups");
     }
+
+    #[test]
+    fn keys_are_found_by_their_hash_only_for_known_consumers() {
+        let consumers = Consumers::new(&[snapshot::Consumer {
+            id: uuid::Uuid::from_u128(1),
+            username: Some("alice".into()),
+            custom_id: None,
+            groups: Vec::new(),
+        }])
+        .with_key_auths(&[
+            snapshot::KeyAuthCredential {
+                id: uuid::Uuid::from_u128(10),
+                consumer: uuid::Uuid::from_u128(1),
+                key_hash: "ab".repeat(32),
+            },
+            // Its consumer is not in the configuration.
+            snapshot::KeyAuthCredential {
+                id: uuid::Uuid::from_u128(11),
+                consumer: uuid::Uuid::from_u128(2),
+                key_hash: "cd".repeat(32),
+            },
+            // Not a 32-byte hash.
+            snapshot::KeyAuthCredential {
+                id: uuid::Uuid::from_u128(12),
+                consumer: uuid::Uuid::from_u128(1),
+                key_hash: "zz".repeat(32),
+            },
+        ]);
+        let found = consumers.by_key_hash(&[0xab; 32]).unwrap();
+        assert_eq!(found.consumer.username.as_deref(), Some("alice"));
+        assert_eq!(found.credential_id, uuid::Uuid::from_u128(10).to_string().as_str());
+        assert!(consumers.by_key_hash(&[0xcd; 32]).is_none());
+        assert!(consumers.by_key_hash(&[0xab; 31]).is_none(), "a tag of another length finds nothing");
+        assert_eq!(consumers.by_key_hash.len(), 1);
+    }
 }

@@ -472,6 +472,46 @@ mod tests {
     }
 
     #[test]
+    fn keyauth_credentials_join_as_hashes_after_their_consumer() {
+        let alice = valid(EntityKind::Consumer, json!({"username": "alice"}));
+        // What the publisher hands over: the stored hash in place of the sealed key.
+        let key = |consumer: &Normalized, hash: &str| {
+            let mut k = valid(EntityKind::KeyAuth, json!({"consumer": {"id": consumer["id"]}, "key": "sealed"}));
+            k.remove("key");
+            k.insert("key_hash".into(), json!(hash));
+            k
+        };
+        let (k1, k2) = (key(&alice, "aa"), key(&alice, "bb"));
+        let snapshot = ConfigSnapshot::from_entities(
+            None,
+            1,
+            [(EntityKind::KeyAuth, &k1), (EntityKind::Consumer, &alice), (EntityKind::KeyAuth, &k2)],
+        )
+        .unwrap();
+        let mut hashes: Vec<&str> = snapshot.key_auths.iter().map(|k| k.key_hash.as_str()).collect();
+        hashes.sort_unstable();
+        assert_eq!(hashes, ["aa", "bb"]);
+        assert!(snapshot.key_auths.iter().all(|k| k.consumer.to_string() == alice["id"]));
+        assert!(snapshot.key_auths.windows(2).all(|w| w[0].id < w[1].id), "ordered by id");
+        let text = serde_json::to_string(&snapshot).unwrap();
+        assert!(!text.contains("sealed"), "no key in the snapshot");
+        let back: ConfigSnapshot = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, snapshot);
+        let without = ConfigSnapshot::from_entities(None, 1, [(EntityKind::Consumer, &alice)]).unwrap();
+        assert!(!serde_json::to_string(&without).unwrap().contains("key_auths"), "absent when empty");
+        assert_ne!(without.hash(), snapshot.hash());
+
+        let orphan = key(&valid(EntityKind::Consumer, json!({"username": "gone"})), "cc");
+        let error = ConfigSnapshot::from_entities(None, 1, [(EntityKind::KeyAuth, &orphan)]).unwrap_err();
+        assert_eq!((error.kind, error.field.as_str()), ("keyauth_credential", "consumer"));
+        let unhashed = valid(EntityKind::KeyAuth, json!({"consumer": {"id": alice["id"]}, "key": "k"}));
+        let error =
+            ConfigSnapshot::from_entities(None, 1, [(EntityKind::Consumer, &alice), (EntityKind::KeyAuth, &unhashed)])
+                .unwrap_err();
+        assert_eq!(error.field, "key_hash", "a key the publisher did not hash is refused, not served");
+    }
+
+    #[test]
     fn the_serialised_form_round_trips() {
         let service = valid(EntityKind::Service, json!({"url": "https://upstream.test:8443"}));
         let snapshot = ConfigSnapshot::from_entities(None, 3, [(EntityKind::Service, &service)]).unwrap();
