@@ -145,3 +145,24 @@ async fn a_bad_key_auth_config_is_kongs_400_naming_the_field() {
     assert!(body["fields"]["consumer"].is_string(), "{body}");
     node.stop().await;
 }
+
+#[tokio::test]
+async fn key_auths_on_konnect_core_entities_stay_in_their_control_plane() {
+    let node = TestNode::start().await;
+    let (_, cp) = node.post("/v2/control-planes", json!({"name": "other"})).await;
+    let base = format!("/v2/control-planes/{}/core-entities", cp["id"].as_str().unwrap());
+    let (status, _) = node.post(&format!("{base}/consumers"), json!({"username": "dave"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, key) = node.post(&format!("{base}/consumers/dave/key-auth"), json!({"key": "dave-key"})).await;
+    assert_eq!((status, key["key"].as_str()), (StatusCode::CREATED, Some("dave-key")), "{key}");
+    assert_eq!(node.get(&format!("{base}/key-auths/dave-key")).await.1["id"], key["id"]);
+    assert_eq!(keys_of(&node.get(&format!("{base}/consumers/dave/key-auth")).await.1), ["dave-key"]);
+    // The served control plane neither sees it nor conflicts with it.
+    assert_eq!(node.admin(Method::GET, "/key-auths/dave-key", None).await.0, StatusCode::NOT_FOUND);
+    node.admin_ok(Method::POST, "/consumers", json!({"username": "erin"})).await;
+    node.admin_ok(Method::POST, "/consumers/erin/key-auth", json!({"key": "dave-key"})).await;
+    assert_eq!(node.delete(&format!("{base}/key-auths/dave-key")).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(node.get(&format!("{base}/key-auths/dave-key")).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(node.admin(Method::GET, "/key-auths/dave-key", None).await.0, StatusCode::OK);
+    node.stop().await;
+}
