@@ -104,9 +104,39 @@ async fn key_auths_under_a_consumer_by_key_or_id() {
     let (_, again) = node.admin(Method::PUT, "/consumers/alice/key-auth/alice-key", Some(json!({"tags": ["t"]}))).await;
     assert_eq!((again["id"].clone(), again["tags"].clone()), (put["id"].clone(), json!(["t"])));
 
+    // The top-level collection: POST and PUT name the consumer in the body; PATCH and DELETE under the consumer.
+    let alice_id = node.admin(Method::GET, "/consumers/alice", None).await.1["id"].clone();
+    let (status, top) =
+        node.admin(Method::POST, "/key-auths", Some(json!({"consumer": {"id": alice_id}, "key": "top-key"}))).await;
+    assert_eq!((status, top["consumer"]["id"].clone()), (StatusCode::CREATED, alice_id.clone()), "{top}");
+    let (status, put_top) =
+        node.admin(Method::PUT, "/key-auths/put-key", Some(json!({"consumer": {"id": alice_id}}))).await;
+    assert_eq!((status, put_top["key"].as_str()), (StatusCode::OK, Some("put-key")), "{put_top}");
+    let (status, e) = node
+        .admin(Method::PUT, "/key-auths/put-key", Some(json!({"consumer": {"id": alice_id}, "key": "other"})))
+        .await;
+    assert_eq!(
+        (status, e["fields"]["key"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("must be 'put-key', as in the path"))
+    );
+    let (status, tagged) =
+        node.admin(Method::PATCH, "/consumers/alice/key-auth/top-key", Some(json!({"tags": ["x"]}))).await;
+    assert_eq!(
+        (status, tagged["key"].as_str(), tagged["tags"].clone()),
+        (StatusCode::OK, Some("top-key"), json!(["x"]))
+    );
+    assert_eq!(
+        node.admin(Method::PATCH, "/consumers/bob/key-auth/top-key", Some(json!({}))).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let put_id = put_top["id"].as_str().unwrap();
+    assert_eq!(node.admin(Method::DELETE, &format!("/key-auths/{put_id}"), None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(node.admin(Method::DELETE, "/key-auths/top-key", None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(node.admin(Method::DELETE, "/key-auths/top-key", None).await.0, StatusCode::NO_CONTENT, "Kong's 204");
+
     // Neither a chosen nor a generated key is in the database file; the sealed form is.
     let bytes = database_bytes(&node);
-    for key in ["bob-secret-key-1", "bob-secret-key-2", "alice-key", generated_key.as_str()] {
+    for key in ["bob-secret-key-1", "bob-secret-key-2", "alice-key", "top-key", "put-key", generated_key.as_str()] {
         assert!(!contains(&bytes, key), "{key} is in the database file in clear");
     }
     assert!(contains(&bytes, "gatehouse:sealed:v1:"));

@@ -395,6 +395,10 @@ async fn do_replace(
 async fn do_update(t: Target, kind: EntityKind, existing: StoredEntity, body: Map<String, Value>) -> Result<Response> {
     let (id, created_at) = (existing.id, existing.created_at);
     let Value::Object(mut merged) = output(&t, existing) else { return Err(not_found()) };
+    // A key that does not open (another master key) would be replaced by a generated one: a silent rotation.
+    if kind == EntityKind::KeyAuth && merged.get("key").is_none_or(Value::is_null) && !body.contains_key("key") {
+        return Err(ApiError::internal("the stored key does not open with this node's master key").into());
+    }
     for (k, v) in body {
         match (merged.get_mut(&k), v) {
             (Some(Value::Object(current)), Value::Object(patch)) if k == "config" => current.extend(patch),
