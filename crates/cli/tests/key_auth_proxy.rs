@@ -186,8 +186,15 @@ async fn key_names_sources_realm_and_hide_credentials() {
     assert_eq!(message(&body), "No API key found in request");
     let (_, _, body) = send(post().json(&json!({"token": ["a", "b"]}))).await;
     assert_eq!(message(&body), "Duplicate API key found");
+    // A key found in a header is hidden from the body too, as Kong clears the name everywhere it may be.
+    reconfigure(&node, &id, json!({"key_in_header": true})).await;
+    let (status, _, echo) =
+        send(post().header("x-api-key", "bob-key-1").json(&json!({"x_api_key": "another", "n": 2}))).await;
+    assert_eq!(status, StatusCode::OK, "{echo}");
+    assert_eq!(echo["json"], json!({"n": 2}));
+    assert!(echo["headers"].get("x-api-key").is_none());
     // Without `key_in_body` the body is not read.
-    reconfigure(&node, &id, json!({"key_in_body": false})).await;
+    reconfigure(&node, &id, json!({"key_in_body": false, "key_in_header": false})).await;
     let (status, _, _) = send(post().form(&[("token", "bob-key-1")])).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     node.stop().await;

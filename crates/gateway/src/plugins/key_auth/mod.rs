@@ -107,7 +107,8 @@ impl KeyAuth {
 
     /// Kong's `do_authentication`: `Ok` once the consumer is set, else the 401's message.
     async fn authenticate(&self, ctx: &mut RequestContext<'_>) -> Result<(), &'static str> {
-        let body = if self.in_body { Body::parse(ctx.headers, ctx.body.as_ref()).await } else { Body::Empty };
+        // As in Kong, the body is parsed only once a name is found in neither headers nor query.
+        let mut body: Option<Body> = None;
         let mut found = None;
         for (index, name) in self.names.iter().enumerate() {
             let mut lookup = Lookup::Absent;
@@ -120,7 +121,10 @@ impl KeyAuth {
                 lookup = in_query(ctx.query.as_deref(), &name.name);
             }
             if matches!(lookup, Lookup::Absent) && self.in_body {
-                lookup = body.get(&name.name);
+                if body.is_none() {
+                    body = Some(Body::parse(ctx.headers, ctx.body.as_ref()).await);
+                }
+                lookup = body.as_ref().map_or(Lookup::Absent, |b| b.get(&name.name));
             }
             match lookup {
                 Lookup::Key(key) => {
@@ -135,7 +139,10 @@ impl KeyAuth {
         }
         let Some((index, tag)) = found else { return Err(NO_KEY) };
         if self.hide_credentials {
-            self.hide(ctx, &self.names[index], &body);
+            if self.in_body && body.is_none() {
+                body = Some(Body::parse(ctx.headers, ctx.body.as_ref()).await);
+            }
+            self.hide(ctx, &self.names[index], body.as_ref());
         }
         let Some(tag) = tag else { return Err(NO_KEY) };
         let Some(entry) = ctx.consumers.by_key_hash(tag.as_ref()) else { return Err(INVALID) };
@@ -151,7 +158,7 @@ impl KeyAuth {
     }
 
     /// Kong's `hide_credentials`: the name leaves the query and the headers, and, with `key_in_body`, the body.
-    fn hide(&self, ctx: &mut RequestContext<'_>, name: &KeyName, body: &Body) {
+    fn hide(&self, ctx: &mut RequestContext<'_>, name: &KeyName, body: Option<&Body>) {
         if let Some(query) = ctx.query.as_deref()
             && let Some(kept) = without_parameter(query, &name.name)
         {
@@ -160,9 +167,7 @@ impl KeyAuth {
         if let Some(header) = &name.header {
             ctx.headers.remove(header);
         }
-        if self.in_body
-            && let Some(rewritten) = body.without(&name.name)
-        {
+        if let Some(rewritten) = body.and_then(|b| b.without(&name.name)) {
             ctx.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(rewritten.len()));
             *ctx.body = Some(rewritten);
         }
