@@ -6,7 +6,8 @@
 //! Keys are never held in clear here: the snapshot carries each key's HMAC (a key the node derives from the master
 //! key and hands to the proxy through `Shared`), and a presented key is hashed with the same key and looked up in
 //! the configuration's hash map (`consumers.rs`). A lookup is one HMAC-SHA-256 and one hash-map probe; header and
-//! query keys are read in place, and nothing is allocated unless `hide_credentials` rewrites the request.
+//! query keys are read in place (a query key is copied only when percent-encoded), and an accepted request costs
+//! no allocation unless the body has to be read or `hide_credentials` rewrites the request.
 //!
 //! The body is looked into only when the proxy read it whole (up to 64 KiB) and it is form-encoded, JSON or
 //! multipart; a streamed body is not (docs/compatibility.md).
