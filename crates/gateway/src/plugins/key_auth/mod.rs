@@ -371,16 +371,17 @@ fn encode_multipart<'a>(boundary: &str, parts: impl Iterator<Item = &'a Part>) -
 #[async_trait]
 impl Plugin for KeyAuth {
     async fn access(&self, ctx: &mut RequestContext<'_>) -> Flow {
-        if !self.run_on_preflight && ctx.method == Method::OPTIONS {
-            return Flow::Continue;
-        }
         // "Logical OR": with `anonymous` set, a request another authentication plugin already accepted passes.
         if let Some(anonymous) = &self.anonymous
             && auth::accepted_by_another(anonymous, ctx)
         {
             return Flow::Continue;
         }
+        // Before the preflight exemption: an `OPTIONS` let through carries no identity the client made up either.
         auth::remove_spoofed(ctx.headers);
+        if !self.run_on_preflight && ctx.method == Method::OPTIONS {
+            return Flow::Continue;
+        }
         match self.authenticate(ctx).await {
             Ok(()) => Flow::Continue,
             Err(message) => match &self.anonymous {
