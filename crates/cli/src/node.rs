@@ -209,6 +209,9 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         clock: gatehouse_model::SharedClock::new(services.clock.clone()),
         // `rate-limiting`'s `cluster` policy counts in this node's database.
         cluster_counters: Some(Arc::new(crate::counters::StoreCounters::new(services.store.clone()))),
+        // `key-auth` hashes presented keys as the control plane hashed stored ones; the proxy never sees the
+        // master key.
+        key_auth_hmac: Some(services.keys.key_auth_hmac()),
     })
     .map_err(StartError::AccessLog)?;
     proxy.follow(publisher.subscribe());

@@ -43,6 +43,12 @@ fn full_configs() -> Vec<(&'static str, Value)> {
             json!({"allow": ["10.0.0.0/8", "2001:db8::/32"], "deny": ["10.1.0.0/16"], "status": 401,
                 "message": "go away"}),
         ),
+        (
+            "key-auth",
+            json!({"key_names": ["x-key", "k_2"], "hide_credentials": true, "anonymous": "fallback",
+                "key_in_header": false, "key_in_query": false, "key_in_body": true, "run_on_preflight": false,
+                "realm": "gatehouse"}),
+        ),
         ("correlation-id", json!({"header_name": "X-Trace", "generator": "tracker", "echo_downstream": true})),
         (
             "acl",

@@ -1,4 +1,5 @@
-//! Kong's entity API (services, routes, consumers, plugins, and the `acl` plugin's `acls`), served twice: on the
+//! Kong's entity API (services, routes, consumers, plugins, the `acl` plugin's `acls` and the `key-auth` plugin's
+//! `keyauth_credentials` at `/key-auths`), served twice: on the
 //! admin listener for the node's control plane, and under `/v2/control-planes/{id}/core-entities` on the platform
 //! listener (with a personal access token). One set of handlers; [`Target`] resolves which control plane a request
 //! is about.
@@ -114,14 +115,15 @@ fn kind_of(collection: &str) -> Result<EntityKind> {
     EntityKind::from_collection(collection).ok_or_else(not_found)
 }
 
-/// The nestings Kong offers: routes under services; plugins under services, routes and consumers; acls under
-/// consumers.
+/// The nestings Kong offers: routes under services; plugins under services, routes and consumers; acls and
+/// keyauth credentials (`/consumers/{c}/key-auth`, Kong's singular nested name) under consumers.
 fn nested(parent: &str, collection: &str) -> Result<(EntityKind, EntityKind)> {
-    let (parent, child) = (kind_of(parent)?, kind_of(collection)?);
+    let parent = kind_of(parent)?;
+    let child = EntityKind::ALL.into_iter().find(|k| k.nested_collection() == collection).ok_or_else(not_found)?;
     match (parent, child) {
         (EntityKind::Service, EntityKind::Route)
         | (EntityKind::Service | EntityKind::Route | EntityKind::Consumer, EntityKind::Plugin)
-        | (EntityKind::Consumer, EntityKind::Acl) => Ok((parent, child)),
+        | (EntityKind::Consumer, EntityKind::Acl | EntityKind::KeyAuth) => Ok((parent, child)),
         _ => Err(not_found()),
     }
 }
@@ -138,6 +140,10 @@ async fn resolve(t: &Target, kind: EntityKind, id_or_key: &str) -> Result<Option
     } else if kind == EntityKind::Acl {
         // A group names an acl only under its consumer (`resolve_child`).
         Ok(None)
+    } else if kind == EntityKind::KeyAuth {
+        // Keys are found by their keyed hash, the only form the store indexes them by.
+        let hash = t.control.services.keys.hash_api_key(id_or_key);
+        Ok(store.find_entity(t.cp, kind, &hash).await?)
     } else {
         Ok(store.find_entity(t.cp, kind, id_or_key).await?)
     }
@@ -179,6 +185,18 @@ fn violations(v: Vec<Violation>) -> KongError {
 
 fn quoted(v: &Option<String>) -> String {
     v.as_ref().map_or("null".to_owned(), |s| format!("\"{s}\""))
+}
+
+/// Store failures in Kong's DAO shapes; a keyauth credential's conflict names its key in clear, as Kong's does
+/// (the client sent it), not the hash the store compared.
+fn store_failure(t: &Target, e: StoreError, entity: &StoredEntity) -> KongError {
+    if entity.kind == EntityKind::KeyAuth {
+        let mut shown = entity.clone();
+        secrets::open(&t.control.services.keys, shown.kind, &mut shown.data);
+        shown.endpoint_key = shown.data.get("key").and_then(Value::as_str).map(str::to_owned);
+        return store_error(e, &shown);
+    }
+    store_error(e, entity)
 }
 
 /// Store failures in Kong's DAO shapes.
@@ -267,8 +285,25 @@ fn prepare(
     if kind.has_updated_at() {
         data.insert("updated_at".into(), json!(now_secs(t)));
     }
-    secrets::seal(&t.control.services.keys, kind, &mut data);
-    StoredEntity::from_data(kind, data).ok_or_else(|| ApiError::internal("a validated entity without an id").into())
+    let keys = &t.control.services.keys;
+    let mut key_hash = None;
+    if kind == EntityKind::KeyAuth {
+        // Kong's `auto = true` key: 32 random alphanumeric characters, shown once in the answer to the create (and
+        // on every read, as Kong does, from the sealed copy).
+        let key = match data.get("key") {
+            Some(Value::String(key)) => key.clone(),
+            _ => gatehouse_runtime::random::alphanumeric(32),
+        };
+        key_hash = Some(keys.hash_api_key(&key));
+        data.insert("key".into(), Value::String(key));
+    }
+    secrets::seal(keys, kind, &mut data);
+    let mut entity = StoredEntity::from_data(kind, data)
+        .ok_or_else(|| KongError::from(ApiError::internal("a validated entity without an id")))?;
+    if key_hash.is_some() {
+        entity.endpoint_key = key_hash;
+    }
+    Ok(entity)
 }
 
 /// A body's `id`, when it sends one, must be a UUID (and match the path on PUT).
@@ -306,7 +341,7 @@ async fn do_create(
     attach_parent(&mut body, parent.as_ref());
     let id = body_id(&body)?.unwrap_or_else(uuid::Uuid::new_v4);
     let entity = prepare(&t, kind, id, now_secs(&t), body)?;
-    t.control.services.store.insert_entity(t.cp, &entity).await.map_err(|e| store_error(e, &entity))?;
+    t.control.services.store.insert_entity(t.cp, &entity).await.map_err(|e| store_failure(&t, e, &entity))?;
     Ok((StatusCode::CREATED, Json(output(&t, entity))).into_response())
 }
 
@@ -352,7 +387,7 @@ async fn do_replace(
     }
     let created_at = existing.as_ref().map_or_else(|| now_secs(&t), |e| e.created_at);
     let entity = prepare(&t, kind, id, created_at, body)?;
-    t.control.services.store.upsert_entity(t.cp, &entity).await.map_err(|e| store_error(e, &entity))?;
+    t.control.services.store.upsert_entity(t.cp, &entity).await.map_err(|e| store_failure(&t, e, &entity))?;
     Ok(Json(output(&t, entity)).into_response())
 }
 
@@ -360,6 +395,10 @@ async fn do_replace(
 async fn do_update(t: Target, kind: EntityKind, existing: StoredEntity, body: Map<String, Value>) -> Result<Response> {
     let (id, created_at) = (existing.id, existing.created_at);
     let Value::Object(mut merged) = output(&t, existing) else { return Err(not_found()) };
+    // A key that does not open (another master key) would be replaced by a generated one: a silent rotation.
+    if kind == EntityKind::KeyAuth && merged.get("key").is_none_or(Value::is_null) && !body.contains_key("key") {
+        return Err(ApiError::internal("the stored key does not open with this node's master key").into());
+    }
     for (k, v) in body {
         match (merged.get_mut(&k), v) {
             (Some(Value::Object(current)), Value::Object(patch)) if k == "config" => current.extend(patch),
@@ -372,14 +411,14 @@ async fn do_update(t: Target, kind: EntityKind, existing: StoredEntity, body: Ma
         return Err(violations(vec![Violation::new("id", "cannot be changed")]));
     }
     let entity = prepare(&t, kind, id, created_at, merged)?;
-    t.control.services.store.upsert_entity(t.cp, &entity).await.map_err(|e| store_error(e, &entity))?;
+    t.control.services.store.upsert_entity(t.cp, &entity).await.map_err(|e| store_failure(&t, e, &entity))?;
     Ok(Json(output(&t, entity)).into_response())
 }
 
 async fn do_delete(t: Target, kind: EntityKind, target: Option<StoredEntity>) -> Result<StatusCode> {
     // Kong answers 204 for a delete of something that is not there.
     let Some(entity) = target else { return Ok(StatusCode::NO_CONTENT) };
-    t.control.services.store.delete_entity(t.cp, kind, entity.id).await.map_err(|e| store_error(e, &entity))?;
+    t.control.services.store.delete_entity(t.cp, kind, entity.id).await.map_err(|e| store_failure(&t, e, &entity))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -443,7 +482,7 @@ async fn do_list(
             EntityKind::Service => q.service_id = Some(p.id),
             EntityKind::Route => q.route_id = Some(p.id),
             EntityKind::Consumer => q.consumer_id = Some(p.id),
-            EntityKind::Plugin | EntityKind::Acl => {}
+            EntityKind::Plugin | EntityKind::Acl | EntityKind::KeyAuth => {}
         }
     }
     let (items, next) = t.control.services.store.list_entities(t.cp, kind, &q).await?;
@@ -509,7 +548,7 @@ fn belongs(child: &StoredEntity, parent: &StoredEntity) -> bool {
         EntityKind::Service => child.service_id == Some(parent.id),
         EntityKind::Route => child.route_id == Some(parent.id),
         EntityKind::Consumer => child.consumer_id == Some(parent.id),
-        EntityKind::Plugin | EntityKind::Acl => false,
+        EntityKind::Plugin | EntityKind::Acl | EntityKind::KeyAuth => false,
     }
 }
 
@@ -518,11 +557,11 @@ async fn list_nested(t: Target, RawQuery(raw): RawQuery) -> Result<Response> {
     if param(&t, 0) == "routes" && param(&t, 2) == "service" {
         return route_service(t).await;
     }
-    if param(&t, 0) == "acls" && param(&t, 2) == "consumer" {
+    if matches!(param(&t, 0), "acls" | "key-auths") && param(&t, 2) == "consumer" {
         return acl_consumer(t).await;
     }
     let (child, parent) = parent_of(&t).await?;
-    let path = format!("/{}/{}/{}", param(&t, 0), param(&t, 1), child.collection());
+    let path = format!("/{}/{}/{}", param(&t, 0), param(&t, 1), child.nested_collection());
     do_list(t, child, Some(parent), raw, &path).await
 }
 
@@ -576,8 +615,9 @@ async fn route_service(t: Target) -> Result<Response> {
     Ok(Json(output(&t, service)).into_response())
 }
 
+/// `GET /acls/{acl}/consumer` and `GET /key-auths/{id or key}/consumer`.
 async fn acl_consumer(t: Target) -> Result<Response> {
-    let acl = require(&t, EntityKind::Acl, param(&t, 1)).await?;
+    let acl = require(&t, kind_of(param(&t, 0))?, param(&t, 1)).await?;
     let consumer_id = acl.consumer_id.ok_or_else(not_found)?;
     let consumer =
         t.control.services.store.get_entity(t.cp, EntityKind::Consumer, consumer_id).await?.ok_or_else(not_found)?;

@@ -140,10 +140,17 @@ async fn build(services: &Services, cp: uuid::Uuid, changes: &AtomicU64) -> Resu
     let version = changes.load(Ordering::SeqCst);
     let mut config = ConfigSnapshot::empty(Some(cp), version);
     let mut entities = services.store.all_entities(cp).await?;
-    // An acl joins its consumer's groups, so consumers go in first.
-    entities.sort_by_key(|e| e.kind == EntityKind::Acl);
+    // An acl or a key joins its consumer, so consumers go in first.
+    entities.sort_by_key(|e| matches!(e.kind, EntityKind::Acl | EntityKind::KeyAuth));
     for entity in entities {
         let mut data = entity.data;
+        if entity.kind == EntityKind::KeyAuth {
+            // The proxy gets the key's keyed hash only; the sealed key stays in the store.
+            data.remove("key");
+            data.insert("key_hash".into(), entity.endpoint_key.map_or(Value::Null, Value::String));
+            config.add(entity.kind, &data)?;
+            continue;
+        }
         if secrets::open(&services.keys, entity.kind, &mut data) > 0 {
             tracing::warn!(plugin = %entity.id, "a plugin keeps secret config values in clear, written before they \
                 were sealed; its next update seals them (PATCH /plugins/{{id}} with {{}} will do)");

@@ -4,6 +4,10 @@
 //!
 //! A value stored in clear (custom headers were, before they were sealed) is read as it is and sealed on the
 //! entity's next write.
+//!
+//! A `keyauth_credentials` entity's `key` is sealed the same way, bound to the credential's id; what finds it by
+//! key (the store's unique index, `/key-auths/{key}`, the proxy) is its keyed hash (`DerivedKeys::hash_api_key`),
+//! kept in the entity's `endpoint_key` column, never the key.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -33,7 +37,21 @@ fn secrets_of(kind: EntityKind, data: &mut Normalized) -> Option<(String, &mut M
     Some((id, config, paths))
 }
 
+fn key_context(data: &Normalized) -> String {
+    format!("keyauth_credential:{}:key", data.get("id").and_then(Value::as_str).unwrap_or_default())
+}
+
 pub fn seal(keys: &DerivedKeys, kind: EntityKind, data: &mut Normalized) {
+    if kind == EntityKind::KeyAuth {
+        let context = key_context(data);
+        if let Some(Value::String(clear)) = data.get_mut("key")
+            && !clear.starts_with(SEALED_PREFIX)
+        {
+            let sealed = keys.seal(&context, clear.as_bytes());
+            *clear = format!("{SEALED_PREFIX}{}", STANDARD.encode(sealed));
+        }
+        return;
+    }
     let Some((id, config, paths)) = secrets_of(kind, data) else { return };
     for path in paths {
         if let Some(Value::String(clear)) = config_value_mut(config, &path) {
@@ -46,6 +64,23 @@ pub fn seal(keys: &DerivedKeys, kind: EntityKind, data: &mut Normalized) {
 /// Opens sealed fields; a value that does not open (another master key, tampering) is withheld as null. Returns
 /// how many secret values were found stored in clear.
 pub fn open(keys: &DerivedKeys, kind: EntityKind, data: &mut Normalized) -> usize {
+    if kind == EntityKind::KeyAuth {
+        let context = key_context(data);
+        let Some(value) = data.get_mut("key") else { return 0 };
+        let Some(sealed) = value.as_str().and_then(|s| s.strip_prefix(SEALED_PREFIX)) else {
+            return usize::from(value.is_string());
+        };
+        let clear = STANDARD
+            .decode(sealed)
+            .ok()
+            .and_then(|b| keys.open(&context, &b).ok())
+            .and_then(|b| String::from_utf8(b.to_vec()).ok());
+        if clear.is_none() {
+            tracing::error!(context, "a sealed API key does not open with this master key");
+        }
+        *value = clear.map_or(Value::Null, Value::String);
+        return 0;
+    }
     let Some((id, config, paths)) = secrets_of(kind, data) else { return 0 };
     let mut in_clear = 0;
     for path in paths {
@@ -109,6 +144,28 @@ mod tests {
             data["config"]["custom_introspection_headers"],
             json!({"x-api-key": "key-0123456789", "x_tenant": "tenant-42"})
         );
+    }
+
+    #[test]
+    fn api_keys_are_sealed_bound_to_their_credential() {
+        let keys = MasterKey::generate().derive();
+        let mut data = json!({"id": "0190a0a0-0000-7000-8000-000000000001", "key": "my-api-key-123"})
+            .as_object()
+            .cloned()
+            .unwrap();
+        seal(&keys, EntityKind::KeyAuth, &mut data);
+        let sealed = data["key"].as_str().unwrap().to_owned();
+        assert!(sealed.starts_with(SEALED_PREFIX) && !sealed.contains("my-api-key-123"));
+        seal(&keys, EntityKind::KeyAuth, &mut data);
+        assert_eq!(data["key"], sealed.as_str(), "sealing twice changes nothing");
+        let mut other = data.clone();
+        other["id"] = json!("0190a0a0-0000-7000-8000-000000000002");
+        open(&keys, EntityKind::KeyAuth, &mut other);
+        assert_eq!(other["key"], Value::Null, "a key copied to another credential does not open");
+        assert_eq!(open(&keys, EntityKind::KeyAuth, &mut data), 0);
+        assert_eq!(data["key"], "my-api-key-123");
+        assert_eq!(keys.hash_api_key("my-api-key-123").len(), 64);
+        assert_ne!(keys.hash_api_key("my-api-key-123"), MasterKey::generate().derive().hash_api_key("my-api-key-123"));
     }
 
     /// Rows written before header values were sealed hold them in clear: they still load, are counted (the

@@ -30,6 +30,8 @@ fn clean(kind: EntityKind, e: &Map<String, Value>, with_id: bool) -> Map<String,
         EntityKind::Consumer => e.get("username").is_some_and(Value::is_string),
         // decK matches plugins by name and scope, acls by consumer and group.
         EntityKind::Plugin | EntityKind::Acl => true,
+        // decK writes a credential's id; its key matches it too.
+        EntityKind::KeyAuth => false,
     };
     let mut out: Map<String, Value> = e
         .iter()
@@ -71,17 +73,19 @@ pub fn dump(current: &Current, opts: &DumpOptions) -> Value {
     };
     let (services, routes, consumers, plugins) =
         (pick(EntityKind::Service), pick(EntityKind::Route), pick(EntityKind::Consumer), pick(EntityKind::Plugin));
-    let acls = pick(EntityKind::Acl);
-    let nested_acls = |consumer: &str| -> Vec<Value> {
-        acls.iter()
+    let (acls, keys) = (pick(EntityKind::Acl), pick(EntityKind::KeyAuth));
+    let children = |kind: EntityKind, list: &[Map<String, Value>], consumer: &str| -> Vec<Value> {
+        list.iter()
             .filter(|a| reference(a, "consumer").as_deref() == Some(consumer))
             .map(|a| {
-                let mut a = clean(EntityKind::Acl, a, opts.with_id);
+                let mut a = clean(kind, a, opts.with_id);
                 a.remove("consumer");
                 Value::Object(a)
             })
             .collect()
     };
+    let nested_acls = |consumer: &str| children(EntityKind::Acl, &acls, consumer);
+    let nested_keys = |consumer: &str| children(EntityKind::KeyAuth, &keys, consumer);
     let name_of = |kind: EntityKind, id: &str| -> String {
         let field = if kind == EntityKind::Consumer { "username" } else { "name" };
         current
@@ -157,6 +161,7 @@ pub fn dump(current: &Current, opts: &DumpOptions) -> Value {
         .iter()
         .map(|c| {
             let out = with_children(clean(EntityKind::Consumer, c, opts.with_id), "acls", nested_acls(id_of(c)));
+            let out = with_children(out, "keyauth_credentials", nested_keys(id_of(c)));
             Value::Object(with_children(out, "plugins", nested_plugins("consumer", id_of(c))))
         })
         .collect();

@@ -62,13 +62,20 @@ pub struct Leftover {
 }
 
 /// Creation order: what others reference comes first. Deletion runs in reverse.
-pub const ORDER: [EntityKind; 5] =
-    [EntityKind::Consumer, EntityKind::Acl, EntityKind::Service, EntityKind::Route, EntityKind::Plugin];
+pub const ORDER: [EntityKind; 6] = [
+    EntityKind::Consumer,
+    EntityKind::Acl,
+    EntityKind::KeyAuth,
+    EntityKind::Service,
+    EntityKind::Route,
+    EntityKind::Plugin,
+];
 
 /// The kind as decK prints it (`creating acl-group admins for consumer alice`).
 pub fn kind_name(kind: EntityKind) -> &'static str {
     match kind {
         EntityKind::Acl => "acl-group",
+        EntityKind::KeyAuth => "key-auth",
         other => other.singular(),
     }
 }
@@ -120,7 +127,7 @@ impl Names {
         let name = match kind {
             EntityKind::Consumer => text(e, "username"),
             EntityKind::Service | EntityKind::Route => text(e, "name"),
-            EntityKind::Plugin | EntityKind::Acl => None,
+            EntityKind::Plugin | EntityKind::Acl | EntityKind::KeyAuth => None,
         };
         self.0.insert(id.clone(), name.map_or(id, str::to_owned));
     }
@@ -134,6 +141,11 @@ impl Names {
         if kind == EntityKind::Acl {
             let consumer = reference(e, "consumer").map(|id| self.friendly(&id)).unwrap_or_default();
             return format!("{} for consumer {consumer}", text(e, "group").unwrap_or(""));
+        }
+        if kind == EntityKind::KeyAuth {
+            // The key is a secret: the console names the credential by id, as decK does.
+            let consumer = reference(e, "consumer").map(|id| self.friendly(&id)).unwrap_or_default();
+            return format!("{} for consumer {consumer}", id_of(e));
         }
         if kind != EntityKind::Plugin {
             return self.friendly(id_of(e));
@@ -311,8 +323,8 @@ impl Flattener<'_> {
             let mut body = item.body.clone();
             let plugins = self.take_nested(item.doc, &item.pointer, &mut body, "plugins");
             let acls = self.take_nested(item.doc, &item.pointer, &mut body, "acls");
+            let keys = self.take_nested(item.doc, &item.pointer, &mut body, "keyauth_credentials");
             for key in [
-                "keyauth_credentials",
                 "basicauth_credentials",
                 "jwt_secrets",
                 "hmacauth_credentials",
@@ -334,6 +346,10 @@ impl Flattener<'_> {
                 // decK writes a consumer's acls under it, without the consumer.
                 acl.remove("consumer");
                 self.push(EntityKind::Acl, item.doc, p, acl, vec![("consumer", Ref::Parent(index))]);
+            }
+            for (p, mut key) in keys {
+                key.remove("consumer");
+                self.push(EntityKind::KeyAuth, item.doc, p, key, vec![("consumer", Ref::Parent(index))]);
             }
         }
         for item in content.items("plugins") {

@@ -71,7 +71,7 @@ pub fn compile(data: &ConfigSnapshot, shared: &Shared, registry: &Registry) -> R
         router: Router::new(routes)?,
         services,
         plugins: build_plugins(&data.plugins, shared, registry)?,
-        consumers: Consumers::new(&data.consumers),
+        consumers: Consumers::new(&data.consumers).with_key_auths(&data.key_auths),
     })
 }
 

@@ -1,6 +1,7 @@
 //! Consumers as the proxy uses them, and the lookups authentication plugins make (by id, username, custom id).
 //! A consumer also carries its `acls` groups and their `X-Consumer-Groups` value, made once per configuration so
-//! the `acl` plugin neither allocates nor formats per request.
+//! the `acl` plugin neither allocates nor formats per request. Consumers' API keys (`keyauth_credentials`) are
+//! indexed by their keyed hash, the only form the snapshot carries them in.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,12 +48,22 @@ impl ConsumerHeaders {
     }
 }
 
+/// One API key's owner, found by the key's keyed hash.
+#[derive(Debug, Clone)]
+pub struct KeyAuthEntry {
+    pub consumer: Arc<Consumer>,
+    /// The credential's id as a header value (`X-Credential-Identifier`, and the credential rate limiting keys
+    /// on): made once, so an authenticated request shares its bytes instead of formatting them.
+    pub credential_id: http::HeaderValue,
+}
+
 /// Every consumer of a configuration, indexed the ways plugins look them up.
 #[derive(Debug, Default)]
 pub struct Consumers {
     by_id: HashMap<uuid::Uuid, Arc<Consumer>>,
     by_username: HashMap<String, Arc<Consumer>>,
     by_custom_id: HashMap<String, Arc<Consumer>>,
+    by_key_hash: HashMap<[u8; 32], KeyAuthEntry>,
 }
 
 impl Consumers {
@@ -82,6 +93,27 @@ impl Consumers {
         index
     }
 
+    /// Indexes `keys` by their hash; a key whose consumer is not in the configuration, or whose hash is not 32
+    /// bytes of hex, is left out (it could never authenticate anyone).
+    pub fn with_key_auths(mut self, keys: &[snapshot::KeyAuthCredential]) -> Self {
+        for key in keys {
+            let (Some(consumer), Some(hash)) = (self.by_id.get(&key.consumer), decode_hash(&key.key_hash)) else {
+                tracing::warn!(credential = %key.id, "a keyauth credential without its consumer or hash is ignored");
+                continue;
+            };
+            let credential_id =
+                http::HeaderValue::from_str(&key.id.to_string()).unwrap_or_else(|_| http::HeaderValue::from_static(""));
+            self.by_key_hash.insert(hash, KeyAuthEntry { consumer: consumer.clone(), credential_id });
+        }
+        self
+    }
+
+    /// The key whose keyed hash is `hash`.
+    pub fn by_key_hash(&self, hash: &[u8]) -> Option<&KeyAuthEntry> {
+        let hash: &[u8; 32] = hash.try_into().ok()?;
+        self.by_key_hash.get(hash)
+    }
+
     pub fn by_id(&self, id: &uuid::Uuid) -> Option<&Arc<Consumer>> {
         self.by_id.get(id)
     }
@@ -98,6 +130,19 @@ impl Consumers {
     pub fn by_id_or_username(&self, key: &str) -> Option<&Arc<Consumer>> {
         key.parse::<uuid::Uuid>().ok().and_then(|id| self.by_id.get(&id)).or_else(|| self.by_username(key))
     }
+}
+
+fn decode_hash(hex: &str) -> Option<[u8; 32]> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let digit = |b: u8| (b as char).to_digit(16);
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        out[i] = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?;
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -125,5 +170,40 @@ mod tests {
         let bob = none.by_username("bob").unwrap();
         assert!(bob.groups.is_empty() && !bob.in_group(""));
         assert_eq!(bob.groups_header.as_ref().unwrap(), "", "Kong sends an empty header for no groups");
+    }
+
+    #[test]
+    fn keys_are_found_by_their_hash_only_for_known_consumers() {
+        let consumers = Consumers::new(&[snapshot::Consumer {
+            id: uuid::Uuid::from_u128(1),
+            username: Some("alice".into()),
+            custom_id: None,
+            groups: Vec::new(),
+        }])
+        .with_key_auths(&[
+            snapshot::KeyAuthCredential {
+                id: uuid::Uuid::from_u128(10),
+                consumer: uuid::Uuid::from_u128(1),
+                key_hash: "ab".repeat(32),
+            },
+            // Its consumer is not in the configuration.
+            snapshot::KeyAuthCredential {
+                id: uuid::Uuid::from_u128(11),
+                consumer: uuid::Uuid::from_u128(2),
+                key_hash: "cd".repeat(32),
+            },
+            // Not a 32-byte hash.
+            snapshot::KeyAuthCredential {
+                id: uuid::Uuid::from_u128(12),
+                consumer: uuid::Uuid::from_u128(1),
+                key_hash: "zz".repeat(32),
+            },
+        ]);
+        let found = consumers.by_key_hash(&[0xab; 32]).unwrap();
+        assert_eq!(found.consumer.username.as_deref(), Some("alice"));
+        assert_eq!(found.credential_id, uuid::Uuid::from_u128(10).to_string().as_str());
+        assert!(consumers.by_key_hash(&[0xcd; 32]).is_none());
+        assert!(consumers.by_key_hash(&[0xab; 31]).is_none(), "a tag of another length finds nothing");
+        assert_eq!(consumers.by_key_hash.len(), 1);
     }
 }

@@ -104,6 +104,7 @@ impl MasterKey {
             client_secret: hmac_key(b"gatehouse/v1/client-secret-hmac"),
             pat: hmac_key(b"gatehouse/v1/pat-hmac"),
             key_check: hmac_key(b"gatehouse/v1/key-check"),
+            key_auth: hmac_key(b"gatehouse/v1/key-auth-hmac"),
             encryption: aead::LessSafeKey::new(aead::UnboundKey::from(aead_okm)),
         }
     }
@@ -114,6 +115,8 @@ pub struct DerivedKeys {
     client_secret: hmac::Key,
     pat: hmac::Key,
     key_check: hmac::Key,
+    /// `key-auth`'s API keys: the store's index and the proxy's lookups use this keyed hash, never the key.
+    key_auth: hmac::Key,
     encryption: aead::LessSafeKey,
 }
 
@@ -139,6 +142,17 @@ impl DerivedKeys {
 
     pub fn hash_pat(&self, token: &str) -> SecretHash {
         tag(&self.pat, token.as_bytes())
+    }
+
+    /// An API key's keyed hash, hex: the column the store finds and keeps keys unique by. The proxy computes the
+    /// same with [`Self::key_auth_hmac`].
+    pub fn hash_api_key(&self, key: &str) -> String {
+        tag(&self.key_auth, key.as_bytes()).to_hex()
+    }
+
+    /// The HMAC key of [`Self::hash_api_key`], for the proxy, which is handed this key and not the master key.
+    pub fn key_auth_hmac(&self) -> hmac::Key {
+        self.key_auth.clone()
     }
 
     /// The value stored in the database to recognise this key.

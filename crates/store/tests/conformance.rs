@@ -79,6 +79,7 @@ conformance!(
     gateway_entity_unique_keys_and_references,
     gateway_entity_deletes_guard_and_cascade,
     gateway_acls_are_unique_per_consumer_and_follow_it,
+    gateway_key_auths_are_unique_by_their_hash_and_follow_their_consumer,
     gateway_entity_list_pages_and_filters,
     gateway_writes_publish_invalidations,
     rate_limit_counters_count_and_prune,
@@ -961,6 +962,41 @@ async fn gateway_acls_are_unique_per_consumer_and_follow_it(store: S, _db: &Test
     assert!(store.delete_entity(cp, EntityKind::Consumer, ann.id).await.unwrap());
     assert!(store.get_entity(cp, EntityKind::Acl, ann_admins.id).await.unwrap().is_none(), "its acls go too");
     assert!(store.get_entity(cp, EntityKind::Acl, bob_admins.id).await.unwrap().is_some(), "others' stay");
+}
+
+/// A keyauth credential as the control plane stores it: the key sealed in the data, its keyed hash (here a stand-in)
+/// in `endpoint_key`.
+fn key_auth(consumer: &StoredEntity, hash: &str) -> StoredEntity {
+    let mut e = entity(
+        EntityKind::KeyAuth,
+        serde_json::json!({"consumer": {"id": consumer.id.to_string()}, "key": "gatehouse:sealed:v1:AAAA"}),
+    );
+    e.data.remove("updated_at");
+    e.endpoint_key = Some(hash.to_owned());
+    e
+}
+
+/// Keys are unique by their hash (the `endpoint_key` column, which `find_entity` looks up), and deleting the
+/// consumer deletes its keys (Kong's `on_delete = "cascade"`).
+async fn gateway_key_auths_are_unique_by_their_hash_and_follow_their_consumer(store: S, _db: &TestDatabase) {
+    let cp = make_control_plane(&store, "cp").await;
+    let ann = entity(EntityKind::Consumer, serde_json::json!({"username": "ann"}));
+    let bob = entity(EntityKind::Consumer, serde_json::json!({"username": "bob"}));
+    store.insert_entity(cp, &ann).await.unwrap();
+    store.insert_entity(cp, &bob).await.unwrap();
+    let (ann_key, bob_key) = (key_auth(&ann, "hash-a"), key_auth(&bob, "hash-b"));
+    store.insert_entity(cp, &ann_key).await.unwrap();
+    store.insert_entity(cp, &bob_key).await.unwrap();
+    assert!(matches!(
+        store.insert_entity(cp, &key_auth(&bob, "hash-a")).await,
+        Err(StoreError::Conflict(Conflict::Field("key")))
+    ));
+    assert_eq!(store.find_entity(cp, EntityKind::KeyAuth, "hash-b").await.unwrap(), Some(bob_key.clone()));
+    assert!(store.find_entity(cp, EntityKind::KeyAuth, "gatehouse:sealed:v1:AAAA").await.unwrap().is_none());
+
+    assert!(store.delete_entity(cp, EntityKind::Consumer, ann.id).await.unwrap());
+    assert!(store.get_entity(cp, EntityKind::KeyAuth, ann_key.id).await.unwrap().is_none(), "its keys go too");
+    assert!(store.get_entity(cp, EntityKind::KeyAuth, bob_key.id).await.unwrap().is_some(), "others' stay");
 }
 
 async fn gateway_entity_list_pages_and_filters(store: S, _db: &TestDatabase) {

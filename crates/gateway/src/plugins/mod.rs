@@ -27,6 +27,7 @@ pub mod auth;
 pub mod correlation_id;
 pub mod cors;
 pub mod ip_restriction;
+pub mod key_auth;
 pub mod oauth2_introspection;
 #[cfg(test)]
 pub(crate) mod probe;
@@ -87,6 +88,7 @@ pub const BUILTIN: &[&PluginDef] = &[
     &correlation_id::PLUGIN,
     &cors::PLUGIN,
     &ip_restriction::PLUGIN,
+    &key_auth::PLUGIN,
     &oauth2_introspection::PLUGIN,
     &rate_limiting::PLUGIN,
     &request_size_limiting::PLUGIN,
@@ -369,6 +371,9 @@ pub struct Shared {
     /// The node's wall clock (the proxy's injectable clock): `correlation-id`'s `tracker` time, rate-limiting's
     /// windows; tests move it.
     pub clock: gatehouse_model::SharedClock,
+    /// The HMAC key `keyauth_credentials` are hashed with (derived from the master key by the node, which hands
+    /// over this key only). `None` (tests, a node without one) refuses configurations that use `key-auth`.
+    pub key_auth: Option<aws_lc_rs::hmac::Key>,
 }
 
 impl Shared {
@@ -389,6 +394,7 @@ impl Shared {
             counters: crate::counters::CounterStores::new(None, clock.clone()),
             rate_limiting: Arc::default(),
             clock,
+            key_auth: None,
         }
     }
 }

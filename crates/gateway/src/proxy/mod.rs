@@ -99,6 +99,9 @@ pub struct ProxySettings {
     /// The counters of `rate-limiting`'s `cluster` policy, kept in the node's database; `None` (tests, a node
     /// without a store) refuses configurations that use that policy.
     pub cluster_counters: Option<std::sync::Arc<dyn crate::counters::Counters>>,
+    /// The HMAC key the control plane hashes `keyauth_credentials` with; `None` refuses configurations that use
+    /// `key-auth`.
+    pub key_auth_hmac: Option<aws_lc_rs::hmac::Key>,
 }
 
 /// Request ids: a random per-process prefix and a counter, 32 hex digits like Kong's.
@@ -231,6 +234,7 @@ impl Proxy {
         );
         plugins.counters =
             crate::counters::CounterStores::new(settings.cluster_counters.clone(), settings.clock.clone());
+        plugins.key_auth = settings.key_auth_hmac.clone();
         let workers = match settings.workers {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,

@@ -17,11 +17,19 @@ pub enum EntityKind {
     Plugin,
     /// A consumer's membership of an `acl` group (Kong's `acls` entity, declared by the `acl` plugin).
     Acl,
+    /// A consumer's API key (Kong's `keyauth_credentials`, declared by the `key-auth` plugin; `/key-auths`).
+    KeyAuth,
 }
 
 impl EntityKind {
-    pub const ALL: [EntityKind; 5] =
-        [EntityKind::Service, EntityKind::Route, EntityKind::Consumer, EntityKind::Plugin, EntityKind::Acl];
+    pub const ALL: [EntityKind; 6] = [
+        EntityKind::Service,
+        EntityKind::Route,
+        EntityKind::Consumer,
+        EntityKind::Plugin,
+        EntityKind::Acl,
+        EntityKind::KeyAuth,
+    ];
 
     /// The collection name in URLs and in Kong's schema endpoints.
     pub fn collection(self) -> &'static str {
@@ -31,6 +39,7 @@ impl EntityKind {
             EntityKind::Consumer => "consumers",
             EntityKind::Plugin => "plugins",
             EntityKind::Acl => "acls",
+            EntityKind::KeyAuth => "key-auths",
         }
     }
 
@@ -42,6 +51,7 @@ impl EntityKind {
             EntityKind::Consumer => "consumer",
             EntityKind::Plugin => "plugin",
             EntityKind::Acl => "acl",
+            EntityKind::KeyAuth => "keyauth_credential",
         }
     }
 
@@ -58,12 +68,21 @@ impl EntityKind {
             EntityKind::Consumer => "username",
             EntityKind::Plugin => "instance_name",
             EntityKind::Acl => "group",
+            EntityKind::KeyAuth => "key",
         }
     }
 
-    /// Whether the entity has Kong's `updated_at` (acls have `created_at` only).
+    /// The collection's name under a consumer where Kong names it otherwise (`/consumers/{c}/key-auth`).
+    pub fn nested_collection(self) -> &'static str {
+        match self {
+            EntityKind::KeyAuth => "key-auth",
+            other => other.collection(),
+        }
+    }
+
+    /// Whether the entity has Kong's `updated_at` (acls and keyauth credentials have `created_at` only).
     pub fn has_updated_at(self) -> bool {
-        self != EntityKind::Acl
+        !matches!(self, EntityKind::Acl | EntityKind::KeyAuth)
     }
 
     pub fn fields(self) -> Vec<Field> {
@@ -73,6 +92,7 @@ impl EntityKind {
             EntityKind::Consumer => consumer_fields(),
             EntityKind::Plugin => plugin_fields(None),
             EntityKind::Acl => acl_fields(),
+            EntityKind::KeyAuth => keyauth_fields(),
         }
     }
 
@@ -185,6 +205,18 @@ fn acl_fields() -> Vec<Field> {
     ]
 }
 
+/// Kong's `keyauth_credentials` (`kong/plugins/key-auth/daos.lua`): `key` is unique and made by the control plane
+/// when absent. Kong's `ttl` is not supported (docs/compatibility.md).
+fn keyauth_fields() -> Vec<Field> {
+    vec![
+        Field::string("id").auto().check(check_uuid),
+        Field::integer("created_at").auto(),
+        Field::foreign("consumer", "consumers").required(),
+        Field::string("key").unique(),
+        tags(),
+    ]
+}
+
 /// Plugin fields; with `config`, the named plugin's config record.
 pub fn plugin_fields(config: Option<Vec<Field>>) -> Vec<Field> {
     let mut f = base_fields();
@@ -240,7 +272,9 @@ pub type Normalized = Map<String, Value>;
 pub struct StoredEntity {
     pub kind: EntityKind,
     pub id: uuid::Uuid,
-    /// `name`, `username` or `instance_name`: the other way to address it in URLs; unique. `None` for acls.
+    /// `name`, `username` or `instance_name`: the other way to address it in URLs; unique. `None` for acls. For
+    /// keyauth credentials, the keyed hash of the key (hex), which only the control plane can compute: `from_data`
+    /// leaves it `None` and the control plane sets it, so the key itself is never a column.
     pub endpoint_key: Option<String>,
     /// Consumers' `custom_id`; unique.
     pub custom_id: Option<String>,
@@ -285,7 +319,11 @@ impl StoredEntity {
         Some(Self {
             kind,
             id,
-            endpoint_key: if kind == EntityKind::Acl { None } else { text(kind.endpoint_key()) },
+            endpoint_key: if matches!(kind, EntityKind::Acl | EntityKind::KeyAuth) {
+                None
+            } else {
+                text(kind.endpoint_key())
+            },
             custom_id: if kind == EntityKind::Consumer { text("custom_id") } else { None },
             cache_key,
             service_id,
@@ -399,7 +437,7 @@ fn entity_checks(kind: EntityKind, e: &Normalized, out: &mut Vec<Violation>) {
                 ));
             }
         }
-        EntityKind::Acl => {}
+        EntityKind::Acl | EntityKind::KeyAuth => {}
         EntityKind::Service => {
             let protocol = e.get("protocol").and_then(Value::as_str).unwrap_or("http");
             if set("path") && !matches!(protocol, "http" | "https" | "ws" | "wss") {
@@ -696,6 +734,25 @@ mod tests {
         assert_eq!(stored.endpoint_key, None, "a group is unique per consumer only");
         assert_eq!(stored.consumer_id.map(|c| c.to_string()).as_deref(), Some(consumer));
         assert_eq!(EntityKind::from_collection("acls"), Some(EntityKind::Acl));
+    }
+
+    #[test]
+    fn keyauth_credentials_need_a_consumer_and_leave_their_key_out_of_the_columns() {
+        let consumer = "0190a0a0-0000-7000-8000-000000000001";
+        let mut key = ok(EntityKind::KeyAuth, json!({"consumer": {"id": consumer}, "key": "k-123", "tags": ["t"]}));
+        assert_eq!(key["key"], "k-123");
+        assert!(key.get("updated_at").is_none() && !EntityKind::KeyAuth.has_updated_at(), "Kong's have none");
+        assert_eq!(
+            err(EntityKind::KeyAuth, json!({"key": "k"})),
+            [("consumer".into(), "required field missing".into())]
+        );
+        assert_eq!(err(EntityKind::KeyAuth, json!({"consumer": {"id": consumer}, "key": 1}))[0].1, "expected a string");
+        assert_eq!(err(EntityKind::KeyAuth, json!({"consumer": {"id": consumer}, "ttl": 5}))[0].0, "ttl");
+        key.insert("id".into(), json!("0190a0a0-0000-7000-8000-0000000000aa"));
+        let stored = StoredEntity::from_data(EntityKind::KeyAuth, key).unwrap();
+        assert_eq!((stored.endpoint_key, stored.cache_key), (None, None), "the control plane sets the keyed hash");
+        assert_eq!(EntityKind::from_collection("key-auths"), Some(EntityKind::KeyAuth));
+        assert_eq!(EntityKind::KeyAuth.nested_collection(), "key-auth");
     }
 
     /// What Kong 3.x and Konnect send or return for fields Gatehouse does not implement goes through; a value

@@ -65,6 +65,15 @@ pub struct Consumer {
     pub groups: Vec<String>,
 }
 
+/// One API key of a consumer, as the proxy needs it: the HMAC (with the node's key-auth key, derived from the
+/// master key) of the key, hex-encoded. The control plane hashes; the proxy hashes what a request presents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyAuthCredential {
+    pub id: uuid::Uuid,
+    pub consumer: uuid::Uuid,
+    pub key_hash: String,
+}
+
 /// One configured plugin. `config` is the validated configuration (every field present, secrets in clear); each
 /// plugin reads it into its own typed config when the gateway compiles the snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -99,6 +108,10 @@ pub struct ConfigSnapshot {
     pub routes: Vec<Route>,
     pub consumers: Vec<Consumer>,
     pub plugins: Vec<PluginInstance>,
+    /// Consumers' `keyauth_credentials` as keyed hashes of their keys (the snapshot never carries a key). Left
+    /// out when empty, so a snapshot without them serialises, and hashes, as it did before they existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_auths: Vec<KeyAuthCredential>,
 }
 
 /// An entity that did not have the shape validation gives.
@@ -118,7 +131,8 @@ impl ConfigSnapshot {
         Self { format: Self::FORMAT, control_plane_id, version, ..Self::default() }
     }
 
-    /// Adds a validated entity. An acl joins its consumer's groups, so its consumer must have been added first.
+    /// Adds a validated entity. An acl or a keyauth credential joins its consumer, so its consumer must have been
+    /// added first.
     pub fn add(&mut self, kind: EntityKind, entity: &Normalized) -> Result<(), SnapshotError> {
         let e = Reader::new(kind, entity);
         match kind {
@@ -168,6 +182,14 @@ impl ConfigSnapshot {
                     .ok_or_else(|| e.fail("consumer", "names a consumer not added before it"))?;
                 owner.groups.push(group);
             }
+            // The publisher puts the key's hash in `key_hash` in place of the sealed key.
+            EntityKind::KeyAuth => {
+                let consumer = e.foreign("consumer")?.ok_or_else(|| e.fail("consumer", "is missing"))?;
+                if !self.consumers.iter().any(|c| c.id == consumer) {
+                    return Err(e.fail("consumer", "names a consumer not added before it"));
+                }
+                self.key_auths.push(KeyAuthCredential { id: e.id()?, consumer, key_hash: e.string("key_hash")? });
+            }
             EntityKind::Plugin => self.plugins.push(PluginInstance {
                 id: e.id()?,
                 name: e.string("name")?,
@@ -192,14 +214,14 @@ impl ConfigSnapshot {
         let mut snapshot = Self::empty(control_plane_id, version);
         let mut acls = Vec::new();
         for (kind, entity) in entities {
-            if kind == EntityKind::Acl {
-                acls.push(entity);
+            if matches!(kind, EntityKind::Acl | EntityKind::KeyAuth) {
+                acls.push((kind, entity));
             } else {
                 snapshot.add(kind, entity)?;
             }
         }
-        for acl in acls {
-            snapshot.add(EntityKind::Acl, acl)?;
+        for (kind, entity) in acls {
+            snapshot.add(kind, entity)?;
         }
         snapshot.sort();
         Ok(snapshot)
@@ -215,6 +237,7 @@ impl ConfigSnapshot {
             consumer.groups.sort_unstable();
             consumer.groups.dedup();
         }
+        self.key_auths.sort_by_key(|k| k.id);
         self.plugins.sort_by_key(|e| e.id);
     }
 
@@ -446,6 +469,46 @@ mod tests {
         let orphan = acl(&valid(EntityKind::Consumer, json!({"username": "gone"})), "x");
         let error = ConfigSnapshot::from_entities(None, 1, [(EntityKind::Acl, &orphan)]).unwrap_err();
         assert_eq!((error.kind, error.field.as_str()), ("acl", "consumer"));
+    }
+
+    #[test]
+    fn keyauth_credentials_join_as_hashes_after_their_consumer() {
+        let alice = valid(EntityKind::Consumer, json!({"username": "alice"}));
+        // What the publisher hands over: the stored hash in place of the sealed key.
+        let key = |consumer: &Normalized, hash: &str| {
+            let mut k = valid(EntityKind::KeyAuth, json!({"consumer": {"id": consumer["id"]}, "key": "sealed"}));
+            k.remove("key");
+            k.insert("key_hash".into(), json!(hash));
+            k
+        };
+        let (k1, k2) = (key(&alice, "aa"), key(&alice, "bb"));
+        let snapshot = ConfigSnapshot::from_entities(
+            None,
+            1,
+            [(EntityKind::KeyAuth, &k1), (EntityKind::Consumer, &alice), (EntityKind::KeyAuth, &k2)],
+        )
+        .unwrap();
+        let mut hashes: Vec<&str> = snapshot.key_auths.iter().map(|k| k.key_hash.as_str()).collect();
+        hashes.sort_unstable();
+        assert_eq!(hashes, ["aa", "bb"]);
+        assert!(snapshot.key_auths.iter().all(|k| k.consumer.to_string() == alice["id"]));
+        assert!(snapshot.key_auths.windows(2).all(|w| w[0].id < w[1].id), "ordered by id");
+        let text = serde_json::to_string(&snapshot).unwrap();
+        assert!(!text.contains("sealed"), "no key in the snapshot");
+        let back: ConfigSnapshot = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, snapshot);
+        let without = ConfigSnapshot::from_entities(None, 1, [(EntityKind::Consumer, &alice)]).unwrap();
+        assert!(!serde_json::to_string(&without).unwrap().contains("key_auths"), "absent when empty");
+        assert_ne!(without.hash(), snapshot.hash());
+
+        let orphan = key(&valid(EntityKind::Consumer, json!({"username": "gone"})), "cc");
+        let error = ConfigSnapshot::from_entities(None, 1, [(EntityKind::KeyAuth, &orphan)]).unwrap_err();
+        assert_eq!((error.kind, error.field.as_str()), ("keyauth_credential", "consumer"));
+        let unhashed = valid(EntityKind::KeyAuth, json!({"consumer": {"id": alice["id"]}, "key": "k"}));
+        let error =
+            ConfigSnapshot::from_entities(None, 1, [(EntityKind::Consumer, &alice), (EntityKind::KeyAuth, &unhashed)])
+                .unwrap_err();
+        assert_eq!(error.field, "key_hash", "a key the publisher did not hash is refused, not served");
     }
 
     #[test]

@@ -261,7 +261,7 @@ impl GatewayStore for SqlStore {
             EntityKind::Service => Some("service_id"),
             EntityKind::Route => Some("route_id"),
             EntityKind::Consumer => Some("consumer_id"),
-            EntityKind::Plugin | EntityKind::Acl => None,
+            EntityKind::Plugin | EntityKind::Acl | EntityKind::KeyAuth => None,
         };
         if let Some(column) = column {
             tx.execute(
@@ -273,9 +273,11 @@ impl GatewayStore for SqlStore {
             .await?;
         }
         if kind == EntityKind::Consumer {
-            // Kong's `acls.consumer` is `on_delete = "cascade"`, like the consumer's plugins.
+            // Kong's `acls.consumer` and `keyauth_credentials.consumer` are `on_delete = "cascade"`, like the
+            // consumer's plugins.
             tx.execute(
-                "DELETE FROM gateway_entities WHERE control_plane_id = ? AND kind = 'acls' AND consumer_id = ?",
+                "DELETE FROM gateway_entities WHERE control_plane_id = ? AND kind IN ('acls', 'key-auths') \
+                 AND consumer_id = ?",
                 params![&cp_text, &id_text],
             )
             .await?;

@@ -8,6 +8,7 @@ pub mod acl;
 pub mod correlation_id;
 pub mod cors;
 pub mod ip_restriction;
+pub mod key_auth;
 pub mod oauth2_introspection;
 pub mod rate_limiting;
 pub mod request_size_limiting;
@@ -108,6 +109,7 @@ pub const PLUGINS: &[&PluginInfo] = &[
     &correlation_id::INFO,
     &cors::INFO,
     &ip_restriction::INFO,
+    &key_auth::INFO,
     &oauth2_introspection::INFO,
     &rate_limiting::INFO,
     &request_size_limiting::INFO,
