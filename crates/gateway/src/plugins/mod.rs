@@ -28,6 +28,7 @@ pub mod correlation_id;
 pub mod cors;
 pub mod ip_restriction;
 pub mod key_auth;
+pub mod multipart;
 pub mod oauth2_introspection;
 #[cfg(test)]
 pub(crate) mod probe;

@@ -24,7 +24,7 @@ use serde_json::{Map, Value, json};
 
 use gatehouse_model::gateway::plugins::key_auth::{Config, INFO, NAME};
 
-use super::{Credential, Flow, Phases, Plugin, PluginDef, RequestContext, Shared, auth};
+use super::{Credential, Flow, Phases, Plugin, PluginDef, RequestContext, Shared, auth, multipart};
 
 pub const X_CREDENTIAL_IDENTIFIER: HeaderName = HeaderName::from_static("x-credential-identifier");
 
@@ -245,13 +245,7 @@ enum Body {
     Empty,
     Form(Bytes),
     Json(Map<String, Value>),
-    Multipart { boundary: String, parts: Vec<Part> },
-}
-
-struct Part {
-    name: Option<String>,
-    headers: HeaderMap,
-    data: Bytes,
+    Multipart { boundary: String, parts: Vec<multipart::Part> },
 }
 
 impl Body {
@@ -271,7 +265,7 @@ impl Body {
                 let Some(boundary) = mime.get_param(mime::BOUNDARY).map(|b| b.as_str().to_owned()) else {
                     return Body::Empty;
                 };
-                match Box::pin(multipart_parts(body, &boundary)).await {
+                match Box::pin(multipart::parse(body, &boundary)).await {
                     Ok(parts) => Body::Multipart { boundary, parts },
                     Err(e) => {
                         tracing::info!(error = %e, "key-auth: the multipart body does not parse; not read");
@@ -328,44 +322,13 @@ impl Body {
                 serde_json::to_vec(&map).ok().map(Bytes::from)
             }
             Body::Multipart { boundary, parts } => {
-                if parts.iter().all(|p| p.name.as_deref() != Some(name)) {
+                if parts.iter().all(|p| !p.is(name)) {
                     return None;
                 }
-                Some(encode_multipart(boundary, parts.iter().filter(|p| p.name.as_deref() != Some(name))))
+                Some(multipart::encode(boundary, parts.iter().filter(|p| !p.is(name))))
             }
         }
     }
-}
-
-async fn multipart_parts(body: &Bytes, boundary: &str) -> Result<Vec<Part>, multer::Error> {
-    let stream = futures_util::stream::once(std::future::ready(Ok::<_, std::convert::Infallible>(body.clone())));
-    let mut multipart = multer::Multipart::new(stream, boundary);
-    let mut parts = Vec::new();
-    while let Some(field) = multipart.next_field().await? {
-        let name = field.name().map(str::to_owned);
-        let headers = field.headers().clone();
-        let data = field.bytes().await?;
-        parts.push(Part { name, headers, data });
-    }
-    Ok(parts)
-}
-
-fn encode_multipart<'a>(boundary: &str, parts: impl Iterator<Item = &'a Part>) -> Bytes {
-    let mut out = Vec::new();
-    for part in parts {
-        out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        for (name, value) in &part.headers {
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&part.data);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    Bytes::from(out)
 }
 
 #[async_trait]

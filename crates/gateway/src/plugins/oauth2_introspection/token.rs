@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, header};
 use serde_json::Value;
 
-use crate::plugins::{Credential, RequestContext};
+use crate::plugins::{Credential, RequestContext, multipart};
 
 pub const PARAMETER: &str = "access_token";
 
@@ -70,8 +70,8 @@ async fn in_body(kind: &BodyKind, body: &Bytes) -> Result<Option<String>, BadBod
         },
         BodyKind::Multipart(boundary) => {
             // Boxed: the multipart parser's future is large and rare; the plugin's future stays small.
-            for part in Box::pin(multipart_parts(body, boundary)).await? {
-                if part.name.as_deref() == Some(PARAMETER) {
+            for part in Box::pin(multipart::parse(body, boundary)).await.map_err(unparsable)? {
+                if part.is(PARAMETER) {
                     return Ok(Some(String::from_utf8_lossy(&part.data).into_owned()));
                 }
             }
@@ -161,11 +161,11 @@ pub async fn hide(ctx: &mut RequestContext<'_>, source: Source) -> Result<(), Ba
             _ => return Ok(()),
         },
         BodyKind::Multipart(boundary) => {
-            let parts = Box::pin(multipart_parts(body, boundary)).await?;
-            if parts.iter().all(|p| p.name.as_deref() != Some(PARAMETER)) {
+            let parts = Box::pin(multipart::parse(body, boundary)).await.map_err(unparsable)?;
+            if parts.iter().all(|p| !p.is(PARAMETER)) {
                 return Ok(());
             }
-            encode_multipart(boundary, parts.iter().filter(|p| p.name.as_deref() != Some(PARAMETER)))
+            multipart::encode(boundary, parts.iter().filter(|p| !p.is(PARAMETER)))
         }
     };
     ctx.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(rewritten.len()));
@@ -188,43 +188,8 @@ fn without_parameter(form: &[u8]) -> Vec<u8> {
     kept
 }
 
-#[derive(Debug)]
-struct Part {
-    name: Option<String>,
-    headers: HeaderMap,
-    data: Bytes,
-}
-
-async fn multipart_parts(body: &Bytes, boundary: &str) -> Result<Vec<Part>, BadBody> {
-    let bad = |e: multer::Error| BadBody(format!("the multipart body does not parse: {e}"));
-    let stream = futures_util::stream::once(std::future::ready(Ok::<_, std::convert::Infallible>(body.clone())));
-    let mut multipart = multer::Multipart::new(stream, boundary);
-    let mut parts = Vec::new();
-    while let Some(field) = multipart.next_field().await.map_err(bad)? {
-        let name = field.name().map(str::to_owned);
-        let headers = field.headers().clone();
-        let data = field.bytes().await.map_err(bad)?;
-        parts.push(Part { name, headers, data });
-    }
-    Ok(parts)
-}
-
-fn encode_multipart<'a>(boundary: &str, parts: impl Iterator<Item = &'a Part>) -> Bytes {
-    let mut out = Vec::new();
-    for part in parts {
-        out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        for (name, value) in &part.headers {
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&part.data);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    Bytes::from(out)
+fn unparsable(e: multer::Error) -> BadBody {
+    BadBody(format!("the multipart body does not parse: {e}"))
 }
 
 #[cfg(test)]
@@ -288,9 +253,9 @@ mod tests {
         );
         let kind = BodyKind::Multipart("b".into());
         assert_eq!(in_body(&kind, &body).await.unwrap().as_deref(), Some("secret"));
-        let parts = multipart_parts(&body, "b").await.unwrap();
-        let rewritten = encode_multipart("b", parts.iter().filter(|p| p.name.as_deref() != Some(PARAMETER)));
-        let again = multipart_parts(&rewritten, "b").await.unwrap();
+        let parts = multipart::parse(&body, "b").await.unwrap();
+        let rewritten = multipart::encode("b", parts.iter().filter(|p| !p.is(PARAMETER)));
+        let again = multipart::parse(&rewritten, "b").await.unwrap();
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].name.as_deref(), Some("file"));
         assert_eq!(&again[0].data[..], b"hello");

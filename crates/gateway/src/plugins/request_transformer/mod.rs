@@ -22,7 +22,7 @@ use gatehouse_model::gateway::plugins::request_transformer::{
 };
 
 use super::request_size_limiting::error;
-use super::{Flow, Phases, Plugin, PluginDef, RequestContext, Shared};
+use super::{Flow, Phases, Plugin, PluginDef, RequestContext, Shared, multipart};
 
 pub static PLUGIN: PluginDef = PluginDef {
     info: &gatehouse_model::gateway::plugins::request_transformer::INFO,
@@ -480,7 +480,7 @@ impl RequestTransformer {
     /// becomes a simple `form-data` part (a renamed file loses its file name, as in Kong) and goes last.
     async fn transform_multipart(&self, body: &Bytes, content_type: &str, env: &Env<'_>) -> Option<Bytes> {
         let boundary = multer::parse_boundary(content_type).ok()?;
-        let mut parts = match Box::pin(multipart_parts(body, &boundary)).await {
+        let mut parts = match Box::pin(multipart::parse(body, &boundary)).await {
             Ok(parts) => parts,
             Err(e) => {
                 tracing::info!(error = %e, "request-transformer: the multipart body does not parse; sent unchanged");
@@ -492,7 +492,7 @@ impl RequestTransformer {
         if has_content {
             for (old, new) in &self.rename.body.0 {
                 let new = env.render(new);
-                if let Some(i) = parts.iter().position(|p| p.name == *old)
+                if let Some(i) = parts.iter().position(|p| p.is(old))
                     && *old != new
                 {
                     let value = parts.remove(i).data;
@@ -501,23 +501,23 @@ impl RequestTransformer {
                 }
             }
             for (name, _) in &self.remove.body.0 {
-                parts.retain(|p| p.name != *name);
+                parts.retain(|p| !p.is(name));
                 changed = true;
             }
             for (name, value) in &self.replace.body.0 {
-                if parts.iter().any(|p| p.name == *name) {
+                if parts.iter().any(|p| p.is(name)) {
                     set_simple(&mut parts, name.clone(), Bytes::from(env.render(value)));
                     changed = true;
                 }
             }
         }
         for (name, value) in &self.add.body.0 {
-            if !parts.iter().any(|p| p.name == *name) {
+            if !parts.iter().any(|p| p.is(name)) {
                 set_simple(&mut parts, name.clone(), Bytes::from(env.render(value)));
                 changed = true;
             }
         }
-        changed.then(|| encode_multipart(&boundary, &parts))
+        changed.then(|| multipart::encode(&boundary, &parts))
     }
 
     async fn transform_body(&self, ctx: &mut RequestContext<'_>, env: &Env<'_>) {
@@ -602,52 +602,15 @@ impl Plugin for RequestTransformer {
     }
 }
 
-/// One part of a multipart body: its name, its header lines as sent, its content.
-#[derive(Debug)]
-struct MultipartPart {
-    name: String,
-    headers: Vec<(HeaderName, HeaderValue)>,
-    data: Bytes,
-}
-
-async fn multipart_parts(body: &Bytes, boundary: &str) -> Result<Vec<MultipartPart>, multer::Error> {
-    let stream = futures_util::stream::once(std::future::ready(Ok::<_, std::convert::Infallible>(body.clone())));
-    let mut multipart = multer::Multipart::new(stream, boundary);
-    let mut parts = Vec::new();
-    while let Some(field) = multipart.next_field().await? {
-        let name = field.name().unwrap_or_default().to_owned();
-        let headers = field.headers().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let data = field.bytes().await?;
-        parts.push(MultipartPart { name, headers, data });
-    }
-    Ok(parts)
-}
-
 /// lua-multipart's `set_simple`: the named part's value, as a plain `form-data` part at the end.
-fn set_simple(parts: &mut Vec<MultipartPart>, name: String, data: Bytes) {
-    parts.retain(|p| p.name != name);
+fn set_simple(parts: &mut Vec<multipart::Part>, name: String, data: Bytes) {
+    parts.retain(|p| !p.is(&name));
     let disposition = format!("form-data; name=\"{}\"", name.replace('"', "%22"));
-    let headers =
-        HeaderValue::from_str(&disposition).map(|v| vec![(header::CONTENT_DISPOSITION, v)]).unwrap_or_default();
-    parts.push(MultipartPart { name, headers, data });
-}
-
-fn encode_multipart(boundary: &str, parts: &[MultipartPart]) -> Bytes {
-    let mut out = Vec::new();
-    for part in parts {
-        out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        for (name, value) in &part.headers {
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&part.data);
-        out.extend_from_slice(b"\r\n");
+    let mut headers = HeaderMap::new();
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
     }
-    out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    Bytes::from(out)
+    parts.push(multipart::Part { name: Some(name), headers, data });
 }
 
 /// A rendered path as a request target: bytes a path may not hold (spaces, `?`, `#`, controls, non-ASCII) are
