@@ -12,9 +12,10 @@ use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use gatehouse_model::gateway::snapshot::{ConfigSnapshot, PluginInstance, Route, Service};
+use gatehouse_model::gateway::snapshot::{ConfigSnapshot, PluginInstance};
 
 use crate::plugins::{Registry, probe};
+use crate::proxy::harness::{route_to as route, service};
 use crate::proxy::{Proxy, ProxySettings, serve};
 
 /// An upstream that answers 200 "ok" to everything.
@@ -40,42 +41,6 @@ async fn upstream() -> SocketAddr {
 async fn closed_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     listener.local_addr().unwrap().port()
-}
-
-fn service(id: u128, port: u16) -> Service {
-    Service {
-        id: uuid::Uuid::from_u128(id),
-        name: Some(format!("service-{id}")),
-        protocol: "http".into(),
-        host: "127.0.0.1".into(),
-        port,
-        path: None,
-        retries: 0,
-        connect_timeout: 2000,
-        write_timeout: 2000,
-        read_timeout: 2000,
-        tls_verify: None,
-        enabled: true,
-    }
-}
-
-fn route(id: u128, path: &str, service: u128) -> Route {
-    Route {
-        id: uuid::Uuid::from_u128(id),
-        name: Some(format!("route-{id}")),
-        service: Some(uuid::Uuid::from_u128(service)),
-        protocols: vec!["http".into(), "https".into()],
-        methods: Vec::new(),
-        hosts: Vec::new(),
-        paths: vec![path.into()],
-        headers: Default::default(),
-        https_redirect_status_code: 426,
-        regex_priority: 0,
-        strip_path: true,
-        preserve_host: false,
-        request_buffering: true,
-        response_buffering: true,
-    }
 }
 
 fn probe_instance(id: u128, route: Option<u128>, config: serde_json::Value) -> PluginInstance {

@@ -87,6 +87,30 @@ pub(crate) async fn echo_upstream() -> SocketAddr {
     addr
 }
 
+/// A service to the upstream on `port` of this host, with short timeouts and no retries.
+pub(crate) fn service(id: u128, port: u16) -> Service {
+    Service {
+        id: uuid::Uuid::from_u128(id),
+        name: Some(format!("service-{id}")),
+        protocol: "http".into(),
+        host: "127.0.0.1".into(),
+        port,
+        path: None,
+        retries: 0,
+        connect_timeout: 2000,
+        write_timeout: 2000,
+        read_timeout: 2000,
+        tls_verify: None,
+        enabled: true,
+    }
+}
+
+/// A route of `path` to service `service`.
+pub(crate) fn route_to(id: u128, path: &str, service: u128) -> Route {
+    Route { service: Some(uuid::Uuid::from_u128(service)), ..route(id, &[path]) }
+}
+
+/// A route of `paths` to service 1 (the harness's echo upstream).
 pub(crate) fn route(id: u128, paths: &[&str]) -> Route {
     Route {
         id: uuid::Uuid::from_u128(id),
@@ -139,20 +163,7 @@ impl Harness {
     pub async fn start(routes: Vec<Route>, plugins: Vec<PluginInstance>) -> Self {
         let up = echo_upstream().await;
         let proxy: Arc<Proxy> = Proxy::new(ProxySettings { workers: 1, ..Default::default() });
-        let service = Service {
-            id: uuid::Uuid::from_u128(1),
-            name: Some("echo".into()),
-            protocol: "http".into(),
-            host: "127.0.0.1".into(),
-            port: up.port(),
-            path: None,
-            retries: 0,
-            connect_timeout: 2000,
-            write_timeout: 2000,
-            read_timeout: 2000,
-            tls_verify: None,
-            enabled: true,
-        };
+        let service = Service { name: Some("echo".into()), ..service(1, up.port()) };
         let snapshot = ConfigSnapshot { services: vec![service], routes, plugins, ..ConfigSnapshot::empty(None, 1) };
         proxy.install(&snapshot).unwrap();
         let listener =

@@ -17,11 +17,12 @@ use tokio::net::TcpListener;
 use gatehouse_model::gateway::plugins::rate_limiting::{check, config_fields};
 use gatehouse_model::gateway::plugins::{PluginInfo, no_check};
 use gatehouse_model::gateway::schema::{Field, normalize};
-use gatehouse_model::gateway::snapshot::{self, ConfigSnapshot, PluginInstance, Route, Service};
+use gatehouse_model::gateway::snapshot::{self, ConfigSnapshot, PluginInstance, Route};
 use gatehouse_model::{Clock, ManualClock, SharedClock, Timestamp};
 
 use super::*;
 use crate::plugins::{Credential, Registry};
+use crate::proxy::harness::{route_to, service};
 use crate::proxy::{Proxy, ProxySettings, serve};
 
 /// 2026-03-14T15:09:26Z: mid-minute, mid-hour, mid-day, mid-month.
@@ -139,40 +140,9 @@ async fn upstream() -> SocketAddr {
     addr
 }
 
-fn service(id: u128, port: u16) -> Service {
-    Service {
-        id: uuid::Uuid::from_u128(id),
-        name: Some(format!("service-{id}")),
-        protocol: "http".into(),
-        host: "127.0.0.1".into(),
-        port,
-        path: None,
-        retries: 0,
-        connect_timeout: 2000,
-        write_timeout: 2000,
-        read_timeout: 2000,
-        tls_verify: None,
-        enabled: true,
-    }
-}
-
+/// The routes here forward the whole path (no `strip_path`).
 fn route(id: u128, path: &str, service: u128) -> Route {
-    Route {
-        id: uuid::Uuid::from_u128(id),
-        name: Some(format!("route-{id}")),
-        service: Some(uuid::Uuid::from_u128(service)),
-        protocols: vec!["http".into(), "https".into()],
-        methods: Vec::new(),
-        hosts: Vec::new(),
-        paths: vec![path.into()],
-        headers: Default::default(),
-        https_redirect_status_code: 426,
-        regex_priority: 0,
-        strip_path: false,
-        preserve_host: false,
-        request_buffering: true,
-        response_buffering: true,
-    }
+    Route { strip_path: false, ..route_to(id, path, service) }
 }
 
 /// Where an instance applies: (route, service, consumer) ids.
