@@ -15,6 +15,7 @@ pub mod request_size_limiting;
 pub mod request_termination;
 pub mod request_transformer;
 pub mod response_transformer;
+pub mod upstream_oauth;
 
 use serde_json::{Map, Value};
 
@@ -116,6 +117,7 @@ pub const PLUGINS: &[&PluginInfo] = &[
     &request_termination::INFO,
     &request_transformer::INFO,
     &response_transformer::INFO,
+    &upstream_oauth::INFO,
 ];
 
 pub fn info(name: &str) -> Option<&'static PluginInfo> {
