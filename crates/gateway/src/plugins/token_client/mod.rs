@@ -15,11 +15,14 @@
 //!   it and share its result, a failure included, so a failing IdP gets one call per wave of requests, not one per
 //!   request. Failures are never cached.
 //! - The number of keys is bounded ([`TokenClient::new`]); the least used are dropped first.
+//! - With a [`SharedStore`] (Kong's `redis` strategy), a miss first looks there, and a fetched token is put there
+//!   until it lapses, so nodes share tokens. The store failing is logged and the IdP asked, as if it were empty.
 //! - Time is the node's injectable clock.
 //! - Errors are typed ([`TokenError`]); their text names the IdP's status, an RFC 6749 error code and a digest of
 //!   the body, never the body itself or a credential, so it can be logged. It is never meant for a client.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -94,6 +97,17 @@ pub struct TokenRequest {
     pub default_lifetime: Duration,
     /// A token is not handed out once it expires within this margin (Kong's `eagerly_expire`).
     pub renew_margin: Duration,
+    /// Where nodes share tokens; `None` keeps them in this node only.
+    pub shared_store: Option<Arc<dyn SharedStore>>,
+}
+
+/// A store that nodes share tokens through (Redis). The client writes and reads its own values; a value it cannot
+/// read is a miss.
+#[async_trait::async_trait]
+pub trait SharedStore: Send + Sync + std::fmt::Debug {
+    async fn get(&self, key: &str) -> Result<Option<String>, String>;
+    /// Keeps `value` under `key` for `ttl`.
+    async fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), String>;
 }
 
 /// A request ready to be made: built once per plugin instance, used for every request.
@@ -108,6 +122,7 @@ pub struct Prepared {
     timeout: Duration,
     default_lifetime: Duration,
     renew_margin: Duration,
+    shared_store: Option<Arc<dyn SharedStore>>,
 }
 
 /// Why a [`TokenRequest`] cannot be made.
@@ -163,6 +178,26 @@ impl Token {
     /// When it lapses: the earliest of `expires_in` (or the default lifetime) and a JWT's `exp`.
     pub fn expires_at(&self) -> Timestamp {
         self.expires_at
+    }
+
+    /// The token as a shared store keeps it.
+    fn stored(&self) -> String {
+        serde_json::json!({"access_token": self.access_token.expose(), "obtained_at": self.obtained_at.micros(),
+            "expires_at": self.expires_at.micros()})
+        .to_string()
+    }
+
+    fn from_stored(value: &str) -> Option<Self> {
+        let value: Value = serde_json::from_str(value).ok()?;
+        let access_token = value.get("access_token")?.as_str().filter(|t| !t.is_empty())?;
+        let mut bearer = HeaderValue::from_str(&format!("Bearer {access_token}")).ok()?;
+        bearer.set_sensitive(true);
+        Some(Self {
+            access_token: SecretString::new(access_token.to_owned()),
+            bearer,
+            obtained_at: Timestamp::from_micros(value.get("obtained_at")?.as_i64()?),
+            expires_at: Timestamp::from_micros(value.get("expires_at")?.as_i64()?),
+        })
     }
 
     fn usable_at(&self, now: Timestamp, margin: Duration) -> bool {
@@ -292,6 +327,7 @@ impl TokenClient {
             timeout: request.timeout,
             default_lifetime: request.default_lifetime,
             renew_margin: request.renew_margin,
+            shared_store: request.shared_store.clone(),
         })
     }
 
@@ -316,7 +352,7 @@ impl TokenClient {
         if let Some(token) = slot.usable(self.clock.now(), request.renew_margin) {
             return Ok(token);
         }
-        let outcome = self.fetch(request).await.map(Arc::new).map_err(Arc::new);
+        let outcome = self.obtain(request).await;
         if let Ok(token) = &outcome {
             *slot.current.write().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
         }
@@ -333,6 +369,34 @@ impl TokenClient {
                 *current = None;
             }
         }
+    }
+
+    /// From the shared store when it has a usable token, else from the IdP (and then into the store).
+    async fn obtain(&self, request: &Prepared) -> Outcome {
+        let Some(store) = &request.shared_store else {
+            return self.fetch(request).await.map(Arc::new).map_err(Arc::new);
+        };
+        let name = store_key(&request.key);
+        match store.get(&name).await {
+            Ok(Some(value)) => {
+                if let Some(token) = Token::from_stored(&value)
+                    && token.usable_at(self.clock.now(), request.renew_margin)
+                {
+                    return Ok(Arc::new(token));
+                }
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "token client: the shared store failed; asking the IdP"),
+        }
+        let token = Arc::new(self.fetch(request).await.map_err(Arc::new)?);
+        let ttl = token.expires_at.micros().saturating_sub(self.clock.now().micros());
+        if ttl > 0 {
+            let ttl = Duration::from_micros(u64::try_from(ttl).unwrap_or_default());
+            if let Err(error) = store.put(&name, &token.stored(), ttl).await {
+                tracing::warn!(%error, "token client: the shared store failed; the token is kept on this node only");
+            }
+        }
+        Ok(token)
     }
 
     async fn fetch(&self, request: &Prepared) -> Result<Token, TokenError> {
@@ -436,6 +500,15 @@ fn endpoint_uri(endpoint: &str) -> Option<Uri> {
         text.truncate(at);
     }
     text.parse().ok()
+}
+
+/// The shared store's name for a cache key: the digest in hex, never anything in clear.
+fn store_key(key: &[u8; 32]) -> String {
+    let mut name = String::from("gatehouse:oauth_token:");
+    for b in key {
+        let _ = write!(name, "{b:02x}");
+    }
+    name
 }
 
 /// SHA-256 over every input that changes the answer, each length-prefixed so no two inputs collide.

@@ -32,6 +32,7 @@ fn request(endpoint: String, auth: ClientAuth) -> TokenRequest {
         verify_tls: true,
         default_lifetime: Duration::from_secs(3600),
         renew_margin: Duration::from_secs(5),
+        shared_store: None,
     }
 }
 

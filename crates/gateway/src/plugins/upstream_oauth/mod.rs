@@ -7,7 +7,8 @@
 //! `{ "code": "502", "message": "Failed to authenticate request to upstream" }` by default); what the IdP said is
 //! logged with the request id, never sent. An upstream status listed in
 //! `behavior.purge_token_on_upstream_status_codes` (401 by default) drops the token the request carried, so the
-//! next request fetches a new one.
+//! next request fetches a new one. With `cache.strategy: redis` tokens are also kept in Redis (on the node's
+//! connection for that server, shared with `rate-limiting`), so nodes share them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,13 +22,14 @@ use serde_json::Value;
 
 use gatehouse_model::gateway::plugins::upstream_oauth::{AuthMethod, Config, GrantType, INFO, NAME, Strategy};
 
-use super::token_client::{ClientAuth, Grant, Prepared, Token, TokenClient, TokenRequest};
-use super::{Flow, Phases, Plugin, PluginDef, RequestContext, ResponseContext};
+use super::token_client::{ClientAuth, Grant, Prepared, SharedStore, Token, TokenClient, TokenRequest};
+use super::{Flow, Phases, Plugin, PluginDef, RequestContext, ResponseContext, Shared};
+use crate::counters::RedisSettings;
 
 pub static PLUGIN: PluginDef = PluginDef {
     info: &INFO,
     phases: Phases { access: true, response: true, rewrite: false, log: false },
-    build: |config, shared| Ok(Arc::new(UpstreamOAuth::new(config, &shared.tokens)?)),
+    build: |config, shared| Ok(Arc::new(UpstreamOAuth::new(config, shared)?)),
 };
 
 #[derive(Debug)]
@@ -48,14 +50,12 @@ struct Failure {
 }
 
 impl UpstreamOAuth {
-    pub fn new(config: &serde_json::Map<String, Value>, tokens: &Arc<TokenClient>) -> Result<Self, String> {
+    pub fn new(config: &serde_json::Map<String, Value>, shared: &Shared) -> Result<Self, String> {
+        let tokens = &shared.tokens;
         let config: Config = serde_json::from_value(Value::Object(config.clone())).map_err(|e| e.to_string())?;
         // The schema refuses these; a configuration that got past it anyway must not run as something else.
         if config.oauth.grant_type != GrantType::ClientCredentials {
             return Err("only the client_credentials grant is supported".into());
-        }
-        if config.cache.strategy != Strategy::Memory {
-            return Err("only the memory cache strategy is supported".into());
         }
         let auth = match config.client.auth_method {
             AuthMethod::ClientSecretBasic => ClientAuth::ClientSecretBasic,
@@ -65,6 +65,24 @@ impl UpstreamOAuth {
         };
         let pairs = |map: &Option<std::collections::BTreeMap<String, String>>| {
             map.iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>()
+        };
+        let shared_store = match config.cache.strategy {
+            Strategy::Memory => None,
+            Strategy::Redis => {
+                let redis = &config.cache.redis;
+                let settings = RedisSettings {
+                    host: redis.host.clone(),
+                    port: redis.port,
+                    username: redis.username.clone(),
+                    password: redis.password.clone(),
+                    database: redis.database,
+                    timeout_ms: redis.connect_timeout.max(redis.read_timeout).max(redis.send_timeout),
+                    ssl: false,
+                    ssl_verify: redis.ssl_verify,
+                    server_name: None,
+                };
+                Some(shared.counters.redis(&settings)? as Arc<dyn SharedStore>)
+            }
         };
         let request = TokenRequest {
             token_endpoint: config.oauth.token_endpoint.clone(),
@@ -82,6 +100,7 @@ impl UpstreamOAuth {
             default_lifetime: Duration::try_from_secs_f64(config.cache.default_ttl.min(10.0 * 365.0 * 86_400.0))
                 .unwrap_or(Duration::from_secs(3600)),
             renew_margin: Duration::from_secs(config.cache.eagerly_expire),
+            shared_store,
         };
         let request = tokens.prepare(&request).map_err(|e| e.to_string())?;
         let behavior = &config.behavior;

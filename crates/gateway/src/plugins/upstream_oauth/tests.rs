@@ -203,3 +203,45 @@ async fn an_upstream_401_purges_the_token_and_basic_auth_is_sent_as_configured()
     assert_eq!(headers["x-tenant"], "t1");
     assert_eq!(form, "grant_type=client_credentials&scope=upstream&audience=https%3A%2F%2Fapi&resource=urn%3Aapi");
 }
+
+/// Redis's host and port from `GATEHOUSE_TEST_REDIS_URL`, or `None` (and the skip line) when it is unset.
+fn redis_server() -> Option<(String, u16)> {
+    let Some(url) = std::env::var("GATEHOUSE_TEST_REDIS_URL").ok().filter(|v| !v.is_empty()) else {
+        eprintln!("Redis suite: SKIPPED (GATEHOUSE_TEST_REDIS_URL is not set)");
+        return None;
+    };
+    let url = url::Url::parse(&url).unwrap();
+    Some((url.host_str().unwrap().to_owned(), url.port().unwrap_or(6379)))
+}
+
+#[tokio::test]
+async fn with_the_redis_strategy_nodes_share_tokens_and_a_failing_redis_falls_back_to_the_idp() {
+    let Some((host, port)) = redis_server() else { return };
+    let clock = manual();
+    let idp = StandIn::start(Script::Token { expires_in: Some(60) }, SharedClock::new(Arc::new(clock.clone()))).await;
+    let mut config = config(&idp);
+    config["cache"] = json!({"strategy": "redis", "redis": {"host": host, "port": port}});
+    // Two nodes: each its own proxy, token client and cache; Redis between them.
+    let one = Setup::start(config.clone(), &clock).await;
+    let two = Setup::start(config.clone(), &clock).await;
+    let http = reqwest::Client::new();
+    let first = one.get(&http, &[]).await.1.unwrap();
+    assert_eq!(two.get(&http, &[]).await.1.unwrap(), first, "the second node takes the token from Redis");
+    assert_eq!(idp.calls(), 1);
+    // Past the renewal point, whichever node comes first fetches, and the other takes that one.
+    clock.advance_secs(56);
+    let renewed = two.get(&http, &[]).await.1.unwrap();
+    assert_eq!(parse(&renewed).0, 2);
+    assert_eq!(one.get(&http, &[]).await.1.unwrap(), renewed);
+    assert_eq!(idp.calls(), 2);
+
+    // Nothing answers where this block points: the IdP is asked, and the request goes through.
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    config["cache"] = json!({"strategy": "redis", "redis": {"host": "127.0.0.1", "port": closed.port(),
+        "connect_timeout": 200, "read_timeout": 200, "send_timeout": 200}});
+    config["oauth"]["scopes"] = json!(["other"]);
+    let lonely = Setup::start(config, &clock).await;
+    let (status, seen, _) = lonely.get(&http, &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(parse(&seen.unwrap()).0, 3);
+}

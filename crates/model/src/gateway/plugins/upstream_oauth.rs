@@ -146,8 +146,7 @@ fn cache_fields() -> Vec<Field> {
         Field::string("strategy")
             .default(json!("memory"))
             .one_of(&["memory", "redis"])
-            .check(supported_strategy)
-            .describe_as("Where tokens are cached: `memory` (the node's own cache)."),
+            .describe_as("Where tokens are cached: `memory` (the node's own cache) or `redis` (shared by nodes)."),
         Field::record(
             "memory",
             vec![
@@ -158,7 +157,7 @@ fn cache_fields() -> Vec<Field> {
             ],
         )
         .describe_as("The `memory` strategy's settings."),
-        Field::record("redis", redis_fields()).describe_as("The `redis` strategy's settings (not supported yet)."),
+        Field::record("redis", redis_fields()).describe_as("The `redis` strategy's settings."),
         Field::number("default_ttl")
             .default(json!(3600))
             .check(positive)
@@ -170,9 +169,15 @@ fn cache_fields() -> Vec<Field> {
     ]
 }
 
-/// Kong Enterprise's Redis block, every field at its default only: the `redis` strategy is not supported yet.
+/// Kong Enterprise's Redis block: a single server (host, port, database, ACL user and password, timeouts, no TLS
+/// yet); Sentinel, Cluster, cloud authentication and pool tuning only at their defaults.
 fn redis_fields() -> Vec<Field> {
-    let timeout = |name| Field::integer(name).default(json!(2000)).unsupported();
+    let timeout = |name| {
+        Field::integer(name)
+            .default(json!(2000))
+            .between(0, MAX_TIMEOUT)
+            .describe_as("Milliseconds; the longest of the three bounds connecting and each command.")
+    };
     let node = |host: &'static str| {
         Field::record(
             "node",
@@ -207,12 +212,14 @@ fn redis_fields() -> Vec<Field> {
         Field::array("cluster_nodes", node("ip")).unsupported(),
         timeout("connect_timeout"),
         Field::boolean("connection_is_proxied").default(json!(false)).unsupported(),
-        Field::integer("database").default(json!(0)).unsupported(),
-        Field::string("host").default(json!("127.0.0.1")).unsupported(),
+        Field::integer("database").default(json!(0)).describe_as("The Redis database tokens are kept in."),
+        Field::string("host").default(json!("127.0.0.1")).describe_as("The Redis server's host name or address."),
         Field::integer("keepalive_backlog").unsupported(),
         Field::integer("keepalive_pool_size").default(json!(256)).unsupported(),
-        Field::string("password").encrypted().unsupported(),
-        Field::integer("port").default(json!(6379)).unsupported(),
+        Field::string("password")
+            .encrypted()
+            .describe_as("The password for Redis's `AUTH`; unset sends none. Sealed at rest."),
+        Field::integer("port").default(json!(6379)).between(0, 65535).describe_as("The Redis server's port."),
         timeout("read_timeout"),
         timeout("send_timeout"),
         Field::string("sentinel_master").unsupported(),
@@ -222,8 +229,8 @@ fn redis_fields() -> Vec<Field> {
         Field::string("sentinel_username").unsupported(),
         Field::string("server_name").unsupported(),
         Field::boolean("ssl").default(json!(false)).unsupported(),
-        Field::boolean("ssl_verify").default(json!(true)).unsupported(),
-        Field::string("username").unsupported(),
+        Field::boolean("ssl_verify").default(json!(true)).describe_as("Verify the server's certificate (with `ssl`)."),
+        Field::string("username").describe_as("The ACL user sent with the password (Redis 6+)."),
     ]
 }
 
@@ -285,8 +292,23 @@ pub struct Behavior {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Cache {
     pub strategy: Strategy,
+    pub redis: Redis,
     pub default_ttl: f64,
     pub eagerly_expire: u64,
+}
+
+/// The `cache.redis` block's fields Gatehouse runs; the password's `Debug` is `[redacted]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Redis {
+    pub host: String,
+    pub port: u16,
+    pub database: i64,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    pub connect_timeout: u64,
+    pub read_timeout: u64,
+    pub send_timeout: u64,
+    pub ssl_verify: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -308,13 +330,6 @@ fn supported_auth_method(v: &Value) -> Result<(), String> {
         Some("client_secret_jwt") => Err("not supported by Gatehouse yet: use client_secret_basic, \
                                           client_secret_post or none"
             .into()),
-        _ => Ok(()),
-    }
-}
-
-fn supported_strategy(v: &Value) -> Result<(), String> {
-    match v.as_str() {
-        Some("redis") => Err("not supported by Gatehouse yet: only memory is accepted".into()),
         _ => Ok(()),
     }
 }
@@ -390,6 +405,27 @@ mod tests {
         assert_eq!(secrets, [("oauth.client_id".to_owned(), "id"), ("oauth.client_secret".to_owned(), "s3cret")]);
         let defaults = validated(json!({"oauth": {"token_endpoint": "https://idp/t"}})).unwrap();
         assert_eq!(defaults["oauth"]["scopes"], json!(["openid"]));
+
+        // The redis strategy: its password is sealed at rest like the client secret, two records deep.
+        let redis = validated(json!({"oauth": {"token_endpoint": "https://idp/t", "client_secret": "s"},
+            "cache": {"strategy": "redis", "redis": {"host": "redis.internal", "port": 6380, "password": "pw",
+                "username": "gw", "database": 3, "read_timeout": 500}}}))
+        .unwrap();
+        let typed: Config = serde_json::from_value(Value::Object(redis.clone())).unwrap();
+        assert_eq!(typed.cache.strategy, Strategy::Redis);
+        assert_eq!(
+            (typed.cache.redis.host.as_str(), typed.cache.redis.port, typed.cache.redis.database),
+            ("redis.internal", 6380, 3)
+        );
+        assert_eq!((typed.cache.redis.connect_timeout, typed.cache.redis.read_timeout), (2000, 500));
+        let secrets = super::super::encrypted_values(NAME, &redis);
+        assert_eq!(secrets, [("oauth.client_secret".to_owned(), "s"), ("cache.redis.password".to_owned(), "pw")]);
+        let mut sealed = redis.clone();
+        for (path, _) in &secrets {
+            *super::super::config_value_mut(&mut sealed, path).unwrap() = json!("sealed");
+        }
+        assert_eq!(sealed["cache"]["redis"]["password"], json!("sealed"));
+        assert_eq!(sealed["cache"]["redis"]["host"], json!("redis.internal"));
     }
 
     #[test]
@@ -412,8 +448,12 @@ mod tests {
             (json!({"client": {"auth_method": "client_secret_jwt"}}), "config.client.auth_method"),
             (json!({"client": {"http_proxy": "http://p:3128"}}), "config.client.http_proxy"),
             (json!({"client": {"http_version": 1.0}}), "config.client.http_version"),
-            (json!({"cache": {"strategy": "redis"}}), "config.cache.strategy"),
-            (json!({"cache": {"redis": {"host": "redis.internal"}}}), "config.cache.redis.host"),
+            (json!({"cache": {"redis": {"ssl": true}}}), "config.cache.redis.ssl"),
+            (json!({"cache": {"redis": {"sentinel_master": "m"}}}), "config.cache.redis.sentinel_master"),
+            (
+                json!({"cache": {"redis": {"cloud_authentication": {"auth_provider": "aws"}}}}),
+                "config.cache.redis.cloud_authentication.auth_provider",
+            ),
             (json!({"cache": {"memory": {"dictionary_name": "mine"}}}), "config.cache.memory.dictionary_name"),
         ] {
             let found = refused(base(extra.clone()));
