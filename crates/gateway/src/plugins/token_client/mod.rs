@@ -14,7 +14,9 @@
 //! - However many requests miss at once, one request goes to the IdP (a per-key single flight): the others wait for
 //!   it and share its result, a failure included, so a failing IdP gets one call per wave of requests, not one per
 //!   request. Failures are never cached.
-//! - The number of keys is bounded ([`TokenClient::new`]); the least used are dropped first.
+//! - The number of keys is bounded ([`TokenClient::new`]); the least used are dropped first. A [`Prepared`] request
+//!   holds its key's slot, so a hit costs no map lookup; a slot dropped from the map for room stays with the
+//!   requests prepared with it (a later `prepare` of the same key starts a new one).
 //! - With a [`SharedStore`] (Kong's `redis` strategy), a miss first looks there, and a fetched token is put there
 //!   until it lapses, so nodes share tokens. The store failing is logged and the IdP asked, as if it were empty.
 //! - Time is the node's injectable clock.
@@ -114,6 +116,8 @@ pub trait SharedStore: Send + Sync + std::fmt::Debug {
 #[derive(Debug)]
 pub struct Prepared {
     key: [u8; 32],
+    /// The key's slot, looked up once: a cache hit then touches neither moka nor the key.
+    slot: Arc<Slot>,
     uri: Uri,
     /// The form body, which may hold the client secret: its `Debug` is redacted.
     form: SecretString,
@@ -318,8 +322,10 @@ impl TokenClient {
             headers.retain(|(n, _)| *n != name);
             headers.push((name, value));
         }
+        let key = cache_key(request, &id, &secret);
         Ok(Prepared {
-            key: cache_key(request, &id, &secret),
+            slot: self.slots.get_with(key, Arc::default),
+            key,
             uri,
             form: SecretString::new(form.finish()),
             headers,
@@ -334,7 +340,7 @@ impl TokenClient {
     /// A token for `request`: the cached one while it is usable, else one fetched now (one fetch per key however
     /// many callers ask at once; they all get its outcome).
     pub async fn token(&self, request: &Prepared) -> Result<Arc<Token>, Arc<TokenError>> {
-        let slot = self.slots.get_with(request.key, Arc::default);
+        let slot = &request.slot;
         if let Some(token) = slot.usable(self.clock.now(), request.renew_margin) {
             return Ok(token);
         }
@@ -363,11 +369,9 @@ impl TokenClient {
 
     /// Drops `token` from the cache (the upstream refused it), unless it was already replaced.
     pub fn invalidate(&self, request: &Prepared, token: &Arc<Token>) {
-        if let Some(slot) = self.slots.get(&request.key) {
-            let mut current = slot.current.write().unwrap_or_else(|p| p.into_inner());
-            if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, token)) {
-                *current = None;
-            }
+        let mut current = request.slot.current.write().unwrap_or_else(|p| p.into_inner());
+        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, token)) {
+            *current = None;
         }
     }
 
