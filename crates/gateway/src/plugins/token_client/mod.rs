@@ -73,8 +73,9 @@ pub enum ClientAuth {
     None,
 }
 
-/// What to ask a token endpoint for, independent of any plugin's config types.
-#[derive(Debug, Clone)]
+/// What to ask a token endpoint for, independent of any plugin's config types. `Debug` shows the names of the extra
+/// arguments and headers, not their values (often API keys), and never the secret.
+#[derive(Clone)]
 pub struct TokenRequest {
     pub token_endpoint: String,
     pub grant: Grant,
@@ -101,6 +102,25 @@ pub struct TokenRequest {
     pub renew_margin: Duration,
     /// Where nodes share tokens; `None` keeps them in this node only.
     pub shared_store: Option<Arc<dyn SharedStore>>,
+}
+
+impl std::fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = |pairs: &[(String, String)]| pairs.iter().map(|(name, _)| name.clone()).collect::<Vec<_>>();
+        f.debug_struct("TokenRequest")
+            .field("token_endpoint", &self.token_endpoint)
+            .field("grant", &self.grant)
+            .field("auth", &self.auth)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret)
+            .field("scopes", &self.scopes)
+            .field("audience", &self.audience)
+            .field("post_args", &names(&self.post_args))
+            .field("headers", &names(&self.headers))
+            .field("timeout", &self.timeout)
+            .field("shared_store", &self.shared_store.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A store that nodes share tokens through (Redis). The client writes and reads its own values; a value it cannot

@@ -247,6 +247,14 @@ async fn failures_are_typed_and_never_carry_the_idps_text() {
     let mut bad_header = request(idp.url(), ClientAuth::None);
     bad_header.headers = vec![("X Bad".into(), "v".into())];
     assert!(matches!(client.prepare(&bad_header), Err(PrepareError::Header(_))));
+    let mut keyed = request(idp.url(), ClientAuth::ClientSecretPost);
+    keyed.headers = vec![("x-api-key".into(), "api-key-123".into())];
+    keyed.post_args = vec![("assertion".into(), "signed-456".into())];
+    let printed = format!("{keyed:?} {:?}", client.prepare(&keyed).unwrap());
+    assert!(printed.contains("x-api-key") && printed.contains("assertion"), "{printed}");
+    for secret in ["api-key-123", "signed-456", "s3cret"] {
+        assert!(!printed.contains(secret), "{printed}");
+    }
     let printed = format!("{prepared:?}");
     assert!(!printed.contains("s3cret") && !printed.contains("client-1"), "{printed}");
 }

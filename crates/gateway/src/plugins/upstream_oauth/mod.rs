@@ -94,7 +94,8 @@ impl UpstreamOAuth {
             audience: config.oauth.audience.clone(),
             post_args: pairs(&config.oauth.token_post_args),
             headers: pairs(&config.oauth.token_headers),
-            timeout: Duration::from_millis(config.client.timeout),
+            // Kong's 0 leaves OpenResty's sockets on their default (60 s); a zero deadline would fail every fetch.
+            timeout: Duration::from_millis(if config.client.timeout == 0 { 60_000 } else { config.client.timeout }),
             keep_alive: config.client.keep_alive,
             verify_tls: config.client.ssl_verify,
             default_lifetime: Duration::try_from_secs_f64(config.cache.default_ttl.min(10.0 * 365.0 * 86_400.0))

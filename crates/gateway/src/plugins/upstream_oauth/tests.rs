@@ -245,3 +245,15 @@ async fn with_the_redis_strategy_nodes_share_tokens_and_a_failing_redis_falls_ba
     assert_eq!(status, 200);
     assert_eq!(parse(&seen.unwrap()).0, 3);
 }
+
+#[tokio::test]
+async fn a_zero_timeout_is_kongs_socket_default_not_an_instant_failure() {
+    let clock = manual();
+    let idp = StandIn::start(Script::Token { expires_in: Some(60) }, SharedClock::new(Arc::new(clock.clone()))).await;
+    let mut config = config(&idp);
+    config["client"] = json!({"timeout": 0});
+    let setup = Setup::start(config, &clock).await;
+    let (status, seen, body) = setup.get(&reqwest::Client::new(), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(parse(&seen.unwrap()).0, 1);
+}
