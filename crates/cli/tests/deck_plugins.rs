@@ -86,6 +86,20 @@ fn full_configs() -> Vec<(&'static str, Value)> {
                 "add": {"json": ["count:3"], "json_types": ["number"], "headers": ["x-added:1"]},
                 "append": {"json": ["flags:true"], "json_types": ["boolean"], "headers": ["vary:origin"]}}),
         ),
+        (
+            "upstream-oauth",
+            json!({"oauth": {"token_endpoint": "http://127.0.0.1:9/token", "grant_type": "client_credentials",
+                    "client_id": "gw-client", "client_secret": "gw-secret-1", "scopes": ["a", "b"],
+                    "audience": ["https://api"], "token_headers": {"x-tenant": "t1"},
+                    "token_post_args": {"resource": "urn:api"}},
+                "client": {"auth_method": "client_secret_basic", "client_secret_jwt_alg": "HS256", "timeout": 2500,
+                    "keep_alive": false, "ssl_verify": false},
+                "behavior": {"upstream_access_token_header_name": "X-Upstream-Auth",
+                    "purge_token_on_upstream_status_codes": [401, 403], "idp_error_response_status_code": 503,
+                    "idp_error_response_content_type": "text/plain", "idp_error_response_message": "no token",
+                    "idp_error_response_body_template": "{{message}}"},
+                "cache": {"strategy": "memory", "default_ttl": 600, "eagerly_expire": 10}}),
+        ),
     ]
 }
 

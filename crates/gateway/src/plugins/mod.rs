@@ -37,6 +37,8 @@ pub mod request_size_limiting;
 pub mod request_termination;
 pub mod request_transformer;
 pub mod response_transformer;
+pub mod token_client;
+pub mod upstream_oauth;
 
 use std::any::Any;
 use std::borrow::Cow;
@@ -96,6 +98,7 @@ pub const BUILTIN: &[&PluginDef] = &[
     &request_termination::PLUGIN,
     &request_transformer::PLUGIN,
     &response_transformer::PLUGIN,
+    &upstream_oauth::PLUGIN,
 ];
 
 /// The plugins a gateway can run: [`BUILTIN`], plus any a test adds.
@@ -375,6 +378,8 @@ pub struct Shared {
     /// The HMAC key `keyauth_credentials` are hashed with (derived from the master key by the node, which hands
     /// over this key only). `None` (tests, a node without one) refuses configurations that use `key-auth`.
     pub key_auth: Option<aws_lc_rs::hmac::Key>,
+    /// Tokens the gateway gets for itself or for callers (`upstream-oauth`), cached across configuration changes.
+    pub tokens: Arc<token_client::TokenClient>,
 }
 
 impl Shared {
@@ -394,6 +399,7 @@ impl Shared {
             introspection: Arc::new(oauth2_introspection::Shared::new(limits, clock.clone())),
             counters: crate::counters::CounterStores::new(None, clock.clone()),
             rate_limiting: Arc::default(),
+            tokens: Arc::new(token_client::TokenClient::new(token_client::DEFAULT_CAPACITY, clock.clone())),
             clock,
             key_auth: None,
         }

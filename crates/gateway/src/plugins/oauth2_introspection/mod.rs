@@ -26,7 +26,7 @@ use crate::consumers::Consumer;
 use crate::error::ProxyError;
 
 pub use cache::{AnswerCache, CacheLimits};
-pub use idp::Clients;
+pub use idp::{BodySummary, Clients};
 
 const MISSING_TOKEN: &str = "The access token is missing";
 const INVALID_TOKEN: &str = "The access token is invalid or has expired";

@@ -15,6 +15,7 @@ pub mod request_size_limiting;
 pub mod request_termination;
 pub mod request_transformer;
 pub mod response_transformer;
+pub mod upstream_oauth;
 
 use serde_json::{Map, Value};
 
@@ -116,6 +117,7 @@ pub const PLUGINS: &[&PluginInfo] = &[
     &request_termination::INFO,
     &request_transformer::INFO,
     &response_transformer::INFO,
+    &upstream_oauth::INFO,
 ];
 
 pub fn info(name: &str) -> Option<&'static PluginInfo> {
@@ -132,36 +134,47 @@ pub fn allows_consumer_scope(name: &str) -> bool {
 
 /// The secret strings of a plugin's `config`, each with its path under `config`: the value of every field marked
 /// encrypted (`authorization_value`), every value of a map whose values are (`custom_introspection_headers.<name>`),
-/// and a record's encrypted fields (`redis.password`).
+/// and the encrypted fields of records, at any depth (`redis.password`, `cache.redis.password`).
 /// Whatever is not a string (an unset field) is left out.
 pub fn encrypted_values<'a>(name: &str, config: &'a Map<String, Value>) -> Vec<(String, &'a str)> {
     let Some(fields) = config_fields(name) else { return Vec::new() };
     let mut found = Vec::new();
-    for field in fields {
-        let Some(value) = config.get(field.name) else { continue };
-        match (&field.kind, value) {
-            (_, Value::String(text)) if field.encrypted => found.push((field.name.to_owned(), text.as_str())),
-            (Kind::Map { values, .. }, Value::Object(map)) if values.encrypted => {
-                found.extend(map.iter().filter_map(|(key, v)| Some((format!("{}.{key}", field.name), v.as_str()?))));
-            }
-            // A record's own secret fields (`redis.password`): `config_value_mut` reaches them by the same path.
-            (Kind::Record(inner), Value::Object(record)) => found.extend(
-                inner
-                    .iter()
-                    .filter(|f| f.encrypted)
-                    .filter_map(|f| Some((format!("{}.{}", field.name, f.name), record.get(f.name)?.as_str()?))),
-            ),
-            _ => {}
-        }
-    }
+    collect_encrypted(&fields, config, "", &mut found);
     found
 }
 
-/// The value at a path [`encrypted_values`] gave: a field, or `field.key` for a map's value (field names have no
-/// dot, so the first one separates them whatever the key holds).
+fn collect_encrypted<'a>(
+    fields: &[Field],
+    config: &'a Map<String, Value>,
+    prefix: &str,
+    found: &mut Vec<(String, &'a str)>,
+) {
+    for field in fields {
+        let Some(value) = config.get(field.name) else { continue };
+        let path = format!("{prefix}{}", field.name);
+        match (&field.kind, value) {
+            (_, Value::String(text)) if field.encrypted => found.push((path, text.as_str())),
+            (Kind::Map { values, .. }, Value::Object(map)) if values.encrypted => {
+                found.extend(map.iter().filter_map(|(key, v)| Some((format!("{path}.{key}"), v.as_str()?))));
+            }
+            // `config_value_mut` reaches a record's fields by the same dotted path.
+            (Kind::Record(inner), Value::Object(record)) => {
+                collect_encrypted(inner, record, &format!("{path}."), found)
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The value at a path [`encrypted_values`] gave: a field, `record.field` (at any depth) or `field.key` for a map's
+/// value. Field names have no dot, so a map key (which may hold dots) is whatever follows the map's name: a key
+/// present whole is taken before the path is split further.
 pub fn config_value_mut<'a>(config: &'a mut Map<String, Value>, path: &str) -> Option<&'a mut Value> {
     match path.split_once('.') {
-        Some((field, key)) => config.get_mut(field)?.as_object_mut()?.get_mut(key),
+        Some((field, rest)) => {
+            let inner = config.get_mut(field)?.as_object_mut()?;
+            if inner.contains_key(rest) { inner.get_mut(rest) } else { config_value_mut(inner, rest) }
+        }
         None => config.get_mut(path),
     }
 }
