@@ -30,6 +30,7 @@ pub mod ip_restriction;
 pub mod key_auth;
 pub mod multipart;
 pub mod oauth2_introspection;
+pub mod openid_connect;
 #[cfg(test)]
 pub(crate) mod probe;
 pub mod rate_limiting;
@@ -91,6 +92,7 @@ pub const BUILTIN: &[&PluginDef] = &[
     &ip_restriction::PLUGIN,
     &key_auth::PLUGIN,
     &oauth2_introspection::PLUGIN,
+    &openid_connect::PLUGIN,
     &rate_limiting::PLUGIN,
     &request_size_limiting::PLUGIN,
     &request_termination::PLUGIN,
