@@ -367,6 +367,8 @@ pub trait Plugin: Send + Sync + std::fmt::Debug {
 #[derive(Debug)]
 pub struct Shared {
     pub introspection: Arc<oauth2_introspection::Shared>,
+    /// `openid-connect`'s issuers' keys, IdP clients and caches.
+    pub openid_connect: Arc<openid_connect::Shared>,
     /// `rate-limiting`'s counters, whatever the policy.
     pub counters: crate::counters::CounterStores,
     /// `rate-limiting`'s node-wide state (how often a failing store is logged).
@@ -394,6 +396,7 @@ impl Shared {
         };
         Self {
             introspection: Arc::new(oauth2_introspection::Shared::new(limits, clock.clone())),
+            openid_connect: Arc::new(openid_connect::Shared::new(clock.clone())),
             counters: crate::counters::CounterStores::new(None, clock.clone()),
             rate_limiting: Arc::default(),
             clock,

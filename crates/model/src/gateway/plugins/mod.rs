@@ -143,6 +143,10 @@ pub fn encrypted_values<'a>(name: &str, config: &'a Map<String, Value>) -> Vec<(
         let Some(value) = config.get(field.name) else { continue };
         match (&field.kind, value) {
             (_, Value::String(text)) if field.encrypted => found.push((field.name.to_owned(), text.as_str())),
+            // A list of secrets (`openid-connect`'s `client_secret`), each at `field.<index>`.
+            (Kind::Array(_) | Kind::Set(_), Value::Array(items)) if field.encrypted => found.extend(
+                items.iter().enumerate().filter_map(|(i, v)| Some((format!("{}.{i}", field.name), v.as_str()?))),
+            ),
             (Kind::Map { values, .. }, Value::Object(map)) if values.encrypted => {
                 found.extend(map.iter().filter_map(|(key, v)| Some((format!("{}.{key}", field.name), v.as_str()?))));
             }
@@ -160,10 +164,13 @@ pub fn encrypted_values<'a>(name: &str, config: &'a Map<String, Value>) -> Vec<(
 }
 
 /// The value at a path [`encrypted_values`] gave: a field, or `field.key` for a map's value (field names have no
-/// dot, so the first one separates them whatever the key holds).
+/// dot, so the first one separates them whatever the key holds), or `field.<index>` for a list's element.
 pub fn config_value_mut<'a>(config: &'a mut Map<String, Value>, path: &str) -> Option<&'a mut Value> {
     match path.split_once('.') {
-        Some((field, key)) => config.get_mut(field)?.as_object_mut()?.get_mut(key),
+        Some((field, key)) => match config.get_mut(field)? {
+            Value::Array(items) => items.get_mut(key.parse::<usize>().ok()?),
+            other => other.as_object_mut()?.get_mut(key),
+        },
         None => config.get_mut(path),
     }
 }
