@@ -133,18 +133,22 @@ pub fn allows_consumer_scope(name: &str) -> bool {
 }
 
 /// The secret strings of a plugin's `config`, each with its path under `config`: the value of every field marked
-/// encrypted (`authorization_value`), every value of a map whose values are (`custom_introspection_headers.<name>`),
-/// and a record's encrypted fields (`redis.password`).
+/// encrypted (`authorization_value`), every element of an array that is (Kong's `openid-connect` `client_secret`,
+/// `client_secret.0`), every value of a map whose values are (`custom_introspection_headers.<name>`), and a record's
+/// encrypted fields (`redis.password`).
 /// Whatever is not a string (an unset field) is left out.
 pub fn encrypted_values<'a>(name: &str, config: &'a Map<String, Value>) -> Vec<(String, &'a str)> {
-    let Some(fields) = config_fields(name) else { return Vec::new() };
+    config_fields(name).map(|fields| secret_strings(&fields, config)).unwrap_or_default()
+}
+
+fn secret_strings<'a>(fields: &[Field], config: &'a Map<String, Value>) -> Vec<(String, &'a str)> {
     let mut found = Vec::new();
     for field in fields {
         let Some(value) = config.get(field.name) else { continue };
         match (&field.kind, value) {
             (_, Value::String(text)) if field.encrypted => found.push((field.name.to_owned(), text.as_str())),
-            // A list of secrets (`openid-connect`'s `client_secret`), each at `field.<index>`.
-            (Kind::Array(_) | Kind::Set(_), Value::Array(items)) if field.encrypted => found.extend(
+            // Each element is sealed on its own, bound to its index: Kong lists one secret per client.
+            (Kind::Array(of) | Kind::Set(of), Value::Array(items)) if field.encrypted || of.encrypted => found.extend(
                 items.iter().enumerate().filter_map(|(i, v)| Some((format!("{}.{i}", field.name), v.as_str()?))),
             ),
             (Kind::Map { values, .. }, Value::Object(map)) if values.encrypted => {
@@ -163,13 +167,15 @@ pub fn encrypted_values<'a>(name: &str, config: &'a Map<String, Value>) -> Vec<(
     found
 }
 
-/// The value at a path [`encrypted_values`] gave: a field, or `field.key` for a map's value (field names have no
-/// dot, so the first one separates them whatever the key holds), or `field.<index>` for a list's element.
+/// The value at a path [`encrypted_values`] gave: a field, `field.key` for a map's value or a record's field, or
+/// `field.index` for an array's element (field names have no dot, so the first one separates them whatever the key
+/// holds; the field's value says whether a key or an index follows).
 pub fn config_value_mut<'a>(config: &'a mut Map<String, Value>, path: &str) -> Option<&'a mut Value> {
     match path.split_once('.') {
         Some((field, key)) => match config.get_mut(field)? {
+            Value::Object(map) => map.get_mut(key),
             Value::Array(items) => items.get_mut(key.parse::<usize>().ok()?),
-            other => other.as_object_mut()?.get_mut(key),
+            _ => None,
         },
         None => config.get_mut(path),
     }
@@ -181,4 +187,49 @@ pub fn gatehouse_only_defaults(name: &str) -> Vec<(&'static str, Value)> {
     config_fields(name)
         .map(|f| f.into_iter().filter(|f| f.gatehouse_only).filter_map(|f| Some((f.name, f.default?))).collect())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// `openid-connect`'s client credentials are arrays of secrets: each element is found, reachable by its path,
+    /// and nothing else is.
+    #[test]
+    fn every_element_of_an_encrypted_array_is_a_secret() {
+        let fields = vec![
+            Field::array("client_secret", Field::string("client_secret")).encrypted(),
+            Field::array("client_id", Field::string("client_id").encrypted()),
+            Field::array("scopes", Field::string("scope")),
+            Field::map("headers", Field::string("name"), Field::string("value").encrypted()),
+            Field::record("redis", vec![Field::string("host"), Field::string("password").encrypted()]),
+        ];
+        let mut config = json!({"client_secret": ["s-1", null, "s-3"], "client_id": ["id-1"], "scopes": ["openid"],
+            "headers": {"0": "h-0"}, "redis": {"host": "r", "password": "pw"}})
+        .as_object()
+        .cloned()
+        .unwrap();
+        let found: Vec<(String, String)> =
+            secret_strings(&fields, &config).into_iter().map(|(p, v)| (p, v.to_owned())).collect();
+        let expected = [
+            ("client_secret.0", "s-1"),
+            ("client_secret.2", "s-3"),
+            ("client_id.0", "id-1"),
+            ("headers.0", "h-0"),
+            ("redis.password", "pw"),
+        ];
+        assert_eq!(found, expected.map(|(p, v)| (p.to_owned(), v.to_owned())));
+        for (path, value) in &found {
+            let at = config_value_mut(&mut config, path).unwrap();
+            assert_eq!(at, value, "{path}");
+            *at = json!("sealed");
+        }
+        assert_eq!(config["client_secret"], json!(["sealed", null, "sealed"]));
+        assert_eq!(config["headers"], json!({"0": "sealed"}), "a map key that reads as an index is still a key");
+        assert_eq!(config["scopes"], json!(["openid"]));
+        assert!(config_value_mut(&mut config, "client_secret.3").is_none());
+        assert!(config_value_mut(&mut config, "client_secret.x").is_none());
+        assert!(config_value_mut(&mut config, "scopes.0.x").is_none());
+    }
 }
