@@ -51,7 +51,7 @@ fn full_configs() -> Vec<(&'static str, Value)> {
         ),
         ("correlation-id", json!({"header_name": "X-Trace", "generator": "tracker", "echo_downstream": true})),
         // The fields Gatehouse implements are set away from their defaults; the others take Kong's, their only value.
-        ("openid-connect", openid_connect_kong_defaults()),
+        ("openid-connect", openid_connect_full()),
         (
             "acl",
             json!({"allow": null, "deny": ["blocked"], "hide_groups_header": true, "always_use_authenticated_groups": true,
@@ -185,6 +185,38 @@ fn openid_connect_kong_defaults() -> Value {
     .unwrap();
     config["redis"] = session_redis;
     config["cluster_cache_redis"] = redis;
+    config
+}
+
+/// `openid-connect`: every field Gatehouse implements away from its default, on top of Kong's other fields.
+fn openid_connect_full() -> Value {
+    let mut config = openid_connect_kong_defaults();
+    // Parsed rather than `json!`, for the macro's recursion limit.
+    let implemented: Value = serde_json::from_str(
+        r#"{"issuer": "https://idp.example/realms/a", "auth_methods": ["bearer", "introspection"],
+        "bearer_token_param_type": ["header", "query"], "bearer_token_header_name": "x-token",
+        "issuers_allowed": ["https://idp.example/realms/a", "https://idp.example/realms/b"],
+        "rediscovery_lifetime": 10, "verify_signature": false, "verify_claims": false, "leeway": 5,
+        "audience": ["api"], "audience_required": ["api admin"], "audience_claim": ["aud2"],
+        "scopes_required": ["read"], "scopes_claim": ["scp"],
+        "introspection_endpoint": "https://idp.example/introspect",
+        "introspection_endpoint_auth_method": "client_secret_post", "introspection_hint": "opaque",
+        "introspection_token_param_name": "tok", "introspection_check_active": false, "introspect_jwt_tokens": true,
+        "cache_introspection": false, "client_id": ["id-1"], "client_secret": ["oidc-secret-1"],
+        "client_auth": ["client_secret_basic"], "client_arg": "cid", "client_credentials_param_type": ["header"],
+        "token_endpoint": "https://idp.example/token", "token_endpoint_auth_method": "client_secret_basic",
+        "scopes": ["openid", "read"], "cache_tokens": false, "cache_tokens_salt": "salt",
+        "consumer_claims": [["user", "id"]], "consumer_by": ["username"], "consumer_optional": true,
+        "by_username_ignore_case": true, "credential_claim": ["client_id"], "anonymous": "fallback",
+        "upstream_headers_claims": ["sub"], "upstream_headers_names": ["x-sub"],
+        "upstream_access_token_header": "x-access-token", "hide_credentials": false, "run_on_preflight": false,
+        "display_errors": true, "unauthorized_error_message": "Nope", "forbidden_error_message": "Not you",
+        "cache_ttl": 60, "ssl_verify": false, "timeout": 2000, "keepalive": false}"#,
+    )
+    .unwrap();
+    for (field, value) in implemented.as_object().unwrap() {
+        config[field] = value.clone();
+    }
     config
 }
 

@@ -216,7 +216,8 @@ async fn the_oidc_how_to_runs_end_to_end_against_the_quickstart() {
         let body: Value = res.json().await.unwrap_or(Value::Null);
         let headers = lowercase_headers(&body);
         // Before the plugin is in, the request passes without it; afterwards a refused token would be 401.
-        if (status == StatusCode::OK && plugin_runs(&http, &proxy).await) || started.elapsed() > Duration::from_secs(30) {
+        if (status == StatusCode::OK && plugin_runs(&http, &proxy).await) || started.elapsed() > Duration::from_secs(30)
+        {
             break (status, headers);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

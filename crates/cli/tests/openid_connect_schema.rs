@@ -12,7 +12,13 @@ use gatehouse_testkit::TestNode;
 #[tokio::test]
 async fn unimplemented_fields_hold_kongs_defaults_and_refuse_anything_else() {
     let node = TestNode::start().await;
-    let created = node.admin_ok(Method::POST, "/plugins", json!({"name": "openid-connect", "config": {}})).await;
+    let created = node
+        .admin_ok(
+            Method::POST,
+            "/plugins",
+            json!({"name": "openid-connect", "config": {"issuer": "https://idp.example"}}),
+        )
+        .await;
     let config = &created["config"];
     assert_eq!((&config["session_cookie_name"], &config["session_storage"]), (&json!("session"), &json!("cookie")));
     assert_eq!(config["logout_methods"], json!(["POST", "DELETE"]), "Kong's order");
