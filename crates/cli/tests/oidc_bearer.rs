@@ -214,6 +214,10 @@ struct StandIn {
     failing: Arc<AtomicBool>,
     url: Arc<std::sync::Mutex<String>>,
     active: Arc<std::sync::Mutex<Value>>,
+    /// Never answers discovery (a timeout the plugin must cut short).
+    hanging: Arc<AtomicBool>,
+    /// The last introspection request: its `Authorization` and form pairs.
+    last: Arc<std::sync::Mutex<(Option<String>, Vec<(String, String)>)>>,
 }
 
 impl StandIn {
@@ -238,6 +242,9 @@ impl StandIn {
 
 async fn discovery(State(s): State<StandIn>) -> Response {
     s.discovery.fetch_add(1, Ordering::SeqCst);
+    if s.hanging.load(Ordering::SeqCst) {
+        std::future::pending::<()>().await;
+    }
     if s.failing.load(Ordering::SeqCst) {
         return (StatusCode::INTERNAL_SERVER_ERROR, "idp-internal-detail").into_response();
     }
@@ -257,9 +264,12 @@ async fn jwks(State(s): State<StandIn>) -> Response {
     axum::Json(keys).into_response()
 }
 
-async fn introspect(State(s): State<StandIn>, body: String) -> Response {
+async fn introspect(State(s): State<StandIn>, headers: axum::http::HeaderMap, body: String) -> Response {
     s.introspections.fetch_add(1, Ordering::SeqCst);
-    let token = form_urlencoded::parse(body.as_bytes()).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned());
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+    let authorization = headers.get("authorization").map(|v| v.to_str().unwrap().to_owned());
+    *s.last.lock().unwrap() = (authorization, pairs.clone());
+    let token = pairs.iter().find(|(k, _)| k == "token" || k == "tok").map(|(_, v)| v.clone());
     let answer = s.active.lock().unwrap().clone();
     if token.as_deref() == answer["token"].as_str() {
         axum::Json(answer).into_response()
@@ -560,5 +570,173 @@ async fn the_config_api_names_what_is_not_supported() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["config"]["auth_methods"], json!(["bearer", "client_credentials", "introspection"]));
+    node.stop().await;
+}
+
+/// `credential_claim` is what rate limiting by credential counts: two tokens of one client share `sub`, not `jti`.
+#[tokio::test]
+async fn the_credential_is_the_credential_claims_value() {
+    // The node's clock stands still: both requests fall in one rate-limiting window.
+    let node = TestNode::builder().manual_clock().start().await.unwrap();
+    let t = node.tutorial_setup("RS256").await;
+    node.example_service().await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/anything", node.proxy_url());
+    let (first, second) = (mint(&node, &t).await, mint(&node, &t).await);
+    for (claim, second_status) in [("sub", StatusCode::TOO_MANY_REQUESTS), ("jti", StatusCode::OK)] {
+        let mut config = how_to(&t);
+        config["credential_claim"] = json!([claim]);
+        only_plugin(&node, config).await;
+        node.admin_ok(
+            Method::POST,
+            "/plugins",
+            json!({"name": "rate-limiting", "config": {"minute": 1, "limit_by": "credential", "policy": "local"}}),
+        )
+        .await;
+        node.wait_config().await;
+        assert_eq!(send(http.get(&url).bearer_auth(&first)).await.0, StatusCode::OK, "{claim}");
+        assert_eq!(send(http.get(&url).bearer_auth(&second)).await.0, second_status, "{claim}");
+    }
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn signature_and_claim_checks_can_be_turned_off_and_claims_moved() {
+    let node = TestNode::builder().manual_clock().start().await.unwrap();
+    let clock = node.clock.clone().unwrap();
+    let t = node.tutorial_setup("RS256").await;
+    node.example_service().await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/anything", node.proxy_url());
+    let token = mint(&node, &t).await;
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut claims = part(&token, 1);
+    claims["sub"] = json!("forged");
+    let forged = format!("{}.{}.{}", parts[0], encode(&claims), parts[2]);
+    let with = |extra: Value| {
+        let mut config = how_to(&t);
+        for (k, v) in extra.as_object().unwrap() {
+            config[k] = v.clone();
+        }
+        config
+    };
+
+    only_plugin(&node, with(json!({"verify_signature": false}))).await;
+    upstream_of(http.get(&url).bearer_auth(&forged)).await;
+    only_plugin(&node, how_to(&t)).await;
+    assert_invalid(http.get(&url).bearer_auth(&forged), "signature checked by default").await;
+
+    // The audience and the scopes read from other claims.
+    only_plugin(
+        &node,
+        with(json!({"audience": [t.client_id], "audience_claim": ["client_id"],
+            "scopes_required": [t.client_id], "scopes_claim": ["sub"]})),
+    )
+    .await;
+    upstream_of(http.get(&url).bearer_auth(&token)).await;
+    only_plugin(&node, with(json!({"scopes_required": ["my-scope"], "scopes_claim": ["sub"]}))).await;
+    assert_eq!(send(http.get(&url).bearer_auth(&token)).await.0, StatusCode::FORBIDDEN);
+
+    // Past `exp`, and for the wrong audience: refused unless claims are not verified.
+    let exp = part(&token, 1)["exp"].as_i64().unwrap();
+    clock.set(gatehouse_model::Timestamp::from_secs(exp + 1));
+    only_plugin(&node, with(json!({"audience": ["http://elsewhere.dev"]}))).await;
+    assert_invalid(http.get(&url).bearer_auth(&token), "expired").await;
+    only_plugin(
+        &node,
+        with(json!({"audience": ["http://elsewhere.dev"], "verify_claims": false,
+        "unauthorized_error_message": "Who are you?"})),
+    )
+    .await;
+    upstream_of(http.get(&url).bearer_auth(&token)).await;
+    let (status, _, body) = send(http.get(&url)).await;
+    assert_eq!((status, body.as_str()), (StatusCode::UNAUTHORIZED, r#"{"message":"Who are you?"}"#));
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn keys_older_than_cache_ttl_are_fetched_again_and_a_hanging_idp_is_cut_off_by_timeout() {
+    let node = TestNode::builder().manual_clock().start().await.unwrap();
+    let clock = node.clock.clone().unwrap();
+    let t = node.tutorial_setup("ES256").await;
+    node.example_service().await;
+    let stand_in = StandIn::start(&t.issuer).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/anything", node.proxy_url());
+    let token = mint(&node, &t).await;
+    let mut config = how_to(&t);
+    config["issuer"] = json!(stand_in.url());
+    config["cache_ttl"] = json!(60);
+    only_plugin(&node, config.clone()).await;
+    upstream_of(http.get(&url).bearer_auth(&token)).await;
+    // The keys are consulted for tokens not verified before (a verified token is served from the node's
+    // verified tokens until it expires).
+    clock.advance_secs(59);
+    upstream_of(http.get(&url).bearer_auth(mint(&node, &t).await)).await;
+    assert_eq!(stand_in.jwks.load(Ordering::SeqCst), 1);
+    clock.advance_secs(1);
+    upstream_of(http.get(&url).bearer_auth(mint(&node, &t).await)).await;
+    assert_eq!(stand_in.jwks.load(Ordering::SeqCst), 2, "refreshed once stale");
+
+    // A new issuer (nothing known of it) that never answers: 500 once `timeout` (ms) has passed.
+    let hanging = StandIn::start(&t.issuer).await;
+    hanging.hanging.store(true, Ordering::SeqCst);
+    config["issuer"] = json!(hanging.url());
+    config["timeout"] = json!(200);
+    only_plugin(&node, config).await;
+    let (status, _, _) = send(http.get(&url).bearer_auth(&token)).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn what_the_introspection_endpoint_is_sent() {
+    let node = TestNode::start().await;
+    let t = node.tutorial_setup("RS256").await;
+    node.example_service().await;
+    let stand_in = StandIn::start(&t.issuer).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/anything", node.proxy_url());
+    let far = gatehouse_model::SystemClock.now().secs() + 3600;
+    *stand_in.active.lock().unwrap() = json!({"active": true, "token": "opaque-1", "exp": far});
+    // The issuer is the node's own; the endpoint is configured, so discovery's is not used.
+    let config = json!({"issuer": t.issuer, "auth_methods": ["introspection"],
+        "introspection_endpoint": format!("{}/introspect", stand_in.url()),
+        "client_id": ["the-client"], "client_secret": ["the secret"]});
+    only_plugin(&node, config.clone()).await;
+    upstream_of(http.get(&url).bearer_auth("opaque-1")).await;
+    let (authorization, form) = stand_in.last.lock().unwrap().clone();
+    let basic = base64::engine::general_purpose::STANDARD.encode("the-client:the+secret");
+    assert_eq!(authorization, Some(format!("Basic {basic}")), "client_secret_basic, form-encoded as RFC 6749 says");
+    assert_eq!(form, [("token".to_owned(), "opaque-1".to_owned()), ("token_type_hint".into(), "access_token".into())]);
+
+    let mut post = config.clone();
+    post["introspection_endpoint_auth_method"] = json!("client_secret_post");
+    post["introspection_hint"] = json!("opaque");
+    post["introspection_token_param_name"] = json!("tok");
+    post["cache_introspection"] = json!(false);
+    only_plugin(&node, post).await;
+    let before = stand_in.introspections.load(Ordering::SeqCst);
+    upstream_of(http.get(&url).bearer_auth("opaque-1")).await;
+    upstream_of(http.get(&url).bearer_auth("opaque-1")).await;
+    assert_eq!(stand_in.introspections.load(Ordering::SeqCst), before + 2, "not cached");
+    let (authorization, form) = stand_in.last.lock().unwrap().clone();
+    assert_eq!(authorization, None);
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(
+        pairs,
+        [
+            ("tok", "opaque-1"),
+            ("token_type_hint", "opaque"),
+            ("client_id", "the-client"),
+            ("client_secret", "the secret")
+        ]
+    );
+
+    // `active` unchecked: an inactive answer is taken as it is.
+    let mut unchecked = config;
+    unchecked["introspection_check_active"] = json!(false);
+    only_plugin(&node, unchecked).await;
+    upstream_of(http.get(&url).bearer_auth("opaque-2")).await;
     node.stop().await;
 }
