@@ -203,6 +203,9 @@ async fn a_rotated_key_is_picked_up_without_a_restart() {
     node.stop().await;
 }
 
+/// What an introspection request carried: its `Authorization`, and its form pairs.
+type Sent = (Option<String>, Vec<(String, String)>);
+
 /// A stand-in issuer: its discovery document names the node's auth server as `issuer` and itself for the keys,
 /// which it relays from the node; it counts the fetches, can fail on demand, and answers introspection as told.
 #[derive(Clone, Default)]
@@ -217,7 +220,7 @@ struct StandIn {
     /// Never answers discovery (a timeout the plugin must cut short).
     hanging: Arc<AtomicBool>,
     /// The last introspection request: its `Authorization` and form pairs.
-    last: Arc<std::sync::Mutex<(Option<String>, Vec<(String, String)>)>>,
+    last: Arc<std::sync::Mutex<Sent>>,
 }
 
 impl StandIn {
