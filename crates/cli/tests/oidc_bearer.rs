@@ -743,3 +743,60 @@ async fn what_the_introspection_endpoint_is_sent() {
     upstream_of(http.get(&url).bearer_auth("opaque-2")).await;
     node.stop().await;
 }
+
+/// An issuer behind HTTPS with a self-signed certificate: refused with `ssl_verify` (Kong's default), used without.
+#[tokio::test]
+async fn ssl_verify_decides_whether_an_untrusted_issuer_is_used() {
+    let node = TestNode::start().await;
+    let t = node.tutorial_setup("RS256").await;
+    node.example_service().await;
+    let stand_in = StandIn::start(&t.issuer).await;
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der());
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key.into())
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let https = format!("https://{}", listener.local_addr().unwrap());
+    let handshakes = Arc::new(AtomicUsize::new(0));
+    let (plain, seen) = (stand_in.url(), handshakes.clone());
+    // Relays each request to the plain stand-in (whose discovery names its plain `jwks_uri`).
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (acceptor, seen, plain) = (acceptor.clone(), seen.clone(), plain.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else { return };
+                seen.fetch_add(1, Ordering::SeqCst);
+                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let url = format!("{plain}{}", req.uri().path());
+                    async move {
+                        let body = reqwest::get(url).await.unwrap().bytes().await.unwrap();
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(body)))
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    let http = reqwest::Client::new();
+    let url = format!("{}/anything", node.proxy_url());
+    let token = mint(&node, &t).await;
+    let mut config = how_to(&t);
+    config["issuer"] = json!(https);
+    only_plugin(&node, config.clone()).await;
+    let (status, _, _) = send(http.get(&url).bearer_auth(&token)).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(handshakes.load(Ordering::SeqCst), 0, "the certificate was refused");
+    config["ssl_verify"] = json!(false);
+    only_plugin(&node, config).await;
+    upstream_of(http.get(&url).bearer_auth(&token)).await;
+    assert_eq!(handshakes.load(Ordering::SeqCst), 1);
+    node.stop().await;
+}
