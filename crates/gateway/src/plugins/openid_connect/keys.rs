@@ -342,4 +342,48 @@ mod tests {
         assert!(!refresh.may_fetch(t.micros() - 29_999_999, t));
         assert!(refresh.may_fetch(t.micros() - 30_000_000, t));
     }
+
+    /// What one signature check costs, per key type (RS256 on a 2048-bit key, ES256, EdDSA), measured with
+    /// `cargo test --release -p gatehouse-gateway --lib verification_cost -- --ignored --nocapture`. Asserts that
+    /// every check succeeds (and that a wrong signature fails), so the loop measures real verifications.
+    #[test]
+    #[ignore = "a measurement: run in release mode"]
+    fn verification_cost() {
+        use aws_lc_rs::rand::SystemRandom;
+        use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _};
+        use base64::Engine;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let message = format!("{}.{}", b64(br#"{"alg":"X","typ":"at+jwt"}"#), b64(&[b'a'; 400]));
+        let rng = SystemRandom::new();
+        let rsa = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let mut rsa_sig = vec![0; rsa.public_modulus_len()];
+        rsa.sign(&signature::RSA_PKCS1_SHA256, &rng, message.as_bytes(), &mut rsa_sig).unwrap();
+        let public = rsa.public_key();
+        let rsa_jwk = json!({"kty": "RSA", "kid": "r", "alg": "RS256",
+            "n": b64(public.modulus().big_endian_without_leading_zero()),
+            "e": b64(public.exponent().big_endian_without_leading_zero())});
+        let doc = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let ec = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref()).unwrap();
+        let ec_sig = ec.sign(&rng, message.as_bytes()).unwrap();
+        let point = ec.public_key().as_ref();
+        let ec_jwk = json!({"kty": "EC", "kid": "e", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..])});
+        let ed = Ed25519KeyPair::generate().unwrap();
+        let ed_sig = ed.sign(message.as_bytes());
+        let ed_jwk = json!({"kty": "OKP", "kid": "d", "crv": "Ed25519", "x": b64(ed.public_key().as_ref())});
+        let (keys, _) = parse_jwks(json!({"keys": [rsa_jwk, ec_jwk, ed_jwk]}).as_object().unwrap());
+        for (kid, alg, sig) in [
+            ("r", Algorithm::RS256, b64(&rsa_sig)),
+            ("e", Algorithm::ES256, b64(ec_sig.as_ref())),
+            ("d", Algorithm::EdDSA, b64(ed_sig.as_ref())),
+        ] {
+            let key = &keys[kid].decoding;
+            assert!(!jsonwebtoken::crypto::verify(&sig, b"other message", key, alg).unwrap_or(false));
+            let n = 2_000u32;
+            let started = tokio::time::Instant::now();
+            for _ in 0..n {
+                assert!(jsonwebtoken::crypto::verify(&sig, message.as_bytes(), key, alg).unwrap());
+            }
+            println!("{alg:?}: {:.1} us per verification", started.elapsed().as_secs_f64() * 1e6 / f64::from(n));
+        }
+    }
 }
