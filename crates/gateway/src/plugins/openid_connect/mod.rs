@@ -43,6 +43,8 @@ pub static PLUGIN: PluginDef = PluginDef {
 
 /// The most verified tokens the node keeps (each until its `exp`).
 const VERIFIED_TOKENS: u64 = 50_000;
+/// The most private copies one instance (one proxy worker) keeps.
+const RECENT_VERIFIED: usize = 1024;
 
 /// What every instance on the node shares, kept across configuration changes: issuers' keys, HTTP clients,
 /// introspection answers and verified tokens, and the clock tokens expire by.
@@ -118,6 +120,9 @@ pub struct OpenidConnect {
     challenges: [HeaderValue; 3],
     /// Keys the verified-token digests of this instance's trust (issuer, allowed issuers, signature checks).
     verified_seed: u128,
+    /// Private copies of the verified tokens this instance (one per proxy worker) served lately, in front of the
+    /// node's cache: a hit then touches no structure or reference count another core is using.
+    recent: std::sync::Mutex<std::collections::HashMap<u128, Arc<Verified>>>,
     shared: Arc<Shared>,
 }
 
@@ -193,6 +198,7 @@ impl OpenidConnect {
             anonymous: config.anonymous.clone().unwrap_or_default(),
             challenges,
             verified_seed,
+            recent: std::sync::Mutex::default(),
             issuer,
             shared: shared.clone(),
             config,
@@ -258,18 +264,45 @@ impl OpenidConnect {
             h.finish128().as_u128()
         };
         let now = now_secs(&self.shared.clock);
+        let live = |v: &Verified| v.exp.is_some_and(|exp| exp + self.leeway > now);
+        if let Some(hit) = self.recent_get(key)
+            && live(&hit)
+        {
+            return Ok(hit);
+        }
         if let Some(hit) = self.shared.verified.get(&key) {
-            if hit.exp.is_some_and(|exp| exp + self.leeway > now) {
-                return Ok(hit);
+            if live(&hit) {
+                return Ok(self.keep_recent(key, &hit));
             }
             self.shared.verified.invalidate(&key);
         }
         let verified = Arc::new(self.verify(token).await?);
         // Only tokens that expire are kept, and only while they are valid.
-        if verified.exp.is_some_and(|exp| exp + self.leeway > now) {
+        if live(&verified) {
             self.shared.verified.insert(key, verified.clone());
+            return Ok(self.keep_recent(key, &verified));
         }
         Ok(verified)
+    }
+
+    fn recent_get(&self, key: u128) -> Option<Arc<Verified>> {
+        self.recent.lock().unwrap_or_else(|p| p.into_inner()).get(&key).cloned()
+    }
+
+    /// A copy of `verified` sharing no memory with the node's entry, kept for this worker. Past
+    /// [`RECENT_VERIFIED`] copies, all go (the node's cache still has them).
+    fn keep_recent(&self, key: u128, verified: &Verified) -> Arc<Verified> {
+        let copy = Arc::new(Verified {
+            claims: Arc::new((*verified.claims).clone()),
+            exp: verified.exp,
+            issuer: verified.issuer.clone(),
+        });
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() >= RECENT_VERIFIED {
+            recent.clear();
+        }
+        recent.insert(key, copy.clone());
+        copy
     }
 
     async fn verify(&self, token: &str) -> Result<Verified, Refusal> {
