@@ -30,6 +30,7 @@ pub mod ip_restriction;
 pub mod key_auth;
 pub mod multipart;
 pub mod oauth2_introspection;
+pub mod openid_connect;
 #[cfg(test)]
 pub(crate) mod probe;
 pub mod rate_limiting;
@@ -93,6 +94,7 @@ pub const BUILTIN: &[&PluginDef] = &[
     &ip_restriction::PLUGIN,
     &key_auth::PLUGIN,
     &oauth2_introspection::PLUGIN,
+    &openid_connect::PLUGIN,
     &rate_limiting::PLUGIN,
     &request_size_limiting::PLUGIN,
     &request_termination::PLUGIN,
@@ -368,6 +370,8 @@ pub trait Plugin: Send + Sync + std::fmt::Debug {
 #[derive(Debug)]
 pub struct Shared {
     pub introspection: Arc<oauth2_introspection::Shared>,
+    /// `openid-connect`'s issuers' keys, IdP clients and caches.
+    pub openid_connect: Arc<openid_connect::Shared>,
     /// `rate-limiting`'s counters, whatever the policy.
     pub counters: crate::counters::CounterStores,
     /// `rate-limiting`'s node-wide state (how often a failing store is logged).
@@ -397,6 +401,7 @@ impl Shared {
         };
         Self {
             introspection: Arc::new(oauth2_introspection::Shared::new(limits, clock.clone())),
+            openid_connect: Arc::new(openid_connect::Shared::new(clock.clone())),
             counters: crate::counters::CounterStores::new(None, clock.clone()),
             rate_limiting: Arc::default(),
             tokens: Arc::new(token_client::TokenClient::new(token_client::DEFAULT_CAPACITY, clock.clone())),

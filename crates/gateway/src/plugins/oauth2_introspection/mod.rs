@@ -8,7 +8,7 @@
 
 mod cache;
 mod idp;
-mod token;
+pub(crate) mod token;
 
 use std::sync::Arc;
 use std::time::Duration;
