@@ -140,9 +140,12 @@ pub fn allows_consumer_scope(name: &str) -> bool {
 /// encrypted fields of records, at any depth (`redis.password`, `cache.redis.password`).
 /// Whatever is not a string (an unset field) is left out.
 pub fn encrypted_values<'a>(name: &str, config: &'a Map<String, Value>) -> Vec<(String, &'a str)> {
-    let Some(fields) = config_fields(name) else { return Vec::new() };
+    config_fields(name).map(|fields| secret_strings(&fields, config)).unwrap_or_default()
+}
+
+fn secret_strings<'a>(fields: &[Field], config: &'a Map<String, Value>) -> Vec<(String, &'a str)> {
     let mut found = Vec::new();
-    collect_encrypted(&fields, config, "", &mut found);
+    collect_encrypted(fields, config, "", &mut found);
     found
 }
 
