@@ -18,62 +18,7 @@ use tokio::time::Instant;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use common::bin;
-use gatehouse_store::testing::TempDir;
-use gatehouse_testkit::{GatehouseProcess, run_with_input};
-
-/// The prerequisites' `example-service` and `example-route`, as the seed tutorial applies them.
-const PREREQUISITES_YAML: &str = r#"
-_format_version: "3.0"
-services:
-- name: example-service
-  url: http://httpbin.konghq.com/anything
-  routes:
-  - name: example-route
-    paths:
-    - "/anything"
-    service:
-      name: example-service
-"#;
-
-/// `export K=V` lines, with `$VAR` references to earlier exports expanded as a shell would.
-fn exports(stdout: &str) -> Vec<(String, String)> {
-    let mut vars: Vec<(String, String)> = Vec::new();
-    for line in stdout.lines().filter_map(|l| l.strip_prefix("export ")) {
-        let Some((k, v)) = line.split_once('=') else { continue };
-        let mut v = v.trim_matches('\'').to_owned();
-        if let Some(name) = v.strip_prefix('$') {
-            v = vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
-        }
-        vars.push((k.to_owned(), v));
-    }
-    vars
-}
-
-fn var<'a>(vars: &'a [(String, String)], key: &str) -> &'a str {
-    vars.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).unwrap_or_else(|| panic!("no export {key}"))
-}
-
-/// `curl -X <method> URL -H "Authorization: Bearer $KONNECT_TOKEN" -H "Content-Type: application/json" --json BODY`.
-async fn send_json(
-    http: &reqwest::Client,
-    method: reqwest::Method,
-    url: &str,
-    token: &str,
-    body: Value,
-) -> (StatusCode, Value) {
-    let res = http
-        .request(method, url)
-        .header("Authorization", format!("Bearer {token}"))
-        .header("Content-Type", "application/json")
-        .header("Accept", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = res.status();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
+use common::tutorial::Quickstart;
 
 /// Every byte under `dir`, files of subdirectories included.
 fn bytes_under(dir: &std::path::Path, out: &mut Vec<u8>) {
@@ -124,125 +69,34 @@ fn upstream_authorization(body: &str) -> Option<String> {
 
 #[tokio::test]
 async fn the_upstream_oauth_how_to_runs_against_the_quickstart() {
-    let dir = TempDir::new("upstream-oauth-howto");
-    let env = common::ephemeral_listeners();
-    let mut quickstart = GatehouseProcess::spawn(&bin(), &["quickstart", "--data-dir", "data"], &env, dir.path());
-    quickstart.wait_for_line(Duration::from_secs(30), |l| l == "Gatehouse Ready").await;
-    let vars = exports(&quickstart.output.stdout_text());
-    let token = var(&vars, "KONNECT_TOKEN").to_owned();
-    let platform = var(&vars, "KONNECT_CONTROL_PLANE_URL").to_owned();
-    let proxy = var(&vars, "KONNECT_PROXY_URL").to_owned();
-    let echo = var(&vars, "ECHO_URL").to_owned();
-    let http = reqwest::Client::new();
+    let quickstart = Quickstart::start("upstream-oauth-howto").await;
+    let (proxy, http) = (quickstart.proxy.clone(), quickstart.http.clone());
 
     // Prerequisites: `example-service` and `example-route` through `deck gateway apply -` in Konnect mode.
-    let deck_dir = TempDir::new("upstream-oauth-howto-deck");
-    let deck = deck_dir.path().join("deck");
-    std::os::unix::fs::symlink(bin(), &deck).unwrap();
-    let deck_env: Vec<(&str, String)> = ["DECK_KONNECT_TOKEN", "DECK_KONNECT_CONTROL_PLANE_NAME", "DECK_KONNECT_ADDR"]
-        .into_iter()
-        .map(|k| (k, var(&vars, k).to_owned()))
-        .collect();
-    let yaml = PREREQUISITES_YAML.replace("http://httpbin.konghq.com", &echo);
-    let (code, out, err) =
-        run_with_input(&deck, &["gateway", "apply", "-"], &deck_env, deck_dir.path(), Some(&yaml)).await;
+    let (code, out, err) = quickstart.deck_apply_tutorial_yaml().await;
     assert_eq!(code, 0, "deck gateway apply -\n{out}\n{err}");
 
-    // Create an auth server in Kong Identity.
-    let (status, server) = send_json(
-        &http,
-        reqwest::Method::POST,
-        &format!("{platform}/v1/auth-servers"),
-        &token,
-        json!({"name": "Appointments Dev", "audience": "http://myhttpbin.dev",
-               "description": "Auth server for the Appointment dev environment"}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{server}");
-    let auth_server_id = server["id"].as_str().unwrap().to_owned();
-    let issuer_url = server["issuer"].as_str().unwrap().to_owned();
-
-    // Configure the auth server with scopes.
-    let (status, scope) = send_json(
-        &http,
-        reqwest::Method::POST,
-        &format!("{platform}/v1/auth-servers/{auth_server_id}/scopes"),
-        &token,
-        json!({"name": "my-scope", "description": "Scope to test Kong Identity", "default": false,
-               "include_in_metadata": false, "enabled": true}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{scope}");
-    let scope_id = scope["id"].as_str().unwrap().to_owned();
-
-    // Configure the auth server with custom claims.
-    let (status, claim) = send_json(
-        &http,
-        reqwest::Method::POST,
-        &format!("{platform}/v1/auth-servers/{auth_server_id}/claims"),
-        &token,
-        json!({"name": "test-claim", "value": "test", "include_in_token": true, "include_in_all_scopes": false,
-               "include_in_scopes": [scope_id], "enabled": true}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{claim}");
-
-    // Create a client in the auth server.
-    let (status, client) = send_json(
-        &http,
-        reqwest::Method::POST,
-        &format!("{platform}/v1/auth-servers/{auth_server_id}/clients"),
-        &token,
-        json!({"name": "Client", "grant_types": ["client_credentials"], "allow_all_scopes": false,
-               "allow_scopes": [scope_id], "access_token_duration": 3600, "id_token_duration": 3600,
-               "response_types": ["id_token", "token"]}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{client}");
-    let client_id = client["id"].as_str().unwrap().to_owned();
-    let client_secret = client["client_secret"].as_str().unwrap().to_owned();
-
-    // Get the ID of the quickstart control plane.
-    let res = http
-        .get(format!("{platform}/v2/control-planes?filter%5Bname%5D%5Bcontains%5D=quickstart"))
-        .header("Authorization", format!("Bearer {token}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let planes: Value = res.json().await.unwrap();
-    assert_eq!(planes["data"][0]["name"], "quickstart", "{planes}");
-    let control_plane_id = planes["data"][0]["id"].as_str().unwrap().to_owned();
+    // The auth server in Kong Identity, its scope and custom claim, a client; the quickstart control plane's id.
+    let identity = quickstart.create_identity().await;
+    let (issuer_url, client_id, client_secret) = (&identity.issuer_url, &identity.client_id, &identity.client_secret);
+    let control_plane_id = quickstart.control_plane_id().await;
 
     // Enable the Upstream OAuth plugin globally, with the how-to's body.
-    let (status, plugin) = send_json(
-        &http,
-        reqwest::Method::POST,
-        &format!("{platform}/v2/control-planes/{control_plane_id}/core-entities/plugins/"),
-        &token,
-        json!({"name": "upstream-oauth", "config": {
-            "oauth": {"token_endpoint": format!("{issuer_url}/oauth/token"), "grant_type": "client_credentials",
-                "client_id": client_id, "client_secret": client_secret, "scopes": ["Scope"]},
-            "behavior": {"upstream_access_token_header_name": "Authorization"}}}),
-    )
-    .await;
+    let (status, plugin) = quickstart
+        .post_json(
+            &format!("/v2/control-planes/{control_plane_id}/core-entities/plugins/"),
+            json!({"name": "upstream-oauth", "config": {
+                "oauth": {"token_endpoint": format!("{issuer_url}/oauth/token"), "grant_type": "client_credentials",
+                    "client_id": client_id, "client_secret": client_secret, "scopes": ["Scope"]},
+                "behavior": {"upstream_access_token_header_name": "Authorization"}}}),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{plugin}");
     let plugin_id = plugin["id"].as_str().unwrap().to_owned();
     assert_eq!(plugin["config"]["client"]["auth_method"], "client_secret_post", "Kong's default");
 
     // Generate a token for the client.
-    let res = http
-        .post(format!("{issuer_url}/oauth/token"))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(format!(
-            "grant_type=client_credentials&client_id={client_id}&client_secret={client_secret}&scope=my-scope"
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let minted: Value = res.json().await.unwrap();
-    let access_token = minted["access_token"].as_str().unwrap().to_owned();
+    let access_token = quickstart.mint_token(&identity).await;
 
     // Access the Gateway Service using the token. As written, the plugin asks for `Scope`, which the auth server
     // does not have: Kong's 502, and nothing of the issuer's `invalid_scope` answer.
@@ -252,16 +106,15 @@ async fn the_upstream_oauth_how_to_runs_against_the_quickstart() {
 
     // With the scope the how-to created, the upstream gets the gateway's own token for the client, in place of
     // the caller's.
-    let (status, patched) = send_json(
-        &http,
-        reqwest::Method::PATCH,
-        &format!("{platform}/v2/control-planes/{control_plane_id}/core-entities/plugins/{plugin_id}"),
-        &token,
-        json!({"config": {"oauth": {"token_endpoint": format!("{issuer_url}/oauth/token"),
-            "grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret,
-            "scopes": ["my-scope"]}}}),
-    )
-    .await;
+    let (status, patched) = quickstart
+        .send_json(
+            reqwest::Method::PATCH,
+            &format!("/v2/control-planes/{control_plane_id}/core-entities/plugins/{plugin_id}"),
+            json!({"config": {"oauth": {"token_endpoint": format!("{issuer_url}/oauth/token"),
+                "grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret,
+                "scopes": ["my-scope"]}}}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{patched}");
     let (status, body) = access(&http, &proxy, &access_token, |s, _| s == StatusCode::OK).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -285,9 +138,9 @@ async fn the_upstream_oauth_how_to_runs_against_the_quickstart() {
 
     // The plugin's copy of the client secret is sealed: no file of the data dir holds it in clear.
     let mut stored = Vec::new();
-    bytes_under(&dir.path().join("data"), &mut stored);
+    bytes_under(&quickstart.dir.path().join("data"), &mut stored);
     assert!(!stored.is_empty());
     assert!(!stored.windows(client_secret.len()).any(|w| w == client_secret.as_bytes()), "secret in clear");
 
-    assert!(quickstart.interrupt(Duration::from_secs(10)).await.success(), "Ctrl-C stops cleanly");
+    quickstart.stop().await;
 }
