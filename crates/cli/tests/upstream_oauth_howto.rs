@@ -123,7 +123,7 @@ async fn the_upstream_oauth_how_to_runs_against_the_quickstart() {
     assert_ne!(gateway_token, access_token, "the caller's token is replaced");
     let res = http
         .post(format!("{issuer_url}/introspect"))
-        .basic_auth(&client_id, Some(&client_secret))
+        .basic_auth(client_id, Some(client_secret))
         .form(&[("token", gateway_token.as_str())])
         .send()
         .await
