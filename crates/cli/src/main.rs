@@ -251,6 +251,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 listener,
                 gatehouse::echo::echo_router(gatehouse_control::LocalHosts::new(allowed_hosts, "--allowed-hosts")),
                 gatehouse_net::Gate::new("echo", limits, Vec::new()),
+                None,
                 ShutdownSignals::install()?.received(),
             )
             .await?;

@@ -13,6 +13,7 @@ mod client;
 mod connection;
 mod gate;
 mod limits;
+pub mod tls;
 
 pub use accept::AcceptErrors;
 pub use body::{BodyTimeout, DeadlineBody, Tracked};
