@@ -32,6 +32,9 @@ fn clean(kind: EntityKind, e: &Map<String, Value>, with_id: bool) -> Map<String,
         EntityKind::Plugin | EntityKind::Acl => true,
         // decK writes a credential's id; its key matches it too.
         EntityKind::KeyAuth => false,
+        // decK writes certificates' ids (nothing else names them); an SNI's name names it.
+        EntityKind::Certificate | EntityKind::CaCertificate => false,
+        EntityKind::Sni => true,
     };
     let mut out: Map<String, Value> = e
         .iter()

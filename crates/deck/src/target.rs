@@ -126,8 +126,8 @@ impl Names {
         let id = id_of(e).to_owned();
         let name = match kind {
             EntityKind::Consumer => text(e, "username"),
-            EntityKind::Service | EntityKind::Route => text(e, "name"),
-            EntityKind::Plugin | EntityKind::Acl | EntityKind::KeyAuth => None,
+            EntityKind::Service | EntityKind::Route | EntityKind::Sni => text(e, "name"),
+            _ => None,
         };
         self.0.insert(id.clone(), name.map_or(id, str::to_owned));
     }

@@ -31,6 +31,16 @@ impl TestCa {
         Self { pem: pem_encode("CERTIFICATE", cert.der()), issuer: rcgen::Issuer::new(params, key) }
     }
 
+    /// A CA certificate (PEM) whose validity ended in 2020.
+    pub fn expired() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+        pem_encode("CERTIFICATE", params.self_signed(&key).unwrap().der())
+    }
+
     /// A leaf for `names` (DNS names or IP addresses) with a P-256 key, its common name the first name.
     pub fn leaf(&self, names: &[&str]) -> Leaf {
         self.leaf_with(names, rcgen::KeyPair::generate().unwrap())

@@ -263,6 +263,7 @@ impl Proxy {
         for (slot, config) in self.configs.iter().zip(compiled) {
             slot.store(Arc::new(config));
         }
+        self.certificates.set_table(sni_table(data));
         Ok(())
     }
 
@@ -699,6 +700,37 @@ impl Proxy {
         self.finish_local(&mut response, request_id, started);
         response
     }
+}
+
+/// The TLS listener's certificates by SNI, from the snapshot's `certificates`. One that does not load (the control
+/// plane checked it, so only a snapshot written by something else) is logged and left out, never its key.
+fn sni_table(data: &ConfigSnapshot) -> gatehouse_net::tls::SniTable {
+    use gatehouse_net::tls::{ServedCertificate, SniTable, certified_key};
+    let mut table = SniTable::default();
+    for certificate in &data.certificates {
+        let main = match certified_key(certificate.cert.as_bytes(), certificate.key.expose().as_bytes()) {
+            Ok(main) => main,
+            Err(e) => {
+                tracing::error!(certificate = %certificate.id, error = %e, "certificate not served");
+                continue;
+            }
+        };
+        let alt = match (&certificate.cert_alt, &certificate.key_alt) {
+            (Some(cert), Some(key)) => match certified_key(cert.as_bytes(), key.expose().as_bytes()) {
+                Ok(alt) => Some(Arc::new(alt)),
+                Err(e) => {
+                    tracing::error!(certificate = %certificate.id, error = %e, "alternative certificate not served");
+                    None
+                }
+            },
+            _ => None,
+        };
+        let served = ServedCertificate { main: Arc::new(main), alt };
+        for name in &certificate.snis {
+            table.insert(name, served.clone());
+        }
+    }
+    table
 }
 
 /// Sets a header; a value that cannot be a header value (control characters) leaves it unset.
