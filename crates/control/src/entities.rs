@@ -491,8 +491,8 @@ async fn do_replace(
         return Err(violations(vec![Violation::new("id", "must match the id in the path")]));
     }
     let created_at = existing.as_ref().map_or_else(|| now_secs(&t), |e| e.created_at);
-    // A PUT replaces the whole certificate, its SNIs too: none listed, none kept.
-    let snis = (kind == EntityKind::Certificate).then(|| body_snis(&body).unwrap_or_default());
+    // Kong's upsert leaves a certificate's SNIs alone unless the body lists them.
+    let snis = if kind == EntityKind::Certificate { body_snis(&body) } else { None };
     let entity = prepare(&t, kind, id, created_at, body)?;
     if let Some(names) = &snis {
         check_snis(&t, id, names).await?;
