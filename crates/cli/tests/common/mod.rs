@@ -13,11 +13,12 @@ use gatehouse_store::testing::{TempDir, TestDatabase};
 use gatehouse_testkit::{GatehouseProcess, run_to_end};
 
 /// Every listener on an ephemeral port, so parallel tests never collide on the quickstart's fixed ports.
-pub fn ephemeral_listeners() -> [(&'static str, String); 5] {
+pub fn ephemeral_listeners() -> [(&'static str, String); 6] {
     [
         "GATEHOUSE_PLATFORM__LISTEN",
         "GATEHOUSE_ISSUER__LISTEN",
         "GATEHOUSE_PROXY__LISTEN",
+        "GATEHOUSE_PROXY__LISTEN_TLS",
         "GATEHOUSE_ADMIN__LISTEN",
         "GATEHOUSE_ECHO__LISTEN",
     ]
