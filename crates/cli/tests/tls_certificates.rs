@@ -85,6 +85,20 @@ async fn the_certificate_is_picked_by_sni_among_three_and_the_default() {
     assert_eq!(listed["snis"], json!(["*", "b.example.com"]), "Kong's transient `snis`, sorted");
 }
 
+#[tokio::test]
+async fn cert_alt_is_served_to_a_client_that_cannot_verify_the_main_key_type() {
+    let t = tls_node().await;
+    let ecdsa = t.ca.leaf(&["dual.example.com"]);
+    let rsa = t.ca.leaf_with(&["dual.example.com"], rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap());
+    let body = json!({"cert": ecdsa.cert, "key": ecdsa.key, "cert_alt": rsa.cert, "key_alt": rsa.key,
+        "snis": ["dual.example.com"]});
+    t.node.admin_ok(Method::POST, "/certificates", body).await;
+    t.node.wait_config().await;
+    assert_eq!(t.served_for("dual.example.com").await, ecdsa.der, "a modern client gets the main (ECDSA) certificate");
+    let old = connect(t.ca.rustls_rsa_only(), t.tls, "dual.example.com").await.unwrap();
+    assert_eq!(presented(&old), rsa.der, "an RSA-only client gets the alternative");
+}
+
 /// Sends `GET /anything` on an open HTTP/1.1 connection and returns the status line.
 async fn get_on<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(stream: &mut S) -> String {
     stream.write_all(b"GET /anything HTTP/1.1\r\nHost: a.example.com\r\n\r\n").await.unwrap();
@@ -266,4 +280,20 @@ async fn private_keys_are_sealed_at_rest_and_returned_as_kong_returns_them() {
     let contains = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
     assert!(!contains(body_line), "the private key is sealed");
     assert!(contains(leaf.cert.lines().nth(1).unwrap()), "the certificate is stored as it is");
+}
+
+#[tokio::test]
+async fn konnect_core_entities_serve_certificates_and_snis_too() {
+    let t = tls_node().await;
+    let leaf = t.ca.leaf(&["k.example.com"]);
+    let base = format!("/v2/control-planes/{}/core-entities", t.node.node.control_plane.id);
+    let body = json!({"cert": leaf.cert, "key": leaf.key, "snis": ["k.example.com"]});
+    let (status, created) = t.node.post(&format!("{base}/certificates"), body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (status, snis) = t.node.get(&format!("{base}/snis")).await;
+    assert_eq!((status, snis["data"][0]["name"].clone()), (StatusCode::OK, json!("k.example.com")));
+    let (status, _) = t.node.call_as(None, Method::GET, &format!("{base}/certificates"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a token is needed");
+    t.node.wait_config().await;
+    assert_eq!(t.served_for("k.example.com").await, leaf.der);
 }
