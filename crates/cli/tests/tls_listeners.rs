@@ -35,6 +35,12 @@ async fn tls_node(header_timeout: Option<f64>) -> TlsNode {
     let ca = TestCa::new();
     let dir = TempDir::new("gatehouse-tls");
     let files = ca.leaf(&["localhost"]).write(dir.path(), "proxy");
+    // Trailing newlines (ignored by PEM readers) leave room for a renewed PEM of another length to keep the
+    // file's length (the SIGHUP test).
+    for path in [&files.0, &files.1] {
+        let text = std::fs::read_to_string(path).unwrap() + "\n\n\n\n\n\n\n\n";
+        std::fs::write(path, text).unwrap();
+    }
     let (cert, key) = files.clone();
     let node = TestNode::builder()
         .configure(move |c| {
@@ -256,4 +262,45 @@ async fn the_platform_listener_serves_tls_with_its_files() {
     assert_eq!(res.status(), StatusCode::OK);
     // Plain HTTP gets no answer from a TLS listener.
     assert!(reqwest::get(format!("http://{addr}/health")).await.is_err());
+}
+
+/// Writes `text` to `path` by rename, padded with newlines to `len` bytes and with `modified` as its time: to the
+/// once-a-second check, the file has not changed.
+fn replace_unchanged(path: &std::path::Path, text: &str, len: u64, modified: std::time::SystemTime) {
+    let mut padded = text.to_owned();
+    assert!(padded.len() as u64 <= len, "the new PEM fits the old file's length");
+    padded.push_str(&"\n".repeat(len as usize - padded.len()));
+    let staging = path.with_extension("staging");
+    std::fs::write(&staging, padded).unwrap();
+    std::fs::File::options().write(true).open(&staging).unwrap().set_modified(modified).unwrap();
+    std::fs::rename(&staging, path).unwrap();
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_certificate_files_even_when_they_look_unchanged() {
+    // Held by this test too, so a SIGHUP to the test process is never the default action (terminate).
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).unwrap();
+    let t = tls_node(None).await;
+    let (cert_path, key_path) = &t.files;
+    let meta = |p: &std::path::Path| std::fs::metadata(p).unwrap();
+    // The files as the node started with them (`tls_node` padded them): their stamp is what the check compares.
+    let (cert_meta, key_meta) = (meta(cert_path), meta(key_path));
+    let started = Instant::now();
+    let first = connect(t.ca.rustls(&[]), t.tls, "localhost").await.unwrap();
+    let served_first = presented(&first);
+
+    let renewed = t.ca.leaf(&["localhost"]);
+    replace_unchanged(key_path, &renewed.key, key_meta.len(), key_meta.modified().unwrap());
+    replace_unchanged(cert_path, &renewed.cert, cert_meta.len(), cert_meta.modified().unwrap());
+    std::process::Command::new("kill").args(["-HUP", &std::process::id().to_string()]).status().unwrap();
+    hangups.recv().await;
+    loop {
+        let fresh = connect(t.ca.rustls(&[]), t.tls, "localhost").await.unwrap();
+        if presented(&fresh) == renewed.der {
+            break;
+        }
+        assert_eq!(presented(&fresh), served_first, "the old certificate until the reload");
+        assert!(started.elapsed() < Duration::from_secs(30), "SIGHUP did not reload the certificate");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
