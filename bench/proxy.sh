@@ -7,13 +7,17 @@
 #   PERF=1 bench/proxy.sh                   # then a perf profile of Gatehouse under the same load
 #   AUTH=introspection bench/proxy.sh       # Gatehouse with the oauth2-introspection plugin vs nginx without auth
 #   AUTH=introspection GH_STANDIN=nginx bench/proxy.sh   # the ceiling: an nginx sending what Gatehouse sends, in its place
+#   AUTH=oidc NGINX_HEADERS=gatehouse bench/proxy.sh     # Gatehouse with openid-connect (local JWT validation)
 #
 # Knobs (environment): ROUNDS (5), DURATION (10s), THREADS (2), CONNS (64), WARMUP (5s), PAUSE (1 s between runs),
 # ORDER (gatehouse-first | alternate: who runs first in each round), REQ_PATH (/bench: the path requested),
 # CHECK_DURATION (3s: the strict status/body check per proxy after the rounds; 0 skips it),
 # AUTH (none | introspection: Gatehouse's route gets the tutorial's oauth2-introspection plugin, checking tokens at
 # its own issuer, and every request of both proxies carries one bearer token, so Gatehouse runs its cache-hit path;
-# then MISS_DURATION (DURATION) of requests to a route whose plugin never caches, the cache-miss path),
+# then MISS_DURATION (DURATION) of requests to a route whose plugin never caches, the cache-miss path; oidc: the
+# how-to's openid-connect plugin (issuer, auth_methods [bearer], audience) validating the same kind of token locally
+# against its issuer's keys; the token goes upstream in `Authorization` as the client sent it, so nginx forwarding
+# the client's headers sends the same),
 # NGINX_HEADERS (none: the nginx proxy adds no header; credentials (AUTH=introspection only): it sends the upstream
 # the same X-Credential-* headers Gatehouse sends, static values from the issuer's answer for the bench token;
 # gatehouse: every header Gatehouse sends the upstream and the client (Kong's forwarded headers, Via, a request id,
@@ -136,7 +140,16 @@ case $AUTH in
     admin POST /routes/miss/plugins "$(introspection_config ',"introspect_request":true')"
     PLUGINS="oauth2-introspection (tutorial config: consumer_by client_id, custom_claims_forward [Claim], ttl 30) checking an RS256 token at its own issuer"
     ;;
-  *) die "AUTH must be none or introspection" ;;
+  oidc)
+    require_cmd node "reading JSON answers"
+    platform_login
+    provision RS256 http://bench.dev
+    BEARER=$(fetch_token "$GH_ISSUER_RS256/oauth/token" "$GH_AUTH_RS256")
+    AUTH_HEADER=(-H "Authorization: Bearer $BEARER")
+    admin POST /routes/bench/plugins "$(printf '{"name":"openid-connect","config":{"issuer":"%s","auth_methods":["bearer"],"audience":["http://bench.dev"]}}' "$GH_ISSUER_RS256")"
+    PLUGINS="openid-connect (the how-to's config: issuer, auth_methods [bearer], audience) validating an RS256 token locally"
+    ;;
+  *) die "AUTH must be none, introspection or oidc" ;;
 esac
 
 # The nginx proxies start once the token exists: their extra directives may carry the headers Gatehouse derives
@@ -210,6 +223,11 @@ cp "$TMP/last-headers" "$TMP/gh-response-headers"
   || { cat "$TMP/last-headers" "$TMP/last-body" >&2; die "nginx proxy does not answer 200 \"$EXPECTED_BODY\" at $NGINX_URL"; }
 cp "$TMP/last-headers" "$TMP/nginx-response-headers"
 log "smoke checks passed: $GH_URL and $NGINX_URL both answer 200 \"$EXPECTED_BODY\" from 127.0.0.1:$UPSTREAM_PORT"
+if [[ $AUTH == oidc && $GH_STANDIN == none ]]; then
+  code=$(curl -sS -o /dev/null -w '%{http_code}' "$GH_URL")
+  [[ $code == 401 ]] || die "Gatehouse answers $code without a token; the plugin is not running"
+  log "the plugin runs: 401 without the token, 200 with it"
+fi
 if [[ $AUTH == introspection && $GH_STANDIN == none ]]; then
   code=$(curl -sS -o /dev/null -w '%{http_code}' "$GH_URL")
   [[ $code == 401 ]] || die "Gatehouse answers $code without a token; the plugin is not running"

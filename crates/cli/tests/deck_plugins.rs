@@ -50,6 +50,8 @@ fn full_configs() -> Vec<(&'static str, Value)> {
                 "realm": "gatehouse"}),
         ),
         ("correlation-id", json!({"header_name": "X-Trace", "generator": "tracker", "echo_downstream": true})),
+        // The fields Gatehouse implements are set away from their defaults; the others take Kong's, their only value.
+        ("openid-connect", openid_connect_full()),
         (
             "acl",
             json!({"allow": null, "deny": ["blocked"], "hide_groups_header": true, "always_use_authenticated_groups": true,
@@ -86,7 +88,150 @@ fn full_configs() -> Vec<(&'static str, Value)> {
                 "add": {"json": ["count:3"], "json_types": ["number"], "headers": ["x-added:1"]},
                 "append": {"json": ["flags:true"], "json_types": ["boolean"], "headers": ["vary:origin"]}}),
         ),
+        (
+            "upstream-oauth",
+            json!({"oauth": {"token_endpoint": "http://127.0.0.1:9/token", "grant_type": "client_credentials",
+                    "client_id": "gw-client", "client_secret": "gw-secret-1", "scopes": ["a", "b"],
+                    "audience": ["https://api"], "token_headers": {"x-tenant": "t1"},
+                    "token_post_args": {"resource": "urn:api"}},
+                "client": {"auth_method": "client_secret_basic", "client_secret_jwt_alg": "HS256", "timeout": 2500,
+                    "keep_alive": false, "ssl_verify": false},
+                "behavior": {"upstream_access_token_header_name": "X-Upstream-Auth",
+                    "purge_token_on_upstream_status_codes": [401, 403], "idp_error_response_status_code": 503,
+                    "idp_error_response_content_type": "text/plain", "idp_error_response_message": "no token",
+                    "idp_error_response_body_template": "{{message}}"},
+                "cache": {"strategy": "memory", "default_ttl": 600, "eagerly_expire": 10}}),
+        ),
     ]
+}
+
+/// `openid-connect`'s fields that Gatehouse does not implement, as Kong (3.15) returns them for a plugin that does
+/// not set them: each at Kong's default (array defaults in Kong's order), records Kong fills with their fields'
+/// defaults. The only values they accept, so a dump of Kong's syncs and comes back as Kong wrote it.
+fn openid_connect_kong_defaults() -> Value {
+    let redis = json!({"cloud_authentication": {
+            "auth_provider": null, "aws_access_key_id": null, "aws_assume_role_arn": null, "aws_cache_name": null,
+            "aws_is_serverless": true, "aws_region": null, "aws_role_session_name": null,
+            "aws_secret_access_key": null, "azure_client_id": null, "azure_client_secret": null,
+            "azure_tenant_id": null, "gcp_service_account_json": null},
+        "cluster_max_redirections": 5, "cluster_nodes": null, "connect_timeout": 2000, "connection_is_proxied": false,
+        "database": 0, "host": "127.0.0.1", "keepalive_backlog": null, "keepalive_pool_size": 256, "password": null,
+        "port": 6379, "read_timeout": 2000, "send_timeout": 2000, "sentinel_master": null, "sentinel_nodes": null,
+        "sentinel_password": null, "sentinel_role": null, "sentinel_username": null, "server_name": null, "ssl": false,
+        "ssl_verify": true, "username": null});
+    let mut session_redis = redis.clone();
+    session_redis["prefix"] = Value::Null;
+    session_redis["socket"] = Value::Null;
+    // Parsed rather than `json!`: the macro's recursion limit is below 185 fields.
+    let mut config: Value = serde_json::from_str(
+        r#"{
+        "authenticated_groups_claim": null, "authorization_cookie_domain": null,
+        "authorization_cookie_http_only": true, "authorization_cookie_name": "authorization",
+        "authorization_cookie_path": "/", "authorization_cookie_same_site": "Default",
+        "authorization_cookie_secure": null, "authorization_endpoint": null, "authorization_query_args_client": null,
+        "authorization_query_args_names": null, "authorization_query_args_values": null,
+        "authorization_rolling_timeout": 600, "bearer_token_cookie_name": null, "cache_token_exchange": true,
+        "cache_ttl_max": null, "cache_ttl_min": null, "cache_ttl_neg": null, "cache_ttl_resurrect": null,
+        "cache_user_info": true, "claims_forbidden": null, "client_alg": null, "client_jwk": null,
+        "cluster_cache_items": ["introspection"], "cluster_cache_redis": null, "cluster_cache_strategy": "off",
+        "consumer_groups_claim": null, "consumer_groups_optional": false, "disable_session": null,
+        "discovery_headers_names": null, "discovery_headers_values": null, "domains": null,
+        "downstream_access_token_header": null, "downstream_access_token_jwk_header": null, "downstream_headers": null,
+        "downstream_headers_claims": null, "downstream_headers_names": null, "downstream_id_token_header": null,
+        "downstream_id_token_jwk_header": null, "downstream_introspection_header": null,
+        "downstream_introspection_jwt_header": null, "downstream_refresh_token_header": null,
+        "downstream_session_id_header": null, "downstream_user_info_header": null,
+        "downstream_user_info_jwt_header": null, "dpop_proof_lifetime": 300, "dpop_use_nonce": false,
+        "enable_hs_signatures": false, "end_session_endpoint": null, "expose_error_code": true,
+        "extra_jwks_uris": null, "forbidden_destroy_session": true, "forbidden_redirect_uri": null,
+        "groups_claim": ["groups"], "groups_required": null, "http_proxy": null, "http_proxy_authorization": null,
+        "http_version": 1.1, "https_proxy": null, "https_proxy_authorization": null, "id_token_param_name": null,
+        "id_token_param_type": ["header", "query", "body"], "ignore_signature": [],
+        "introspection_accept": "application/json", "introspection_headers_client": null,
+        "introspection_headers_names": null, "introspection_headers_values": null,
+        "introspection_post_args_client": null, "introspection_post_args_client_headers": null,
+        "introspection_post_args_names": null, "introspection_post_args_values": null, "jwks_endpoint": null,
+        "jwt_session_claim": "sid", "jwt_session_cookie": null, "login_action": "upstream",
+        "login_methods": ["authorization_code"], "login_redirect_mode": "fragment", "login_redirect_uri": null,
+        "login_tokens": ["id_token"], "logout_methods": ["POST", "DELETE"], "logout_post_arg": null,
+        "logout_query_arg": null, "logout_redirect_uri": null, "logout_revoke": false,
+        "logout_revoke_access_token": true, "logout_revoke_refresh_token": true, "logout_uri_suffix": null,
+        "max_age": null, "mtls_introspection_endpoint": null, "mtls_revocation_endpoint": null,
+        "mtls_token_endpoint": null, "no_proxy": null, "password_param_type": ["header", "query", "body"],
+        "preserve_query_args": false,
+        "principals": {"directory": "default", "enabled": false, "error_on_miss": true, "match_consumer": true,
+            "match_consumer_groups": true, "principal_by": null, "principal_claim": null},
+        "proof_of_possession_auth_methods_validation": true, "proof_of_possession_dpop": "off",
+        "proof_of_possession_mtls": "off", "proof_of_possession_mtls_from_header": null,
+        "pushed_authorization_request_endpoint": null, "pushed_authorization_request_endpoint_auth_method": null,
+        "redirect_uri": null, "redis": null, "refresh_token_param_name": null,
+        "refresh_token_param_type": ["header", "query", "body"], "refresh_tokens": true,
+        "require_proof_key_for_code_exchange": null, "require_pushed_authorization_requests": null,
+        "require_signed_request_object": null, "resolve_distributed_claims": false, "response_mode": "query",
+        "response_type": ["code"], "reverify": false, "revocation_endpoint": null,
+        "revocation_endpoint_auth_method": null, "revocation_token_param_name": "token", "roles_claim": ["roles"],
+        "roles_required": null, "search_user_info": false, "session_absolute_timeout": 86400,
+        "session_audience": "default", "session_bind": null, "session_cookie_domain": null,
+        "session_cookie_http_only": true, "session_cookie_name": "session", "session_cookie_path": "/",
+        "session_cookie_same_site": "Lax", "session_cookie_secure": null, "session_enforce_same_subject": false,
+        "session_hash_storage_key": false, "session_hash_subject": false, "session_idling_timeout": 900,
+        "session_memcached_host": "127.0.0.1", "session_memcached_port": 11211, "session_memcached_prefix": null,
+        "session_memcached_socket": null, "session_memcached_ssl": null, "session_memcached_ssl_verify": true,
+        "session_remember": false, "session_remember_absolute_timeout": 2592000,
+        "session_remember_cookie_name": "remember", "session_remember_rolling_timeout": 604800,
+        "session_request_headers": null, "session_response_headers": null, "session_rolling_timeout": 3600,
+        "session_secret": null, "session_storage": "cookie", "session_store_metadata": false,
+        "tls_client_auth_cert_id": null, "tls_client_auth_ssl_verify": true, "token_cache_key_include_scope": false,
+        "token_exchange": null, "token_exchange_endpoint": null, "token_headers_client": null,
+        "token_headers_grants": null, "token_headers_names": null, "token_headers_prefix": null,
+        "token_headers_replay": null, "token_headers_values": null, "token_post_args_client": null,
+        "token_post_args_names": null, "token_post_args_values": null, "unauthorized_destroy_session": true,
+        "unauthorized_redirect_uri": null, "unexpected_redirect_uri": null, "upstream_access_token_jwk_header": null,
+        "upstream_headers": null, "upstream_id_token_header": null, "upstream_id_token_jwk_header": null,
+        "upstream_introspection_header": null, "upstream_introspection_jwt_header": null,
+        "upstream_refresh_token_header": null, "upstream_session_id_header": null, "upstream_user_info_header": null,
+        "upstream_user_info_jwt_header": null, "userinfo_accept": "application/json", "userinfo_endpoint": null,
+        "userinfo_headers_client": null, "userinfo_headers_names": null, "userinfo_headers_values": null,
+        "userinfo_query_args_client": null, "userinfo_query_args_names": null, "userinfo_query_args_values": null,
+        "using_pseudo_issuer": false, "verify_nonce": true, "verify_parameters": false
+    }"#,
+    )
+    .unwrap();
+    config["redis"] = session_redis;
+    config["cluster_cache_redis"] = redis;
+    config
+}
+
+/// `openid-connect`: every field Gatehouse implements away from its default, on top of Kong's other fields.
+fn openid_connect_full() -> Value {
+    let mut config = openid_connect_kong_defaults();
+    // Parsed rather than `json!`, for the macro's recursion limit.
+    let implemented: Value = serde_json::from_str(
+        r#"{"issuer": "https://idp.example/realms/a", "auth_methods": ["bearer", "introspection"],
+        "bearer_token_param_type": ["header", "query"], "bearer_token_header_name": "x-token",
+        "issuers_allowed": ["https://idp.example/realms/a", "https://idp.example/realms/b"],
+        "rediscovery_lifetime": 10, "verify_signature": false, "verify_claims": false, "leeway": 5,
+        "audience": ["api"], "audience_required": ["api admin"], "audience_claim": ["aud2"],
+        "scopes_required": ["read"], "scopes_claim": ["scp"],
+        "introspection_endpoint": "https://idp.example/introspect",
+        "introspection_endpoint_auth_method": "client_secret_post", "introspection_hint": "opaque",
+        "introspection_token_param_name": "tok", "introspection_check_active": false, "introspect_jwt_tokens": true,
+        "cache_introspection": false, "client_id": ["id-1"], "client_secret": ["oidc-secret-1"],
+        "client_auth": ["client_secret_basic"], "client_arg": "cid", "client_credentials_param_type": ["header"],
+        "token_endpoint": "https://idp.example/token", "token_endpoint_auth_method": "client_secret_basic",
+        "scopes": ["openid", "read"], "cache_tokens": false, "cache_tokens_salt": "salt",
+        "consumer_claims": [["user", "id"]], "consumer_by": ["username"], "consumer_optional": true,
+        "by_username_ignore_case": true, "credential_claim": ["client_id"], "anonymous": "fallback",
+        "upstream_headers_claims": ["sub"], "upstream_headers_names": ["x-sub"],
+        "upstream_access_token_header": "x-access-token", "hide_credentials": false, "run_on_preflight": false,
+        "display_errors": true, "unauthorized_error_message": "Nope", "forbidden_error_message": "Not you",
+        "cache_ttl": 60, "ssl_verify": false, "timeout": 2000, "keepalive": false}"#,
+    )
+    .unwrap();
+    for (field, value) in implemented.as_object().unwrap() {
+        config[field] = value.clone();
+    }
+    config
 }
 
 fn state_file() -> String {

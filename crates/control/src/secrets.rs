@@ -1,6 +1,6 @@
-//! Secret plugin fields (`authorization_value`, every value of `custom_introspection_headers`) are sealed with the
-//! master key before they are stored and opened when read; the APIs return them in clear, as Kong returns
-//! `encrypted` fields.
+//! Secret plugin fields (`authorization_value`, every value of `custom_introspection_headers`, every element of
+//! `openid-connect`'s encrypted arrays) are sealed with the master key before they are stored and opened when read;
+//! the APIs return them in clear, as Kong returns `encrypted` fields.
 //!
 //! A value stored in clear (custom headers were, before they were sealed) is read as it is and sealed on the
 //! entity's next write.
@@ -23,7 +23,7 @@ use gatehouse_runtime::master_key::DerivedKeys;
 const SEALED_PREFIX: &str = "gatehouse:sealed:v1:";
 
 /// What a sealed value is bound to: its plugin and its place in the config (`config.authorization_value`,
-/// `config.custom_introspection_headers.x-api-key`), so it opens nowhere else.
+/// `config.custom_introspection_headers.x-api-key`, `config.client_secret.0`), so it opens nowhere else.
 fn context(plugin_id: &str, path: &str) -> String {
     format!("plugin:{plugin_id}:config.{path}")
 }
@@ -162,6 +162,31 @@ mod tests {
             data["config"]["custom_introspection_headers"],
             json!({"x-api-key": "key-0123456789", "x_tenant": "tenant-42"})
         );
+    }
+
+    /// Kong's `openid-connect` keeps secrets in arrays (`client_secret`, `introspection_headers_values`): each
+    /// element is sealed on its own, bound to its index, and the array keeps its shape.
+    #[test]
+    fn each_element_of_an_encrypted_array_is_sealed() {
+        let keys = MasterKey::generate().derive();
+        let mut data = json!({"id": "0190a0a0-0000-7000-8000-000000000001", "name": "openid-connect",
+            "config": {"introspection_headers_values": ["hv-secret-1", null, "hv-secret-3"],
+                "introspection_headers_names": ["x-one", "x-two", "x-three"]}})
+        .as_object()
+        .cloned()
+        .unwrap();
+        seal(&keys, EntityKind::Plugin, &mut data);
+        let sealed = data["config"]["introspection_headers_values"].as_array().unwrap().clone();
+        assert_eq!(sealed.len(), 3);
+        assert!(sealed[0].as_str().unwrap().starts_with(SEALED_PREFIX) && sealed[1].is_null(), "{sealed:?}");
+        let stored = serde_json::to_string(&data).unwrap();
+        assert!(!stored.contains("hv-secret") && stored.contains("x-three"), "{stored}");
+        let mut swapped = data.clone();
+        swapped["config"]["introspection_headers_values"] = json!([sealed[2], null, sealed[0]]);
+        open(&keys, EntityKind::Plugin, &mut swapped);
+        assert_eq!(swapped["config"]["introspection_headers_values"], json!([null, null, null]), "bound to the index");
+        assert_eq!(open(&keys, EntityKind::Plugin, &mut data), 0);
+        assert_eq!(data["config"]["introspection_headers_values"], json!(["hv-secret-1", null, "hv-secret-3"]));
     }
 
     #[test]

@@ -254,6 +254,29 @@ mod tests {
         assert!(d.contains("+  \"tags\": ["), "{d}");
     }
 
+    /// Each element of an encrypted array (`openid-connect`'s `client_secret`, `introspection_headers_values`).
+    #[test]
+    fn secrets_in_arrays_are_masked() {
+        let plugin = |v: &str| {
+            json!({"name": "openid-connect", "config": {"introspection_headers_values": ["hv-1", v],
+                "introspection_headers_names": ["x-a", "x-b"]}})
+            .as_object()
+            .cloned()
+            .unwrap()
+        };
+        let c = Change {
+            action: Action::Update,
+            kind: EntityKind::Plugin,
+            id: "x".into(),
+            console: "openid-connect (global)".into(),
+            old: Some(plugin("old-secret")),
+            new: Some(plugin("new-secret")),
+        };
+        let line = console_line(&c, &Masker::secret_fields_only(std::slice::from_ref(&c)));
+        assert!(!line.contains("secret") && !line.contains("hv-1") && line.contains("x-b"), "{line}");
+        assert!(line.contains("-      \"[masked]\"") && line.contains("+      \"[masked]\""), "{line}");
+    }
+
     #[test]
     fn secrets_are_masked() {
         let plugin = |v: &str| {

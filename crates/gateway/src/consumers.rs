@@ -122,6 +122,12 @@ impl Consumers {
         self.by_username.get(username)
     }
 
+    /// A username in any case (`openid-connect`'s `by_username_ignore_case`): a scan, made only once the exact
+    /// lookup failed.
+    pub fn by_username_ignore_case(&self, username: &str) -> Option<&Arc<Consumer>> {
+        self.by_username.iter().find(|(name, _)| name.eq_ignore_ascii_case(username)).map(|(_, c)| c)
+    }
+
     pub fn by_custom_id(&self, custom_id: &str) -> Option<&Arc<Consumer>> {
         self.by_custom_id.get(custom_id)
     }

@@ -187,7 +187,9 @@ impl CounterStores {
         Ok(made)
     }
 
-    fn redis(&self, settings: &RedisSettings) -> Result<Arc<dyn Counters>, String> {
+    /// The node's connection to the Redis server of `settings` (one per distinct block, shared with what else uses
+    /// that server: `upstream-oauth`'s `redis` cache strategy keeps its tokens there).
+    pub fn redis(&self, settings: &RedisSettings) -> Result<Arc<redis::RedisCounters>, String> {
         let mut pools = self.redis.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((_, found)) = pools.iter().find(|(s, _)| s == settings) {
             return Ok(found.clone());

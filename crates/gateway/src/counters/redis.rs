@@ -185,6 +185,21 @@ impl Counters for RedisCounters {
     }
 }
 
+/// `upstream-oauth`'s `redis` cache strategy: tokens kept under their key until they lapse, on the same connection.
+#[async_trait]
+impl crate::plugins::token_client::SharedStore for RedisCounters {
+    async fn get(&self, key: &str) -> Result<Option<String>, String> {
+        let cmd = redis::cmd("GET").arg(key).clone();
+        self.bounded(async |c| cmd.query_async(c).await).await.map_err(|e| e.0)
+    }
+
+    async fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), String> {
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let cmd = redis::cmd("SET").arg(key).arg(value).arg("PX").arg(millis).clone();
+        self.bounded(async |c| cmd.query_async::<()>(c).await).await.map_err(|e| e.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

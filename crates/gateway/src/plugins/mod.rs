@@ -30,6 +30,7 @@ pub mod ip_restriction;
 pub mod key_auth;
 pub mod multipart;
 pub mod oauth2_introspection;
+pub mod openid_connect;
 #[cfg(test)]
 pub(crate) mod probe;
 pub mod rate_limiting;
@@ -37,6 +38,8 @@ pub mod request_size_limiting;
 pub mod request_termination;
 pub mod request_transformer;
 pub mod response_transformer;
+pub mod token_client;
+pub mod upstream_oauth;
 
 use std::any::Any;
 use std::borrow::Cow;
@@ -91,11 +94,13 @@ pub const BUILTIN: &[&PluginDef] = &[
     &ip_restriction::PLUGIN,
     &key_auth::PLUGIN,
     &oauth2_introspection::PLUGIN,
+    &openid_connect::PLUGIN,
     &rate_limiting::PLUGIN,
     &request_size_limiting::PLUGIN,
     &request_termination::PLUGIN,
     &request_transformer::PLUGIN,
     &response_transformer::PLUGIN,
+    &upstream_oauth::PLUGIN,
 ];
 
 /// The plugins a gateway can run: [`BUILTIN`], plus any a test adds.
@@ -365,6 +370,8 @@ pub trait Plugin: Send + Sync + std::fmt::Debug {
 #[derive(Debug)]
 pub struct Shared {
     pub introspection: Arc<oauth2_introspection::Shared>,
+    /// `openid-connect`'s issuers' keys, IdP clients and caches.
+    pub openid_connect: Arc<openid_connect::Shared>,
     /// `rate-limiting`'s counters, whatever the policy.
     pub counters: crate::counters::CounterStores,
     /// `rate-limiting`'s node-wide state (how often a failing store is logged).
@@ -375,6 +382,8 @@ pub struct Shared {
     /// The HMAC key `keyauth_credentials` are hashed with (derived from the master key by the node, which hands
     /// over this key only). `None` (tests, a node without one) refuses configurations that use `key-auth`.
     pub key_auth: Option<aws_lc_rs::hmac::Key>,
+    /// Tokens the gateway gets for itself or for callers (`upstream-oauth`), cached across configuration changes.
+    pub tokens: Arc<token_client::TokenClient>,
 }
 
 impl Shared {
@@ -392,8 +401,10 @@ impl Shared {
         };
         Self {
             introspection: Arc::new(oauth2_introspection::Shared::new(limits, clock.clone())),
+            openid_connect: Arc::new(openid_connect::Shared::new(clock.clone())),
             counters: crate::counters::CounterStores::new(None, clock.clone()),
             rate_limiting: Arc::default(),
+            tokens: Arc::new(token_client::TokenClient::new(token_client::DEFAULT_CAPACITY, clock.clone())),
             clock,
             key_auth: None,
         }

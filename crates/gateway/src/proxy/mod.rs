@@ -267,6 +267,12 @@ impl Proxy {
         Ok(())
     }
 
+    /// The node's plugin state (tests look at what plugins share, such as the token client).
+    #[cfg(test)]
+    pub(crate) fn plugin_state(&self) -> &crate::plugins::Shared {
+        &self.plugins
+    }
+
     /// The configuration version every worker serves.
     pub fn version(&self) -> u64 {
         self.configs.iter().map(|c| c.load().version).min().unwrap_or_default()

@@ -44,7 +44,8 @@ pub struct Field {
     /// A Gatehouse-only field, left out of the schema documents when it has its default (`negative_ttl`).
     pub gatehouse_only: bool,
     /// A field of Kong's entity that Gatehouse does not implement: null, an empty value or the default is
-    /// accepted (and stored as the default, or null), anything else is refused by name. Accepting a value that
+    /// accepted (and stored as the default, or null), anything else is refused by name. A required record is
+    /// stored filled with its fields' defaults, as Kong stores it, and accepted back with them. Accepting a value that
     /// the proxy would then ignore would be a silent difference; refusing the field as unknown would break
     /// bodies and decK files that Kong itself writes.
     pub unsupported: bool,
@@ -257,13 +258,11 @@ pub fn normalize(
     for field in fields {
         let path = join(prefix, field.name);
         if field.unsupported {
-            if let Some(v) = input.get(field.name)
-                && !is_unset(v, field.default.as_ref())
-            {
-                out.push(Violation::new(&path, unsupported_message(field)));
+            if let Some(v) = input.get(field.name) {
+                check_unsupported(field, v, &path, out);
             }
             if !field.input_only {
-                result.insert(field.name.to_owned(), field.default.clone().unwrap_or(Value::Null));
+                result.insert(field.name.to_owned(), unsupported_value(field));
             }
             continue;
         }
@@ -306,6 +305,41 @@ fn is_unset(v: &Value, default: Option<&Value>) -> bool {
             Value::Object(m) => m.values().all(|x| is_unset(x, None)),
             Value::Bool(_) | Value::Number(_) => false,
         }
+}
+
+/// Refuses, by name, what an unsupported field may not hold. A required record (Kong fills it with its fields'
+/// defaults, as `openid-connect`'s `redis`) comes back from a dump of Kong's with those defaults in it: each of its
+/// fields is then held to its own default, so the record as Kong wrote it passes and a refusal names the field set
+/// (`config.redis.host`).
+fn check_unsupported(field: &Field, v: &Value, path: &str, out: &mut Vec<Violation>) {
+    if is_unset(v, field.default.as_ref()) {
+        return;
+    }
+    match (&field.kind, v) {
+        (Kind::Record(inner), Value::Object(record)) if field.required => {
+            for key in record.keys().filter(|k| !inner.iter().any(|f| f.name == k.as_str())) {
+                out.push(Violation::new(join(path, key), "unknown field"));
+            }
+            for f in inner {
+                if let Some(x) = record.get(f.name) {
+                    check_unsupported(f, x, &join(path, f.name), out);
+                }
+            }
+        }
+        _ => out.push(Violation::new(path, unsupported_message(field))),
+    }
+}
+
+/// What an unsupported field holds, as Kong returns it unset: its default, a required record filled with its
+/// fields' defaults, or null.
+fn unsupported_value(field: &Field) -> Value {
+    match (&field.default, &field.kind) {
+        (Some(d), _) => d.clone(),
+        (None, Kind::Record(inner)) if field.required => Value::Object(
+            inner.iter().filter(|f| !f.input_only).map(|f| (f.name.to_owned(), unsupported_value(f))).collect(),
+        ),
+        _ => Value::Null,
+    }
 }
 
 fn unsupported_message(field: &Field) -> String {
@@ -518,6 +552,56 @@ mod tests {
         );
         let described = describe_fields(&fields).to_string();
         assert!(described.contains("snis") && !described.contains("priority") && !described.contains("consumer_group"));
+    }
+
+    /// Kong returns a required record filled with its fields' defaults and an array at its default as written: a
+    /// dump of Kong's holds them so, and they must come back in and go out unchanged.
+    #[test]
+    fn unsupported_records_and_arrays_keep_kongs_defaults() {
+        let fields = vec![
+            Field::record(
+                "redis",
+                vec![
+                    Field::string("host").default(json!("127.0.0.1")),
+                    Field::integer("port").default(json!(6379)),
+                    Field::string("password").encrypted(),
+                    Field::record("cloud", vec![Field::boolean("serverless").default(json!(true))]).required(),
+                ],
+            )
+            .required()
+            .unsupported(),
+            Field::array("methods", Field::string("method")).default(json!(["POST", "DELETE"])).unsupported(),
+            Field::record("exchange", vec![Field::boolean("cache").default(json!(true))]).unsupported(),
+        ];
+        let kong = json!({"redis": {"host": "127.0.0.1", "port": 6379, "password": null, "cloud": {"serverless": true}},
+            "methods": ["POST", "DELETE"], "exchange": null});
+        for accepted in [
+            json!({}),
+            kong.clone(),
+            json!({"redis": null, "methods": [], "exchange": {}}),
+            json!({"redis": {"port": 6379.0, "cloud": null}, "methods": null, "exchange": {"cache": null}}),
+        ] {
+            let mut v = Vec::new();
+            let out = normalize(&fields, accepted.as_object().unwrap(), "config", &mut v);
+            assert!(v.is_empty(), "{accepted}: {v:?}");
+            assert_eq!(Value::Object(out), kong, "{accepted}");
+        }
+        let mut v = Vec::new();
+        let refused = json!({"redis": {"host": "redis.internal", "port": 6379, "password": "pw", "db": 1,
+            "cloud": {"serverless": false}}, "methods": ["DELETE", "POST"], "exchange": {"cache": true}});
+        normalize(&fields, refused.as_object().unwrap(), "config", &mut v);
+        let got: Vec<(&str, &str)> = v.iter().map(|x| (x.path.as_str(), x.message.as_str())).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("config.redis.db", "unknown field"),
+                ("config.redis.host", "not supported by Gatehouse: only its default (\"127.0.0.1\") is accepted"),
+                ("config.redis.password", "not supported by Gatehouse: only null or an empty value is accepted"),
+                ("config.redis.cloud.serverless", "not supported by Gatehouse: only its default (true) is accepted"),
+                ("config.methods", "not supported by Gatehouse: only its default ([\"POST\",\"DELETE\"]) is accepted"),
+                ("config.exchange", "not supported by Gatehouse: only null or an empty value is accepted"),
+            ]
+        );
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub struct BodySummary {
 }
 
 impl BodySummary {
-    fn of(body: &[u8]) -> Self {
+    pub(crate) fn of(body: &[u8]) -> Self {
         let sha256 = digest::digest(&digest::SHA256, body);
         let mut prefix = [0u8; 8];
         prefix.copy_from_slice(&sha256.as_ref()[..8]);

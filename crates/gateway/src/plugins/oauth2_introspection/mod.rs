@@ -8,7 +8,7 @@
 
 mod cache;
 mod idp;
-mod token;
+pub(crate) mod token;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +26,7 @@ use crate::consumers::Consumer;
 use crate::error::ProxyError;
 
 pub use cache::{AnswerCache, CacheLimits};
-pub use idp::Clients;
+pub use idp::{BodySummary, Clients};
 
 const MISSING_TOKEN: &str = "The access token is missing";
 const INVALID_TOKEN: &str = "The access token is invalid or has expired";

@@ -35,13 +35,13 @@ pub struct Found {
 pub struct BadBody(String);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum BodyKind {
+pub(crate) enum BodyKind {
     Form,
     Json,
     Multipart(String),
 }
 
-fn body_kind(headers: &HeaderMap) -> Option<BodyKind> {
+pub(crate) fn body_kind(headers: &HeaderMap) -> Option<BodyKind> {
     let content_type = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
     let mime: mime::Mime = content_type.parse().ok()?;
     match (mime.type_(), mime.subtype()) {
@@ -56,11 +56,11 @@ fn body_kind(headers: &HeaderMap) -> Option<BodyKind> {
 }
 
 /// The first `access_token` of a form-encoded string.
-fn in_form(form: &[u8]) -> Option<String> {
+pub(crate) fn in_form(form: &[u8]) -> Option<String> {
     form_urlencoded::parse(form).find(|(k, _)| k == PARAMETER).map(|(_, v)| v.into_owned())
 }
 
-async fn in_body(kind: &BodyKind, body: &Bytes) -> Result<Option<String>, BadBody> {
+pub(crate) async fn in_body(kind: &BodyKind, body: &Bytes) -> Result<Option<String>, BadBody> {
     match kind {
         BodyKind::Form => Ok(in_form(body)),
         BodyKind::Json => match serde_json::from_slice::<Value>(body) {
@@ -113,7 +113,7 @@ pub async fn find(ctx: &RequestContext<'_>) -> Result<Option<Found>, BadBody> {
 /// Where the token is in `Bearer|Token <token>` (scheme in any case): exactly two parts separated by whitespace,
 /// which in a header value can only be spaces and tabs. Tokens are long, so they are scanned with memchr rather
 /// than split char by char.
-fn bearer_token(value: &[u8]) -> Option<std::ops::Range<usize>> {
+pub(crate) fn bearer_token(value: &[u8]) -> Option<std::ops::Range<usize>> {
     let start = value.len() - value.trim_ascii_start().len();
     let trimmed = value.trim_ascii();
     let gap = memchr::memchr2(b' ', b'\t', trimmed)?;

@@ -10,11 +10,13 @@ pub mod cors;
 pub mod ip_restriction;
 pub mod key_auth;
 pub mod oauth2_introspection;
+pub mod openid_connect;
 pub mod rate_limiting;
 pub mod request_size_limiting;
 pub mod request_termination;
 pub mod request_transformer;
 pub mod response_transformer;
+pub mod upstream_oauth;
 
 use serde_json::{Map, Value};
 
@@ -111,11 +113,13 @@ pub const PLUGINS: &[&PluginInfo] = &[
     &ip_restriction::INFO,
     &key_auth::INFO,
     &oauth2_introspection::INFO,
+    &openid_connect::INFO,
     &rate_limiting::INFO,
     &request_size_limiting::INFO,
     &request_termination::INFO,
     &request_transformer::INFO,
     &response_transformer::INFO,
+    &upstream_oauth::INFO,
 ];
 
 pub fn info(name: &str) -> Option<&'static PluginInfo> {
@@ -131,37 +135,63 @@ pub fn allows_consumer_scope(name: &str) -> bool {
 }
 
 /// The secret strings of a plugin's `config`, each with its path under `config`: the value of every field marked
-/// encrypted (`authorization_value`), every value of a map whose values are (`custom_introspection_headers.<name>`),
-/// and a record's encrypted fields (`redis.password`).
+/// encrypted (`authorization_value`), every element of an array that is (Kong's `openid-connect` `client_secret`,
+/// `client_secret.0`), every value of a map whose values are (`custom_introspection_headers.<name>`), and the
+/// encrypted fields of records, at any depth (`redis.password`, `cache.redis.password`).
 /// Whatever is not a string (an unset field) is left out.
 pub fn encrypted_values<'a>(name: &str, config: &'a Map<String, Value>) -> Vec<(String, &'a str)> {
-    let Some(fields) = config_fields(name) else { return Vec::new() };
+    config_fields(name).map(|fields| secret_strings(&fields, config)).unwrap_or_default()
+}
+
+fn secret_strings<'a>(fields: &[Field], config: &'a Map<String, Value>) -> Vec<(String, &'a str)> {
     let mut found = Vec::new();
-    for field in fields {
-        let Some(value) = config.get(field.name) else { continue };
-        match (&field.kind, value) {
-            (_, Value::String(text)) if field.encrypted => found.push((field.name.to_owned(), text.as_str())),
-            (Kind::Map { values, .. }, Value::Object(map)) if values.encrypted => {
-                found.extend(map.iter().filter_map(|(key, v)| Some((format!("{}.{key}", field.name), v.as_str()?))));
-            }
-            // A record's own secret fields (`redis.password`): `config_value_mut` reaches them by the same path.
-            (Kind::Record(inner), Value::Object(record)) => found.extend(
-                inner
-                    .iter()
-                    .filter(|f| f.encrypted)
-                    .filter_map(|f| Some((format!("{}.{}", field.name, f.name), record.get(f.name)?.as_str()?))),
-            ),
-            _ => {}
-        }
-    }
+    collect_encrypted(fields, config, "", &mut found);
     found
 }
 
-/// The value at a path [`encrypted_values`] gave: a field, or `field.key` for a map's value (field names have no
-/// dot, so the first one separates them whatever the key holds).
+fn collect_encrypted<'a>(
+    fields: &[Field],
+    config: &'a Map<String, Value>,
+    prefix: &str,
+    found: &mut Vec<(String, &'a str)>,
+) {
+    for field in fields {
+        let Some(value) = config.get(field.name) else { continue };
+        let path = format!("{prefix}{}", field.name);
+        match (&field.kind, value) {
+            (_, Value::String(text)) if field.encrypted => found.push((path, text.as_str())),
+            // Each element is sealed on its own, bound to its index: Kong lists one secret per client.
+            (Kind::Array(of) | Kind::Set(of), Value::Array(items)) if field.encrypted || of.encrypted => {
+                found.extend(items.iter().enumerate().filter_map(|(i, v)| Some((format!("{path}.{i}"), v.as_str()?))))
+            }
+            (Kind::Map { values, .. }, Value::Object(map)) if values.encrypted => {
+                found.extend(map.iter().filter_map(|(key, v)| Some((format!("{path}.{key}"), v.as_str()?))));
+            }
+            // `config_value_mut` reaches a record's fields by the same dotted path.
+            (Kind::Record(inner), Value::Object(record)) => {
+                collect_encrypted(inner, record, &format!("{path}."), found)
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The value at a path [`encrypted_values`] gave: a field, `record.field` (at any depth), `field.key` for a map's
+/// value or `field.index` for an array's element. Field names have no dot, so a map key (which may hold dots) is
+/// whatever follows the map's name: a key present whole is taken before the path is split further.
 pub fn config_value_mut<'a>(config: &'a mut Map<String, Value>, path: &str) -> Option<&'a mut Value> {
     match path.split_once('.') {
-        Some((field, key)) => config.get_mut(field)?.as_object_mut()?.get_mut(key),
+        Some((field, rest)) => match config.get_mut(field)? {
+            Value::Object(inner) => {
+                if inner.contains_key(rest) {
+                    inner.get_mut(rest)
+                } else {
+                    config_value_mut(inner, rest)
+                }
+            }
+            Value::Array(items) => items.get_mut(rest.parse::<usize>().ok()?),
+            _ => None,
+        },
         None => config.get_mut(path),
     }
 }
@@ -172,4 +202,49 @@ pub fn gatehouse_only_defaults(name: &str) -> Vec<(&'static str, Value)> {
     config_fields(name)
         .map(|f| f.into_iter().filter(|f| f.gatehouse_only).filter_map(|f| Some((f.name, f.default?))).collect())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// `openid-connect`'s client credentials are arrays of secrets: each element is found, reachable by its path,
+    /// and nothing else is.
+    #[test]
+    fn every_element_of_an_encrypted_array_is_a_secret() {
+        let fields = vec![
+            Field::array("client_secret", Field::string("client_secret")).encrypted(),
+            Field::array("client_id", Field::string("client_id").encrypted()),
+            Field::array("scopes", Field::string("scope")),
+            Field::map("headers", Field::string("name"), Field::string("value").encrypted()),
+            Field::record("redis", vec![Field::string("host"), Field::string("password").encrypted()]),
+        ];
+        let mut config = json!({"client_secret": ["s-1", null, "s-3"], "client_id": ["id-1"], "scopes": ["openid"],
+            "headers": {"0": "h-0"}, "redis": {"host": "r", "password": "pw"}})
+        .as_object()
+        .cloned()
+        .unwrap();
+        let found: Vec<(String, String)> =
+            secret_strings(&fields, &config).into_iter().map(|(p, v)| (p, v.to_owned())).collect();
+        let expected = [
+            ("client_secret.0", "s-1"),
+            ("client_secret.2", "s-3"),
+            ("client_id.0", "id-1"),
+            ("headers.0", "h-0"),
+            ("redis.password", "pw"),
+        ];
+        assert_eq!(found, expected.map(|(p, v)| (p.to_owned(), v.to_owned())));
+        for (path, value) in &found {
+            let at = config_value_mut(&mut config, path).unwrap();
+            assert_eq!(at, value, "{path}");
+            *at = json!("sealed");
+        }
+        assert_eq!(config["client_secret"], json!(["sealed", null, "sealed"]));
+        assert_eq!(config["headers"], json!({"0": "sealed"}), "a map key that reads as an index is still a key");
+        assert_eq!(config["scopes"], json!(["openid"]));
+        assert!(config_value_mut(&mut config, "client_secret.3").is_none());
+        assert!(config_value_mut(&mut config, "client_secret.x").is_none());
+        assert!(config_value_mut(&mut config, "scopes.0.x").is_none());
+    }
 }
