@@ -230,9 +230,11 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let mut cfg = load(&args, false, true)?;
             cfg.validate()?;
             cfg.gateway.control_plane.get_or_insert_with(|| quickstart::QUICKSTART_CONTROL_PLANE.to_owned());
+            let tls_ca = quickstart::ensure_tls(&mut cfg)
+                .map_err(|e| anyhow::anyhow!("cannot make the quickstart's TLS certificate: {e}"))?;
             let signals = ShutdownSignals::install()?;
             let node = node::start(&cfg, NodeOptions { echo: true, ..NodeOptions::default() }).await?;
-            quickstart::announce(&node, &mut std::io::stdout()).await?;
+            quickstart::announce(&node, tls_ca.as_deref(), &mut std::io::stdout()).await?;
             run_until_signal(node, signals).await;
         }
         Command::Echo { listen, allow_plaintext_public, allowed_hosts } => {
@@ -251,6 +253,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 listener,
                 gatehouse::echo::echo_router(gatehouse_control::LocalHosts::new(allowed_hosts, "--allowed-hosts")),
                 gatehouse_net::Gate::new("echo", limits, Vec::new()),
+                None,
                 ShutdownSignals::install()?.received(),
             )
             .await?;

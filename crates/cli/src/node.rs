@@ -43,6 +43,8 @@ pub enum StartError {
     Bind(#[from] BindError),
     #[error("cannot open the access log (gateway.access_log): {0}")]
     AccessLog(std::io::Error),
+    #[error("{listener}.tls_cert/tls_key: {source}")]
+    Tls { listener: &'static str, source: gatehouse_net::tls::TlsError },
 }
 
 /// What a node is started with besides its configuration.
@@ -68,7 +70,12 @@ pub struct RunningNode {
     pub platform_addr: SocketAddr,
     pub issuer_addr: SocketAddr,
     pub proxy_addr: SocketAddr,
+    /// The proxy's TLS listener (`proxy.listen_tls`), when configured.
+    pub proxy_tls_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
+    /// Whether the platform and issuer listeners serve TLS (`tls_cert`/`tls_key`).
+    pub platform_tls: bool,
+    pub issuer_tls: bool,
     pub echo_addr: Option<SocketAddr>,
     /// Configuration changes announced to the publisher (compare with `proxy.version()`).
     pub config_changes: Arc<std::sync::atomic::AtomicU64>,
@@ -78,16 +85,21 @@ pub struct RunningNode {
 
 impl RunningNode {
     pub fn platform_url(&self) -> String {
-        format!("http://{}", self.platform_addr)
+        format!("{}://{}", scheme(self.platform_tls), self.platform_addr)
     }
 
     /// Where the issuer listener answers (issuer URLs themselves come from `identity_public_url`).
     pub fn issuer_listener_url(&self) -> String {
-        format!("http://{}", self.issuer_addr)
+        format!("{}://{}", scheme(self.issuer_tls), self.issuer_addr)
     }
 
     pub fn proxy_url(&self) -> String {
         format!("http://{}", self.proxy_addr)
+    }
+
+    /// The proxy's TLS listener, when `proxy.listen_tls` is set.
+    pub fn proxy_tls_url(&self) -> Option<String> {
+        self.proxy_tls_addr.map(|a| format!("https://{a}"))
     }
 
     pub fn admin_url(&self) -> String {
@@ -118,6 +130,29 @@ impl RunningNode {
     pub fn stop_handle(&self) -> CancellationToken {
         self.shutdown.clone()
     }
+}
+
+fn scheme(tls: bool) -> &'static str {
+    if tls { "https" } else { "http" }
+}
+
+/// A listener's TLS settings, from its certificate files (kept in step with them until `stop`) and, for the proxy,
+/// the certificates its resolver already has. `None` when the listener has no files and needs none.
+fn listener_tls(
+    kind: ListenerKind,
+    config: &Config,
+    resolver: Arc<gatehouse_net::tls::CertificateResolver>,
+    stop: &CancellationToken,
+) -> Result<Arc<gatehouse_net::tls::ServerConfig>, StartError> {
+    use gatehouse_net::tls;
+    let listener = kind.as_str();
+    if let Some(files) = config.listener(kind).tls_files() {
+        let served = files.load().map_err(|source| StartError::Tls { listener, source })?;
+        resolver.set_fallback(Some(served));
+        let stop = stop.clone();
+        tokio::spawn(tls::follow_files(listener, files, resolver.clone(), async move { stop.cancelled().await }));
+    }
+    tls::server_config(resolver).map_err(|source| StartError::Tls { listener, source })
 }
 
 /// Opens storage and checks the master key: everything a node or a CLI command needs before doing work.
@@ -158,8 +193,13 @@ async fn platform_fallback(services: Services, request: Request) -> Response {
     }
 }
 
-async fn bind(kind: ListenerKind, addr: SocketAddr, plaintext: bool) -> Result<(TcpListener, SocketAddr), BindError> {
-    let listener = listener::bind(kind, addr, plaintext).await?;
+async fn bind(
+    kind: ListenerKind,
+    addr: SocketAddr,
+    plaintext: bool,
+    tls: bool,
+) -> Result<(TcpListener, SocketAddr), BindError> {
+    let listener = listener::bind_tls(kind, addr, plaintext || tls, tls).await?;
     let bound = listener.local_addr().map_err(|source| BindError::Io { kind, addr, source })?;
     Ok((listener, bound))
 }
@@ -175,17 +215,31 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
     let shutdown = CancellationToken::new();
     let plaintext = config.allow_plaintext_public;
     // Bind everything first, so a port conflict fails the start before anything serves.
-    let (platform, platform_addr) = bind(ListenerKind::Platform, config.platform.listen, plaintext).await?;
-    let (issuer_listener, issuer_addr) = bind(ListenerKind::Issuer, config.issuer.listen, plaintext).await?;
-    let (admin, admin_addr) = bind(ListenerKind::Admin, config.admin.listen, plaintext).await?;
+    let platform_tls = config.platform.listen_is_tls(ListenerKind::Platform);
+    let issuer_tls = config.issuer.listen_is_tls(ListenerKind::Issuer);
+    let (platform, platform_addr) =
+        bind(ListenerKind::Platform, config.platform.listen, plaintext, platform_tls).await?;
+    let (issuer_listener, issuer_addr) =
+        bind(ListenerKind::Issuer, config.issuer.listen, plaintext, issuer_tls).await?;
+    let (admin, admin_addr) = bind(ListenerKind::Admin, config.admin.listen, plaintext, false).await?;
     // The proxy's worker threads each accept on their own socket bound to this address.
-    let proxy_listener = listener::bind_reusable(ListenerKind::Proxy, config.proxy.listen, plaintext).await?;
+    let proxy_listener = listener::bind_reusable(ListenerKind::Proxy, config.proxy.listen, plaintext, false).await?;
     let proxy_addr = proxy_listener.local_addr().map_err(|source| BindError::Io {
         kind: ListenerKind::Proxy,
         addr: config.proxy.listen,
         source,
     })?;
-    let echo = if options.echo { Some(bind(ListenerKind::Echo, config.echo.listen, plaintext).await?) } else { None };
+    let proxy_tls_listener = match config.proxy.listen_tls {
+        Some(addr) => Some(listener::bind_reusable(ListenerKind::Proxy, addr, true, true).await?),
+        None => None,
+    };
+    let proxy_tls_addr = proxy_tls_listener
+        .as_ref()
+        .map(|l| l.local_addr())
+        .transpose()
+        .map_err(|source| BindError::Io { kind: ListenerKind::Proxy, addr: proxy_addr, source })?;
+    let echo =
+        if options.echo { Some(bind(ListenerKind::Echo, config.echo.listen, plaintext, false).await?) } else { None };
 
     let template = Arc::new(config.issuer_url_template(issuer_addr)?);
     let settings = IssuerSettings::from_config(&config.issuer);
@@ -250,13 +304,34 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         let listener_config = config.listener(kind);
         let limits = listener_config.connection_limits(kind.share(), budget);
         let gate = Gate::new(kind.as_str(), limits, listener_config.trusted_ips.clone());
-        tasks.push(tokio::spawn(listener::serve(kind, listener, router, gate, async move { stop.cancelled().await })));
+        let tls = if listener_config.listen_is_tls(kind) {
+            let resolver = gatehouse_net::tls::CertificateResolver::new();
+            Some(gatehouse_net::tls::TlsAcceptor::from(listener_tls(kind, config, resolver, &shutdown)?))
+        } else {
+            None
+        };
+        tasks.push(tokio::spawn(listener::serve(
+            kind,
+            listener,
+            router,
+            gate,
+            tls,
+            async move { stop.cancelled().await },
+        )));
     }
     tasks.push(tokio::spawn(crate::counters::prune(services.store.clone(), services.clock.clone(), shutdown.clone())));
+    let proxy_tls = match proxy_tls_listener {
+        Some(listener) => {
+            let config = listener_tls(ListenerKind::Proxy, config, proxy.certificates().clone(), &shutdown)?;
+            Some(gatehouse_gateway::proxy::TlsListener { listener, config })
+        }
+        None => None,
+    };
     let stop = shutdown.clone();
-    tasks.push(tokio::spawn(gatehouse_gateway::serve(
+    tasks.push(tokio::spawn(gatehouse_gateway::proxy::serve_with_tls(
         proxy.clone(),
         proxy_listener,
+        proxy_tls,
         async move { stop.cancelled().await },
     )));
     Ok(RunningNode {
@@ -267,7 +342,10 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         platform_addr,
         issuer_addr,
         proxy_addr,
+        proxy_tls_addr,
         admin_addr,
+        platform_tls,
+        issuer_tls,
         echo_addr,
         config_changes,
         shutdown,

@@ -109,5 +109,25 @@ async fn the_tutorial_runs_end_to_end_against_the_quickstart() {
     let res = http.get(format!("{proxy}/anything")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 
+    // The same over https, trusting only the CA the quickstart made (`curl --cacert $KONNECT_PROXY_CA_CERT`).
+    let proxy_tls = var(vars, "KONNECT_PROXY_URL_TLS").to_owned();
+    assert!(proxy_tls.starts_with("https://"), "{proxy_tls}");
+    let ca_pem = std::fs::read(var(vars, "KONNECT_PROXY_CA_CERT")).unwrap();
+    let https =
+        reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(&ca_pem).unwrap()]).build().unwrap();
+    let res = https
+        .get(format!("{proxy_tls}/anything"))
+        .header("Authorization", format!("Bearer {access_token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    let headers = lowercase_headers(&body);
+    assert_eq!(headers.get("x-forwarded-proto").map(String::as_str), Some("https"));
+    assert_eq!(headers.get("x-credential-client-id").map(String::as_str), Some(client_id.as_str()));
+    let res = https.get(format!("{proxy_tls}/anything")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
     quickstart.stop().await;
 }

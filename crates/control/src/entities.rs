@@ -123,7 +123,8 @@ fn nested(parent: &str, collection: &str) -> Result<(EntityKind, EntityKind)> {
     match (parent, child) {
         (EntityKind::Service, EntityKind::Route)
         | (EntityKind::Service | EntityKind::Route | EntityKind::Consumer, EntityKind::Plugin)
-        | (EntityKind::Consumer, EntityKind::Acl | EntityKind::KeyAuth) => Ok((parent, child)),
+        | (EntityKind::Consumer, EntityKind::Acl | EntityKind::KeyAuth)
+        | (EntityKind::Certificate, EntityKind::Sni) => Ok((parent, child)),
         _ => Err(not_found()),
     }
 }
@@ -179,6 +180,82 @@ fn output(t: &Target, e: StoredEntity) -> Value {
     Value::Object(data)
 }
 
+/// [`output`], with what Kong adds on read: a certificate's `snis`, the names of its SNIs, sorted.
+async fn shown(t: &Target, e: StoredEntity) -> Result<Value> {
+    let (kind, id) = (e.kind, e.id);
+    let mut value = output(t, e);
+    if kind == EntityKind::Certificate {
+        let names: Vec<String> = snis_of(t, id).await?.into_iter().map(|(name, _)| name).collect();
+        value["snis"] = json!(names);
+    }
+    Ok(value)
+}
+
+/// A certificate's SNIs: name and id, sorted by name.
+async fn snis_of(t: &Target, certificate: uuid::Uuid) -> Result<Vec<(String, uuid::Uuid)>> {
+    let mut q = EntityQuery { size: 1000, certificate_id: Some(certificate), ..EntityQuery::default() };
+    let mut out = Vec::new();
+    loop {
+        let (items, next) = t.control.services.store.list_entities(t.cp, EntityKind::Sni, &q).await?;
+        out.extend(items.into_iter().filter_map(|e| Some((e.data.get("name")?.as_str()?.to_owned(), e.id))));
+        match next {
+            Some(after) => q.after = Some(after),
+            None => break,
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Kong's transient `snis` of a certificate body (validated with it): `None` when the body has none.
+fn body_snis(body: &Map<String, Value>) -> Option<Vec<String>> {
+    body.get("snis")?.as_array().map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+}
+
+/// Before a certificate is written with `names` as its SNIs: each name once, and none served by another
+/// certificate (Kong's `snis:check_list_is_new`).
+async fn check_snis(t: &Target, certificate: uuid::Uuid, names: &[String]) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for name in names {
+        if !seen.insert(name.to_ascii_lowercase()) {
+            return Err(violations(vec![Violation::new("snis", format!("{name} is duplicated"))]));
+        }
+        if let Some(existing) = t.control.services.store.find_entity(t.cp, EntityKind::Sni, name).await?
+            && existing.certificate_id != Some(certificate)
+        {
+            let owner = existing.certificate_id.map(|c| c.to_string()).unwrap_or_default();
+            return Err(violations(vec![Violation::new(
+                "snis",
+                format!("{name} already associated with existing certificate '{owner}'"),
+            )]));
+        }
+    }
+    Ok(())
+}
+
+/// Makes `names` the certificate's SNIs: those no longer listed are deleted, new ones created (Kong's
+/// `snis:update_list`).
+async fn write_snis(t: &Target, certificate: uuid::Uuid, names: &[String]) -> Result<()> {
+    let current = snis_of(t, certificate).await?;
+    let store = &t.control.services.store;
+    for (name, id) in &current {
+        if !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            store.delete_entity(t.cp, EntityKind::Sni, *id).await?;
+        }
+    }
+    for name in names {
+        if current.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            continue;
+        }
+        let mut body = Map::new();
+        body.insert("name".into(), json!(name));
+        body.insert("certificate".into(), json!({ "id": certificate.to_string() }));
+        let sni = prepare(t, EntityKind::Sni, uuid::Uuid::new_v4(), now_secs(t), body)?;
+        store.insert_entity(t.cp, &sni).await.map_err(|e| store_failure(t, e, &sni))?;
+    }
+    Ok(())
+}
+
 fn violations(v: Vec<Violation>) -> KongError {
     KongError::schema_violation(&v.into_iter().map(|v| (v.path, v.message)).collect::<Vec<_>>())
 }
@@ -207,6 +284,16 @@ fn store_error(e: StoreError, entity: &StoredEntity) -> KongError {
             let group = entity.data.get("group").and_then(Value::as_str).map(str::to_owned);
             let message = format!("UNIQUE violation detected on '{{consumer={consumer},group={}}}'", quoted(&group));
             KongError::dao(StatusCode::CONFLICT, 5, "unique constraint violation", message, None)
+        }
+        StoreError::Conflict(Conflict::Field("cache_key")) if entity.kind == EntityKind::CaCertificate => {
+            let digest = entity.cache_key.clone();
+            KongError::dao(
+                StatusCode::CONFLICT,
+                5,
+                "unique constraint violation",
+                format!("UNIQUE violation detected on '{{cert_digest={}}}'", quoted(&digest)),
+                None,
+            )
         }
         StoreError::Conflict(Conflict::Field("cache_key")) => {
             let part = |id: Option<uuid::Uuid>| id.map_or("null".to_owned(), |u| format!("{{id=\"{u}\"}}"));
@@ -280,6 +367,17 @@ fn prepare(
         body.remove(auto);
     }
     let mut data = validate_entity(kind, &body).map_err(violations)?;
+    match kind {
+        EntityKind::Certificate => {
+            crate::certificates::check_certificate(&data).map_err(violations)?;
+            // Kong's transient field: the `snis` entities hold the names (`write_snis`).
+            data.remove("snis");
+        }
+        EntityKind::CaCertificate => {
+            crate::certificates::prepare_ca_certificate(&mut data, now_secs(t)).map_err(violations)?;
+        }
+        _ => {}
+    }
     data.insert("id".into(), json!(id.to_string()));
     data.insert("created_at".into(), json!(created_at));
     if kind.has_updated_at() {
@@ -340,9 +438,16 @@ async fn do_create(
 ) -> Result<Response> {
     attach_parent(&mut body, parent.as_ref());
     let id = body_id(&body)?.unwrap_or_else(uuid::Uuid::new_v4);
+    let snis = if kind == EntityKind::Certificate { body_snis(&body) } else { None };
     let entity = prepare(&t, kind, id, now_secs(&t), body)?;
+    if let Some(names) = &snis {
+        check_snis(&t, id, names).await?;
+    }
     t.control.services.store.insert_entity(t.cp, &entity).await.map_err(|e| store_failure(&t, e, &entity))?;
-    Ok((StatusCode::CREATED, Json(output(&t, entity))).into_response())
+    if let Some(names) = &snis {
+        write_snis(&t, id, names).await?;
+    }
+    Ok((StatusCode::CREATED, Json(shown(&t, entity).await?)).into_response())
 }
 
 /// PUT: create or replace by id, or by endpoint key (a name in the path becomes the entity's name).
@@ -386,9 +491,17 @@ async fn do_replace(
         return Err(violations(vec![Violation::new("id", "must match the id in the path")]));
     }
     let created_at = existing.as_ref().map_or_else(|| now_secs(&t), |e| e.created_at);
+    // Kong's upsert leaves a certificate's SNIs alone unless the body lists them.
+    let snis = if kind == EntityKind::Certificate { body_snis(&body) } else { None };
     let entity = prepare(&t, kind, id, created_at, body)?;
+    if let Some(names) = &snis {
+        check_snis(&t, id, names).await?;
+    }
     t.control.services.store.upsert_entity(t.cp, &entity).await.map_err(|e| store_failure(&t, e, &entity))?;
-    Ok(Json(output(&t, entity)).into_response())
+    if let Some(names) = &snis {
+        write_snis(&t, id, names).await?;
+    }
+    Ok(Json(shown(&t, entity).await?).into_response())
 }
 
 /// PATCH: the body's fields over the current entity; records (a plugin's `config`) merge field by field.
@@ -410,9 +523,17 @@ async fn do_update(t: Target, kind: EntityKind, existing: StoredEntity, body: Ma
     if body_id(&merged)?.is_some_and(|b| b != id) {
         return Err(violations(vec![Violation::new("id", "cannot be changed")]));
     }
+    // A PATCH without `snis` leaves a certificate's SNIs as they are.
+    let snis = if kind == EntityKind::Certificate { body_snis(&merged) } else { None };
     let entity = prepare(&t, kind, id, created_at, merged)?;
+    if let Some(names) = &snis {
+        check_snis(&t, id, names).await?;
+    }
     t.control.services.store.upsert_entity(t.cp, &entity).await.map_err(|e| store_failure(&t, e, &entity))?;
-    Ok(Json(output(&t, entity)).into_response())
+    if let Some(names) = &snis {
+        write_snis(&t, id, names).await?;
+    }
+    Ok(Json(shown(&t, entity).await?).into_response())
 }
 
 async fn do_delete(t: Target, kind: EntityKind, target: Option<StoredEntity>) -> Result<StatusCode> {
@@ -482,11 +603,15 @@ async fn do_list(
             EntityKind::Service => q.service_id = Some(p.id),
             EntityKind::Route => q.route_id = Some(p.id),
             EntityKind::Consumer => q.consumer_id = Some(p.id),
-            EntityKind::Plugin | EntityKind::Acl | EntityKind::KeyAuth => {}
+            EntityKind::Certificate => q.certificate_id = Some(p.id),
+            _ => {}
         }
     }
     let (items, next) = t.control.services.store.list_entities(t.cp, kind, &q).await?;
-    let data: Vec<Value> = items.into_iter().map(|e| output(&t, e)).collect();
+    let mut data = Vec::with_capacity(items.len());
+    for e in items {
+        data.push(shown(&t, e).await?);
+    }
     let mut body = json!({ "data": data, "next": null });
     if let Some(after) = next {
         let offset = URL_SAFE_NO_PAD.encode(after.to_string());
@@ -513,7 +638,7 @@ async fn create(t: Target, body: Body) -> Result<Response> {
 async fn read(t: Target) -> Result<Response> {
     let kind = kind_of(param(&t, 0))?;
     let entity = require(&t, kind, param(&t, 1)).await?;
-    Ok(Json(output(&t, entity)).into_response())
+    Ok(Json(shown(&t, entity).await?).into_response())
 }
 
 async fn replace(t: Target, body: Body) -> Result<Response> {
@@ -548,7 +673,8 @@ fn belongs(child: &StoredEntity, parent: &StoredEntity) -> bool {
         EntityKind::Service => child.service_id == Some(parent.id),
         EntityKind::Route => child.route_id == Some(parent.id),
         EntityKind::Consumer => child.consumer_id == Some(parent.id),
-        EntityKind::Plugin | EntityKind::Acl | EntityKind::KeyAuth => false,
+        EntityKind::Certificate => child.certificate_id == Some(parent.id),
+        _ => false,
     }
 }
 
@@ -577,7 +703,7 @@ async fn read_nested(t: Target) -> Result<Response> {
     if !belongs(&entity, &parent) {
         return Err(not_found());
     }
-    Ok(Json(output(&t, entity)).into_response())
+    Ok(Json(shown(&t, entity).await?).into_response())
 }
 
 async fn replace_nested(t: Target, body: Body) -> Result<Response> {

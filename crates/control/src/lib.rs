@@ -3,6 +3,7 @@
 
 mod admin;
 mod browsers;
+mod certificates;
 mod control_planes;
 mod entities;
 mod publish;

@@ -141,7 +141,7 @@ async fn build(services: &Services, cp: uuid::Uuid, changes: &AtomicU64) -> Resu
     let mut config = ConfigSnapshot::empty(Some(cp), version);
     let mut entities = services.store.all_entities(cp).await?;
     // An acl or a key joins its consumer, so consumers go in first.
-    entities.sort_by_key(|e| matches!(e.kind, EntityKind::Acl | EntityKind::KeyAuth));
+    entities.sort_by_key(|e| e.kind.joins_another());
     for entity in entities {
         let mut data = entity.data;
         if entity.kind == EntityKind::KeyAuth {

@@ -5,6 +5,9 @@
 //! A value stored in clear (custom headers were, before they were sealed) is read as it is and sealed on the
 //! entity's next write.
 //!
+//! A certificate's `key` and `key_alt` are sealed the same way, bound to the certificate's id; the Admin API returns
+//! them in clear, as Kong does.
+//!
 //! A `keyauth_credentials` entity's `key` is sealed the same way, bound to the credential's id; what finds it by
 //! key (the store's unique index, `/key-auths/{key}`, the proxy) is its keyed hash (`DerivedKeys::hash_api_key`),
 //! kept in the entity's `endpoint_key` column, never the key.
@@ -37,18 +40,29 @@ fn secrets_of(kind: EntityKind, data: &mut Normalized) -> Option<(String, &mut M
     Some((id, config, paths))
 }
 
-fn key_context(data: &Normalized) -> String {
-    format!("keyauth_credential:{}:key", data.get("id").and_then(Value::as_str).unwrap_or_default())
+/// The secret top-level fields of an entity and what each is sealed bound to: a keyauth credential's `key`, a
+/// certificate's `key` and `key_alt` (Kong's `encrypted = true` fields).
+fn sealed_fields(kind: EntityKind, data: &Normalized) -> Vec<(&'static str, String)> {
+    let id = data.get("id").and_then(Value::as_str).unwrap_or_default();
+    match kind {
+        EntityKind::KeyAuth => vec![("key", format!("keyauth_credential:{id}:key"))],
+        EntityKind::Certificate => {
+            vec![("key", format!("certificate:{id}:key")), ("key_alt", format!("certificate:{id}:key_alt"))]
+        }
+        _ => Vec::new(),
+    }
 }
 
 pub fn seal(keys: &DerivedKeys, kind: EntityKind, data: &mut Normalized) {
-    if kind == EntityKind::KeyAuth {
-        let context = key_context(data);
-        if let Some(Value::String(clear)) = data.get_mut("key")
-            && !clear.starts_with(SEALED_PREFIX)
-        {
-            let sealed = keys.seal(&context, clear.as_bytes());
-            *clear = format!("{SEALED_PREFIX}{}", STANDARD.encode(sealed));
+    let fields = sealed_fields(kind, data);
+    if !fields.is_empty() {
+        for (field, context) in fields {
+            if let Some(Value::String(clear)) = data.get_mut(field)
+                && !clear.starts_with(SEALED_PREFIX)
+            {
+                let sealed = keys.seal(&context, clear.as_bytes());
+                *clear = format!("{SEALED_PREFIX}{}", STANDARD.encode(sealed));
+            }
         }
         return;
     }
@@ -64,22 +78,26 @@ pub fn seal(keys: &DerivedKeys, kind: EntityKind, data: &mut Normalized) {
 /// Opens sealed fields; a value that does not open (another master key, tampering) is withheld as null. Returns
 /// how many secret values were found stored in clear.
 pub fn open(keys: &DerivedKeys, kind: EntityKind, data: &mut Normalized) -> usize {
-    if kind == EntityKind::KeyAuth {
-        let context = key_context(data);
-        let Some(value) = data.get_mut("key") else { return 0 };
-        let Some(sealed) = value.as_str().and_then(|s| s.strip_prefix(SEALED_PREFIX)) else {
-            return usize::from(value.is_string());
-        };
-        let clear = STANDARD
-            .decode(sealed)
-            .ok()
-            .and_then(|b| keys.open(&context, &b).ok())
-            .and_then(|b| String::from_utf8(b.to_vec()).ok());
-        if clear.is_none() {
-            tracing::error!(context, "a sealed API key does not open with this master key");
+    let fields = sealed_fields(kind, data);
+    if !fields.is_empty() {
+        let mut in_clear = 0;
+        for (field, context) in fields {
+            let Some(value) = data.get_mut(field) else { continue };
+            let Some(sealed) = value.as_str().and_then(|s| s.strip_prefix(SEALED_PREFIX)) else {
+                in_clear += usize::from(value.is_string());
+                continue;
+            };
+            let clear = STANDARD
+                .decode(sealed)
+                .ok()
+                .and_then(|b| keys.open(&context, &b).ok())
+                .and_then(|b| String::from_utf8(b.to_vec()).ok());
+            if clear.is_none() {
+                tracing::error!(context, "a sealed key does not open with this master key");
+            }
+            *value = clear.map_or(Value::Null, Value::String);
         }
-        *value = clear.map_or(Value::Null, Value::String);
-        return 0;
+        return in_clear;
     }
     let Some((id, config, paths)) = secrets_of(kind, data) else { return 0 };
     let mut in_clear = 0;

@@ -197,7 +197,11 @@ impl Client {
     pub async fn current(&self) -> Result<Current, DeckError> {
         let mut current = Current::default();
         for kind in ORDER {
-            current.entities.insert(kind, self.list(kind).await?);
+            let mut list = self.list(kind).await?;
+            for e in &mut list {
+                crate::target::drop_derived(kind, e);
+            }
+            current.entities.insert(kind, list);
         }
         Ok(current)
     }

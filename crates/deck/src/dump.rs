@@ -32,6 +32,9 @@ fn clean(kind: EntityKind, e: &Map<String, Value>, with_id: bool) -> Map<String,
         EntityKind::Plugin | EntityKind::Acl => true,
         // decK writes a credential's id; its key matches it too.
         EntityKind::KeyAuth => false,
+        // decK writes certificates' ids (nothing else names them); an SNI's name names it.
+        EntityKind::Certificate | EntityKind::CaCertificate => false,
+        EntityKind::Sni => true,
     };
     let mut out: Map<String, Value> = e
         .iter()
@@ -193,9 +196,40 @@ pub fn dump(current: &Current, opts: &DumpOptions) -> Value {
             Value::Object(out)
         })
         .collect();
-    for (key, list) in
-        [("consumers", consumers), ("plugins", top_plugins), ("routes", top_routes), ("services", services)]
-    {
+    let snis = pick(EntityKind::Sni);
+    let certificates: Vec<Value> = pick(EntityKind::Certificate)
+        .iter()
+        .map(|c| {
+            let mut out = clean(EntityKind::Certificate, c, opts.with_id);
+            out.remove("snis");
+            let nested: Vec<Value> = snis
+                .iter()
+                .filter(|s| reference(s, "certificate").as_deref() == Some(id_of(c)))
+                .map(|s| {
+                    let mut s = clean(EntityKind::Sni, s, opts.with_id);
+                    s.remove("certificate");
+                    Value::Object(s)
+                })
+                .collect();
+            Value::Object(with_children(out, "snis", nested))
+        })
+        .collect();
+    let ca_certificates: Vec<Value> = pick(EntityKind::CaCertificate)
+        .iter()
+        .map(|c| {
+            let mut out = clean(EntityKind::CaCertificate, c, opts.with_id);
+            out.remove("cert_digest");
+            Value::Object(out)
+        })
+        .collect();
+    for (key, list) in [
+        ("ca_certificates", ca_certificates),
+        ("certificates", certificates),
+        ("consumers", consumers),
+        ("plugins", top_plugins),
+        ("routes", top_routes),
+        ("services", services),
+    ] {
         if !list.is_empty() {
             file.insert(key.into(), Value::Array(list));
         }

@@ -10,13 +10,12 @@ use serde_json::{Map, Value};
 use serde_saphyr::Spanned;
 
 /// The entity arrays Gatehouse manages.
-pub const ENTITY_KEYS: [&str; 4] = ["services", "routes", "consumers", "plugins"];
+pub const ENTITY_KEYS: [&str; 6] = ["services", "routes", "consumers", "plugins", "certificates", "ca_certificates"];
 
 /// decK entity arrays Gatehouse does not have (yet): a file that fills one is refused rather than half-applied.
 const UNSUPPORTED_KEYS: &[&str] = &[
     "upstreams",
-    "certificates",
-    "ca_certificates",
+    // decK nests SNIs under their certificate, which Gatehouse reads; a top-level list is not read.
     "snis",
     "vaults",
     "partials",

@@ -62,7 +62,10 @@ pub struct Leftover {
 }
 
 /// Creation order: what others reference comes first. Deletion runs in reverse.
-pub const ORDER: [EntityKind; 6] = [
+pub const ORDER: [EntityKind; 9] = [
+    EntityKind::Certificate,
+    EntityKind::Sni,
+    EntityKind::CaCertificate,
     EntityKind::Consumer,
     EntityKind::Acl,
     EntityKind::KeyAuth,
@@ -77,6 +80,20 @@ pub fn kind_name(kind: EntityKind) -> &'static str {
         EntityKind::Acl => "acl-group",
         EntityKind::KeyAuth => "key-auth",
         other => other.singular(),
+    }
+}
+
+/// Removes what the server derives from other fields and a file never holds: a certificate's `snis` (its `snis`
+/// entities, handled on their own) and a CA certificate's `cert_digest`.
+pub fn drop_derived(kind: EntityKind, e: &mut Map<String, Value>) {
+    match kind {
+        EntityKind::Certificate => {
+            e.remove("snis");
+        }
+        EntityKind::CaCertificate => {
+            e.remove("cert_digest");
+        }
+        _ => {}
     }
 }
 
@@ -113,6 +130,8 @@ fn match_key(kind: EntityKind, e: &Map<String, Value>) -> Option<String> {
         EntityKind::Plugin => Some(plugin_key(e)),
         // Kong's cache key: a group is unique per consumer.
         EntityKind::Acl => Some(format!("{}|{}", reference(e, "consumer")?, text(e, "group")?)),
+        // Nothing else names a certificate: decK matches one without an id by its PEM.
+        EntityKind::Certificate | EntityKind::CaCertificate => text(e, "cert").map(|c| c.trim().to_owned()),
         other => text(e, other.endpoint_key()).map(str::to_owned),
     }
 }
@@ -126,8 +145,8 @@ impl Names {
         let id = id_of(e).to_owned();
         let name = match kind {
             EntityKind::Consumer => text(e, "username"),
-            EntityKind::Service | EntityKind::Route => text(e, "name"),
-            EntityKind::Plugin | EntityKind::Acl | EntityKind::KeyAuth => None,
+            EntityKind::Service | EntityKind::Route | EntityKind::Sni => text(e, "name"),
+            _ => None,
         };
         self.0.insert(id.clone(), name.map_or(id, str::to_owned));
     }
@@ -355,6 +374,19 @@ impl Flattener<'_> {
         for item in content.items("plugins") {
             self.plugins(item.doc, vec![(item.pointer.clone(), item.body.clone())], None);
         }
+        for item in content.items("certificates") {
+            let mut body = item.body.clone();
+            let snis = self.take_nested(item.doc, &item.pointer, &mut body, "snis");
+            let index = self.push(EntityKind::Certificate, item.doc, item.pointer.clone(), body, Vec::new());
+            for (p, mut sni) in snis {
+                // decK writes a certificate's SNIs under it, without the certificate.
+                sni.remove("certificate");
+                self.push(EntityKind::Sni, item.doc, p, sni, vec![("certificate", Ref::Parent(index))]);
+            }
+        }
+        for item in content.items("ca_certificates") {
+            self.push(EntityKind::CaCertificate, item.doc, item.pointer.clone(), item.body.clone(), Vec::new());
+        }
         (self.out, self.errors)
     }
 }
@@ -419,6 +451,7 @@ pub fn resolve(content: &Content, current: Option<&Current>, mode: Mode) -> Resu
                 let target_kind = match *field {
                     "service" => EntityKind::Service,
                     "route" => EntityKind::Route,
+                    "certificate" => EntityKind::Certificate,
                     _ => EntityKind::Consumer,
                 };
                 let id = match r {
@@ -467,7 +500,10 @@ pub fn resolve(content: &Content, current: Option<&Current>, mode: Mode) -> Resu
                 body.insert("tags".into(), Value::Array(tags));
             }
             let data = match validate_entity(kind, &body) {
-                Ok(data) => data,
+                Ok(mut data) => {
+                    drop_derived(kind, &mut data);
+                    data
+                }
                 Err(violations) => {
                     for v in violations {
                         errors.push(FileError {

@@ -5,7 +5,8 @@
 //!
 //! Each listener has a [`Gate`]. An accepted connection is [`Gate::admit`]ted or closed at once; an admitted one
 //! carries an [`Activity`] that its requests hold a [`RequestGuard`] on, and [`drive`] serves it until it ends,
-//! the server stops, or [`Activity::close_reason`] says it has been quiet too long or was evicted.
+//! the server stops, or [`Activity::close_reason`] says it has been quiet too long or was evicted. A TLS listener
+//! runs [`tls::handshake`] first, in the connection's task and under the same deadlines.
 
 mod accept;
 mod body;
@@ -13,6 +14,7 @@ mod client;
 mod connection;
 mod gate;
 mod limits;
+pub mod tls;
 
 pub use accept::AcceptErrors;
 pub use body::{BodyTimeout, DeadlineBody, Tracked};

@@ -110,6 +110,18 @@ pub struct ListenerConfig {
     /// The issuer's limits on guessing client secrets; refused on the other listeners.
     #[serde(default)]
     pub brute_force: BruteForceConfig,
+    /// The proxy's TLS listener (Kong's `proxy_listen … ssl`, 8443); off unless set. Refused on the other
+    /// listeners, which serve TLS on `listen` itself when given `tls_cert`/`tls_key`.
+    #[serde(default)]
+    pub listen_tls: Option<SocketAddr>,
+    /// A PEM certificate chain (end-entity certificate first) and its PEM private key. On the platform and issuer
+    /// listeners, `listen` then serves TLS only; on the proxy, they are the certificate of `listen_tls` for a
+    /// client whose SNI no `certificates` entity matches (Kong's `ssl_cert`/`ssl_cert_key`). Reloaded when the
+    /// files change and on SIGHUP.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ListenerConfig {
@@ -125,7 +137,26 @@ impl ListenerConfig {
             send_timeout: None,
             allowed_hosts: Vec::new(),
             brute_force: BruteForceConfig::default(),
+            listen_tls: None,
+            tls_cert: None,
+            tls_key: None,
         }
+    }
+
+    /// This listener's certificate files, when both are set.
+    pub fn tls_files(&self) -> Option<gatehouse_net::tls::CertificateFiles> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                Some(gatehouse_net::tls::CertificateFiles { cert: cert.clone(), key: key.clone() })
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether `listen` serves TLS (the platform and issuer listeners with certificate files).
+    pub fn listen_is_tls(&self, kind: crate::listener::ListenerKind) -> bool {
+        use crate::listener::ListenerKind as K;
+        matches!(kind, K::Platform | K::Issuer) && self.tls_files().is_some()
     }
 
     /// This listener's connection limits: what is configured, else its share of `budget` and the defaults.
@@ -173,6 +204,18 @@ impl ListenerConfig {
         let checks_host = [ListenerKind::Admin, ListenerKind::Echo].iter().any(|kind| kind.as_str() == section);
         if !checks_host && !self.allowed_hosts.is_empty() {
             return Err(invalid("allowed_hosts", "only the admin and echo listeners check Host"));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            let missing = if self.tls_cert.is_some() { "tls_key" } else { "tls_cert" };
+            return Err(invalid(missing, "tls_cert and tls_key go together"));
+        }
+        let proxy = section == ListenerKind::Proxy.as_str();
+        if !proxy && self.listen_tls.is_some() {
+            return Err(invalid("listen_tls", "only the proxy has a second, TLS listener"));
+        }
+        let takes_files = proxy || [ListenerKind::Platform, ListenerKind::Issuer].iter().any(|k| k.as_str() == section);
+        if !takes_files && self.tls_cert.is_some() {
+            return Err(invalid("tls_cert", "only the proxy, platform and issuer listeners serve TLS"));
         }
         if section == ListenerKind::Issuer.as_str() {
             self.brute_force.validate(section)
@@ -510,9 +553,11 @@ impl Config {
         Ok(url)
     }
 
-    /// The issuer URL template; without `identity_public_url`, the issuer listener's actual address.
+    /// The issuer URL template; without `identity_public_url`, the issuer listener's actual address (`https` when
+    /// it serves TLS).
     pub fn issuer_url_template(&self, issuer_bound: SocketAddr) -> Result<IssuerUrlTemplate, ConfigError> {
-        let raw = self.identity_public_url.clone().unwrap_or_else(|| format!("http://{issuer_bound}"));
+        let scheme = if self.issuer.listen_is_tls(crate::listener::ListenerKind::Issuer) { "https" } else { "http" };
+        let raw = self.identity_public_url.clone().unwrap_or_else(|| format!("{scheme}://{issuer_bound}"));
         IssuerUrlTemplate::parse(&raw)
             .map_err(|e| ConfigError::Invalid { path: "identity_public_url".into(), message: e.to_string() })
     }
@@ -525,11 +570,15 @@ impl Config {
                 .map_err(|e| ConfigError::Invalid { path: "identity_public_url".into(), message: e.to_string() })?;
         }
         for (name, addr) in self.listeners() {
-            crate::listener::check_bind(name, addr, self.allow_plaintext_public).map_err(|e| ConfigError::Invalid {
-                path: format!("{}.listen", name.as_str()),
-                message: e.to_string(),
+            let tls = self.listener(name).listen_is_tls(name);
+            crate::listener::check_bind(name, addr, self.allow_plaintext_public || tls).map_err(|e| {
+                ConfigError::Invalid { path: format!("{}.listen", name.as_str()), message: e.to_string() }
             })?;
             self.listener(name).validate(name.as_str())?;
+        }
+        if let Some(addr) = self.proxy.listen_tls {
+            crate::listener::check_bind(crate::listener::ListenerKind::Proxy, addr, true)
+                .map_err(|e| ConfigError::Invalid { path: "proxy.listen_tls".into(), message: e.to_string() })?;
         }
         Ok(())
     }
@@ -699,6 +748,31 @@ mod tests {
         // Only the admin and echo listeners read it; elsewhere it would be a setting that does nothing.
         let proxy = load(&ConfigSources::default().set("proxy.allowed_hosts", "api.example")).unwrap().config;
         assert!(proxy.validate().unwrap_err().to_string().starts_with("proxy.allowed_hosts:"));
+    }
+
+    #[test]
+    fn tls_lets_listeners_bind_publicly_and_its_settings_are_checked() {
+        let validate = |sources: ConfigSources| load(&sources).unwrap().config.validate();
+        let files = |s: ConfigSources, section: &str| {
+            s.set(&format!("{section}.tls_cert"), "/c.pem").set(&format!("{section}.tls_key"), "/k.pem")
+        };
+        // Plain HTTP in public needs the explicit opt-in; TLS does not.
+        assert!(validate(ConfigSources::default().set("platform.listen", "0.0.0.0:8002")).is_err());
+        validate(files(ConfigSources::default().set("platform.listen", "0.0.0.0:8002"), "platform")).unwrap();
+        validate(files(ConfigSources::default().set("issuer.listen", "0.0.0.0:8003"), "issuer")).unwrap();
+        validate(ConfigSources::default().set("proxy.listen_tls", "0.0.0.0:8443")).unwrap();
+        // The proxy's files are for its TLS listener: its plain one stays plain.
+        assert!(validate(files(ConfigSources::default().set("proxy.listen", "0.0.0.0:8000"), "proxy")).is_err());
+        let message = |sources: ConfigSources| validate(sources).unwrap_err().to_string();
+        assert!(message(ConfigSources::default().set("platform.tls_cert", "/c.pem")).starts_with("platform.tls_key:"));
+        assert!(message(ConfigSources::default().set("issuer.tls_key", "/k.pem")).starts_with("issuer.tls_cert:"));
+        assert!(message(files(ConfigSources::default(), "echo")).starts_with("echo.tls_cert:"));
+        assert!(
+            message(ConfigSources::default().set("admin.listen_tls", "127.0.0.1:1")).starts_with("admin.listen_tls:")
+        );
+        assert!(message(ConfigSources::default().set("admin.listen_tls", "127.0.0.1:1")).contains("only the proxy"));
+        // The admin API stays loopback-only, TLS or not.
+        assert!(validate(files(ConfigSources::default().set("admin.listen", "0.0.0.0:8001"), "admin")).is_err());
     }
 
     #[test]

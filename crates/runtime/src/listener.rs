@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::normalize_path::NormalizePath;
 
+use gatehouse_net::tls::{self, TlsAcceptor};
 use gatehouse_net::{AcceptErrors, DeadlineBody, Gate, Tracked};
 
 /// The listeners of a node (SPEC §1).
@@ -68,8 +69,8 @@ pub enum BindError {
     )]
     AdminNotLoopback(SocketAddr),
     #[error(
-        "{kind} would serve plain HTTP on the non-loopback address {addr}; set allow_plaintext_public = true to accept \
-         that (until TLS listeners exist, put a TLS-terminating proxy in front)"
+        "{kind} would serve plain HTTP on the non-loopback address {addr}; serve TLS there (tls_cert and tls_key, or \
+         proxy.listen_tls for the proxy), or set allow_plaintext_public = true to accept plain HTTP"
     )]
     PlaintextPublic { kind: ListenerKind, addr: SocketAddr },
     #[error("cannot bind the {kind} listener to {addr}: {source}")]
@@ -77,30 +78,48 @@ pub enum BindError {
 }
 
 /// Every listener defaults to loopback. The admin API, which has no authentication, never binds anything else;
-/// the others need `allow_plaintext_public` because credentials would cross the network in clear text.
-pub fn check_bind(kind: ListenerKind, addr: SocketAddr, allow_plaintext_public: bool) -> Result<(), BindError> {
+/// the others need TLS or `allow_plaintext_public` (`public_ok` is either) because credentials would otherwise
+/// cross the network in clear text.
+pub fn check_bind(kind: ListenerKind, addr: SocketAddr, public_ok: bool) -> Result<(), BindError> {
     if addr.ip().is_loopback() {
         return Ok(());
     }
     match kind {
         ListenerKind::Admin => Err(BindError::AdminNotLoopback(addr)),
-        _ if allow_plaintext_public => Ok(()),
+        _ if public_ok => Ok(()),
         _ => Err(BindError::PlaintextPublic { kind, addr }),
     }
 }
 
-/// Binds after the safety check and logs the address actually bound (port 0 picks a free one).
-pub async fn bind(
+/// Binds after the safety check (`public_ok`: TLS, or plain HTTP allowed in public) and logs the address actually
+/// bound (port 0 picks a free one), with `"tls":true` on a TLS listener.
+pub async fn bind(kind: ListenerKind, addr: SocketAddr, public_ok: bool) -> Result<TcpListener, BindError> {
+    bind_tls(kind, addr, public_ok, false).await
+}
+
+/// [`bind`], saying whether the listener serves TLS.
+pub async fn bind_tls(
     kind: ListenerKind,
     addr: SocketAddr,
-    allow_plaintext_public: bool,
+    public_ok: bool,
+    tls: bool,
 ) -> Result<TcpListener, BindError> {
-    check_bind(kind, addr, allow_plaintext_public)?;
+    check_bind(kind, addr, public_ok)?;
     let listener = TcpListener::bind(addr).await.map_err(|source| BindError::Io { kind, addr, source })?;
     if let Ok(bound) = listener.local_addr() {
-        tracing::info!(listener = kind.as_str(), address = %bound, "listening");
+        log_listening(kind, bound, tls);
     }
     Ok(listener)
+}
+
+fn log_listening(kind: ListenerKind, bound: SocketAddr, tls: bool) {
+    if tls {
+        // The proxy's TLS listener is a second one beside `proxy` (Kong's 8443 beside 8000), so it has its own name.
+        let name = if kind == ListenerKind::Proxy { "proxy_tls" } else { kind.as_str() };
+        tracing::info!(listener = name, address = %bound, tls = true, "listening");
+    } else {
+        tracing::info!(listener = kind.as_str(), address = %bound, "listening");
+    }
 }
 
 /// Like [`bind`], with `SO_REUSEPORT` set so that more sockets can bind the same address (the proxy's worker
@@ -109,9 +128,10 @@ pub async fn bind(
 pub async fn bind_reusable(
     kind: ListenerKind,
     addr: SocketAddr,
-    allow_plaintext_public: bool,
+    public_ok: bool,
+    tls: bool,
 ) -> Result<TcpListener, BindError> {
-    check_bind(kind, addr, allow_plaintext_public)?;
+    check_bind(kind, addr, public_ok)?;
     let io = |source| BindError::Io { kind, addr, source };
     let socket =
         if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }.map_err(io)?;
@@ -120,7 +140,7 @@ pub async fn bind_reusable(
     socket.bind(addr).map_err(io)?;
     let listener = socket.listen(1024).map_err(io)?;
     if let Ok(bound) = listener.local_addr() {
-        tracing::info!(listener = kind.as_str(), address = %bound, "listening");
+        log_listening(kind, bound, tls);
     }
     Ok(listener)
 }
@@ -129,13 +149,15 @@ pub async fn bind_reusable(
 /// (`…/plugins/` as Kong's docs write it reaches `…/plugins`); every request gets an access-log line.
 ///
 /// Connections go through `gate` (its caps, and closing the longest-idle connection when full) and are closed
-/// when they stay silent or idle past its deadlines; request bodies must arrive within its body timeout. hyper
+/// when they stay silent or idle past its deadlines; request bodies must arrive within its body timeout. With
+/// `tls`, each connection's handshake runs in its own task under the same gate and deadlines. hyper
 /// itself bounds HTTP/1 request heads by the header timeout.
 pub async fn serve(
     kind: ListenerKind,
     listener: TcpListener,
     router: Router,
     gate: Arc<Gate>,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let router = router
@@ -176,10 +198,23 @@ pub async fn serve(
                 Ok::<_, Infallible>(response.map(|body| Body::new(Tracked::new(body, guard))))
             }
         });
-        let connection = builder.serve_connection(TokioIo::new(stream), per_request).into_owned();
-        connections.spawn(async move {
-            gatehouse_net::drive(connection, admission).await;
-        });
+        match &tls {
+            None => {
+                let connection = builder.serve_connection(TokioIo::new(stream), per_request).into_owned();
+                connections.spawn(async move {
+                    gatehouse_net::drive(connection, admission).await;
+                });
+            }
+            Some(acceptor) => {
+                let (acceptor, builder) = (acceptor.clone(), builder.clone());
+                connections.spawn(async move {
+                    // In the connection's task, under the gate: a stalled handshake holds up nobody else.
+                    let Some(stream) = tls::handshake(&acceptor, stream, admission.activity()).await else { return };
+                    let connection = builder.serve_connection(TokioIo::new(stream), per_request).into_owned();
+                    gatehouse_net::drive(connection, admission).await;
+                });
+            }
+        }
         // Let connection tasks run between accepts: under a flood, the ones evicted to make room close their
         // sockets before more are taken (see `Gate`).
         tokio::task::yield_now().await;

@@ -200,6 +200,8 @@ pub struct EntityQuery {
     pub service_id: Option<uuid::Uuid>,
     pub route_id: Option<uuid::Uuid>,
     pub consumer_id: Option<uuid::Uuid>,
+    /// An SNI's certificate.
+    pub certificate_id: Option<uuid::Uuid>,
     /// Exact match on the endpoint key (`name`, `username`, `instance_name`).
     pub key_eq: Option<String>,
     pub key_contains: Option<String>,

@@ -13,12 +13,14 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (2, "issued tokens", include_str!("../migrations/sqlite/0002_issued_tokens.sql")),
     (3, "gateway", include_str!("../migrations/sqlite/0003_gateway.sql")),
     (4, "rate limiting", include_str!("../migrations/sqlite/0004_rate_limiting.sql")),
+    (5, "certificates", include_str!("../migrations/sqlite/0005_certificates.sql")),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../migrations/postgres/0001_initial.sql")),
     (2, "issued tokens", include_str!("../migrations/postgres/0002_issued_tokens.sql")),
     (3, "gateway", include_str!("../migrations/postgres/0003_gateway.sql")),
     (4, "rate limiting", include_str!("../migrations/postgres/0004_rate_limiting.sql")),
+    (5, "certificates", include_str!("../migrations/postgres/0005_certificates.sql")),
 ];
 
 fn migrator(list: &'static [(i64, &'static str, &'static str)]) -> Migrator {

@@ -80,6 +80,8 @@ conformance!(
     gateway_entity_deletes_guard_and_cascade,
     gateway_acls_are_unique_per_consumer_and_follow_it,
     gateway_key_auths_are_unique_by_their_hash_and_follow_their_consumer,
+    gateway_snis_are_unique_need_their_certificate_and_go_with_it,
+    gateway_ca_certificates_are_unique_by_digest,
     gateway_entity_list_pages_and_filters,
     gateway_writes_publish_invalidations,
     rate_limit_counters_count_and_prune,
@@ -997,6 +999,70 @@ async fn gateway_key_auths_are_unique_by_their_hash_and_follow_their_consumer(st
     assert!(store.delete_entity(cp, EntityKind::Consumer, ann.id).await.unwrap());
     assert!(store.get_entity(cp, EntityKind::KeyAuth, ann_key.id).await.unwrap().is_none(), "its keys go too");
     assert!(store.get_entity(cp, EntityKind::KeyAuth, bob_key.id).await.unwrap().is_some(), "others' stay");
+}
+
+/// A certificate as the control plane stores it (key sealed; the PEM is not looked at by the store).
+fn certificate() -> StoredEntity {
+    let mut e = entity(
+        EntityKind::Certificate,
+        serde_json::json!({"cert": "-----BEGIN CERTIFICATE-----", "key": "-----BEGIN PRIVATE KEY-----"}),
+    );
+    e.data.insert("key".into(), serde_json::json!("gatehouse:sealed:v1:AAAA"));
+    e
+}
+
+fn sni(name: &str, certificate: &StoredEntity) -> StoredEntity {
+    entity(EntityKind::Sni, serde_json::json!({"name": name, "certificate": {"id": certificate.id.to_string()}}))
+}
+
+/// SNI names are unique (the endpoint key), an SNI needs its certificate (the `certificate_id` column, migration
+/// 5), lists filter by certificate, and deleting a certificate deletes its SNIs (Kong's certificates DAO).
+async fn gateway_snis_are_unique_need_their_certificate_and_go_with_it(store: S, _db: &TestDatabase) {
+    let cp = make_control_plane(&store, "cp").await;
+    let (one, two) = (certificate(), certificate());
+    store.insert_entity(cp, &one).await.unwrap();
+    store.insert_entity(cp, &two).await.unwrap();
+    assert_eq!(one.endpoint_key, None, "a certificate has no name");
+    let (a, b) = (sni("a.example.com", &one), sni("*.example.org", &two));
+    store.insert_entity(cp, &a).await.unwrap();
+    store.insert_entity(cp, &b).await.unwrap();
+    assert_eq!(a.certificate_id, Some(one.id));
+    assert!(matches!(
+        store.insert_entity(cp, &sni("a.example.com", &two)).await,
+        Err(StoreError::Conflict(Conflict::Field("name")))
+    ));
+    assert!(matches!(
+        store.insert_entity(cp, &sni("c.example.com", &certificate())).await,
+        Err(StoreError::MissingReference { field: "certificate" })
+    ));
+    assert_eq!(store.find_entity(cp, EntityKind::Sni, "a.example.com").await.unwrap(), Some(a.clone()));
+    let of_one = EntityQuery { certificate_id: Some(one.id), ..entity_query(100) };
+    let (listed, _) = store.list_entities(cp, EntityKind::Sni, &of_one).await.unwrap();
+    assert_eq!(listed, std::slice::from_ref(&a));
+
+    assert!(store.delete_entity(cp, EntityKind::Certificate, one.id).await.unwrap());
+    assert!(store.get_entity(cp, EntityKind::Sni, a.id).await.unwrap().is_none(), "its SNIs go too");
+    assert!(store.get_entity(cp, EntityKind::Sni, b.id).await.unwrap().is_some(), "others' stay");
+}
+
+/// A CA certificate's digest is its unique cache key.
+async fn gateway_ca_certificates_are_unique_by_digest(store: S, _db: &TestDatabase) {
+    let cp = make_control_plane(&store, "cp").await;
+    let ca = |digest: &str| {
+        entity(
+            EntityKind::CaCertificate,
+            serde_json::json!({"cert": "-----BEGIN CERTIFICATE-----", "cert_digest": digest}),
+        )
+    };
+    let first = ca("abc");
+    store.insert_entity(cp, &first).await.unwrap();
+    assert_eq!(first.cache_key.as_deref(), Some("abc"));
+    assert!(matches!(
+        store.insert_entity(cp, &ca("abc")).await,
+        Err(StoreError::Conflict(Conflict::Field("cache_key")))
+    ));
+    store.insert_entity(cp, &ca("def")).await.unwrap();
+    assert_eq!(store.get_entity(cp, EntityKind::CaCertificate, first.id).await.unwrap(), Some(first));
 }
 
 async fn gateway_entity_list_pages_and_filters(store: S, _db: &TestDatabase) {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod deck;
+pub mod tls;
 pub mod tutorial;
 
 use std::path::{Path, PathBuf};
@@ -13,11 +14,12 @@ use gatehouse_store::testing::{TempDir, TestDatabase};
 use gatehouse_testkit::{GatehouseProcess, run_to_end};
 
 /// Every listener on an ephemeral port, so parallel tests never collide on the quickstart's fixed ports.
-pub fn ephemeral_listeners() -> [(&'static str, String); 5] {
+pub fn ephemeral_listeners() -> [(&'static str, String); 6] {
     [
         "GATEHOUSE_PLATFORM__LISTEN",
         "GATEHOUSE_ISSUER__LISTEN",
         "GATEHOUSE_PROXY__LISTEN",
+        "GATEHOUSE_PROXY__LISTEN_TLS",
         "GATEHOUSE_ADMIN__LISTEN",
         "GATEHOUSE_ECHO__LISTEN",
     ]

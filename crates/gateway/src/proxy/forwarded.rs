@@ -38,7 +38,8 @@ impl Proxy {
         };
         headers.insert(names::X_FORWARDED_FOR, appended.unwrap_or_else(|| conn.peer_value.clone()));
         if !keep(headers, &names::X_FORWARDED_PROTO) {
-            headers.insert(names::X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+            let proto = if conn.tls { "https" } else { "http" };
+            headers.insert(names::X_FORWARDED_PROTO, HeaderValue::from_static(proto));
         }
         if !keep(headers, &names::X_FORWARDED_HOST) {
             put(headers, names::X_FORWARDED_HOST, host);

@@ -160,6 +160,9 @@ pub struct Proxy {
     settings: ProxySettings,
     plugins: crate::plugins::Shared,
     access_log: Arc<AccessLog>,
+    /// What the TLS listener serves, by SNI: the `certificates` of the snapshot, then the listener's file
+    /// certificate.
+    certificates: Arc<gatehouse_net::tls::CertificateResolver>,
 }
 
 /// What one worker thread owns, so requests never contend across cores: its idle upstream connections, its
@@ -199,6 +202,8 @@ struct ClientConnection {
     upstream: std::sync::Mutex<Option<(PoolKey, Sender)>>,
     /// Requests in flight on this connection, for the listener's idle deadlines and eviction.
     activity: Arc<Activity>,
+    /// Whether the connection came through the TLS listener: `X-Forwarded-Proto`, and which routes it may take.
+    tls: bool,
 }
 
 impl Drop for ClientConnection {
@@ -240,7 +245,13 @@ impl Proxy {
             n => n,
         };
         let configs = (0..workers).map(|_| ArcSwap::from_pointee(Compiled::default())).collect();
-        Arc::new(Self { configs, settings, plugins, access_log })
+        let certificates = gatehouse_net::tls::CertificateResolver::new();
+        Arc::new(Self { configs, settings, plugins, access_log, certificates })
+    }
+
+    /// The certificates the TLS listener picks from (file certificate as fallback; `certificates` entities later).
+    pub fn certificates(&self) -> &Arc<gatehouse_net::tls::CertificateResolver> {
+        &self.certificates
     }
 
     /// Compiles a configuration (once per worker) and swaps it in; requests in flight keep the one they started
@@ -252,6 +263,7 @@ impl Proxy {
         for (slot, config) in self.configs.iter().zip(compiled) {
             slot.store(Arc::new(config));
         }
+        self.certificates.set_table(sni_table(data));
         Ok(())
     }
 
@@ -470,7 +482,11 @@ impl Proxy {
         let matched_part = matched.matched;
         let path_regex = matched.regex;
         state.route = Some(route);
-        if !route.protocols.iter().any(|p| matches!(p.as_str(), "http" | "grpc")) {
+        // Over TLS a route must accept `https` (or `grpcs`), as Kong's router matches on the scheme.
+        if conn.tls && !route.protocols.iter().any(|p| matches!(p.as_str(), "https" | "grpcs")) {
+            return Err(self.fail(state, ProxyError::NoRoute, request_id, started));
+        }
+        if !conn.tls && !route.protocols.iter().any(|p| matches!(p.as_str(), "http" | "grpc")) {
             state.outcome = Outcome::HttpsRequired;
             return Err(self.https_required(
                 route.https_redirect_status_code,
@@ -692,6 +708,37 @@ impl Proxy {
     }
 }
 
+/// The TLS listener's certificates by SNI, from the snapshot's `certificates`. One that does not load (the control
+/// plane checked it, so only a snapshot written by something else) is logged and left out, never its key.
+fn sni_table(data: &ConfigSnapshot) -> gatehouse_net::tls::SniTable {
+    use gatehouse_net::tls::{ServedCertificate, SniTable, certified_key};
+    let mut table = SniTable::default();
+    for certificate in &data.certificates {
+        let main = match certified_key(certificate.cert.as_bytes(), certificate.key.expose().as_bytes()) {
+            Ok(main) => main,
+            Err(e) => {
+                tracing::error!(certificate = %certificate.id, error = %e, "certificate not served");
+                continue;
+            }
+        };
+        let alt = match (&certificate.cert_alt, &certificate.key_alt) {
+            (Some(cert), Some(key)) => match certified_key(cert.as_bytes(), key.expose().as_bytes()) {
+                Ok(alt) => Some(Arc::new(alt)),
+                Err(e) => {
+                    tracing::error!(certificate = %certificate.id, error = %e, "alternative certificate not served");
+                    None
+                }
+            },
+            _ => None,
+        };
+        let served = ServedCertificate { main: Arc::new(main), alt };
+        for name in &certificate.snis {
+            table.insert(name, served.clone());
+        }
+    }
+    table
+}
+
 /// Sets a header; a value that cannot be a header value (control characters) leaves it unset.
 fn put(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
@@ -741,4 +788,4 @@ use forwarded::*;
 use ingress::*;
 #[cfg(test)]
 pub(crate) use serve::reusable_listener;
-pub use serve::serve;
+pub use serve::{TlsListener, serve, serve_with_tls};

@@ -2,6 +2,7 @@
 //! every connection through the listener's gate.
 
 use super::*;
+use gatehouse_net::tls::{self, TlsAcceptor};
 
 /// Serves the proxy on `listener` until `shutdown` resolves, then lets open requests finish (30 s at most).
 ///
@@ -16,11 +17,44 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
+    serve_with_tls(proxy, listener, None, shutdown).await
+}
+
+/// The proxy's TLS listener (Kong's `proxy_listen … ssl`): a socket bound with `SO_REUSEPORT`, and the TLS
+/// settings its handshakes use (certificates from [`Proxy::certificates`]).
+#[derive(Debug)]
+pub struct TlsListener {
+    pub listener: TcpListener,
+    pub config: Arc<rustls::ServerConfig>,
+}
+
+/// [`serve`], with the TLS listener too: each worker accepts on both, and both share the listener's gate (its
+/// caps count the proxy's connections, whichever port they came to).
+pub async fn serve_with_tls(
+    proxy: Arc<Proxy>,
+    listener: TcpListener,
+    tls: Option<TlsListener>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     let workers = proxy.configs.len();
-    let mut sockets = vec![listener.into_std()?];
+    let mut sockets = Vec::with_capacity(workers);
+    sockets.push((listener.into_std()?, None));
+    let tls_addr = tls.as_ref().map(|t| t.listener.local_addr()).transpose()?;
+    let mut tls_sockets: Vec<Option<(std::net::TcpListener, TlsAcceptor)>> = Vec::with_capacity(workers);
+    if let Some(TlsListener { listener, config }) = tls {
+        let acceptor = TlsAcceptor::from(config);
+        tls_sockets.push(Some((listener.into_std()?, acceptor.clone())));
+        for _ in 1..workers {
+            let addr = tls_addr.unwrap_or_else(|| unreachable!("set with tls"));
+            tls_sockets.push(Some((reuse_port(addr)?, acceptor.clone())));
+        }
+    }
     for _ in 1..workers {
-        sockets.push(reuse_port(addr)?);
+        sockets.push((reuse_port(addr)?, None));
+    }
+    for (slot, tls) in sockets.iter_mut().zip(tls_sockets) {
+        slot.1 = tls;
     }
     let (stop, stopped) = watch::channel(false);
     let (done, mut finished) = tokio::sync::mpsc::unbounded_channel();
@@ -28,13 +62,13 @@ pub async fn serve(
     let gate = Gate::new("proxy", proxy.settings.limits, proxy.settings.trusted_ips.clone());
     let sweeping = CancellationToken::new();
     tokio::spawn(gate.clone().sweep_until(sweeping.clone().cancelled_owned()));
-    for (index, socket) in sockets.into_iter().enumerate() {
+    for (index, (socket, tls)) in sockets.into_iter().enumerate() {
         let (proxy, stopped, done, gate) = (proxy.clone(), stopped.clone(), done.clone(), gate.clone());
         std::thread::Builder::new().name(format!("gatehouse-proxy-{index}")).spawn(move || {
             let result = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .and_then(|runtime| runtime.block_on(serve_worker(proxy, index, socket, gate, stopped)));
+                .and_then(|runtime| runtime.block_on(serve_worker(proxy, index, socket, tls, gate, stopped)));
             let _ = done.send(result);
         })?;
     }
@@ -76,12 +110,20 @@ async fn serve_worker(
     proxy: Arc<Proxy>,
     index: usize,
     socket: std::net::TcpListener,
+    tls: Option<(std::net::TcpListener, TlsAcceptor)>,
     gate: Arc<Gate>,
     mut stopped: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let listener = TcpListener::from_std(socket)?;
     let listening = listener.local_addr()?;
-    let local_port = listening.port();
+    let tls = match tls {
+        Some((socket, acceptor)) => {
+            let listener = TcpListener::from_std(socket)?;
+            let listening = listener.local_addr()?;
+            Some((listener, listening, acceptor))
+        }
+        None => None,
+    };
     let sleeps = Sleeps::default();
     let worker = Arc::new(Worker {
         index,
@@ -130,49 +172,46 @@ async fn serve_worker(
                         continue;
                     }
                 };
-                // Refused: dropping the stream closes it at once, rather than leaving it to fill the backlog.
                 let Some(admission) = gate.admit(peer.ip()) else { continue };
-                let _ = stream.set_nodelay(true);
-                // A wildcard listener learns the connection's own address from the socket, once per connection.
-                let local = if listening.ip().is_unspecified() {
-                    stream.local_addr().unwrap_or(listening)
-                } else {
-                    listening
-                };
-                let conn = Arc::new(ClientConnection {
-                    local,
-                    serial: worker.connections.fetch_add(1, Ordering::Relaxed) + 1,
-                    requests: AtomicU64::new(0),
-                    proxy: proxy.clone(),
-                    worker: worker.clone(),
-                    local_port_value: HeaderValue::from(local_port),
-                    upstream: std::sync::Mutex::new(None),
-                    peer,
-                    local_port,
-                    peer_value: HeaderValue::from_str(&peer.ip().to_string()).unwrap_or(HeaderValue::from_static("")),
-                    trusted: proxy.trusted(peer.ip()),
-                    activity: admission.activity().clone(),
-                });
+                let conn = client_connection(&proxy, &worker, &stream, peer, listening, admission.activity(), false);
                 let verdicts: Verdicts = Default::default();
                 let stream = Watched::new(stream, verdicts.clone());
-                let service = service_fn(move |req: Request<Incoming>| {
-                    let conn = conn.clone();
-                    // HTTP/1 requests on a connection are handled in order, so verdicts pair up with them.
-                    let ambiguous = req.version() < http::Version::HTTP_2
-                        && verdicts.lock().ok().and_then(|mut v| v.pop_front()).unwrap_or(false);
-                    async move {
-                        // In flight until its response body has been sent.
-                        let guard = conn.activity.begin();
-                        let response = conn.proxy.handle(req, &conn, ambiguous).await;
-                        Ok::<_, Infallible>(response.map(|body| Tracked::new(body, guard)))
-                    }
-                });
-                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let connection = builder.serve_connection(TokioIo::new(stream), connection_service(conn, verdicts));
+                let connection = connection.into_owned();
                 connections.spawn(async move {
                     gatehouse_net::drive(connection, admission).await;
                 });
                 // Let connection tasks run between accepts: under a flood, the ones evicted to make room close
                 // their sockets before more are taken (see `Gate`).
+                tokio::task::yield_now().await;
+            }
+            Some(accepted) = async {
+                match &tls {
+                    Some((listener, _, _)) => Some(listener.accept().await),
+                    None => std::future::pending().await,
+                }
+            } => {
+                let (stream, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        errors.failed(&e, &gate).await;
+                        continue;
+                    }
+                };
+                let Some((_, listening, acceptor)) = &tls else { continue };
+                let Some(admission) = gate.admit(peer.ip()) else { continue };
+                let conn = client_connection(&proxy, &worker, &stream, peer, *listening, admission.activity(), true);
+                let (acceptor, builder) = (acceptor.clone(), builder.clone());
+                connections.spawn(async move {
+                    // In the connection's own task, under the gate's deadlines: a handshake that never ends is
+                    // closed like a connection that never sends a request.
+                    let Some(stream) = tls::handshake(&acceptor, stream, admission.activity()).await else { return };
+                    let verdicts: Verdicts = Default::default();
+                    let stream = Watched::new(stream, verdicts.clone());
+                    let service = connection_service(conn, verdicts);
+                    let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                    gatehouse_net::drive(connection, admission).await;
+                });
                 tokio::task::yield_now().await;
             }
             changed = stopped.changed() => {
@@ -183,6 +222,7 @@ async fn serve_worker(
         }
     }
     drop(listener);
+    drop(tls);
     // The other workers share the gate: whichever stops first tells every connection; telling twice is harmless.
     gate.shut_down();
     connections.close();
@@ -192,4 +232,61 @@ async fn serve_worker(
     }
     worker.log.flush(&proxy.access_log);
     Ok(())
+}
+
+/// A newly admitted client connection, with what its requests reuse.
+fn client_connection(
+    proxy: &Arc<Proxy>,
+    worker: &Arc<Worker>,
+    stream: &tokio::net::TcpStream,
+    peer: SocketAddr,
+    listening: SocketAddr,
+    activity: &Arc<Activity>,
+    tls: bool,
+) -> Arc<ClientConnection> {
+    let _ = stream.set_nodelay(true);
+    // A wildcard listener learns the connection's own address from the socket, once per connection.
+    let local = if listening.ip().is_unspecified() { stream.local_addr().unwrap_or(listening) } else { listening };
+    let local_port = local.port();
+    Arc::new(ClientConnection {
+        local,
+        serial: worker.connections.fetch_add(1, Ordering::Relaxed) + 1,
+        requests: AtomicU64::new(0),
+        proxy: proxy.clone(),
+        worker: worker.clone(),
+        local_port_value: HeaderValue::from(local_port),
+        upstream: std::sync::Mutex::new(None),
+        peer,
+        local_port,
+        peer_value: HeaderValue::from_str(&peer.ip().to_string()).unwrap_or(HeaderValue::from_static("")),
+        trusted: proxy.trusted(peer.ip()),
+        activity: activity.clone(),
+        tls,
+    })
+}
+
+/// The service hyper calls for each request on `conn`. HTTP/1 requests on a connection are handled in order, so
+/// the framing verdicts `Watched` records pair up with them.
+fn connection_service(
+    conn: Arc<ClientConnection>,
+    verdicts: Verdicts,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Tracked<ResponseBody>>,
+    Error = Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ 'static {
+    service_fn(move |req: Request<Incoming>| {
+        let conn = conn.clone();
+        let ambiguous = req.version() < http::Version::HTTP_2
+            && verdicts.lock().ok().and_then(|mut v| v.pop_front()).unwrap_or(false);
+        async move {
+            // In flight until its response body has been sent.
+            let guard = conn.activity.begin();
+            let response = conn.proxy.handle(req, &conn, ambiguous).await;
+            Ok::<_, Infallible>(response.map(|body| Tracked::new(body, guard)))
+        }
+    })
 }

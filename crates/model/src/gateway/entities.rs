@@ -19,16 +19,26 @@ pub enum EntityKind {
     Acl,
     /// A consumer's API key (Kong's `keyauth_credentials`, declared by the `key-auth` plugin; `/key-auths`).
     KeyAuth,
+    /// A certificate and its private key (and optionally a second pair of another key type) the proxy's TLS
+    /// listener serves for its SNIs.
+    Certificate,
+    /// A server name a certificate is served for (exact, or a wildcard `*.example.com` / `example.*`).
+    Sni,
+    /// A trusted CA certificate (`ca_certificates`), for services' `ca_certificates` and plugins to name.
+    CaCertificate,
 }
 
 impl EntityKind {
-    pub const ALL: [EntityKind; 6] = [
+    pub const ALL: [EntityKind; 9] = [
         EntityKind::Service,
         EntityKind::Route,
         EntityKind::Consumer,
         EntityKind::Plugin,
         EntityKind::Acl,
         EntityKind::KeyAuth,
+        EntityKind::Certificate,
+        EntityKind::Sni,
+        EntityKind::CaCertificate,
     ];
 
     /// The collection name in URLs and in Kong's schema endpoints.
@@ -40,6 +50,9 @@ impl EntityKind {
             EntityKind::Plugin => "plugins",
             EntityKind::Acl => "acls",
             EntityKind::KeyAuth => "key-auths",
+            EntityKind::Certificate => "certificates",
+            EntityKind::Sni => "snis",
+            EntityKind::CaCertificate => "ca_certificates",
         }
     }
 
@@ -52,6 +65,9 @@ impl EntityKind {
             EntityKind::Plugin => "plugin",
             EntityKind::Acl => "acl",
             EntityKind::KeyAuth => "keyauth_credential",
+            EntityKind::Certificate => "certificate",
+            EntityKind::Sni => "sni",
+            EntityKind::CaCertificate => "ca_certificate",
         }
     }
 
@@ -64,7 +80,9 @@ impl EntityKind {
     /// (`/consumers/{consumer}/acls/{group}`) and is never stored as a unique endpoint key.
     pub fn endpoint_key(self) -> &'static str {
         match self {
-            EntityKind::Service | EntityKind::Route => "name",
+            EntityKind::Service | EntityKind::Route | EntityKind::Sni => "name",
+            // Addressed by id only; `id` is never stored as an endpoint key (`StoredEntity::from_data`).
+            EntityKind::Certificate | EntityKind::CaCertificate => "id",
             EntityKind::Consumer => "username",
             EntityKind::Plugin => "instance_name",
             EntityKind::Acl => "group",
@@ -80,6 +98,12 @@ impl EntityKind {
         }
     }
 
+    /// Whether the snapshot adds the entity to another one (an acl or key to its consumer, an SNI to its
+    /// certificate), which must be added first.
+    pub fn joins_another(self) -> bool {
+        matches!(self, EntityKind::Acl | EntityKind::KeyAuth | EntityKind::Sni)
+    }
+
     /// Whether the entity has Kong's `updated_at` (acls and keyauth credentials have `created_at` only).
     pub fn has_updated_at(self) -> bool {
         !matches!(self, EntityKind::Acl | EntityKind::KeyAuth)
@@ -93,6 +117,9 @@ impl EntityKind {
             EntityKind::Plugin => plugin_fields(None),
             EntityKind::Acl => acl_fields(),
             EntityKind::KeyAuth => keyauth_fields(),
+            EntityKind::Certificate => certificate_fields(),
+            EntityKind::Sni => sni_fields(),
+            EntityKind::CaCertificate => ca_certificate_fields(),
         }
     }
 
@@ -217,6 +244,72 @@ fn keyauth_fields() -> Vec<Field> {
     ]
 }
 
+/// Kong's `certificates` (`kong/db/schema/entities/certificates.lua`). `key` and `key_alt` are sealed at rest;
+/// `snis` is Kong's transient list: written as `snis` entities, read back from them. Whether a PEM parses and a
+/// key matches its certificate needs a crypto library, which the control plane checks after these fields.
+fn certificate_fields() -> Vec<Field> {
+    let mut f = base_fields();
+    f.extend([
+        Field::string("cert").required().check(check_pem),
+        Field::string("key").required().check(check_pem),
+        Field::string("cert_alt").check(check_pem),
+        Field::string("key_alt").check(check_pem),
+        tags(),
+        Field::array("snis", Field::string("sni").check(check_wildcard_host)),
+    ]);
+    f
+}
+
+/// Kong's `snis`: a unique server name, possibly a wildcard, and the certificate served for it.
+fn sni_fields() -> Vec<Field> {
+    let mut f = base_fields();
+    f.extend([
+        Field::string("name").required().unique().check(check_wildcard_host),
+        tags(),
+        Field::foreign("certificate", "certificates").required(),
+    ]);
+    f
+}
+
+/// Kong's `ca_certificates`: one CA certificate, unique by its SHA-256 digest (`cert_digest`, computed by the
+/// control plane).
+fn ca_certificate_fields() -> Vec<Field> {
+    let mut f = base_fields();
+    f.extend([Field::string("cert").required().check(check_pem), Field::string("cert_digest").unique(), tags()]);
+    f
+}
+
+fn check_pem(v: &Value) -> Result<(), String> {
+    match v.as_str() {
+        Some(s) if s.contains("-----BEGIN ") => Ok(()),
+        _ => Err("invalid PEM: no PEM block found".into()),
+    }
+}
+
+/// Kong's `wildcard_host`: a host name, with at most one `*` as its whole first or last label; no port, no IP.
+pub fn check_wildcard_host(v: &Value) -> Result<(), String> {
+    let s = v.as_str().unwrap_or("");
+    // Kong's default SNI: served for a name nothing else matches.
+    if s == "*" {
+        return Ok(());
+    }
+    if s.parse::<std::net::IpAddr>().is_ok() {
+        return Err("invalid wildcard: must not be an IP".into());
+    }
+    if s.rsplit_once(':').is_some_and(|(_, port)| port.chars().all(|c| c.is_ascii_digit())) {
+        return Err(format!("invalid value: {s}"));
+    }
+    let stars = s.matches('*').count();
+    if stars > 1 {
+        return Err("invalid wildcard: only one wildcard must be specified".into());
+    }
+    if stars == 1 && !(s.starts_with("*.") || s.ends_with(".*")) {
+        return Err("invalid wildcard: wildcard must be leftmost or rightmost character".into());
+    }
+    let bare = s.trim_start_matches("*.").trim_end_matches(".*");
+    if is_hostname(bare) { Ok(()) } else { Err(format!("invalid value: {s}")) }
+}
+
 /// Plugin fields; with `config`, the named plugin's config record.
 pub fn plugin_fields(config: Option<Vec<Field>>) -> Vec<Field> {
     let mut f = base_fields();
@@ -284,6 +377,8 @@ pub struct StoredEntity {
     pub service_id: Option<uuid::Uuid>,
     pub route_id: Option<uuid::Uuid>,
     pub consumer_id: Option<uuid::Uuid>,
+    /// An SNI's certificate.
+    pub certificate_id: Option<uuid::Uuid>,
     /// The plugin name (plugins only), for filters.
     pub name: Option<String>,
     pub tags: Vec<String>,
@@ -314,12 +409,17 @@ impl StoredEntity {
                 part(consumer_id)
             )),
             EntityKind::Acl => Some(format!("{}|{}", part(consumer_id), text("group").unwrap_or_default())),
+            // Kong's unique `cert_digest`.
+            EntityKind::CaCertificate => text("cert_digest"),
             _ => None,
         };
         Some(Self {
             kind,
             id,
-            endpoint_key: if matches!(kind, EntityKind::Acl | EntityKind::KeyAuth) {
+            endpoint_key: if matches!(
+                kind,
+                EntityKind::Acl | EntityKind::KeyAuth | EntityKind::Certificate | EntityKind::CaCertificate
+            ) {
                 None
             } else {
                 text(kind.endpoint_key())
@@ -329,6 +429,7 @@ impl StoredEntity {
             service_id,
             route_id,
             consumer_id,
+            certificate_id: foreign_id(&data, "certificate"),
             name: if kind == EntityKind::Plugin { text("name") } else { None },
             tags: data
                 .get("tags")
@@ -437,7 +538,12 @@ fn entity_checks(kind: EntityKind, e: &Normalized, out: &mut Vec<Violation>) {
                 ));
             }
         }
-        EntityKind::Acl | EntityKind::KeyAuth => {}
+        EntityKind::Acl | EntityKind::KeyAuth | EntityKind::Sni | EntityKind::CaCertificate => {}
+        EntityKind::Certificate => {
+            if set("cert_alt") != set("key_alt") {
+                out.push(Violation::new("@entity", "all or none of these fields must be set: 'cert_alt', 'key_alt'"));
+            }
+        }
         EntityKind::Service => {
             let protocol = e.get("protocol").and_then(Value::as_str).unwrap_or("http");
             if set("path") && !matches!(protocol, "http" | "https" | "ws" | "wss") {

@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::entities::{EntityKind, Normalized};
+use crate::SecretString;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Service {
@@ -74,6 +75,39 @@ pub struct KeyAuthCredential {
     pub key_hash: String,
 }
 
+/// A certificate the proxy's TLS listener serves, with its SNIs. The keys are in clear here, as plugins'
+/// secrets are: the snapshot is what a data plane runs on; they are sealed in the store, and `Debug` redacts them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsCertificate {
+    pub id: uuid::Uuid,
+    pub cert: String,
+    #[serde(serialize_with = "expose")]
+    pub key: SecretString,
+    pub cert_alt: Option<String>,
+    #[serde(serialize_with = "expose_opt")]
+    pub key_alt: Option<SecretString>,
+    /// The names of its `snis`, sorted.
+    pub snis: Vec<String>,
+}
+
+/// A trusted CA certificate (`ca_certificates`), PEM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaCertificate {
+    pub id: uuid::Uuid,
+    pub cert: String,
+}
+
+fn expose<S: serde::Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(secret.expose())
+}
+
+fn expose_opt<S: serde::Serializer>(secret: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(secret) => s.serialize_some(secret.expose()),
+        None => s.serialize_none(),
+    }
+}
+
 /// One configured plugin. `config` is the validated configuration (every field present, secrets in clear); each
 /// plugin reads it into its own typed config when the gateway compiles the snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,6 +146,11 @@ pub struct ConfigSnapshot {
     /// out when empty, so a snapshot without them serialises, and hashes, as it did before they existed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub key_auths: Vec<KeyAuthCredential>,
+    /// `certificates` with their `snis`, and `ca_certificates`; left out when empty, like `key_auths`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<TlsCertificate>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ca_certificates: Vec<CaCertificate>,
 }
 
 /// An entity that did not have the shape validation gives.
@@ -190,6 +229,27 @@ impl ConfigSnapshot {
                 }
                 self.key_auths.push(KeyAuthCredential { id: e.id()?, consumer, key_hash: e.string("key_hash")? });
             }
+            EntityKind::Certificate => self.certificates.push(TlsCertificate {
+                id: e.id()?,
+                cert: e.string("cert")?,
+                key: SecretString::new(e.string("key")?),
+                cert_alt: e.opt_string("cert_alt")?,
+                key_alt: e.opt_string("key_alt")?.map(SecretString::new),
+                snis: Vec::new(),
+            }),
+            EntityKind::Sni => {
+                let certificate = e.foreign("certificate")?.ok_or_else(|| e.fail("certificate", "is missing"))?;
+                let name = e.string("name")?;
+                let owner = self
+                    .certificates
+                    .iter_mut()
+                    .find(|c| c.id == certificate)
+                    .ok_or_else(|| e.fail("certificate", "names a certificate not added before it"))?;
+                owner.snis.push(name);
+            }
+            EntityKind::CaCertificate => {
+                self.ca_certificates.push(CaCertificate { id: e.id()?, cert: e.string("cert")? })
+            }
             EntityKind::Plugin => self.plugins.push(PluginInstance {
                 id: e.id()?,
                 name: e.string("name")?,
@@ -214,7 +274,7 @@ impl ConfigSnapshot {
         let mut snapshot = Self::empty(control_plane_id, version);
         let mut acls = Vec::new();
         for (kind, entity) in entities {
-            if matches!(kind, EntityKind::Acl | EntityKind::KeyAuth) {
+            if kind.joins_another() {
                 acls.push((kind, entity));
             } else {
                 snapshot.add(kind, entity)?;
@@ -238,6 +298,11 @@ impl ConfigSnapshot {
             consumer.groups.dedup();
         }
         self.key_auths.sort_by_key(|k| k.id);
+        self.certificates.sort_by_key(|c| c.id);
+        for certificate in &mut self.certificates {
+            certificate.snis.sort_unstable();
+        }
+        self.ca_certificates.sort_by_key(|c| c.id);
         self.plugins.sort_by_key(|e| e.id);
     }
 

@@ -10,7 +10,7 @@ use crate::sql::{Param, Row, SqlBuf, Tx, params};
 use crate::{EntityQuery, GatewayStore, Result, StoreError, TagFilter};
 
 const COLUMNS: &str = "kind, id, endpoint_key, custom_id, cache_key, service_id, route_id, consumer_id, name, tags, \
-                       data, created_at, updated_at";
+                       data, created_at, updated_at, certificate_id";
 
 fn decode(row: &dyn Row) -> Result<StoredEntity> {
     let kind_text = row.text("kind")?;
@@ -31,6 +31,7 @@ fn decode(row: &dyn Row) -> Result<StoredEntity> {
         service_id: opt_id("service_id")?,
         route_id: opt_id("route_id")?,
         consumer_id: opt_id("consumer_id")?,
+        certificate_id: opt_id("certificate_id")?,
         name: row.opt_text("name")?,
         tags: serde_json::from_str(&row.text("tags")?).map_err(|e| StoreError::corrupt(format!("tags: {e}")))?,
         data,
@@ -56,6 +57,7 @@ fn row_params(cp: uuid::Uuid, e: &StoredEntity) -> Vec<Param> {
         to_json(&e.data),
         e.created_at,
         e.updated_at,
+        id(e.certificate_id),
     ]
 }
 
@@ -83,6 +85,7 @@ async fn check_keys(tx: &mut dyn Tx, cp: uuid::Uuid, e: &StoredEntity) -> Result
         (e.service_id, EntityKind::Service, "service"),
         (e.route_id, EntityKind::Route, "route"),
         (e.consumer_id, EntityKind::Consumer, "consumer"),
+        (e.certificate_id, EntityKind::Certificate, "certificate"),
     ] {
         let Some(reference) = reference else { continue };
         let n = tx
@@ -116,7 +119,7 @@ async fn exists(tx: &mut dyn Tx, cp: uuid::Uuid, e: &StoredEntity) -> Result<boo
 async fn insert(tx: &mut dyn Tx, cp: uuid::Uuid, e: &StoredEntity) -> Result<()> {
     tx.execute(
         &format!(
-            "INSERT INTO gateway_entities (control_plane_id, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO gateway_entities (control_plane_id, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ),
         row_params(cp, e),
     )
@@ -152,8 +155,8 @@ impl GatewayStore for SqlStore {
             p.extend(key);
             tx.execute(
                 "UPDATE gateway_entities SET endpoint_key = ?, custom_id = ?, cache_key = ?, service_id = ?, \
-                 route_id = ?, consumer_id = ?, name = ?, tags = ?, data = ?, created_at = ?, updated_at = ? \
-                 WHERE control_plane_id = ? AND kind = ? AND id = ?",
+                 route_id = ?, consumer_id = ?, name = ?, tags = ?, data = ?, created_at = ?, updated_at = ?, \
+                 certificate_id = ? WHERE control_plane_id = ? AND kind = ? AND id = ?",
                 p,
             )
             .await?;
@@ -198,8 +201,12 @@ impl GatewayStore for SqlStore {
         if let Some(after) = q.after {
             sql.push(" AND id > ?").bind(after.to_string());
         }
-        for (column, value) in [("service_id", q.service_id), ("route_id", q.route_id), ("consumer_id", q.consumer_id)]
-        {
+        for (column, value) in [
+            ("service_id", q.service_id),
+            ("route_id", q.route_id),
+            ("consumer_id", q.consumer_id),
+            ("certificate_id", q.certificate_id),
+        ] {
             if let Some(v) = value {
                 sql.push(&format!(" AND {column} = ?")).bind(v.to_string());
             }
@@ -261,7 +268,7 @@ impl GatewayStore for SqlStore {
             EntityKind::Service => Some("service_id"),
             EntityKind::Route => Some("route_id"),
             EntityKind::Consumer => Some("consumer_id"),
-            EntityKind::Plugin | EntityKind::Acl | EntityKind::KeyAuth => None,
+            _ => None,
         };
         if let Some(column) = column {
             tx.execute(
@@ -278,6 +285,14 @@ impl GatewayStore for SqlStore {
             tx.execute(
                 "DELETE FROM gateway_entities WHERE control_plane_id = ? AND kind IN ('acls', 'key-auths') \
                  AND consumer_id = ?",
+                params![&cp_text, &id_text],
+            )
+            .await?;
+        }
+        if kind == EntityKind::Certificate {
+            // Kong deletes a certificate's SNIs with it (`kong/db/dao/certificates.lua`).
+            tx.execute(
+                "DELETE FROM gateway_entities WHERE control_plane_id = ? AND kind = 'snis' AND certificate_id = ?",
                 params![&cp_text, &id_text],
             )
             .await?;
