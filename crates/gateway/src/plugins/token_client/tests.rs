@@ -33,6 +33,7 @@ fn request(endpoint: String, auth: ClientAuth) -> TokenRequest {
         default_lifetime: Duration::from_secs(3600),
         renew_margin: Duration::from_secs(5),
         shared_store: None,
+        cache_salt: None,
     }
 }
 
