@@ -78,7 +78,7 @@ async fn kongs_example_exchanges_the_callers_credentials_for_a_cached_token() {
     let (status, body) =
         node.admin(Method::POST, "/plugins", Some(json!({"name": "openid-connect", "config": with_principals}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(body.to_string().contains("principals"), "{body}");
+    assert!(body.to_string().contains("config.principals.enabled"), "{body}");
 
     only_plugin(&node, example(&t, &["header"])).await;
     let http = reqwest::Client::new();
