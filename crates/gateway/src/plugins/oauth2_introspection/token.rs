@@ -34,6 +34,12 @@ pub struct Found {
 #[error("{0}")]
 pub struct BadBody(String);
 
+impl BadBody {
+    pub(crate) fn new(reason: impl Into<String>) -> Self {
+        Self(reason.into())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum BodyKind {
     Form,

@@ -41,6 +41,8 @@ pub struct KeySet {
     /// The discovery document's `issuer` (else the configured one, normalised).
     pub issuer: String,
     pub introspection_endpoint: Option<String>,
+    /// Where the `client_credentials` method obtains tokens when `token_endpoint` is not configured.
+    pub token_endpoint: Option<String>,
     by_kid: HashMap<String, Arc<Key>>,
     /// Keys without a `kid`: tried for tokens without one.
     unnamed: Vec<Arc<Key>>,
@@ -190,6 +192,7 @@ impl IssuerKeys {
         let set = Arc::new(KeySet {
             issuer: text("issuer").unwrap_or_else(|| self.configured_issuer.clone()),
             introspection_endpoint: text("introspection_endpoint"),
+            token_endpoint: text("token_endpoint"),
             by_kid,
             unnamed,
             fetched: clock.now(),
@@ -208,6 +211,7 @@ fn empty() -> Arc<KeySet> {
     Arc::new(KeySet {
         issuer: String::new(),
         introspection_endpoint: None,
+        token_endpoint: None,
         by_kid: HashMap::new(),
         unnamed: Vec::new(),
         fetched: Timestamp::from_micros(0),

@@ -6,11 +6,15 @@
 //! Local validation means a revoked token keeps validating until it expires; `introspect_jwt_tokens` (or the
 //! `oauth2-introspection` plugin) is the answer when that matters.
 //!
-//! The token comes from the request ([`token`]); a second source (the client credentials grant, whose token the
-//! plugin obtains from the issuer) plugs in before [`OpenidConnect::claims_of`], which validates whatever token
-//! it is given.
+//! The token comes from the request ([`token`]) or, with the `client_credentials` method, from the token endpoint:
+//! the caller presents a client id and secret ([`client_credentials`]), the plugin obtains a token for that client
+//! (cached per credential by the node's token client) and validates it like a bearer token, with the same
+//! [`OpenidConnect::claims_of`], consumer mapping and upstream headers. The upstream gets the obtained token, never
+//! the caller's credentials. As in Kong, a bearer token takes precedence: the credentials are looked for only when
+//! the request carries no bearer token (or `bearer` and `introspection` are both disabled).
 
 mod claims;
+mod client_credentials;
 mod http;
 mod introspect;
 mod keys;
@@ -29,6 +33,7 @@ use siphasher::sip128::{Hasher128 as _, SipHasher24};
 use gatehouse_model::gateway::plugins::openid_connect::{Config, INFO, NAME};
 use gatehouse_model::{Clock, SharedClock, Timestamp};
 
+use super::token_client::{ClientAuth, Grant, Token, TokenClient, TokenError, TokenRequest};
 use super::{Credential, Flow, Phases, Plugin, PluginDef, RequestContext, auth};
 use crate::consumers::Consumer;
 use crate::error::ProxyError;
@@ -38,7 +43,7 @@ pub use http::Clients;
 pub static PLUGIN: PluginDef = PluginDef {
     info: &INFO,
     phases: Phases { access: true, rewrite: false, response: false, log: false },
-    build: |config, shared| Ok(Arc::new(OpenidConnect::new(config, &shared.openid_connect)?)),
+    build: |config, shared| Ok(Arc::new(OpenidConnect::new(config, &shared.openid_connect, &shared.tokens)?)),
 };
 
 /// The most verified tokens the node keeps (each until its `exp`).
@@ -87,6 +92,11 @@ struct Verified {
     issuer: String,
 }
 
+/// An obtained token is not handed out once it expires within this margin: it has to outlive the request.
+const RENEW_MARGIN: Duration = Duration::from_secs(5);
+/// The lifetime of an obtained token whose answer says neither `expires_in` nor (a JWT's) `exp`.
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
+
 /// Why a request is not let through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Refusal {
@@ -98,6 +108,14 @@ enum Refusal {
     Forbidden(&'static str),
     /// The IdP could not be reached and nothing is known of it: Kong's 500.
     Unavailable,
+}
+
+/// How the `client_credentials` method finds the caller's credentials and asks for a token with them.
+#[derive(Debug)]
+struct GrantSettings {
+    sources: client_credentials::Sources,
+    auth: ClientAuth,
+    scopes: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -120,6 +138,9 @@ pub struct OpenidConnect {
     challenges: [HeaderValue; 3],
     /// Keys the verified-token digests of this instance's trust (issuer, allowed issuers, signature checks).
     verified_seed: u128,
+    /// The `client_credentials` method, when enabled.
+    grant: Option<GrantSettings>,
+    tokens: Arc<TokenClient>,
     /// Private copies of the verified tokens this instance (one per proxy worker) served lately, in front of the
     /// node's cache: a hit then touches no structure or reference count another core is using.
     recent: std::sync::Mutex<std::collections::HashMap<u128, Arc<Verified>>>,
@@ -143,7 +164,7 @@ fn now_secs(clock: &SharedClock) -> f64 {
 }
 
 impl OpenidConnect {
-    pub fn new(config: &Map<String, Value>, shared: &Arc<Shared>) -> Result<Self, String> {
+    pub fn new(config: &Map<String, Value>, shared: &Arc<Shared>, tokens: &Arc<TokenClient>) -> Result<Self, String> {
         let config: Config = serde_json::from_value(Value::Object(config.clone())).map_err(|e| e.to_string())?;
         let sources = token::Sources::new(&config.bearer_token_param_type, config.bearer_token_header_name.as_deref())?;
         let (issuer, _) = keys::normalise(&config.issuer);
@@ -182,7 +203,25 @@ impl OpenidConnect {
             std::hash::Hasher::write(&mut h, &[u8::from(config.verify_signature)]);
             h.finish128().as_u128()
         };
+        let grant = config.allows("client_credentials").then(|| GrantSettings {
+            sources: client_credentials::Sources::new(&config.client_credentials_param_type, &config.client_arg),
+            // `token_endpoint_auth_method` is the token endpoint's own setting; else the first client's.
+            auth: match config
+                .token_endpoint_auth_method
+                .as_deref()
+                .or_else(|| config.client_auth.as_ref().and_then(|a| a.first()).map(String::as_str))
+            {
+                Some("client_secret_post") => ClientAuth::ClientSecretPost,
+                Some("none") => ClientAuth::None,
+                _ => ClientAuth::ClientSecretBasic,
+            },
+            // `openid` asks for an ID token, which a client without a user has no use for and which Kong Identity
+            // (and Gatehouse's issuer) refuse for this grant; Kong's default `scopes` is exactly that.
+            scopes: config.scopes.iter().filter(|s| *s != "openid").cloned().collect(),
+        });
         Ok(Self {
+            grant,
+            tokens: tokens.clone(),
             sources,
             keys: shared.issuers.get(&issuer, config.ssl_verify),
             client: shared.clients.get(seconds(config.timeout / 1000.0), config.keepalive, config.ssl_verify),
@@ -206,10 +245,11 @@ impl OpenidConnect {
     }
 
     /// The token's claims, once it is valid: a JWT validated locally (and introspected too with
-    /// `introspect_jwt_tokens`), anything else introspected when `introspection` is enabled.
-    async fn claims_of(&self, token: &str) -> Result<Arc<Map<String, Value>>, Refusal> {
+    /// `introspect_jwt_tokens`), anything else introspected when `introspection` is enabled. A JWT the plugin
+    /// `obtained` itself (`client_credentials`) is validated locally even when `bearer` is not enabled.
+    async fn claims_of(&self, token: &str, obtained: bool) -> Result<Arc<Map<String, Value>>, Refusal> {
         let is_jwt = memchr::memchr_iter(b'.', token.as_bytes()).count() == 2;
-        if !is_jwt || !self.config.allows("bearer") {
+        if !is_jwt || !(obtained || self.config.allows("bearer")) {
             if self.config.allows("introspection") {
                 return self.introspected(token).await;
             }
@@ -484,7 +524,7 @@ impl OpenidConnect {
     }
 
     /// What goes upstream for an accepted token: claims as headers, and the token in its header.
-    fn forward(&self, ctx: &mut RequestContext<'_>, claims: &Map<String, Value>, found: &token::Found) {
+    fn forward(&self, ctx: &mut RequestContext<'_>, claims: &Map<String, Value>, token: &str) {
         for (claim, name) in &self.upstream_headers {
             match claims.get(claim).and_then(claims::header_value) {
                 Some(value) => {
@@ -496,7 +536,6 @@ impl OpenidConnect {
             }
         }
         let Some((name, bearer)) = &self.access_token_header else { return };
-        let token = found.token.expose();
         let current = ctx.headers.get(name).map(HeaderValue::as_bytes);
         let already = current.is_some_and(|v| {
             let rest = if *bearer { v.strip_prefix(b"Bearer ") } else { Some(v) };
@@ -524,9 +563,10 @@ impl Plugin for OpenidConnect {
         if !self.config.run_on_preflight && ctx.method == Method::OPTIONS {
             return Flow::Continue;
         }
-        let found = match token::find(ctx, &self.sources).await {
+        let bearer = self.config.allows("bearer") || self.config.allows("introspection");
+        let found = match if bearer { token::find(ctx, &self.sources).await } else { Ok(None) } {
             Ok(Some(found)) => found,
-            Ok(None) => return self.fail(ctx, Refusal::Missing),
+            Ok(None) => return self.with_client_credentials(ctx).await,
             Err(e) => return bad_request(ctx, &e),
         };
         // Hidden as soon as found, whatever the outcome: a request that goes on as the anonymous consumer must
@@ -544,7 +584,7 @@ impl Plugin for OpenidConnect {
         {
             return bad_request(ctx, &e);
         }
-        let accepted = match self.claims_of(found.token.expose()).await {
+        let accepted = match self.claims_of(found.token.expose(), false).await {
             Ok(claims) => self.check_required(&claims).and_then(|()| Ok((self.consumer_of(ctx, &claims)?, claims))),
             Err(refusal) => Err(refusal),
         };
@@ -561,11 +601,102 @@ impl Plugin for OpenidConnect {
             auth::set_consumer_headers(ctx.headers, consumer);
         }
         ctx.consumer = consumer;
-        self.forward(ctx, &claims, &found);
+        self.forward(ctx, &claims, found.token.expose());
         // Kong's virtual credential: the `credential_claim`'s value, else the token.
         let credential = claims::at(&claims, &self.config.credential_claim).and_then(claims::text);
         ctx.credential = Some(credential.map_or(found.token, Credential::owned));
         Flow::Continue
+    }
+}
+
+impl OpenidConnect {
+    /// No bearer token: the `client_credentials` method, if enabled and the request carries credentials.
+    async fn with_client_credentials(&self, ctx: &mut RequestContext<'_>) -> Flow {
+        let Some(grant) = &self.grant else { return self.fail(ctx, Refusal::Missing) };
+        let caller = match client_credentials::find(ctx, &grant.sources).await {
+            Ok(Some(caller)) => caller,
+            Ok(None) => return self.fail(ctx, Refusal::Missing),
+            Err(e) => return bad_request(ctx, &e),
+        };
+        // Hidden whatever the outcome, as the bearer path does.
+        if self.config.hide_credentials
+            && let Err(e) = client_credentials::hide(ctx, &caller, &grant.sources).await
+        {
+            return bad_request(ctx, &e);
+        }
+        let token = match self.obtain(grant, &caller).await {
+            Ok(token) => token,
+            Err(refusal) => return self.fail(ctx, refusal),
+        };
+        let accepted = match self.claims_of(token.access_token(), true).await {
+            Ok(claims) => self.check_required(&claims).and_then(|()| Ok((self.consumer_of(ctx, &claims)?, claims))),
+            Err(refusal) => Err(refusal),
+        };
+        let (consumer, claims) = match accepted {
+            Ok(accepted) => accepted,
+            Err(refusal) => return self.fail(ctx, refusal),
+        };
+        if let Some(consumer) = &consumer {
+            auth::set_consumer_headers(ctx.headers, consumer);
+        }
+        ctx.consumer = consumer;
+        self.forward(ctx, &claims, token.access_token());
+        let credential = claims::at(&claims, &self.config.credential_claim).and_then(claims::text);
+        ctx.credential = Some(Credential::owned(credential.unwrap_or_else(|| token.access_token().to_owned())));
+        Flow::Continue
+    }
+
+    /// A token for the caller's client from the token endpoint (configured, else discovered), through the node's
+    /// token client: cached per credential digest (with `cache_tokens_salt`) unless `cache_tokens` is off.
+    async fn obtain(&self, grant: &GrantSettings, caller: &client_credentials::Caller) -> Result<Arc<Token>, Refusal> {
+        let endpoint = match self.config.token_endpoint.as_deref().filter(|e| !e.is_empty()) {
+            Some(endpoint) => endpoint.to_owned(),
+            None => self.key_set(&self.keys).await?.token_endpoint.clone().ok_or_else(|| {
+                tracing::error!(issuer = %self.issuer, "openid-connect: no token endpoint is configured or discovered");
+                Refusal::Unavailable
+            })?,
+        };
+        let request = TokenRequest {
+            token_endpoint: endpoint,
+            grant: Grant::ClientCredentials,
+            auth: grant.auth,
+            client_id: Some(caller.id.clone()),
+            client_secret: Some(caller.secret.clone()),
+            scopes: grant.scopes.clone(),
+            audience: Vec::new(),
+            post_args: Vec::new(),
+            headers: Vec::new(),
+            timeout: seconds(self.config.timeout / 1000.0),
+            keep_alive: self.config.keepalive,
+            verify_tls: self.config.ssl_verify,
+            default_lifetime: DEFAULT_TOKEN_LIFETIME,
+            renew_margin: RENEW_MARGIN,
+            shared_store: None,
+            cache_salt: self.config.cache_tokens_salt.clone(),
+        };
+        let prepared = self.tokens.prepare(&request).map_err(|e| {
+            tracing::error!(error = %e, "openid-connect: the token endpoint cannot be used");
+            Refusal::Unavailable
+        })?;
+        match self.tokens.token(&prepared).await {
+            Ok(token) => {
+                if !self.config.cache_tokens {
+                    self.tokens.invalidate(&prepared, &token);
+                }
+                Ok(token)
+            }
+            // The IdP refused the client (RFC 6749 §5.2: 400 or 401): the caller's failure, Kong's 401.
+            Err(e) => match &*e {
+                TokenError::Refused { status: status @ (400 | 401), error, .. } => {
+                    tracing::info!(status, error = %error, "openid-connect: the token endpoint refused the client credentials");
+                    Err(Refusal::Invalid("the client credentials were refused"))
+                }
+                other => {
+                    tracing::error!(error = %other, "openid-connect: no token could be obtained");
+                    Err(Refusal::Unavailable)
+                }
+            },
+        }
     }
 }
 

@@ -102,6 +102,8 @@ pub struct TokenRequest {
     pub renew_margin: Duration,
     /// Where nodes share tokens; `None` keeps them in this node only.
     pub shared_store: Option<Arc<dyn SharedStore>>,
+    /// Mixed into the cache key only, never sent (`openid-connect`'s `cache_tokens_salt`).
+    pub cache_salt: Option<SecretString>,
 }
 
 impl std::fmt::Debug for TokenRequest {
@@ -119,6 +121,7 @@ impl std::fmt::Debug for TokenRequest {
             .field("headers", &names(&self.headers))
             .field("timeout", &self.timeout)
             .field("shared_store", &self.shared_store.is_some())
+            .field("cache_salt", &self.cache_salt.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -567,6 +570,10 @@ fn cache_key(request: &TokenRequest, id: &str, secret: &str) -> [u8; 32] {
         }
     }
     put(&request.default_lifetime.as_micros().to_string());
+    if let Some(salt) = &request.cache_salt {
+        put("salt");
+        put(salt.expose());
+    }
     let mut key = [0u8; 32];
     key.copy_from_slice(ctx.finish().as_ref());
     key

@@ -33,6 +33,7 @@ fn request(endpoint: String, auth: ClientAuth) -> TokenRequest {
         default_lifetime: Duration::from_secs(3600),
         renew_margin: Duration::from_secs(5),
         shared_store: None,
+        cache_salt: None,
     }
 }
 
@@ -267,4 +268,23 @@ fn a_jwt_access_tokens_exp_bounds_its_lifetime() {
     assert_eq!(jwt_exp("a.!!!.c"), None);
     let no_exp = URL_SAFE_NO_PAD.encode(r#"{"sub":"x"}"#);
     assert_eq!(jwt_exp(&format!("a.{no_exp}.c")), None);
+}
+
+#[test]
+fn the_cache_salt_changes_the_key_and_is_never_sent() {
+    let base = request("http://127.0.0.1:9/token".into(), ClientAuth::ClientSecretPost);
+    let salted = TokenRequest { cache_salt: Some(SecretString::new("pepper".into())), ..base.clone() };
+    let other = TokenRequest { cache_salt: Some(SecretString::new("salt".into())), ..base.clone() };
+    let key = |r: &TokenRequest| {
+        let id = r.client_id.as_ref().map(SecretString::expose).unwrap_or_default().to_owned();
+        let secret = r.client_secret.as_ref().map(SecretString::expose).unwrap_or_default().to_owned();
+        cache_key(r, &id, &secret)
+    };
+    assert_ne!(key(&base), key(&salted));
+    assert_ne!(key(&salted), key(&other));
+    assert_eq!(key(&salted), key(&salted.clone()));
+    let (_, shared) = clock();
+    let prepared = TokenClient::new(10, shared).prepare(&salted).unwrap();
+    assert!(!prepared.form.expose().contains("pepper"));
+    assert!(!format!("{salted:?}").contains("pepper"));
 }

@@ -102,6 +102,7 @@ impl UpstreamOAuth {
                 .unwrap_or(Duration::from_secs(3600)),
             renew_margin: Duration::from_secs(config.cache.eagerly_expire),
             shared_store,
+            cache_salt: None,
         };
         let request = tokens.prepare(&request).map_err(|e| e.to_string())?;
         let behavior = &config.behavior;

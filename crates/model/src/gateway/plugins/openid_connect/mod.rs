@@ -120,20 +120,20 @@ fn supported_fields() -> Vec<Field> {
         Field::array("client_auth", Field::string("client_auth").one_of(CLIENT_AUTH_METHODS))
             .describe_as("How each client authenticates to the token endpoint, paired with `client_id` by position."),
         Field::string("client_arg").default(json!("client_id"))
-            .describe_as("The request argument that names the client to use, for the client credentials grant."),
+            .describe_as("The name of the query or body argument that carries the caller's client id for the `client_credentials` method (its secret is in `client_secret`)."),
         Field::array("client_credentials_param_type", Field::string("param_type").one_of(&["body", "header", "query"]))
             .default(json!(["body", "header", "query"]))
-            .describe_as("Where the client credentials grant's id and secret are looked for in the request."),
+            .describe_as("Where the `client_credentials` method looks for the caller's id and secret: `header` (`Authorization: Basic`), `query`, `body`."),
         Field::string("token_endpoint").check(check_url)
             .describe_as("The IdP's token endpoint; unset, the one its discovery document names."),
         Field::string("token_endpoint_auth_method").one_of(CLIENT_AUTH_METHODS)
             .describe_as("How the plugin authenticates to the token endpoint."),
         strings("scopes").default(json!(["openid"]))
-            .describe_as("The scopes asked for when the plugin obtains a token."),
+            .describe_as("The scopes asked for when the plugin obtains a token (`client_credentials`; `openid` is not sent)."),
         Field::boolean("cache_tokens").default(json!(true))
             .describe_as("Keep tokens the plugin obtained until shortly before they expire."),
         Field::string("cache_tokens_salt")
-            .describe_as("Salt of the digest obtained tokens are cached under."),
+            .describe_as("Mixed into the SHA-256 digest obtained tokens are cached under (never sent)."),
         Field::array("consumer_claims", strings("consumer_claim"))
             .describe_as("Claim paths that name the consumer, tried in order; the first present one is used."),
         Field::array("consumer_by", Field::string("consumer_by").one_of(&["custom_id", "id", "username"]))
