@@ -5,6 +5,7 @@
 //! the other way round.
 
 pub mod acl;
+mod checks;
 pub mod correlation_id;
 pub mod cors;
 pub mod ip_restriction;

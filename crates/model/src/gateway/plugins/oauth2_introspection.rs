@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::PluginInfo;
+use super::checks::{header_token, header_value, http_url};
 use crate::gateway::schema::Field;
 use crate::secret::SecretString;
 
@@ -17,7 +18,7 @@ pub static INFO: PluginInfo =
 
 pub fn config_fields() -> Vec<Field> {
     vec![
-        Field::string("introspection_url").required().check(check_url)
+        Field::string("introspection_url").required().check(http_url)
             .describe_as("The RFC 7662 introspection endpoint the plugin asks about each token."),
         Field::number("ttl").default(json!(30)).check(non_negative)
             .describe_as("Seconds an answer is kept in the node's cache; never past the token's `exp`."),
@@ -41,7 +42,7 @@ pub fn config_fields() -> Vec<Field> {
             .describe_as("Which answer field names the consumer: `username` matches a consumer's username, `client_id` its custom id."),
         Field::map(
             "custom_introspection_headers",
-            Field::string("name").check(header_name),
+            Field::string("name").check(header_token),
             // Often an API key for the IdP: sealed at rest like `authorization_value` (Kong stores them in clear).
             Field::string("value").check(header_value).encrypted(),
         )
@@ -83,32 +84,6 @@ pub struct Config {
 pub enum ConsumerBy {
     Username,
     ClientId,
-}
-
-fn check_url(v: &Value) -> Result<(), String> {
-    let s = v.as_str().unwrap_or("");
-    match url::Url::parse(s) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(()),
-        Ok(_) => Err("missing host in url".into()),
-        Err(_) => Err(format!("invalid url: {s}")),
-    }
-}
-
-/// Sent as a header to the introspection endpoint, so it must be one: visible ASCII, spaces and tabs only.
-fn header_value(v: &Value) -> Result<(), String> {
-    let s = v.as_str().unwrap_or("");
-    if s.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
-        Ok(())
-    } else {
-        Err("invalid header value: only visible ASCII characters, spaces and tabs are allowed".into())
-    }
-}
-
-/// A header name once `_` becomes `-`: an RFC 9110 token.
-fn header_name(v: &Value) -> Result<(), String> {
-    let s = v.as_str().unwrap_or("");
-    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    if !s.is_empty() && s.bytes().all(token) { Ok(()) } else { Err(format!("invalid header name: {s}")) }
 }
 
 fn non_negative(v: &Value) -> Result<(), String> {

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::checks::{header_token, header_value, http_url};
 use super::{PluginInfo, no_check};
 use crate::gateway::schema::Field;
 use crate::secret::SecretString;
@@ -34,7 +35,7 @@ pub fn config_fields() -> Vec<Field> {
 
 fn oauth_fields() -> Vec<Field> {
     vec![
-        Field::string("token_endpoint").required().check(check_url).describe_as("The token endpoint URI."),
+        Field::string("token_endpoint").required().check(http_url).describe_as("The token endpoint URI."),
         Field::string("grant_type")
             .default(json!("client_credentials"))
             .one_of(&["client_credentials", "password"])
@@ -62,7 +63,7 @@ fn oauth_fields() -> Vec<Field> {
             .describe_as("List of audiences passed to the IdP when obtaining a new token."),
         Field::map(
             "token_headers",
-            Field::string("name").check(header_name),
+            Field::string("name").check(header_token),
             Field::string("value").check(header_value),
         )
         .describe_as("Extra headers to be passed in the token endpoint request."),
@@ -119,7 +120,7 @@ fn behavior_fields() -> Vec<Field> {
     vec![
         Field::string("upstream_access_token_header_name")
             .default(json!("Authorization"))
-            .check(header_name)
+            .check(header_token)
             .describe_as("The header the token (as `Bearer <token>`) is sent to the upstream in."),
         Field::array("purge_token_on_upstream_status_codes", Field::integer("status").between(100, 599))
             .default(json!([401]))
@@ -332,32 +333,6 @@ fn supported_auth_method(v: &Value) -> Result<(), String> {
             .into()),
         _ => Ok(()),
     }
-}
-
-fn check_url(v: &Value) -> Result<(), String> {
-    let s = v.as_str().unwrap_or("");
-    match url::Url::parse(s) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(()),
-        Ok(_) => Err("missing host in url".into()),
-        Err(_) => Err(format!("invalid url: {s}")),
-    }
-}
-
-/// Sent as a header value, so it must be one: visible ASCII, spaces and tabs only.
-fn header_value(v: &Value) -> Result<(), String> {
-    let s = v.as_str().unwrap_or("");
-    if s.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
-        Ok(())
-    } else {
-        Err("invalid header value: only visible ASCII characters, spaces and tabs are allowed".into())
-    }
-}
-
-/// An RFC 9110 token.
-fn header_name(v: &Value) -> Result<(), String> {
-    let s = v.as_str().unwrap_or("");
-    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    if !s.is_empty() && s.bytes().all(token) { Ok(()) } else { Err(format!("invalid header name: {s}")) }
 }
 
 fn positive(v: &Value) -> Result<(), String> {
