@@ -70,6 +70,8 @@ pub struct RunningNode {
     pub proxy_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub echo_addr: Option<SocketAddr>,
+    /// The status listener (`/status`, `/status/ready`, `/metrics`).
+    pub status_addr: SocketAddr,
     /// Configuration changes announced to the publisher (compare with `proxy.version()`).
     pub config_changes: Arc<std::sync::atomic::AtomicU64>,
     shutdown: CancellationToken,
@@ -92,6 +94,10 @@ impl RunningNode {
 
     pub fn admin_url(&self) -> String {
         format!("http://{}", self.admin_addr)
+    }
+
+    pub fn status_url(&self) -> String {
+        format!("http://{}", self.status_addr)
     }
 
     pub fn echo_url(&self) -> Option<String> {
@@ -185,6 +191,7 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         addr: config.proxy.listen,
         source,
     })?;
+    let (status_listener, status_addr) = bind(ListenerKind::Status, config.status.listen, plaintext).await?;
     let echo = if options.echo { Some(bind(ListenerKind::Echo, config.echo.listen, plaintext).await?) } else { None };
 
     let template = Arc::new(config.issuer_url_template(issuer_addr)?);
@@ -239,6 +246,15 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         (ListenerKind::Issuer, issuer_listener, issuer_router(issuer.clone())),
         (ListenerKind::Admin, admin, admin_router(control, config.admin.allowed_hosts.clone())),
     ];
+    routers.push((
+        ListenerKind::Status,
+        status_listener,
+        crate::status::status_router(crate::status::StatusState {
+            store: services.store.clone(),
+            proxy: proxy.clone(),
+            node_id: uuid::Uuid::new_v4().to_string(),
+        }),
+    ));
     let echo_addr = echo.as_ref().map(|(_, a)| *a);
     if let Some((listener, _)) = echo {
         let hosts = LocalHosts::new(config.echo.allowed_hosts.clone(), "echo.allowed_hosts");
@@ -269,6 +285,7 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         proxy_addr,
         admin_addr,
         echo_addr,
+        status_addr,
         config_changes,
         shutdown,
         tasks,

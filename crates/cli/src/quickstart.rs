@@ -22,6 +22,7 @@ pub async fn announce(node: &RunningNode, out: &mut impl Write) -> Result<(), Pa
     let _ = writeln!(out, "export DECK_KONNECT_ADDR={platform}");
     let _ = writeln!(out, "export KONNECT_CONTROL_PLANE_URL={platform}");
     let _ = writeln!(out, "export KONNECT_PROXY_URL='{}'", node.proxy_url());
+    let _ = writeln!(out, "export STATUS_URL={}", node.status_url());
     if let Some(echo) = node.echo_url() {
         let _ = writeln!(out, "export ECHO_URL={echo}");
     }

@@ -51,6 +51,11 @@ fn full_configs() -> Vec<(&'static str, Value)> {
         ),
         ("correlation-id", json!({"header_name": "X-Trace", "generator": "tracker", "echo_downstream": true})),
         (
+            "prometheus",
+            json!({"per_consumer": true, "status_code_metrics": true, "ai_metrics": false, "latency_metrics": true,
+                "bandwidth_metrics": true, "upstream_health_metrics": true, "wasm_metrics": false}),
+        ),
+        (
             "acl",
             json!({"allow": null, "deny": ["blocked"], "hide_groups_header": true, "always_use_authenticated_groups": true,
                 "include_consumer_groups": false}),

@@ -28,6 +28,8 @@ pub enum ListenerKind {
     Platform,
     Issuer,
     Echo,
+    /// Kong's `status_listen`: `/status`, `/status/ready` and `/metrics`.
+    Status,
 }
 
 impl ListenerKind {
@@ -38,6 +40,7 @@ impl ListenerKind {
             ListenerKind::Platform => "platform",
             ListenerKind::Issuer => "issuer",
             ListenerKind::Echo => "echo",
+            ListenerKind::Status => "status",
         }
     }
 
@@ -50,6 +53,8 @@ impl ListenerKind {
             ListenerKind::Platform => S::Platform,
             ListenerKind::Issuer => S::Issuer,
             ListenerKind::Echo => S::Echo,
+            // Scrapers and probes: a handful of connections, like the admin API's.
+            ListenerKind::Status => S::Admin,
         }
     }
 }

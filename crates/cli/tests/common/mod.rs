@@ -12,13 +12,14 @@ use gatehouse_store::testing::{TempDir, TestDatabase};
 use gatehouse_testkit::{GatehouseProcess, run_to_end};
 
 /// Every listener on an ephemeral port, so parallel tests never collide on the quickstart's fixed ports.
-pub fn ephemeral_listeners() -> [(&'static str, String); 5] {
+pub fn ephemeral_listeners() -> [(&'static str, String); 6] {
     [
         "GATEHOUSE_PLATFORM__LISTEN",
         "GATEHOUSE_ISSUER__LISTEN",
         "GATEHOUSE_PROXY__LISTEN",
         "GATEHOUSE_ADMIN__LISTEN",
         "GATEHOUSE_ECHO__LISTEN",
+        "GATEHOUSE_STATUS__LISTEN",
     ]
     .map(|var| (var, "127.0.0.1:0".to_owned()))
 }
@@ -43,6 +44,7 @@ impl ProcessEnv {
             ("GATEHOUSE_PROXY__LISTEN", "127.0.0.1:0".to_owned()),
             ("GATEHOUSE_ADMIN__LISTEN", "127.0.0.1:0".to_owned()),
             ("GATEHOUSE_ECHO__LISTEN", "127.0.0.1:0".to_owned()),
+            ("GATEHOUSE_STATUS__LISTEN", "127.0.0.1:0".to_owned()),
         ];
         match &db.url {
             StorageUrl::Sqlite(path) => vars.push(("GATEHOUSE_STORAGE__URL", format!("sqlite://{}", path.display()))),

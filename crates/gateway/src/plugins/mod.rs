@@ -32,6 +32,7 @@ pub mod multipart;
 pub mod oauth2_introspection;
 #[cfg(test)]
 pub(crate) mod probe;
+pub mod prometheus;
 pub mod rate_limiting;
 pub mod request_size_limiting;
 pub mod request_termination;
@@ -93,6 +94,7 @@ pub const BUILTIN: &[&PluginDef] = &[
     &ip_restriction::PLUGIN,
     &key_auth::PLUGIN,
     &oauth2_introspection::PLUGIN,
+    &prometheus::PLUGIN,
     &rate_limiting::PLUGIN,
     &request_size_limiting::PLUGIN,
     &request_termination::PLUGIN,
@@ -380,6 +382,8 @@ pub struct Shared {
     pub key_auth: Option<aws_lc_rs::hmac::Key>,
     /// Tokens the gateway gets for itself or for callers (`upstream-oauth`), cached across configuration changes.
     pub tokens: Arc<token_client::TokenClient>,
+    /// `prometheus`'s families: the node's, so counts survive configuration changes; `/metrics` renders them.
+    pub metrics: Arc<prometheus::ProxyMetrics>,
 }
 
 impl Shared {
@@ -402,6 +406,7 @@ impl Shared {
             tokens: Arc::new(token_client::TokenClient::new(token_client::DEFAULT_CAPACITY, clock.clone())),
             clock,
             key_auth: None,
+            metrics: Arc::default(),
         }
     }
 }

@@ -261,6 +261,18 @@ impl Proxy {
         &self.plugins
     }
 
+    /// The `prometheus` plugin's metric families (the status listener's `/metrics` renders them).
+    pub fn metrics(&self) -> &Arc<crate::plugins::prometheus::ProxyMetrics> {
+        &self.plugins.metrics
+    }
+
+    /// The content hash of the configuration the workers serve (Kong's `configuration_hash`); `None` until every
+    /// worker has loaded one.
+    pub fn config_hash(&self) -> Option<String> {
+        let hashes: Vec<String> = self.configs.iter().map(|c| c.load().hash.clone()).collect();
+        if hashes.iter().any(String::is_empty) { None } else { hashes.into_iter().next() }
+    }
+
     /// The configuration version every worker serves.
     pub fn version(&self) -> u64 {
         self.configs.iter().map(|c| c.load().version).min().unwrap_or_default()

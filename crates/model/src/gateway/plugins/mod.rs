@@ -10,6 +10,7 @@ pub mod cors;
 pub mod ip_restriction;
 pub mod key_auth;
 pub mod oauth2_introspection;
+pub mod prometheus;
 pub mod rate_limiting;
 pub mod request_size_limiting;
 pub mod request_termination;
@@ -112,6 +113,7 @@ pub const PLUGINS: &[&PluginInfo] = &[
     &ip_restriction::INFO,
     &key_auth::INFO,
     &oauth2_introspection::INFO,
+    &prometheus::INFO,
     &rate_limiting::INFO,
     &request_size_limiting::INFO,
     &request_termination::INFO,
