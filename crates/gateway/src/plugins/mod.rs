@@ -345,6 +345,10 @@ pub struct LogContext<'a> {
     pub latencies: Latencies,
     pub outcome: Outcome,
     pub slots: &'a Slots,
+    /// The request's and the response's declared body lengths (`Content-Length`); `None` when not declared
+    /// (chunked, or no body). `log` runs before the body is sent, so these are what is known then.
+    pub request_bytes: Option<u64>,
+    pub response_bytes: Option<u64>,
 }
 
 /// A plugin instance. Every phase has a no-op default; [`PluginDef::phases`] says which ones the runner calls.

@@ -150,6 +150,11 @@ impl RequestId {
     }
 }
 
+/// A message's declared body length (`Content-Length`), if any.
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
 /// What the workers share: the configuration snapshot and the settings.
 #[derive(Debug)]
 pub struct Proxy {
@@ -350,6 +355,7 @@ impl Proxy {
         let config = self.configs[conn.worker.index].load_full();
         let method = req.method().clone();
         let uri = self.access_log.is_on().then(|| req.uri().clone());
+        let request_bytes = content_length(req.headers());
         let connection = crate::plugins::Connection {
             local: conn.local,
             serial: conn.serial,
@@ -392,6 +398,8 @@ impl Proxy {
             latencies,
             outcome: state.outcome,
             slots: &state.slots,
+            request_bytes,
+            response_bytes: content_length(response.headers()),
         };
         crate::phases::log(&state, &ctx);
         if let Some(error) = &state.error {

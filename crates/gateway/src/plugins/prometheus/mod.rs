@@ -5,7 +5,12 @@
 //!
 //! As Kong's, a request that matched no route is not recorded, `service` is the service's name (else its host),
 //! `route` the route's name (else its id), `workspace` is `default`, and `consumer` is empty unless
-//! `per_consumer` is set and the consumer has a username.
+//! `per_consumer` is set and the consumer has a username. A request ended by an earlier plugin (`key-auth`'s 401)
+//! is recorded too, with `source="kong"`.
+//!
+//! `kong_bandwidth_bytes` counts declared body lengths (`Content-Length` of the request and of the response):
+//! `log` runs once the response head is final, before the body is sent, so a chunked body counts nothing, and
+//! headers are not counted (Kong counts whole messages).
 
 use std::sync::Arc;
 
@@ -117,11 +122,19 @@ impl Plugin for Prometheus {
             None => route.id.hyphenated().encode_lower(&mut id),
         };
         let service_label = ctx.service.map_or("", |s| s.name.as_deref().unwrap_or(&s.host));
+        let consumer = match (self.config.per_consumer, ctx.consumer) {
+            (true, Some(consumer)) => consumer.username.as_deref().unwrap_or(""),
+            _ => "",
+        };
+        if self.config.bandwidth_metrics {
+            for (direction, bytes) in [("ingress", ctx.request_bytes), ("egress", ctx.response_bytes)] {
+                if let Some(bytes) = bytes.filter(|b| *b > 0) {
+                    let labels = [service_label, route_label, direction, WORKSPACE, consumer];
+                    self.metrics.bandwidth.add(&labels, bytes);
+                }
+            }
+        }
         if self.config.status_code_metrics {
-            let consumer = match (self.config.per_consumer, ctx.consumer) {
-                (true, Some(consumer)) => consumer.username.as_deref().unwrap_or(""),
-                _ => "",
-            };
             let source = if ctx.outcome == Outcome::Proxied { "service" } else { "kong" };
             let code = ctx.status.as_str();
             self.metrics.http_requests.add(&[service_label, route_label, code, source, WORKSPACE, consumer], 1);
