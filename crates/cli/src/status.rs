@@ -54,7 +54,17 @@ async fn database_reachable(store: &dyn Store) -> Result<(), &'static str> {
 
 async fn status(State(state): State<StatusState>) -> Response {
     let reachable = database_reachable(state.store.as_ref()).await.is_ok();
-    let mut body = json!({"database": {"reachable": reachable}});
+    let stats = state.proxy.connection_stats();
+    let mut body = json!({
+        "database": {"reachable": reachable},
+        // nginx's `stub_status` counters, for the proxy listener.
+        "server": {
+            "connections_accepted": stats.accepted,
+            "connections_handled": stats.handled,
+            "connections_active": stats.active,
+            "total_requests": stats.requests,
+        },
+    });
     // Kong reports the hash a data plane serves; a node that has loaded none says so with Kong's all-zero hash.
     body["configuration_hash"] = json!(state.proxy.config_hash().unwrap_or_else(|| "0".repeat(32)));
     axum::Json(body).into_response()
@@ -88,6 +98,23 @@ async fn metrics(State(state): State<StatusState>) -> Response {
         "kong_node_info",
         "Kong Node metadata information",
         &[(&[("node_id", &state.node_id), ("version", env!("CARGO_PKG_VERSION"))], 1.0)],
+    );
+    let stats = state.proxy.connection_stats();
+    let node = state.node_id.as_str();
+    let state_series = |name, value: u64| ([("node_id", node), ("subsystem", "http"), ("state", name)], value as f64);
+    let connections = [
+        state_series("accepted", stats.accepted),
+        state_series("active", stats.active),
+        state_series("handled", stats.handled),
+        state_series("total", stats.requests),
+    ];
+    let connections: Vec<(&[(&str, &str)], f64)> = connections.iter().map(|(l, v)| (&l[..], *v)).collect();
+    gauge(&mut out, "kong_nginx_connections_total", "Number of connections by subsystem", &connections);
+    gauge(
+        &mut out,
+        "kong_nginx_requests_total",
+        "Number of requests total",
+        &[(&[("node_id", node), ("subsystem", "http")], stats.requests as f64)],
     );
     state.proxy.metrics().render(&mut out);
     let mut response = out.into_response();

@@ -88,7 +88,14 @@ async fn requests_are_counted_per_route_code_and_source() {
     expect("/closed", 403, 4).await;
     expect("/no-route-here", 404, 5).await;
 
+    let status: Value = reqwest::get(format!("{}/status", node.node.status_url())).await.unwrap().json().await.unwrap();
+    assert_eq!(status["server"]["total_requests"], 15, "every proxied request, routed or not\n{status}");
+    assert!(status["server"]["connections_accepted"].as_u64().unwrap() >= 1, "{status}");
     let text = scrape(&node).await;
+    assert_eq!(
+        sample(&text, &format!("kong_nginx_requests_total{{node_id=\"{}\",subsystem=\"http\"}}", node_id(&text))),
+        Some(15.0)
+    );
     let requests = |service: &str, route: &str, code: u16, source: &str| {
         let series = format!(
             "kong_http_requests_total{{service=\"{service}\",route=\"{route}\",code=\"{code}\",source=\"{source}\",\
@@ -202,18 +209,29 @@ fn promtool_check(text: &str) {
     let out = child.wait_with_output().unwrap();
     let problems = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     // Exit 3 is lint advice only (the text parsed). Kong's names must stay Kong's even where promtool's naming
-    // advice dislikes them (`_ms`, and a counter without `_total`); any other problem, or a parse error (exit 1),
-    // fails.
-    let kong_names_only = problems.lines().all(|l| {
-        l.ends_with("metric names should not contain abbreviated units")
-            || l == "kong_bandwidth_bytes counter metrics should have \"_total\" suffix"
-    });
+    // advice dislikes them (`_ms`, a counter without `_total`, gauges with it); any other problem, or a parse
+    // error (exit 1), fails.
+    const KONGS_NAMES: &[&str] = &[
+        "kong_kong_latency_ms metric names should not contain abbreviated units",
+        "kong_upstream_latency_ms metric names should not contain abbreviated units",
+        "kong_request_latency_ms metric names should not contain abbreviated units",
+        "kong_bandwidth_bytes counter metrics should have \"_total\" suffix",
+        "kong_nginx_connections_total non-counter metrics should not have \"_total\" suffix",
+        "kong_nginx_requests_total non-counter metrics should not have \"_total\" suffix",
+    ];
+    let kong_names_only = problems.lines().all(|l| l.is_empty() || KONGS_NAMES.contains(&l));
     assert!(
         out.status.success() || (out.status.code() == Some(3) && kong_names_only),
         "promtool check metrics failed ({:?}):\n{problems}\n{text}",
         out.status.code()
     );
     println!("promtool check metrics: passed ({promtool})");
+}
+
+/// The node id `kong_node_info` reports.
+fn node_id(text: &str) -> String {
+    let start = text.find("kong_node_info{node_id=\"").unwrap() + "kong_node_info{node_id=\"".len();
+    text[start..].split('"').next().unwrap().to_owned()
 }
 
 fn which(name: &str) -> Option<String> {

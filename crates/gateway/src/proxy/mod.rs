@@ -165,6 +165,30 @@ pub struct Proxy {
     settings: ProxySettings,
     plugins: crate::plugins::Shared,
     access_log: Arc<AccessLog>,
+    /// Connection and request counts, one set per worker so no two cores add to the same cache line; summed when
+    /// read ([`Proxy::connection_stats`]).
+    stats: Box<[WorkerStats]>,
+}
+
+/// One worker's connection and request counts (nginx's `stub_status` counters, for the proxy listener).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct WorkerStats {
+    accepted: AtomicU64,
+    handled: AtomicU64,
+    active: AtomicU64,
+    requests: AtomicU64,
+}
+
+/// The proxy listener's connection and request counts since start, summed over its workers: nginx's
+/// `connections_accepted`, `connections_handled` (accepted and not refused by the listener's limits),
+/// `connections_active` and `total_requests`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionStats {
+    pub accepted: u64,
+    pub handled: u64,
+    pub active: u64,
+    pub requests: u64,
 }
 
 /// What one worker thread owns, so requests never contend across cores: its idle upstream connections, its
@@ -208,6 +232,9 @@ struct ClientConnection {
 
 impl Drop for ClientConnection {
     fn drop(&mut self) {
+        if let Some(stats) = self.proxy.stats.get(self.worker.index) {
+            stats.active.fetch_sub(1, Ordering::Relaxed);
+        }
         if let Some((key, sender)) = self.upstream.get_mut().ok().and_then(Option::take) {
             self.worker.pool.put(key, sender);
         }
@@ -245,7 +272,8 @@ impl Proxy {
             n => n,
         };
         let configs = (0..workers).map(|_| ArcSwap::from_pointee(Compiled::default())).collect();
-        Arc::new(Self { configs, settings, plugins, access_log })
+        let stats = (0..workers).map(|_| WorkerStats::default()).collect();
+        Arc::new(Self { configs, settings, plugins, access_log, stats })
     }
 
     /// Compiles a configuration (once per worker) and swaps it in; requests in flight keep the one they started
@@ -276,6 +304,17 @@ impl Proxy {
     pub fn config_hash(&self) -> Option<String> {
         let hashes: Vec<String> = self.configs.iter().map(|c| c.load().hash.clone()).collect();
         if hashes.iter().any(String::is_empty) { None } else { hashes.into_iter().next() }
+    }
+
+    /// The proxy listener's connection and request counts since start.
+    pub fn connection_stats(&self) -> ConnectionStats {
+        let sum = |f: fn(&WorkerStats) -> &AtomicU64| self.stats.iter().map(|s| f(s).load(Ordering::Relaxed)).sum();
+        ConnectionStats {
+            accepted: sum(|s| &s.accepted),
+            handled: sum(|s| &s.handled),
+            active: sum(|s| &s.active),
+            requests: sum(|s| &s.requests),
+        }
     }
 
     /// The configuration version every worker serves.
@@ -351,6 +390,9 @@ impl Proxy {
         ambiguous_framing: bool,
     ) -> Response<ResponseBody> {
         let started = Instant::now();
+        if let Some(stats) = self.stats.get(conn.worker.index) {
+            stats.requests.fetch_add(1, Ordering::Relaxed);
+        }
         let request_id = conn.worker.ids.next();
         let config = self.configs[conn.worker.index].load_full();
         let method = req.method().clone();

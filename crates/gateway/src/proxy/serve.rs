@@ -130,8 +130,17 @@ async fn serve_worker(
                         continue;
                     }
                 };
+                let stats = proxy.stats.get(worker.index);
+                if let Some(stats) = stats {
+                    stats.accepted.fetch_add(1, Ordering::Relaxed);
+                }
                 // Refused: dropping the stream closes it at once, rather than leaving it to fill the backlog.
                 let Some(admission) = gate.admit(peer.ip()) else { continue };
+                if let Some(stats) = stats {
+                    stats.handled.fetch_add(1, Ordering::Relaxed);
+                    // Taken back when the connection is dropped (`ClientConnection`'s `Drop`).
+                    stats.active.fetch_add(1, Ordering::Relaxed);
+                }
                 let _ = stream.set_nodelay(true);
                 // A wildcard listener learns the connection's own address from the socket, once per connection.
                 let local = if listening.ip().is_unspecified() {
