@@ -171,7 +171,7 @@ mod tests {
             metrics.request_latency.observe(&labels, 31.5);
             metrics.bandwidth.add(&["svc", route, "egress", WORKSPACE, ""], 100);
         }
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let mut out = String::new();
         metrics.render(&mut out);
         println!("render: {:?} for {} bytes", started.elapsed(), out.len());
