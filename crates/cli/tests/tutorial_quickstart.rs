@@ -82,6 +82,7 @@ async fn the_tutorial_runs_end_to_end_against_the_quickstart() {
     assert_eq!(var(&vars, "DECK_KONNECT_ADDR"), platform);
     let proxy = var(&vars, "KONNECT_PROXY_URL").to_owned();
     let echo = var(&vars, "ECHO_URL").to_owned();
+    let status_url = var(&vars, "STATUS_URL").to_owned();
     assert!(stdout.contains("ln -sf") && stdout.contains("/deck"), "the deck PATH hint:\n{stdout}");
     let http = reqwest::Client::new();
 
@@ -174,6 +175,17 @@ async fn the_tutorial_runs_end_to_end_against_the_quickstart() {
     assert_eq!(planes["data"][0]["name"], "quickstart", "{planes}");
     let control_plane_id = planes["data"][0]["id"].as_str().unwrap().to_owned();
 
+    // Not in the tutorial: the `prometheus` plugin, for the monitoring check at the end. Created before the
+    // introspection plugin, so it serves by the time that one does.
+    let (status, plugin) = post_json(
+        &http,
+        &format!("{platform}/v2/control-planes/{control_plane_id}/core-entities/plugins"),
+        &token,
+        json!({"name": "prometheus", "config": {"status_code_metrics": true, "latency_metrics": true}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{plugin}");
+
     // Enable the OAuth 2.0 Introspection plugin globally (the tutorial's URL ends with a slash).
     let (status, plugin) = post_json(
         &http,
@@ -240,6 +252,21 @@ async fn the_tutorial_runs_end_to_end_against_the_quickstart() {
     // Without the token: 401.
     let res = http.get(format!("{proxy}/anything")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    // The status listener after the tutorial: ready, and a scrape that promtool accepts, counting the 401.
+    let res = http.get(format!("{status_url}/status/ready")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let text = http.get(format!("{status_url}/metrics")).send().await.unwrap().text().await.unwrap();
+    let series = |code: u16, source: &str| {
+        format!(
+            "kong_http_requests_total{{service=\"example-service\",route=\"example-route\",code=\"{code}\",\
+             source=\"{source}\",workspace=\"default\",consumer=\"\"}}"
+        )
+    };
+    assert_eq!(common::metrics::sample(&text, &series(401, "kong")), Some(1.0), "{text}");
+    assert!(common::metrics::sample(&text, &series(200, "service")).unwrap() >= 1.0, "{text}");
+    assert_eq!(common::metrics::sample(&text, "kong_datastore_reachable"), Some(1.0));
+    common::metrics::promtool_check(&text);
 
     assert!(quickstart.interrupt(Duration::from_secs(10)).await.success(), "Ctrl-C stops cleanly");
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod deck;
+pub mod metrics;
 
 use std::path::{Path, PathBuf};
 
