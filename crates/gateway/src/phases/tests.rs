@@ -107,13 +107,19 @@ async fn a_test_plugin_runs_in_every_phase_and_logs_every_outcome() {
 }
 
 /// Kong runs the `log` of plugins after the one that answered (their `access` is skipped): `prometheus`, at
-/// priority 13, counts the probe's (priority 1000) answer.
+/// priority 13, counts `ip-restriction`'s (priority 990) 403. (Not the probe: its record is shared with the test
+/// above, which runs concurrently.)
 #[tokio::test]
 async fn log_plugins_after_an_answering_plugin_still_log() {
     let up = upstream().await;
-    let settings =
-        ProxySettings { workers: 1, registry: Registry::builtin().with(&probe::PLUGIN), ..Default::default() };
-    let proxy = Proxy::new(settings);
+    let proxy = Proxy::new(ProxySettings { workers: 1, ..Default::default() });
+    let mut deny = probe_instance(
+        21,
+        Some(11),
+        json!({"allow": null, "deny": ["127.0.0.1"], "status": null,
+        "message": null}),
+    );
+    deny.name = "ip-restriction".into();
     let mut prometheus = probe_instance(
         30,
         None,
@@ -125,7 +131,7 @@ async fn log_plugins_after_an_answering_plugin_still_log() {
     let snapshot = ConfigSnapshot {
         services: vec![service(1, up.port())],
         routes: vec![route(11, "/answered", 1)],
-        plugins: vec![probe_instance(21, Some(11), json!({"answer": 418})), prometheus],
+        plugins: vec![deny, prometheus],
         ..ConfigSnapshot::empty(None, 1)
     };
     proxy.install(&snapshot).unwrap();
@@ -138,12 +144,12 @@ async fn log_plugins_after_an_answering_plugin_still_log() {
         let _ = stopped.await;
     }));
     let client = reqwest::Client::new();
-    assert_eq!(status_of(&client, format!("http://{addr}/answered")).await, 418);
+    assert_eq!(status_of(&client, format!("http://{addr}/answered")).await, 403);
     let _ = stop.send(());
     serving.await.unwrap().unwrap();
     let mut text = String::new();
     metrics.render(&mut text);
     let counted: Vec<&str> = text.lines().filter(|l| l.starts_with("kong_http_requests_total{")).collect();
     assert_eq!(counted.len(), 1, "{text}");
-    assert!(counted[0].contains("code=\"418\",source=\"kong\"") && counted[0].ends_with(" 1"), "{text}");
+    assert!(counted[0].contains("code=\"403\",source=\"kong\"") && counted[0].ends_with(" 1"), "{text}");
 }
