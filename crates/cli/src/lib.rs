@@ -6,4 +6,5 @@ pub mod deck;
 pub mod echo;
 pub mod node;
 pub mod quickstart;
+pub mod status;
 pub mod token;

@@ -77,6 +77,8 @@ pub struct RunningNode {
     pub platform_tls: bool,
     pub issuer_tls: bool,
     pub echo_addr: Option<SocketAddr>,
+    /// The status listener (`/status`, `/status/ready`, `/metrics`).
+    pub status_addr: SocketAddr,
     /// Configuration changes announced to the publisher (compare with `proxy.version()`).
     pub config_changes: Arc<std::sync::atomic::AtomicU64>,
     shutdown: CancellationToken,
@@ -104,6 +106,10 @@ impl RunningNode {
 
     pub fn admin_url(&self) -> String {
         format!("http://{}", self.admin_addr)
+    }
+
+    pub fn status_url(&self) -> String {
+        format!("http://{}", self.status_addr)
     }
 
     pub fn echo_url(&self) -> Option<String> {
@@ -240,6 +246,7 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         .map_err(|source| BindError::Io { kind: ListenerKind::Proxy, addr: proxy_addr, source })?;
     let echo =
         if options.echo { Some(bind(ListenerKind::Echo, config.echo.listen, plaintext, false).await?) } else { None };
+    let (status_listener, status_addr) = bind(ListenerKind::Status, config.status.listen, plaintext, false).await?;
 
     let template = Arc::new(config.issuer_url_template(issuer_addr)?);
     let settings = IssuerSettings::from_config(&config.issuer);
@@ -293,6 +300,15 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         (ListenerKind::Issuer, issuer_listener, issuer_router(issuer.clone())),
         (ListenerKind::Admin, admin, admin_router(control, config.admin.allowed_hosts.clone())),
     ];
+    routers.push((
+        ListenerKind::Status,
+        status_listener,
+        crate::status::status_router(crate::status::StatusState {
+            store: services.store.clone(),
+            proxy: proxy.clone(),
+            node_id: uuid::Uuid::new_v4().to_string(),
+        }),
+    ));
     let echo_addr = echo.as_ref().map(|(_, a)| *a);
     if let Some((listener, _)) = echo {
         let hosts = LocalHosts::new(config.echo.allowed_hosts.clone(), "echo.allowed_hosts");
@@ -347,6 +363,7 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         platform_tls,
         issuer_tls,
         echo_addr,
+        status_addr,
         config_changes,
         shutdown,
         tasks,

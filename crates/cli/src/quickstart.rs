@@ -93,6 +93,7 @@ pub async fn announce(node: &RunningNode, tls_ca: Option<&Path>, out: &mut impl 
         // What `curl --cacert` (or Python's `requests`, `verify=`) needs to trust the proxy's certificate.
         let _ = writeln!(out, "export KONNECT_PROXY_CA_CERT='{}'", ca.display());
     }
+    let _ = writeln!(out, "export STATUS_URL={}", node.status_url());
     if let Some(echo) = node.echo_url() {
         let _ = writeln!(out, "export ECHO_URL={echo}");
     }

@@ -53,6 +53,11 @@ fn full_configs() -> Vec<(&'static str, Value)> {
         // The fields Gatehouse implements are set away from their defaults; the others take Kong's, their only value.
         ("openid-connect", openid_connect_full()),
         (
+            "prometheus",
+            json!({"per_consumer": true, "status_code_metrics": true, "ai_metrics": false, "latency_metrics": true,
+                "bandwidth_metrics": true, "upstream_health_metrics": true, "wasm_metrics": false}),
+        ),
+        (
             "acl",
             json!({"allow": null, "deny": ["blocked"], "hide_groups_header": true, "always_use_authenticated_groups": true,
                 "include_consumer_groups": false}),

@@ -26,6 +26,7 @@ async fn the_tutorial_runs_end_to_end_against_the_quickstart() {
     assert_eq!(var(vars, "DECK_KONNECT_ADDR"), platform);
     let proxy = quickstart.proxy.clone();
     let stdout = &quickstart.stdout;
+    let status_url = var(vars, "STATUS_URL").to_owned();
     assert!(stdout.contains("ln -sf") && stdout.contains("/deck"), "the deck PATH hint:\n{stdout}");
     let http = quickstart.http.clone();
 
@@ -53,6 +54,16 @@ async fn the_tutorial_runs_end_to_end_against_the_quickstart() {
 
     // Find the quickstart control plane.
     let control_plane_id = quickstart.control_plane_id().await;
+
+    // Not in the tutorial: the `prometheus` plugin, for the monitoring check at the end. Created before the
+    // introspection plugin, so it serves by the time that one does.
+    let (status, plugin) = quickstart
+        .post_json(
+            &format!("/v2/control-planes/{control_plane_id}/core-entities/plugins"),
+            json!({"name": "prometheus", "config": {"status_code_metrics": true, "latency_metrics": true}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{plugin}");
 
     // Enable the OAuth 2.0 Introspection plugin globally (the tutorial's URL ends with a slash).
     let (status, plugin) = quickstart
@@ -108,6 +119,21 @@ async fn the_tutorial_runs_end_to_end_against_the_quickstart() {
     // Without the token: 401.
     let res = http.get(format!("{proxy}/anything")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    // The status listener after the tutorial: ready, and a scrape that promtool accepts, counting the 401.
+    let res = http.get(format!("{status_url}/status/ready")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let text = http.get(format!("{status_url}/metrics")).send().await.unwrap().text().await.unwrap();
+    let series = |code: u16, source: &str| {
+        format!(
+            "kong_http_requests_total{{service=\"example-service\",route=\"example-route\",code=\"{code}\",\
+             source=\"{source}\",workspace=\"default\",consumer=\"\"}}"
+        )
+    };
+    assert_eq!(common::metrics::sample(&text, &series(401, "kong")), Some(1.0), "{text}");
+    assert!(common::metrics::sample(&text, &series(200, "service")).unwrap() >= 1.0, "{text}");
+    assert_eq!(common::metrics::sample(&text, "kong_datastore_reachable"), Some(1.0));
+    common::metrics::promtool_check(&text);
 
     // The same over https, trusting only the CA the quickstart made (`curl --cacert $KONNECT_PROXY_CA_CERT`).
     let proxy_tls = var(vars, "KONNECT_PROXY_URL_TLS").to_owned();

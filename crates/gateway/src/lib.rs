@@ -11,6 +11,7 @@ pub mod consumers;
 pub mod counters;
 pub mod error;
 mod framing;
+pub mod metrics;
 pub mod phases;
 pub mod plugins;
 pub mod proxy;

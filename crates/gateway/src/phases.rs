@@ -106,6 +106,16 @@ pub async fn access<'c>(
             continue;
         }
         if let Flow::Respond(response) = plugin.access(ctx).await {
+            // Kong keeps collecting the rest of the plugins after an exit (their `access` is skipped) and runs
+            // their `log`: that is how `prometheus` (priority 13) counts `key-auth`'s 401s. Only `log` plugins
+            // are added, so no later plugin's `response` runs on an answer it never saw the request of.
+            let consumer = ctx.consumer.as_ref().map(|c| c.id);
+            for later in index + 1..config.plugins.len() {
+                let Some(def) = config.plugins.def(later).filter(|d| d.phases.log) else { continue };
+                if let Some(plugin) = config.plugins.resolve(later, Some(route), ctx.route.service_id, consumer) {
+                    ran.push((def, plugin.as_ref()));
+                }
+            }
             return Some((def.info.name, response));
         }
     }

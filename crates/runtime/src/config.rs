@@ -40,6 +40,8 @@ pub struct Config {
     pub platform: ListenerConfig,
     pub issuer: ListenerConfig,
     pub echo: ListenerConfig,
+    /// Kong's `status_listen`: health, readiness and Prometheus metrics.
+    pub status: ListenerConfig,
     pub gateway: GatewayConfig,
 }
 
@@ -370,6 +372,7 @@ impl Default for Config {
             platform: ListenerConfig::on(loopback(8002)),
             issuer: ListenerConfig::on(loopback(8003)),
             echo: ListenerConfig::on(loopback(8004)),
+            status: ListenerConfig::on(loopback(8100)),
             gateway: GatewayConfig::default(),
         }
     }
@@ -591,10 +594,11 @@ impl Config {
             K::Platform => &self.platform,
             K::Issuer => &self.issuer,
             K::Echo => &self.echo,
+            K::Status => &self.status,
         }
     }
 
-    pub fn listeners(&self) -> [(crate::listener::ListenerKind, SocketAddr); 5] {
+    pub fn listeners(&self) -> [(crate::listener::ListenerKind, SocketAddr); 6] {
         use crate::listener::ListenerKind as K;
         [
             (K::Proxy, self.proxy.listen),
@@ -602,6 +606,7 @@ impl Config {
             (K::Platform, self.platform.listen),
             (K::Issuer, self.issuer.listen),
             (K::Echo, self.echo.listen),
+            (K::Status, self.status.listen),
         ]
     }
 }

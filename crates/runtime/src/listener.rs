@@ -29,6 +29,8 @@ pub enum ListenerKind {
     Platform,
     Issuer,
     Echo,
+    /// Kong's `status_listen`: `/status`, `/status/ready` and `/metrics`.
+    Status,
 }
 
 impl ListenerKind {
@@ -39,6 +41,7 @@ impl ListenerKind {
             ListenerKind::Platform => "platform",
             ListenerKind::Issuer => "issuer",
             ListenerKind::Echo => "echo",
+            ListenerKind::Status => "status",
         }
     }
 
@@ -51,6 +54,8 @@ impl ListenerKind {
             ListenerKind::Platform => S::Platform,
             ListenerKind::Issuer => S::Issuer,
             ListenerKind::Echo => S::Echo,
+            // Scrapers and probes: a handful of connections, like the admin API's.
+            ListenerKind::Status => S::Admin,
         }
     }
 }

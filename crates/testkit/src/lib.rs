@@ -88,7 +88,7 @@ impl TestNodeBuilder {
 pub fn test_config(storage: &StorageUrl, data_dir: &std::path::Path) -> Config {
     let mut config = Config { data_dir: data_dir.to_owned(), ..Config::default() };
     let any_port: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!());
-    for listener in [&mut config.proxy, &mut config.admin, &mut config.platform, &mut config.echo] {
+    for listener in [&mut config.proxy, &mut config.admin, &mut config.platform, &mut config.echo, &mut config.status] {
         listener.listen = any_port;
     }
     config.issuer.listen = any_port;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod deck;
+pub mod metrics;
 pub mod tls;
 pub mod tutorial;
 
@@ -14,7 +15,7 @@ use gatehouse_store::testing::{TempDir, TestDatabase};
 use gatehouse_testkit::{GatehouseProcess, run_to_end};
 
 /// Every listener on an ephemeral port, so parallel tests never collide on the quickstart's fixed ports.
-pub fn ephemeral_listeners() -> [(&'static str, String); 6] {
+pub fn ephemeral_listeners() -> [(&'static str, String); 7] {
     [
         "GATEHOUSE_PLATFORM__LISTEN",
         "GATEHOUSE_ISSUER__LISTEN",
@@ -22,6 +23,7 @@ pub fn ephemeral_listeners() -> [(&'static str, String); 6] {
         "GATEHOUSE_PROXY__LISTEN_TLS",
         "GATEHOUSE_ADMIN__LISTEN",
         "GATEHOUSE_ECHO__LISTEN",
+        "GATEHOUSE_STATUS__LISTEN",
     ]
     .map(|var| (var, "127.0.0.1:0".to_owned()))
 }
@@ -46,6 +48,7 @@ impl ProcessEnv {
             ("GATEHOUSE_PROXY__LISTEN", "127.0.0.1:0".to_owned()),
             ("GATEHOUSE_ADMIN__LISTEN", "127.0.0.1:0".to_owned()),
             ("GATEHOUSE_ECHO__LISTEN", "127.0.0.1:0".to_owned()),
+            ("GATEHOUSE_STATUS__LISTEN", "127.0.0.1:0".to_owned()),
         ];
         match &db.url {
             StorageUrl::Sqlite(path) => vars.push(("GATEHOUSE_STORAGE__URL", format!("sqlite://{}", path.display()))),

@@ -105,3 +105,51 @@ async fn a_test_plugin_runs_in_every_phase_and_logs_every_outcome() {
     let _ = stop.send(());
     serving.await.unwrap().unwrap();
 }
+
+/// Kong runs the `log` of plugins after the one that answered (their `access` is skipped): `prometheus`, at
+/// priority 13, counts `ip-restriction`'s (priority 990) 403. (Not the probe: its record is shared with the test
+/// above, which runs concurrently.)
+#[tokio::test]
+async fn log_plugins_after_an_answering_plugin_still_log() {
+    let up = upstream().await;
+    let proxy = Proxy::new(ProxySettings { workers: 1, ..Default::default() });
+    let mut deny = probe_instance(
+        21,
+        Some(11),
+        json!({"allow": null, "deny": ["127.0.0.1"], "status": null,
+        "message": null}),
+    );
+    deny.name = "ip-restriction".into();
+    let mut prometheus = probe_instance(
+        30,
+        None,
+        json!({"per_consumer": false, "status_code_metrics": true,
+        "ai_metrics": false, "latency_metrics": false, "bandwidth_metrics": false, "upstream_health_metrics": false,
+        "wasm_metrics": false}),
+    );
+    prometheus.name = "prometheus".into();
+    let snapshot = ConfigSnapshot {
+        services: vec![service(1, up.port())],
+        routes: vec![route(11, "/answered", 1)],
+        plugins: vec![deny, prometheus],
+        ..ConfigSnapshot::empty(None, 1)
+    };
+    proxy.install(&snapshot).unwrap();
+    let metrics = proxy.metrics().clone();
+    let listener =
+        TcpListener::from_std(crate::proxy::reusable_listener("127.0.0.1:0".parse().unwrap()).unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(serve(proxy, listener, async move {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+    assert_eq!(status_of(&client, format!("http://{addr}/answered")).await, 403);
+    let _ = stop.send(());
+    serving.await.unwrap().unwrap();
+    let mut text = String::new();
+    metrics.render(&mut text);
+    let counted: Vec<&str> = text.lines().filter(|l| l.starts_with("kong_http_requests_total{")).collect();
+    assert_eq!(counted.len(), 1, "{text}");
+    assert!(counted[0].contains("code=\"403\",source=\"kong\"") && counted[0].ends_with(" 1"), "{text}");
+}

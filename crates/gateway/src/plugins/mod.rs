@@ -33,6 +33,7 @@ pub mod oauth2_introspection;
 pub mod openid_connect;
 #[cfg(test)]
 pub(crate) mod probe;
+pub mod prometheus;
 pub mod rate_limiting;
 pub mod request_size_limiting;
 pub mod request_termination;
@@ -95,6 +96,7 @@ pub const BUILTIN: &[&PluginDef] = &[
     &key_auth::PLUGIN,
     &oauth2_introspection::PLUGIN,
     &openid_connect::PLUGIN,
+    &prometheus::PLUGIN,
     &rate_limiting::PLUGIN,
     &request_size_limiting::PLUGIN,
     &request_termination::PLUGIN,
@@ -345,6 +347,10 @@ pub struct LogContext<'a> {
     pub latencies: Latencies,
     pub outcome: Outcome,
     pub slots: &'a Slots,
+    /// The request's and the response's declared body lengths (`Content-Length`); `None` when not declared
+    /// (chunked, or no body). `log` runs before the body is sent, so these are what is known then.
+    pub request_bytes: Option<u64>,
+    pub response_bytes: Option<u64>,
 }
 
 /// A plugin instance. Every phase has a no-op default; [`PluginDef::phases`] says which ones the runner calls.
@@ -384,6 +390,8 @@ pub struct Shared {
     pub key_auth: Option<aws_lc_rs::hmac::Key>,
     /// Tokens the gateway gets for itself or for callers (`upstream-oauth`), cached across configuration changes.
     pub tokens: Arc<token_client::TokenClient>,
+    /// `prometheus`'s families: the node's, so counts survive configuration changes; `/metrics` renders them.
+    pub metrics: Arc<prometheus::ProxyMetrics>,
 }
 
 impl Shared {
@@ -407,6 +415,7 @@ impl Shared {
             tokens: Arc::new(token_client::TokenClient::new(token_client::DEFAULT_CAPACITY, clock.clone())),
             clock,
             key_auth: None,
+            metrics: Arc::default(),
         }
     }
 }

@@ -150,6 +150,11 @@ impl RequestId {
     }
 }
 
+/// A message's declared body length (`Content-Length`), if any.
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
 /// What the workers share: the configuration snapshot and the settings.
 #[derive(Debug)]
 pub struct Proxy {
@@ -163,6 +168,30 @@ pub struct Proxy {
     /// What the TLS listener serves, by SNI: the `certificates` of the snapshot, then the listener's file
     /// certificate.
     certificates: Arc<gatehouse_net::tls::CertificateResolver>,
+    /// Connection and request counts, one set per worker so no two cores add to the same cache line; summed when
+    /// read ([`Proxy::connection_stats`]).
+    stats: Box<[WorkerStats]>,
+}
+
+/// One worker's connection and request counts (nginx's `stub_status` counters, for the proxy listener).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct WorkerStats {
+    accepted: AtomicU64,
+    handled: AtomicU64,
+    active: AtomicU64,
+    requests: AtomicU64,
+}
+
+/// The proxy listener's connection and request counts since start, summed over its workers: nginx's
+/// `connections_accepted`, `connections_handled` (accepted and not refused by the listener's limits),
+/// `connections_active` and `total_requests`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionStats {
+    pub accepted: u64,
+    pub handled: u64,
+    pub active: u64,
+    pub requests: u64,
 }
 
 /// What one worker thread owns, so requests never contend across cores: its idle upstream connections, its
@@ -208,6 +237,9 @@ struct ClientConnection {
 
 impl Drop for ClientConnection {
     fn drop(&mut self) {
+        if let Some(stats) = self.proxy.stats.get(self.worker.index) {
+            stats.active.fetch_sub(1, Ordering::Relaxed);
+        }
         if let Some((key, sender)) = self.upstream.get_mut().ok().and_then(Option::take) {
             self.worker.pool.put(key, sender);
         }
@@ -246,7 +278,8 @@ impl Proxy {
         };
         let configs = (0..workers).map(|_| ArcSwap::from_pointee(Compiled::default())).collect();
         let certificates = gatehouse_net::tls::CertificateResolver::new();
-        Arc::new(Self { configs, settings, plugins, access_log, certificates })
+        let stats = (0..workers).map(|_| WorkerStats::default()).collect();
+        Arc::new(Self { configs, settings, plugins, access_log, certificates, stats })
     }
 
     /// The certificates the TLS listener picks from (file certificate as fallback; `certificates` entities later).
@@ -271,6 +304,29 @@ impl Proxy {
     #[cfg(test)]
     pub(crate) fn plugin_state(&self) -> &crate::plugins::Shared {
         &self.plugins
+    }
+
+    /// The `prometheus` plugin's metric families (the status listener's `/metrics` renders them).
+    pub fn metrics(&self) -> &Arc<crate::plugins::prometheus::ProxyMetrics> {
+        &self.plugins.metrics
+    }
+
+    /// The content hash of the configuration the workers serve (Kong's `configuration_hash`); `None` until every
+    /// worker has loaded one.
+    pub fn config_hash(&self) -> Option<String> {
+        let hashes: Vec<String> = self.configs.iter().map(|c| c.load().hash.clone()).collect();
+        if hashes.iter().any(String::is_empty) { None } else { hashes.into_iter().next() }
+    }
+
+    /// The proxy listener's connection and request counts since start.
+    pub fn connection_stats(&self) -> ConnectionStats {
+        let sum = |f: fn(&WorkerStats) -> &AtomicU64| self.stats.iter().map(|s| f(s).load(Ordering::Relaxed)).sum();
+        ConnectionStats {
+            accepted: sum(|s| &s.accepted),
+            handled: sum(|s| &s.handled),
+            active: sum(|s| &s.active),
+            requests: sum(|s| &s.requests),
+        }
     }
 
     /// The configuration version every worker serves.
@@ -346,10 +402,14 @@ impl Proxy {
         ambiguous_framing: bool,
     ) -> Response<ResponseBody> {
         let started = Instant::now();
+        if let Some(stats) = self.stats.get(conn.worker.index) {
+            stats.requests.fetch_add(1, Ordering::Relaxed);
+        }
         let request_id = conn.worker.ids.next();
         let config = self.configs[conn.worker.index].load_full();
         let method = req.method().clone();
         let uri = self.access_log.is_on().then(|| req.uri().clone());
+        let request_bytes = content_length(req.headers());
         let connection = crate::plugins::Connection {
             local: conn.local,
             serial: conn.serial,
@@ -392,6 +452,8 @@ impl Proxy {
             latencies,
             outcome: state.outcome,
             slots: &state.slots,
+            request_bytes,
+            response_bytes: content_length(response.headers()),
         };
         crate::phases::log(&state, &ctx);
         if let Some(error) = &state.error {

@@ -172,7 +172,10 @@ async fn serve_worker(
                         continue;
                     }
                 };
+                proxy.count(worker.index, |s| &s.accepted);
+                // Refused: dropping the stream closes it at once, rather than leaving it to fill the backlog.
                 let Some(admission) = gate.admit(peer.ip()) else { continue };
+                proxy.count(worker.index, |s| &s.handled);
                 let conn = client_connection(&proxy, &worker, &stream, peer, listening, admission.activity(), false);
                 let verdicts: Verdicts = Default::default();
                 let stream = Watched::new(stream, verdicts.clone());
@@ -199,7 +202,9 @@ async fn serve_worker(
                     }
                 };
                 let Some((_, listening, acceptor)) = &tls else { continue };
+                proxy.count(worker.index, |s| &s.accepted);
                 let Some(admission) = gate.admit(peer.ip()) else { continue };
+                proxy.count(worker.index, |s| &s.handled);
                 let conn = client_connection(&proxy, &worker, &stream, peer, *listening, admission.activity(), true);
                 let (acceptor, builder) = (acceptor.clone(), builder.clone());
                 connections.spawn(async move {
@@ -248,6 +253,8 @@ fn client_connection(
     // A wildcard listener learns the connection's own address from the socket, once per connection.
     let local = if listening.ip().is_unspecified() { stream.local_addr().unwrap_or(listening) } else { listening };
     let local_port = local.port();
+    // Taken back when the connection is dropped (`ClientConnection`'s `Drop`).
+    proxy.count(worker.index, |s| &s.active);
     Arc::new(ClientConnection {
         local,
         serial: worker.connections.fetch_add(1, Ordering::Relaxed) + 1,
@@ -289,4 +296,13 @@ fn connection_service(
             Ok::<_, Infallible>(response.map(|body| Tracked::new(body, guard)))
         }
     })
+}
+
+impl Proxy {
+    /// Adds one to one of `worker`'s connection counts.
+    fn count(&self, worker: usize, counter: impl Fn(&WorkerStats) -> &AtomicU64) {
+        if let Some(stats) = self.stats.get(worker) {
+            counter(stats).fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }

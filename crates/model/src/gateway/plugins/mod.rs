@@ -12,6 +12,7 @@ pub mod ip_restriction;
 pub mod key_auth;
 pub mod oauth2_introspection;
 pub mod openid_connect;
+pub mod prometheus;
 pub mod rate_limiting;
 pub mod request_size_limiting;
 pub mod request_termination;
@@ -115,6 +116,7 @@ pub const PLUGINS: &[&PluginInfo] = &[
     &key_auth::INFO,
     &oauth2_introspection::INFO,
     &openid_connect::INFO,
+    &prometheus::INFO,
     &rate_limiting::INFO,
     &request_size_limiting::INFO,
     &request_termination::INFO,

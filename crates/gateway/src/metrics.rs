@@ -1,0 +1,354 @@
+//! Metric families in the Prometheus text exposition format, recorded without locks and rendered at scrape time.
+//!
+//! A family ([`CounterVec`], [`HistogramVec`]) keeps its series in a lock-free map keyed by label values: the hot
+//! path hashes a few short strings, finds the series and adds to its atomics; only the first request with new
+//! label values allocates. Each family holds at most [`MAX_SERIES`] series, so labels built from request data can
+//! never grow memory without bound: past it new label sets are dropped (and counted in `dropped`).
+//!
+//! Families render themselves (`# HELP`, `# TYPE`, then one line per series, sorted so scrapes are stable). The
+//! status listener concatenates whatever families the node has; Gatehouse's own `gatehouse_` families slot in as
+//! more values of these types.
+
+use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The most series one family keeps. Kong's labels are bounded by configuration (services, routes, status codes,
+/// and consumers only with `per_consumer`); this is the backstop.
+pub const MAX_SERIES: usize = 100_000;
+
+type Hasher_ = foldhash::fast::RandomState;
+
+/// A series' label values, as stored.
+#[derive(Debug, PartialEq, Eq)]
+struct Labels(Box<[Box<str>]>);
+
+impl Hash for Labels {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_values(self.0.iter().map(|v| &**v), state);
+    }
+}
+
+/// Label values as a request has them (borrowed), to look a series up without allocating.
+#[derive(Debug)]
+struct LabelsRef<'a>(&'a [&'a str]);
+
+impl Hash for LabelsRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_values(self.0.iter().copied(), state);
+    }
+}
+
+impl papaya::Equivalent<Labels> for LabelsRef<'_> {
+    fn equivalent(&self, key: &Labels) -> bool {
+        self.0.len() == key.0.len() && self.0.iter().zip(key.0.iter()).all(|(a, b)| *a == &**b)
+    }
+}
+
+/// Both forms hash the same: each value with its length, so `["ab", "c"]` and `["a", "bc"]` differ.
+fn hash_values<'a, H: Hasher>(values: impl Iterator<Item = &'a str>, state: &mut H) {
+    for value in values {
+        state.write_usize(value.len());
+        state.write(value.as_bytes());
+    }
+}
+
+/// A family's series map and its bound.
+#[derive(Debug)]
+struct Series<V> {
+    map: papaya::HashMap<Labels, V, Hasher_>,
+    dropped: AtomicU64,
+}
+
+impl<V> Series<V> {
+    fn new() -> Self {
+        Self { map: papaya::HashMap::with_hasher(Hasher_::default()), dropped: AtomicU64::new(0) }
+    }
+
+    /// Runs `f` on the series for `values`, made with `make` when missing; nothing when the family is full.
+    fn with(&self, values: &[&str], make: impl FnOnce() -> V, f: impl FnOnce(&V)) {
+        let map = self.map.pin();
+        if let Some(series) = map.get(&LabelsRef(values)) {
+            f(series);
+        } else if map.len() < MAX_SERIES {
+            let key = Labels(values.iter().map(|v| Box::<str>::from(*v)).collect());
+            f(map.get_or_insert_with(key, make));
+        } else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Every series as its rendered label set (`{a="x",b="y"}` without the braces), sorted.
+    fn sorted<T>(&self, names: &[&str], value: impl Fn(&V) -> T) -> Vec<(String, T)> {
+        let map = self.map.pin();
+        let mut rows: Vec<(String, T)> =
+            map.iter().map(|(labels, v)| (label_pairs(names, &labels.0), value(v))).collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+/// `name="value",…` with the exposition format's escapes.
+fn label_pairs(names: &[&str], values: &[Box<str>]) -> String {
+    let mut out = String::new();
+    for (i, (name, value)) in names.iter().zip(values.iter()).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(name);
+        out.push_str("=\"");
+        escape_into(value, &mut out);
+        out.push('"');
+    }
+    out
+}
+
+/// The exposition format's label-value escapes: backslash, double quote and line feed.
+pub fn escape_into(value: &str, out: &mut String) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// `# HELP` and `# TYPE` lines.
+pub fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A counter family.
+#[derive(Debug)]
+pub struct CounterVec {
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+    series: Series<AtomicU64>,
+}
+
+impl CounterVec {
+    pub fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
+        Self { name, help, labels, series: Series::new() }
+    }
+
+    /// Adds `n` to the series for `values` (one per label name, in order).
+    pub fn add(&self, values: &[&str], n: u64) {
+        debug_assert_eq!(values.len(), self.labels.len(), "{}", self.name);
+        self.series.with(
+            values,
+            || AtomicU64::new(0),
+            |c| {
+                c.fetch_add(n, Ordering::Relaxed);
+            },
+        );
+    }
+
+    /// The series' value, if it exists.
+    pub fn get(&self, values: &[&str]) -> Option<u64> {
+        self.series.map.pin().get(&LabelsRef(values)).map(|c| c.load(Ordering::Relaxed))
+    }
+
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Label sets refused because the family was full.
+    pub fn dropped(&self) -> u64 {
+        self.series.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The family in the exposition format; nothing while it has no series.
+    pub fn render(&self, out: &mut String) {
+        let rows = self.series.sorted(self.labels, |c| c.load(Ordering::Relaxed));
+        if rows.is_empty() {
+            return;
+        }
+        header(out, self.name, self.help, "counter");
+        for (labels, value) in rows {
+            let _ = writeln!(out, "{}{{{labels}}} {value}", self.name);
+        }
+    }
+}
+
+/// One histogram series: a count per bucket (not cumulative; summed when rendered), the count and the sum.
+#[derive(Debug)]
+struct Histogram {
+    buckets: Box<[AtomicU64]>,
+    count: AtomicU64,
+    /// An `f64`'s bits, added to with a compare-and-swap loop.
+    sum: AtomicU64,
+}
+
+/// A histogram family with fixed upper bounds (the `+Inf` bucket is implied).
+#[derive(Debug)]
+pub struct HistogramVec {
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+    bounds: &'static [f64],
+    series: Series<Histogram>,
+}
+
+impl HistogramVec {
+    pub fn new(
+        name: &'static str,
+        help: &'static str,
+        labels: &'static [&'static str],
+        bounds: &'static [f64],
+    ) -> Self {
+        Self { name, help, labels, bounds, series: Series::new() }
+    }
+
+    pub fn observe(&self, values: &[&str], value: f64) {
+        debug_assert_eq!(values.len(), self.labels.len(), "{}", self.name);
+        let bucket = self.bounds.iter().position(|b| value <= *b).unwrap_or(self.bounds.len());
+        let make = || Histogram {
+            buckets: (0..=self.bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum: AtomicU64::new(0f64.to_bits()),
+        };
+        self.series.with(values, make, |h| {
+            if let Some(b) = h.buckets.get(bucket) {
+                b.fetch_add(1, Ordering::Relaxed);
+            }
+            h.count.fetch_add(1, Ordering::Relaxed);
+            let _ = h.sum.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                Some((f64::from_bits(bits) + value).to_bits())
+            });
+        });
+    }
+
+    /// The series' observation count, if it exists.
+    pub fn count(&self, values: &[&str]) -> Option<u64> {
+        self.series.map.pin().get(&LabelsRef(values)).map(|h| h.count.load(Ordering::Relaxed))
+    }
+
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn render(&self, out: &mut String) {
+        let rows = self.series.sorted(self.labels, |h| {
+            let buckets: Vec<u64> = h.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+            (buckets, f64::from_bits(h.sum.load(Ordering::Relaxed)))
+        });
+        if rows.is_empty() {
+            return;
+        }
+        header(out, self.name, self.help, "histogram");
+        let name = self.name;
+        for (labels, (buckets, sum)) in rows {
+            let sep = if labels.is_empty() { "" } else { "," };
+            let mut cumulative = 0;
+            for (i, n) in buckets.iter().enumerate() {
+                cumulative += n;
+                match self.bounds.get(i) {
+                    Some(bound) => {
+                        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}");
+                    }
+                    None => {
+                        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}");
+                    }
+                }
+            }
+            // The count is the `+Inf` bucket's, so the two always agree within a scrape.
+            let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+            let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+        }
+    }
+}
+
+/// A gauge with no labels or with fixed ones, rendered from a value the caller computes at scrape time.
+pub fn gauge(out: &mut String, name: &str, help: &str, series: &[(&[(&str, &str)], f64)]) {
+    header(out, name, help, "gauge");
+    for (labels, value) in series {
+        out.push_str(name);
+        if !labels.is_empty() {
+            out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(k);
+                out.push_str("=\"");
+                escape_into(v, out);
+                out.push('"');
+            }
+            out.push('}');
+        }
+        let _ = writeln!(out, " {value}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_add_per_label_set_and_render_sorted_and_escaped() {
+        let c = CounterVec::new("t_total", "Help.", &["a", "b"]);
+        c.add(&["y", "1"], 1);
+        c.add(&["x", "q\"\\\n"], 2);
+        c.add(&["y", "1"], 3);
+        assert_eq!(c.get(&["y", "1"]), Some(4));
+        assert_eq!(c.get(&["y1", ""]), None, "label boundaries are part of the key");
+        let mut out = String::new();
+        c.render(&mut out);
+        assert_eq!(
+            out,
+            "# HELP t_total Help.\n# TYPE t_total counter\nt_total{a=\"x\",b=\"q\\\"\\\\\\n\"} 2\nt_total{a=\"y\",b=\"1\"} 4\n"
+        );
+    }
+
+    #[test]
+    fn histograms_are_cumulative_with_an_inf_bucket() {
+        static BOUNDS: [f64; 3] = [1.0, 5.0, 10.0];
+        let h = HistogramVec::new("t_ms", "Help.", &["r"], &BOUNDS);
+        for v in [0.5, 1.0, 7.0, 11.0] {
+            h.observe(&["r1"], v);
+        }
+        let mut out = String::new();
+        h.render(&mut out);
+        assert_eq!(
+            out,
+            "# HELP t_ms Help.\n# TYPE t_ms histogram\nt_ms_bucket{r=\"r1\",le=\"1\"} 2\nt_ms_bucket{r=\"r1\",le=\"5\"} 2\n\
+             t_ms_bucket{r=\"r1\",le=\"10\"} 3\nt_ms_bucket{r=\"r1\",le=\"+Inf\"} 4\nt_ms_sum{r=\"r1\"} 19.5\n\
+             t_ms_count{r=\"r1\"} 4\n"
+        );
+        assert_eq!(h.count(&["r1"]), Some(4));
+    }
+
+    #[test]
+    fn a_full_family_drops_new_label_sets_and_keeps_counting_old_ones() {
+        let c = CounterVec::new("t_total", "Help.", &["a"]);
+        for i in 0..MAX_SERIES {
+            c.add(&[&i.to_string()], 1);
+        }
+        c.add(&["new"], 1);
+        c.add(&["0"], 1);
+        assert_eq!((c.len(), c.dropped(), c.get(&["new"]), c.get(&["0"])), (MAX_SERIES, 1, None, Some(2)));
+    }
+
+    #[test]
+    fn an_empty_family_renders_nothing() {
+        let mut out = String::new();
+        CounterVec::new("t_total", "Help.", &["a"]).render(&mut out);
+        assert!(out.is_empty());
+    }
+}
