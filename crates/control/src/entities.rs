@@ -504,7 +504,8 @@ async fn do_replace(
     Ok(Json(shown(&t, entity).await?).into_response())
 }
 
-/// PATCH: the body's fields over the current entity; records (a plugin's `config`) merge field by field.
+/// PATCH: the body's fields over the current entity; a plugin's `config` merges field by field, and its records too
+/// (Kong's `merge_values`).
 async fn do_update(t: Target, kind: EntityKind, existing: StoredEntity, body: Map<String, Value>) -> Result<Response> {
     let (id, created_at) = (existing.id, existing.created_at);
     let Value::Object(mut merged) = output(&t, existing) else { return Err(not_found()) };
@@ -512,9 +513,12 @@ async fn do_update(t: Target, kind: EntityKind, existing: StoredEntity, body: Ma
     if kind == EntityKind::KeyAuth && merged.get("key").is_none_or(Value::is_null) && !body.contains_key("key") {
         return Err(ApiError::internal("the stored key does not open with this node's master key").into());
     }
+    let plugin = body.get("name").or_else(|| merged.get("name")).and_then(Value::as_str).map(str::to_owned);
     for (k, v) in body {
         match (merged.get_mut(&k), v) {
-            (Some(Value::Object(current)), Value::Object(patch)) if k == "config" => current.extend(patch),
+            (Some(Value::Object(current)), Value::Object(patch)) if k == "config" => {
+                gatehouse_model::gateway::plugins::merge_config(plugin.as_deref().unwrap_or_default(), current, patch)
+            }
             (_, v) => {
                 merged.insert(k, v);
             }

@@ -199,6 +199,28 @@ pub fn config_value_mut<'a>(config: &'a mut Map<String, Value>, path: &str) -> O
     }
 }
 
+/// A `PATCH` of a plugin's `config`, as Kong's `Schema:merge_values` does it: each field of `patch` replaces the
+/// current one, except a record (`oauth`, `redis`) given as an object, which merges field by field, at any depth.
+/// Maps and arrays are replaced whole; a record set to null is replaced by null. An unknown plugin merges one level.
+pub fn merge_config(name: &str, current: &mut Map<String, Value>, patch: Map<String, Value>) {
+    merge_fields(&config_fields(name).unwrap_or_default(), current, patch);
+}
+
+fn merge_fields(fields: &[Field], current: &mut Map<String, Value>, patch: Map<String, Value>) {
+    for (key, value) in patch {
+        let record = fields.iter().find(|f| f.name == key).and_then(|f| match &f.kind {
+            Kind::Record(inner) => Some(inner),
+            _ => None,
+        });
+        match (record, current.get_mut(&key), value) {
+            (Some(inner), Some(Value::Object(now)), Value::Object(changes)) => merge_fields(inner, now, changes),
+            (_, _, value) => {
+                current.insert(key, value);
+            }
+        }
+    }
+}
+
 /// Gatehouse-only config fields and their defaults (`negative_ttl`): dumps leave them out while they have them,
 /// so a dump reads like Kong's.
 pub fn gatehouse_only_defaults(name: &str) -> Vec<(&'static str, Value)> {
@@ -211,6 +233,37 @@ pub fn gatehouse_only_defaults(name: &str) -> Vec<(&'static str, Value)> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Kong's `merge_values`: records merge at any depth, maps and arrays are replaced, null replaces.
+    #[test]
+    fn a_patch_merges_records_field_by_field() {
+        let mut config = json!({"oauth": {"token_endpoint": "https://idp/token", "client_id": "c", "scopes": ["a"]},
+            "cache": {"strategy": "redis", "redis": {"host": "r", "port": 6379}},
+            "behavior": {"upstream_access_token_header_name": "Authorization"}})
+        .as_object()
+        .cloned()
+        .unwrap();
+        let patch = json!({"oauth": {"client_secret": "s", "scopes": ["b"]}, "cache": {"redis": {"port": 6380}},
+            "behavior": null})
+        .as_object()
+        .cloned()
+        .unwrap();
+        merge_config("upstream-oauth", &mut config, patch);
+        assert_eq!(
+            Value::Object(config),
+            json!({"oauth": {"token_endpoint": "https://idp/token", "client_id": "c", "scopes": ["b"],
+                "client_secret": "s"},
+                "cache": {"strategy": "redis", "redis": {"host": "r", "port": 6380}}, "behavior": null})
+        );
+        let mut headers = json!({"custom_introspection_headers": {"a": "1"}}).as_object().cloned().unwrap();
+        let patch = json!({"custom_introspection_headers": {"b": "2"}}).as_object().cloned().unwrap();
+        merge_config("oauth2-introspection", &mut headers, patch);
+        assert_eq!(
+            Value::Object(headers),
+            json!({"custom_introspection_headers": {"b": "2"}}),
+            "a map is replaced whole"
+        );
+    }
 
     /// `openid-connect`'s client credentials are arrays of secrets: each element is found, reachable by its path,
     /// and nothing else is.
