@@ -39,6 +39,15 @@ fn how_to(t: &Tutorial) -> Value {
     json!({"issuer": t.issuer, "auth_methods": ["bearer"], "audience": ["http://myhttpbin.dev"]})
 }
 
+/// The how-to's configuration with `extra`'s fields set over it.
+fn how_to_with(t: &Tutorial, extra: Value) -> Value {
+    let mut config = how_to(t);
+    for (k, v) in extra.as_object().unwrap() {
+        config[k] = v.clone();
+    }
+    config
+}
+
 async fn mint(node: &TestNode, t: &Tutorial) -> String {
     let (status, body) = node.token(&t.issuer, &t.client_id, &t.client_secret, Some("my-scope")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -377,13 +386,7 @@ async fn scopes_audiences_and_consumers() {
     let http = reqwest::Client::new();
     let url = format!("{}/anything", node.proxy_url());
     let token = mint(&node, &t).await;
-    let with = |extra: Value| {
-        let mut config = how_to(&t);
-        for (k, v) in extra.as_object().unwrap() {
-            config[k] = v.clone();
-        }
-        config
-    };
+    let with = |extra: Value| how_to_with(&t, extra);
 
     only_plugin(&node, with(json!({"scopes_required": ["other", "my-scope"]}))).await;
     upstream_of(http.get(&url).bearer_auth(&token)).await;
@@ -455,13 +458,7 @@ async fn token_sources_upstream_headers_and_preflight() {
     let http = reqwest::Client::new();
     let url = format!("{}/anything", node.proxy_url());
     let token = mint(&node, &t).await;
-    let with = |extra: Value| {
-        let mut config = how_to(&t);
-        for (k, v) in extra.as_object().unwrap() {
-            config[k] = v.clone();
-        }
-        config
-    };
+    let with = |extra: Value| how_to_with(&t, extra);
 
     // Kong's defaults: header, query and body; the token is hidden and sent upstream as `Authorization: Bearer`.
     only_plugin(&node, how_to(&t)).await;
@@ -616,13 +613,7 @@ async fn signature_and_claim_checks_can_be_turned_off_and_claims_moved() {
     let mut claims = part(&token, 1);
     claims["sub"] = json!("forged");
     let forged = format!("{}.{}.{}", parts[0], encode(&claims), parts[2]);
-    let with = |extra: Value| {
-        let mut config = how_to(&t);
-        for (k, v) in extra.as_object().unwrap() {
-            config[k] = v.clone();
-        }
-        config
-    };
+    let with = |extra: Value| how_to_with(&t, extra);
 
     only_plugin(&node, with(json!({"verify_signature": false}))).await;
     upstream_of(http.get(&url).bearer_auth(&forged)).await;
