@@ -17,7 +17,8 @@ start_once() {
     mkfifo "$fifo"
     start=$(date +%s%N)
     GATEHOUSE_PLATFORM__LISTEN=127.0.0.1:0 GATEHOUSE_ISSUER__LISTEN=127.0.0.1:0 GATEHOUSE_PROXY__LISTEN=127.0.0.1:0 \
-        GATEHOUSE_ADMIN__LISTEN=127.0.0.1:0 GATEHOUSE_ECHO__LISTEN=127.0.0.1:0 \
+        GATEHOUSE_ADMIN__LISTEN=127.0.0.1:0 GATEHOUSE_ECHO__LISTEN=127.0.0.1:0 GATEHOUSE_STATUS__LISTEN=127.0.0.1:0 \
+        GATEHOUSE_PROXY__LISTEN_TLS=127.0.0.1:0 \
         "$BIN" quickstart --data-dir "$dir" >"$fifo" 2>/dev/null &
     pid=$!
     while IFS= read -r line; do
