@@ -11,9 +11,8 @@ use std::net::SocketAddr;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use common::tls::{Leaf, TestCa, connect, presented};
+use common::tls::{Leaf, TestCa, connect, get_on, presented};
 use gatehouse_store::StorageUrl;
 use gatehouse_store::testing::TempDir;
 use gatehouse_testkit::TestNode;
@@ -99,28 +98,6 @@ async fn cert_alt_is_served_to_a_client_that_cannot_verify_the_main_key_type() {
     assert_eq!(presented(&old), rsa.der, "an RSA-only client gets the alternative");
 }
 
-/// Sends `GET /anything` on an open HTTP/1.1 connection and returns the status line.
-async fn get_on<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(stream: &mut S) -> String {
-    stream.write_all(b"GET /anything HTTP/1.1\r\nHost: a.example.com\r\n\r\n").await.unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = stream.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "closed");
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf);
-        if let Some(end) = text.find("\r\n\r\n") {
-            let length: usize = text[..end]
-                .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + length {
-                return text.lines().next().unwrap().to_owned();
-            }
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_certificate_replaced_on_the_admin_api_is_served_at_once_while_open_connections_stay() {
     let t = tls_node().await;
@@ -130,7 +107,7 @@ async fn a_certificate_replaced_on_the_admin_api_is_served_at_once_while_open_co
     t.node.wait_config().await;
     let mut open = connect(t.ca.rustls(&[b"http/1.1"]), t.tls, "a.example.com").await.unwrap();
     assert_eq!(presented(&open), first.der);
-    assert_eq!(get_on(&mut open).await, "HTTP/1.1 200 OK");
+    assert_eq!(get_on(&mut open, "a.example.com").await, "HTTP/1.1 200 OK");
 
     let renewed = t.ca.leaf(&["a.example.com"]);
     let id = entity["id"].as_str().unwrap();
@@ -140,7 +117,7 @@ async fn a_certificate_replaced_on_the_admin_api_is_served_at_once_while_open_co
     let took = t.node.wait_config().await;
     assert!(took.as_secs() < 1, "live within a second: {took:?}");
     assert_eq!(t.served_for("a.example.com").await, renewed.der);
-    assert_eq!(get_on(&mut open).await, "HTTP/1.1 200 OK", "the open connection was not dropped");
+    assert_eq!(get_on(&mut open, "a.example.com").await, "HTTP/1.1 200 OK", "the open connection was not dropped");
 
     // Deleting the certificate takes its SNIs: the name falls back to the file certificate.
     let (status, _) = t.node.admin(Method::DELETE, &format!("/certificates/{id}"), None).await;

@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use common::closed_by_server;
-use common::tls::{Leaf, TestCa, connect, presented};
+use common::tls::{Leaf, TestCa, connect, get_on, presented};
 use gatehouse_store::testing::TempDir;
 use gatehouse_testkit::TestNode;
 
@@ -193,28 +193,6 @@ async fn a_handshake_that_never_finishes_is_closed_after_the_header_timeout() {
     }
 }
 
-/// Sends `GET /anything` on an open HTTP/1.1 TLS connection and returns the status line.
-async fn get_on(stream: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> String {
-    stream.write_all(b"GET /anything HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = stream.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "closed");
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf);
-        if let Some(end) = text.find("\r\n\r\n") {
-            let length: usize = text[..end]
-                .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + length {
-                return text.lines().next().unwrap().to_owned();
-            }
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_renewed_certificate_file_is_served_to_new_connections_while_open_ones_keep_working() {
     let t = tls_node(None).await;
@@ -222,7 +200,7 @@ async fn a_renewed_certificate_file_is_served_to_new_connections_while_open_ones
     let client = t.ca.rustls(&[b"http/1.1"]);
     let first = std::fs::read_to_string(&t.files.0).unwrap();
     let mut open = connect(client.clone(), t.tls, "localhost").await.unwrap();
-    assert_eq!(get_on(&mut open).await, "HTTP/1.1 200 OK");
+    assert_eq!(get_on(&mut open, "localhost").await, "HTTP/1.1 200 OK");
 
     let renewed: Leaf = t.ca.leaf(&["localhost"]);
     // The key first, then the certificate: a reload between the two sees a mismatch and keeps the old pair.
@@ -239,7 +217,7 @@ async fn a_renewed_certificate_file_is_served_to_new_connections_while_open_ones
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_ne!(first, renewed.cert);
-    assert_eq!(get_on(&mut open).await, "HTTP/1.1 200 OK", "the open connection was not dropped");
+    assert_eq!(get_on(&mut open, "localhost").await, "HTTP/1.1 200 OK", "the open connection was not dropped");
 }
 
 #[tokio::test]
