@@ -256,6 +256,40 @@ async fn write_snis(t: &Target, certificate: uuid::Uuid, names: &[String]) -> Re
     Ok(())
 }
 
+/// A service's `client_certificate` and `ca_certificates` must name existing entities: Kong's foreign-key
+/// violation, with the field named. (The store checks the references it keeps as columns; these live in the
+/// entity's data only.)
+async fn check_references(t: &Target, entity: &StoredEntity) -> Result<()> {
+    if entity.kind != EntityKind::Service {
+        return Ok(());
+    }
+    let store = &t.control.services.store;
+    let missing = |field: &str, collection: &str, id: &str| {
+        let message = format!("the foreign key '{{id=\"{id}\"}}' does not reference an existing '{collection}' entity.");
+        KongError::dao(StatusCode::BAD_REQUEST, 4, "foreign key violation", message.clone(), Some(json!({ field: message })))
+    };
+    let data = &entity.data;
+    if let Some(id) = data.get("client_certificate").and_then(|c| c.get("id")).and_then(Value::as_str) {
+        let found = match id.parse() {
+            Ok(uuid) => store.get_entity(t.cp, EntityKind::Certificate, uuid).await?.is_some(),
+            Err(_) => false,
+        };
+        if !found {
+            return Err(missing("client_certificate", "certificates", id));
+        }
+    }
+    for id in data.get("ca_certificates").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+        let found = match id.parse() {
+            Ok(uuid) => store.get_entity(t.cp, EntityKind::CaCertificate, uuid).await?.is_some(),
+            Err(_) => false,
+        };
+        if !found {
+            return Err(missing("ca_certificates", "ca_certificates", id));
+        }
+    }
+    Ok(())
+}
+
 fn violations(v: Vec<Violation>) -> KongError {
     KongError::schema_violation(&v.into_iter().map(|v| (v.path, v.message)).collect::<Vec<_>>())
 }
@@ -440,6 +474,7 @@ async fn do_create(
     let id = body_id(&body)?.unwrap_or_else(uuid::Uuid::new_v4);
     let snis = if kind == EntityKind::Certificate { body_snis(&body) } else { None };
     let entity = prepare(&t, kind, id, now_secs(&t), body)?;
+    check_references(&t, &entity).await?;
     if let Some(names) = &snis {
         check_snis(&t, id, names).await?;
     }
@@ -494,6 +529,7 @@ async fn do_replace(
     // Kong's upsert leaves a certificate's SNIs alone unless the body lists them.
     let snis = if kind == EntityKind::Certificate { body_snis(&body) } else { None };
     let entity = prepare(&t, kind, id, created_at, body)?;
+    check_references(&t, &entity).await?;
     if let Some(names) = &snis {
         check_snis(&t, id, names).await?;
     }
@@ -530,6 +566,7 @@ async fn do_update(t: Target, kind: EntityKind, existing: StoredEntity, body: Ma
     // A PATCH without `snis` leaves a certificate's SNIs as they are.
     let snis = if kind == EntityKind::Certificate { body_snis(&merged) } else { None };
     let entity = prepare(&t, kind, id, created_at, merged)?;
+    check_references(&t, &entity).await?;
     if let Some(names) = &snis {
         check_snis(&t, id, names).await?;
     }

@@ -12,6 +12,7 @@ use crate::error::CompileError;
 use crate::plugins::{PluginSet, Registry, Shared, build_plugins};
 use crate::router::{RouteConfig, RouteRules, Router};
 use crate::service::{ServiceConfig, UpstreamTarget};
+use crate::upstream::{PoolKey, TlsSettings, UpstreamTls};
 
 #[derive(Debug, Default)]
 pub struct Compiled {
@@ -24,16 +25,40 @@ pub struct Compiled {
     pub consumers: Consumers,
 }
 
-fn service(s: &snapshot::Service) -> Result<ServiceConfig, CompileError> {
+fn service(s: &snapshot::Service, data: &ConfigSnapshot) -> Result<ServiceConfig, CompileError> {
     let target = UpstreamTarget::new(&s.host, s.port, &s.protocol).ok_or(CompileError::ServiceHost(s.id))?;
-    let mut service = ServiceConfig { spec: s.clone(), target, pool_key: crate::upstream::PoolKey::default() };
-    service.pool_key = crate::upstream::PoolKey::new(
-        &service.target.scheme,
-        &service.target.authority,
-        s.tls_verify,
-        s.connect_timeout,
-    );
-    Ok(service)
+    let mut pool_key = PoolKey::new(&target.scheme, &target.authority, s.tls_verify, s.connect_timeout);
+    if pool_key.https && (s.tls_verify_depth.is_some() || !s.ca_certificates.is_empty() || s.client_certificate.is_some())
+    {
+        pool_key = pool_key.with_tls(Arc::new(upstream_tls(s, data)));
+    }
+    Ok(ServiceConfig { spec: s.clone(), target, pool_key })
+}
+
+/// A service's TLS settings with the certificates they name. A name the configuration lacks (the control plane
+/// refuses one, so only a snapshot written by something else has one) makes the service unreachable, never
+/// verified less.
+fn upstream_tls(s: &snapshot::Service, data: &ConfigSnapshot) -> UpstreamTls {
+    let mut roots = Vec::with_capacity(s.ca_certificates.len());
+    for id in &s.ca_certificates {
+        match data.ca_certificates.iter().find(|c| c.id == *id) {
+            Some(ca) => roots.push(ca.cert.as_str()),
+            None => return UpstreamTls::unusable(format!("service {}: CA certificate {id} not found", s.id)),
+        }
+    }
+    let client = match s.client_certificate {
+        None => None,
+        Some(id) => match data.certificates.iter().find(|c| c.id == id) {
+            Some(c) => Some((c.cert.as_str(), c.key.expose())),
+            None => return UpstreamTls::unusable(format!("service {}: client certificate {id} not found", s.id)),
+        },
+    };
+    let settings = TlsSettings { verify: s.tls_verify.unwrap_or(true), depth: s.tls_verify_depth, roots: &roots, client };
+    let tls = UpstreamTls::new(&settings);
+    if let Err(reason) = tls.usable() {
+        tracing::error!(service = %s.id, reason, "the service's upstream TLS settings cannot be used; its requests fail");
+    }
+    tls
 }
 
 fn route(r: &snapshot::Route) -> (Arc<RouteConfig>, RouteRules) {
@@ -49,6 +74,7 @@ fn route(r: &snapshot::Route) -> (Arc<RouteConfig>, RouteRules) {
     };
     let rules = RouteRules {
         hosts: r.hosts.clone(),
+        snis: r.snis.clone(),
         methods: r.methods.clone(),
         headers: r.headers.iter().map(|(name, values)| (name.clone(), values.clone())).collect(),
         paths: r.paths.clone(),
@@ -62,7 +88,7 @@ fn route(r: &snapshot::Route) -> (Arc<RouteConfig>, RouteRules) {
 pub fn compile(data: &ConfigSnapshot, shared: &Shared, registry: &Registry) -> Result<Compiled, CompileError> {
     let mut services = HashMap::new();
     for s in &data.services {
-        services.insert(s.id, Arc::new(service(s)?));
+        services.insert(s.id, Arc::new(service(s, data)?));
     }
     let routes = data.routes.iter().map(route).collect();
     Ok(Compiled {

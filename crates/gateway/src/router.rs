@@ -29,6 +29,8 @@ pub struct RouteConfig {
 #[derive(Debug, Clone)]
 pub struct RouteRules {
     pub hosts: Vec<String>,
+    /// Server names the route is for over TLS.
+    pub snis: Vec<String>,
     pub methods: Vec<String>,
     pub headers: Vec<(String, Vec<String>)>,
     pub paths: Vec<String>,
@@ -50,6 +52,37 @@ struct HostRule {
     port: Option<u16>,
 }
 
+impl HostPattern {
+    /// `host` lower-cased, without port: `*.` + domain, domain + `.*`, or a plain name.
+    fn parse(host: String) -> Self {
+        if let Some(rest) = host.strip_prefix('*') {
+            HostPattern::Suffix(rest.to_owned())
+        } else if let Some(rest) = host.strip_suffix('*') {
+            HostPattern::Prefix(rest.to_owned())
+        } else {
+            HostPattern::Exact(host)
+        }
+    }
+
+    fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Exact(h) => h.eq_ignore_ascii_case(host),
+            HostPattern::Suffix(s) => host.len() > s.len() && host.to_ascii_lowercase().ends_with(s.as_str()),
+            HostPattern::Prefix(p) => host.len() > p.len() && host.to_ascii_lowercase().starts_with(p.as_str()),
+        }
+    }
+
+    /// A route's SNI: Kong drops a final dot, which a fully qualified name may carry.
+    fn sni(name: &str) -> Self {
+        let lower = name.to_ascii_lowercase();
+        let trimmed = match lower.strip_suffix('.') {
+            Some(bare) if !bare.is_empty() => bare.to_owned(),
+            _ => lower,
+        };
+        Self::parse(trimmed)
+    }
+}
+
 impl HostRule {
     fn parse(s: &str) -> Self {
         let lower = s.to_ascii_lowercase();
@@ -57,25 +90,14 @@ impl HostRule {
             Some((h, p)) if !h.contains(':') => (h.to_owned(), p.parse().ok()),
             _ => (lower.clone(), None),
         };
-        let pattern = if let Some(rest) = host.strip_prefix('*') {
-            HostPattern::Suffix(rest.to_owned())
-        } else if let Some(rest) = host.strip_suffix('*') {
-            HostPattern::Prefix(rest.to_owned())
-        } else {
-            HostPattern::Exact(host)
-        };
-        Self { pattern, port }
+        Self { pattern: HostPattern::parse(host), port }
     }
 
     fn matches(&self, host: &str, port: u16) -> bool {
         if self.port.is_some_and(|p| p != port) {
             return false;
         }
-        match &self.pattern {
-            HostPattern::Exact(h) => h.eq_ignore_ascii_case(host),
-            HostPattern::Suffix(s) => host.len() > s.len() && host.to_ascii_lowercase().ends_with(s.as_str()),
-            HostPattern::Prefix(p) => host.len() > p.len() && host.to_ascii_lowercase().starts_with(p.as_str()),
-        }
+        self.pattern.matches(host)
     }
 
     fn is_wildcard(&self) -> bool {
@@ -107,6 +129,11 @@ enum PathRule {
 #[derive(Debug)]
 struct Rules {
     hosts: Vec<HostRule>,
+    snis: Vec<HostPattern>,
+    /// Whether `protocols` has `https` or `grpcs`: the route can be taken on the TLS listener. A route without
+    /// them is not a candidate there, so the next matching route is; a route without `http` is still one on the
+    /// plain listener, where it answers with its `https_redirect_status_code`.
+    over_tls: bool,
     methods: Vec<String>,
     headers: Vec<HeaderRule>,
 }
@@ -130,6 +157,9 @@ pub struct RequestFacts<'a, 'h> {
     /// The normalized path, without query.
     pub path: &'a str,
     pub headers: &'h HeaderMap,
+    /// Whether the request came over TLS, and the server name the client sent in its handshake (if any).
+    pub tls: bool,
+    pub sni: Option<&'a str>,
 }
 
 /// A route and what it matched: the route borrows the router's configuration (`'s`), the matched part the
@@ -179,12 +209,20 @@ impl Router {
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let header_count = headers.len();
-            let weight = [!hosts.is_empty(), !rules.methods.is_empty(), !headers.is_empty(), !rules.paths.is_empty()]
-                .iter()
-                .filter(|set| **set)
-                .count() as u8;
+            let snis: Vec<HostPattern> = rules.snis.iter().map(|name| HostPattern::sni(name)).collect();
+            let weight = [
+                !hosts.is_empty(),
+                !rules.methods.is_empty(),
+                !headers.is_empty(),
+                !rules.paths.is_empty(),
+                !snis.is_empty(),
+            ]
+            .iter()
+            .filter(|set| **set)
+            .count() as u8;
             let plain_hosts = !hosts.is_empty() && hosts.iter().all(|h| !h.is_wildcard());
-            let shared = Arc::new(Rules { hosts, methods: rules.methods.clone(), headers });
+            let over_tls = route.protocols.iter().any(|p| matches!(p.as_str(), "https" | "grpcs"));
+            let shared = Arc::new(Rules { hosts, snis, over_tls, methods: rules.methods.clone(), headers });
             let paths: Vec<Option<&String>> =
                 if rules.paths.is_empty() { vec![None] } else { rules.paths.iter().map(Some).collect() };
             for path in paths {
@@ -227,6 +265,19 @@ impl Router {
     pub fn find<'s, 'r>(&'s self, req: &RequestFacts<'r, '_>) -> Option<RouteMatch<'s, 'r>> {
         self.candidates.iter().find_map(|c| {
             let rules = &c.rules;
+            if req.tls && !rules.over_tls {
+                return None;
+            }
+            // Kong's `(net.protocol != "https" || tls.sni == …)`: a route's SNIs count over TLS only.
+            if req.tls
+                && !rules.snis.is_empty()
+                && !req.sni.is_some_and(|sni| {
+                    let sni = sni.strip_suffix('.').unwrap_or(sni);
+                    rules.snis.iter().any(|pattern| pattern.matches(sni))
+                })
+            {
+                return None;
+            }
             if !rules.methods.is_empty() && !rules.methods.iter().any(|m| m == req.method) {
                 return None;
             }

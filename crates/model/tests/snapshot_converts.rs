@@ -37,6 +37,10 @@ fn value_for(field: &'static str) -> BoxedStrategy<Value> {
         "https_redirect_status_code" => vec![json!(426), json!(301), json!(200)],
         "service" | "route" | "consumer" => vec![json!({"id": "6d3c3c2a-8e51-4f0a-9c6b-1f0e8f5b8a11"}), Value::Null],
         "tags" => vec![json!(["t"]), json!([])],
+        "tls_verify_depth" => vec![json!(0), json!(3), json!(65), Value::Null],
+        "ca_certificates" => vec![json!(["6d3c3c2a-8e51-4f0a-9c6b-1f0e8f5b8a12"]), json!(["nope"]), json!([])],
+        "client_certificate" => vec![json!({"id": "6d3c3c2a-8e51-4f0a-9c6b-1f0e8f5b8a13"}), Value::Null],
+        "snis" => vec![json!(["a.test"]), json!(["*.a.test", "b.*"]), json!(["a.test:1"]), json!([])],
         "config" => vec![
             json!({}),
             json!({"status_code": 418, "message": "no"}),
@@ -85,14 +89,15 @@ proptest! {
 
     #[test]
     fn services_convert(input in body(&["name", "url", "host", "protocol", "port", "path", "retries",
-        "connect_timeout", "read_timeout", "write_timeout", "tls_verify", "enabled", "tags"], None)) {
+        "connect_timeout", "read_timeout", "write_timeout", "tls_verify", "tls_verify_depth", "ca_certificates",
+        "client_certificate", "enabled", "tags"], None)) {
         converts(EntityKind::Service, &input)?;
     }
 
     #[test]
     fn routes_convert(input in body(&["name", "protocols", "methods", "hosts", "paths", "headers",
         "https_redirect_status_code", "regex_priority", "strip_path", "preserve_host", "request_buffering",
-        "response_buffering", "service", "tags"], None)) {
+        "response_buffering", "snis", "service", "tags"], None)) {
         converts(EntityKind::Route, &input)?;
     }
 

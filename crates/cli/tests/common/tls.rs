@@ -31,6 +31,16 @@ impl TestCa {
         Self { pem: pem_encode("CERTIFICATE", cert.der()), issuer: rcgen::Issuer::new(params, key) }
     }
 
+    /// An intermediate CA this one signs.
+    pub fn intermediate(&self) -> Self {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, "Gatehouse test intermediate CA");
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Self { pem: pem_encode("CERTIFICATE", cert.der()), issuer: rcgen::Issuer::new(params, key) }
+    }
+
     /// A CA certificate (PEM) whose validity ended in 2020.
     pub fn expired() -> String {
         let key = rcgen::KeyPair::generate().unwrap();

@@ -12,19 +12,32 @@ impl Proxy {
         gatehouse_net::client_address(peer, headers, &self.settings.trusted_ips)
     }
 
+    /// A trusted proxy in front says the client reached it over HTTPS (Kong's `forwarded_proto`).
+    pub(super) fn forwarded_https(&self, conn: &ClientConnection, headers: &HeaderMap) -> bool {
+        conn.trusted
+            && headers.get(&names::X_FORWARDED_PROTO).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
+    }
+
+    /// The host a trusted proxy in front says the client asked for (Kong's `forwarded_host`).
+    pub(super) fn forwarded_host<'h>(&self, conn: &ClientConnection, headers: &'h HeaderMap) -> Option<&'h str> {
+        if !conn.trusted {
+            return None;
+        }
+        headers.get(&names::X_FORWARDED_HOST)?.to_str().ok().filter(|h| !h.is_empty() && valid_host(h.as_bytes()))
+    }
+
     pub(super) fn trusted(&self, ip: IpAddr) -> bool {
         self.settings.trusted_ips.iter().any(|n| n.contains(&ip))
     }
 
-    /// `host` is the client's `Host` without its port, lower-cased.
-    #[allow(clippy::too_many_arguments)]
+    /// `host` is the client's `Host` without its port, lower-cased. `X-Forwarded-Port` is the port the client
+    /// connected to (Kong's `server_port`), not one its `Host` names.
     pub(super) fn forwarded_headers(
         &self,
         headers: &mut HeaderMap,
         conn: &ClientConnection,
         client: IpAddr,
         host: &str,
-        port: u16,
         path: &str,
         strip_path: bool,
         matched: Option<&str>,
@@ -45,8 +58,7 @@ impl Proxy {
             put(headers, names::X_FORWARDED_HOST, host);
         }
         if !keep(headers, &names::X_FORWARDED_PORT) {
-            let value = if port == conn.local_port { conn.local_port_value.clone() } else { HeaderValue::from(port) };
-            headers.insert(names::X_FORWARDED_PORT, value);
+            headers.insert(names::X_FORWARDED_PORT, conn.local_port_value.clone());
         }
         if !keep(headers, &names::X_FORWARDED_PATH) {
             put(headers, names::X_FORWARDED_PATH, path);

@@ -101,6 +101,9 @@ pub(crate) fn service(id: u128, port: u16) -> Service {
         write_timeout: 2000,
         read_timeout: 2000,
         tls_verify: None,
+        tls_verify_depth: None,
+        ca_certificates: Vec::new(),
+        client_certificate: None,
         enabled: true,
     }
 }
@@ -127,6 +130,7 @@ pub(crate) fn route(id: u128, paths: &[&str]) -> Route {
         preserve_host: false,
         request_buffering: true,
         response_buffering: true,
+        snis: Vec::new(),
     }
 }
 

@@ -9,6 +9,7 @@
 //! (`local_error`) and logged once when the request ends.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -171,6 +172,10 @@ pub struct Proxy {
     /// Connection and request counts, one set per worker so no two cores add to the same cache line; summed when
     /// read ([`Proxy::connection_stats`]).
     stats: Box<[WorkerStats]>,
+    /// The TLS listener's port (0 without one): where an `https`-only route's redirect sends the client.
+    tls_port: std::sync::atomic::AtomicU16,
+    /// The certificates of the configuration installed last, parsed.
+    parsed_certificates: std::sync::Mutex<ParsedCertificates>,
 }
 
 /// One worker's connection and request counts (nginx's `stub_status` counters, for the proxy listener).
@@ -233,6 +238,8 @@ struct ClientConnection {
     activity: Arc<Activity>,
     /// Whether the connection came through the TLS listener: `X-Forwarded-Proto`, and which routes it may take.
     tls: bool,
+    /// The server name the client's TLS handshake asked for (routes' `snis`).
+    sni: Option<Box<str>>,
 }
 
 impl Drop for ClientConnection {
@@ -279,7 +286,9 @@ impl Proxy {
         let configs = (0..workers).map(|_| ArcSwap::from_pointee(Compiled::default())).collect();
         let certificates = gatehouse_net::tls::CertificateResolver::new();
         let stats = (0..workers).map(|_| WorkerStats::default()).collect();
-        Arc::new(Self { configs, settings, plugins, access_log, certificates, stats })
+        let tls_port = std::sync::atomic::AtomicU16::new(0);
+        let parsed_certificates = Default::default();
+        Arc::new(Self { configs, settings, plugins, access_log, certificates, stats, tls_port, parsed_certificates })
     }
 
     /// The certificates the TLS listener picks from (file certificate as fallback; `certificates` entities later).
@@ -296,7 +305,8 @@ impl Proxy {
         for (slot, config) in self.configs.iter().zip(compiled) {
             slot.store(Arc::new(config));
         }
-        self.certificates.set_table(sni_table(data));
+        let mut parsed = self.parsed_certificates.lock().unwrap_or_else(|p| p.into_inner());
+        self.certificates.set_table(sni_table(data, &mut parsed));
         Ok(())
     }
 
@@ -535,8 +545,15 @@ impl Proxy {
         // `check_head` allowed only visible ASCII in the host.
         let host_header = target_host.value.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
         let (host, port) = split_host_port(host_header, local_port);
-        let facts =
-            RequestFacts { method: parts.method.as_str(), host: &host, port, path: &path, headers: &parts.headers };
+        let facts = RequestFacts {
+            method: parts.method.as_str(),
+            host: &host,
+            port,
+            path: &path,
+            headers: &parts.headers,
+            tls: conn.tls,
+            sni: conn.sni.as_deref(),
+        };
         let Some(matched) = config.router.find(&facts) else {
             return Err(self.fail(state, ProxyError::NoRoute, request_id, started));
         };
@@ -544,15 +561,19 @@ impl Proxy {
         let matched_part = matched.matched;
         let path_regex = matched.regex;
         state.route = Some(route);
-        // Over TLS a route must accept `https` (or `grpcs`), as Kong's router matches on the scheme.
-        if conn.tls && !route.protocols.iter().any(|p| matches!(p.as_str(), "https" | "grpcs")) {
-            return Err(self.fail(state, ProxyError::NoRoute, request_id, started));
-        }
-        if !conn.tls && !route.protocols.iter().any(|p| matches!(p.as_str(), "http" | "grpc")) {
+        // Kong's check: an `https` route without `http`, reached over plain HTTP, unless a trusted proxy in front
+        // says the client's connection to it was HTTPS.
+        if !conn.tls
+            && route.protocols.iter().any(|p| p == "https")
+            && !route.protocols.iter().any(|p| p == "http")
+            && !self.forwarded_https(conn, &parts.headers)
+        {
             state.outcome = Outcome::HttpsRequired;
+            let forwarded_host = self.forwarded_host(conn, &parts.headers);
             return Err(self.https_required(
                 route.https_redirect_status_code,
-                host_header,
+                forwarded_host.unwrap_or(&host),
+                forwarded_host.is_none(),
                 &parts.uri,
                 request_id,
                 started,
@@ -698,7 +719,6 @@ impl Proxy {
             conn,
             client_ip,
             &host,
-            local_port,
             parts.uri.path(),
             route.strip_path,
             matched_part,
@@ -720,7 +740,18 @@ impl Proxy {
         *upstream_request.uri_mut() = uri;
         *upstream_request.headers_mut() = headers;
         let sequential = parts.version < http::Version::HTTP_2;
-        let result = self.send(conn, service, upstream_request, has_body, sequential).await;
+        // TLS names the host the request is sent for (Kong's `proxy_ssl_name $upstream_host`): the service's,
+        // unless the route preserved the client's or a plugin set another.
+        let renamed;
+        let key = match upstream_request.headers().get(header::HOST) {
+            Some(sent) if service.pool_key.https && *sent != target.host => {
+                let (name, _) = split_host_port(sent.to_str().unwrap_or_default(), 443);
+                renamed = PoolKey { server_name: Some(Arc::from(name.as_ref())), ..service.pool_key.clone() };
+                &renamed
+            }
+            _ => &service.pool_key,
+        };
+        let result = self.send(conn, service, key, upstream_request, has_body, sequential).await;
         let upstream_latency = sent_at.elapsed();
         state.upstream = Some(upstream_latency);
         let response = match result {
@@ -742,62 +773,99 @@ impl Proxy {
         Ok(Response::from_parts(parts, ResponseBody::Proxied(body)))
     }
 
+    /// Kong's answer to an `https`-only route reached over HTTP: 426 with its message, or a redirect to the same
+    /// request over HTTPS with no body. The redirect names `host` without the request's port, as Kong's does;
+    /// `add_tls_port`: the host is the client's own, not a trusted proxy's `X-Forwarded-Host`, so the TLS
+    /// listener's port follows it unless it is 443 (Kong leaves it out and so needs a TLS listener on 443).
     fn https_required(
         &self,
         code: u16,
         host: &str,
+        add_tls_port: bool,
         uri: &http::Uri,
         request_id: &RequestId,
         started: Instant,
     ) -> Response<ProxyBody> {
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::UPGRADE_REQUIRED);
-        let body =
-            serde_json::json!({"message": "Please use HTTPS protocol", "request_id": request_id.text()}).to_string();
-        let mut response = Response::new(full(body));
-        *response.status_mut() = status;
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
-        if status.is_redirection() {
+        let mut response = if status.is_redirection() {
             let path = uri.path_and_query().map_or("/", |p| p.as_str());
-            put(response.headers_mut(), header::LOCATION, &format!("https://{host}{path}"));
+            let host = if host.contains(':') { Cow::Owned(format!("[{host}]")) } else { Cow::Borrowed(host) };
+            let location = match self.tls_port.load(Ordering::Relaxed) {
+                port if add_tls_port && port != 0 && port != 443 => format!("https://{host}:{port}{path}"),
+                _ => format!("https://{host}{path}"),
+            };
+            let mut response = Response::new(empty());
+            put(response.headers_mut(), header::LOCATION, &location);
+            response
         } else {
-            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-            response.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("TLS/1.2, HTTP/1.1"));
-        }
+            let body = serde_json::json!({"message": "Please use HTTPS protocol", "request_id": request_id.text()})
+                .to_string();
+            let mut response = Response::new(full(body));
+            let h = response.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+            h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            h.insert(header::UPGRADE, HeaderValue::from_static("TLS/1.2, HTTP/1.1"));
+            response
+        };
+        *response.status_mut() = status;
         self.finish_local(&mut response, request_id, started);
         response
     }
 }
 
-/// The TLS listener's certificates by SNI, from the snapshot's `certificates`. One that does not load (the control
-/// plane checked it, so only a snapshot written by something else) is logged and left out, never its key.
-fn sni_table(data: &ConfigSnapshot) -> gatehouse_net::tls::SniTable {
+/// Certificates as the TLS listener serves them, by `certificates` id, with a digest of the PEM they were parsed from:
+/// a configuration that leaves a certificate as it was reuses the parsed key rather than parsing it again.
+type ParsedCertificates = HashMap<uuid::Uuid, ([u8; 32], gatehouse_net::tls::ServedCertificate)>;
+
+/// The TLS listener's certificates by SNI, from the snapshot's `certificates`, parsing only those not in `parsed`
+/// (which becomes the snapshot's). One that does not load (the control plane checked it, so only a snapshot written
+/// by something else) is logged and left out, never its key.
+fn sni_table(data: &ConfigSnapshot, parsed: &mut ParsedCertificates) -> gatehouse_net::tls::SniTable {
     use gatehouse_net::tls::{ServedCertificate, SniTable, certified_key};
     let mut table = SniTable::default();
+    let mut kept = ParsedCertificates::with_capacity(data.certificates.len());
     for certificate in &data.certificates {
-        let main = match certified_key(certificate.cert.as_bytes(), certificate.key.expose().as_bytes()) {
-            Ok(main) => main,
-            Err(e) => {
-                tracing::error!(certificate = %certificate.id, error = %e, "certificate not served");
-                continue;
+        let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        for part in [
+            Some(certificate.cert.as_str()),
+            Some(certificate.key.expose()),
+            certificate.cert_alt.as_deref(),
+            certificate.key_alt.as_ref().map(|k| k.expose()),
+        ] {
+            let part = part.unwrap_or_default();
+            digest.update(&(part.len() as u64).to_be_bytes());
+            digest.update(part.as_bytes());
+        }
+        let digest: [u8; 32] = digest.finish().as_ref().try_into().unwrap_or([0; 32]);
+        let served = match parsed.remove(&certificate.id) {
+            Some((known, served)) if known == digest => served,
+            _ => {
+                let main = match certified_key(certificate.cert.as_bytes(), certificate.key.expose().as_bytes()) {
+                    Ok(main) => main,
+                    Err(e) => {
+                        tracing::error!(certificate = %certificate.id, error = %e, "certificate not served");
+                        continue;
+                    }
+                };
+                let alt = match (&certificate.cert_alt, &certificate.key_alt) {
+                    (Some(cert), Some(key)) => match certified_key(cert.as_bytes(), key.expose().as_bytes()) {
+                        Ok(alt) => Some(Arc::new(alt)),
+                        Err(e) => {
+                            tracing::error!(certificate = %certificate.id, error = %e, "alternative certificate not served");
+                            None
+                        }
+                    },
+                    _ => None,
+                };
+                ServedCertificate { main: Arc::new(main), alt }
             }
         };
-        let alt = match (&certificate.cert_alt, &certificate.key_alt) {
-            (Some(cert), Some(key)) => match certified_key(cert.as_bytes(), key.expose().as_bytes()) {
-                Ok(alt) => Some(Arc::new(alt)),
-                Err(e) => {
-                    tracing::error!(certificate = %certificate.id, error = %e, "alternative certificate not served");
-                    None
-                }
-            },
-            _ => None,
-        };
-        let served = ServedCertificate { main: Arc::new(main), alt };
         for name in &certificate.snis {
             table.insert(name, served.clone());
         }
+        kept.insert(certificate.id, (digest, served));
     }
+    *parsed = kept;
     table
 }
 

@@ -8,11 +8,13 @@ impl Proxy {
     /// Calls the service. A request goes out only once a connection is established, so a failure to connect
     /// (retried up to the service's `retries`) or a kept-alive connection found closed never sends anything
     /// twice, streamed bodies included; once sent, a request is never repeated. `sequential`: the client is
-    /// HTTP/1, so its connection keeps the upstream connection for its next request.
+    /// HTTP/1, so its connection keeps the upstream connection for its next request. `key`: the service's
+    /// [`PoolKey`], or one naming another TLS server name.
     pub(super) async fn send(
         &self,
         conn: &ClientConnection,
         service: &crate::service::ServiceConfig,
+        key: &PoolKey,
         mut request: Request<ProxyBody>,
         has_body: bool,
         sequential: bool,
@@ -21,7 +23,6 @@ impl Proxy {
         // the write of the request and the first read.
         let head_timeout =
             Duration::from_millis(service.read_timeout + if has_body { service.write_timeout } else { 0 });
-        let key = &service.pool_key;
         let mut failed_connects = 0;
         loop {
             let (held_key, mut sender) = match self.checkout(conn, key, sequential) {

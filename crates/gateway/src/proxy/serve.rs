@@ -41,6 +41,9 @@ pub async fn serve_with_tls(
     let mut sockets = Vec::with_capacity(workers);
     sockets.push((listener.into_std()?, None));
     let tls_addr = tls.as_ref().map(|t| t.listener.local_addr()).transpose()?;
+    if let Some(tls_addr) = tls_addr {
+        proxy.tls_port.store(tls_addr.port(), Ordering::Relaxed);
+    }
     let mut tls_sockets: Vec<Option<(std::net::TcpListener, TlsAcceptor)>> = Vec::with_capacity(workers);
     if let Some(TlsListener { listener, config }) = tls {
         let acceptor = TlsAcceptor::from(config);
@@ -176,7 +179,7 @@ async fn serve_worker(
                 // Refused: dropping the stream closes it at once, rather than leaving it to fill the backlog.
                 let Some(admission) = gate.admit(peer.ip()) else { continue };
                 proxy.count(worker.index, |s| &s.handled);
-                let conn = client_connection(&proxy, &worker, &stream, peer, listening, admission.activity(), false);
+                let conn = client_connection(&proxy, &worker, &stream, peer, listening, admission.activity(), None);
                 let verdicts: Verdicts = Default::default();
                 let stream = Watched::new(stream, verdicts.clone());
                 let connection = builder.serve_connection(TokioIo::new(stream), connection_service(conn, verdicts));
@@ -205,12 +208,16 @@ async fn serve_worker(
                 proxy.count(worker.index, |s| &s.accepted);
                 let Some(admission) = gate.admit(peer.ip()) else { continue };
                 proxy.count(worker.index, |s| &s.handled);
-                let conn = client_connection(&proxy, &worker, &stream, peer, *listening, admission.activity(), true);
-                let (acceptor, builder) = (acceptor.clone(), builder.clone());
+                let (acceptor, builder, listening) = (acceptor.clone(), builder.clone(), *listening);
+                let (proxy, worker) = (proxy.clone(), worker.clone());
                 connections.spawn(async move {
                     // In the connection's own task, under the gate's deadlines: a handshake that never ends is
                     // closed like a connection that never sends a request.
                     let Some(stream) = tls::handshake(&acceptor, stream, admission.activity()).await else { return };
+                    let (tcp, session) = stream.get_ref();
+                    let sni = session.server_name().map(Box::from);
+                    let conn =
+                        client_connection(&proxy, &worker, tcp, peer, listening, admission.activity(), Some(sni));
                     let verdicts: Verdicts = Default::default();
                     let stream = Watched::new(stream, verdicts.clone());
                     let service = connection_service(conn, verdicts);
@@ -247,7 +254,7 @@ fn client_connection(
     peer: SocketAddr,
     listening: SocketAddr,
     activity: &Arc<Activity>,
-    tls: bool,
+    tls: Option<Option<Box<str>>>,
 ) -> Arc<ClientConnection> {
     let _ = stream.set_nodelay(true);
     // A wildcard listener learns the connection's own address from the socket, once per connection.
@@ -268,7 +275,8 @@ fn client_connection(
         peer_value: HeaderValue::from_str(&peer.ip().to_string()).unwrap_or(HeaderValue::from_static("")),
         trusted: proxy.trusted(peer.ip()),
         activity: activity.clone(),
-        tls,
+        tls: tls.is_some(),
+        sni: tls.flatten(),
     })
 }
 

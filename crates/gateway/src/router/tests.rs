@@ -36,6 +36,7 @@ fn router(routes: &[R]) -> (Router, Vec<(uuid::Uuid, &'static str)>) {
             };
             let rules = RouteRules {
                 hosts: r.hosts.iter().map(|s| s.to_string()).collect(),
+                snis: Vec::new(),
                 methods: r.methods.iter().map(|s| s.to_string()).collect(),
                 headers: r
                     .headers
@@ -68,7 +69,7 @@ fn route(
         None => (host.to_owned(), 80),
     };
     let normalized = normalize_path(path).unwrap();
-    let facts = RequestFacts { method, host: &host, port, path: &normalized, headers: &map };
+    let facts = RequestFacts { method, host: &host, port, path: &normalized, headers: &map, tls: false, sni: None };
     let m = router.find(&facts)?;
     let name = names.iter().find(|(id, _)| *id == m.route.id).map(|(_, n)| *n).unwrap();
     Some((name, m.matched.map(str::to_owned)))
@@ -522,7 +523,7 @@ fn invalid_regexes_are_reported() {
         request_buffering: true,
     });
     let rules =
-        RouteRules { hosts: vec![], methods: vec![], headers: vec![], paths: vec!["~/(".into()], regex_priority: 0 };
+        RouteRules { hosts: vec![], snis: vec![], methods: vec![], headers: vec![], paths: vec!["~/(".into()], regex_priority: 0 };
     assert!(Router::new(vec![(config, rules)]).is_err());
 }
 
@@ -605,4 +606,59 @@ mod normalize_path_properties {
             prop_assert_eq!(normalize_path(&climbing), normalize_path(&plain), "{}", climbing);
         }
     }
+}
+
+/// Over TLS only routes with `https` (or `grpcs`) compete, and a route's SNIs must name the handshake's server
+/// name; over plain HTTP SNIs are ignored and an `https`-only route still matches (it answers with a redirect).
+#[test]
+fn the_scheme_and_the_sni_select_among_routes() {
+    let table: [(&str, &[&str], &[&str]); 4] = [
+        ("plain-only", &["http"], &[]),
+        ("tls-any", &["https"], &[]),
+        ("tls-api", &["https"], &["api.example.com", "*.svc.example"]),
+        ("tls-prefix", &["https"], &["www.example.*"]),
+    ];
+    let mut names = Vec::new();
+    let routes = table
+        .iter()
+        .enumerate()
+        .map(|(i, (name, protocols, snis))| {
+            let id = uuid::Uuid::from_u128(i as u128 + 1);
+            names.push((id, *name));
+            let config = RouteConfig {
+                id,
+                name: Some((*name).to_owned()),
+                service_id: None,
+                protocols: protocols.iter().map(|p| p.to_string()).collect(),
+                strip_path: true,
+                preserve_host: false,
+                https_redirect_status_code: 426,
+                request_buffering: true,
+            };
+            // The plain-only route has more fields set, so it would win wherever it may compete.
+            let rules = RouteRules {
+                hosts: vec![],
+                snis: snis.iter().map(|s| s.to_string()).collect(),
+                methods: if *name == "plain-only" { vec!["GET".into()] } else { vec![] },
+                headers: vec![],
+                paths: vec!["/".into()],
+                regex_priority: 0,
+            };
+            (Arc::new(config), rules)
+        })
+        .collect();
+    let router = Router::new(routes).unwrap();
+    let map = HeaderMap::new();
+    let pick = |tls: bool, sni: Option<&str>| {
+        let facts = RequestFacts { method: "GET", host: "h", port: 443, path: "/", headers: &map, tls, sni };
+        let id = router.find(&facts).map(|m| m.route.id)?;
+        names.iter().find(|(i, _)| *i == id).map(|(_, n)| *n)
+    };
+    assert_eq!(pick(false, None), Some("plain-only"));
+    assert_eq!(pick(true, None), Some("tls-any"), "an http-only route is not a candidate over TLS");
+    assert_eq!(pick(true, Some("api.example.com")), Some("tls-api"), "an SNI adds to a route's weight");
+    assert_eq!(pick(true, Some("API.example.com.")), Some("tls-api"), "case and a final dot do not count");
+    assert_eq!(pick(true, Some("a.b.svc.example")), Some("tls-api"), "a leading wildcard matches any depth");
+    assert_eq!(pick(true, Some("www.example.org")), Some("tls-prefix"));
+    assert_eq!(pick(true, Some("other.example.com")), Some("tls-any"));
 }

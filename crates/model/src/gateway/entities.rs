@@ -154,11 +154,10 @@ fn service_fields() -> Vec<Field> {
         Field::integer("write_timeout").default(json!(60000)).between(1, MAX_TIMEOUT),
         Field::integer("read_timeout").default(json!(60000)).between(1, MAX_TIMEOUT),
         tags(),
-        // Upstream TLS beyond `tls_verify` needs certificates, which Gatehouse does not have.
-        Field::foreign("client_certificate", "certificates").unsupported(),
+        Field::foreign("client_certificate", "certificates"),
         Field::boolean("tls_verify"),
-        Field::integer("tls_verify_depth").between(0, 64).unsupported(),
-        Field::array("ca_certificates", Field::string("ca_certificate").check(check_uuid)).unsupported(),
+        Field::integer("tls_verify_depth").between(0, 64),
+        Field::array("ca_certificates", Field::string("ca_certificate").check(check_uuid)),
         Field::boolean("enabled").required().default(json!(true)),
         // Kong Enterprise and Konnect.
         Field::record(
@@ -194,8 +193,8 @@ fn route_fields() -> Vec<Field> {
         Field::boolean("request_buffering").required().default(json!(true)),
         // Responses always stream, so both values are honoured as far as a client can tell.
         Field::boolean("response_buffering").required().default(json!(true)),
-        // No TLS or stream listener: SNIs, sources and destinations could never match.
-        Field::set("snis", Field::string("sni")).unsupported(),
+        Field::set("snis", Field::string("sni").check(check_wildcard_host)),
+        // No stream listener: sources and destinations could never match.
         Field::set(
             "sources",
             Field::record("source", vec![Field::string("ip"), Field::integer("port").between(0, 65535)]),
@@ -488,10 +487,24 @@ fn entity_checks(kind: EntityKind, e: &Normalized, out: &mut Vec<Violation>) {
                 .map(|a| a.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
             let http = protocols.iter().any(|p| matches!(*p, "http" | "https" | "grpc" | "grpcs" | "ws" | "wss"));
-            if http && !["methods", "hosts", "headers", "paths"].iter().any(|f| set(f)) {
+            // Kong's http subschema: over https an SNI alone can select the route.
+            if protocols.contains(&"https") {
+                if !["methods", "hosts", "headers", "paths", "snis"].iter().any(|f| set(f)) {
+                    out.push(Violation::new(
+                        "@entity",
+                        "must set one of 'methods', 'hosts', 'headers', 'paths', 'snis' when 'protocols' is 'https'",
+                    ));
+                }
+            } else if http && !["methods", "hosts", "headers", "paths"].iter().any(|f| set(f)) {
                 out.push(Violation::new(
                     "@entity",
                     "must set one of 'methods', 'hosts', 'headers', 'paths' when 'protocols' is 'http'",
+                ));
+            }
+            if set("snis") && !protocols.iter().any(|p| matches!(*p, "grpcs" | "https" | "tls" | "tls_passthrough")) {
+                out.push(Violation::new(
+                    "snis",
+                    "'snis' can only be set when 'protocols' is 'grpcs', 'https', 'tls' or 'tls_passthrough'",
                 ));
             }
             let groups: [&[&str]; 4] =
@@ -548,6 +561,15 @@ fn entity_checks(kind: EntityKind, e: &Normalized, out: &mut Vec<Violation>) {
             let protocol = e.get("protocol").and_then(Value::as_str).unwrap_or("http");
             if set("path") && !matches!(protocol, "http" | "https" | "ws" | "wss") {
                 out.push(Violation::new("path", format!("value must be null when 'protocol' is '{protocol}'")));
+            }
+            // Kong's conditionals: upstream TLS settings mean something only for a TLS upstream. (`tls_verify` is
+            // accepted there with no effect, as it was before these; docs/compatibility.md.)
+            if !matches!(protocol, "https" | "tls") {
+                for field in ["client_certificate", "tls_verify_depth", "ca_certificates"] {
+                    if set(field) {
+                        out.push(Violation::new(field, format!("value must be null when 'protocol' is '{protocol}'")));
+                    }
+                }
             }
         }
     }
@@ -871,7 +893,7 @@ mod tests {
                 "tls_sans": null}),
         );
         assert!(service.get("tls_sans").is_none(), "Kong OSS does not return it");
-        assert_eq!(service["ca_certificates"], Value::Null);
+        assert_eq!(service["ca_certificates"], json!([]), "an upstream TLS field, kept as sent");
         let route = ok(
             EntityKind::Route,
             json!({"paths": ["/"], "path_handling": "v0", "snis": [], "sources": null, "destinations": [],
@@ -887,13 +909,32 @@ mod tests {
         assert_eq!((plugin["instance_name"].clone(), plugin["protocols"].clone()), (json!("rt"), json!(["http"])));
 
         let uuid = "0190a0a0-0000-7000-8000-000000000001";
+        // Upstream TLS settings are refused on a plain-HTTP service, as Kong's conditionals refuse them, and kept
+        // on an HTTPS one.
+        for (body, field) in [
+            (json!({"tls_verify_depth": 3}), "tls_verify_depth"),
+            (json!({"ca_certificates": [uuid]}), "ca_certificates"),
+            (json!({"client_certificate": {"id": uuid}}), "client_certificate"),
+        ] {
+            let mut plain = body.as_object().unwrap().clone();
+            plain.insert("host".into(), json!("h"));
+            let e = validate_entity(EntityKind::Service, &plain).unwrap_err();
+            assert_eq!(
+                (e[0].path.as_str(), e[0].message.as_str()),
+                (field, "value must be null when 'protocol' is 'http'")
+            );
+            plain.insert("protocol".into(), json!("https"));
+            assert_eq!(validate_entity(EntityKind::Service, &plain).unwrap()[field], body[field]);
+        }
+        // Routes' `snis` need a TLS protocol (Kong's entity check).
+        let plain = json!({"paths": ["/"], "protocols": ["http"], "snis": ["a.example"]});
+        let e = validate_entity(EntityKind::Route, plain.as_object().unwrap()).unwrap_err();
+        assert_eq!(e[0].path, "snis");
+        let tls = json!({"protocols": ["https"], "snis": ["a.example", "*.example.org"]});
+        assert_eq!(ok(EntityKind::Route, tls)["snis"], json!(["a.example", "*.example.org"]));
         for (kind, body, field) in [
-            (EntityKind::Service, json!({"host": "h", "tls_verify_depth": 3}), "tls_verify_depth"),
-            (EntityKind::Service, json!({"host": "h", "ca_certificates": [uuid]}), "ca_certificates"),
-            (EntityKind::Service, json!({"host": "h", "client_certificate": {"id": uuid}}), "client_certificate"),
             (EntityKind::Service, json!({"host": "h", "tls_sans": {"dnsnames": ["a"]}}), "tls_sans"),
             (EntityKind::Route, json!({"paths": ["/"], "path_handling": "v1"}), "path_handling"),
-            (EntityKind::Route, json!({"paths": ["/"], "snis": ["a.example"]}), "snis"),
             (EntityKind::Route, json!({"paths": ["/"], "sources": [{"ip": "10.0.0.1"}]}), "sources"),
             (EntityKind::Route, json!({"paths": ["/"], "destinations": [{"port": 80}]}), "destinations"),
             (EntityKind::Route, json!({"expression": "http.path == \"/\""}), "expression"),

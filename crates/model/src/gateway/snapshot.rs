@@ -33,6 +33,17 @@ pub struct Service {
     pub read_timeout: u64,
     /// `None`: the node's default (verify).
     pub tls_verify: Option<bool>,
+    /// The longest chain of intermediate certificates accepted between the upstream's certificate and a trusted
+    /// one; `None`: no limit beyond the verifier's. The TLS fields are left out of the serialised form when unset,
+    /// so a snapshot without them hashes as it did before they existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_verify_depth: Option<u8>,
+    /// `ca_certificates` ids: when set, the only roots an upstream certificate may chain to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ca_certificates: Vec<uuid::Uuid>,
+    /// A `certificates` id presented to the upstream (mutual TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<uuid::Uuid>,
     pub enabled: bool,
 }
 
@@ -53,6 +64,10 @@ pub struct Route {
     pub preserve_host: bool,
     pub request_buffering: bool,
     pub response_buffering: bool,
+    /// Server names the route is for over TLS (exact, `*.example.com` or `example.*`); ignored over plain HTTP,
+    /// as Kong ignores them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snis: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,6 +202,9 @@ impl ConfigSnapshot {
                 write_timeout: e.int("write_timeout")?,
                 read_timeout: e.int("read_timeout")?,
                 tls_verify: e.opt_bool("tls_verify")?,
+                tls_verify_depth: e.opt_int("tls_verify_depth")?,
+                ca_certificates: e.uuids("ca_certificates")?,
+                client_certificate: e.foreign("client_certificate")?,
                 enabled: e.bool("enabled")?,
             }),
             EntityKind::Route => self.routes.push(Route {
@@ -204,6 +222,7 @@ impl ConfigSnapshot {
                 preserve_host: e.bool("preserve_host")?,
                 request_buffering: e.bool("request_buffering")?,
                 response_buffering: e.bool("response_buffering")?,
+                snis: e.strings("snis")?,
             }),
             EntityKind::Consumer => self.consumers.push(Consumer {
                 id: e.id()?,
@@ -375,6 +394,21 @@ impl<'a> Reader<'a> {
             _ => None,
         };
         converted.ok_or_else(|| self.fail(field, "is not an integer in range"))
+    }
+
+    fn opt_int<T: TryFrom<i64> + TryFrom<u64>>(&self, field: &str) -> Result<Option<T>, SnapshotError> {
+        match self.value(field) {
+            None => Ok(None),
+            Some(_) => self.int(field).map(Some),
+        }
+    }
+
+    /// A list of UUIDs; unset (null) is empty.
+    fn uuids(&self, field: &str) -> Result<Vec<uuid::Uuid>, SnapshotError> {
+        self.strings(field)?
+            .iter()
+            .map(|s| s.parse().map_err(|_| self.fail(field, "holds a non-UUID")))
+            .collect()
     }
 
     /// A list of strings; unset (null) is empty.
