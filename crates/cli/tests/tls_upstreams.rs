@@ -30,26 +30,36 @@ struct Handshake {
     client_certificate: Option<Vec<u8>>,
 }
 
-/// A TLS upstream serving `chain` (PEM, end-entity first) with `key`; with `client_ca`, it demands a client
-/// certificate that CA signed and refuses the handshake without one.
+/// A TLS upstream serving `chain` (PEM, end-entity first) with `key`; with `client_ca`, it asks for a client
+/// certificate that CA signed and, when `Demand::Required`, refuses the handshake without one.
+#[derive(Clone, Copy, PartialEq)]
+enum Demand {
+    Required,
+    Optional,
+}
+
 struct TlsUpstream {
     addr: SocketAddr,
     handshakes: Arc<Mutex<Vec<Handshake>>>,
 }
 
 impl TlsUpstream {
-    async fn start(chain: &str, key: &str, client_ca: Option<&str>) -> Self {
+    async fn start(chain: &str, key: &str, client_ca: Option<(&str, Demand)>) -> Self {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let builder =
-            rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().unwrap();
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap();
         let builder = match client_ca {
             None => builder.with_no_client_auth(),
-            Some(pem) => {
+            Some((pem, demand)) => {
                 let mut roots = rustls::RootCertStore::empty();
                 roots.add(CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()).unwrap();
-                let verifier =
-                    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build().unwrap();
-                builder.with_client_cert_verifier(verifier)
+                let mut verifier =
+                    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+                if demand == Demand::Optional {
+                    verifier = verifier.allow_unauthenticated();
+                }
+                builder.with_client_cert_verifier(verifier.build().unwrap())
             }
         };
         let chain: Vec<_> = CertificateDer::pem_slice_iter(chain.as_bytes()).map(Result::unwrap).collect();
@@ -78,9 +88,15 @@ impl TlsUpstream {
                             "client_certificate": handshake.client_certificate.is_some(),
                             "host": req.headers().get("host").and_then(|h| h.to_str().ok()),
                         });
-                        async move { Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from(body.to_string())))) }
+                        async move {
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from(
+                                body.to_string(),
+                            ))))
+                        }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });
@@ -168,10 +184,11 @@ async fn mutual_tls_presents_the_client_certificate() {
     let upstream_ca = TestCa::new();
     let client_ca = TestCa::new();
     let leaf = upstream_ca.leaf(&["localhost"]);
-    let upstream = TlsUpstream::start(&leaf.cert, &leaf.key, Some(&client_ca.pem)).await;
+    let upstream = TlsUpstream::start(&leaf.cert, &leaf.key, Some((&client_ca.pem, Demand::Required))).await;
     let ca = ca_certificate(&node, &upstream_ca).await;
     let client: Leaf = client_ca.leaf(&["gatehouse-client"]);
-    let certificate = node.admin_ok(Method::POST, "/certificates", json!({"cert": client.cert, "key": client.key})).await;
+    let certificate =
+        node.admin_ok(Method::POST, "/certificates", json!({"cert": client.cert, "key": client.key})).await;
     let certificate = certificate["id"].as_str().unwrap().to_owned();
 
     service(&node, "anonymous", &upstream, json!({"ca_certificates": [ca]}), json!({})).await;
@@ -214,11 +231,12 @@ async fn connections_with_other_tls_settings_are_never_shared() {
     let upstream_ca = TestCa::new();
     let client_ca = TestCa::new();
     let leaf = upstream_ca.leaf(&["localhost"]);
-    // No client certificate is demanded, but one presented is recorded.
-    let upstream = TlsUpstream::start(&leaf.cert, &leaf.key, None).await;
+    // A client certificate is asked for but not required; one presented is recorded.
+    let upstream = TlsUpstream::start(&leaf.cert, &leaf.key, Some((&client_ca.pem, Demand::Optional))).await;
     let ca = ca_certificate(&node, &upstream_ca).await;
     let client = client_ca.leaf(&["gatehouse-client"]);
-    let certificate = node.admin_ok(Method::POST, "/certificates", json!({"cert": client.cert, "key": client.key})).await;
+    let certificate =
+        node.admin_ok(Method::POST, "/certificates", json!({"cert": client.cert, "key": client.key})).await;
     let certificate = certificate["id"].as_str().unwrap().to_owned();
     service(&node, "plain", &upstream, json!({"ca_certificates": [ca]}), json!({})).await;
     let fields = json!({"ca_certificates": [ca], "client_certificate": {"id": certificate}});
@@ -248,7 +266,7 @@ async fn bad_upstream_tls_settings_are_refused_by_name() {
         (json!({"url": "http://h", "ca_certificates": [unknown]}), "ca_certificates"),
         (json!({"url": "https://h", "tls_verify_depth": 65}), "tls_verify_depth"),
     ];
-    for (body, field) in cases {
+    for (body, field) in cases.clone() {
         let (status, answer) = node.admin(Method::POST, "/services", Some(body.clone())).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
         assert!(answer["fields"][field].is_string(), "{body}: {answer}");

@@ -265,8 +265,15 @@ async fn check_references(t: &Target, entity: &StoredEntity) -> Result<()> {
     }
     let store = &t.control.services.store;
     let missing = |field: &str, collection: &str, id: &str| {
-        let message = format!("the foreign key '{{id=\"{id}\"}}' does not reference an existing '{collection}' entity.");
-        KongError::dao(StatusCode::BAD_REQUEST, 4, "foreign key violation", message.clone(), Some(json!({ field: message })))
+        let message =
+            format!("the foreign key '{{id=\"{id}\"}}' does not reference an existing '{collection}' entity.");
+        KongError::dao(
+            StatusCode::BAD_REQUEST,
+            4,
+            "foreign key violation",
+            message.clone(),
+            Some(json!({ field: message })),
+        )
     };
     let data = &entity.data;
     if let Some(id) = data.get("client_certificate").and_then(|c| c.get("id")).and_then(Value::as_str) {

@@ -28,7 +28,8 @@ pub struct Compiled {
 fn service(s: &snapshot::Service, data: &ConfigSnapshot) -> Result<ServiceConfig, CompileError> {
     let target = UpstreamTarget::new(&s.host, s.port, &s.protocol).ok_or(CompileError::ServiceHost(s.id))?;
     let mut pool_key = PoolKey::new(&target.scheme, &target.authority, s.tls_verify, s.connect_timeout);
-    if pool_key.https && (s.tls_verify_depth.is_some() || !s.ca_certificates.is_empty() || s.client_certificate.is_some())
+    if pool_key.https
+        && (s.tls_verify_depth.is_some() || !s.ca_certificates.is_empty() || s.client_certificate.is_some())
     {
         pool_key = pool_key.with_tls(Arc::new(upstream_tls(s, data)));
     }
@@ -53,7 +54,8 @@ fn upstream_tls(s: &snapshot::Service, data: &ConfigSnapshot) -> UpstreamTls {
             None => return UpstreamTls::unusable(format!("service {}: client certificate {id} not found", s.id)),
         },
     };
-    let settings = TlsSettings { verify: s.tls_verify.unwrap_or(true), depth: s.tls_verify_depth, roots: &roots, client };
+    let settings =
+        TlsSettings { verify: s.tls_verify.unwrap_or(true), depth: s.tls_verify_depth, roots: &roots, client };
     let tls = UpstreamTls::new(&settings);
     if let Err(reason) = tls.usable() {
         tracing::error!(service = %s.id, reason, "the service's upstream TLS settings cannot be used; its requests fail");

@@ -132,9 +132,8 @@ impl std::hash::Hash for UpstreamTls {
 
 static VERIFYING: LazyLock<Arc<UpstreamTls>> =
     LazyLock::new(|| Arc::new(UpstreamTls::new(&TlsSettings { verify: true, depth: None, roots: &[], client: None })));
-static NOT_VERIFYING: LazyLock<Arc<UpstreamTls>> = LazyLock::new(|| {
-    Arc::new(UpstreamTls::new(&TlsSettings { verify: false, depth: None, roots: &[], client: None }))
-});
+static NOT_VERIFYING: LazyLock<Arc<UpstreamTls>> =
+    LazyLock::new(|| Arc::new(UpstreamTls::new(&TlsSettings { verify: false, depth: None, roots: &[], client: None })));
 
 impl UpstreamTls {
     /// The web PKI roots (or no verification) and no client certificate, shared by every service that sets
@@ -246,8 +245,9 @@ impl rustls::client::danger::ServerCertVerifier for DepthLimited {
         now: UnixTime,
     ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
         let verified = self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
-        let cert = webpki::EndEntityCert::try_from(end_entity)
-            .map_err(|e| rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(Arc::new(e)))))?;
+        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(|e| {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(Arc::new(e))))
+        })?;
         let depth = self.depth;
         let within = |path: &webpki::VerifiedPath<'_>| {
             if path.intermediate_certificates().count() <= depth {
@@ -265,7 +265,9 @@ impl rustls::client::danger::ServerCertVerifier for DepthLimited {
             None,
             Some(&within),
         )
-        .map_err(|e| rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(Arc::new(e)))))?;
+        .map_err(|e| {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(Arc::new(e))))
+        })?;
         Ok(verified)
     }
 

@@ -714,15 +714,7 @@ impl Proxy {
             // The request target named the host (absolute form, HTTP/2's `:authority`): that is the Host.
             headers.insert(header::HOST, value);
         }
-        self.forwarded_headers(
-            &mut headers,
-            conn,
-            client_ip,
-            &host,
-            parts.uri.path(),
-            route.strip_path,
-            matched_part,
-        );
+        self.forwarded_headers(&mut headers, conn, client_ip, &host, parts.uri.path(), route.strip_path, matched_part);
         headers.insert(names::X_KONG_REQUEST_ID, request_id.0.clone());
 
         let sent_at = Instant::now();

@@ -522,8 +522,14 @@ fn invalid_regexes_are_reported() {
         https_redirect_status_code: 426,
         request_buffering: true,
     });
-    let rules =
-        RouteRules { hosts: vec![], snis: vec![], methods: vec![], headers: vec![], paths: vec!["~/(".into()], regex_priority: 0 };
+    let rules = RouteRules {
+        hosts: vec![],
+        snis: vec![],
+        methods: vec![],
+        headers: vec![],
+        paths: vec!["~/(".into()],
+        regex_priority: 0,
+    };
     assert!(Router::new(vec![(config, rules)]).is_err());
 }
 

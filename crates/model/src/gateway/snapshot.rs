@@ -405,10 +405,7 @@ impl<'a> Reader<'a> {
 
     /// A list of UUIDs; unset (null) is empty.
     fn uuids(&self, field: &str) -> Result<Vec<uuid::Uuid>, SnapshotError> {
-        self.strings(field)?
-            .iter()
-            .map(|s| s.parse().map_err(|_| self.fail(field, "holds a non-UUID")))
-            .collect()
+        self.strings(field)?.iter().map(|s| s.parse().map_err(|_| self.fail(field, "holds a non-UUID"))).collect()
     }
 
     /// A list of strings; unset (null) is empty.
