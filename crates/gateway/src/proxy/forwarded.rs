@@ -32,6 +32,7 @@ impl Proxy {
 
     /// `host` is the client's `Host` without its port, lower-cased. `X-Forwarded-Port` is the port the client
     /// connected to (Kong's `server_port`), not one its `Host` names.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn forwarded_headers(
         &self,
         headers: &mut HeaderMap,
