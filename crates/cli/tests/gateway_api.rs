@@ -467,9 +467,6 @@ async fn kong_fields_gatehouse_lacks() {
 
     let uuid = "0190a0a0-0000-7000-8000-000000000001";
     for (path, body, field) in [
-        ("/services", json!({"host": "h", "tls_verify_depth": 2}), "tls_verify_depth"),
-        ("/services", json!({"host": "h", "client_certificate": {"id": uuid}}), "client_certificate"),
-        ("/routes", json!({"paths": ["/x"], "snis": ["a.example"]}), "snis"),
         ("/routes", json!({"paths": ["/x"], "sources": [{"ip": "10.0.0.0/8"}]}), "sources"),
         ("/routes", json!({"expression": "http.path == \"/x\""}), "expression"),
         ("/plugins", json!({"name": "request-termination", "consumer_group": {"id": uuid}}), "consumer_group"),
