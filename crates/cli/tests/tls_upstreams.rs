@@ -320,3 +320,31 @@ async fn deck_round_trips_the_upstream_tls_fields_and_route_snis() {
     let (status, body) = get(&node, "/mutual").await;
     assert_eq!((status, body["client_certificate"].as_bool()), (StatusCode::OK, Some(true)), "{body}");
 }
+
+/// A certificate or CA certificate a service uses is not deleted from under it (Kong's "referenced by others").
+#[tokio::test]
+async fn certificates_a_service_uses_are_not_deleted() {
+    let node = TestNode::start().await;
+    let ca = TestCa::new();
+    let ca_id = ca_certificate(&node, &ca).await;
+    let client = ca.leaf(&["gatehouse-client"]);
+    let certificate =
+        node.admin_ok(Method::POST, "/certificates", json!({"cert": client.cert, "key": client.key})).await;
+    let cert_id = certificate["id"].as_str().unwrap().to_owned();
+    let body =
+        json!({"name": "s", "url": "https://h", "ca_certificates": [ca_id], "client_certificate": {"id": cert_id}});
+    node.admin_ok(Method::POST, "/services", body).await;
+
+    let (status, body) = node.admin(Method::DELETE, &format!("/ca_certificates/{ca_id}"), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["message"].as_str().unwrap().starts_with(&format!("ca certificate {ca_id} is still referenced")));
+    let (status, body) = node.admin(Method::DELETE, &format!("/certificates/{cert_id}"), None).await;
+    assert_eq!((status, body["name"].as_str()), (StatusCode::BAD_REQUEST, Some("referenced by others")), "{body}");
+
+    // Once the service lets go, they can go.
+    node.admin_ok(Method::PATCH, "/services/s", json!({"ca_certificates": null, "client_certificate": null})).await;
+    for path in [format!("/ca_certificates/{ca_id}"), format!("/certificates/{cert_id}")] {
+        let (status, body) = node.admin(Method::DELETE, &path, None).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{path}: {body}");
+    }
+}

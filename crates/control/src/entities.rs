@@ -297,6 +297,38 @@ async fn check_references(t: &Target, entity: &StoredEntity) -> Result<()> {
     Ok(())
 }
 
+/// A certificate a service presents (`client_certificate`) or a CA certificate it trusts (`ca_certificates`) is not
+/// deleted from under it: Kong's "referenced by others" (its `ca_certificates` DAO and the foreign key).
+async fn refuse_if_a_service_uses(t: &Target, entity: &StoredEntity) -> Result<()> {
+    let id = entity.id.to_string();
+    let uses: fn(&Map<String, Value>, &str) -> bool = match entity.kind {
+        EntityKind::Certificate => {
+            |s, id| s.get("client_certificate").and_then(|c| c.get("id")).and_then(Value::as_str) == Some(id)
+        }
+        EntityKind::CaCertificate => {
+            |s, id| s.get("ca_certificates").and_then(Value::as_array).is_some_and(|ids| ids.iter().any(|v| v == id))
+        }
+        _ => return Ok(()),
+    };
+    let mut q = EntityQuery { size: 1000, ..EntityQuery::default() };
+    loop {
+        let (items, next) = t.control.services.store.list_entities(t.cp, EntityKind::Service, &q).await?;
+        if let Some(service) = items.iter().find(|s| uses(&s.data, &id)) {
+            let message = match entity.kind {
+                EntityKind::CaCertificate => {
+                    format!("ca certificate {id} is still referenced by services (id = {})", service.id)
+                }
+                _ => "an existing 'services' entity references this 'certificates' entity".to_owned(),
+            };
+            return Err(KongError::dao(StatusCode::BAD_REQUEST, 19, "referenced by others", message, None));
+        }
+        match next {
+            Some(after) => q.after = Some(after),
+            None => return Ok(()),
+        }
+    }
+}
+
 fn violations(v: Vec<Violation>) -> KongError {
     KongError::schema_violation(&v.into_iter().map(|v| (v.path, v.message)).collect::<Vec<_>>())
 }
@@ -587,6 +619,7 @@ async fn do_update(t: Target, kind: EntityKind, existing: StoredEntity, body: Ma
 async fn do_delete(t: Target, kind: EntityKind, target: Option<StoredEntity>) -> Result<StatusCode> {
     // Kong answers 204 for a delete of something that is not there.
     let Some(entity) = target else { return Ok(StatusCode::NO_CONTENT) };
+    refuse_if_a_service_uses(&t, &entity).await?;
     t.control.services.store.delete_entity(t.cp, kind, entity.id).await.map_err(|e| store_failure(&t, e, &entity))?;
     Ok(StatusCode::NO_CONTENT)
 }

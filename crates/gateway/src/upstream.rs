@@ -324,6 +324,11 @@ impl Pool {
                 return Some(list.remove(i).sender);
             }
         }
+        // Keys come and go with the server names clients send (`preserve_host` to an HTTPS service): one with
+        // nothing parked is dropped rather than kept empty.
+        if list.is_empty() {
+            idle.remove(key);
+        }
         None
     }
 
