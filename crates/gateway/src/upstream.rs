@@ -130,16 +130,17 @@ impl std::hash::Hash for UpstreamTls {
     }
 }
 
-static VERIFYING: LazyLock<Arc<UpstreamTls>> =
-    LazyLock::new(|| Arc::new(UpstreamTls::new(&TlsSettings { verify: true, depth: None, roots: &[], client: None })));
-static NOT_VERIFYING: LazyLock<Arc<UpstreamTls>> =
-    LazyLock::new(|| Arc::new(UpstreamTls::new(&TlsSettings { verify: false, depth: None, roots: &[], client: None })));
+static VERIFYING: LazyLock<UpstreamTls> =
+    LazyLock::new(|| UpstreamTls::new(&TlsSettings { verify: true, depth: None, roots: &[], client: None }));
+static NOT_VERIFYING: LazyLock<UpstreamTls> =
+    LazyLock::new(|| UpstreamTls::new(&TlsSettings { verify: false, depth: None, roots: &[], client: None }));
 
 impl UpstreamTls {
-    /// The web PKI roots (or no verification) and no client certificate, shared by every service that sets
-    /// nothing else.
+    /// The web PKI roots (or no verification) and no client certificate: the rustls settings are built once and
+    /// shared, each caller gets its own handle, so the pool keys of two workers never share a reference count.
     pub fn default_for(verify: bool) -> Arc<Self> {
-        if verify { VERIFYING.clone() } else { NOT_VERIFYING.clone() }
+        let shared: &Self = if verify { &VERIFYING } else { &NOT_VERIFYING };
+        Arc::new(Self { config: shared.config.clone(), digest: shared.digest })
     }
 
     pub fn new(settings: &TlsSettings<'_>) -> Self {
