@@ -44,6 +44,11 @@ async fn service_with_route(node: &TestNode, name: &str, route: Value) {
     node.admin_ok(Method::POST, &format!("/services/{name}/routes"), route).await;
 }
 
+/// The echo upstream's answer to `request`.
+async fn echoed(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
@@ -175,43 +180,21 @@ async fn forwarded_proto_and_port_name_the_listener_the_client_used() {
     let plain_port = node.proxy_url().rsplit(':').next().unwrap().to_owned();
 
     // A Host naming another port does not change the port the client connected to.
-    let echo: Value = reqwest::Client::new()
-        .get(format!("{}/anything", node.proxy_url()))
-        .header("host", "localhost:9999")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let echo =
+        echoed(reqwest::Client::new().get(format!("{}/anything", node.proxy_url())).header("host", "localhost:9999"))
+            .await;
     assert_eq!(echo["headers"]["X-Forwarded-Proto"], "http");
     assert_eq!(echo["headers"]["X-Forwarded-Port"], plain_port.as_str());
     assert_eq!(echo["headers"]["X-Forwarded-Host"], "localhost");
 
     let client = ca.reqwest().resolve("localhost", tls).http1_only().build().unwrap();
-    let echo: Value = client
-        .get(format!("https://localhost:{}/anything", tls.port()))
-        .header("host", "localhost:9999")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let url = format!("https://localhost:{}/anything", tls.port());
+    let echo = echoed(client.get(&url).header("host", "localhost:9999")).await;
     assert_eq!(echo["headers"]["X-Forwarded-Proto"], "https");
     assert_eq!(echo["headers"]["X-Forwarded-Port"], tls.port().to_string());
 
     // A client's own claims are replaced on both listeners.
-    let echo: Value = client
-        .get(format!("https://localhost:{}/anything", tls.port()))
-        .header("x-forwarded-proto", "http")
-        .header("x-forwarded-port", "1")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let echo = echoed(client.get(&url).header("x-forwarded-proto", "http").header("x-forwarded-port", "1")).await;
     assert_eq!(echo["headers"]["X-Forwarded-Proto"], "https");
     assert_eq!(echo["headers"]["X-Forwarded-Port"], tls.port().to_string());
 }

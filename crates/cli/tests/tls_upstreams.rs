@@ -123,6 +123,12 @@ async fn ca_certificate(node: &TestNode, ca: &TestCa) -> String {
     created["id"].as_str().unwrap().to_owned()
 }
 
+/// A `certificates` entity for `leaf`; returns its id.
+async fn certificate(node: &TestNode, leaf: &Leaf) -> String {
+    let created = node.admin_ok(Method::POST, "/certificates", json!({"cert": leaf.cert, "key": leaf.key})).await;
+    created["id"].as_str().unwrap().to_owned()
+}
+
 async fn get(node: &TestNode, path: &str) -> (StatusCode, Value) {
     let res = reqwest::get(format!("{}{path}", node.proxy_url())).await.unwrap();
     let status = res.status();
@@ -187,9 +193,7 @@ async fn mutual_tls_presents_the_client_certificate() {
     let upstream = TlsUpstream::start(&leaf.cert, &leaf.key, Some((&client_ca.pem, Demand::Required))).await;
     let ca = ca_certificate(&node, &upstream_ca).await;
     let client: Leaf = client_ca.leaf(&["gatehouse-client"]);
-    let certificate =
-        node.admin_ok(Method::POST, "/certificates", json!({"cert": client.cert, "key": client.key})).await;
-    let certificate = certificate["id"].as_str().unwrap().to_owned();
+    let certificate = certificate(&node, &client).await;
 
     service(&node, "anonymous", &upstream, json!({"ca_certificates": [ca]}), json!({})).await;
     let fields = json!({"ca_certificates": [ca], "client_certificate": {"id": certificate}});
@@ -235,9 +239,7 @@ async fn connections_with_other_tls_settings_are_never_shared() {
     let upstream = TlsUpstream::start(&leaf.cert, &leaf.key, Some((&client_ca.pem, Demand::Optional))).await;
     let ca = ca_certificate(&node, &upstream_ca).await;
     let client = client_ca.leaf(&["gatehouse-client"]);
-    let certificate =
-        node.admin_ok(Method::POST, "/certificates", json!({"cert": client.cert, "key": client.key})).await;
-    let certificate = certificate["id"].as_str().unwrap().to_owned();
+    let certificate = certificate(&node, &client).await;
     service(&node, "plain", &upstream, json!({"ca_certificates": [ca]}), json!({})).await;
     let fields = json!({"ca_certificates": [ca], "client_certificate": {"id": certificate}});
     service(&node, "mutual", &upstream, fields, json!({})).await;
@@ -328,9 +330,7 @@ async fn certificates_a_service_uses_are_not_deleted() {
     let ca = TestCa::new();
     let ca_id = ca_certificate(&node, &ca).await;
     let client = ca.leaf(&["gatehouse-client"]);
-    let certificate =
-        node.admin_ok(Method::POST, "/certificates", json!({"cert": client.cert, "key": client.key})).await;
-    let cert_id = certificate["id"].as_str().unwrap().to_owned();
+    let cert_id = certificate(&node, &client).await;
     let body =
         json!({"name": "s", "url": "https://h", "ca_certificates": [ca_id], "client_certificate": {"id": cert_id}});
     node.admin_ok(Method::POST, "/services", body).await;

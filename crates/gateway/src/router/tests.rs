@@ -15,6 +15,20 @@ const fn r(name: &'static str, paths: &'static [&'static str]) -> R {
     R { name, hosts: &[], methods: &[], headers: &[], paths, regex_priority: 0 }
 }
 
+/// A route's settings with Kong's defaults, for `protocols`.
+fn config(id: uuid::Uuid, name: Option<&str>, protocols: &[&str]) -> RouteConfig {
+    RouteConfig {
+        id,
+        name: name.map(str::to_owned),
+        service_id: None,
+        protocols: protocols.iter().map(|p| p.to_string()).collect(),
+        strip_path: true,
+        preserve_host: false,
+        https_redirect_status_code: 426,
+        request_buffering: true,
+    }
+}
+
 fn router(routes: &[R]) -> (Router, Vec<(uuid::Uuid, &'static str)>) {
     let mut names = Vec::new();
     let built = routes
@@ -24,16 +38,7 @@ fn router(routes: &[R]) -> (Router, Vec<(uuid::Uuid, &'static str)>) {
             // Ids in table order, so equal priorities resolve predictably.
             let id = uuid::Uuid::from_u128(i as u128 + 1);
             names.push((id, r.name));
-            let config = RouteConfig {
-                id,
-                name: Some(r.name.to_owned()),
-                service_id: None,
-                protocols: vec!["http".into(), "https".into()],
-                strip_path: true,
-                preserve_host: false,
-                https_redirect_status_code: 426,
-                request_buffering: true,
-            };
+            let config = config(id, Some(r.name), &["http", "https"]);
             let rules = RouteRules {
                 hosts: r.hosts.iter().map(|s| s.to_string()).collect(),
                 snis: Vec::new(),
@@ -512,16 +517,7 @@ fn normal_paths_come_back_borrowed_and_unchanged() {
 
 #[test]
 fn invalid_regexes_are_reported() {
-    let config = Arc::new(RouteConfig {
-        id: uuid::Uuid::nil(),
-        name: None,
-        service_id: None,
-        protocols: vec![],
-        strip_path: true,
-        preserve_host: false,
-        https_redirect_status_code: 426,
-        request_buffering: true,
-    });
+    let config = Arc::new(config(uuid::Uuid::nil(), None, &[]));
     let rules = RouteRules {
         hosts: vec![],
         snis: vec![],
@@ -631,16 +627,7 @@ fn the_scheme_and_the_sni_select_among_routes() {
         .map(|(i, (name, protocols, snis))| {
             let id = uuid::Uuid::from_u128(i as u128 + 1);
             names.push((id, *name));
-            let config = RouteConfig {
-                id,
-                name: Some((*name).to_owned()),
-                service_id: None,
-                protocols: protocols.iter().map(|p| p.to_string()).collect(),
-                strip_path: true,
-                preserve_host: false,
-                https_redirect_status_code: 426,
-                request_buffering: true,
-            };
+            let config = config(id, Some(name), protocols);
             // The plain-only route has more fields set, so it would win wherever it may compete.
             let rules = RouteRules {
                 hosts: vec![],
