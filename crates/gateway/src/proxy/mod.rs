@@ -561,11 +561,10 @@ impl Proxy {
         let matched_part = matched.matched;
         let path_regex = matched.regex;
         state.route = Some(route);
-        // Kong's check: an `https` route without `http`, reached over plain HTTP, unless a trusted proxy in front
-        // says the client's connection to it was HTTPS.
+        // Kong's check: an `https` route without `http` (or, as gRPC is not served, a `grpcs` one), reached over
+        // plain HTTP, unless a trusted proxy in front says the client's connection to it was HTTPS.
         if !conn.tls
-            && route.protocols.iter().any(|p| p == "https")
-            && !route.protocols.iter().any(|p| p == "http")
+            && !route.protocols.iter().any(|p| matches!(p.as_str(), "http" | "grpc"))
             && !self.forwarded_https(conn, &parts.headers)
         {
             state.outcome = Outcome::HttpsRequired;
