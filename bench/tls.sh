@@ -133,11 +133,11 @@ for KIND in $KEYS; do
     (( left-- > 0 )) || die "Gatehouse does not serve the $KIND certificate"
     sleep 0.1
   done
-  start_nginx "tls-$KIND" "$HERE/nginx/tls.conf" "$TMP/$KIND.crt" "$TMP/$KIND.key"
+  start_nginx "tls_$KIND" "$HERE/nginx/tls.conf" "$TMP/$KIND.crt" "$TMP/$KIND.key"
   NGINX_TLS_PID=${PIDS[-1]}
   left=100
   until [[ $(served_fingerprint "$NGINX_PORT") == "$want" ]]; do
-    (( left-- > 0 )) || { cat "$TMP/tls-$KIND.err" >&2; die "nginx does not serve the $KIND certificate"; }
+    (( left-- > 0 )) || { cat "$TMP/tls_$KIND.err" >&2; die "nginx does not serve the $KIND certificate"; }
     sleep 0.1
   done
   for port in "$GH_TLS_PORT" "$NGINX_PORT"; do
