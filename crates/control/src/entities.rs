@@ -233,27 +233,32 @@ async fn check_snis(t: &Target, certificate: uuid::Uuid, names: &[String]) -> Re
     Ok(())
 }
 
-/// Makes `names` the certificate's SNIs: those no longer listed are deleted, new ones created (Kong's
-/// `snis:update_list`).
-async fn write_snis(t: &Target, certificate: uuid::Uuid, names: &[String]) -> Result<()> {
-    let current = snis_of(t, certificate).await?;
+/// Writes a validated entity: inserted (`create`) or upserted. A certificate goes with its SNIs, when `snis` lists
+/// them, in one transaction (Kong's `snis:update_list` inside the certificate's write): those no longer listed
+/// are deleted, new ones created.
+async fn store_entity(t: &Target, entity: &StoredEntity, create: bool, snis: Option<&[String]>) -> Result<()> {
     let store = &t.control.services.store;
-    for (name, id) in &current {
-        if !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
-            store.delete_entity(t.cp, EntityKind::Sni, *id).await?;
-        }
-    }
-    for name in names {
-        if current.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
-            continue;
-        }
-        let mut body = Map::new();
-        body.insert("name".into(), json!(name));
-        body.insert("certificate".into(), json!({ "id": certificate.to_string() }));
-        let sni = prepare(t, EntityKind::Sni, uuid::Uuid::new_v4(), now_secs(t), body)?;
-        store.insert_entity(t.cp, &sni).await.map_err(|e| store_failure(t, e, &sni))?;
-    }
-    Ok(())
+    let written = if entity.kind == EntityKind::Certificate {
+        let snis = snis
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|name| {
+                        let mut body = Map::new();
+                        body.insert("name".into(), json!(name));
+                        body.insert("certificate".into(), json!({ "id": entity.id.to_string() }));
+                        prepare(t, EntityKind::Sni, uuid::Uuid::new_v4(), now_secs(t), body)
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .transpose()?;
+        store.write_certificate(t.cp, entity, create, snis.as_deref()).await.map(|_| ())
+    } else if create {
+        store.insert_entity(t.cp, entity).await
+    } else {
+        store.upsert_entity(t.cp, entity).await.map(|_| ())
+    };
+    written.map_err(|e| store_failure(t, e, entity))
 }
 
 /// A service's `client_certificate` and `ca_certificates` must name existing entities: Kong's foreign-key
@@ -517,10 +522,7 @@ async fn do_create(
     if let Some(names) = &snis {
         check_snis(&t, id, names).await?;
     }
-    t.control.services.store.insert_entity(t.cp, &entity).await.map_err(|e| store_failure(&t, e, &entity))?;
-    if let Some(names) = &snis {
-        write_snis(&t, id, names).await?;
-    }
+    store_entity(&t, &entity, true, snis.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(shown(&t, entity).await?)).into_response())
 }
 
@@ -572,10 +574,7 @@ async fn do_replace(
     if let Some(names) = &snis {
         check_snis(&t, id, names).await?;
     }
-    t.control.services.store.upsert_entity(t.cp, &entity).await.map_err(|e| store_failure(&t, e, &entity))?;
-    if let Some(names) = &snis {
-        write_snis(&t, id, names).await?;
-    }
+    store_entity(&t, &entity, false, snis.as_deref()).await?;
     Ok(Json(shown(&t, entity).await?).into_response())
 }
 
@@ -609,10 +608,7 @@ async fn do_update(t: Target, kind: EntityKind, existing: StoredEntity, body: Ma
     if let Some(names) = &snis {
         check_snis(&t, id, names).await?;
     }
-    t.control.services.store.upsert_entity(t.cp, &entity).await.map_err(|e| store_failure(&t, e, &entity))?;
-    if let Some(names) = &snis {
-        write_snis(&t, id, names).await?;
-    }
+    store_entity(&t, &entity, false, snis.as_deref()).await?;
     Ok(Json(shown(&t, entity).await?).into_response())
 }
 

@@ -215,6 +215,16 @@ pub trait GatewayStore: Send + Sync {
     async fn insert_entity(&self, control_plane: uuid::Uuid, entity: &StoredEntity) -> Result<()>;
     /// Inserts or replaces by id (PUT); returns whether it was created.
     async fn upsert_entity(&self, control_plane: uuid::Uuid, entity: &StoredEntity) -> Result<bool>;
+    /// A certificate and, with `snis`, exactly those SNIs (matched by name, case-insensitively: a kept one keeps
+    /// its id, one no longer listed is deleted, a new one inserted), in one transaction. `create`: a taken id is
+    /// `Conflict(Id)` (POST) rather than replaced (PUT, PATCH). Returns whether the certificate was created.
+    async fn write_certificate(
+        &self,
+        control_plane: uuid::Uuid,
+        certificate: &StoredEntity,
+        create: bool,
+        snis: Option<&[StoredEntity]>,
+    ) -> Result<bool>;
     async fn get_entity(
         &self,
         control_plane: uuid::Uuid,

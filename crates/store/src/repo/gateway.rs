@@ -116,6 +116,28 @@ async fn exists(tx: &mut dyn Tx, cp: uuid::Uuid, e: &StoredEntity) -> Result<boo
         > 0)
 }
 
+/// Inserts or replaces `e` by id; returns whether it was created.
+async fn upsert(tx: &mut dyn Tx, cp: uuid::Uuid, e: &StoredEntity) -> Result<bool> {
+    check_keys(tx, cp, e).await?;
+    let created = !exists(tx, cp, e).await?;
+    if created {
+        insert(tx, cp, e).await?;
+    } else {
+        let mut p = row_params(cp, e);
+        // Move the key columns (control plane, kind, id) to the WHERE clause.
+        let key: Vec<Param> = p.drain(..3).collect();
+        p.extend(key);
+        tx.execute(
+            "UPDATE gateway_entities SET endpoint_key = ?, custom_id = ?, cache_key = ?, service_id = ?, \
+             route_id = ?, consumer_id = ?, name = ?, tags = ?, data = ?, created_at = ?, updated_at = ?, \
+             certificate_id = ? WHERE control_plane_id = ? AND kind = ? AND id = ?",
+            p,
+        )
+        .await?;
+    }
+    Ok(created)
+}
+
 async fn insert(tx: &mut dyn Tx, cp: uuid::Uuid, e: &StoredEntity) -> Result<()> {
     tx.execute(
         &format!(
@@ -144,22 +166,57 @@ impl GatewayStore for SqlStore {
     async fn upsert_entity(&self, cp: uuid::Uuid, e: &StoredEntity) -> Result<bool> {
         let mut tx = self.db.writer().await?;
         ensure_control_plane(tx.as_mut(), cp).await?;
-        check_keys(tx.as_mut(), cp, e).await?;
-        let created = !exists(tx.as_mut(), cp, e).await?;
-        if created {
-            insert(tx.as_mut(), cp, e).await?;
+        let created = upsert(tx.as_mut(), cp, e).await?;
+        tx.notify(Invalidation::GatewayConfig { control_plane_id: cp });
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn write_certificate(
+        &self,
+        cp: uuid::Uuid,
+        certificate: &StoredEntity,
+        create: bool,
+        snis: Option<&[StoredEntity]>,
+    ) -> Result<bool> {
+        let mut tx = self.db.writer().await?;
+        ensure_control_plane(tx.as_mut(), cp).await?;
+        let created = if create {
+            if exists(tx.as_mut(), cp, certificate).await? {
+                return Err(StoreError::Conflict(Conflict::Id));
+            }
+            check_keys(tx.as_mut(), cp, certificate).await?;
+            insert(tx.as_mut(), cp, certificate).await?;
+            true
         } else {
-            let mut p = row_params(cp, e);
-            // Move the key columns (control plane, kind, id) to the WHERE clause.
-            let key: Vec<Param> = p.drain(..3).collect();
-            p.extend(key);
-            tx.execute(
-                "UPDATE gateway_entities SET endpoint_key = ?, custom_id = ?, cache_key = ?, service_id = ?, \
-                 route_id = ?, consumer_id = ?, name = ?, tags = ?, data = ?, created_at = ?, updated_at = ?, \
-                 certificate_id = ? WHERE control_plane_id = ? AND kind = ? AND id = ?",
-                p,
-            )
-            .await?;
+            upsert(tx.as_mut(), cp, certificate).await?
+        };
+        if let Some(snis) = snis {
+            let rows = tx
+                .fetch(
+                    &format!(
+                        "SELECT {COLUMNS} FROM gateway_entities WHERE control_plane_id = ? AND kind = 'snis' \
+                         AND certificate_id = ?"
+                    ),
+                    params![cp.to_string(), certificate.id.to_string()],
+                )
+                .await?;
+            let current = rows.iter().map(|r| decode(r.as_ref())).collect::<Result<Vec<_>>>()?;
+            let same = |a: &StoredEntity, b: &StoredEntity| match (&a.endpoint_key, &b.endpoint_key) {
+                (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+                _ => false,
+            };
+            for old in current.iter().filter(|old| !snis.iter().any(|sni| same(sni, old))) {
+                tx.execute(
+                    "DELETE FROM gateway_entities WHERE control_plane_id = ? AND kind = 'snis' AND id = ?",
+                    params![cp.to_string(), old.id.to_string()],
+                )
+                .await?;
+            }
+            for sni in snis.iter().filter(|sni| !current.iter().any(|old| same(sni, old))) {
+                check_keys(tx.as_mut(), cp, sni).await?;
+                insert(tx.as_mut(), cp, sni).await?;
+            }
         }
         tx.notify(Invalidation::GatewayConfig { control_plane_id: cp });
         tx.commit().await?;
