@@ -81,6 +81,7 @@ conformance!(
     gateway_acls_are_unique_per_consumer_and_follow_it,
     gateway_key_auths_are_unique_by_their_hash_and_follow_their_consumer,
     gateway_snis_are_unique_need_their_certificate_and_go_with_it,
+    gateway_a_certificate_and_its_snis_are_written_at_once,
     gateway_ca_certificates_are_unique_by_digest,
     gateway_entity_list_pages_and_filters,
     gateway_writes_publish_invalidations,
@@ -1043,6 +1044,44 @@ async fn gateway_snis_are_unique_need_their_certificate_and_go_with_it(store: S,
     assert!(store.delete_entity(cp, EntityKind::Certificate, one.id).await.unwrap());
     assert!(store.get_entity(cp, EntityKind::Sni, a.id).await.unwrap().is_none(), "its SNIs go too");
     assert!(store.get_entity(cp, EntityKind::Sni, b.id).await.unwrap().is_some(), "others' stay");
+}
+
+/// `write_certificate`: the certificate and its SNI list in one transaction; a kept name keeps its SNI's id, and a
+/// list that cannot be written (a name another certificate holds) leaves the certificate unwritten too.
+async fn gateway_a_certificate_and_its_snis_are_written_at_once(store: S, _db: &TestDatabase) {
+    let cp = make_control_plane(&store, "cp").await;
+    let (one, other) = (certificate(), certificate());
+    store.insert_entity(cp, &other).await.unwrap();
+    store.insert_entity(cp, &sni("taken.example.com", &other)).await.unwrap();
+    let names = |list: &[StoredEntity]| {
+        let mut names: Vec<String> = list.iter().filter_map(|s| s.endpoint_key.clone()).collect();
+        names.sort();
+        names
+    };
+    let of_one = EntityQuery { certificate_id: Some(one.id), ..entity_query(100) };
+
+    let first = [sni("a.example.com", &one), sni("b.example.com", &one)];
+    assert!(store.write_certificate(cp, &one, true, Some(&first)).await.unwrap(), "created");
+    let (listed, _) = store.list_entities(cp, EntityKind::Sni, &of_one).await.unwrap();
+    assert_eq!(names(&listed), ["a.example.com", "b.example.com"]);
+    assert!(matches!(store.write_certificate(cp, &one, true, None).await, Err(StoreError::Conflict(Conflict::Id))));
+
+    let second = [sni("B.example.com", &one), sni("c.example.com", &one)];
+    assert!(!store.write_certificate(cp, &one, false, Some(&second)).await.unwrap());
+    let (listed, _) = store.list_entities(cp, EntityKind::Sni, &of_one).await.unwrap();
+    assert_eq!(names(&listed), ["b.example.com", "c.example.com"], "a name kept in another case stays as it was");
+    let kept = listed.iter().find(|s| s.endpoint_key.as_deref() == Some("b.example.com")).unwrap();
+    assert_eq!(kept.id, first[1].id, "a kept SNI keeps its id");
+
+    // A name another certificate holds: nothing of the write happens, the certificate included.
+    let fresh = certificate();
+    let clash = [sni("d.example.com", &fresh), sni("taken.example.com", &fresh)];
+    assert!(matches!(
+        store.write_certificate(cp, &fresh, true, Some(&clash)).await,
+        Err(StoreError::Conflict(Conflict::Field("name")))
+    ));
+    assert!(store.get_entity(cp, EntityKind::Certificate, fresh.id).await.unwrap().is_none());
+    assert!(store.find_entity(cp, EntityKind::Sni, "d.example.com").await.unwrap().is_none());
 }
 
 /// A CA certificate's digest is its unique cache key.
