@@ -8,3 +8,8 @@ pub mod node;
 pub mod quickstart;
 pub mod status;
 pub mod token;
+
+/// The commit the binary was built from (`unknown` outside git).
+pub const COMMIT: &str = env!("GATEHOUSE_COMMIT");
+/// What `gatehouse -V` prints after the name.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("GATEHOUSE_COMMIT"), ")");
