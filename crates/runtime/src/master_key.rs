@@ -295,6 +295,12 @@ fn create_key_file(path: &Path) -> Result<MasterKey, KeyError> {
     Ok(key)
 }
 
+/// Whether a node has set this database up (it holds a key-check value): commands that manage an existing node
+/// refuse a database that is not.
+pub async fn is_set_up(store: &dyn Store) -> Result<bool, StoreError> {
+    Ok(store.get_meta(KEY_CHECK_META).await?.is_some())
+}
+
 /// Records the key-check value on first start and refuses a different key afterwards.
 pub async fn verify(store: &dyn Store, keys: &DerivedKeys) -> Result<(), KeyError> {
     let ours = keys.key_check_value();
