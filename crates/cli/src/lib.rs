@@ -1,6 +1,7 @@
 //! The `gatehouse` binary's library half: starting a node (every listener, wired to storage and keys) and the
 //! commands. `main.rs` only parses arguments; tests and `testkit` start nodes through [`node::start`].
 
+pub mod backup;
 pub mod counters;
 pub mod deck;
 pub mod echo;

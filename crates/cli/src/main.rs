@@ -77,6 +77,22 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Copy the node's SQLite database to a new file, consistent while the node runs (PostgreSQL: use pg_dump).
+    Backup {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The backup file to write; it must not exist.
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Put a backup in place as the database of an empty data dir, once the master key is shown to open it.
+    Restore {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// A file written by `gatehouse backup`.
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// Print a shell completion script: `gatehouse completion bash > ~/.local/share/bash-completion/completions/gatehouse`.
     Completion {
         #[arg(value_enum)]
@@ -334,6 +350,21 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     println!("revoked {n} token(s)");
                 }
             }
+        }
+        Command::Backup { config, to } => {
+            let cfg = load(&config, false, true)?;
+            let location = node::NodeLocation::of(&cfg)?;
+            eprintln!("data dir {}, database {}", location.data_dir, location.database);
+            let (bytes, database) = gatehouse::backup::backup(&cfg, &to).await?;
+            println!("backed up {} to {} ({bytes} bytes)", database.display(), to.display());
+            println!("# The master key is not in the backup: keep it with the backup, but not in the same place.");
+        }
+        Command::Restore { config, from } => {
+            let cfg = load(&config, false, true)?;
+            let location = node::NodeLocation::of(&cfg)?;
+            eprintln!("data dir {}, database {}", location.data_dir, location.database);
+            let database = gatehouse::backup::restore(&cfg, &from).await?;
+            println!("restored {} as {}; start the node with the same master key", from.display(), database.display());
         }
         Command::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "gatehouse", &mut std::io::stdout());
