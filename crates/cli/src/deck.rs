@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use gatehouse_deck::dump::DumpOptions;
 use gatehouse_deck::run::{self, SyncKind, SyncOptions};
@@ -18,13 +18,28 @@ use gatehouse_model::SecretString;
 /// which a Gatehouse token must never be sent to by accident).
 pub const DEFAULT_KONNECT_ADDR: &str = "http://127.0.0.1:8002";
 
-/// What decK does: `deck gateway …` and `deck file …`.
+/// The command line when the binary runs as `deck`.
+#[derive(Debug, Parser)]
+#[command(name = "deck", version = crate::VERSION, about = "decK: declarative configuration of a Kong gateway (Gatehouse)")]
+pub struct DeckCli {
+    #[command(subcommand)]
+    pub command: DeckCommand,
+}
+
+/// What decK does: `deck gateway …`, `deck file …`, `deck version`, `deck completion`.
 #[derive(Debug, Subcommand)]
 pub enum DeckCommand {
     /// Work with a gateway: Kong's Admin API, or a control plane in Konnect mode.
     Gateway(Box<GatewayArgs>),
     /// Work with state files offline.
     File(FileArgs),
+    /// Print the version and the commit it was built from.
+    Version,
+    /// Print a shell completion script for `deck`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -90,6 +105,8 @@ enum GatewayCommand {
     },
     /// Delete every entity (with --select-tag: those carrying the tags).
     Reset(ResetArgs),
+    /// Check that the target answers: the Admin API (and its Kong version), or the control plane in Konnect mode.
+    Ping,
 }
 
 #[derive(Debug, Args)]
@@ -243,8 +260,10 @@ impl TargetFlags {
         })
     }
 
+    /// Colour only on a terminal, and never against `NO_COLOR`, `CLICOLOR=0` or `TERM=dumb` (`CLICOLOR_FORCE`
+    /// forces it), as anstream reads them.
     fn color(&self) -> bool {
-        !self.no_color && std::io::stdout().is_terminal()
+        !self.no_color && anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never
     }
 }
 
@@ -262,7 +281,7 @@ fn sync_options(kind: SyncKind, args: &SyncArgs, flags: &TargetFlags) -> SyncOpt
 
 /// Runs a decK command; returns the process exit code (`diff --non-zero-exit-code` gives 2 on changes).
 pub async fn run(command: DeckCommand) -> anyhow::Result<u8> {
-    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    let mut out = std::io::stdout();
     let (flags, command) = match command {
         DeckCommand::File(FileArgs { command: FileCommand::Validate { files } }) => {
             run::validate_offline(&sources(&files)?, &deck_env())?;
@@ -272,25 +291,35 @@ pub async fn run(command: DeckCommand) -> anyhow::Result<u8> {
             let GatewayArgs { flags, command } = *args;
             (flags, command)
         }
+        DeckCommand::Version => {
+            // decK's line (`decK v1.x (commit)`), with Gatehouse's version: this is Gatehouse's decK.
+            writeln!(out, "decK {} (gatehouse)", crate::VERSION)?;
+            return Ok(0);
+        }
+        DeckCommand::Completion { shell } => {
+            clap_complete::generate(shell, &mut DeckCli::command(), "deck", &mut out);
+            return Ok(0);
+        }
     };
     let conn = flags.connection()?;
     match command {
         GatewayCommand::Apply(args) => {
             let opts = sync_options(SyncKind::Apply, &args, &flags);
-            run::sync(&sources(&args.files)?, &deck_env(), &conn, &opts, &mut out, &mut err).await?;
+            run::sync(&sources(&args.files)?, &deck_env(), &conn, &opts, &mut out).await?;
         }
         GatewayCommand::Sync(args) => {
             let opts = sync_options(SyncKind::Sync, &args, &flags);
-            run::sync(&sources(&args.files)?, &deck_env(), &conn, &opts, &mut out, &mut err).await?;
+            run::sync(&sources(&args.files)?, &deck_env(), &conn, &opts, &mut out).await?;
         }
         GatewayCommand::Diff(args) => {
             let opts = sync_options(SyncKind::Diff, &args.sync, &flags);
-            let outcome = run::sync(&sources(&args.sync.files)?, &deck_env(), &conn, &opts, &mut out, &mut err).await?;
+            let outcome = run::sync(&sources(&args.sync.files)?, &deck_env(), &conn, &opts, &mut out).await?;
             if args.non_zero_exit_code && outcome.summary.total() > 0 {
                 return Ok(2);
             }
         }
         GatewayCommand::Validate { files } => run::validate_online(&sources(&files)?, &deck_env(), &conn).await?,
+        GatewayCommand::Ping => run::ping(&conn, &mut out).await?,
         GatewayCommand::Dump(args) => {
             let json = matches!(args.format, Format::Json);
             let opts = DumpOptions { with_id: args.with_id, select_tags: args.select_tag, control_plane_name: None };
@@ -323,7 +352,7 @@ pub async fn run(command: DeckCommand) -> anyhow::Result<u8> {
                 progress: std::io::stderr().is_terminal(),
                 ..SyncOptions::default()
             };
-            run::reset(&conn, &opts, &mut out, &mut err).await?;
+            run::reset(&conn, &opts, &mut out).await?;
         }
     }
     Ok(0)

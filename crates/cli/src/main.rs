@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use serde_json::Value;
 
 use gatehouse::node::{self, NodeOptions};
@@ -17,7 +17,11 @@ use gatehouse_runtime::config::{self, Config, ConfigSources};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
-#[command(name = "gatehouse", version, about = "Self-hosted OAuth 2.0 authorization server and API gateway")]
+#[command(
+    name = "gatehouse",
+    version = gatehouse::VERSION,
+    about = "Self-hosted OAuth 2.0 authorization server and API gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -26,7 +30,12 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run everything on this machine with embedded storage and print the environment for the tutorial.
-    Quickstart(ConfigArgs),
+    Quickstart {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(subcommand)]
+        action: Option<QuickstartAction>,
+    },
     /// Run a node from configuration.
     Serve {
         #[command(flatten)]
@@ -34,6 +43,10 @@ enum Command {
         /// Validate the configuration (unknown keys are errors here) and exit.
         #[arg(long)]
         check_config: bool,
+        /// Print the configuration in effect (file, `GATEHOUSE_*` variables and flags merged; secrets redacted)
+        /// as TOML and exit.
+        #[arg(long, conflicts_with = "check_config")]
+        print_config: bool,
     },
     /// Run only the httpbin-compatible echo upstream (`/anything`, `/status/{code}`, `/delay/{s}`, `/headers`).
     Echo {
@@ -57,13 +70,40 @@ enum Command {
         #[command(subcommand)]
         command: gatehouse::deck::DeckCommand,
     },
-    /// Manage personal access tokens for the platform API.
+    /// Manage personal access tokens for the platform API of an existing node.
     Token {
         #[command(flatten)]
         config: ConfigArgs,
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Copy the node's SQLite database to a new file, consistent while the node runs (PostgreSQL: use pg_dump).
+    Backup {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The backup file to write; it must not exist.
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Put a backup in place as the database of an empty data dir, once the master key is shown to open it.
+    Restore {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// A file written by `gatehouse backup`.
+        #[arg(long)]
+        from: PathBuf,
+    },
+    /// Print a shell completion script: `gatehouse completion bash > ~/.local/share/bash-completion/completions/gatehouse`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum QuickstartAction {
+    /// Print the exports of the quickstart that last ran with this data dir (they stay valid across restarts).
+    Env,
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,31 +122,32 @@ enum TokenAction {
     Revoke { id_or_name: String },
 }
 
-/// Settings every command shares; each flag overrides the file and `GATEHOUSE_*` variables.
+/// Settings every command shares; each flag overrides the file and `GATEHOUSE_*` variables. Global, so they may
+/// come after a subcommand too (`gatehouse token list --data-dir /srv/gatehouse`).
 #[derive(Debug, Args)]
 struct ConfigArgs {
     /// A TOML or YAML configuration file.
-    #[arg(long, short = 'c')]
+    #[arg(long, short = 'c', global = true)]
     config: Option<PathBuf>,
     /// Where SQLite data and the generated master key live (default ./gatehouse-data).
-    #[arg(long)]
+    #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
     /// `sqlite://PATH` or `postgres://…`.
-    #[arg(long)]
+    #[arg(long, global = true)]
     storage_url: Option<String>,
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, global = true)]
     log_format: Option<LogFormatArg>,
     /// A tracing filter such as `info` or `debug`.
-    #[arg(long)]
+    #[arg(long, global = true)]
     log_level: Option<String>,
     /// Address of the platform API (Konnect-compatible management).
-    #[arg(long)]
+    #[arg(long, global = true)]
     platform_listen: Option<String>,
     /// Address of the issuer (OAuth endpoints).
-    #[arg(long)]
+    #[arg(long, global = true)]
     issuer_listen: Option<String>,
     /// Base of issuer URLs, e.g. https://id.example.com or https://{key}.id.example.com.
-    #[arg(long)]
+    #[arg(long, global = true)]
     identity_public_url: Option<String>,
 }
 
@@ -205,9 +246,31 @@ async fn run_until_signal(node: node::RunningNode, signals: ShutdownSignals) {
     tokio::spawn(async move {
         signals.received().await;
         tracing::info!("shutting down");
+        notify_systemd(&[sd_notify::NotifyState::Stopping]);
         stop.cancel();
     });
     node.wait().await;
+}
+
+/// Tells a service manager that waits for it (systemd's `Type=notify`, `NOTIFY_SOCKET`) that the node is ready:
+/// called once every listener is bound and serving, so whatever the unit orders after it finds them answering.
+fn notify_ready(node: &node::RunningNode) {
+    let status = format!(
+        "serving: platform {}, issuer {}, admin {}, proxy {}, status {}",
+        node.platform_url(),
+        node.issuer_listener_url(),
+        node.admin_url(),
+        node.proxy_url(),
+        node.status_url()
+    );
+    notify_systemd(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
+}
+
+/// Sends a notification when `NOTIFY_SOCKET` is set; does nothing otherwise.
+fn notify_systemd(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!(error = %e, "cannot notify the service manager (NOTIFY_SOCKET)");
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -215,18 +278,27 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Gateway(args) => return gatehouse::deck::run(gatehouse::deck::DeckCommand::Gateway(args)).await,
         Command::File(args) => return gatehouse::deck::run(gatehouse::deck::DeckCommand::File(args)).await,
         Command::Deck { command } => return gatehouse::deck::run(command).await,
-        Command::Serve { config, check_config } => {
+        Command::Serve { config, check_config, print_config } => {
             let cfg = load(&config, check_config, false)?;
             cfg.validate()?;
             if check_config {
                 println!("configuration OK");
                 return Ok(0);
             }
+            if print_config {
+                print!("{}", cfg.effective_toml().context("printing the configuration")?);
+                return Ok(0);
+            }
             let signals = ShutdownSignals::install()?;
             let node = node::start(&cfg, NodeOptions::default()).await?;
+            notify_ready(&node);
             run_until_signal(node, signals).await;
         }
-        Command::Quickstart(args) => {
+        Command::Quickstart { config, action: Some(QuickstartAction::Env) } => {
+            let cfg = load(&config, false, true)?;
+            print!("{}", quickstart::saved_env(&cfg.data_dir)?);
+        }
+        Command::Quickstart { config: args, action: None } => {
             let mut cfg = load(&args, false, true)?;
             cfg.validate()?;
             cfg.gateway.control_plane.get_or_insert_with(|| quickstart::QUICKSTART_CONTROL_PLANE.to_owned());
@@ -234,7 +306,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 .map_err(|e| anyhow::anyhow!("cannot make the quickstart's TLS certificate: {e}"))?;
             let signals = ShutdownSignals::install()?;
             let node = node::start(&cfg, NodeOptions { echo: true, ..NodeOptions::default() }).await?;
-            quickstart::announce(&node, tls_ca.as_deref(), &mut std::io::stdout()).await?;
+            quickstart::announce(&node, &cfg.data_dir, tls_ca.as_deref(), &mut std::io::stdout()).await?;
+            notify_ready(&node);
             run_until_signal(node, signals).await;
         }
         Command::Echo { listen, allow_plaintext_public, allowed_hosts } => {
@@ -260,7 +333,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Token { config, action } => {
             let cfg = load(&config, false, true)?;
-            let services = node::open_services(&cfg, std::sync::Arc::new(SystemClock)).await?;
+            let location = node::NodeLocation::of(&cfg)?;
+            // On stderr: stdout carries the token, which scripts capture.
+            eprintln!("data dir {}, database {}", location.data_dir, location.database);
+            let services = node::open_existing_services(&cfg, std::sync::Arc::new(SystemClock)).await?;
             match action {
                 TokenAction::Create { name, expires_in } => {
                     token::create(&services, &name, expires_in, &mut std::io::stdout()).await?;
@@ -275,23 +351,40 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 }
             }
         }
+        Command::Backup { config, to } => {
+            let cfg = load(&config, false, true)?;
+            let location = node::NodeLocation::of(&cfg)?;
+            eprintln!("data dir {}, database {}", location.data_dir, location.database);
+            let (bytes, database) = gatehouse::backup::backup(&cfg, &to).await?;
+            println!("backed up {} to {} ({bytes} bytes)", database.display(), to.display());
+            println!("# The master key is not in the backup: keep it with the backup, but not in the same place.");
+        }
+        Command::Restore { config, from } => {
+            let cfg = load(&config, false, true)?;
+            let location = node::NodeLocation::of(&cfg)?;
+            eprintln!("data dir {}, database {}", location.data_dir, location.database);
+            let database = gatehouse::backup::restore(&cfg, &from).await?;
+            println!("restored {} as {}; start the node with the same master key", from.display(), database.display());
+        }
+        Command::Completion { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "gatehouse", &mut std::io::stdout());
+        }
     }
     Ok(0)
 }
 
-/// The arguments, with `deck` put in front when the binary runs under the name `deck` (a link or a copy), so
-/// `deck gateway sync` is `gatehouse deck gateway sync`.
-fn arguments() -> Vec<std::ffi::OsString> {
-    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let invoked_as = args.first().map(std::path::Path::new).and_then(|p| p.file_stem()).map(|s| s.to_os_string());
-    if invoked_as.is_some_and(|name| name == "deck") {
-        args.insert(1, "deck".into());
-    }
-    args
+/// Whether the binary runs under the name `deck` (a link or a copy): then it is decK, with decK's help and usage.
+fn invoked_as_deck() -> bool {
+    let first = std::env::args_os().next();
+    first.as_deref().map(std::path::Path::new).and_then(|p| p.file_stem()).is_some_and(|name| name == "deck")
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse_from(arguments());
+    let cli = if invoked_as_deck() {
+        Cli { command: Command::Deck { command: gatehouse::deck::DeckCli::parse().command } }
+    } else {
+        Cli::parse()
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")
     {
         Ok(r) => r,

@@ -45,6 +45,13 @@ pub enum StartError {
     AccessLog(std::io::Error),
     #[error("{listener}.tls_cert/tls_key: {source}")]
     Tls { listener: &'static str, source: gatehouse_net::tls::TlsError },
+    /// A command that manages an existing node found none where it looked.
+    #[error(
+        "no Gatehouse node's data here: {missing} (data dir {data_dir}, database {database}). Run the command \
+         where the node runs, or point it there with --data-dir or -c; a node sets these up on its first start \
+         (`gatehouse serve` or `gatehouse quickstart`), this command never does"
+    )]
+    NoNode { missing: String, data_dir: String, database: String },
 }
 
 /// What a node is started with besides its configuration.
@@ -161,7 +168,8 @@ fn listener_tls(
     tls::server_config(resolver).map_err(|source| StartError::Tls { listener, source })
 }
 
-/// Opens storage and checks the master key: everything a node or a CLI command needs before doing work.
+/// Opens storage and checks the master key: everything a node needs before doing work. Sets up a new data dir,
+/// database and master key when there are none.
 pub async fn open_services(config: &Config, clock: Arc<dyn Clock>) -> Result<Services, StartError> {
     let storage = config.storage_url()?;
     // Find the key before touching storage, so a missing key never leaves a half-initialised database; a new key
@@ -172,6 +180,67 @@ pub async fn open_services(config: &Config, clock: Arc<dyn Clock>) -> Result<Ser
     let keys = Arc::new(key.derive());
     master_key::verify(store.as_ref(), &keys).await?;
     tracing::info!(storage = storage.redacted(), "storage ready");
+    Ok(Services { store, keys, clock })
+}
+
+/// Where a command found the node it manages, for the line it prints before working.
+#[derive(Debug, Clone)]
+pub struct NodeLocation {
+    pub data_dir: String,
+    pub database: String,
+}
+
+impl NodeLocation {
+    pub fn of(config: &Config) -> Result<Self, StartError> {
+        // Absolute, so a command run from the wrong directory shows where it looked.
+        let absolute = |path: &std::path::Path| {
+            std::fs::canonicalize(path).or_else(|_| std::path::absolute(path)).unwrap_or_else(|_| path.to_owned())
+        };
+        let data_dir = absolute(&config.data_dir);
+        let database = match config.storage_url()? {
+            gatehouse_store::StorageUrl::Sqlite(path) => format!("sqlite://{}", absolute(&path).display()),
+            other => other.redacted(),
+        };
+        Ok(Self { data_dir: data_dir.display().to_string(), database })
+    }
+}
+
+/// [`open_services`] for commands that manage an existing node (`token …`): a data dir, database or master key
+/// that is not there is an error naming where it was looked for, never something to create. A token made in a
+/// fresh database beside the real one would be refused by the node it was meant for.
+pub async fn open_existing_services(config: &Config, clock: Arc<dyn Clock>) -> Result<Services, StartError> {
+    use gatehouse_store::StorageUrl;
+    let storage = config.storage_url()?;
+    let location = NodeLocation::of(config)?;
+    let missing = |missing: String| StartError::NoNode {
+        missing,
+        data_dir: location.data_dir.clone(),
+        database: location.database.clone(),
+    };
+    if let StorageUrl::Sqlite(database) = &storage {
+        if config.master_key.is_none() && config.master_key_file.is_none() {
+            // The data dir holds the key: it must be there, and (as a node checks) private.
+            if !config.data_dir.is_dir() {
+                return Err(missing(format!("the data dir {} does not exist", config.data_dir.display())));
+            }
+            gatehouse_store::files::private_dir(&config.data_dir)?;
+            let key = config.data_dir.join("master.key");
+            if !key.is_file() {
+                return Err(missing(format!("the master key {} does not exist", key.display())));
+            }
+        }
+        if !database.is_file() {
+            return Err(missing(format!("the database {} does not exist", database.display())));
+        }
+    }
+    let source = master_key::locate(config, &storage)?;
+    let store = gatehouse_store::open(&storage).await?;
+    if !master_key::is_set_up(store.as_ref()).await? {
+        return Err(missing("the database was never started as a node".to_owned()));
+    }
+    let key = master_key::settle(source, store.as_ref()).await?;
+    let keys = Arc::new(key.derive());
+    master_key::verify(store.as_ref(), &keys).await?;
     Ok(Services { store, keys, clock })
 }
 

@@ -400,3 +400,67 @@ async fn a_kong_3_dump_validates_and_syncs() {
     assert!(err.contains("plugin consumer_group: not supported by Gatehouse"), "{err}");
     node.stop().await;
 }
+
+/// Under its own name the binary is decK: decK's usage line, `version`, `gateway ping` in both modes, completions;
+/// colour only when asked for (never into a pipe, never against NO_COLOR); no progress counter into a pipe.
+#[tokio::test]
+async fn deck_under_its_own_name() {
+    let node = TestNode::start().await;
+    let admin = Deck::admin(&node);
+    let link = admin.dir.path().join("deck");
+    std::os::unix::fs::symlink(bin(), &link).unwrap();
+    let run = |args: &'static [&'static str], env: Vec<(&'static str, String)>| {
+        let (link, dir) = (link.clone(), admin.dir.path().to_owned());
+        async move { run_with_input(&link, args, &env, &dir, None).await }
+    };
+    let (code, out, _) = run(&["--help"], vec![]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("Usage: deck <COMMAND>") && !out.contains("deck deck"), "{out}");
+    let (code, out, _) = run(&["version"], vec![]).await;
+    assert_eq!(code, 0);
+    assert!(out.starts_with(&format!("decK {} (commit ", env!("CARGO_PKG_VERSION"))), "{out}");
+
+    let (code, out, err) = run(&["gateway", "ping"], admin.env.clone()).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim_end(), "Successfully connected to Kong!\nKong version:  3.10.0");
+    let konnect = Deck::konnect(&node);
+    let (code, out, err) = run(&["gateway", "ping"], konnect.env.clone()).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("Successfully Konnected to control plane 'default'"), "{out}");
+    let mut wrong = konnect.env.clone();
+    wrong[1].1 = "gpat_wrong".into();
+    let (code, _, err) = run(&["gateway", "ping"], wrong).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("401"), "{err}");
+    let (code, _, err) = run(&["gateway", "ping"], vec![("DECK_KONG_ADDR", "http://127.0.0.1:9".into())]).await;
+    assert_eq!(code, 1, "nothing listens there: {err}");
+
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, out, _) = run_with_input(&link, &["completion", shell], &[], admin.dir.path(), None).await;
+        assert_eq!(code, 0);
+        assert!(out.contains("deck") && out.contains("gateway") && out.contains("ping"), "{shell}");
+        assert!(!out.contains("quickstart"), "{shell}: decK's commands only");
+    }
+
+    // Colour: forced with CLICOLOR_FORCE, then NO_COLOR wins; into a pipe alone, none and no counter.
+    let yaml = |n: usize| {
+        let services: String = (0..n).map(|i| format!("- name: s{i}\n  host: h{i}.internal\n")).collect();
+        format!("_format_version: \"3.0\"\nservices:\n{services}")
+    };
+    let sync = |file: String, extra: Vec<(&'static str, String)>| {
+        let mut env = admin.env.clone();
+        env.extend(extra);
+        let (link, dir) = (link.clone(), admin.dir.path().to_owned());
+        async move { run_with_input(&link, &["gateway", "sync", &file], &env, &dir, None).await }
+    };
+    let (code, out, err) = sync(admin.write("a.yaml", &yaml(3)), vec![]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains('\x1b') && !err.contains("sending changes"), "{out}{err}");
+    assert_eq!(summary(&out), (3, 0, 0));
+    let (_, out, _) = sync(admin.write("b.yaml", &yaml(4)), vec![("CLICOLOR_FORCE", "1".into())]).await;
+    assert!(out.contains("\x1b[32mcreating service s3\x1b[0m"), "{out:?}");
+    let forced_but_no = vec![("CLICOLOR_FORCE", "1".into()), ("NO_COLOR", "1".into())];
+    let (_, out, _) = sync(admin.write("c.yaml", &yaml(5)), forced_but_no).await;
+    assert!(out.contains("creating service s4") && !out.contains('\x1b'), "{out:?}");
+    node.stop().await;
+}

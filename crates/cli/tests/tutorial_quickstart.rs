@@ -27,7 +27,7 @@ async fn the_tutorial_runs_end_to_end_against_the_quickstart() {
     let proxy = quickstart.proxy.clone();
     let stdout = &quickstart.stdout;
     let status_url = var(vars, "STATUS_URL").to_owned();
-    assert!(stdout.contains("ln -sf") && stdout.contains("/deck"), "the deck PATH hint:\n{stdout}");
+    assert!(stdout.contains("# decK:") && stdout.contains("deck"), "the deck PATH hint:\n{stdout}");
     let http = quickstart.http.clone();
 
     // Pre-configured entities: `echo '…' | deck gateway apply -` in Konnect mode from the exported variables.
@@ -156,4 +156,58 @@ async fn the_tutorial_runs_end_to_end_against_the_quickstart() {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 
     quickstart.stop().await;
+}
+
+/// The shell blocks of docs/quickstart.md's steps 2 to 6, in order, as a reader pastes them.
+fn documented_steps() -> String {
+    let doc = include_str!("../../../docs/quickstart.md");
+    let start = doc.find("## 2. ").expect("step 2");
+    let end = doc.find("## The OIDC plugin").expect("the end of the tutorial's steps");
+    let mut blocks = Vec::new();
+    let mut rest = &doc[start..end];
+    while let Some(open) = rest.find("```sh\n") {
+        let body = &rest[open + "```sh\n".len()..];
+        let close = body.find("```\n").expect("a closed block");
+        blocks.push(&body[..close]);
+        rest = &body[close..];
+    }
+    assert_eq!(blocks.len(), 5, "one block for each of steps 2 to 6");
+    blocks.concat()
+}
+
+/// docs/quickstart.md pasted as it is into bash, beside a running quickstart started as step 1 says (default data
+/// dir, the binary at `target/release/gatehouse`): the script completes the tutorial.
+#[tokio::test]
+async fn docs_quickstart_runs_as_written() {
+    let dir = gatehouse_store::testing::TempDir::new("docs-quickstart");
+    std::fs::create_dir_all(dir.path().join("target/release")).unwrap();
+    std::os::unix::fs::symlink(common::bin(), dir.path().join("target/release/gatehouse")).unwrap();
+    let env = common::ephemeral_listeners();
+    let mut quickstart = gatehouse_testkit::GatehouseProcess::spawn(
+        &dir.path().join("target/release/gatehouse"),
+        &["quickstart"],
+        &env,
+        dir.path(),
+    );
+    quickstart.wait_for_line(Duration::from_secs(30), |l| l == "Gatehouse Ready").await;
+
+    let script = format!("set -euo pipefail\n{}", documented_steps());
+    let mut bash = tokio::process::Command::new("bash");
+    bash.arg("-c").arg(&script).current_dir(dir.path()).env_clear().kill_on_drop(true);
+    for key in ["PATH", "HOME"] {
+        if let Ok(value) = std::env::var(key) {
+            bash.env(key, value);
+        }
+    }
+    let ran = tokio::time::timeout(Duration::from_secs(120), bash.output()).await.expect("the script ends").unwrap();
+    let (out, err) = (String::from_utf8_lossy(&ran.stdout), String::from_utf8_lossy(&ran.stderr));
+    assert!(ran.status.success(), "{}\nstdout:\n{out}\nstderr:\n{err}", ran.status);
+    assert!(out.contains("creating service example-service\ncreating route example-route\n"), "{out}");
+    // Both calls through the proxy (plain and TLS) got the echo upstream's answer with the plugin's headers.
+    let answers: Vec<&str> = out.lines().filter(|l| l.starts_with("HTTP/")).collect();
+    assert_eq!(answers, ["HTTP/1.1 200 OK", "HTTP/2 200 "], "plain, then TLS (ALPN h2): {out}");
+    let scope_headers =
+        out.lines().map(str::to_ascii_lowercase).filter(|l| l.contains("x-credential-scope") && l.contains("my-scope"));
+    assert_eq!(scope_headers.count(), 2, "{out}");
+    assert!(quickstart.interrupt(Duration::from_secs(10)).await.success());
 }

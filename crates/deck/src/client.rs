@@ -57,6 +57,8 @@ pub struct Client {
     headers: Vec<(String, String)>,
     /// The control plane's name in Konnect mode (dumps record it).
     pub control_plane_name: Option<String>,
+    /// The version the Admin API reports (`GET /`); none in Konnect mode.
+    pub kong_version: Option<String>,
 }
 
 fn chain(e: &dyn std::error::Error) -> String {
@@ -103,9 +105,16 @@ impl Client {
         match &c.konnect {
             None => {
                 let base = c.kong_addr.trim_end_matches('/').to_owned();
-                let client = Client { http, base, token: None, headers: c.headers.clone(), control_plane_name: None };
+                let mut client = Client {
+                    http,
+                    base,
+                    token: None,
+                    headers: c.headers.clone(),
+                    control_plane_name: None,
+                    kong_version: None,
+                };
                 let root = client.get_json(&format!("{}/", client.base)).await?;
-                let version = root.get("version").and_then(Value::as_str).unwrap_or("");
+                let version = root.get("version").and_then(Value::as_str).unwrap_or("").to_owned();
                 let major: u32 = version.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
                 if major < 3 {
                     return Err(DeckError::Other(format!(
@@ -113,6 +122,7 @@ impl Client {
                         client.base
                     )));
                 }
+                client.kong_version = Some(version);
                 Ok(client)
             }
             Some(k) => {
@@ -123,6 +133,7 @@ impl Client {
                     token: Some(k.token.clone()),
                     headers: c.headers.clone(),
                     control_plane_name: Some(k.control_plane_name.clone()),
+                    kong_version: None,
                 };
                 let query = form_urlencoded::Serializer::new(String::new())
                     .append_pair("filter[name][eq]", &k.control_plane_name)

@@ -32,7 +32,8 @@ pub struct SyncOptions {
     /// `--no-mask-deck-env-vars-value`: show the environment values the file used (secret fields stay masked).
     pub no_mask: bool,
     pub color: bool,
-    /// Show a running count on the error stream (a terminal) while changes are sent.
+    /// Show a running count on the error stream while changes are sent (the caller sets this for a terminal only);
+    /// output lines are printed above it, never through it.
     pub progress: bool,
 }
 
@@ -56,16 +57,17 @@ pub struct Outcome {
     pub summary: Summary,
 }
 
-fn paint(color: bool, code: &str, text: &str) -> String {
-    if color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_owned() }
+fn paint(color: bool, style: anstyle::Style, text: &str) -> String {
+    if color { format!("{style}{text}{style:#}") } else { text.to_owned() }
 }
 
-fn action_color(a: Action) -> &'static str {
-    match a {
-        Action::Create => "32",
-        Action::Update => "33",
-        Action::Delete => "31",
-    }
+fn action_color(a: Action) -> anstyle::Style {
+    let color = match a {
+        Action::Create => anstyle::AnsiColor::Green,
+        Action::Update => anstyle::AnsiColor::Yellow,
+        Action::Delete => anstyle::AnsiColor::Red,
+    };
+    anstyle::Style::new().fg_color(Some(color.into()))
 }
 
 /// decK's summary block.
@@ -76,7 +78,8 @@ pub fn print_summary(out: &mut dyn Write, summary: &Summary, kind: SyncKind, col
         summary.updated,
         if kind == SyncKind::Apply { 0 } else { summary.deleted }
     );
-    let _ = writeln!(out, "{}", paint(color, "1;32", &block));
+    let style = anstyle::Style::new().bold().fg_color(Some(anstyle::AnsiColor::Green.into()));
+    let _ = writeln!(out, "{}", paint(color, style, &block));
 }
 
 /// Reads, renders and checks the files; the select tags of the file and of the flags must agree.
@@ -120,7 +123,6 @@ pub async fn sync(
     conn: &Connection,
     opts: &SyncOptions,
     out: &mut dyn Write,
-    err: &mut dyn Write,
 ) -> Result<Outcome, DeckError> {
     let (content, used) = read(sources, env, &opts.select_tags)?;
     let conn = connection_for(conn, &content)?;
@@ -130,7 +132,7 @@ pub async fn sync(
     let target = resolve(&content, Some(&current), mode).map_err(DeckError::Files)?;
     let planned = changes(&target);
     let masker = if opts.no_mask { Masker::secret_fields_only(&planned) } else { Masker::new(&used, &planned) };
-    execute(&client, &planned, &masker, opts, out, err).await
+    execute(&client, &planned, &masker, opts, out).await
 }
 
 /// Sends the changes stage by stage (or only prints them for `diff`), then the summary.
@@ -140,7 +142,6 @@ async fn execute(
     masker: &Masker,
     opts: &SyncOptions,
     out: &mut dyn Write,
-    err: &mut dyn Write,
 ) -> Result<Outcome, DeckError> {
     let mut summary = Summary::default();
     let mut failures: Vec<String> = Vec::new();
@@ -156,7 +157,15 @@ async fn execute(
             summary.count(c.action);
         }
     } else {
-        let mut done = 0usize;
+        let bar = (opts.progress && total > 1).then(|| {
+            let bar =
+                indicatif::ProgressBar::with_draw_target(Some(total as u64), indicatif::ProgressDrawTarget::stderr());
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("sending changes: {pos}/{len}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        });
         let mut dropped: Vec<&Change> = Vec::new();
         for stage in stages(planned) {
             if !failures.is_empty() {
@@ -178,10 +187,13 @@ async fn execute(
                 .collect()
                 .await;
             for (c, r) in results {
-                done += 1;
                 match r {
                     Ok(()) => {
-                        print(out, c);
+                        // The counter is cleared while the line is written and drawn again below it.
+                        match &bar {
+                            Some(bar) => bar.suspend(|| print(out, c)),
+                            None => print(out, c),
+                        }
                         summary.count(c.action);
                     }
                     Err(e) => failures.push(masker.mask(&format!(
@@ -195,14 +207,13 @@ async fn execute(
                         c.console
                     ))),
                 }
-                if opts.progress && total > 1 {
-                    let _ = write!(err, "\rsending changes: {done}/{total}");
-                    let _ = err.flush();
+                if let Some(bar) = &bar {
+                    bar.inc(1);
                 }
             }
         }
-        if opts.progress && total > 1 {
-            let _ = writeln!(err);
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
         }
         if !opts.json_output {
             for c in dropped {
@@ -234,12 +245,7 @@ async fn execute(
 }
 
 /// `reset`: deletes every entity (carrying the select tags, if given). The caller has asked for confirmation.
-pub async fn reset(
-    conn: &Connection,
-    opts: &SyncOptions,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> Result<Outcome, DeckError> {
+pub async fn reset(conn: &Connection, opts: &SyncOptions, out: &mut dyn Write) -> Result<Outcome, DeckError> {
     let content = Content { select_tags: opts.select_tags.clone(), ..Content::default() };
     let conn = connection_for(conn, &content)?;
     let client = Client::connect(&conn).await?;
@@ -247,7 +253,26 @@ pub async fn reset(
     let target = resolve(&content, Some(&current), Mode::Sync).map_err(DeckError::Files)?;
     let planned = changes(&target);
     let masker = Masker::secret_fields_only(&planned);
-    execute(&client, &planned, &masker, opts, out, err).await
+    execute(&client, &planned, &masker, opts, out).await
+}
+
+/// `ping`: connects as every command does (the Admin API's `GET /` with its Kong version, or the control plane
+/// found with the token) and says so in decK's words.
+pub async fn ping(conn: &Connection, out: &mut dyn Write) -> Result<(), DeckError> {
+    let conn = connection_for(conn, &Content::default())?;
+    let client = Client::connect(&conn).await?;
+    match &conn.konnect {
+        Some(k) => {
+            // decK names the Konnect organization; Gatehouse has none, so the control plane it found.
+            let _ = writeln!(out, "Successfully Konnected to control plane '{}' at {}!", k.control_plane_name, k.addr);
+        }
+        None => {
+            let _ = writeln!(out, "Successfully connected to Kong!");
+            let _ = writeln!(out, "Kong version:  {}", client.kong_version.as_deref().unwrap_or_default());
+        }
+    }
+    let _ = out.flush();
+    Ok(())
 }
 
 /// `dump`: the file text for what the target holds.

@@ -18,12 +18,13 @@ pub const ENV_PREFIX: &str = "GATEHOUSE_";
 /// Variables the test suites read; they are not configuration.
 const ENV_IGNORED_PREFIX: &str = "GATEHOUSE_TEST_";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Config {
     /// Where the SQLite database and the generated master key live.
     pub data_dir: PathBuf,
     /// The master key itself (base64 or hex of 32 bytes); prefer `GATEHOUSE_MASTER_KEY` to a file entry.
+    #[serde(serialize_with = "redacted")]
     pub master_key: Option<SecretString>,
     /// A file holding the master key. With SQLite it defaults to `<data_dir>/master.key`, created on first start.
     pub master_key_file: Option<PathBuf>,
@@ -45,10 +46,11 @@ pub struct Config {
     pub gateway: GatewayConfig,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
 pub struct StorageConfig {
     /// `sqlite://PATH` or `postgres://…`; defaults to `sqlite://<data_dir>/gatehouse.db`.
+    #[serde(serialize_with = "storage_url_redacted")]
     pub url: Option<String>,
     /// PostgreSQL schema to create if missing and use.
     pub schema: Option<String>,
@@ -64,7 +66,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct LogConfig {
     pub format: LogFormat,
@@ -78,12 +80,17 @@ impl Default for LogConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ListenerConfig {
     pub listen: SocketAddr,
     /// Proxies in front of this listener whose `X-Forwarded-For` is believed (the proxy's forwarded headers, the
     /// issuer's brute-force limits): CIDRs, a list or a comma-separated string.
-    #[serde(default, deserialize_with = "nets_or_string")]
+    #[serde(
+        default,
+        deserialize_with = "nets_or_string",
+        serialize_with = "as_texts",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub trusted_ips: Vec<ipnet::IpNet>,
     /// Connections kept open at once; default: this listener's share of the file-descriptor limit.
     #[serde(default, deserialize_with = "opt_number_or_string")]
@@ -107,10 +114,15 @@ pub struct ListenerConfig {
     /// Host names and addresses a request's `Host` may name besides `localhost`, `*.localhost` and loopback
     /// addresses. Only the admin and echo listeners check `Host` (a web page using DNS rebinding reaches them under
     /// its own name); on the others this is a configuration error. A list or a comma-separated string.
-    #[serde(default, deserialize_with = "hosts_or_string")]
+    #[serde(
+        default,
+        deserialize_with = "hosts_or_string",
+        serialize_with = "as_texts",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub allowed_hosts: Vec<url::Host>,
     /// The issuer's limits on guessing client secrets; refused on the other listeners.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BruteForceConfig::is_unset")]
     pub brute_force: BruteForceConfig,
     /// The proxy's TLS listener (Kong's `proxy_listen … ssl`, 8443); off unless set. Refused on the other
     /// listeners, which serve TLS on `listen` itself when given `tls_cert`/`tls_key`.
@@ -231,7 +243,7 @@ impl ListenerConfig {
 
 /// Limits on guessing client secrets (docs/operations.md, "Brute-force limits on the issuer"); what is counted is
 /// distinct wrong secrets, per auth server. Unset fields keep their defaults.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct BruteForceConfig {
     /// Length of the counting window; default 60.
@@ -260,6 +272,10 @@ pub struct BruteForceConfig {
 }
 
 impl BruteForceConfig {
+    fn is_unset(&self) -> bool {
+        *self == Self::default()
+    }
+
     fn validate(&self, section: &str) -> Result<(), ConfigError> {
         let positive = [
             ("window_secs", self.window_secs),
@@ -333,7 +349,7 @@ fn nets_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, 
         .collect()
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
 pub struct GatewayConfig {
     /// The control plane whose configuration this node serves (created when missing); default `default`.
@@ -500,6 +516,30 @@ fn set_path(tree: &mut Value, path: &[String], value: Value) {
     }
 }
 
+/// `--print-config`: a secret is shown as set, never its value.
+fn redacted<S: serde::Serializer>(value: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(_) => s.serialize_some("[redacted]"),
+        None => s.serialize_none(),
+    }
+}
+
+/// `--print-config`: a storage URL without its password.
+fn storage_url_redacted<S: serde::Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(url) => match StorageUrl::parse(url) {
+            Ok(parsed) => s.serialize_some(&parsed.redacted()),
+            Err(_) => s.serialize_some("[unparseable]"),
+        },
+        None => s.serialize_none(),
+    }
+}
+
+/// Addresses, networks and host names as they are written in a file.
+fn as_texts<S: serde::Serializer, T: std::fmt::Display>(values: &[T], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(values.iter().map(ToString::to_string))
+}
+
 /// Environment variables are strings; booleans and numbers accept their text form too.
 fn bool_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     #[derive(Deserialize)]
@@ -563,6 +603,12 @@ impl Config {
         let raw = self.identity_public_url.clone().unwrap_or_else(|| format!("{scheme}://{issuer_bound}"));
         IssuerUrlTemplate::parse(&raw)
             .map_err(|e| ConfigError::Invalid { path: "identity_public_url".into(), message: e.to_string() })
+    }
+
+    /// The configuration in effect, as a TOML file would give it, with secrets redacted (`serve --print-config`);
+    /// settings without a value (their default is computed at start, e.g. connection limits) are left out.
+    pub fn effective_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string(self)
     }
 
     /// Checks everything that can be checked without binding or connecting.

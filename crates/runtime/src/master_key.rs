@@ -20,7 +20,8 @@ use gatehouse_store::{StorageUrl, Store, StoreError};
 use crate::config::Config;
 
 const KEY_LEN: usize = 32;
-const KEY_CHECK_META: &str = "master_key_check";
+/// Where a database keeps the check value of its master key.
+pub const KEY_CHECK_META: &str = "master_key_check";
 const KEY_FILE: &str = "master.key";
 const SEALED_VERSION: u8 = 1;
 const NONCE_LEN: usize = 12;
@@ -295,12 +296,23 @@ fn create_key_file(path: &Path) -> Result<MasterKey, KeyError> {
     Ok(key)
 }
 
+/// Whether a node has set this database up (it holds a key-check value): commands that manage an existing node
+/// refuse a database that is not.
+pub async fn is_set_up(store: &dyn Store) -> Result<bool, StoreError> {
+    Ok(store.get_meta(KEY_CHECK_META).await?.is_some())
+}
+
+/// Whether `keys` come from the key a database holding `stored` (its check value) was set up with, e.g. before a
+/// backup is restored.
+pub fn opens(keys: &DerivedKeys, stored: &str) -> bool {
+    let ours = keys.key_check_value();
+    aws_lc_rs::constant_time::verify_slices_are_equal(stored.as_bytes(), ours.as_bytes()).is_ok()
+}
+
 /// Records the key-check value on first start and refuses a different key afterwards.
 pub async fn verify(store: &dyn Store, keys: &DerivedKeys) -> Result<(), KeyError> {
-    let ours = keys.key_check_value();
-    let stored = store.init_meta(KEY_CHECK_META, &ours).await?;
-    let same = aws_lc_rs::constant_time::verify_slices_are_equal(stored.as_bytes(), ours.as_bytes()).is_ok();
-    if same { Ok(()) } else { Err(KeyError::Mismatch) }
+    let stored = store.init_meta(KEY_CHECK_META, &keys.key_check_value()).await?;
+    if opens(keys, &stored) { Ok(()) } else { Err(KeyError::Mismatch) }
 }
 
 #[cfg(test)]

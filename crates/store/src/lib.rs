@@ -1,6 +1,7 @@
 //! Storage: small traits per aggregate, implemented once in SQL over SQLite (embedded default) and PostgreSQL
 //! (shared by several nodes). The backend is chosen once, in [`open`]; nothing above this crate knows which.
 
+pub mod backup;
 pub mod bus;
 mod error;
 pub mod files;

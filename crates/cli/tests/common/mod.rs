@@ -70,8 +70,10 @@ impl ProcessEnv {
         self
     }
 
-    /// `gatehouse token create --name NAME`; returns the token.
+    /// `gatehouse token create --name NAME` (setting the node's storage up first, as its first start would);
+    /// returns the token.
     pub async fn create_token(&self, name: &str) -> String {
+        set_up_node(&self.vars).await;
         let (code, stdout, stderr) =
             run_to_end(&bin(), &["token", "create", "--name", name], &self.vars, self.path()).await;
         assert_eq!(code, 0, "token create failed: {stderr}");
@@ -86,6 +88,18 @@ impl ProcessEnv {
         let addr = p.listener_address("platform").await;
         (p, format!("http://{addr}"))
     }
+}
+
+/// What a node's first start does to its storage (data dir, database, master key), for commands such as `gatehouse
+/// token create` that refuse to do it; `vars` are the `GATEHOUSE_*` variables the node runs with.
+pub async fn set_up_node(vars: &[(&str, String)]) {
+    use gatehouse_runtime::config::{ConfigSources, load};
+    let sources =
+        ConfigSources { env: vars.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(), ..Default::default() };
+    let config = load(&sources).expect("configuration").config;
+    gatehouse::node::open_services(&config, std::sync::Arc::new(gatehouse_model::SystemClock))
+        .await
+        .expect("setting the node's storage up");
 }
 
 /// One request as [`recording_upstream`] saw it: its head as soon as it was parsed, its body once complete
