@@ -11,7 +11,7 @@ use crate::consumers::Consumers;
 use crate::error::CompileError;
 use crate::plugins::{PluginSet, Registry, Shared, build_plugins};
 use crate::router::{RouteConfig, RouteRules, Router};
-use crate::service::{ServiceConfig, UpstreamTarget};
+use crate::service::{Balanced, ServiceConfig, UpstreamTarget};
 
 #[derive(Debug, Default)]
 pub struct Compiled {
@@ -24,17 +24,25 @@ pub struct Compiled {
     pub consumers: Consumers,
 }
 
-fn service(s: &snapshot::Service) -> Result<ServiceConfig, CompileError> {
+fn service(s: &snapshot::Service, balancers: &Balancers) -> Result<ServiceConfig, CompileError> {
     let target = UpstreamTarget::new(&s.host, s.port, &s.protocol).ok_or(CompileError::ServiceHost(s.id))?;
-    let mut service = ServiceConfig { spec: s.clone(), target, pool_key: crate::upstream::PoolKey::default() };
+    let mut service =
+        ServiceConfig { spec: s.clone(), target, pool_key: crate::upstream::PoolKey::default(), balanced: None };
     service.pool_key = crate::upstream::PoolKey::new(
         &service.target.scheme,
         &service.target.authority,
         s.tls_verify,
         s.connect_timeout,
     );
+    // Kong: a service whose host is an upstream's name is balanced over its targets.
+    if let Some(balancer) = balancers.get(&s.host.to_ascii_lowercase()) {
+        service.balanced = Some(Balanced::new(balancer.clone(), &service.pool_key));
+    }
     Ok(service)
 }
+
+/// The node's balancers by upstream name (lower case).
+pub type Balancers = HashMap<String, Arc<crate::balancer::Balancer>>;
 
 fn route(r: &snapshot::Route) -> (Arc<RouteConfig>, RouteRules) {
     let config = RouteConfig {
@@ -60,9 +68,19 @@ fn route(r: &snapshot::Route) -> (Arc<RouteConfig>, RouteRules) {
 /// `shared`: what plugins keep across configurations (the node's introspection cache and clients); `registry`:
 /// the plugins this gateway can run.
 pub fn compile(data: &ConfigSnapshot, shared: &Shared, registry: &Registry) -> Result<Compiled, CompileError> {
+    compile_balanced(data, shared, registry, &Balancers::new())
+}
+
+/// [`compile`], with the node's balancers for the services that name an upstream.
+pub fn compile_balanced(
+    data: &ConfigSnapshot,
+    shared: &Shared,
+    registry: &Registry,
+    balancers: &Balancers,
+) -> Result<Compiled, CompileError> {
     let mut services = HashMap::new();
     for s in &data.services {
-        services.insert(s.id, Arc::new(service(s)?));
+        services.insert(s.id, Arc::new(service(s, balancers)?));
     }
     let routes = data.routes.iter().map(route).collect();
     Ok(Compiled {
