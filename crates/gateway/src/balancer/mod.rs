@@ -420,19 +420,23 @@ fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
-/// The consistent-hashing ring: `slots` points shared out by weight, each placed by hashing its target and its
-/// number, so adding a target takes points from every other one and moves only the keys that land on its points.
+/// The consistent-hashing ring. Each target gets points in proportion to its weight alone (`slots / 1000` per unit
+/// of weight, so 1,000 for a weight of 100 at the default 10,000 slots), each placed by hashing the target and the
+/// point's number: adding a target adds its points and leaves every other target's where they were, so only the
+/// keys that land on the newcomer's points move. Past 2^20 points in all, the resolution is lowered to fit.
 fn ring(targets: &[TargetState], slots: u32) -> Box<[(u64, u16)]> {
+    const MAX_POINTS: u64 = 1 << 20;
     let total: u64 = targets.iter().map(|t| u64::from(t.weight)).sum();
     if total == 0 {
         return Box::default();
     }
-    let mut points = Vec::with_capacity(slots as usize);
+    let per_weight = (f64::from(slots) / 1000.0).min(MAX_POINTS as f64 / total as f64);
+    let mut points = Vec::new();
     for (i, t) in targets.iter().enumerate() {
         if t.weight == 0 {
             continue;
         }
-        let share = (u64::from(slots) * u64::from(t.weight) / total).max(1);
+        let share = ((f64::from(t.weight) * per_weight).round() as u64).max(1);
         for n in 0..share {
             points.push((hash64(format!("{}#{n}", t.target).as_bytes()), u16::try_from(i).unwrap_or(u16::MAX)));
         }
