@@ -24,7 +24,7 @@ fn upstream(algorithm: &str, targets: &[(&str, u32)], extra: serde_json::Value) 
         hash_on_header: e["hash_on_header"].as_str().map(Into::into),
         hash_fallback_header: None,
         hash_on_cookie: e["hash_on_cookie"].as_str().map(Into::into),
-        hash_on_cookie_path: "/".into(),
+        hash_on_cookie_path: e["hash_on_cookie_path"].as_str().unwrap().into(),
         hash_on_query_arg: None,
         hash_fallback_query_arg: None,
         hash_on_uri_capture: None,
@@ -196,22 +196,22 @@ fn a_cookie_is_set_when_the_request_has_none() {
         json!({"hash_on": "cookie", "hash_on_cookie": "sticky", "hash_on_cookie_path": "/app"}),
     ));
     let none = |_: &str| None;
-    let mut headers = http::HeaderMap::new();
-    let input = HashInput {
+    let input = |headers| HashInput {
         consumer: None,
         client_ip: "10.0.0.1".parse().unwrap(),
-        headers: &headers,
+        headers,
         path: "/",
         query: None,
         captures: &none,
         chosen_cookie: None,
     };
-    let (value, header) = b.cookie_to_set(&input).unwrap();
+    let empty = http::HeaderMap::new();
+    let (value, header) = b.cookie_to_set(&input(&empty)).unwrap();
     assert_eq!(header.to_str().unwrap(), format!("sticky={value}; Path=/app"));
+    let mut headers = http::HeaderMap::new();
     headers.insert(http::header::COOKIE, http::HeaderValue::from_static("a=b; sticky=xyz"));
-    let input = HashInput { headers: &headers, ..input };
-    assert!(b.cookie_to_set(&input).is_none());
-    assert_eq!(b.hash_value(&input), Some(hash64(b"xyz")));
+    assert!(b.cookie_to_set(&input(&headers)).is_none());
+    assert_eq!(b.hash_value(&input(&headers)), Some(hash64(b"xyz")));
 }
 
 #[tokio::test]
