@@ -193,14 +193,29 @@ impl Balancer {
         }
     }
 
-    /// Counts an attempt on target `i` as started (`least-connections`).
+    /// Whether picks read the targets' load, which attempts then keep up to date (`least-connections`,
+    /// `latency`); other algorithms leave those counters alone, so a request writes no shared cache line for them.
+    fn tracks_load(&self) -> bool {
+        matches!(self.algorithm, Algorithm::LeastConnections | Algorithm::Latency)
+    }
+
+    /// Whether a request's hash value is wanted (`consistent-hashing`).
+    pub fn hashes(&self) -> bool {
+        self.algorithm == Algorithm::ConsistentHashing
+    }
+
+    /// Counts an attempt on target `i` as started (`least-connections`, `latency`).
     pub fn begin(&self, i: usize) {
-        self.targets[i].active.fetch_add(1, Ordering::Relaxed);
+        if self.tracks_load() {
+            self.targets[i].active.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Ends an attempt on target `i` that tells nothing about its health.
     pub fn release(&self, i: usize) {
-        let _ = self.targets[i].active.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        if self.tracks_load() {
+            let _ = self.targets[i].active.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
     }
 
     /// Reports how an attempt on target `i` ended (`elapsed`: its time to the response head), for the
@@ -208,7 +223,9 @@ impl Balancer {
     pub fn finish(&self, i: usize, outcome: Outcome, elapsed: std::time::Duration) {
         let t = &self.targets[i];
         self.release(i);
-        if let Outcome::Status(_) = outcome {
+        if self.algorithm == Algorithm::Latency
+            && let Outcome::Status(_) = outcome
+        {
             let sample = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX).max(1);
             let old = t.latency_us.load(Ordering::Relaxed);
             let new = if old == 0 { sample } else { (old * 7 + sample) / 8 };
@@ -227,11 +244,18 @@ impl Balancer {
         self.count(i, verdict, "passive");
     }
 
+    /// Counts one check's verdict on target `i`. Counters are only written when they change, so the usual case (a
+    /// success on a healthy target with nothing counted) reads them and writes nothing.
     fn count(&self, i: usize, verdict: Verdict<'_>, check: &'static str) {
         let t = &self.targets[i];
+        let clear = |c: &AtomicU32| {
+            if c.load(Ordering::Relaxed) != 0 {
+                c.store(0, Ordering::Relaxed);
+            }
+        };
         match verdict {
             Verdict::Failure(counter, threshold) => {
-                t.successes.store(0, Ordering::Relaxed);
+                clear(&t.successes);
                 if threshold == 0 || !t.is_healthy() {
                     return;
                 }
@@ -242,7 +266,7 @@ impl Balancer {
             }
             Verdict::Success(threshold) => {
                 for c in [&t.tcp_failures, &t.timeouts, &t.http_failures] {
-                    c.store(0, Ordering::Relaxed);
+                    clear(c);
                 }
                 if threshold == 0 || t.is_healthy() {
                     return;
@@ -269,7 +293,7 @@ impl Balancer {
     /// The hash value of one request for `consistent-hashing`: `hash_on`, else `hash_fallback` when the former
     /// gives nothing. `None` when neither does (the request is balanced round-robin).
     pub fn hash_value(&self, input: &HashInput<'_>) -> Option<u64> {
-        if self.algorithm != Algorithm::ConsistentHashing {
+        if !self.hashes() {
             return None;
         }
         let s = &self.spec;

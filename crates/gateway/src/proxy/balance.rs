@@ -18,6 +18,9 @@ pub(super) fn hash_request(
     query: Option<&str>,
     path_regex: Option<&regex::Regex>,
 ) -> (Option<u64>, Option<HeaderValue>) {
+    if !balanced.balancer.hashes() {
+        return (None, None);
+    }
     let consumer = consumer.map(|id| id.to_string());
     // Kong's `uri_capture`: a named group, or a numbered one.
     let captures = |name: &str| {

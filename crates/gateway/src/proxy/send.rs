@@ -22,29 +22,31 @@ fn pick_target(balanced: &Balanced, hash: Option<u64>, tried: &mut smallvec::Sma
 
 /// One attempt on an upstream's target: counted as a connection while it lasts, and reported to the passive
 /// health checks when it ends.
+/// A service that names no upstream reads no clock for it.
 struct Attempt<'a> {
-    target: Option<(&'a Balanced, usize)>,
-    started: Instant,
+    target: Option<(&'a Balanced, usize, Instant)>,
 }
 
 impl<'a> Attempt<'a> {
     fn start(target: Option<(&'a Balanced, usize)>) -> Self {
-        if let Some((b, i)) = target {
-            b.balancer.begin(i);
+        Self {
+            target: target.map(|(b, i)| {
+                b.balancer.begin(i);
+                (b, i, Instant::now())
+            }),
         }
-        Self { target, started: Instant::now() }
     }
 
     fn end(self, outcome: Outcome) {
-        if let Some((b, i)) = self.target {
-            b.balancer.finish(i, outcome, self.started.elapsed());
+        if let Some((b, i, started)) = self.target {
+            b.balancer.finish(i, outcome, started.elapsed());
         }
     }
 
     /// Ends an attempt that says nothing about the target's health (the client's failure, a closed kept-alive
     /// connection).
     fn cancel(self) {
-        if let Some((b, i)) = self.target {
+        if let Some((b, i, _)) = self.target {
             b.balancer.release(i);
         }
     }
