@@ -8,7 +8,7 @@ use http_body_util::Empty;
 use hyper::body::Bytes;
 use tower::Service;
 
-use super::{Balancer, Verdict};
+use super::{Balancer, Outcome, Thresholds};
 
 /// Probes the balancer's targets until the balancer is replaced (the configuration changed) or dropped.
 pub async fn probe_loop(balancer: Weak<Balancer>) {
@@ -39,20 +39,20 @@ pub async fn probe_loop(balancer: Weak<Balancer>) {
         for chunk in due.chunks(concurrency) {
             let probes = chunk.iter().map(|&i| probe(&b, i));
             let results = futures_util::future::join_all(probes).await;
-            for (&i, verdict) in chunk.iter().zip(results) {
+            let a = &b.spec.healthchecks.active;
+            let thresholds = Thresholds {
+                healthy_statuses: &a.healthy.http_statuses,
+                successes: a.healthy.successes,
+                unhealthy_statuses: &a.unhealthy.http_statuses,
+                tcp_failures: a.unhealthy.tcp_failures,
+                timeouts: a.unhealthy.timeouts,
+                http_failures: a.unhealthy.http_failures,
+            };
+            for (&i, outcome) in chunk.iter().zip(results) {
                 last[i] = Some(now);
-                let a = &b.spec.healthchecks.active;
-                let t = &b.targets[i];
-                let verdict = match verdict {
-                    Probe::Status(s) if a.unhealthy.http_statuses.contains(&s) => {
-                        Verdict::Failure(&t.http_failures, a.unhealthy.http_failures)
-                    }
-                    Probe::Status(s) if a.healthy.http_statuses.contains(&s) => Verdict::Success(a.healthy.successes),
-                    Probe::Status(_) => continue,
-                    Probe::TcpFailure => Verdict::Failure(&t.tcp_failures, a.unhealthy.tcp_failures),
-                    Probe::Timeout => Verdict::Failure(&t.timeouts, a.unhealthy.timeouts),
-                };
-                b.count(i, verdict, "active");
+                if let Some(verdict) = thresholds.verdict(&b.targets[i], outcome) {
+                    b.count(i, verdict, "active");
+                }
             }
         }
         drop(b);
@@ -63,22 +63,16 @@ fn seconds(s: f64) -> Option<Duration> {
     (s > 0.0).then(|| Duration::from_secs_f64(s))
 }
 
-enum Probe {
-    Status(u16),
-    TcpFailure,
-    Timeout,
-}
-
 /// One probe: a TCP connection (`type: tcp`), or a GET of `http_path` over HTTP or HTTPS.
-async fn probe(b: &Balancer, i: usize) -> Probe {
+async fn probe(b: &Balancer, i: usize) -> Outcome {
     let a = &b.spec.healthchecks.active;
     let t = &b.targets[i];
     let timeout = Duration::from_secs_f64(a.timeout.max(0.001));
     let attempt = async {
         if a.kind == "tcp" {
             return match tokio::net::TcpStream::connect(t.authority.as_str()).await {
-                Ok(_) => Probe::Status(200),
-                Err(_) => Probe::TcpFailure,
+                Ok(_) => Outcome::Status(200),
+                Err(_) => Outcome::TcpFailure,
             };
         }
         let https = a.kind == "https";
@@ -89,10 +83,10 @@ async fn probe(b: &Balancer, i: usize) -> Probe {
             .authority(t.authority.clone())
             .path_and_query(a.http_path.as_str())
             .build();
-        let Ok(uri) = uri else { return Probe::TcpFailure };
-        let Ok(stream) = connector.call(uri.clone()).await else { return Probe::TcpFailure };
+        let Ok(uri) = uri else { return Outcome::TcpFailure };
+        let Ok(stream) = connector.call(uri.clone()).await else { return Outcome::TcpFailure };
         let Ok((mut sender, connection)) = hyper::client::conn::http1::handshake(stream).await else {
-            return Probe::TcpFailure;
+            return Outcome::TcpFailure;
         };
         tokio::spawn(connection);
         let mut request = http::Request::get(a.http_path.as_str()).header(http::header::HOST, t.authority.as_str());
@@ -101,11 +95,11 @@ async fn probe(b: &Balancer, i: usize) -> Probe {
                 request = request.header(name.as_str(), value.as_str());
             }
         }
-        let Ok(request) = request.body(Empty::<Bytes>::new()) else { return Probe::TcpFailure };
+        let Ok(request) = request.body(Empty::<Bytes>::new()) else { return Outcome::TcpFailure };
         match sender.send_request(request).await {
-            Ok(response) => Probe::Status(response.status().as_u16()),
-            Err(_) => Probe::TcpFailure,
+            Ok(response) => Outcome::Status(response.status().as_u16()),
+            Err(_) => Outcome::TcpFailure,
         }
     };
-    tokio::time::timeout(timeout, attempt).await.unwrap_or(Probe::Timeout)
+    tokio::time::timeout(timeout, attempt).await.unwrap_or(Outcome::Timeout)
 }

@@ -232,15 +232,15 @@ impl Balancer {
             t.latency_us.store(new, Ordering::Relaxed);
         }
         let p = &self.spec.healthchecks.passive;
-        let verdict = match outcome {
-            Outcome::Status(s) if p.unhealthy.http_statuses.contains(&s) => {
-                Verdict::Failure(&t.http_failures, p.unhealthy.http_failures)
-            }
-            Outcome::Status(s) if p.healthy.http_statuses.contains(&s) => Verdict::Success(p.healthy.successes),
-            Outcome::Status(_) => return,
-            Outcome::TcpFailure => Verdict::Failure(&t.tcp_failures, p.unhealthy.tcp_failures),
-            Outcome::Timeout => Verdict::Failure(&t.timeouts, p.unhealthy.timeouts),
+        let thresholds = Thresholds {
+            healthy_statuses: &p.healthy.http_statuses,
+            successes: p.healthy.successes,
+            unhealthy_statuses: &p.unhealthy.http_statuses,
+            tcp_failures: p.unhealthy.tcp_failures,
+            timeouts: p.unhealthy.timeouts,
+            http_failures: p.unhealthy.http_failures,
         };
+        let Some(verdict) = thresholds.verdict(t, outcome) else { return };
         self.count(i, verdict, "passive");
     }
 
@@ -337,6 +337,31 @@ impl Balancer {
 enum Verdict<'a> {
     Failure(&'a AtomicU32, u32),
     Success(u32),
+}
+
+/// One check's settings (passive, or active): which statuses count as what, and how many make a verdict.
+struct Thresholds<'a> {
+    healthy_statuses: &'a [u16],
+    successes: u32,
+    unhealthy_statuses: &'a [u16],
+    tcp_failures: u32,
+    timeouts: u32,
+    http_failures: u32,
+}
+
+impl Thresholds<'_> {
+    /// What an outcome on `t` counts as; `None` for a status in neither list.
+    fn verdict<'t>(&self, t: &'t TargetState, outcome: Outcome) -> Option<Verdict<'t>> {
+        Some(match outcome {
+            Outcome::Status(s) if self.unhealthy_statuses.contains(&s) => {
+                Verdict::Failure(&t.http_failures, self.http_failures)
+            }
+            Outcome::Status(s) if self.healthy_statuses.contains(&s) => Verdict::Success(self.successes),
+            Outcome::Status(_) => return None,
+            Outcome::TcpFailure => Verdict::Failure(&t.tcp_failures, self.tcp_failures),
+            Outcome::Timeout => Verdict::Failure(&t.timeouts, self.timeouts),
+        })
+    }
 }
 
 /// What a request offers to hash on.

@@ -161,6 +161,19 @@ fn the_threshold_takes_the_whole_upstream_out() {
     assert_eq!(b.pick(None, &[]), None, "50 % healthy is under the 60 % threshold");
 }
 
+/// A request from 10.0.0.1 for `/` with `headers`.
+fn hash_input<'a>(headers: &'a http::HeaderMap, captures: &'a dyn Fn(&str) -> Option<String>) -> HashInput<'a> {
+    HashInput {
+        consumer: None,
+        client_ip: "10.0.0.1".parse().unwrap(),
+        headers,
+        path: "/",
+        query: None,
+        captures,
+        chosen_cookie: None,
+    }
+}
+
 #[test]
 fn hash_inputs_follow_hash_on_then_the_fallback() {
     let b = Balancer::new(upstream(
@@ -170,18 +183,7 @@ fn hash_inputs_follow_hash_on_then_the_fallback() {
     ));
     let mut headers = http::HeaderMap::new();
     let none = |_: &str| None;
-    let input = |headers: &http::HeaderMap| {
-        let input = HashInput {
-            consumer: None,
-            client_ip: "10.0.0.1".parse().unwrap(),
-            headers,
-            path: "/",
-            query: None,
-            captures: &none,
-            chosen_cookie: None,
-        };
-        b.hash_value(&input)
-    };
+    let input = |headers: &http::HeaderMap| b.hash_value(&hash_input(headers, &none));
     let by_ip = input(&headers);
     assert_eq!(by_ip, Some(hash64(b"10.0.0.1")));
     headers.insert("x-user", http::HeaderValue::from_static("alice"));
@@ -196,22 +198,13 @@ fn a_cookie_is_set_when_the_request_has_none() {
         json!({"hash_on": "cookie", "hash_on_cookie": "sticky", "hash_on_cookie_path": "/app"}),
     ));
     let none = |_: &str| None;
-    let input = |headers| HashInput {
-        consumer: None,
-        client_ip: "10.0.0.1".parse().unwrap(),
-        headers,
-        path: "/",
-        query: None,
-        captures: &none,
-        chosen_cookie: None,
-    };
     let empty = http::HeaderMap::new();
-    let (value, header) = b.cookie_to_set(&input(&empty)).unwrap();
+    let (value, header) = b.cookie_to_set(&hash_input(&empty, &none)).unwrap();
     assert_eq!(header.to_str().unwrap(), format!("sticky={value}; Path=/app"));
     let mut headers = http::HeaderMap::new();
     headers.insert(http::header::COOKIE, http::HeaderValue::from_static("a=b; sticky=xyz"));
-    assert!(b.cookie_to_set(&input(&headers)).is_none());
-    assert_eq!(b.hash_value(&input(&headers)), Some(hash64(b"xyz")));
+    assert!(b.cookie_to_set(&hash_input(&headers, &none)).is_none());
+    assert_eq!(b.hash_value(&hash_input(&headers, &none)), Some(hash64(b"xyz")));
 }
 
 #[tokio::test]
