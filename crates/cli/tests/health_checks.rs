@@ -114,3 +114,34 @@ async fn active_checks_follow_the_probes_status() {
     assert_eq!(balancer["data"]["details"]["weight"]["unavailable"], 100, "{balancer}");
     node.stop().await;
 }
+
+/// `kong_upstream_target_health` with the `prometheus` plugin's `upstream_health_metrics`: Kong's four states per
+/// target, 1 for the current one; absent while no plugin asks for it.
+#[tokio::test]
+async fn target_health_is_exported_to_prometheus_when_asked() {
+    let node = TestNode::start().await;
+    let checks = json!({"passive": {"unhealthy": {"tcp_failures": 1}}});
+    node.admin_ok(Method::POST, "/upstreams", json!({"name": "checked", "healthchecks": checks})).await;
+    node.admin_ok(Method::POST, "/upstreams/checked/targets", json!({"target": "127.0.0.1:9"})).await;
+    node.wait_config().await;
+    let scrape =
+        || async { reqwest::get(format!("{}/metrics", node.node.status_url())).await.unwrap().text().await.unwrap() };
+    assert!(!scrape().await.contains("kong_upstream_target_health"), "off until a plugin asks");
+
+    node.admin_ok(Method::POST, "/plugins", json!({"name": "prometheus", "config": {"upstream_health_metrics": true}}))
+        .await;
+    node.admin(Method::PUT, "/upstreams/checked/targets/127.0.0.1:9/unhealthy", None).await;
+    node.wait_config().await;
+    let text = scrape().await;
+    let series = |state: &str| {
+        format!(
+            "kong_upstream_target_health{{upstream=\"checked\",target=\"127.0.0.1:9\",address=\"127.0.0.1:9\",state=\"{state}\",subsystem=\"http\"}}"
+        )
+    };
+    assert_eq!(common::metrics::sample(&text, &series("unhealthy")), Some(1.0), "{text}");
+    for state in ["healthy", "healthchecks_off", "dns_error"] {
+        assert_eq!(common::metrics::sample(&text, &series(state)), Some(0.0), "{state}: {text}");
+    }
+    common::metrics::promtool_check(&text);
+    node.stop().await;
+}
