@@ -350,6 +350,7 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         services: services.clone(),
         admin_url: format!("http://{admin_addr}"),
         served: Some(control_plane.id),
+        upstream_health: Some(proxy.balancers()),
     }));
 
     let platform_router = Router::new()

@@ -277,7 +277,7 @@ async fn an_invalid_file_changes_nothing_and_names_the_place() {
         ("_format_version: \"3.0\"\nservices:\n- name: x\n  host: ${{ env \"DECK_MISSING\" }}\n", "bad2.yaml:4:9"),
         ("_format_version: \"3.0\"\nservices:\n- name: x\n  host: [\n", "bad2.yaml:"),
         ("_format_version: \"3.0\"\nroutes:\n- name: r\n  paths: [/r]\n  service: {name: nowhere}\n", "bad2.yaml:5:12"),
-        ("_format_version: \"3.0\"\nupstreams:\n- name: u\n", "not supported"),
+        ("_format_version: \"3.0\"\nvaults:\n- name: v\n", "not supported"),
         ("_format_version: \"3.0\"\nservices:\n- name: x\n  host: h\n- name: x\n  host: h\n", "appears twice"),
     ] {
         let (code, _, err) = deck.run(&["sync", &deck.write("bad2.yaml", text)]).await;

@@ -59,6 +59,26 @@ pub(crate) struct Target {
     base: String,
 }
 
+impl Target {
+    pub(crate) fn store(&self) -> &std::sync::Arc<dyn gatehouse_store::Store> {
+        &self.control.services.store
+    }
+
+    pub(crate) fn control_plane(&self) -> uuid::Uuid {
+        self.cp
+    }
+
+    /// The node's balancers (health is per node).
+    pub(crate) fn upstream_health(&self) -> Option<&dyn gatehouse_model::gateway::upstreams::UpstreamHealth> {
+        self.control.upstream_health.as_deref()
+    }
+
+    /// Kong's `node_id` (the admin root's).
+    pub(crate) fn node_id(&self) -> Option<String> {
+        self.control.served.map(|id| id.to_string())
+    }
+}
+
 fn not_found() -> KongError {
     ApiError::NotFound("Not found".into()).into()
 }
@@ -99,6 +119,23 @@ fn entity_routes() -> Router<EntityApi> {
             "/{parent}/{parent_id}/{collection}/{id}",
             get(read_nested).put(replace_nested).patch(update_nested).delete(remove_nested),
         )
+        .route("/{parent}/{parent_id}/{collection}/{id}/{action}", axum::routing::put(target_health))
+}
+
+/// `PUT /upstreams/{u}/targets/{t}/healthy|unhealthy`.
+async fn target_health(t: Target) -> Result<Response> {
+    let healthy = match param(&t, 4) {
+        "healthy" => true,
+        "unhealthy" => false,
+        _ => return Err(not_found()),
+    };
+    let (child, parent) = parent_of(&t).await?;
+    if child != EntityKind::Target {
+        return Err(not_found());
+    }
+    let target = resolve_child(&t, child, &parent, param(&t, 3)).await?.filter(|e| belongs(e, &parent));
+    let target = target.ok_or_else(not_found)?;
+    Ok(crate::upstream_health::set_health(&t, &parent, &target, healthy))
 }
 
 pub fn core_entities_router(control: ControlState) -> Router {
@@ -124,7 +161,8 @@ fn nested(parent: &str, collection: &str) -> Result<(EntityKind, EntityKind)> {
         (EntityKind::Service, EntityKind::Route)
         | (EntityKind::Service | EntityKind::Route | EntityKind::Consumer, EntityKind::Plugin)
         | (EntityKind::Consumer, EntityKind::Acl | EntityKind::KeyAuth)
-        | (EntityKind::Certificate, EntityKind::Sni) => Ok((parent, child)),
+        | (EntityKind::Certificate, EntityKind::Sni)
+        | (EntityKind::Upstream, EntityKind::Target) => Ok((parent, child)),
         _ => Err(not_found()),
     }
 }
@@ -138,8 +176,9 @@ async fn resolve(t: &Target, kind: EntityKind, id_or_key: &str) -> Result<Option
     if is_uuid(id_or_key) {
         let id = id_or_key.parse().map_err(|_| not_found())?;
         Ok(store.get_entity(t.cp, kind, id).await?)
-    } else if kind == EntityKind::Acl {
-        // A group names an acl only under its consumer (`resolve_child`).
+    } else if matches!(kind, EntityKind::Acl | EntityKind::Target) {
+        // A group names an acl only under its consumer, a `host:port` a target only under its upstream
+        // (`resolve_child`).
         Ok(None)
     } else if kind == EntityKind::KeyAuth {
         // Keys are found by their keyed hash, the only form the store indexes them by.
@@ -153,13 +192,24 @@ async fn resolve(t: &Target, kind: EntityKind, id_or_key: &str) -> Result<Option
 /// A nested child by id or key. An acl's group is unique per consumer, so `/consumers/{c}/acls/{group}` looks
 /// among that consumer's acls (Kong's `select_by_cache_key`); a consumer holds few, so they are listed.
 async fn resolve_child(t: &Target, kind: EntityKind, parent: &StoredEntity, key: &str) -> Result<Option<StoredEntity>> {
-    if kind != EntityKind::Acl || is_uuid(key) {
+    if !matches!(kind, EntityKind::Acl | EntityKind::Target) || is_uuid(key) {
         return resolve(t, kind, key).await;
     }
-    let mut q = EntityQuery { size: 1000, consumer_id: Some(parent.id), ..EntityQuery::default() };
+    let (field, key) = match kind {
+        // Kong finds a target by its `host:port`, the default port added as when it was stored.
+        EntityKind::Target => {
+            ("target", gatehouse_model::gateway::upstreams::format_target(key).unwrap_or_else(|| key.to_owned()))
+        }
+        _ => ("group", key.to_owned()),
+    };
+    let mut q = EntityQuery { size: 1000, ..EntityQuery::default() };
+    match kind {
+        EntityKind::Target => q.upstream_id = Some(parent.id),
+        _ => q.consumer_id = Some(parent.id),
+    }
     loop {
         let (items, next) = t.control.services.store.list_entities(t.cp, kind, &q).await?;
-        if let Some(found) = items.into_iter().find(|e| e.data.get("group").and_then(Value::as_str) == Some(key)) {
+        if let Some(found) = items.into_iter().find(|e| e.data.get(field).and_then(Value::as_str) == Some(&key)) {
             return Ok(Some(found));
         }
         match next {
@@ -361,6 +411,12 @@ fn store_error(e: StoreError, entity: &StoredEntity) -> KongError {
             let consumer = entity.consumer_id.map_or("null".to_owned(), |u| format!("{{id=\"{u}\"}}"));
             let group = entity.data.get("group").and_then(Value::as_str).map(str::to_owned);
             let message = format!("UNIQUE violation detected on '{{consumer={consumer},group={}}}'", quoted(&group));
+            KongError::dao(StatusCode::CONFLICT, 5, "unique constraint violation", message, None)
+        }
+        StoreError::Conflict(Conflict::Field("cache_key")) if entity.kind == EntityKind::Target => {
+            let upstream = entity.upstream_id.map_or("null".to_owned(), |u| format!("{{id=\"{u}\"}}"));
+            let target = entity.data.get("target").and_then(Value::as_str).map(str::to_owned);
+            let message = format!("UNIQUE violation detected on '{{target={},upstream={upstream}}}'", quoted(&target));
             KongError::dao(StatusCode::CONFLICT, 5, "unique constraint violation", message, None)
         }
         StoreError::Conflict(Conflict::Field("cache_key")) if entity.kind == EntityKind::CaCertificate => {
@@ -681,6 +737,7 @@ async fn do_list(
             EntityKind::Route => q.route_id = Some(p.id),
             EntityKind::Consumer => q.consumer_id = Some(p.id),
             EntityKind::Certificate => q.certificate_id = Some(p.id),
+            EntityKind::Upstream => q.upstream_id = Some(p.id),
             _ => {}
         }
     }
@@ -751,6 +808,7 @@ fn belongs(child: &StoredEntity, parent: &StoredEntity) -> bool {
         EntityKind::Route => child.route_id == Some(parent.id),
         EntityKind::Consumer => child.consumer_id == Some(parent.id),
         EntityKind::Certificate => child.certificate_id == Some(parent.id),
+        EntityKind::Upstream => child.upstream_id == Some(parent.id),
         _ => false,
     }
 }
@@ -763,6 +821,10 @@ async fn list_nested(t: Target, RawQuery(raw): RawQuery) -> Result<Response> {
     if matches!(param(&t, 0), "acls" | "key-auths") && param(&t, 2) == "consumer" {
         return acl_consumer(t).await;
     }
+    if param(&t, 0) == "upstreams" && param(&t, 2) == "health" {
+        let upstream = require(&t, EntityKind::Upstream, param(&t, 1)).await?;
+        return crate::upstream_health::health(t, upstream, raw).await;
+    }
     let (child, parent) = parent_of(&t).await?;
     let path = format!("/{}/{}/{}", param(&t, 0), param(&t, 1), child.nested_collection());
     do_list(t, child, Some(parent), raw, &path).await
@@ -774,8 +836,13 @@ async fn create_nested(t: Target, body: Body) -> Result<Response> {
     do_create(t, child, Some(parent), body).await
 }
 
-async fn read_nested(t: Target) -> Result<Response> {
+async fn read_nested(t: Target, RawQuery(raw): RawQuery) -> Result<Response> {
     let (child, parent) = parent_of(&t).await?;
+    // Kong's `/upstreams/{u}/targets/all`: every target, those of weight 0 too (which the plain list shows as well).
+    if child == EntityKind::Target && param(&t, 3) == "all" {
+        let path = format!("/upstreams/{}/targets/all", param(&t, 1));
+        return do_list(t, child, Some(parent), raw, &path).await;
+    }
     let entity = resolve_child(&t, child, &parent, param(&t, 3)).await?.ok_or_else(not_found)?;
     if !belongs(&entity, &parent) {
         return Err(not_found());

@@ -8,6 +8,7 @@ mod control_planes;
 mod entities;
 mod publish;
 mod secrets;
+mod upstream_health;
 
 use std::sync::Arc;
 
@@ -27,6 +28,8 @@ pub struct Control {
     pub admin_url: String,
     /// The control plane this node serves (its Admin API, its proxy); deleting it is refused.
     pub served: Option<uuid::Uuid>,
+    /// The node's proxy's balancers, for the upstreams' health endpoints (health is per node).
+    pub upstream_health: Option<Arc<dyn gatehouse_model::gateway::upstreams::UpstreamHealth>>,
 }
 
 /// The handlers' state: cheap to clone, dereferences to [`Control`].

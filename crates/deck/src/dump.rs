@@ -35,6 +35,9 @@ fn clean(kind: EntityKind, e: &Map<String, Value>, with_id: bool) -> Map<String,
         // decK writes certificates' ids (nothing else names them); an SNI's name names it.
         EntityKind::Certificate | EntityKind::CaCertificate => false,
         EntityKind::Sni => true,
+        // An upstream's name names it; a target is matched by its upstream and `host:port`.
+        EntityKind::Upstream => e.get("name").is_some_and(Value::is_string),
+        EntityKind::Target => true,
     };
     let mut out: Map<String, Value> = e
         .iter()
@@ -214,6 +217,22 @@ pub fn dump(current: &Current, opts: &DumpOptions) -> Value {
             Value::Object(with_children(out, "snis", nested))
         })
         .collect();
+    let targets = pick(EntityKind::Target);
+    let upstreams: Vec<Value> = pick(EntityKind::Upstream)
+        .iter()
+        .map(|u| {
+            let nested: Vec<Value> = targets
+                .iter()
+                .filter(|t| reference(t, "upstream").as_deref() == Some(id_of(u)))
+                .map(|t| {
+                    let mut t = clean(EntityKind::Target, t, opts.with_id);
+                    t.remove("upstream");
+                    Value::Object(t)
+                })
+                .collect();
+            Value::Object(with_children(clean(EntityKind::Upstream, u, opts.with_id), "targets", nested))
+        })
+        .collect();
     let ca_certificates: Vec<Value> = pick(EntityKind::CaCertificate)
         .iter()
         .map(|c| {
@@ -229,6 +248,7 @@ pub fn dump(current: &Current, opts: &DumpOptions) -> Value {
         ("plugins", top_plugins),
         ("routes", top_routes),
         ("services", services),
+        ("upstreams", upstreams),
     ] {
         if !list.is_empty() {
             file.insert(key.into(), Value::Array(list));

@@ -10,11 +10,11 @@ use serde_json::{Map, Value};
 use serde_saphyr::Spanned;
 
 /// The entity arrays Gatehouse manages.
-pub const ENTITY_KEYS: [&str; 6] = ["services", "routes", "consumers", "plugins", "certificates", "ca_certificates"];
+pub const ENTITY_KEYS: [&str; 7] =
+    ["services", "routes", "consumers", "plugins", "certificates", "ca_certificates", "upstreams"];
 
 /// decK entity arrays Gatehouse does not have (yet): a file that fills one is refused rather than half-applied.
 const UNSUPPORTED_KEYS: &[&str] = &[
-    "upstreams",
     // decK nests SNIs under their certificate, which Gatehouse reads; a top-level list is not read.
     "snis",
     "vaults",
@@ -518,7 +518,7 @@ mod tests {
         assert!(load(&[a, c], &Env::new()).is_err());
         let (old, _) = load(&[src("services: []\n")], &Env::new()).unwrap();
         assert!(old.check_format_version().unwrap_err().message.contains("'1.1'"));
-        let e = load(&[src("upstreams:\n- name: u\n")], &Env::new()).unwrap_err();
+        let e = load(&[src("vaults:\n- name: v\n")], &Env::new()).unwrap_err();
         assert!(e[0].message.contains("not supported"));
     }
 }

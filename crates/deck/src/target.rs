@@ -62,13 +62,15 @@ pub struct Leftover {
 }
 
 /// Creation order: what others reference comes first. Deletion runs in reverse.
-pub const ORDER: [EntityKind; 9] = [
+pub const ORDER: [EntityKind; 11] = [
     EntityKind::Certificate,
     EntityKind::Sni,
     EntityKind::CaCertificate,
     EntityKind::Consumer,
     EntityKind::Acl,
     EntityKind::KeyAuth,
+    EntityKind::Upstream,
+    EntityKind::Target,
     EntityKind::Service,
     EntityKind::Route,
     EntityKind::Plugin,
@@ -132,6 +134,13 @@ fn match_key(kind: EntityKind, e: &Map<String, Value>) -> Option<String> {
         EntityKind::Acl => Some(format!("{}|{}", reference(e, "consumer")?, text(e, "group")?)),
         // Nothing else names a certificate: decK matches one without an id by its PEM.
         EntityKind::Certificate | EntityKind::CaCertificate => text(e, "cert").map(|c| c.trim().to_owned()),
+        // Kong's cache key: a `host:port` is unique per upstream (the port Kong adds when a file leaves it out).
+        EntityKind::Target => {
+            let target = text(e, "target")?;
+            let formatted =
+                gatehouse_model::gateway::upstreams::format_target(target).unwrap_or_else(|| target.to_owned());
+            Some(format!("{}|{formatted}", reference(e, "upstream")?))
+        }
         other => text(e, other.endpoint_key()).map(str::to_owned),
     }
 }
@@ -145,7 +154,8 @@ impl Names {
         let id = id_of(e).to_owned();
         let name = match kind {
             EntityKind::Consumer => text(e, "username"),
-            EntityKind::Service | EntityKind::Route | EntityKind::Sni => text(e, "name"),
+            EntityKind::Service | EntityKind::Route | EntityKind::Sni | EntityKind::Upstream => text(e, "name"),
+            EntityKind::Target => text(e, "target"),
             _ => None,
         };
         self.0.insert(id.clone(), name.map_or(id, str::to_owned));
@@ -384,6 +394,16 @@ impl Flattener<'_> {
                 self.push(EntityKind::Sni, item.doc, p, sni, vec![("certificate", Ref::Parent(index))]);
             }
         }
+        for item in content.items("upstreams") {
+            let mut body = item.body.clone();
+            let targets = self.take_nested(item.doc, &item.pointer, &mut body, "targets");
+            let index = self.push(EntityKind::Upstream, item.doc, item.pointer.clone(), body, Vec::new());
+            for (p, mut target) in targets {
+                // decK writes an upstream's targets under it, without the upstream.
+                target.remove("upstream");
+                self.push(EntityKind::Target, item.doc, p, target, vec![("upstream", Ref::Parent(index))]);
+            }
+        }
         for item in content.items("ca_certificates") {
             self.push(EntityKind::CaCertificate, item.doc, item.pointer.clone(), item.body.clone(), Vec::new());
         }
@@ -452,6 +472,7 @@ pub fn resolve(content: &Content, current: Option<&Current>, mode: Mode) -> Resu
                     "service" => EntityKind::Service,
                     "route" => EntityKind::Route,
                     "certificate" => EntityKind::Certificate,
+                    "upstream" => EntityKind::Upstream,
                     _ => EntityKind::Consumer,
                 };
                 let id = match r {

@@ -11,7 +11,7 @@ use crate::consumers::Consumers;
 use crate::error::CompileError;
 use crate::plugins::{PluginSet, Registry, Shared, build_plugins};
 use crate::router::{RouteConfig, RouteRules, Router};
-use crate::service::{ServiceConfig, UpstreamTarget};
+use crate::service::{Balanced, ServiceConfig, UpstreamTarget};
 use crate::upstream::{PoolKey, TlsSettings, UpstreamTls};
 
 #[derive(Debug, Default)]
@@ -25,7 +25,7 @@ pub struct Compiled {
     pub consumers: Consumers,
 }
 
-fn service(s: &snapshot::Service, data: &ConfigSnapshot) -> Result<ServiceConfig, CompileError> {
+fn service(s: &snapshot::Service, data: &ConfigSnapshot, balancers: &Balancers) -> Result<ServiceConfig, CompileError> {
     let target = UpstreamTarget::new(&s.host, s.port, &s.protocol).ok_or(CompileError::ServiceHost(s.id))?;
     let mut pool_key = PoolKey::new(&target.scheme, &target.authority, s.tls_verify, s.connect_timeout);
     if pool_key.https
@@ -33,7 +33,9 @@ fn service(s: &snapshot::Service, data: &ConfigSnapshot) -> Result<ServiceConfig
     {
         pool_key = pool_key.with_tls(Arc::new(upstream_tls(s, data)));
     }
-    Ok(ServiceConfig { spec: s.clone(), target, pool_key })
+    // Kong: a service whose host is an upstream's name is balanced over its targets.
+    let balanced = balancers.get(&s.host.to_ascii_lowercase()).map(|b| Balanced::new(b.clone(), &pool_key));
+    Ok(ServiceConfig { spec: s.clone(), target, pool_key, balanced })
 }
 
 /// A service's TLS settings with the certificates they name. A name the configuration lacks (the control plane
@@ -63,6 +65,9 @@ fn upstream_tls(s: &snapshot::Service, data: &ConfigSnapshot) -> UpstreamTls {
     tls
 }
 
+/// The node's balancers by upstream name (lower case).
+pub type Balancers = HashMap<String, Arc<crate::balancer::Balancer>>;
+
 fn route(r: &snapshot::Route) -> (Arc<RouteConfig>, RouteRules) {
     let config = RouteConfig {
         id: r.id,
@@ -88,9 +93,19 @@ fn route(r: &snapshot::Route) -> (Arc<RouteConfig>, RouteRules) {
 /// `shared`: what plugins keep across configurations (the node's introspection cache and clients); `registry`:
 /// the plugins this gateway can run.
 pub fn compile(data: &ConfigSnapshot, shared: &Shared, registry: &Registry) -> Result<Compiled, CompileError> {
+    compile_balanced(data, shared, registry, &Balancers::new())
+}
+
+/// [`compile`], with the node's balancers for the services that name an upstream.
+pub fn compile_balanced(
+    data: &ConfigSnapshot,
+    shared: &Shared,
+    registry: &Registry,
+    balancers: &Balancers,
+) -> Result<Compiled, CompileError> {
     let mut services = HashMap::new();
     for s in &data.services {
-        services.insert(s.id, Arc::new(service(s, data)?));
+        services.insert(s.id, Arc::new(service(s, data, balancers)?));
     }
     let routes = data.routes.iter().map(route).collect();
     Ok(Compiled {

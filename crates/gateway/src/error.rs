@@ -103,6 +103,8 @@ pub enum ProxyError {
     Unavailable,
     /// The upstream did not answer in time.
     GatewayTimeout,
+    /// The service names an upstream none of whose targets can take the request (Kong's balancer message).
+    NoPeer,
     Internal,
 }
 
@@ -112,7 +114,7 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest | ProxyError::RequestTimeout | ProxyError::MethodNotAllowed => Side::Client,
             ProxyError::PayloadTooLarge | ProxyError::SizeLimitExceeded => Side::Client,
-            ProxyError::BadGateway | ProxyError::GatewayTimeout => Side::Upstream,
+            ProxyError::BadGateway | ProxyError::GatewayTimeout | ProxyError::NoPeer => Side::Upstream,
             ProxyError::NoRoute | ProxyError::NoService | ProxyError::Unavailable | ProxyError::Internal => {
                 Side::Gateway
             }
@@ -130,6 +132,7 @@ impl ProxyError {
             ProxyError::BadGateway => StatusCode::BAD_GATEWAY,
             ProxyError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::NoPeer => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -146,6 +149,7 @@ impl ProxyError {
             ProxyError::BadGateway => "An invalid response was received from the upstream server",
             ProxyError::Unavailable => "Service unavailable",
             ProxyError::GatewayTimeout => "The upstream server is timing out",
+            ProxyError::NoPeer => "failure to get a peer from the ring-balancer",
             ProxyError::Internal => "An unexpected error occurred",
         }
     }
@@ -206,7 +210,7 @@ mod tests {
         }
     }
 
-    const EVERY_ERROR: [ProxyError; 11] = [
+    const EVERY_ERROR: [ProxyError; 12] = [
         ProxyError::NoRoute,
         ProxyError::NoService,
         ProxyError::BadRequest,
@@ -217,6 +221,7 @@ mod tests {
         ProxyError::BadGateway,
         ProxyError::Unavailable,
         ProxyError::GatewayTimeout,
+        ProxyError::NoPeer,
         ProxyError::Internal,
     ];
 
@@ -234,6 +239,7 @@ mod tests {
             | ProxyError::BadGateway
             | ProxyError::Unavailable
             | ProxyError::GatewayTimeout
+            | ProxyError::NoPeer
             | ProxyError::Internal => {}
         }
     }

@@ -5,6 +5,7 @@
 //! directly.
 
 pub mod access_log;
+pub mod balancer;
 pub mod body;
 pub mod config;
 pub mod consumers;

@@ -2,6 +2,9 @@
 
 use gatehouse_model::gateway::snapshot::Service;
 
+use std::sync::Arc;
+
+use crate::balancer::Balancer;
 use crate::upstream::PoolKey;
 
 /// A service as the proxy uses it: the snapshot's service (its fields read through `Deref`: `service.read_timeout`)
@@ -12,6 +15,40 @@ pub struct ServiceConfig {
     pub target: UpstreamTarget,
     /// Which kept-alive upstream connections can serve this service, so requests compare it rather than build it.
     pub pool_key: PoolKey,
+    /// When `host` names an upstream: its balancer, and `pool_key` for each of its targets (same order).
+    pub balanced: Option<Balanced>,
+}
+
+/// A service whose `host` names an upstream.
+#[derive(Debug, Clone)]
+pub struct Balanced {
+    pub balancer: Arc<Balancer>,
+    pub target_keys: Box<[PoolKey]>,
+}
+
+impl PartialEq for Balanced {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.balancer, &other.balancer)
+    }
+}
+
+impl Balanced {
+    pub fn new(balancer: Arc<Balancer>, service_key: &PoolKey) -> Self {
+        let target_keys = balancer
+            .targets
+            .iter()
+            .map(|t| PoolKey {
+                authority: t.authority.clone(),
+                // TLS to a target names the upstream (Kong's `proxy_ssl_name $upstream_host`), not its address.
+                server_name: service_key
+                    .server_name
+                    .clone()
+                    .or_else(|| service_key.https.then(|| Arc::from(service_key.authority.host()))),
+                ..service_key.clone()
+            })
+            .collect();
+        Self { balancer, target_keys }
+    }
 }
 
 impl std::ops::Deref for ServiceConfig {

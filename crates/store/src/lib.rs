@@ -203,6 +203,8 @@ pub struct EntityQuery {
     pub consumer_id: Option<uuid::Uuid>,
     /// An SNI's certificate.
     pub certificate_id: Option<uuid::Uuid>,
+    /// A target's upstream.
+    pub upstream_id: Option<uuid::Uuid>,
     /// Exact match on the endpoint key (`name`, `username`, `instance_name`).
     pub key_eq: Option<String>,
     pub key_contains: Option<String>,

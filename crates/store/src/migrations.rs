@@ -14,6 +14,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (3, "gateway", include_str!("../migrations/sqlite/0003_gateway.sql")),
     (4, "rate limiting", include_str!("../migrations/sqlite/0004_rate_limiting.sql")),
     (5, "certificates", include_str!("../migrations/sqlite/0005_certificates.sql")),
+    (6, "upstreams", include_str!("../migrations/sqlite/0006_upstreams.sql")),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../migrations/postgres/0001_initial.sql")),
@@ -21,6 +22,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (3, "gateway", include_str!("../migrations/postgres/0003_gateway.sql")),
     (4, "rate limiting", include_str!("../migrations/postgres/0004_rate_limiting.sql")),
     (5, "certificates", include_str!("../migrations/postgres/0005_certificates.sql")),
+    (6, "upstreams", include_str!("../migrations/postgres/0006_upstreams.sql")),
 ];
 
 fn migrator(list: &'static [(i64, &'static str, &'static str)]) -> Migrator {

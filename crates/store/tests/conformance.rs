@@ -83,6 +83,7 @@ conformance!(
     gateway_snis_are_unique_need_their_certificate_and_go_with_it,
     gateway_a_certificate_and_its_snis_are_written_at_once,
     gateway_ca_certificates_are_unique_by_digest,
+    gateway_targets_are_unique_per_upstream_and_go_with_it,
     gateway_entity_list_pages_and_filters,
     gateway_writes_publish_invalidations,
     rate_limit_counters_count_and_prune,
@@ -1082,6 +1083,41 @@ async fn gateway_a_certificate_and_its_snis_are_written_at_once(store: S, _db: &
     ));
     assert!(store.get_entity(cp, EntityKind::Certificate, fresh.id).await.unwrap().is_none());
     assert!(store.find_entity(cp, EntityKind::Sni, "d.example.com").await.unwrap().is_none());
+}
+
+fn target(address: &str, upstream: &StoredEntity) -> StoredEntity {
+    entity(EntityKind::Target, serde_json::json!({"target": address, "upstream": {"id": upstream.id.to_string()}}))
+}
+
+/// A target needs its upstream (the `upstream_id` column, migration 6), is unique per upstream by its cache key
+/// (the same address under another upstream is fine), lists filter by upstream, and deleting an upstream deletes
+/// its targets (Kong's `on_delete = "cascade"`).
+async fn gateway_targets_are_unique_per_upstream_and_go_with_it(store: S, _db: &TestDatabase) {
+    let cp = make_control_plane(&store, "cp").await;
+    let one = entity(EntityKind::Upstream, serde_json::json!({"name": "one"}));
+    let two = entity(EntityKind::Upstream, serde_json::json!({"name": "two"}));
+    store.insert_entity(cp, &one).await.unwrap();
+    store.insert_entity(cp, &two).await.unwrap();
+    let (a, b) = (target("10.0.0.1:80", &one), target("10.0.0.1:80", &two));
+    store.insert_entity(cp, &a).await.unwrap();
+    store.insert_entity(cp, &b).await.unwrap();
+    assert_eq!((a.upstream_id, a.endpoint_key.clone()), (Some(one.id), None));
+    assert!(matches!(
+        store.insert_entity(cp, &target("10.0.0.1:80", &one)).await,
+        Err(StoreError::Conflict(Conflict::Field("cache_key")))
+    ));
+    let orphan = entity(EntityKind::Upstream, serde_json::json!({"name": "orphan"}));
+    assert!(matches!(
+        store.insert_entity(cp, &target("10.0.0.2", &orphan)).await,
+        Err(StoreError::MissingReference { field: "upstream" })
+    ));
+    let of_one = EntityQuery { upstream_id: Some(one.id), ..entity_query(100) };
+    let (listed, _) = store.list_entities(cp, EntityKind::Target, &of_one).await.unwrap();
+    assert_eq!(listed, std::slice::from_ref(&a));
+
+    assert!(store.delete_entity(cp, EntityKind::Upstream, one.id).await.unwrap());
+    assert!(store.get_entity(cp, EntityKind::Target, a.id).await.unwrap().is_none(), "its targets go too");
+    assert!(store.get_entity(cp, EntityKind::Target, b.id).await.unwrap().is_some(), "others' stay");
 }
 
 /// A CA certificate's digest is its unique cache key.

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod backends;
 pub mod deck;
 pub mod metrics;
 pub mod tls;

@@ -38,7 +38,7 @@ use crate::access_log::{AccessLog, AccessLogSettings, Line, WorkerLog};
 use crate::body::{
     ClientBody, FilteredBody, IdleTimeoutBody, ProxyBody, ResponseBody, caused_by_client_body, empty, full,
 };
-use crate::config::{Compiled, compile};
+use crate::config::Compiled;
 use crate::error::CompileError;
 use crate::error::{GatewayError, INSPECTED_BODY_LIMIT, ProxyError, Side};
 use crate::framing::{Verdicts, Watched};
@@ -176,6 +176,10 @@ pub struct Proxy {
     tls_port: std::sync::atomic::AtomicU16,
     /// The certificates of the configuration installed last, parsed.
     parsed_certificates: std::sync::Mutex<ParsedCertificates>,
+    /// The upstreams' balancers, kept across configuration changes with their targets' health.
+    balancers: Arc<crate::balancer::Balancers>,
+    /// Whether a `prometheus` plugin of the configuration sets `upstream_health_metrics`.
+    upstream_health_metrics: std::sync::atomic::AtomicBool,
 }
 
 /// One worker's connection and request counts (nginx's `stub_status` counters, for the proxy listener).
@@ -288,7 +292,19 @@ impl Proxy {
         let stats = (0..workers).map(|_| WorkerStats::default()).collect();
         let tls_port = std::sync::atomic::AtomicU16::new(0);
         let parsed_certificates = Default::default();
-        Arc::new(Self { configs, settings, plugins, access_log, certificates, stats, tls_port, parsed_certificates })
+        let balancers = Arc::default();
+        Arc::new(Self {
+            configs,
+            settings,
+            plugins,
+            access_log,
+            certificates,
+            stats,
+            tls_port,
+            parsed_certificates,
+            balancers,
+            upstream_health_metrics: Default::default(),
+        })
     }
 
     /// The certificates the TLS listener picks from (file certificate as fallback; `certificates` entities later).
@@ -300,8 +316,18 @@ impl Proxy {
     /// with. Nothing is swapped unless it compiles.
     pub fn install(&self, data: &ConfigSnapshot) -> Result<(), CompileError> {
         let registry = &self.settings.registry;
-        let compiled =
-            self.configs.iter().map(|_| compile(data, &self.plugins, registry)).collect::<Result<Vec<_>, _>>()?;
+        let balancers = self.balancers.install(&data.upstreams);
+        let health_metrics = data.plugins.iter().any(|p| {
+            p.enabled
+                && p.name == "prometheus"
+                && p.config.get("upstream_health_metrics") == Some(&serde_json::Value::Bool(true))
+        });
+        self.upstream_health_metrics.store(health_metrics, Ordering::Relaxed);
+        let compiled = self
+            .configs
+            .iter()
+            .map(|_| crate::config::compile_balanced(data, &self.plugins, registry, &balancers))
+            .collect::<Result<Vec<_>, _>>()?;
         for (slot, config) in self.configs.iter().zip(compiled) {
             slot.store(Arc::new(config));
         }
@@ -314,6 +340,18 @@ impl Proxy {
     #[cfg(test)]
     pub(crate) fn plugin_state(&self) -> &crate::plugins::Shared {
         &self.plugins
+    }
+
+    /// The node's upstream balancers and their targets' health (the Admin API's health endpoints).
+    pub fn balancers(&self) -> Arc<crate::balancer::Balancers> {
+        self.balancers.clone()
+    }
+
+    /// `kong_upstream_target_health`, when a `prometheus` plugin asks for it (`upstream_health_metrics`).
+    pub fn render_target_health(&self, out: &mut String) {
+        if self.upstream_health_metrics.load(Ordering::Relaxed) {
+            self.balancers.render_target_health(out);
+        }
     }
 
     /// The `prometheus` plugin's metric families (the status listener's `/metrics` renders them).
@@ -706,7 +744,8 @@ impl Proxy {
         if let Some(host) = upstream_host {
             headers.insert(header::HOST, host);
         } else if !route.preserve_host || host_header.is_empty() {
-            headers.insert(header::HOST, target.host.clone());
+            let upstream_host_header = service.balanced.as_ref().and_then(|b| b.balancer.host_header.clone());
+            headers.insert(header::HOST, upstream_host_header.unwrap_or_else(|| target.host.clone()));
         } else if target_host.replaces_header
             && let Some(value) = target_host.value.clone()
         {
@@ -731,6 +770,18 @@ impl Proxy {
         *upstream_request.uri_mut() = uri;
         *upstream_request.headers_mut() = headers;
         let sequential = parts.version < http::Version::HTTP_2;
+        let (hash, set_cookie) = match &service.balanced {
+            Some(balanced) => balance::hash_request(
+                balanced,
+                state.consumer.as_ref().map(|c| c.id),
+                client_ip,
+                upstream_request.headers(),
+                &path,
+                query,
+                path_regex,
+            ),
+            None => (None, None),
+        };
         // TLS names the host the request is sent for (Kong's `proxy_ssl_name $upstream_host`): the service's,
         // unless the route preserved the client's or a plugin set another.
         let renamed;
@@ -742,7 +793,8 @@ impl Proxy {
             }
             _ => &service.pool_key,
         };
-        let result = self.send(conn, service, key, upstream_request, has_body, sequential).await;
+        let destination = send::Destination { service, key, hash };
+        let result = self.send(conn, destination, upstream_request, has_body, sequential).await;
         let upstream_latency = sent_at.elapsed();
         state.upstream = Some(upstream_latency);
         let response = match result {
@@ -760,6 +812,9 @@ impl Proxy {
         h.insert(names::X_KONG_UPSTREAM_LATENCY, millis(upstream_latency));
         h.insert(names::X_KONG_PROXY_LATENCY, millis(proxy_latency));
         h.insert(names::X_KONG_REQUEST_ID, request_id.0.clone());
+        if let Some(cookie) = set_cookie {
+            h.append(header::SET_COOKIE, cookie);
+        }
         let body = IdleTimeoutBody::new(body, Duration::from_millis(service.read_timeout));
         Ok(Response::from_parts(parts, ResponseBody::Proxied(body)))
     }
@@ -896,6 +951,7 @@ fn split_host_port(value: &str, default_port: u16) -> (Cow<'_, str>, u16) {
     (lower, port)
 }
 
+mod balance;
 mod forwarded;
 #[cfg(test)]
 pub(crate) mod harness;

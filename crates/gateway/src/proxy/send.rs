@@ -2,55 +2,163 @@
 //! retries that are safe because nothing was sent, the response head's deadline, and what a failure is.
 
 use super::*;
+use crate::balancer::Outcome;
 use crate::error::is_timeout;
+use crate::service::Balanced;
+
+/// The target for the next attempt: one not tried yet, else (every target tried, retries left) any available one
+/// again, as Kong's retries go round the balancer.
+fn pick_target(balanced: &Balanced, hash: Option<u64>, tried: &mut smallvec::SmallVec<[usize; 4]>) -> Option<usize> {
+    let picked = balanced.balancer.pick(hash, tried).or_else(|| {
+        if tried.is_empty() {
+            return None;
+        }
+        tried.clear();
+        balanced.balancer.pick(hash, tried)
+    })?;
+    tried.push(picked);
+    Some(picked)
+}
+
+/// One attempt on an upstream's target: counted as a connection while it lasts, and reported to the passive
+/// health checks when it ends.
+/// A service that names no upstream reads no clock for it.
+struct Attempt<'a> {
+    target: Option<(&'a Balanced, usize, Instant)>,
+}
+
+impl<'a> Attempt<'a> {
+    fn start(target: Option<(&'a Balanced, usize)>) -> Self {
+        Self {
+            target: target.map(|(b, i)| {
+                b.balancer.begin(i);
+                (b, i, Instant::now())
+            }),
+        }
+    }
+
+    fn end(self, outcome: Outcome) {
+        if let Some((b, i, started)) = self.target {
+            b.balancer.finish(i, outcome, started.elapsed());
+        }
+    }
+
+    /// Ends an attempt that says nothing about the target's health (the client's failure, a closed kept-alive
+    /// connection).
+    fn cancel(self) {
+        if let Some((b, i, _)) = self.target {
+            b.balancer.release(i);
+        }
+    }
+}
+
+/// Where a request goes: its service, the pool key naming the TLS server (the service's, or one for a preserved
+/// `Host`), and the consistent-hashing value when the service is balanced.
+pub(super) struct Destination<'a> {
+    pub service: &'a crate::service::ServiceConfig,
+    pub key: &'a PoolKey,
+    pub hash: Option<u64>,
+}
 
 impl Proxy {
     /// Calls the service. A request goes out only once a connection is established, so a failure to connect
     /// (retried up to the service's `retries`) or a kept-alive connection found closed never sends anything
     /// twice, streamed bodies included; once sent, a request is never repeated. `sequential`: the client is
-    /// HTTP/1, so its connection keeps the upstream connection for its next request. `key`: the service's
-    /// [`PoolKey`], or one naming another TLS server name.
+    /// HTTP/1, so its connection keeps the upstream connection for its next request.
     pub(super) async fn send(
         &self,
         conn: &ClientConnection,
-        service: &crate::service::ServiceConfig,
-        key: &PoolKey,
+        destination: Destination<'_>,
         mut request: Request<ProxyBody>,
         has_body: bool,
         sequential: bool,
     ) -> Result<Response<Incoming>, GatewayError> {
+        let Destination { service, key: service_key, hash } = destination;
         // Kong's read and write timeouts are between two reads or writes; waiting for the response head covers
         // the write of the request and the first read.
         let head_timeout =
             Duration::from_millis(service.read_timeout + if has_body { service.write_timeout } else { 0 });
         let mut failed_connects = 0;
+        // Upstreams: the targets tried so far, so a retry moves on to another one.
+        let mut tried: smallvec::SmallVec<[usize; 4]> = smallvec::SmallVec::new();
+        let mut last_error = None;
         loop {
+            let picked = match &service.balanced {
+                Some(balanced) => match pick_target(balanced, hash, &mut tried) {
+                    Some(i) => Some((balanced, i)),
+                    // Every target unhealthy (or all tried and none left): Kong's 503, or the failure that took
+                    // the last one out.
+                    None => {
+                        return Err(last_error.unwrap_or_else(|| GatewayError::new(ProxyError::NoPeer, Side::Upstream)));
+                    }
+                },
+                None => None,
+            };
+            // A renamed TLS server name (a preserved `Host`) holds for whichever target is picked.
+            let renamed;
+            let key = match picked {
+                Some((balanced, i)) if service_key.server_name == service.pool_key.server_name => {
+                    &balanced.target_keys[i]
+                }
+                Some((balanced, i)) => {
+                    renamed =
+                        PoolKey { server_name: service_key.server_name.clone(), ..balanced.target_keys[i].clone() };
+                    &renamed
+                }
+                None => service_key,
+            };
+            let attempt = Attempt::start(picked);
             let (held_key, mut sender) = match self.checkout(conn, key, sequential) {
                 Some(reused) => reused,
                 None => match conn.worker.pool.connect(key).await {
                     Ok(fresh) => (key.clone(), fresh),
                     Err(error) => {
+                        attempt.end(if error.kind == ProxyError::GatewayTimeout {
+                            Outcome::Timeout
+                        } else {
+                            Outcome::TcpFailure
+                        });
                         failed_connects += 1;
                         if !error.retry_safe || failed_connects > service.retries {
                             return Err(error);
                         }
                         tracing::debug!(error = %error, attempt = failed_connects, "upstream connection failed; retrying");
+                        last_error = Some(error);
                         continue;
                     }
                 },
             };
             match conn.worker.sleeps.timeout(head_timeout, sender.try_send_request(request)).await {
                 Ok(Ok(response)) => {
+                    attempt.end(Outcome::Status(response.status().as_u16()));
                     self.check_in(conn, held_key, sender, sequential);
                     return Ok(response);
                 }
                 Ok(Err(mut error)) => match error.take_message() {
                     // The connection was closed before the request went out: try another.
-                    Some(unsent) => request = unsent,
-                    None => return Err(classify_send_error(error.into_error())),
+                    Some(unsent) => {
+                        attempt.cancel();
+                        request = unsent;
+                    }
+                    None => {
+                        let error = classify_send_error(error.into_error());
+                        if error.side == Side::Upstream {
+                            attempt.end(if error.kind == ProxyError::GatewayTimeout {
+                                Outcome::Timeout
+                            } else {
+                                Outcome::TcpFailure
+                            });
+                        } else {
+                            attempt.cancel();
+                        }
+                        return Err(error);
+                    }
                 },
                 // Dropping the request future closes that connection.
-                Err(_) => return Err(GatewayError::new(ProxyError::GatewayTimeout, Side::Upstream)),
+                Err(_) => {
+                    attempt.end(Outcome::Timeout);
+                    return Err(GatewayError::new(ProxyError::GatewayTimeout, Side::Upstream));
+                }
             }
         }
     }

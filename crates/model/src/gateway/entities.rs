@@ -26,10 +26,14 @@ pub enum EntityKind {
     Sni,
     /// A trusted CA certificate (`ca_certificates`), for services' `ca_certificates` and plugins to name.
     CaCertificate,
+    /// A virtual host name services can name, balanced over its targets (`upstreams`).
+    Upstream,
+    /// One `host:port` an upstream balances over, with its weight (`targets`).
+    Target,
 }
 
 impl EntityKind {
-    pub const ALL: [EntityKind; 9] = [
+    pub const ALL: [EntityKind; 11] = [
         EntityKind::Service,
         EntityKind::Route,
         EntityKind::Consumer,
@@ -39,6 +43,8 @@ impl EntityKind {
         EntityKind::Certificate,
         EntityKind::Sni,
         EntityKind::CaCertificate,
+        EntityKind::Upstream,
+        EntityKind::Target,
     ];
 
     /// The collection name in URLs and in Kong's schema endpoints.
@@ -53,6 +59,8 @@ impl EntityKind {
             EntityKind::Certificate => "certificates",
             EntityKind::Sni => "snis",
             EntityKind::CaCertificate => "ca_certificates",
+            EntityKind::Upstream => "upstreams",
+            EntityKind::Target => "targets",
         }
     }
 
@@ -68,6 +76,8 @@ impl EntityKind {
             EntityKind::Certificate => "certificate",
             EntityKind::Sni => "sni",
             EntityKind::CaCertificate => "ca_certificate",
+            EntityKind::Upstream => "upstream",
+            EntityKind::Target => "target",
         }
     }
 
@@ -80,7 +90,9 @@ impl EntityKind {
     /// (`/consumers/{consumer}/acls/{group}`) and is never stored as a unique endpoint key.
     pub fn endpoint_key(self) -> &'static str {
         match self {
-            EntityKind::Service | EntityKind::Route | EntityKind::Sni => "name",
+            EntityKind::Service | EntityKind::Route | EntityKind::Sni | EntityKind::Upstream => "name",
+            // Unique per upstream only, like an acl's group (`/upstreams/{u}/targets/{host:port}`).
+            EntityKind::Target => "target",
             // Addressed by id only; `id` is never stored as an endpoint key (`StoredEntity::from_data`).
             EntityKind::Certificate | EntityKind::CaCertificate => "id",
             EntityKind::Consumer => "username",
@@ -101,7 +113,7 @@ impl EntityKind {
     /// Whether the snapshot adds the entity to another one (an acl or key to its consumer, an SNI to its
     /// certificate), which must be added first.
     pub fn joins_another(self) -> bool {
-        matches!(self, EntityKind::Acl | EntityKind::KeyAuth | EntityKind::Sni)
+        matches!(self, EntityKind::Acl | EntityKind::KeyAuth | EntityKind::Sni | EntityKind::Target)
     }
 
     /// Whether the entity has Kong's `updated_at` (acls and keyauth credentials have `created_at` only).
@@ -120,6 +132,8 @@ impl EntityKind {
             EntityKind::Certificate => certificate_fields(),
             EntityKind::Sni => sni_fields(),
             EntityKind::CaCertificate => ca_certificate_fields(),
+            EntityKind::Upstream => super::upstreams::upstream_fields(base_fields(), tags()),
+            EntityKind::Target => super::upstreams::target_fields(base_fields(), tags()),
         }
     }
 
@@ -378,6 +392,8 @@ pub struct StoredEntity {
     pub consumer_id: Option<uuid::Uuid>,
     /// An SNI's certificate.
     pub certificate_id: Option<uuid::Uuid>,
+    /// A target's upstream.
+    pub upstream_id: Option<uuid::Uuid>,
     /// The plugin name (plugins only), for filters.
     pub name: Option<String>,
     pub tags: Vec<String>,
@@ -410,6 +426,10 @@ impl StoredEntity {
             EntityKind::Acl => Some(format!("{}|{}", part(consumer_id), text("group").unwrap_or_default())),
             // Kong's unique `cert_digest`.
             EntityKind::CaCertificate => text("cert_digest"),
+            // Kong's `cache_key = { "upstream", "target" }`.
+            EntityKind::Target => {
+                Some(format!("{}|{}", part(foreign_id(&data, "upstream")), text("target").unwrap_or_default()))
+            }
             _ => None,
         };
         Some(Self {
@@ -417,7 +437,11 @@ impl StoredEntity {
             id,
             endpoint_key: if matches!(
                 kind,
-                EntityKind::Acl | EntityKind::KeyAuth | EntityKind::Certificate | EntityKind::CaCertificate
+                EntityKind::Acl
+                    | EntityKind::KeyAuth
+                    | EntityKind::Certificate
+                    | EntityKind::CaCertificate
+                    | EntityKind::Target
             ) {
                 None
             } else {
@@ -429,6 +453,7 @@ impl StoredEntity {
             route_id,
             consumer_id,
             certificate_id: foreign_id(&data, "certificate"),
+            upstream_id: foreign_id(&data, "upstream"),
             name: if kind == EntityKind::Plugin { text("name") } else { None },
             tags: data
                 .get("tags")
@@ -448,6 +473,11 @@ pub fn validate_entity(kind: EntityKind, input: &Map<String, Value>) -> Result<N
     let mut violations = Vec::new();
     let input = match kind {
         EntityKind::Service => expand_service_url(input, &mut violations),
+        EntityKind::Upstream => {
+            let mut input = input.clone();
+            super::upstreams::apply_shorthands(&mut input);
+            input
+        }
         _ => input.clone(),
     };
     let fields = match kind {
@@ -466,7 +496,14 @@ pub fn validate_entity(kind: EntityKind, input: &Map<String, Value>) -> Result<N
         },
         other => other.fields(),
     };
-    let normalized = normalize(&fields, &input, "", &mut violations);
+    let mut normalized = normalize(&fields, &input, "", &mut violations);
+    // Kong's targets DAO stores `host:port`, adding its default port.
+    if kind == EntityKind::Target
+        && let Some(formatted) =
+            normalized.get("target").and_then(Value::as_str).and_then(super::upstreams::format_target)
+    {
+        normalized.insert("target".into(), Value::String(formatted));
+    }
     if violations.is_empty() {
         entity_checks(kind, &normalized, &mut violations);
     }
@@ -551,7 +588,8 @@ fn entity_checks(kind: EntityKind, e: &Normalized, out: &mut Vec<Violation>) {
                 ));
             }
         }
-        EntityKind::Acl | EntityKind::KeyAuth | EntityKind::Sni | EntityKind::CaCertificate => {}
+        EntityKind::Acl | EntityKind::KeyAuth | EntityKind::Sni | EntityKind::CaCertificate | EntityKind::Target => {}
+        EntityKind::Upstream => super::upstreams::upstream_checks(e, out),
         EntityKind::Certificate => {
             if set("cert_alt") != set("key_alt") {
                 out.push(Violation::new("@entity", "all or none of these fields must be set: 'cert_alt', 'key_alt'"));
@@ -642,7 +680,7 @@ fn check_host(v: &Value) -> Result<(), String> {
     if s.parse::<std::net::IpAddr>().is_ok() || is_hostname(s) { Ok(()) } else { Err(format!("invalid value: {s}")) }
 }
 
-fn is_hostname(s: &str) -> bool {
+pub(super) fn is_hostname(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|label| {

@@ -8,6 +8,7 @@ pub mod form;
 pub mod plugins;
 pub mod schema;
 pub mod snapshot;
+pub mod upstreams;
 
 pub use entities::{EntityKind, Normalized, StoredEntity, validate_entity};
 

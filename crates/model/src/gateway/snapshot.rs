@@ -123,6 +123,36 @@ fn expose_opt<S: serde::Serializer>(secret: &Option<SecretString>, s: S) -> Resu
     }
 }
 
+/// An upstream with its targets (those of weight 0 included: they are listed by the health endpoints).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Upstream {
+    pub id: uuid::Uuid,
+    pub name: String,
+    pub algorithm: String,
+    pub hash_on: String,
+    pub hash_fallback: String,
+    pub hash_on_header: Option<String>,
+    pub hash_fallback_header: Option<String>,
+    pub hash_on_cookie: Option<String>,
+    pub hash_on_cookie_path: String,
+    pub hash_on_query_arg: Option<String>,
+    pub hash_fallback_query_arg: Option<String>,
+    pub hash_on_uri_capture: Option<String>,
+    pub hash_fallback_uri_capture: Option<String>,
+    pub slots: u32,
+    pub host_header: Option<String>,
+    pub healthchecks: super::upstreams::Healthchecks,
+    pub targets: Vec<Target>,
+}
+
+/// One `host:port` of an upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub id: uuid::Uuid,
+    pub target: String,
+    pub weight: u32,
+}
+
 /// One configured plugin. `config` is the validated configuration (every field present, secrets in clear); each
 /// plugin reads it into its own typed config when the gateway compiles the snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -166,6 +196,9 @@ pub struct ConfigSnapshot {
     pub certificates: Vec<TlsCertificate>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ca_certificates: Vec<CaCertificate>,
+    /// `upstreams` with their `targets`; left out when empty, like `key_auths`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Vec<Upstream>,
 }
 
 /// An entity that did not have the shape validation gives.
@@ -269,6 +302,39 @@ impl ConfigSnapshot {
             EntityKind::CaCertificate => {
                 self.ca_certificates.push(CaCertificate { id: e.id()?, cert: e.string("cert")? })
             }
+            EntityKind::Upstream => {
+                let healthchecks = serde_json::from_value(Value::Object(e.object("healthchecks")?))
+                    .map_err(|_| e.fail("healthchecks", "does not have the schema's shape"))?;
+                self.upstreams.push(Upstream {
+                    id: e.id()?,
+                    name: e.string("name")?,
+                    algorithm: e.string("algorithm")?,
+                    hash_on: e.string("hash_on")?,
+                    hash_fallback: e.string("hash_fallback")?,
+                    hash_on_header: e.opt_string("hash_on_header")?,
+                    hash_fallback_header: e.opt_string("hash_fallback_header")?,
+                    hash_on_cookie: e.opt_string("hash_on_cookie")?,
+                    hash_on_cookie_path: e.string("hash_on_cookie_path")?,
+                    hash_on_query_arg: e.opt_string("hash_on_query_arg")?,
+                    hash_fallback_query_arg: e.opt_string("hash_fallback_query_arg")?,
+                    hash_on_uri_capture: e.opt_string("hash_on_uri_capture")?,
+                    hash_fallback_uri_capture: e.opt_string("hash_fallback_uri_capture")?,
+                    slots: e.int("slots")?,
+                    host_header: e.opt_string("host_header")?,
+                    healthchecks,
+                    targets: Vec::new(),
+                })
+            }
+            EntityKind::Target => {
+                let upstream = e.foreign("upstream")?.ok_or_else(|| e.fail("upstream", "is missing"))?;
+                let target = Target { id: e.id()?, target: e.string("target")?, weight: e.int("weight")? };
+                let owner = self
+                    .upstreams
+                    .iter_mut()
+                    .find(|u| u.id == upstream)
+                    .ok_or_else(|| e.fail("upstream", "names an upstream not added before it"))?;
+                owner.targets.push(target);
+            }
             EntityKind::Plugin => self.plugins.push(PluginInstance {
                 id: e.id()?,
                 name: e.string("name")?,
@@ -322,6 +388,10 @@ impl ConfigSnapshot {
             certificate.snis.sort_unstable();
         }
         self.ca_certificates.sort_by_key(|c| c.id);
+        self.upstreams.sort_by_key(|u| u.id);
+        for upstream in &mut self.upstreams {
+            upstream.targets.sort_by_key(|t| t.id);
+        }
         self.plugins.sort_by_key(|e| e.id);
     }
 

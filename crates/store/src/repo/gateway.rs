@@ -10,7 +10,7 @@ use crate::sql::{Param, Row, SqlBuf, Tx, params};
 use crate::{EntityQuery, GatewayStore, Result, StoreError, TagFilter};
 
 const COLUMNS: &str = "kind, id, endpoint_key, custom_id, cache_key, service_id, route_id, consumer_id, name, tags, \
-                       data, created_at, updated_at, certificate_id";
+                       data, created_at, updated_at, certificate_id, upstream_id";
 
 fn decode(row: &dyn Row) -> Result<StoredEntity> {
     let kind_text = row.text("kind")?;
@@ -32,6 +32,7 @@ fn decode(row: &dyn Row) -> Result<StoredEntity> {
         route_id: opt_id("route_id")?,
         consumer_id: opt_id("consumer_id")?,
         certificate_id: opt_id("certificate_id")?,
+        upstream_id: opt_id("upstream_id")?,
         name: row.opt_text("name")?,
         tags: serde_json::from_str(&row.text("tags")?).map_err(|e| StoreError::corrupt(format!("tags: {e}")))?,
         data,
@@ -58,6 +59,7 @@ fn row_params(cp: uuid::Uuid, e: &StoredEntity) -> Vec<Param> {
         e.created_at,
         e.updated_at,
         id(e.certificate_id),
+        id(e.upstream_id),
     ]
 }
 
@@ -86,6 +88,7 @@ async fn check_keys(tx: &mut dyn Tx, cp: uuid::Uuid, e: &StoredEntity) -> Result
         (e.route_id, EntityKind::Route, "route"),
         (e.consumer_id, EntityKind::Consumer, "consumer"),
         (e.certificate_id, EntityKind::Certificate, "certificate"),
+        (e.upstream_id, EntityKind::Upstream, "upstream"),
     ] {
         let Some(reference) = reference else { continue };
         let n = tx
@@ -130,7 +133,7 @@ async fn upsert(tx: &mut dyn Tx, cp: uuid::Uuid, e: &StoredEntity) -> Result<boo
         tx.execute(
             "UPDATE gateway_entities SET endpoint_key = ?, custom_id = ?, cache_key = ?, service_id = ?, \
              route_id = ?, consumer_id = ?, name = ?, tags = ?, data = ?, created_at = ?, updated_at = ?, \
-             certificate_id = ? WHERE control_plane_id = ? AND kind = ? AND id = ?",
+             certificate_id = ?, upstream_id = ? WHERE control_plane_id = ? AND kind = ? AND id = ?",
             p,
         )
         .await?;
@@ -141,7 +144,7 @@ async fn upsert(tx: &mut dyn Tx, cp: uuid::Uuid, e: &StoredEntity) -> Result<boo
 async fn insert(tx: &mut dyn Tx, cp: uuid::Uuid, e: &StoredEntity) -> Result<()> {
     tx.execute(
         &format!(
-            "INSERT INTO gateway_entities (control_plane_id, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO gateway_entities (control_plane_id, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ),
         row_params(cp, e),
     )
@@ -263,6 +266,7 @@ impl GatewayStore for SqlStore {
             ("route_id", q.route_id),
             ("consumer_id", q.consumer_id),
             ("certificate_id", q.certificate_id),
+            ("upstream_id", q.upstream_id),
         ] {
             if let Some(v) = value {
                 sql.push(&format!(" AND {column} = ?")).bind(v.to_string());
@@ -350,6 +354,14 @@ impl GatewayStore for SqlStore {
             // Kong deletes a certificate's SNIs with it (`kong/db/dao/certificates.lua`).
             tx.execute(
                 "DELETE FROM gateway_entities WHERE control_plane_id = ? AND kind = 'snis' AND certificate_id = ?",
+                params![&cp_text, &id_text],
+            )
+            .await?;
+        }
+        if kind == EntityKind::Upstream {
+            // Kong's `targets.upstream` is `on_delete = "cascade"`.
+            tx.execute(
+                "DELETE FROM gateway_entities WHERE control_plane_id = ? AND kind = 'targets' AND upstream_id = ?",
                 params![&cp_text, &id_text],
             )
             .await?;
