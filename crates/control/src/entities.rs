@@ -119,11 +119,12 @@ fn entity_routes() -> Router<EntityApi> {
             "/{parent}/{parent_id}/{collection}/{id}",
             get(read_nested).put(replace_nested).patch(update_nested).delete(remove_nested),
         )
-        .route("/{parent}/{parent_id}/{collection}/{id}/{action}", axum::routing::put(target_health))
+        // Every method, so a path of this shape that is not a target's health answers Kong's 404, not a 405.
+        .route("/{parent}/{parent_id}/{collection}/{id}/{action}", axum::routing::any(target_health))
 }
 
 /// `PUT /upstreams/{u}/targets/{t}/healthy|unhealthy`.
-async fn target_health(t: Target) -> Result<Response> {
+async fn target_health(method: axum::http::Method, t: Target) -> Result<Response> {
     let healthy = match param(&t, 4) {
         "healthy" => true,
         "unhealthy" => false,
@@ -135,6 +136,9 @@ async fn target_health(t: Target) -> Result<Response> {
     }
     let target = resolve_child(&t, child, &parent, param(&t, 3)).await?.filter(|e| belongs(e, &parent));
     let target = target.ok_or_else(not_found)?;
+    if method != axum::http::Method::PUT {
+        return Err(ApiError::MethodNotAllowed.into());
+    }
     Ok(crate::upstream_health::set_health(&t, &parent, &target, healthy))
 }
 
