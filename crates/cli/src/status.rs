@@ -117,6 +117,7 @@ async fn metrics(State(state): State<StatusState>) -> Response {
         &[(&[("node_id", node), ("subsystem", "http")], stats.requests as f64)],
     );
     state.proxy.metrics().render(&mut out);
+    state.proxy.opentelemetry_spans().render(&mut out);
     let mut response = out.into_response();
     response
         .headers_mut()

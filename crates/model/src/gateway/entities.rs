@@ -449,6 +449,7 @@ pub fn validate_entity(kind: EntityKind, input: &Map<String, Value>) -> Result<N
     let mut violations = Vec::new();
     let input = match kind {
         EntityKind::Service => expand_service_url(input, &mut violations),
+        EntityKind::Plugin => expand_plugin_shorthands(input),
         _ => input.clone(),
     };
     let fields = match kind {
@@ -472,6 +473,17 @@ pub fn validate_entity(kind: EntityKind, input: &Map<String, Value>) -> Result<N
         entity_checks(kind, &normalized, &mut violations);
     }
     if violations.is_empty() { Ok(normalized) } else { Err(violations) }
+}
+
+/// Kong's plugin `shorthand_fields`: deprecated config fields that set another (`opentelemetry`'s `endpoint`).
+fn expand_plugin_shorthands(input: &Map<String, Value>) -> Map<String, Value> {
+    let mut input = input.clone();
+    if input.get("name").and_then(Value::as_str) == Some(plugins::opentelemetry::NAME)
+        && let Some(Value::Object(config)) = input.get_mut("config")
+    {
+        plugins::opentelemetry::expand_shorthands(config);
+    }
+    input
 }
 
 fn entity_checks(kind: EntityKind, e: &Normalized, out: &mut Vec<Violation>) {
