@@ -229,8 +229,7 @@ impl Trace {
             trace_id: self.trace_id.to_vec(),
             span_id: id.to_vec(),
             parent_span_id: parent.map(|p| p.to_vec()).unwrap_or_default(),
-            // Sampled, as every exported span is.
-            flags: 0x101,
+            flags: span_flags(id == self.root && self.parent.is_some()),
             name: name.into_owned(),
             kind: kind.proto(),
             start_time_unix_nano: self.unix_nanos(start),
@@ -240,6 +239,15 @@ impl Trace {
             ..Default::default()
         }
     }
+}
+
+/// OTLP's span flags: W3C's sampled flag (every exported span is sampled), and whether the parent is known to be
+/// in another process (bit 8: known; bit 9: remote), which only the root span's caller is.
+fn span_flags(remote_parent: bool) -> u32 {
+    const SAMPLED: u32 = 0x01;
+    const HAS_IS_REMOTE: u32 = 0x100;
+    const IS_REMOTE: u32 = 0x200;
+    SAMPLED | HAS_IS_REMOTE | if remote_parent { IS_REMOTE } else { 0 }
 }
 
 fn hex(bytes: &[u8], out: &mut String) {
@@ -325,6 +333,7 @@ mod tests {
             ["kong", "kong.balancer", "kong.internal.request", "kong.access.plugin.oauth2-introspection"]
         );
         assert_eq!(spans[0].parent_span_id, incoming.to_vec());
+        assert_eq!((spans[0].flags, spans[1].flags), (0x301, 0x101), "only the root's parent is remote");
         assert_eq!(spans[1].parent_span_id, spans[0].span_id);
         assert_eq!(spans[3].parent_span_id, spans[0].span_id);
         assert_eq!(spans[2].parent_span_id, spans[3].span_id, "the IdP call is the plugin's child");
