@@ -23,7 +23,7 @@ use gatehouse_testkit::{TestNode, Tutorial};
 
 mod common;
 
-use common::metrics::sample;
+use common::metrics::{promtool_check, sample};
 use common::{SeenLog, recording_upstream};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -317,5 +317,6 @@ async fn a_hanging_collector_costs_dropped_spans_only() {
     // Two spans a request. The first request's 2 are being sent and still count against the bound of 6, so the
     // next 2 requests' 4 spans wait and the other 98 requests' spans were dropped.
     assert_eq!(dropped, 196, "{text}");
+    promtool_check(&text);
     assert_eq!(spans_counted(&text, "exported") + spans_counted(&text, "failed"), 0);
 }
