@@ -396,6 +396,15 @@ mod tests {
         );
     }
 
+    /// A collector's API key in `headers` is sealed at rest, as every encrypted field is.
+    #[test]
+    fn header_values_are_secret() {
+        let plugin = validate(json!({"traces_endpoint": "http://c/", "headers": {"x-api-key": "k-1"}})).unwrap();
+        let config = plugin["config"].as_object().unwrap();
+        let secrets = super::super::encrypted_values(NAME, config);
+        assert_eq!(secrets, [("headers.x-api-key".to_owned(), "k-1")]);
+    }
+
     #[test]
     fn header_type_ignore_extracts_nothing() {
         let config = validate(json!({"traces_endpoint": "http://c/", "header_type": "ignore"})).unwrap();
