@@ -12,6 +12,11 @@
 #   bench/plugin-chain.sh callgrind    # instructions per request on each route (load-independent): Gatehouse under
 #                                      # callgrind, REQUESTS requests per route over one connection
 #
+# SET=opentelemetry measures tracing instead of the chain (bench/README.md, "The opentelemetry plugin"):
+#   /intro        oauth2-introspection alone
+#   /traced       oauth2-introspection + opentelemetry at SAMPLING_RATE (0.01), exporting to the upstream nginx
+#                 (every path answers 200, so it is an OTLP/HTTP sink that accepts everything)
+#
 # The rate limit is far above what the machine can send (so every request is counted, none refused), the consumer
 # the token maps to is in the group acl allows, requests carry an Origin cors allows, and correlation-id generates
 # its id and echoes it. Knobs (environment): ROUNDS (5), DURATION (10s), THREADS (2), CONNS (32), WARMUP (3s),
@@ -38,6 +43,8 @@ PAUSE=${PAUSE:-1}
 REQUESTS=${REQUESTS:-2000}
 REDIS_HOST=${REDIS_HOST:-127.0.0.1}
 REDIS_PORT=${REDIS_PORT:-6379}
+SET=${SET:-chain}
+SAMPLING_RATE=${SAMPLING_RATE:-0.01}
 KEEP=${KEEP:-0}
 GH_PROXY_PORT=${GH_PROXY_PORT:-18200}
 GH_ADMIN_PORT=${GH_ADMIN_PORT:-18201}
@@ -108,14 +115,26 @@ RL_EXTRA=""
 REDIS_EXTRA=""
 [[ -z ${SYNC_RATE:-} ]] || REDIS_EXTRA=",\"sync_rate\":$SYNC_RATE"
 [[ ${HIDE_HEADERS:-0} != 1 ]] || RL_EXTRA=',"hide_client_headers":true'
-chain chain "{\"second\":100000000,\"hour\":1000000000,\"policy\":\"local\"$RL_EXTRA}"
-ROUTES=(intro chain)
-if (exec 3<>"/dev/tcp/$REDIS_HOST/$REDIS_PORT") 2>/dev/null; then
-  chain chain-redis "{\"second\":100000000,\"hour\":1000000000,\"policy\":\"redis\",\"redis\":{\"host\":\"$REDIS_HOST\",\"port\":$REDIS_PORT}$RL_EXTRA$REDIS_EXTRA}"
-  ROUTES+=(chain-redis)
-else
-  log "Redis does not answer at $REDIS_HOST:$REDIS_PORT: /chain-redis is left out"
-fi
+ROUTES=(intro)
+case $SET in
+  chain)
+    chain chain "{\"second\":100000000,\"hour\":1000000000,\"policy\":\"local\"$RL_EXTRA}"
+    ROUTES+=(chain)
+    if (exec 3<>"/dev/tcp/$REDIS_HOST/$REDIS_PORT") 2>/dev/null; then
+      chain chain-redis "{\"second\":100000000,\"hour\":1000000000,\"policy\":\"redis\",\"redis\":{\"host\":\"$REDIS_HOST\",\"port\":$REDIS_PORT}$RL_EXTRA$REDIS_EXTRA}"
+      ROUTES+=(chain-redis)
+    else
+      log "Redis does not answer at $REDIS_HOST:$REDIS_PORT: /chain-redis is left out"
+    fi
+    ;;
+  opentelemetry)
+    admin POST /services/bench/routes '{"name":"traced","paths":["/traced"]}'
+    admin POST /routes/traced/plugins "$introspection"
+    admin POST /routes/traced/plugins "{\"name\":\"opentelemetry\",\"config\":{\"traces_endpoint\":\"http://127.0.0.1:$UPSTREAM_PORT/v1/traces\",\"sampling_rate\":$SAMPLING_RATE}}"
+    ROUTES+=(traced)
+    ;;
+  *) die "SET must be chain or opentelemetry" ;;
+esac
 
 PROXY=http://127.0.0.1:$GH_PROXY_PORT
 HEADERS=(-H "Authorization: Bearer $BEARER" -H "Origin: $ORIGIN")
@@ -128,12 +147,14 @@ for route in "${ROUTES[@]}"; do
   curl -sS -D "$TMP/headers-$route" -o /dev/null "${HEADERS[@]}" "$PROXY/$route"
 done
 # The chain must have run: its headers are on the answer.
-expected=('Access-Control-Allow-Origin' 'Kong-Request-ID')
-[[ -n $RL_EXTRA ]] || expected+=('X-RateLimit-Remaining-Second')
-for header in "${expected[@]}"; do
-  grep -qi "^$header:" "$TMP/headers-chain" || { cat "$TMP/headers-chain" >&2; die "/chain answered without $header"; }
-done
-curl -sS -o /dev/null -w '%{http_code}' "$PROXY/chain" | grep -qx 401 || die "/chain without a token must answer 401"
+if [[ $SET == chain ]]; then
+  expected=('Access-Control-Allow-Origin' 'Kong-Request-ID')
+  [[ -n $RL_EXTRA ]] || expected+=('X-RateLimit-Remaining-Second')
+  for header in "${expected[@]}"; do
+    grep -qi "^$header:" "$TMP/headers-chain" || { cat "$TMP/headers-chain" >&2; die "/chain answered without $header"; }
+  done
+  curl -sS -o /dev/null -w '%{http_code}' "$PROXY/chain" | grep -qx 401 || die "/chain without a token must answer 401"
+fi
 
 if [[ $MODE == callgrind ]]; then
   printf '%s\n' "$("$REAL_BIN" --version), $REQUESTS requests per route over one connection"

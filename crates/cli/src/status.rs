@@ -118,6 +118,7 @@ async fn metrics(State(state): State<StatusState>) -> Response {
     );
     state.proxy.metrics().render(&mut out);
     state.proxy.render_target_health(&mut out);
+    state.proxy.opentelemetry_spans().render(&mut out);
     let mut response = out.into_response();
     response
         .headers_mut()

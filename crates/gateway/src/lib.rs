@@ -19,6 +19,7 @@ pub mod proxy;
 pub mod router;
 pub mod service;
 mod timer;
+pub mod trace;
 mod upstream;
 
 pub use proxy::{Proxy, ProxySettings, serve};

@@ -19,7 +19,7 @@ use crate::config::Compiled;
 use crate::consumers::Consumer;
 use crate::plugins::{
     Connection, Flow, Latencies, LogContext, Outcome, Plugin, PluginDef, RequestContext, ResponseContext,
-    RewriteContext, Slots,
+    RewriteContext, Slots, TraceStart,
 };
 use crate::router::RouteConfig;
 use crate::service::ServiceConfig;
@@ -49,6 +49,8 @@ pub struct RequestState<'c> {
     pub before_upstream: Option<Duration>,
     /// From the upstream call to the upstream's response head.
     pub upstream: Option<Duration>,
+    /// The request's trace, when `opentelemetry` sampled it (boxed: most requests carry `None`).
+    pub trace: Option<Box<crate::trace::Trace>>,
 }
 
 impl<'c> RequestState<'c> {
@@ -67,6 +69,7 @@ impl<'c> RequestState<'c> {
             error: None,
             before_upstream: None,
             upstream: None,
+            trace: None,
         }
     }
 
@@ -87,6 +90,19 @@ pub fn rewrite(config: &Compiled, ctx: &mut RewriteContext<'_>) {
     }
 }
 
+/// Whether to trace the routed request: the `opentelemetry` instance that applies to its route decides (consumer
+/// instances are not allowed for it, so none is missed by deciding before authentication). Without that plugin in
+/// the configuration this is one branch.
+pub fn start_trace(
+    config: &Compiled,
+    route: &RouteConfig,
+    request: &mut TraceStart<'_>,
+) -> Option<Box<crate::trace::Trace>> {
+    let index = config.plugins.tracer()?;
+    let plugin = config.plugins.resolve(index, Some(route.id), route.service_id, None)?;
+    plugin.start_trace(request)
+}
+
 /// `access`: every plugin name in priority order, its most specific instance for the request (resolved with the
 /// consumer known so far). `Some` is a plugin's answer, with the plugin's name.
 pub async fn access<'c>(
@@ -105,7 +121,14 @@ pub async fn access<'c>(
         if !def.phases.access {
             continue;
         }
-        if let Flow::Respond(response) = plugin.access(ctx).await {
+        if let Some(trace) = ctx.trace.as_mut() {
+            trace.start_phase("access", def.info.name);
+        }
+        let flow = plugin.access(ctx).await;
+        if let Some(trace) = ctx.trace.as_mut() {
+            trace.end_phase();
+        }
+        if let Flow::Respond(response) = flow {
             // Kong keeps collecting the rest of the plugins after an exit (their `access` is skipped) and runs
             // their `log`: that is how `prometheus` (priority 13) counts `key-auth`'s 401s. Only `log` plugins
             // are added, so no later plugin's `response` runs on an answer it never saw the request of.

@@ -31,6 +31,7 @@ pub mod key_auth;
 pub mod multipart;
 pub mod oauth2_introspection;
 pub mod openid_connect;
+pub mod opentelemetry;
 #[cfg(test)]
 pub(crate) mod probe;
 pub mod prometheus;
@@ -96,6 +97,7 @@ pub const BUILTIN: &[&PluginDef] = &[
     &key_auth::PLUGIN,
     &oauth2_introspection::PLUGIN,
     &openid_connect::PLUGIN,
+    &opentelemetry::PLUGIN,
     &prometheus::PLUGIN,
     &rate_limiting::PLUGIN,
     &request_size_limiting::PLUGIN,
@@ -198,6 +200,27 @@ pub struct RequestContext<'a> {
     /// Set by a plugin (`request-size-limiting`): the most bytes a streamed body (`body` is `None`) may carry. The
     /// proxy counts them as they stream and ends the request with Kong's 413 past it.
     pub body_limit: Option<u64>,
+    /// The request's trace when `opentelemetry` sampled it: plugins add the spans of calls they make.
+    pub trace: Option<Box<crate::trace::Trace>>,
+}
+
+/// The routed request, as `opentelemetry` sees it when it decides whether to trace it (before `access`).
+#[derive(Debug)]
+pub struct TraceStart<'a> {
+    /// The headers that go upstream: the incoming `traceparent` is read here and the new one written.
+    pub headers: &'a mut HeaderMap,
+    /// When the request arrived.
+    pub started: tokio::time::Instant,
+    pub method: &'a http::Method,
+    pub scheme: &'static str,
+    pub host: &'a str,
+    /// The request target as the client sent it (path and query).
+    pub target: &'a str,
+    pub version: http::Version,
+    /// The client's address (`X-Forwarded-For` from trusted proxies) and the connection's peer.
+    pub client_ip: IpAddr,
+    pub peer_ip: IpAddr,
+    pub request_id: &'a str,
 }
 
 /// The client connection a request came on: what Kong reads from nginx's variables (`$server_addr`,
@@ -311,6 +334,8 @@ pub struct ResponseContext<'a> {
     pub connection: Connection,
     /// Filters of the whole body, in the order plugins registered them; empty (and unallocated) for most.
     pub body_filters: &'a mut Vec<Arc<dyn BodyFilter>>,
+    /// The request's trace, when it is sampled.
+    pub trace: Option<&'a crate::trace::Trace>,
 }
 
 /// How a request ended.
@@ -351,6 +376,8 @@ pub struct LogContext<'a> {
     /// (chunked, or no body). `log` runs before the body is sent, so these are what is known then.
     pub request_bytes: Option<u64>,
     pub response_bytes: Option<u64>,
+    /// The request's trace, when it is sampled.
+    pub trace: Option<&'a crate::trace::Trace>,
 }
 
 /// A plugin instance. Every phase has a no-op default; [`PluginDef::phases`] says which ones the runner calls.
@@ -370,6 +397,12 @@ pub trait Plugin: Send + Sync + std::fmt::Debug {
     /// Once per request, whatever the outcome, in descending priority: the plugins whose `access` ran, or, when
     /// the request ended before `access`, the instances that apply to what was known of it by then.
     fn log(&self, _ctx: &LogContext<'_>) {}
+
+    /// `opentelemetry` only: whether to trace the routed request, before `access`. `None` (unsampled) must cost
+    /// no allocation.
+    fn start_trace(&self, _request: &mut TraceStart<'_>) -> Option<Box<crate::trace::Trace>> {
+        None
+    }
 }
 
 /// What plugins keep across configuration changes, one per node (caches, HTTP clients).
@@ -392,6 +425,8 @@ pub struct Shared {
     pub tokens: Arc<token_client::TokenClient>,
     /// `prometheus`'s families: the node's, so counts survive configuration changes; `/metrics` renders them.
     pub metrics: Arc<prometheus::ProxyMetrics>,
+    /// `opentelemetry`'s exporters (queues and sender tasks), shared by instances with the same settings.
+    pub opentelemetry: Arc<opentelemetry::export::Exporters>,
 }
 
 impl Shared {
@@ -416,6 +451,7 @@ impl Shared {
             clock,
             key_auth: None,
             metrics: Arc::default(),
+            opentelemetry: Arc::default(),
         }
     }
 }
@@ -478,6 +514,8 @@ pub struct PluginSet {
     groups: Vec<PluginGroup>,
     /// Global instances of plugins with a `rewrite` phase, in execution order.
     rewrite: Vec<(&'static str, Arc<dyn Plugin>)>,
+    /// The group of `opentelemetry`, the plugin that decides whether a request is traced; `None` costs nothing.
+    tracer: Option<usize>,
 }
 
 impl PluginSet {
@@ -513,6 +551,11 @@ impl PluginSet {
 
     pub fn rewrite(&self) -> &[(&'static str, Arc<dyn Plugin>)] {
         &self.rewrite
+    }
+
+    /// The index of `opentelemetry`'s instances, when the configuration has any.
+    pub fn tracer(&self) -> Option<usize> {
+        self.tracer
     }
 }
 
@@ -563,7 +606,8 @@ pub fn build_plugins(
             Some((g.def.info.name, global.plugin.clone()))
         })
         .collect();
-    Ok(PluginSet { groups, rewrite })
+    let tracer = groups.iter().position(|g| g.def.info.name == opentelemetry::PLUGIN.info.name);
+    Ok(PluginSet { groups, rewrite, tracer })
 }
 
 #[cfg(test)]

@@ -43,7 +43,9 @@ use crate::error::CompileError;
 use crate::error::{GatewayError, INSPECTED_BODY_LIMIT, ProxyError, Side};
 use crate::framing::{Verdicts, Watched};
 use crate::phases::RequestState;
-use crate::plugins::{Framing, LogContext, Outcome, Registry, RequestContext, ResponseContext, RewriteContext};
+use crate::plugins::{
+    Framing, LogContext, Outcome, Registry, RequestContext, ResponseContext, RewriteContext, TraceStart,
+};
 use crate::router::{RequestFacts, normalize_path};
 use crate::timer::Sleeps;
 use crate::upstream::{Pool, PoolKey, Sender};
@@ -359,6 +361,11 @@ impl Proxy {
         &self.plugins.metrics
     }
 
+    /// `opentelemetry`'s span counts by outcome (the status listener's `/metrics` renders them).
+    pub fn opentelemetry_spans(&self) -> &crate::metrics::CounterVec {
+        &self.plugins.opentelemetry.spans
+    }
+
     /// The content hash of the configuration the workers serve (Kong's `configuration_hash`); `None` until every
     /// worker has loaded one.
     pub fn config_hash(&self) -> Option<String> {
@@ -482,6 +489,7 @@ impl Proxy {
                 slots: &mut state.slots,
                 connection: state.connection,
                 body_filters: &mut body_filters,
+                trace: state.trace.as_deref(),
             };
             crate::phases::response(&state.ran, &mut ctx);
             if !body_filters.is_empty() {
@@ -502,6 +510,7 @@ impl Proxy {
             slots: &state.slots,
             request_bytes,
             response_bytes: content_length(response.headers()),
+            trace: state.trace.as_deref(),
         };
         crate::phases::log(&state, &ctx);
         if let Some(error) = &state.error {
@@ -665,6 +674,23 @@ impl Proxy {
             },
         }
 
+        let trace = if config.plugins.tracer().is_some() {
+            let mut start = TraceStart {
+                headers: &mut headers,
+                started,
+                method: &parts.method,
+                scheme: if conn.tls { "https" } else { "http" },
+                host: &host,
+                target: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+                version: parts.version,
+                client_ip,
+                peer_ip: conn.peer.ip(),
+                request_id: request_id.text(),
+            };
+            crate::phases::start_trace(config, route, &mut start)
+        } else {
+            None
+        };
         let mut ctx = RequestContext {
             request_id: request_id.text(),
             client_ip,
@@ -684,10 +710,12 @@ impl Proxy {
             path_regex,
             upstream: None,
             body_limit: None,
+            trace,
         };
         state.reached_access = true;
         let answered = crate::phases::access(config, &mut state.ran, &mut ctx).await;
         state.consumer = ctx.consumer.take();
+        state.trace = ctx.trace.take();
         if let Some((plugin, response)) = answered {
             state.outcome = Outcome::Answered { plugin };
             let (parts, body) = response.into_parts();
@@ -797,6 +825,9 @@ impl Proxy {
         let result = self.send(conn, destination, upstream_request, has_body, sequential).await;
         let upstream_latency = sent_at.elapsed();
         state.upstream = Some(upstream_latency);
+        if let Some(trace) = state.trace.as_mut() {
+            record_upstream_call(trace, service, sent_at, &result);
+        }
         let response = match result {
             Ok(r) => r,
             Err(error) => return Err(self.fail(state, error, request_id, started)),
@@ -913,6 +944,30 @@ fn sni_table(data: &ConfigSnapshot, parsed: &mut ParsedCertificates) -> gatehous
     }
     *parsed = kept;
     table
+}
+
+/// The `kong.balancer` span: Kong's attributes for the try (Gatehouse makes one; retries of connections that were
+/// refused happen inside it).
+fn record_upstream_call<B, E>(
+    trace: &mut crate::trace::Trace,
+    service: &crate::service::ServiceConfig,
+    sent_at: Instant,
+    result: &Result<Response<B>, E>,
+) {
+    use crate::trace::{attribute, int_value, string_value};
+    let mut attributes = vec![
+        attribute("try_count", int_value(1)),
+        attribute("net.peer.name", string_value(service.target.authority.host())),
+        attribute("net.peer.port", int_value(i64::from(service.target.authority.port_u16().unwrap_or(0)))),
+    ];
+    let error = match result {
+        Ok(response) => {
+            attributes.push(attribute("http.status_code", int_value(i64::from(response.status().as_u16()))));
+            false
+        }
+        Err(_) => true,
+    };
+    trace.upstream_call(sent_at, Instant::now(), attributes, error);
 }
 
 /// Sets a header; a value that cannot be a header value (control characters) leaves it unset.

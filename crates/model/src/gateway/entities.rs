@@ -478,6 +478,7 @@ pub fn validate_entity(kind: EntityKind, input: &Map<String, Value>) -> Result<N
             super::upstreams::apply_shorthands(&mut input);
             input
         }
+        EntityKind::Plugin => expand_plugin_shorthands(input),
         _ => input.clone(),
     };
     let fields = match kind {
@@ -508,6 +509,17 @@ pub fn validate_entity(kind: EntityKind, input: &Map<String, Value>) -> Result<N
         entity_checks(kind, &normalized, &mut violations);
     }
     if violations.is_empty() { Ok(normalized) } else { Err(violations) }
+}
+
+/// Kong's plugin `shorthand_fields`: deprecated config fields that set another (`opentelemetry`'s `endpoint`).
+fn expand_plugin_shorthands(input: &Map<String, Value>) -> Map<String, Value> {
+    let mut input = input.clone();
+    if input.get("name").and_then(Value::as_str) == Some(plugins::opentelemetry::NAME)
+        && let Some(Value::Object(config)) = input.get_mut("config")
+    {
+        plugins::opentelemetry::expand_shorthands(config);
+    }
+    input
 }
 
 fn entity_checks(kind: EntityKind, e: &Normalized, out: &mut Vec<Violation>) {

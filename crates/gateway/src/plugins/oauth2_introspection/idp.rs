@@ -150,6 +150,20 @@ impl Idp {
         })
     }
 
+    /// Kong's attributes of a `kong.internal.request` span for a call to this endpoint.
+    pub fn span_attributes(&self, status: Option<u16>) -> Vec<opentelemetry_proto::tonic::common::v1::KeyValue> {
+        use crate::trace::{attribute, int_value, string_value};
+        let mut attributes = vec![
+            attribute("http.method", string_value("POST")),
+            attribute("http.url", string_value(self.uri.to_string())),
+            attribute("http.flavor", string_value("1.1")),
+        ];
+        if let Some(status) = status {
+            attributes.push(attribute("http.status_code", int_value(i64::from(status))));
+        }
+        attributes
+    }
+
     /// Asks about `token`. `request` is the client request's method and path, sent when `introspect_request` is on.
     pub async fn introspect(
         &self,

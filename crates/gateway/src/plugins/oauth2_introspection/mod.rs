@@ -28,6 +28,9 @@ use crate::error::ProxyError;
 pub use cache::{AnswerCache, CacheLimits};
 pub use idp::{BodySummary, Clients};
 
+/// This request's IdP call, when traced: when it started and ended, the IdP's status, and whether it failed.
+type IdpCall = std::sync::OnceLock<(tokio::time::Instant, tokio::time::Instant, Option<u16>, bool)>;
+
 const MISSING_TOKEN: &str = "The access token is missing";
 const INVALID_TOKEN: &str = "The access token is invalid or has expired";
 
@@ -91,13 +94,17 @@ impl OAuth2Introspection {
     /// The answer for `token`: from this worker's recent answers, else from the node's cache or the IdP (one call
     /// however many requests ask at once). With `introspect_request` the answer depends on the request, so it is
     /// neither cached nor shared.
+    ///
+    /// `call`, given when the request is traced, is filled if this request's own IdP call was made (not when the
+    /// answer was cached or another request's call was awaited).
     async fn answer(
         &self,
         ctx: &RequestContext<'_>,
         token: &Credential,
+        call: Option<&IdpCall>,
     ) -> Result<Arc<cache::Entry>, Arc<idp::IdpFailure>> {
         if self.config.introspect_request {
-            let fetch = self.fetch(token.expose(), Some((ctx.method, ctx.path)));
+            let fetch = self.fetch(token.expose(), Some((ctx.method, ctx.path)), call);
             return Box::pin(fetch).await.map(Arc::new).map_err(Arc::new);
         }
         let key = self.keyer.key(token.expose_bytes());
@@ -106,7 +113,7 @@ impl OAuth2Introspection {
             return Ok(recent);
         }
         // Boxed: the cache's and the HTTP client's futures are large, and a hit should not carry them.
-        Box::pin(self.answer_from_node(key, now, token.expose())).await
+        Box::pin(self.answer_from_node(key, now, token.expose(), call)).await
     }
 
     async fn answer_from_node(
@@ -114,8 +121,9 @@ impl OAuth2Introspection {
         key: cache::Key,
         now: gatehouse_model::Timestamp,
         token: &str,
+        call: Option<&IdpCall>,
     ) -> Result<Arc<cache::Entry>, Arc<idp::IdpFailure>> {
-        let entry = self.shared.cache.get_or_fetch(key, now, self.fetch(token, None)).await?;
+        let entry = self.shared.cache.get_or_fetch(key, now, self.fetch(token, None, call)).await?;
         if !self.shared.cache.keeps_answers() {
             return Ok(entry);
         }
@@ -123,8 +131,23 @@ impl OAuth2Introspection {
         Ok(self.recent.keep(key, &entry, self.shared.clock.now()))
     }
 
-    async fn fetch(&self, token: &str, request: Option<(&Method, &str)>) -> Result<cache::Entry, idp::IdpFailure> {
-        let answer = self.idp.introspect(token, request).await?;
+    async fn fetch(
+        &self,
+        token: &str,
+        request: Option<(&Method, &str)>,
+        call: Option<&IdpCall>,
+    ) -> Result<cache::Entry, idp::IdpFailure> {
+        let started = tokio::time::Instant::now();
+        let answer = self.idp.introspect(token, request).await;
+        if let Some(call) = call {
+            let status = match &answer {
+                Ok(_) => Some(200),
+                Err(idp::IdpFailure::Status { status, .. }) => Some(*status),
+                Err(_) => None,
+            };
+            let _ = call.set((started, tokio::time::Instant::now(), status, answer.is_err()));
+        }
+        let answer = answer?;
         let answer = idp::Introspected::from_answer(&answer, &self.claims);
         let arrived = self.shared.clock.now();
         let keep_for = cache::keep_for(&answer, self.ttl, self.negative_ttl, arrived);
@@ -188,7 +211,14 @@ impl Plugin for OAuth2Introspection {
         {
             return bad_request(ctx, &e);
         }
-        let entry = match self.answer(ctx, &found.token).await {
+        let call = ctx.trace.is_some().then(IdpCall::new);
+        let entry = self.answer(ctx, &found.token, call.as_ref()).await;
+        if let (Some(trace), Some(&(start, end, status, error))) =
+            (ctx.trace.as_mut(), call.as_ref().and_then(|c| c.get()))
+        {
+            trace.internal_request(start, end, self.idp.span_attributes(status), error);
+        }
+        let entry = match entry {
             Ok(entry) => entry,
             Err(failure) => {
                 // The detail (the IdP's status and body) is for operators; the client gets the generic answer.

@@ -12,6 +12,7 @@ pub mod ip_restriction;
 pub mod key_auth;
 pub mod oauth2_introspection;
 pub mod openid_connect;
+pub mod opentelemetry;
 pub mod prometheus;
 pub mod rate_limiting;
 pub mod request_size_limiting;
@@ -116,6 +117,7 @@ pub const PLUGINS: &[&PluginInfo] = &[
     &key_auth::INFO,
     &oauth2_introspection::INFO,
     &openid_connect::INFO,
+    &opentelemetry::INFO,
     &prometheus::INFO,
     &rate_limiting::INFO,
     &request_size_limiting::INFO,

@@ -1,0 +1,306 @@
+//! Sending spans to an OTLP/HTTP collector: one bounded queue and one sender task per distinct export setting,
+//! shared by every instance (and every worker's copy) with that setting and kept while any of them lives.
+//!
+//! The proxy's side is [`Exporter::enqueue`]: a reservation on an atomic count of queued spans and a channel send,
+//! never a wait. When the queue holds `max_entries` spans, new ones are dropped and counted; a collector that is
+//! down, refuses or never answers therefore costs the proxy nothing but those spans. The sender task batches
+//! (`max_batch_size`, `max_coalescing_delay`), encodes an `ExportTraceServiceRequest` with the OTLP protobuf
+//! types and POSTs it with the gateway's HTTP client (hyper, rustls), within the configured timeouts; a failed
+//! export is retried with Kong's queue delays until `max_retry_time`, then its spans are dropped and counted. A
+//! batch's spans stay counted as queued until its export ends, so memory is bounded by `max_entries` spans
+//! whatever the collector does.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, Request, Uri, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message as _;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use gatehouse_model::gateway::plugins::opentelemetry::Config;
+
+use crate::metrics::CounterVec;
+use crate::trace::{attribute, string_value};
+
+type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// The most of a collector's answer that is read (it is only looked at for its status).
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// Everything that decides where and how spans are sent: instances whose settings are equal share an exporter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub endpoint: Uri,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub resource: Vec<(String, String)>,
+    pub batch_size: usize,
+    pub flush_delay: Duration,
+    pub max_entries: usize,
+    pub connect_timeout: Duration,
+    /// `send_timeout` + `read_timeout`: the longest one export request may take once connected.
+    pub exchange_timeout: Duration,
+    pub max_retry_time: Duration,
+    pub initial_retry_delay: Duration,
+    pub max_retry_delay: Duration,
+}
+
+fn seconds(value: f64) -> Duration {
+    Duration::try_from_secs_f64(value.max(0.0)).unwrap_or(Duration::MAX)
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> Result<Self, String> {
+        let endpoint: Uri = config.traces_endpoint.parse().map_err(|e| format!("traces_endpoint: {e}"))?;
+        let mut headers = Vec::new();
+        for (name, value) in config.headers.iter().flatten() {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("headers: invalid name {name}"))?;
+            let mut value = HeaderValue::from_str(value).map_err(|_| format!("headers.{name}: invalid value"))?;
+            // Often a collector's API key.
+            value.set_sensitive(true);
+            headers.push((name, value));
+        }
+        // Kong's defaults, which `resource_attributes` override.
+        let mut resource: Vec<(String, String)> =
+            vec![("service.name".into(), "kong".into()), ("service.version".into(), env!("CARGO_PKG_VERSION").into())];
+        for (key, value) in config.resource_attributes.iter().flatten() {
+            match resource.iter_mut().find(|(k, _)| k == key) {
+                Some(existing) => existing.1.clone_from(value),
+                None => resource.push((key.clone(), value.clone())),
+            }
+        }
+        let queue = &config.queue;
+        Ok(Self {
+            endpoint,
+            headers,
+            resource,
+            batch_size: usize::try_from(config.batch_size()).unwrap_or(usize::MAX),
+            flush_delay: config.flush_delay(),
+            max_entries: usize::try_from(queue.max_entries).unwrap_or(usize::MAX).max(1),
+            connect_timeout: Duration::from_millis(config.connect_timeout),
+            exchange_timeout: Duration::from_millis(config.send_timeout.saturating_add(config.read_timeout)),
+            max_retry_time: seconds(queue.max_retry_time),
+            initial_retry_delay: seconds(queue.initial_retry_delay),
+            max_retry_delay: seconds(queue.max_retry_delay),
+        })
+    }
+}
+
+/// The node's exporters and their span counts (`gatehouse_opentelemetry_spans_total`).
+#[derive(Debug)]
+pub struct Exporters {
+    live: Mutex<Vec<(Settings, Weak<Exporter>)>>,
+    pub spans: Arc<CounterVec>,
+}
+
+impl Default for Exporters {
+    fn default() -> Self {
+        Self {
+            live: Mutex::default(),
+            spans: Arc::new(CounterVec::new(
+                "gatehouse_opentelemetry_spans_total",
+                "Spans of the opentelemetry plugin by outcome: exported, dropped (queue full) or failed (export \
+                 failed after retries)",
+                &["outcome"],
+            )),
+        }
+    }
+}
+
+impl Exporters {
+    /// The live exporter for `settings`, or a new one (its sender task spawned on the current runtime).
+    pub fn get(&self, settings: Settings) -> Result<Arc<Exporter>, String> {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.retain(|(_, exporter)| exporter.strong_count() > 0);
+        if let Some(exporter) = live.iter().find(|(s, _)| *s == settings).and_then(|(_, e)| e.upgrade()) {
+            return Ok(exporter);
+        }
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| "the opentelemetry exporter needs a Tokio runtime".to_owned())?;
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let exporter = Arc::new(Exporter {
+            queued: queued.clone(),
+            capacity: settings.max_entries,
+            sender,
+            spans: self.spans.clone(),
+        });
+        let task = Sender::new(settings.clone(), receiver, queued, self.spans.clone());
+        runtime.spawn(task.run());
+        live.push((settings, Arc::downgrade(&exporter)));
+        Ok(exporter)
+    }
+}
+
+/// One queue: what the proxy's workers hand spans to.
+#[derive(Debug)]
+pub struct Exporter {
+    queued: Arc<AtomicUsize>,
+    capacity: usize,
+    sender: mpsc::UnboundedSender<Vec<Span>>,
+    spans: Arc<CounterVec>,
+}
+
+impl Exporter {
+    /// Queues one request's spans, or drops them (counted) when the queue cannot take them all.
+    pub fn enqueue(&self, spans: Vec<Span>) {
+        let count = spans.len();
+        let reserved = self.queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+            queued.checked_add(count).filter(|total| *total <= self.capacity)
+        });
+        if reserved.is_err() {
+            self.spans.add(&["dropped"], count as u64);
+            return;
+        }
+        if self.sender.send(spans).is_err() {
+            self.queued.fetch_sub(count, Ordering::AcqRel);
+            self.spans.add(&["dropped"], count as u64);
+        }
+    }
+
+    /// Spans queued or being sent.
+    #[cfg(test)]
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+}
+
+/// The sender task's state.
+struct Sender {
+    settings: Settings,
+    receiver: mpsc::UnboundedReceiver<Vec<Span>>,
+    queued: Arc<AtomicUsize>,
+    spans: Arc<CounterVec>,
+    client: HttpClient,
+    resource: Vec<KeyValue>,
+}
+
+impl Sender {
+    fn new(
+        settings: Settings,
+        receiver: mpsc::UnboundedReceiver<Vec<Span>>,
+        queued: Arc<AtomicUsize>,
+        spans: Arc<CounterVec>,
+    ) -> Self {
+        let timeout_ms = u64::try_from(settings.connect_timeout.as_millis()).unwrap_or(u64::MAX);
+        let connector = crate::upstream::connector(timeout_ms, true);
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder.pool_timer(TokioTimer::new()).timer(TokioTimer::new()).pool_idle_timeout(Duration::from_secs(60));
+        let client = builder.build(connector);
+        let resource = settings.resource.iter().map(|(k, v)| attribute(k, string_value(v.as_str()))).collect();
+        Self { settings, receiver, queued, spans, client, resource }
+    }
+
+    /// Until every exporter handle is gone (the configuration no longer has instances with these settings) and
+    /// what was queued is sent.
+    async fn run(mut self) {
+        let mut batch: Vec<Span> = Vec::new();
+        loop {
+            match self.receiver.recv().await {
+                Some(spans) => batch.extend(spans),
+                None => return,
+            }
+            let deadline = Instant::now() + self.settings.flush_delay;
+            let mut closed = false;
+            while batch.len() < self.settings.batch_size {
+                tokio::select! {
+                    next = self.receiver.recv() => match next {
+                        Some(spans) => batch.extend(spans),
+                        None => {
+                            closed = true;
+                            break;
+                        }
+                    },
+                    () = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+            while !batch.is_empty() {
+                let take = batch.len().min(self.settings.batch_size);
+                let chunk: Vec<Span> = batch.drain(..take).collect();
+                let exported = self.export_with_retries(chunk).await;
+                self.queued.fetch_sub(take, Ordering::AcqRel);
+                self.spans.add(&[if exported { "exported" } else { "failed" }], take as u64);
+            }
+            if closed {
+                return;
+            }
+        }
+    }
+
+    /// Kong's queue retries: the first after `initial_retry_delay`, each next one twice as late (at most
+    /// `max_retry_delay`), none once `max_retry_time` has passed since the first attempt.
+    async fn export_with_retries(&self, spans: Vec<Span>) -> bool {
+        let body = Bytes::from(self.encode(spans));
+        let started = Instant::now();
+        let mut delay = self.settings.initial_retry_delay;
+        loop {
+            match self.export(body.clone()).await {
+                Ok(()) => return true,
+                Err(error) => {
+                    let retry_at = Instant::now() + delay;
+                    if retry_at.duration_since(started) > self.settings.max_retry_time {
+                        tracing::warn!(endpoint = %self.settings.endpoint, %error, "opentelemetry: spans dropped after the export failed");
+                        return false;
+                    }
+                    tracing::debug!(endpoint = %self.settings.endpoint, %error, "opentelemetry: export failed; retrying");
+                    tokio::time::sleep_until(retry_at).await;
+                    delay = (delay * 2).min(self.settings.max_retry_delay);
+                }
+            }
+        }
+    }
+
+    fn encode(&self, spans: Vec<Span>) -> Vec<u8> {
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource { attributes: self.resource.clone(), ..Default::default() }),
+                scope_spans: vec![ScopeSpans {
+                    // Kong's instrumentation scope.
+                    scope: Some(InstrumentationScope {
+                        name: "kong-internal".into(),
+                        version: "0.1.0".into(),
+                        ..Default::default()
+                    }),
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        request.encode_to_vec()
+    }
+
+    async fn export(&self, body: Bytes) -> Result<(), String> {
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.settings.endpoint.clone();
+        let headers = request.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-protobuf"));
+        for (name, value) in &self.settings.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(|e| match std::error::Error::source(&e) {
+                Some(cause) => format!("{e}: {cause}"),
+                None => e.to_string(),
+            })?;
+            let status = response.status();
+            // Read (a bounded amount of) the answer so the connection can be reused.
+            let _ = Limited::new(response.into_body(), MAX_ANSWER_BYTES).collect().await;
+            if status.is_success() { Ok(()) } else { Err(format!("the collector answered {status}")) }
+        };
+        let limit = self.settings.connect_timeout + self.settings.exchange_timeout;
+        tokio::time::timeout(limit, exchange).await.map_err(|_| format!("no answer within {limit:?}"))?
+    }
+}
