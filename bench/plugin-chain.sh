@@ -12,6 +12,12 @@
 #   bench/plugin-chain.sh callgrind    # instructions per request on each route (load-independent): Gatehouse under
 #                                      # callgrind, REQUESTS requests per route over one connection
 #
+# CHAIN=prometheus measures the `prometheus` plugin instead (issue 20), with the same modes: the routes are
+#
+#   /intro        oauth2-introspection alone
+#   /prometheus   oauth2-introspection + prometheus with every family on (per_consumer, status_code_metrics,
+#                 latency_metrics, bandwidth_metrics); the token maps to a consumer, so the consumer label is filled
+#
 # The rate limit is far above what the machine can send (so every request is counted, none refused), the consumer
 # the token maps to is in the group acl allows, requests carry an Origin cors allows, and correlation-id generates
 # its id and echoes it. Knobs (environment): ROUNDS (5), DURATION (10s), THREADS (2), CONNS (32), WARMUP (3s),
@@ -46,6 +52,8 @@ GH_ISSUER_PORT=${GH_ISSUER_PORT:-18203}
 GH_ECHO_PORT=${GH_ECHO_PORT:-18204}
 UPSTREAM_PORT=${UPSTREAM_PORT:-18281}
 ORIGIN=http://app.bench.dev
+CHAIN=${CHAIN:-plugins}
+case $CHAIN in plugins | prometheus) ;; *) die "CHAIN must be plugins or prometheus" ;; esac
 
 require_gatehouse
 require_cmd curl
@@ -108,13 +116,21 @@ RL_EXTRA=""
 REDIS_EXTRA=""
 [[ -z ${SYNC_RATE:-} ]] || REDIS_EXTRA=",\"sync_rate\":$SYNC_RATE"
 [[ ${HIDE_HEADERS:-0} != 1 ]] || RL_EXTRA=',"hide_client_headers":true'
-chain chain "{\"second\":100000000,\"hour\":1000000000,\"policy\":\"local\"$RL_EXTRA}"
-ROUTES=(intro chain)
-if (exec 3<>"/dev/tcp/$REDIS_HOST/$REDIS_PORT") 2>/dev/null; then
-  chain chain-redis "{\"second\":100000000,\"hour\":1000000000,\"policy\":\"redis\",\"redis\":{\"host\":\"$REDIS_HOST\",\"port\":$REDIS_PORT}$RL_EXTRA$REDIS_EXTRA}"
-  ROUTES+=(chain-redis)
+if [[ $CHAIN == prometheus ]]; then
+  admin POST /services/bench/routes '{"name":"prometheus","paths":["/prometheus"]}'
+  admin POST /routes/prometheus/plugins "$introspection"
+  admin POST /routes/prometheus/plugins \
+    '{"name":"prometheus","config":{"per_consumer":true,"status_code_metrics":true,"latency_metrics":true,"bandwidth_metrics":true}}'
+  ROUTES=(intro prometheus)
 else
-  log "Redis does not answer at $REDIS_HOST:$REDIS_PORT: /chain-redis is left out"
+  chain chain "{\"second\":100000000,\"hour\":1000000000,\"policy\":\"local\"$RL_EXTRA}"
+  ROUTES=(intro chain)
+  if (exec 3<>"/dev/tcp/$REDIS_HOST/$REDIS_PORT") 2>/dev/null; then
+    chain chain-redis "{\"second\":100000000,\"hour\":1000000000,\"policy\":\"redis\",\"redis\":{\"host\":\"$REDIS_HOST\",\"port\":$REDIS_PORT}$RL_EXTRA$REDIS_EXTRA}"
+    ROUTES+=(chain-redis)
+  else
+    log "Redis does not answer at $REDIS_HOST:$REDIS_PORT: /chain-redis is left out"
+  fi
 fi
 
 PROXY=http://127.0.0.1:$GH_PROXY_PORT
@@ -127,13 +143,20 @@ for route in "${ROUTES[@]}"; do
   done
   curl -sS -D "$TMP/headers-$route" -o /dev/null "${HEADERS[@]}" "$PROXY/$route"
 done
-# The chain must have run: its headers are on the answer.
-expected=('Access-Control-Allow-Origin' 'Kong-Request-ID')
-[[ -n $RL_EXTRA ]] || expected+=('X-RateLimit-Remaining-Second')
-for header in "${expected[@]}"; do
-  grep -qi "^$header:" "$TMP/headers-chain" || { cat "$TMP/headers-chain" >&2; die "/chain answered without $header"; }
-done
-curl -sS -o /dev/null -w '%{http_code}' "$PROXY/chain" | grep -qx 401 || die "/chain without a token must answer 401"
+if [[ $CHAIN == prometheus ]]; then
+  # The plugin must have run: the status listener counts the route's requests under the consumer's name.
+  STATUS_URL=$(sed -n "s/^export STATUS_URL=\(.*\)$/\1/p" "$TMP/gh.out")
+  curl -sS "$STATUS_URL/metrics" | grep -q '^kong_http_requests_total{service="bench",route="prometheus",code="200",source="service",workspace="default",consumer="bench-consumer"}' \
+    || die "/prometheus was not recorded by the prometheus plugin"
+else
+  # The chain must have run: its headers are on the answer.
+  expected=('Access-Control-Allow-Origin' 'Kong-Request-ID')
+  [[ -n $RL_EXTRA ]] || expected+=('X-RateLimit-Remaining-Second')
+  for header in "${expected[@]}"; do
+    grep -qi "^$header:" "$TMP/headers-chain" || { cat "$TMP/headers-chain" >&2; die "/chain answered without $header"; }
+  done
+  curl -sS -o /dev/null -w '%{http_code}' "$PROXY/chain" | grep -qx 401 || die "/chain without a token must answer 401"
+fi
 
 if [[ $MODE == callgrind ]]; then
   printf '%s\n' "$("$REAL_BIN" --version), $REQUESTS requests per route over one connection"

@@ -56,6 +56,7 @@ use serde_json::{Map, Value};
 
 use gatehouse_model::gateway::plugins::PluginInfo;
 use gatehouse_model::gateway::snapshot::PluginInstance;
+use gatehouse_model::metrics::gatehouse::GatehouseMetrics;
 
 use crate::consumers::{Consumer, Consumers};
 use crate::error::CompileError;
@@ -392,6 +393,8 @@ pub struct Shared {
     pub tokens: Arc<token_client::TokenClient>,
     /// `prometheus`'s families: the node's, so counts survive configuration changes; `/metrics` renders them.
     pub metrics: Arc<prometheus::ProxyMetrics>,
+    /// The node's `gatehouse_` families (configuration loads, the introspection cache and IdP calls).
+    pub gatehouse: Arc<GatehouseMetrics>,
 }
 
 impl Shared {
@@ -401,6 +404,7 @@ impl Shared {
         introspection_cache_entries: Option<u64>,
         introspection_cache_bytes: Option<u64>,
         clock: gatehouse_model::SharedClock,
+        gatehouse: Arc<GatehouseMetrics>,
     ) -> Self {
         use oauth2_introspection::CacheLimits;
         let limits = CacheLimits {
@@ -408,7 +412,7 @@ impl Shared {
             bytes: introspection_cache_bytes.unwrap_or(CacheLimits::DEFAULT_BYTES),
         };
         Self {
-            introspection: Arc::new(oauth2_introspection::Shared::new(limits, clock.clone())),
+            introspection: Arc::new(oauth2_introspection::Shared::new(limits, clock.clone(), gatehouse.clone())),
             openid_connect: Arc::new(openid_connect::Shared::new(clock.clone())),
             counters: crate::counters::CounterStores::new(None, clock.clone()),
             rate_limiting: Arc::default(),
@@ -416,13 +420,14 @@ impl Shared {
             clock,
             key_auth: None,
             metrics: Arc::default(),
+            gatehouse,
         }
     }
 }
 
 impl Default for Shared {
     fn default() -> Self {
-        Self::new(None, None, gatehouse_model::SharedClock::default())
+        Self::new(None, None, gatehouse_model::SharedClock::default(), Arc::default())
     }
 }
 

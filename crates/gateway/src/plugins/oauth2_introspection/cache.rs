@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::hash::Hasher as _;
 use std::mem::size_of;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,7 @@ use moka::future::Cache;
 use siphasher::sip128::{Hasher128 as _, SipHasher24};
 
 use gatehouse_model::Timestamp;
+use gatehouse_model::metrics::gatehouse::CacheResult;
 
 use super::idp::{IdpFailure, Introspected};
 
@@ -345,13 +346,37 @@ impl AnswerCache {
     where
         F: Future<Output = Result<Entry, IdpFailure>>,
     {
+        self.get_or_fetch_from(key, now, fetch).await.0
+    }
+
+    /// [`Self::get_or_fetch`], and where the answer came from: the cache, `fetch`, or another request's fetch of
+    /// the same key that this one waited for.
+    pub async fn get_or_fetch_from<F>(
+        &self,
+        key: Key,
+        now: Timestamp,
+        fetch: F,
+    ) -> (Result<Arc<Entry>, Arc<IdpFailure>>, CacheResult)
+    where
+        F: Future<Output = Result<Entry, IdpFailure>>,
+    {
         if let Some(entry) = self.entries.get(&key).await {
             if entry.usable_at(now) {
-                return Ok(entry);
+                return (Ok(entry), CacheResult::Hit);
             }
             self.entries.invalidate(&key).await;
         }
-        self.entries.try_get_with(key, async { fetch.await.map(Arc::new) }).await
+        // moka runs one caller's future per key; the others wait for its result and never poll theirs.
+        let fetched = AtomicBool::new(false);
+        let result = self
+            .entries
+            .try_get_with(key, async {
+                fetched.store(true, Ordering::Relaxed);
+                fetch.await.map(Arc::new)
+            })
+            .await;
+        let source = if fetched.load(Ordering::Relaxed) { CacheResult::Miss } else { CacheResult::Coalesced };
+        (result, source)
     }
 
     #[cfg(test)]
