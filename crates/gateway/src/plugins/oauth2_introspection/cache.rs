@@ -794,6 +794,33 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1, "an entry kept for zero is fetched again");
     }
 
+    /// Where answers came from, as `gatehouse_introspection_cache_total` counts them: one caller fetched, the
+    /// others waited for it, and the next found it cached.
+    #[tokio::test(start_paused = true)]
+    async fn sources_tell_the_fetch_from_the_waits_and_the_hits() {
+        let cache = AnswerCache::new(CacheLimits { entries: 100, bytes: 1 << 20 });
+        let fetch = || async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(Entry::new(answer(true, None), Duration::from_secs(60), T0))
+        };
+        let waits: Vec<_> = (0..5).map(|_| cache.get_or_fetch_from(1, T0, fetch())).collect();
+        let mut sources: Vec<_> = futures_util::future::join_all(waits).await.into_iter().map(|(_, s)| s).collect();
+        sources.sort_by_key(|s| *s as usize);
+        assert_eq!(
+            sources,
+            [
+                CacheResult::Miss,
+                CacheResult::Coalesced,
+                CacheResult::Coalesced,
+                CacheResult::Coalesced,
+                CacheResult::Coalesced
+            ]
+        );
+        assert_eq!(cache.get_or_fetch_from(1, T0, fetch()).await.1, CacheResult::Hit);
+        let failing = || async { Err::<Entry, _>(IdpFailure::Timeout(Duration::from_secs(1))) };
+        assert_eq!(cache.get_or_fetch_from(2, T0, failing()).await.1, CacheResult::Miss, "a failed fetch is a miss");
+    }
+
     /// Whether a node's entry may be used is decided by the clock the cache is given, on every hit: moka's own
     /// expiry (its monotonic time) would keep these entries for an hour.
     #[tokio::test]
