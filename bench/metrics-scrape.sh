@@ -31,20 +31,11 @@ UPSTREAM_PORT=${UPSTREAM_PORT:-18581}
 
 require_gatehouse
 require_cmd curl
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-[[ -x $NGINX ]] || { apt_install nginx || true; NGINX=$(command -v nginx || echo /usr/sbin/nginx); }
-[[ -x $NGINX ]] || die "nginx is required and could not be installed"
+require_nginx
 require_free_ports "$GH_PROXY_PORT" "$GH_ADMIN_PORT" "$GH_PLATFORM_PORT" "$GH_ISSUER_PORT" "$GH_ECHO_PORT" "$UPSTREAM_PORT"
 bench_tmp gatehouse-metrics-scrape
 
-log "starting the upstream (nginx, bench/nginx/upstream.conf) on 127.0.0.1:$UPSTREAM_PORT"
-mkdir -p "$TMP/upstream/tmp"
-sed "s/127\.0\.0\.1:18281/127.0.0.1:$UPSTREAM_PORT/g" "$HERE/nginx/upstream.conf" >"$TMP/upstream.conf"
-user=()
-[[ $(id -u) -ne 0 ]] || user=(-g 'user root;')
-"$NGINX" -p "$TMP/upstream/" -c "$TMP/upstream.conf" -e stderr "${user[@]}" >"$TMP/upstream.out" 2>"$TMP/upstream.err" &
-PIDS+=("$!")
-wait_http "http://127.0.0.1:$UPSTREAM_PORT/" "$!" 20 || { cat "$TMP/upstream.err" >&2; die "the upstream did not start"; }
+start_upstream
 
 start_proxy_gatehouse GATEHOUSE_GATEWAY__ACCESS_LOG=off
 STATUS_URL=$(sed -n "s/^export STATUS_URL=\(.*\)$/\1/p" "$TMP/gh.out")

@@ -58,9 +58,7 @@ case $CHAIN in plugins | prometheus) ;; *) die "CHAIN must be plugins or prometh
 require_gatehouse
 require_cmd curl
 require_cmd node "reading JSON answers"
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-[[ -x $NGINX ]] || { apt_install nginx || true; NGINX=$(command -v nginx || echo /usr/sbin/nginx); }
-[[ -x $NGINX ]] || die "nginx is required and could not be installed"
+require_nginx
 case $MODE in
   wrk) ensure_cmd wrk ;;
   callgrind) require_cmd valgrind; require_cmd callgrind_control ;;
@@ -70,14 +68,7 @@ require_free_ports "$GH_PROXY_PORT" "$GH_ADMIN_PORT" "$GH_PLATFORM_PORT" "$GH_IS
 bench_tmp gatehouse-plugin-chain
 log "load before start: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min), $(nproc) cores"
 
-log "starting the upstream (nginx, bench/nginx/upstream.conf) on 127.0.0.1:$UPSTREAM_PORT"
-mkdir -p "$TMP/upstream/tmp"
-sed "s/127\.0\.0\.1:18281/127.0.0.1:$UPSTREAM_PORT/g" "$HERE/nginx/upstream.conf" >"$TMP/upstream.conf"
-user=()
-[[ $(id -u) -ne 0 ]] || user=(-g 'user root;')
-"$NGINX" -p "$TMP/upstream/" -c "$TMP/upstream.conf" -e stderr "${user[@]}" >"$TMP/upstream.out" 2>"$TMP/upstream.err" &
-PIDS+=("$!")
-wait_http "http://127.0.0.1:$UPSTREAM_PORT/" "$!" 20 || { cat "$TMP/upstream.err" >&2; die "the upstream did not start"; }
+start_upstream
 
 if [[ $MODE == callgrind ]]; then
   # Counting nothing until the measured requests start (callgrind_control -i on).
