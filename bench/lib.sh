@@ -40,6 +40,26 @@ require_free_ports() {
   done
 }
 
+# require_nginx -> NGINX: the nginx binary, installed with apt-get when missing
+require_nginx() {
+  NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+  [[ -x $NGINX ]] || { apt_install nginx || true; NGINX=$(command -v nginx || echo /usr/sbin/nginx); }
+  [[ -x $NGINX ]] || die "nginx is required and could not be installed"
+}
+
+# start_upstream: the benches' upstream (nginx, bench/nginx/upstream.conf) on 127.0.0.1:$UPSTREAM_PORT, after
+# require_nginx and bench_tmp; returns once it answers.
+start_upstream() {
+  local user=()
+  log "starting the upstream (nginx, bench/nginx/upstream.conf) on 127.0.0.1:$UPSTREAM_PORT"
+  mkdir -p "$TMP/upstream/tmp"
+  sed "s/127\.0\.0\.1:18281/127.0.0.1:$UPSTREAM_PORT/g" "$HERE/nginx/upstream.conf" >"$TMP/upstream.conf"
+  [[ $(id -u) -ne 0 ]] || user=(-g 'user root;')
+  "$NGINX" -p "$TMP/upstream/" -c "$TMP/upstream.conf" -e stderr "${user[@]}" >"$TMP/upstream.out" 2>"$TMP/upstream.err" &
+  PIDS+=("$!")
+  wait_http "http://127.0.0.1:$UPSTREAM_PORT/" "$!" 20 || { cat "$TMP/upstream.err" >&2; die "the upstream did not start"; }
+}
+
 # --- processes and cleanup ----------------------------------------------------------------------------------
 # bench_tmp NAME: TMP, a new temp dir ${TMPDIR:-/tmp}/NAME.XXXXXX, and PIDS, the processes to stop on exit. On exit
 # (Ctrl-C and TERM included) they are stopped; the temp dir is removed, or kept on failure or with KEEP=1.

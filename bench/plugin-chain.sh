@@ -17,6 +17,11 @@
 #   /traced       oauth2-introspection + opentelemetry at SAMPLING_RATE (0.01), exporting to the upstream nginx
 #                 (every path answers 200, so it is an OTLP/HTTP sink that accepts everything)
 #
+# SET=prometheus measures the `prometheus` plugin instead (issue 20), with the same modes:
+#   /intro        oauth2-introspection alone
+#   /prometheus   oauth2-introspection + prometheus with every family on (per_consumer, status_code_metrics,
+#                 latency_metrics, bandwidth_metrics); the token maps to a consumer, so the consumer label is filled
+#
 # The rate limit is far above what the machine can send (so every request is counted, none refused), the consumer
 # the token maps to is in the group acl allows, requests carry an Origin cors allows, and correlation-id generates
 # its id and echoes it. Knobs (environment): ROUNDS (5), DURATION (10s), THREADS (2), CONNS (32), WARMUP (3s),
@@ -57,9 +62,7 @@ ORIGIN=http://app.bench.dev
 require_gatehouse
 require_cmd curl
 require_cmd node "reading JSON answers"
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-[[ -x $NGINX ]] || { apt_install nginx || true; NGINX=$(command -v nginx || echo /usr/sbin/nginx); }
-[[ -x $NGINX ]] || die "nginx is required and could not be installed"
+require_nginx
 case $MODE in
   wrk) ensure_cmd wrk ;;
   callgrind) require_cmd valgrind; require_cmd callgrind_control ;;
@@ -69,14 +72,7 @@ require_free_ports "$GH_PROXY_PORT" "$GH_ADMIN_PORT" "$GH_PLATFORM_PORT" "$GH_IS
 bench_tmp gatehouse-plugin-chain
 log "load before start: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min), $(nproc) cores"
 
-log "starting the upstream (nginx, bench/nginx/upstream.conf) on 127.0.0.1:$UPSTREAM_PORT"
-mkdir -p "$TMP/upstream/tmp"
-sed "s/127\.0\.0\.1:18281/127.0.0.1:$UPSTREAM_PORT/g" "$HERE/nginx/upstream.conf" >"$TMP/upstream.conf"
-user=()
-[[ $(id -u) -ne 0 ]] || user=(-g 'user root;')
-"$NGINX" -p "$TMP/upstream/" -c "$TMP/upstream.conf" -e stderr "${user[@]}" >"$TMP/upstream.out" 2>"$TMP/upstream.err" &
-PIDS+=("$!")
-wait_http "http://127.0.0.1:$UPSTREAM_PORT/" "$!" 20 || { cat "$TMP/upstream.err" >&2; die "the upstream did not start"; }
+start_upstream
 
 if [[ $MODE == callgrind ]]; then
   # Counting nothing until the measured requests start (callgrind_control -i on).
@@ -133,7 +129,14 @@ case $SET in
     admin POST /routes/traced/plugins "{\"name\":\"opentelemetry\",\"config\":{\"traces_endpoint\":\"http://127.0.0.1:$UPSTREAM_PORT/v1/traces\",\"sampling_rate\":$SAMPLING_RATE}}"
     ROUTES+=(traced)
     ;;
-  *) die "SET must be chain or opentelemetry" ;;
+  prometheus)
+    admin POST /services/bench/routes '{"name":"prometheus","paths":["/prometheus"]}'
+    admin POST /routes/prometheus/plugins "$introspection"
+    admin POST /routes/prometheus/plugins \
+      '{"name":"prometheus","config":{"per_consumer":true,"status_code_metrics":true,"latency_metrics":true,"bandwidth_metrics":true}}'
+    ROUTES+=(prometheus)
+    ;;
+  *) die "SET must be chain, opentelemetry or prometheus" ;;
 esac
 
 PROXY=http://127.0.0.1:$GH_PROXY_PORT
@@ -146,8 +149,13 @@ for route in "${ROUTES[@]}"; do
   done
   curl -sS -D "$TMP/headers-$route" -o /dev/null "${HEADERS[@]}" "$PROXY/$route"
 done
-# The chain must have run: its headers are on the answer.
-if [[ $SET == chain ]]; then
+if [[ $SET == prometheus ]]; then
+  # The plugin must have run: the status listener counts the route's requests under the consumer's name.
+  STATUS_URL=$(sed -n "s/^export STATUS_URL=\(.*\)$/\1/p" "$TMP/gh.out")
+  curl -sS "$STATUS_URL/metrics" | grep -q '^kong_http_requests_total{service="bench",route="prometheus",code="200",source="service",workspace="default",consumer="bench-consumer"}' \
+    || die "/prometheus was not recorded by the prometheus plugin"
+elif [[ $SET == chain ]]; then
+  # The chain must have run: its headers are on the answer.
   expected=('Access-Control-Allow-Origin' 'Kong-Request-ID')
   [[ -n $RL_EXTRA ]] || expected+=('X-RateLimit-Remaining-Second')
   for header in "${expected[@]}"; do

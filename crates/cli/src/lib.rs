@@ -6,6 +6,7 @@ pub mod counters;
 pub mod deck;
 pub mod echo;
 pub mod node;
+pub mod process_metrics;
 pub mod quickstart;
 pub mod status;
 pub mod token;

@@ -18,6 +18,7 @@ use gatehouse_control::{
 use gatehouse_gateway::{Proxy, ProxySettings};
 use gatehouse_identity::{IdentityState, Issuer, IssuerSettings, IssuerState, issuer_router, management_router};
 use gatehouse_model::gateway::control_plane::ControlPlane;
+use gatehouse_model::metrics::gatehouse::GatehouseMetrics;
 use gatehouse_model::{Clock, SystemClock};
 use gatehouse_net::{FdBudget, Gate};
 use gatehouse_runtime::Services;
@@ -175,12 +176,13 @@ pub async fn open_services(config: &Config, clock: Arc<dyn Clock>) -> Result<Ser
     // Find the key before touching storage, so a missing key never leaves a half-initialised database; a new key
     // file is only written once storage shows it never had a key.
     let source = master_key::locate(config, &storage)?;
-    let store = gatehouse_store::open(&storage).await?;
+    let metrics = Arc::new(GatehouseMetrics::default());
+    let store = gatehouse_store::metered::Metered::wrap(gatehouse_store::open(&storage).await?, metrics.clone());
     let key = master_key::settle(source, store.as_ref()).await?;
     let keys = Arc::new(key.derive());
     master_key::verify(store.as_ref(), &keys).await?;
     tracing::info!(storage = storage.redacted(), "storage ready");
-    Ok(Services { store, keys, clock })
+    Ok(Services { store, keys, clock, metrics })
 }
 
 /// Where a command found the node it manages, for the line it prints before working.
@@ -241,7 +243,8 @@ pub async fn open_existing_services(config: &Config, clock: Arc<dyn Clock>) -> R
     let key = master_key::settle(source, store.as_ref()).await?;
     let keys = Arc::new(key.derive());
     master_key::verify(store.as_ref(), &keys).await?;
-    Ok(Services { store, keys, clock })
+    // A command's metrics are never scraped.
+    Ok(Services { store, keys, clock, metrics: Arc::default() })
 }
 
 /// Unknown paths on the platform listener: a token first, then a 404 in the format of the API the path belongs
@@ -342,6 +345,7 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         // `key-auth` hashes presented keys as the control plane hashed stored ones; the proxy never sees the
         // master key.
         key_auth_hmac: Some(services.keys.key_auth_hmac()),
+        metrics: services.metrics.clone(),
     })
     .map_err(StartError::AccessLog)?;
     proxy.follow(publisher.subscribe());
@@ -376,6 +380,7 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         crate::status::status_router(crate::status::StatusState {
             store: services.store.clone(),
             proxy: proxy.clone(),
+            gatehouse: services.metrics.clone(),
             node_id: uuid::Uuid::new_v4().to_string(),
         }),
     ));

@@ -13,6 +13,7 @@ use axum::routing::get;
 use serde_json::json;
 
 use gatehouse_gateway::Proxy;
+use gatehouse_model::metrics::gatehouse::GatehouseMetrics;
 use gatehouse_store::{Store, WriteStatus};
 
 /// How long the database may take to answer a readiness or status check before it counts as unreachable: a
@@ -23,6 +24,8 @@ const DATABASE_CHECK: Duration = Duration::from_millis(800);
 pub struct StatusState {
     pub store: Arc<dyn Store>,
     pub proxy: Arc<Proxy>,
+    /// The node's `gatehouse_` families.
+    pub gatehouse: Arc<GatehouseMetrics>,
     /// Kong's `kong_node_info` labels.
     pub node_id: String,
 }
@@ -119,6 +122,8 @@ async fn metrics(State(state): State<StatusState>) -> Response {
     state.proxy.metrics().render(&mut out);
     state.proxy.render_target_health(&mut out);
     state.proxy.opentelemetry_spans().render(&mut out);
+    state.gatehouse.render(&mut out);
+    crate::process_metrics::render(&mut out);
     let mut response = out.into_response();
     response
         .headers_mut()

@@ -3,8 +3,9 @@
 //! handed over through a watch channel; the proxy swaps it in atomically.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::time::Instant;
 
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
@@ -82,24 +83,29 @@ impl ConfigPublisher {
         };
         let (sender, receiver) = watch::channel(Arc::new(first));
         let changed = Arc::new(Notify::new());
-        let (hook, counted) = (changed.clone(), changes.clone());
+        // When the oldest change not yet built was announced: the proxy measures publish latency from it.
+        let pending: Arc<Mutex<Option<std::time::Instant>>> = Arc::default();
+        let (hook, counted, announced) = (changed.clone(), changes.clone(), pending.clone());
+        let announce = move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            if let Ok(mut at) = announced.lock() {
+                at.get_or_insert_with(|| Instant::now().into_std());
+            }
+            hook.notify_one();
+        };
         services.store.bus().add_hook(Arc::new(move |event| match event {
-            Invalidation::GatewayConfig { control_plane_id: cp } if *cp == control_plane_id => {
-                counted.fetch_add(1, Ordering::SeqCst);
-                hook.notify_one();
-            }
-            Invalidation::Resync => {
-                counted.fetch_add(1, Ordering::SeqCst);
-                hook.notify_one();
-            }
+            Invalidation::GatewayConfig { control_plane_id: cp } if *cp == control_plane_id => announce(),
+            Invalidation::Resync => announce(),
             _ => {}
         }));
         let version = changes.clone();
         tokio::spawn(async move {
             loop {
                 changed.notified().await;
+                let changed_at = pending.lock().ok().and_then(|mut at| at.take());
                 match build(&services, control_plane_id, &version).await {
-                    Ok(config) => {
+                    Ok(mut config) => {
+                        config.changed_at = changed_at;
                         tracing::debug!(version = config.version, "configuration rebuilt");
                         if sender.send(Arc::new(config)).is_err() {
                             return;
@@ -108,6 +114,9 @@ impl ConfigPublisher {
                     Err(e) => {
                         // Keep serving the last configuration; retry shortly.
                         tracing::error!(error = %e, "could not rebuild the gateway configuration");
+                        if let (Some(earlier), Ok(mut at)) = (changed_at, pending.lock()) {
+                            *at = Some(at.map_or(earlier, |later| later.min(earlier)));
+                        }
                         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                         changed.notify_one();
                     }

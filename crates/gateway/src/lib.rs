@@ -12,7 +12,8 @@ pub mod consumers;
 pub mod counters;
 pub mod error;
 mod framing;
-pub mod metrics;
+/// The metric families, from `model` so every layer records into the same kind.
+pub use gatehouse_model::metrics;
 pub mod phases;
 pub mod plugins;
 pub mod proxy;

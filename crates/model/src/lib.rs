@@ -11,6 +11,7 @@ pub mod issuer_url;
 pub mod kong;
 pub mod labels;
 pub mod listing;
+pub mod metrics;
 pub mod oauth;
 pub mod pat;
 pub mod problem;

@@ -408,6 +408,11 @@ impl OAuthError {
             retry_after_secs: None,
         }
     }
+
+    /// The error as a metric label: `throttled` for the brute-force limits' 429, else the OAuth error code.
+    pub fn outcome(&self) -> &'static str {
+        if self.retry_after_secs.is_some() { "throttled" } else { self.code.as_str() }
+    }
 }
 
 impl From<ApiError> for OAuthError {

@@ -15,6 +15,7 @@ pub mod request_log;
 use std::sync::Arc;
 
 use gatehouse_model::Clock;
+use gatehouse_model::metrics::gatehouse::GatehouseMetrics;
 use gatehouse_store::Store;
 
 use crate::master_key::DerivedKeys;
@@ -25,4 +26,6 @@ pub struct Services {
     pub store: Arc<dyn Store>,
     pub keys: Arc<DerivedKeys>,
     pub clock: Arc<dyn Clock>,
+    /// The node's `gatehouse_` metric families (the store, the issuer and the publisher record into them).
+    pub metrics: Arc<GatehouseMetrics>,
 }

@@ -6,6 +6,7 @@ pub mod bus;
 mod error;
 pub mod files;
 mod health;
+pub mod metered;
 pub mod migrations;
 mod repo;
 mod sql;

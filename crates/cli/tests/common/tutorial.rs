@@ -91,8 +91,14 @@ pub struct Identity {
 
 impl Quickstart {
     pub async fn start(name: &str) -> Self {
+        Self::start_with_env(name, &[]).await
+    }
+
+    /// [`Self::start`] with more environment variables (`GATEHOUSE_LOG__LEVEL`, …).
+    pub async fn start_with_env(name: &str, extra: &[(&str, String)]) -> Self {
         let dir = TempDir::new(name);
-        let env = super::ephemeral_listeners();
+        let mut env = super::ephemeral_listeners().to_vec();
+        env.extend(extra.iter().cloned());
         let mut process =
             GatehouseProcess::spawn(&super::bin(), &["quickstart", "--data-dir", "data"], &env, dir.path());
         process.wait_for_line(Duration::from_secs(30), |l| l == "Gatehouse Ready").await;

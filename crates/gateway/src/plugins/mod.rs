@@ -57,6 +57,7 @@ use serde_json::{Map, Value};
 
 use gatehouse_model::gateway::plugins::PluginInfo;
 use gatehouse_model::gateway::snapshot::PluginInstance;
+use gatehouse_model::metrics::gatehouse::GatehouseMetrics;
 
 use crate::consumers::{Consumer, Consumers};
 use crate::error::CompileError;
@@ -427,6 +428,8 @@ pub struct Shared {
     pub metrics: Arc<prometheus::ProxyMetrics>,
     /// `opentelemetry`'s exporters (queues and sender tasks), shared by instances with the same settings.
     pub opentelemetry: Arc<opentelemetry::export::Exporters>,
+    /// The node's `gatehouse_` families (configuration loads, the introspection cache and IdP calls).
+    pub gatehouse: Arc<GatehouseMetrics>,
 }
 
 impl Shared {
@@ -436,6 +439,7 @@ impl Shared {
         introspection_cache_entries: Option<u64>,
         introspection_cache_bytes: Option<u64>,
         clock: gatehouse_model::SharedClock,
+        gatehouse: Arc<GatehouseMetrics>,
     ) -> Self {
         use oauth2_introspection::CacheLimits;
         let limits = CacheLimits {
@@ -443,7 +447,7 @@ impl Shared {
             bytes: introspection_cache_bytes.unwrap_or(CacheLimits::DEFAULT_BYTES),
         };
         Self {
-            introspection: Arc::new(oauth2_introspection::Shared::new(limits, clock.clone())),
+            introspection: Arc::new(oauth2_introspection::Shared::new(limits, clock.clone(), gatehouse.clone())),
             openid_connect: Arc::new(openid_connect::Shared::new(clock.clone())),
             counters: crate::counters::CounterStores::new(None, clock.clone()),
             rate_limiting: Arc::default(),
@@ -452,13 +456,14 @@ impl Shared {
             key_auth: None,
             metrics: Arc::default(),
             opentelemetry: Arc::default(),
+            gatehouse,
         }
     }
 }
 
 impl Default for Shared {
     fn default() -> Self {
-        Self::new(None, None, gatehouse_model::SharedClock::default())
+        Self::new(None, None, gatehouse_model::SharedClock::default(), Arc::default())
     }
 }
 

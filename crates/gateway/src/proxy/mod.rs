@@ -33,6 +33,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use gatehouse_model::gateway::snapshot::ConfigSnapshot;
+use gatehouse_model::metrics::gatehouse::{GatehouseMetrics, LOAD_INSTALLED, LOAD_REFUSED};
 
 use crate::access_log::{AccessLog, AccessLogSettings, Line, WorkerLog};
 use crate::body::{
@@ -105,6 +106,9 @@ pub struct ProxySettings {
     /// The HMAC key the control plane hashes `keyauth_credentials` with; `None` refuses configurations that use
     /// `key-auth`.
     pub key_auth_hmac: Option<aws_lc_rs::hmac::Key>,
+    /// The node's `gatehouse_` families; the proxy records configuration loads and the introspection plugin's
+    /// cache and IdP calls.
+    pub metrics: Arc<GatehouseMetrics>,
 }
 
 /// Request ids: a random per-process prefix and a counter, 32 hex digits like Kong's.
@@ -281,6 +285,7 @@ impl Proxy {
             settings.introspection_cache_entries,
             settings.introspection_cache_bytes,
             settings.clock.clone(),
+            settings.metrics.clone(),
         );
         plugins.counters =
             crate::counters::CounterStores::new(settings.cluster_counters.clone(), settings.clock.clone());
@@ -329,12 +334,25 @@ impl Proxy {
             .configs
             .iter()
             .map(|_| crate::config::compile_balanced(data, &self.plugins, registry, &balancers))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>();
+        let loads = &self.settings.metrics.proxy_configuration_loads;
+        let compiled = match compiled {
+            Ok(compiled) => compiled,
+            Err(e) => {
+                loads.add(LOAD_REFUSED, 1);
+                return Err(e);
+            }
+        };
         for (slot, config) in self.configs.iter().zip(compiled) {
             slot.store(Arc::new(config));
         }
         let mut parsed = self.parsed_certificates.lock().unwrap_or_else(|p| p.into_inner());
         self.certificates.set_table(sni_table(data, &mut parsed));
+        loads.add(LOAD_INSTALLED, 1);
+        if let Some(changed) = data.changed_at {
+            let took = Instant::from_std(changed).elapsed();
+            self.settings.metrics.configuration_publish.observe(&[], took.as_secs_f64());
+        }
         Ok(())
     }
 

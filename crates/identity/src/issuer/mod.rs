@@ -27,6 +27,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ipnet::IpNet;
 
+use gatehouse_model::body::Choice;
 use gatehouse_model::issuer_url::IssuerUrlTemplate;
 use gatehouse_model::oauth::OAuthErrorCode;
 use gatehouse_runtime::Services;
@@ -98,7 +99,7 @@ impl Issuer {
         };
         let issuer = Arc::new(Issuer {
             snapshots: SnapshotCache::new(services.clone(), template.clone()),
-            recorder: TokenRecorder::start(services.store.clone(), writers),
+            recorder: TokenRecorder::start(services.store.clone(), writers, services.metrics.clone()),
             limiter: limiter::AuthLimiter::new(settings.limits),
             delayed_answers: tokio::sync::Semaphore::new(MAX_DELAYED_ANSWERS),
             trusted_proxies: settings.trusted_proxies,
@@ -179,9 +180,28 @@ async fn route(issuer: &Issuer, snapshot: &Snapshot, endpoint: &str, parts: Part
             &Method::GET | &Method::HEAD,
         ) => Ok(metadata::discovery(snapshot)),
         ("/.well-known/jwks", &Method::GET | &Method::HEAD) => Ok(metadata::jwks(issuer, snapshot)),
-        ("/oauth/token", &Method::POST) => token::token(issuer, snapshot, &parts, body, address).await,
-        ("/introspect", &Method::POST) => validation::introspect(issuer, snapshot, &parts, body, address).await,
-        ("/revoke", &Method::POST) => validation::revoke(issuer, snapshot, &parts, body, address).await,
+        ("/oauth/token", &Method::POST) => {
+            let result = token::token(issuer, snapshot, &parts, body, address).await;
+            let outcome = result.as_ref().map_or_else(OAuthError::outcome, |_| "issued");
+            let algorithm = snapshot.signer.algorithm.as_str();
+            issuer.services.metrics.token_requests.add(&[&snapshot.server.name, algorithm, outcome], 1);
+            result
+        }
+        ("/introspect", &Method::POST) => {
+            // A success records whether the token was active; failures are recorded here.
+            let result = validation::introspect(issuer, snapshot, &parts, body, address).await;
+            if let Err(e) = &result {
+                issuer.services.metrics.introspections.add(&[&snapshot.server.name, e.outcome()], 1);
+            }
+            result
+        }
+        ("/revoke", &Method::POST) => {
+            let result = validation::revoke(issuer, snapshot, &parts, body, address).await;
+            if let Err(e) = &result {
+                issuer.services.metrics.revocations.add(&[&snapshot.server.name, e.outcome()], 1);
+            }
+            result
+        }
         ("/userinfo", &Method::GET | &Method::POST) => Ok(validation::userinfo(issuer, snapshot, &parts)),
         ("/authorize" | "/end_session" | "/device_authorization", _) if method != Method::OPTIONS => {
             Err(OAuthError::new(
@@ -228,9 +248,13 @@ pub(crate) async fn authenticate<'s>(
     address: IpAddr,
 ) -> Result<&'s ClientEntry, OAuthError> {
     use forms::Presented;
+    let metrics = &issuer.services.metrics;
+    let server = snapshot.server.name.as_str();
+    let missing = || metrics.client_auth_failures.add(&[server, "missing"], 1);
     let (client_id, secrets, via_basic) = match presented {
         Presented::Secret { client_id, secrets, via_basic } => (client_id, secrets, via_basic),
         Presented::IdOnly { client_id } => {
+            missing();
             if snapshot.client(&client_id).is_some_and(|c| {
                 c.client.token_endpoint_auth_method == gatehouse_model::identity::client::TokenEndpointAuthMethod::None
             }) {
@@ -242,6 +266,7 @@ pub(crate) async fn authenticate<'s>(
             return Err(OAuthError::new(OAuthErrorCode::InvalidClient, "client authentication is required"));
         }
         Presented::Nothing => {
+            missing();
             let mut e = OAuthError::new(OAuthErrorCode::InvalidClient, "client authentication is required");
             e.basic_challenge = true;
             return Err(e);
@@ -252,6 +277,7 @@ pub(crate) async fn authenticate<'s>(
     // Refused before the secret is checked, so the answer says nothing about the secret.
     if let Err(retry_after_secs) = issuer.limiter.admit(&attempt, now) {
         tracing::info!(client = %shown(&client_id), %address, "client authentication refused unchecked (guessing)");
+        metrics.client_auth_throttled.add(&[server], 1);
         return Err(ApiError::TooManyRequests { retry_after_secs }.into());
     }
     let hashes: Vec<_> = secrets.iter().map(|s| issuer.services.keys.hash_client_secret(s.expose())).collect();
@@ -260,6 +286,7 @@ pub(crate) async fn authenticate<'s>(
         issuer.limiter.succeeded(&attempt, now);
         return Ok(entry);
     }
+    metrics.client_auth_failures.add(&[server, "rejected"], 1);
     // Basic credentials are checked in two forms (as sent, and form-decoded), and each is a guess.
     let Some(failure) =
         hashes.iter().map(|presented| issuer.limiter.failed(&attempt, presented, now)).reduce(|a, b| {
@@ -284,6 +311,7 @@ pub(crate) async fn authenticate<'s>(
         tokio::time::sleep(failure.delay).await;
     }
     if let Some(retry_after_secs) = failure.throttled {
+        metrics.client_auth_throttled.add(&[server], 1);
         return Err(ApiError::TooManyRequests { retry_after_secs }.into());
     }
     let mut e = OAuthError::new(OAuthErrorCode::InvalidClient, "client authentication failed");

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use gatehouse_model::identity::IssuedToken;
+use gatehouse_model::metrics::gatehouse::{GatehouseMetrics, outcome};
 use gatehouse_store::{Store, StoreError};
 
 /// Records per transaction at most.
@@ -30,11 +31,11 @@ pub enum RecordError {
 
 impl TokenRecorder {
     /// Starts `writers` tasks; more than one lets PostgreSQL commit batches in parallel (SQLite has one writer).
-    pub fn start(store: Arc<dyn Store>, writers: usize) -> Self {
+    pub fn start(store: Arc<dyn Store>, writers: usize, metrics: Arc<GatehouseMetrics>) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..writers.max(1) {
-            tokio::spawn(write_batches(store.clone(), rx.clone()));
+            tokio::spawn(write_batches(store.clone(), rx.clone(), metrics.clone()));
         }
         Self { queue }
     }
@@ -47,7 +48,11 @@ impl TokenRecorder {
     }
 }
 
-async fn write_batches(store: Arc<dyn Store>, rx: Arc<Mutex<mpsc::Receiver<(IssuedToken, Reply)>>>) {
+async fn write_batches(
+    store: Arc<dyn Store>,
+    rx: Arc<Mutex<mpsc::Receiver<(IssuedToken, Reply)>>>,
+    metrics: Arc<GatehouseMetrics>,
+) {
     loop {
         let batch = {
             let mut rx = rx.lock().await;
@@ -62,7 +67,10 @@ async fn write_batches(store: Arc<dyn Store>, rx: Arc<Mutex<mpsc::Receiver<(Issu
             batch
         };
         let (tokens, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let started = tokio::time::Instant::now();
         let result = store.record_tokens(&tokens).await.map_err(Arc::new);
+        metrics.token_record_commit.observe(&[outcome(&result)], started.elapsed().as_secs_f64());
+        metrics.token_record_batch.observe(&[], tokens.len() as f64);
         if let Err(e) = &result {
             tracing::error!(error = %e, tokens = tokens.len(), "could not store token records; the tokens were not issued");
         }

@@ -64,7 +64,10 @@ pub(super) async fn introspect(
     // RFC 7662 §2.1: the caller must authenticate, so tokens cannot be probed anonymously.
     authenticate(issuer, snapshot, presented(&parts.headers, &form)?, address).await?;
     let token = form.require("token")?;
-    match accept(issuer, snapshot, token) {
+    let accepted = accept(issuer, snapshot, token);
+    let outcome = if accepted.is_ok() { "active" } else { "inactive" };
+    issuer.services.metrics.introspections.add(&[&snapshot.server.name, outcome], 1);
+    match accepted {
         Ok(mut claims) => {
             claims.insert("active".to_owned(), Value::Bool(true));
             claims.insert("token_type".to_owned(), json!("Bearer"));
@@ -88,17 +91,22 @@ pub(super) async fn revoke(
     let caller = authenticate(issuer, snapshot, presented(&parts.headers, &form)?, address).await?;
     let token = form.require("token")?;
     // RFC 7009 §2.2: unknown tokens and other clients' tokens get 200 too, with no effect.
+    let mut outcome = "ignored";
     if let Ok(claims) = accept(issuer, snapshot, token)
         && claims.get("client_id").and_then(Value::as_str) == Some(caller.client.id.as_str())
         && let Some(jti) = claims.get("jti").and_then(Value::as_str).and_then(|j| j.parse::<TokenId>().ok())
     {
         match issuer.services.store.revoke_token(snapshot.server.id, &caller.client.id, jti).await {
             // Visible to this node's introspection before the caller hears back; other nodes via the bus.
-            Ok(record) => issuer.revocations.add(jti, record.expires_at),
+            Ok(record) => {
+                issuer.revocations.add(jti, record.expires_at);
+                outcome = "revoked";
+            }
             Err(StoreError::NotFound) => {}
             Err(e) => return Err(ApiError::from(e).into()),
         }
     }
+    issuer.services.metrics.revocations.add(&[&snapshot.server.name, outcome], 1);
     let mut response = StatusCode::OK.into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)

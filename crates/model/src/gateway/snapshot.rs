@@ -199,6 +199,10 @@ pub struct ConfigSnapshot {
     /// `upstreams` with their `targets`; left out when empty, like `key_auths`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upstreams: Vec<Upstream>,
+    /// When the first change this configuration publishes was announced (`None` for the first configuration and
+    /// one read back from a file): the proxy reports how long the change took to serve. Not part of the content.
+    #[serde(skip)]
+    pub changed_at: Option<std::time::Instant>,
 }
 
 /// An entity that did not have the shape validation gives.

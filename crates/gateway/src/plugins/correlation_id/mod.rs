@@ -137,7 +137,7 @@ mod tests {
 
     fn plugin(generator: &str, clock: ManualClock) -> CorrelationId {
         let config = json!({"header_name": "Kong-Request-ID", "generator": generator, "echo_downstream": true});
-        let shared = Shared::new(None, None, gatehouse_model::SharedClock::new(Arc::new(clock)));
+        let shared = Shared::new(None, None, gatehouse_model::SharedClock::new(Arc::new(clock)), Arc::default());
         CorrelationId::new(config.as_object().unwrap(), &shared).unwrap()
     }
 

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::hash::Hasher as _;
 use std::mem::size_of;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,7 @@ use moka::future::Cache;
 use siphasher::sip128::{Hasher128 as _, SipHasher24};
 
 use gatehouse_model::Timestamp;
+use gatehouse_model::metrics::gatehouse::CacheResult;
 
 use super::idp::{IdpFailure, Introspected};
 
@@ -345,13 +346,37 @@ impl AnswerCache {
     where
         F: Future<Output = Result<Entry, IdpFailure>>,
     {
+        self.get_or_fetch_from(key, now, fetch).await.0
+    }
+
+    /// [`Self::get_or_fetch`], and where the answer came from: the cache, `fetch`, or another request's fetch of
+    /// the same key that this one waited for.
+    pub async fn get_or_fetch_from<F>(
+        &self,
+        key: Key,
+        now: Timestamp,
+        fetch: F,
+    ) -> (Result<Arc<Entry>, Arc<IdpFailure>>, CacheResult)
+    where
+        F: Future<Output = Result<Entry, IdpFailure>>,
+    {
         if let Some(entry) = self.entries.get(&key).await {
             if entry.usable_at(now) {
-                return Ok(entry);
+                return (Ok(entry), CacheResult::Hit);
             }
             self.entries.invalidate(&key).await;
         }
-        self.entries.try_get_with(key, async { fetch.await.map(Arc::new) }).await
+        // moka runs one caller's future per key; the others wait for its result and never poll theirs.
+        let fetched = AtomicBool::new(false);
+        let result = self
+            .entries
+            .try_get_with(key, async {
+                fetched.store(true, Ordering::Relaxed);
+                fetch.await.map(Arc::new)
+            })
+            .await;
+        let source = if fetched.load(Ordering::Relaxed) { CacheResult::Miss } else { CacheResult::Coalesced };
+        (result, source)
     }
 
     #[cfg(test)]
@@ -767,6 +792,33 @@ mod tests {
         calls.store(0, Ordering::SeqCst);
         cache.get_or_fetch(3, T0, fetch(calls.clone())).await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 1, "an entry kept for zero is fetched again");
+    }
+
+    /// Where answers came from, as `gatehouse_introspection_cache_total` counts them: one caller fetched, the
+    /// others waited for it, and the next found it cached.
+    #[tokio::test(start_paused = true)]
+    async fn sources_tell_the_fetch_from_the_waits_and_the_hits() {
+        let cache = AnswerCache::new(CacheLimits { entries: 100, bytes: 1 << 20 });
+        let fetch = || async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(Entry::new(answer(true, None), Duration::from_secs(60), T0))
+        };
+        let waits: Vec<_> = (0..5).map(|_| cache.get_or_fetch_from(1, T0, fetch())).collect();
+        let mut sources: Vec<_> = futures_util::future::join_all(waits).await.into_iter().map(|(_, s)| s).collect();
+        sources.sort_by_key(|s| *s as usize);
+        assert_eq!(
+            sources,
+            [
+                CacheResult::Miss,
+                CacheResult::Coalesced,
+                CacheResult::Coalesced,
+                CacheResult::Coalesced,
+                CacheResult::Coalesced
+            ]
+        );
+        assert_eq!(cache.get_or_fetch_from(1, T0, fetch()).await.1, CacheResult::Hit);
+        let failing = || async { Err::<Entry, _>(IdpFailure::Timeout(Duration::from_secs(1))) };
+        assert_eq!(cache.get_or_fetch_from(2, T0, failing()).await.1, CacheResult::Miss, "a failed fetch is a miss");
     }
 
     /// Whether a node's entry may be used is decided by the clock the cache is given, on every hit: moka's own

@@ -44,6 +44,19 @@ pub enum IdpFailure {
     Request(String),
 }
 
+impl IdpFailure {
+    /// The failure's index in `gatehouse_introspection_idp_failures_total`'s `kind` values.
+    pub fn metric_kind(&self) -> usize {
+        match self {
+            IdpFailure::Unreachable(_) => 0,
+            IdpFailure::Timeout(_) => 1,
+            IdpFailure::Status { .. } => 2,
+            IdpFailure::NotJson(_) => 3,
+            IdpFailure::Request(_) => 4,
+        }
+    }
+}
+
 /// What the log says of a body that was not an answer: its length and a digest, never the body itself, which may
 /// echo the token it was asked about (IdPs' error pages do). The digest tells whether two failures had the same body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +182,7 @@ impl Idp {
         &self,
         token: &str,
         request: Option<(&Method, &str)>,
+        request_id: &str,
     ) -> Result<Map<String, Value>, IdpFailure> {
         let form = {
             let mut form = form_urlencoded::Serializer::new(String::new());
@@ -185,6 +199,11 @@ impl Idp {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
         h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
         h.insert(header::AUTHORIZATION, self.authorization.clone());
+        // The id the proxy logs and sends upstream, so the IdP's access line for this call can be matched with it
+        // (Gatehouse's issuer logs it as `request_id`).
+        if let Ok(id) = HeaderValue::from_str(request_id) {
+            h.insert(HeaderName::from_static("x-kong-request-id"), id);
+        }
         if let Some((method, path)) = request {
             h.insert(
                 HeaderName::from_static("x-request-http-method"),

@@ -19,6 +19,7 @@ use http::{Method, Response};
 use serde_json::{Value, json};
 
 use gatehouse_model::gateway::plugins::oauth2_introspection::{Config, ConsumerBy, INFO, NAME};
+use gatehouse_model::metrics::gatehouse::{CacheResult, GatehouseMetrics};
 use gatehouse_model::{Clock, SharedClock};
 
 use super::{Credential, Flow, Phases, Plugin, PluginDef, RequestContext, auth};
@@ -50,11 +51,13 @@ pub struct Shared {
     pub copies: Arc<cache::CopyBudget>,
     /// Wall time, against which answers' `exp` and deadlines are checked on every hit.
     pub clock: SharedClock,
+    /// The node's `gatehouse_introspection_…` families: where answers came from, the IdP's latency and failures.
+    pub metrics: Arc<GatehouseMetrics>,
 }
 
 impl Shared {
-    pub fn new(limits: CacheLimits, clock: SharedClock) -> Self {
-        Self { cache: AnswerCache::new(limits), clients: Arc::default(), copies: Arc::default(), clock }
+    pub fn new(limits: CacheLimits, clock: SharedClock, metrics: Arc<GatehouseMetrics>) -> Self {
+        Self { cache: AnswerCache::new(limits), clients: Arc::default(), copies: Arc::default(), clock, metrics }
     }
 }
 
@@ -104,16 +107,18 @@ impl OAuth2Introspection {
         call: Option<&IdpCall>,
     ) -> Result<Arc<cache::Entry>, Arc<idp::IdpFailure>> {
         if self.config.introspect_request {
-            let fetch = self.fetch(token.expose(), Some((ctx.method, ctx.path)), call);
+            self.shared.metrics.record_cache(CacheResult::Uncached);
+            let fetch = self.fetch(token.expose(), Some((ctx.method, ctx.path)), ctx.request_id, call);
             return Box::pin(fetch).await.map(Arc::new).map_err(Arc::new);
         }
         let key = self.keyer.key(token.expose_bytes());
         let now = self.shared.clock.now();
         if let Some(recent) = self.recent.get(&key, now) {
+            self.shared.metrics.record_cache(CacheResult::Hit);
             return Ok(recent);
         }
         // Boxed: the cache's and the HTTP client's futures are large, and a hit should not carry them.
-        Box::pin(self.answer_from_node(key, now, token.expose(), call)).await
+        Box::pin(self.answer_from_node(key, now, token.expose(), ctx.request_id, call)).await
     }
 
     async fn answer_from_node(
@@ -121,9 +126,13 @@ impl OAuth2Introspection {
         key: cache::Key,
         now: gatehouse_model::Timestamp,
         token: &str,
+        request_id: &str,
         call: Option<&IdpCall>,
     ) -> Result<Arc<cache::Entry>, Arc<idp::IdpFailure>> {
-        let entry = self.shared.cache.get_or_fetch(key, now, self.fetch(token, None, call)).await?;
+        let fetch = self.fetch(token, None, request_id, call);
+        let (entry, source) = self.shared.cache.get_or_fetch_from(key, now, fetch).await;
+        self.shared.metrics.record_cache(source);
+        let entry = entry?;
         if !self.shared.cache.keeps_answers() {
             return Ok(entry);
         }
@@ -131,14 +140,21 @@ impl OAuth2Introspection {
         Ok(self.recent.keep(key, &entry, self.shared.clock.now()))
     }
 
+    /// Asks the IdP; `request_id` is the proxied request's, so the IdP's log line for the call carries it.
     async fn fetch(
         &self,
         token: &str,
         request: Option<(&Method, &str)>,
+        request_id: &str,
         call: Option<&IdpCall>,
     ) -> Result<cache::Entry, idp::IdpFailure> {
         let started = tokio::time::Instant::now();
-        let answer = self.idp.introspect(token, request).await;
+        let answer = self.idp.introspect(token, request, request_id).await;
+        let metrics = &self.shared.metrics;
+        metrics.introspection_idp.observe(&[], started.elapsed().as_secs_f64());
+        if let Err(failure) = &answer {
+            metrics.introspection_idp_failures.add(failure.metric_kind(), 1);
+        }
         if let Some(call) = call {
             let status = match &answer {
                 Ok(_) => Some(200),

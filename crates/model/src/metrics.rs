@@ -6,8 +6,14 @@
 //! never grow memory without bound: past it new label sets are dropped (and counted in `dropped`).
 //!
 //! Families render themselves (`# HELP`, `# TYPE`, then one line per series, sorted so scrapes are stable). The
-//! status listener concatenates whatever families the node has; Gatehouse's own `gatehouse_` families slot in as
-//! more values of these types.
+//! status listener concatenates whatever families the node has: Kong's (the gateway's `prometheus` plugin) and
+//! Gatehouse's own ([`gatehouse::GatehouseMetrics`]).
+//!
+//! The families live in `model`, the one crate every layer depends on, so the store, the issuer, the control
+//! plane and the gateway all record into the same kinds. A family whose label values are a fixed list known when
+//! the code is written ([`FixedCounters`]) skips the map altogether: one atomic add, no hashing.
+
+pub mod gatehouse;
 
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
@@ -177,7 +183,11 @@ impl CounterVec {
         }
         header(out, self.name, self.help, "counter");
         for (labels, value) in rows {
-            let _ = writeln!(out, "{}{{{labels}}} {value}", self.name);
+            if labels.is_empty() {
+                let _ = writeln!(out, "{} {value}", self.name);
+            } else {
+                let _ = writeln!(out, "{}{{{labels}}} {value}", self.name);
+            }
         }
     }
 }
@@ -268,8 +278,48 @@ impl HistogramVec {
                 }
             }
             // The count is the `+Inf` bucket's, so the two always agree within a scrape.
-            let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-            let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+            let braced = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+            let _ = writeln!(out, "{name}_sum{braced} {sum}");
+            let _ = writeln!(out, "{name}_count{braced} {cumulative}");
+        }
+    }
+}
+
+/// A counter family with one label whose values are fixed in the code (a cache's hit/miss, a failure's kind): a
+/// series per value from the start, so recording is one atomic add by index, and every series renders, zeros too
+/// (a rate over a series that appears late misses its first increments).
+#[derive(Debug)]
+pub struct FixedCounters {
+    name: &'static str,
+    help: &'static str,
+    label: &'static str,
+    values: &'static [&'static str],
+    counts: Box<[AtomicU64]>,
+}
+
+impl FixedCounters {
+    pub fn new(name: &'static str, help: &'static str, label: &'static str, values: &'static [&'static str]) -> Self {
+        Self { name, help, label, values, counts: values.iter().map(|_| AtomicU64::new(0)).collect() }
+    }
+
+    /// Adds `n` to the series of `values[index]`; an index out of range is a bug, ignored in release builds.
+    pub fn add(&self, index: usize, n: u64) {
+        debug_assert!(index < self.counts.len(), "{}", self.name);
+        if let Some(count) = self.counts.get(index) {
+            count.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// The series' value for the label value `value`.
+    pub fn get(&self, value: &str) -> Option<u64> {
+        let index = self.values.iter().position(|v| *v == value)?;
+        self.counts.get(index).map(|c| c.load(Ordering::Relaxed))
+    }
+
+    pub fn render(&self, out: &mut String) {
+        header(out, self.name, self.help, "counter");
+        for (value, count) in self.values.iter().zip(self.counts.iter()) {
+            let _ = writeln!(out, "{}{{{}=\"{value}\"}} {}", self.name, self.label, count.load(Ordering::Relaxed));
         }
     }
 }
@@ -343,6 +393,38 @@ mod tests {
         c.add(&["new"], 1);
         c.add(&["0"], 1);
         assert_eq!((c.len(), c.dropped(), c.get(&["new"]), c.get(&["0"])), (MAX_SERIES, 1, None, Some(2)));
+    }
+
+    #[test]
+    fn fixed_counters_render_every_value_zeros_included() {
+        let c = FixedCounters::new("t_total", "Help.", "result", &["hit", "miss"]);
+        c.add(1, 2);
+        assert_eq!((c.get("hit"), c.get("miss"), c.get("other")), (Some(0), Some(2), None));
+        let mut out = String::new();
+        c.render(&mut out);
+        assert_eq!(
+            out,
+            "# HELP t_total Help.\n# TYPE t_total counter\nt_total{result=\"hit\"} 0\nt_total{result=\"miss\"} 2\n"
+        );
+    }
+
+    #[test]
+    fn families_without_labels_render_without_braces() {
+        static BOUNDS: [f64; 1] = [1.0];
+        let h = HistogramVec::new("t_seconds", "Help.", &[], &BOUNDS);
+        h.observe(&[], 0.5);
+        let c = CounterVec::new("t_total", "Help.", &[]);
+        c.add(&[], 3);
+        let mut out = String::new();
+        h.render(&mut out);
+        c.render(&mut out);
+        assert!(
+            out.contains(
+                "t_seconds_bucket{le=\"1\"} 1\nt_seconds_bucket{le=\"+Inf\"} 1\nt_seconds_sum 0.5\nt_seconds_count 1\n"
+            ),
+            "{out}"
+        );
+        assert!(out.ends_with("t_total 3\n"), "{out}");
     }
 
     #[test]
