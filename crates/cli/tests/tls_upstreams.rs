@@ -348,3 +348,34 @@ async fn certificates_a_service_uses_are_not_deleted() {
         assert_eq!(status, StatusCode::NO_CONTENT, "{path}: {body}");
     }
 }
+
+/// A service whose host names an upstream reaches its target's address but names the upstream over TLS (Kong's
+/// `proxy_ssl_name $upstream_host`), or the upstream's `host_header` when it sets one; either name is verified.
+#[tokio::test]
+async fn a_balanced_target_is_verified_for_the_upstreams_name() {
+    let node = TestNode::start().await;
+    let upstream_ca = TestCa::new();
+    let leaf = upstream_ca.leaf(&["app.test", "api.test"]);
+    let upstream = TlsUpstream::start(&leaf.cert, &leaf.key, None).await;
+    let ca = ca_certificate(&node, &upstream_ca).await;
+    let target = json!({"target": format!("127.0.0.1:{}", upstream.addr.port())});
+    for (name, fields) in [("app.test", json!({})), ("renamed.test", json!({"host_header": "api.test"}))] {
+        let mut body = json!({"name": name});
+        body.as_object_mut().unwrap().extend(fields.as_object().unwrap().clone());
+        node.admin_ok(Method::POST, "/upstreams", body).await;
+        node.admin_ok(Method::POST, &format!("/upstreams/{name}/targets"), target.clone()).await;
+        let service = name.replace('.', "-");
+        let body = json!({"name": service, "url": format!("https://{name}"), "ca_certificates": [ca]});
+        node.admin_ok(Method::POST, "/services", body).await;
+        let route = json!({"paths": [format!("/{service}")]});
+        node.admin_ok(Method::POST, &format!("/services/{service}/routes"), route).await;
+    }
+    node.wait_config().await;
+
+    let (status, body) = get(&node, "/app-test").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["sni"], "app.test", "the upstream's name, not the target's address");
+    let (status, body) = get(&node, "/renamed-test").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((body["sni"].as_str(), body["host"].as_str()), (Some("api.test"), Some("api.test")));
+}
