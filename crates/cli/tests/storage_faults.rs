@@ -86,6 +86,8 @@ struct Node {
 
 impl Node {
     async fn start(vars: &[(&'static str, String)], dir: &Path) -> Node {
+        // `token create` never sets a node up; the node's first start would, so do what it does first.
+        common::set_up_node(vars).await;
         let (code, stdout, stderr) = run_to_end(&bin(), &["token", "create", "--name", "faults"], vars, dir).await;
         assert_eq!(code, 0, "token create failed: {stderr}");
         let token = stdout.lines().next().unwrap().to_owned();
