@@ -185,3 +185,65 @@ gh_warnings() { sed 's/\x1b\[[0-9;]*m//g' "$TMP/gh.err" | grep "$@" -iE 'warn|er
 
 # field NAME LINE: the value of NAME=... in a RESULT line of the wrk scripts
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
+
+# --- wrk rounds ---------------------------------------------------------------------------------------------
+# wrk_rounds BASELINE [WRK ARGS…]: warms up each of ROUTES, then runs ROUNDS rounds of wrk on each (the order
+# rotating per round, PAUSE between runs) against $PROXY/ROUTE with the extra wrk arguments, measuring the CPU the
+# Gatehouse process (GH_PID) used per request, and prints each run and a summary of medians with per-round ratios
+# against /BASELINE. Reads THREADS, CONNS, DURATION, WARMUP, PAUSE, ROUNDS, TMP, BIN and HERE.
+wrk_rounds() {
+  local baseline=$1
+  shift
+  WRK_EXTRA=("$@")
+  CLK_TCK=$(getconf CLK_TCK)
+  cpu_ticks() { awk '{print $14 + $15}' "/proc/$GH_PID/stat"; }
+  RESULTS=$TMP/results.tsv
+  : >"$RESULTS"
+  # run_wrk ROUTE DURATION ROUND: one run, appended to RESULTS as "round route rps cpu_us_per_req errors"
+  run_wrk() {
+    local cpu0 cpu1 line requests errors
+    cpu0=$(cpu_ticks)
+    wrk -t"$THREADS" -c"$CONNS" -d"$2" --latency --timeout 5s "${WRK_EXTRA[@]}" -s "$HERE/proxy.lua" "$PROXY/$1" >"$TMP/wrk-$1-$3.txt"
+    cpu1=$(cpu_ticks)
+    line=$(grep '^RESULT' "$TMP/wrk-$1-$3.txt") || die "wrk gave no result for /$1: $(cat "$TMP/wrk-$1-$3.txt")"
+    [[ $3 == warmup ]] && return 0
+    requests=$(field requests "$line")
+    errors=$(( $(field non2xx "$line") + $(field connect "$line") + $(field read "$line") + $(field write "$line") + $(field timeout "$line") ))
+    printf '%s\t%s\t%s\t%s\t%s\n' "$3" "$1" "$(field rps "$line")" \
+      "$(awk -v t=$(( cpu1 - cpu0 )) -v hz="$CLK_TCK" -v n="$requests" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')" "$errors" >>"$RESULTS"
+  }
+
+  log "warm-up: $WARMUP per route"
+  for route in "${ROUTES[@]}"; do run_wrk "$route" "$WARMUP" warmup; done
+  log "measuring: $ROUNDS rounds x [${ROUTES[*]}] (the order rotates each round), wrk -t$THREADS -c$CONNS -d$DURATION"
+  printf '\n%-5s %-12s %10s %11s %7s\n' round route req/s cpu_us/req errors
+  for ((r = 1; r <= ROUNDS; r++)); do
+    order=("${ROUTES[@]:$(( (r - 1) % ${#ROUTES[@]} ))}" "${ROUTES[@]:0:$(( (r - 1) % ${#ROUTES[@]} ))}")
+    for route in "${order[@]}"; do
+      sleep "$PAUSE"
+      run_wrk "$route" "$DURATION" "$r"
+      tail -1 "$RESULTS" | awk -F'\t' '{ printf "%-5s %-12s %10.0f %11s %7d%s\n", $1, "/" $2, $3, $4, $5, ($5 > 0 ? "   <- INVALID (errors)" : "") }'
+    done
+  done
+
+  printf '\nsummary (%s; medians over %d rounds; ratios are per round, against /%s in the same round):\n' "$("$BIN" --version)" "$ROUNDS" "$baseline"
+  printf '%-12s %10s %11s %14s %16s\n' route req/s cpu_us/req "req/s vs $baseline" "cpu/req vs $baseline"
+  awk -F'\t' -v routes="${ROUTES[*]}" -v base="$baseline" '
+    function median(list,   n, a, i, j, t) {
+      n = split(list, a, " ")
+      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    { rps[$1, $2] = $3; cpu[$1, $2] = $4; rounds[$1] = 1 }
+    END {
+      n = split(routes, names, " ")
+      for (k = 1; k <= n; k++) {
+        route = names[k]; r_list = ""; c_list = ""; rr = ""; cr = ""
+        for (round in rounds) {
+          r_list = r_list " " rps[round, route]; c_list = c_list " " cpu[round, route]
+          rr = rr " " rps[round, route] / rps[round, base]; cr = cr " " cpu[round, route] / cpu[round, base]
+        }
+        printf "%-12s %10.0f %11.1f %14.3f %16.3f\n", "/" route, median(r_list), median(c_list), median(rr), median(cr)
+      }
+    }' "$RESULTS"
+}
