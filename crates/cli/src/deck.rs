@@ -185,7 +185,7 @@ enum FileCommand {
 }
 
 /// The `DECK_*` variables a file's templates may read.
-fn deck_env() -> Env {
+pub(crate) fn deck_env() -> Env {
     std::env::vars().filter(|(k, _)| k.starts_with("DECK_")).collect()
 }
 
@@ -208,7 +208,7 @@ fn read_path(path: &Path, out: &mut Vec<Source>) -> anyhow::Result<()> {
 }
 
 /// The inputs: files, directories, or stdin for `-` or when none are given.
-fn sources(files: &[String]) -> anyhow::Result<Vec<Source>> {
+pub(crate) fn sources(files: &[String]) -> anyhow::Result<Vec<Source>> {
     let files = if files.is_empty() { vec!["-".to_owned()] } else { files.to_vec() };
     let mut out = Vec::new();
     for f in files {

@@ -5,6 +5,7 @@ pub mod backup;
 pub mod counters;
 pub mod deck;
 pub mod echo;
+pub mod identity;
 pub mod node;
 pub mod process_metrics;
 pub mod quickstart;

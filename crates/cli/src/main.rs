@@ -70,6 +70,9 @@ enum Command {
         #[command(subcommand)]
         command: gatehouse::deck::DeckCommand,
     },
+    /// Identity as code: Kong Identity's auth servers, scopes, claims and clients as a file (dump, diff, apply,
+    /// validate), as decK does for a gateway.
+    Identity(Box<gatehouse::identity::IdentityArgs>),
     /// Manage personal access tokens for the platform API of an existing node.
     Token {
         #[command(flatten)]
@@ -278,6 +281,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Gateway(args) => return gatehouse::deck::run(gatehouse::deck::DeckCommand::Gateway(args)).await,
         Command::File(args) => return gatehouse::deck::run(gatehouse::deck::DeckCommand::File(args)).await,
         Command::Deck { command } => return gatehouse::deck::run(command).await,
+        Command::Identity(args) => return gatehouse::identity::run(*args).await,
         Command::Serve { config, check_config, print_config } => {
             let cfg = load(&config, check_config, false)?;
             cfg.validate()?;

@@ -72,12 +72,31 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-fn http_error(what: impl Into<String>, e: reqwest::Error) -> DeckError {
+pub(crate) fn http_error(what: impl Into<String>, e: reqwest::Error) -> DeckError {
     DeckError::Http { what: what.into(), message: chain(&e) }
 }
 
+/// The HTTP client a connection's TLS and timeout settings describe.
+pub fn http_client(c: &Connection) -> Result<reqwest::Client, DeckError> {
+    let mut builder = reqwest::Client::builder().timeout(c.timeout).connect_timeout(c.timeout);
+    if c.tls_skip_verify {
+        builder = builder.tls_danger_accept_invalid_certs(true);
+    }
+    if let Some(pem) = &c.ca_cert_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+            .map_err(|e| DeckError::Other(format!("reading the CA certificate: {}", chain(&e))))?;
+        if certs.is_empty() {
+            return Err(DeckError::Other("reading the CA certificate: no PEM certificate found".into()));
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().map_err(|e| http_error("building the HTTP client", e))
+}
+
 /// The message of a Kong (`message`) or Konnect (`detail`) error body, or the body itself.
-fn api_message(body: &str) -> String {
+pub(crate) fn api_message(body: &str) -> String {
     let parsed: Option<Value> = serde_json::from_str(body).ok();
     let field = |f: &str| parsed.as_ref().and_then(|v| v.get(f)).and_then(Value::as_str).map(str::to_owned);
     field("message").or_else(|| field("detail")).unwrap_or_else(|| body.chars().take(500).collect())
@@ -87,21 +106,7 @@ impl Client {
     /// Builds the HTTP client, checks the target answers like Kong 3.x (Admin API) or finds the control plane
     /// (Konnect mode).
     pub async fn connect(c: &Connection) -> Result<Client, DeckError> {
-        let mut builder = reqwest::Client::builder().timeout(c.timeout).connect_timeout(c.timeout);
-        if c.tls_skip_verify {
-            builder = builder.tls_danger_accept_invalid_certs(true);
-        }
-        if let Some(pem) = &c.ca_cert_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
-                .map_err(|e| DeckError::Other(format!("reading the CA certificate: {}", chain(&e))))?;
-            if certs.is_empty() {
-                return Err(DeckError::Other("reading the CA certificate: no PEM certificate found".into()));
-            }
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let http = builder.build().map_err(|e| http_error("building the HTTP client", e))?;
+        let http = http_client(c)?;
         match &c.konnect {
             None => {
                 let base = c.kong_addr.trim_end_matches('/').to_owned();

@@ -9,6 +9,7 @@
 pub mod client;
 pub mod dump;
 pub mod file;
+pub mod identity;
 pub mod plan;
 pub mod run;
 pub mod target;

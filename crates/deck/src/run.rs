@@ -57,11 +57,11 @@ pub struct Outcome {
     pub summary: Summary,
 }
 
-fn paint(color: bool, style: anstyle::Style, text: &str) -> String {
+pub(crate) fn paint(color: bool, style: anstyle::Style, text: &str) -> String {
     if color { format!("{style}{text}{style:#}") } else { text.to_owned() }
 }
 
-fn action_color(a: Action) -> anstyle::Style {
+pub(crate) fn action_color(a: Action) -> anstyle::Style {
     let color = match a {
         Action::Create => anstyle::AnsiColor::Green,
         Action::Update => anstyle::AnsiColor::Yellow,
