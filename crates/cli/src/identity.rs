@@ -133,9 +133,11 @@ impl IdentityFlags {
             .clone()
             .or_else(|| env_fallback(&["DECK_KONNECT_ADDR", "KONNECT_CONTROL_PLANE_URL"]))
             .unwrap_or_else(|| DEFAULT_KONNECT_ADDR.to_owned());
-        let konnect = token
-            .filter(|t| !t.is_empty())
-            .map(|t| Konnect { addr, token: SecretString::new(t), control_plane_name: String::new() });
+        let konnect = token.filter(|t| !t.is_empty()).map(|t| Konnect {
+            addr,
+            token: SecretString::new(t),
+            control_plane_name: String::new(),
+        });
         Ok(Connection {
             konnect,
             headers,

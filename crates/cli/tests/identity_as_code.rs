@@ -77,7 +77,7 @@ auth_servers:
     include_in_token: true
     include_in_scopes: [orders:read, my-scope]
   - name: everywhere
-    value: "${{ env \"DECK_CLAIM_VALUE\" }}"
+    value: '${{ env "DECK_CLAIM_VALUE" }}'
     include_in_all_scopes: true
   clients:
   - name: Client
@@ -108,9 +108,10 @@ fn created_clients(out: &str) -> Vec<(String, String, Option<String>)> {
         if let Some(rest) = l.strip_prefix("creating client ") {
             let name = rest.split(" for auth_server ").next().unwrap().to_owned();
             let id = all[i + 1].strip_prefix("  client_id: ").expect(out).to_owned();
-            let secret = all.get(i + 2).and_then(|l| l.strip_prefix("  client_secret: ")).map(|s| {
-                s.split_whitespace().next().unwrap().to_owned()
-            });
+            let secret = all
+                .get(i + 2)
+                .and_then(|l| l.strip_prefix("  client_secret: "))
+                .map(|s| s.split_whitespace().next().unwrap().to_owned());
             found.push((name, id, secret));
         }
     }
@@ -159,7 +160,11 @@ async fn dump_apply_dump_round_trips() {
     let dumped_a = id.read("a.yaml");
     assert!(dumped_a.starts_with("_format_version: \"1.0\""), "{dumped_a}");
     assert!(dumped_a.contains("claim-from-env"), "{dumped_a}");
-    assert!(!dumped_a.contains("client_secret") && !dumped_a.contains("id:"), "no secrets, no ids: {dumped_a}");
+    assert!(
+        !dumped_a.contains("client_secret:")
+            && !dumped_a.lines().any(|l| l.trim_start_matches([' ', '-']).starts_with("id:")),
+        "no secrets, no ids: {dumped_a}"
+    );
     for s in &secrets_a {
         assert!(!dumped_a.contains(s.as_str()), "{dumped_a}");
     }
@@ -214,7 +219,10 @@ async fn diff_prints_changes_and_exits_as_deck() {
         ],
         "{out}"
     );
-    assert!(out.contains("-  \"description\": \"Scope to test Kong Identity\",\n+  \"description\": \"Changed\","), "{out}");
+    assert!(
+        out.contains("-  \"description\": \"Scope to test Kong Identity\",\n+  \"description\": \"Changed\","),
+        "{out}"
+    );
     assert_eq!(summary(&out), (1, 1, 1));
     let (code, _, _) = id.run(&["diff", "--non-zero-exit-code", "changed.yaml"]).await;
     assert_eq!(code, 2);
@@ -274,7 +282,10 @@ async fn client_secrets_come_from_env_file_or_are_generated_once() {
 
     let (code, out, err) = id.run(&["apply", "conf/id.yaml"]).await;
     assert_eq!(code, 1, "{out}");
-    assert!(err.contains("conf/id.yaml:7:20: client_secret: environment variable 'FROM_ENV_SECRET' is not set"), "{err}");
+    assert!(
+        err.contains("conf/id.yaml:8:20: client_secret: environment variable 'FROM_ENV_SECRET' is not set"),
+        "{err}"
+    );
     assert_eq!(count(&node, "/v1/auth-servers").await, 0, "nothing was sent");
 
     id.env.push(("FROM_ENV_SECRET", "short".to_owned()));
@@ -306,7 +317,12 @@ async fn client_secrets_come_from_env_file_or_are_generated_once() {
     let out = id.ok(&["apply", "conf/id.yaml"]).await;
     assert_eq!(summary(&out), (0, 0, 0), "{out}");
     let dumped = id.ok(&["dump", "-o", "-"]).await;
-    assert!(!dumped.contains("secret"), "{dumped}");
+    assert!(!dumped.contains("client_secret:") && !dumped.contains("secret-0123456789"), "{dumped}");
+    for (_, _, printed) in &created {
+        if let Some(p) = printed {
+            assert!(!dumped.contains(p.as_str()), "{dumped}");
+        }
+    }
     node.stop().await;
 }
 
@@ -377,7 +393,10 @@ async fn label_selection_leaves_the_rest_alone() {
 
     let dumped = id.ok(&["dump", "-o", "-", "--select-tag", "team=a"]).await;
     assert!(dumped.contains("_info:\n  select_labels:\n    team: a"), "{dumped}");
-    assert!(dumped.contains("a-app") && !dumped.contains("shared-unlabelled") && !dumped.contains("Team B"), "{dumped}");
+    assert!(
+        dumped.contains("a-app") && !dumped.contains("shared-unlabelled") && !dumped.contains("Team B"),
+        "{dumped}"
+    );
 
     // Team A's file without a-app and with a new client: the new client gets the label, a-app goes, the rest stay.
     let only_a = "_format_version: \"1.0\"\n_info:\n  select_labels: {team: a}\nauth_servers:\n- name: Team A\n  \
@@ -398,7 +417,7 @@ async fn label_selection_leaves_the_rest_alone() {
     let all = id.ok(&["dump", "-o", "-"]).await;
     assert!(all.contains("shared-unlabelled") && all.contains("b-app") && all.contains("a-new"), "{all}");
     assert!(!all.contains("a-app"), "{all}");
-    assert!(all.contains("- name: a-new\n") && all.contains("labels:\n        team: a"), "{all}");
+    assert!(all.contains("  - name: a-new\n") && all.contains("    labels:\n      team: a\n  - name: shared"), "{all}");
 
     // An entity of the file that exists outside the selection is refused, naming it; nothing changes.
     let wrong = only_a.replace("Team A", "Team B").replace("https://a.example.com", "https://b.example.com");

@@ -94,7 +94,8 @@ impl Api {
     pub async fn list(&self, path: &str) -> Result<Vec<Map<String, Value>>, DeckError> {
         let mut out = Vec::new();
         for number in 1.. {
-            let page = self.send(Method::GET, &format!("{path}?page[size]={PAGE_SIZE}&page[number]={number}"), None).await?;
+            let page =
+                self.send(Method::GET, &format!("{path}?page[size]={PAGE_SIZE}&page[number]={number}"), None).await?;
             let data = page.get("data").and_then(Value::as_array).cloned().unwrap_or_default();
             let n = data.len();
             out.extend(data.into_iter().filter_map(|v| match v {

@@ -149,7 +149,11 @@ struct At<'a> {
 
 impl<'a> At<'a> {
     fn child(&self, key: &str, index: usize) -> At<'a> {
-        At { doc: self.doc, pointer: format!("{}/{key}/{index}", self.pointer), path: join(&self.path, &format!("{key}[{index}]")) }
+        At {
+            doc: self.doc,
+            pointer: format!("{}/{key}/{index}", self.pointer),
+            path: join(&self.path, &format!("{key}[{index}]")),
+        }
     }
 
     fn error(&self, field: &str, message: impl std::fmt::Display) -> FileError {
@@ -385,13 +389,19 @@ fn selector(v: &Value, at: &At<'_>, errors: &mut Vec<FileError>) -> Selector {
 fn merge(doc: &Document, base: &Path, file: &mut IdentityFile, errors: &mut Vec<FileError>) {
     let Some(root) = doc.value.as_object() else { return };
     let top = At { doc, pointer: String::new(), path: String::new() };
-    let root_error = |key: &str, message: &str| FileError { place: doc.place(&format!("/{key}")), message: format!("{key}: {message}") };
+    let root_error = |key: &str, message: &str| FileError {
+        place: doc.place(&format!("/{key}")),
+        message: format!("{key}: {message}"),
+    };
     match root.get("_format_version").and_then(Value::as_str) {
         Some(v) if v == FORMAT_VERSION => {}
-        Some(v) => errors.push(root_error("_format_version", &format!("'{v}' is not supported; expected \"{FORMAT_VERSION}\""))),
+        Some(v) => errors
+            .push(root_error("_format_version", &format!("'{v}' is not supported; expected \"{FORMAT_VERSION}\""))),
         None => errors.push(FileError {
             place: doc.place(""),
-            message: format!("_format_version: missing; identity files start with `_format_version: \"{FORMAT_VERSION}\"`"),
+            message: format!(
+                "_format_version: missing; identity files start with `_format_version: \"{FORMAT_VERSION}\"`"
+            ),
         }),
     }
     for (key, value) in root {
@@ -476,8 +486,13 @@ pub fn parse_selector(flags: &[String]) -> Result<Selector, String> {
     let mut out = Selector::new();
     for f in flags {
         let (k, v) = f.split_once('=').ok_or_else(|| format!("--select-tag '{f}': expected LABEL=VALUE"))?;
-        let labels = Labels::from_json("--select-tag", &Value::Object([(k.to_owned(), Value::String(v.to_owned()))].into_iter().collect()))
-            .map_err(|e| format!("--select-tag '{f}': {}", e.iter().map(|p| p.reason.clone()).collect::<Vec<_>>().join("; ")))?;
+        let labels = Labels::from_json(
+            "--select-tag",
+            &Value::Object([(k.to_owned(), Value::String(v.to_owned()))].into_iter().collect()),
+        )
+        .map_err(|e| {
+            format!("--select-tag '{f}': {}", e.iter().map(|p| p.reason.clone()).collect::<Vec<_>>().join("; "))
+        })?;
         out.extend(labels.0);
     }
     Ok(out)
@@ -530,11 +545,20 @@ auth_servers:
 
     #[test]
     fn problems_name_the_place_and_the_field_path() {
-        let bad = GOOD.replace("allow_scopes: [read]", "allow_scopes: [read, nope]").replace("[client_credentials]", "[password]");
+        let bad = GOOD
+            .replace("allow_scopes: [read]", "allow_scopes: [read, nope]")
+            .replace("[client_credentials]", "[password]");
         let e = load(&[src(&bad)], &Env::new()).unwrap_err();
         let text: Vec<String> = e.iter().map(ToString::to_string).collect();
-        assert!(text.iter().any(|t| t.starts_with("dir/id.yaml:14:") && t.contains("auth_servers[0].clients[0].grant_types[0]")), "{text:?}");
-        assert!(text.iter().any(|t| t.contains("auth_servers[0].clients[0].allow_scopes[1]: no scope named 'nope'")), "{text:?}");
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("dir/id.yaml:14:") && t.contains("auth_servers[0].clients[0].grant_types[0]")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter().any(|t| t.contains("auth_servers[0].clients[0].allow_scopes[1]: no scope named 'nope'")),
+            "{text:?}"
+        );
         let e = load(&[src("auth_servers: []\n")], &Env::new()).unwrap_err();
         assert!(e[0].message.contains("_format_version"), "{e:?}");
     }

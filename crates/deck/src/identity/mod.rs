@@ -170,7 +170,13 @@ pub async fn sync(
                 summary.count(step.action);
             }
             Err(e) => {
-                failure = Some(masker.mask(&format!("failed to {}: {e}", step.head())));
+                let verb = match step.action {
+                    Action::Create => "create",
+                    Action::Update => "update",
+                    Action::Delete => "delete",
+                };
+                let what = step.head().split_once(' ').map(|(_, rest)| rest.to_owned()).unwrap_or_default();
+                failure = Some(masker.mask(&format!("failed to {verb} {what}: {e}")));
                 for rest in &steps[i + 1..] {
                     let _ = writeln!(out, "{}", masker.mask(&format!("Dropped {}", rest.head())));
                 }
@@ -205,7 +211,10 @@ impl Ids {
     }
 
     fn server(&self, name: &str) -> Result<&str, DeckError> {
-        self.servers.get(name).map(String::as_str).ok_or_else(|| DeckError::Other(format!("auth server '{name}' has no id")))
+        self.servers
+            .get(name)
+            .map(String::as_str)
+            .ok_or_else(|| DeckError::Other(format!("auth server '{name}' has no id")))
     }
 
     /// A body's scope names (`field`) as the ids the API takes.
@@ -229,7 +238,9 @@ impl Ids {
 /// not name).
 fn patch_body(old: &Map<String, Value>, new: &Map<String, Value>) -> Map<String, Value> {
     let mut body = new.clone();
-    if let (Some(Value::Object(old_labels)), Some(Value::Object(new_labels))) = (old.get("labels"), body.get_mut("labels")) {
+    if let (Some(Value::Object(old_labels)), Some(Value::Object(new_labels))) =
+        (old.get("labels"), body.get_mut("labels"))
+    {
         for k in old_labels.keys() {
             if !new_labels.contains_key(k) {
                 new_labels.insert(k.clone(), Value::Null);
@@ -307,12 +318,20 @@ async fn send(
             }
         }
         (kind, Action::Update) => {
-            let path = if kind == Kind::AuthServer { format!("/auth-servers/{}", id()?) } else { format!("{}/{}", collection(kind)?, id()?) };
+            let path = if kind == Kind::AuthServer {
+                format!("/auth-servers/{}", id()?)
+            } else {
+                format!("{}/{}", collection(kind)?, id()?)
+            };
             api.send(Method::PATCH, &path, Some(&body(ids, patch_body(&old, &new))?)).await?;
             Ok(None)
         }
         (kind, Action::Delete) => {
-            let path = if kind == Kind::AuthServer { format!("/auth-servers/{}", id()?) } else { format!("{}/{}", collection(kind)?, id()?) };
+            let path = if kind == Kind::AuthServer {
+                format!("/auth-servers/{}", id()?)
+            } else {
+                format!("{}/{}", collection(kind)?, id()?)
+            };
             api.send(Method::DELETE, &path, None).await?;
             Ok(None)
         }

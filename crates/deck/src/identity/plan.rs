@@ -204,17 +204,41 @@ pub fn plan(
         if let (Some(h), true) = (have, delete) {
             for c in &h.spec.clients {
                 if selected(&c.labels, selector) && !want.clients.iter().any(|w| w.name == c.name) {
-                    steps.push(step(Action::Delete, Kind::Client, s, &c.name, client_ids.get(&c.name), Some(form(c)), None));
+                    steps.push(step(
+                        Action::Delete,
+                        Kind::Client,
+                        s,
+                        &c.name,
+                        client_ids.get(&c.name),
+                        Some(form(c)),
+                        None,
+                    ));
                 }
             }
             for c in &h.spec.claims {
                 if !want.claims.iter().any(|w| w.name == c.name) {
-                    steps.push(step(Action::Delete, Kind::Claim, s, &c.name, claim_ids.get(&c.name), Some(form(c)), None));
+                    steps.push(step(
+                        Action::Delete,
+                        Kind::Claim,
+                        s,
+                        &c.name,
+                        claim_ids.get(&c.name),
+                        Some(form(c)),
+                        None,
+                    ));
                 }
             }
             for c in &h.spec.scopes {
                 if !want.scopes.iter().any(|w| w.name == c.name) {
-                    steps.push(step(Action::Delete, Kind::Scope, s, &c.name, scope_ids.get(&c.name), Some(form(c)), None));
+                    steps.push(step(
+                        Action::Delete,
+                        Kind::Scope,
+                        s,
+                        &c.name,
+                        scope_ids.get(&c.name),
+                        Some(form(c)),
+                        None,
+                    ));
                 }
             }
         }
@@ -236,13 +260,37 @@ pub fn plan(
                 continue;
             }
             for c in &h.spec.clients {
-                steps.push(step(Action::Delete, Kind::Client, s, &c.name, h.client_ids.get(&c.name), Some(form(c)), None));
+                steps.push(step(
+                    Action::Delete,
+                    Kind::Client,
+                    s,
+                    &c.name,
+                    h.client_ids.get(&c.name),
+                    Some(form(c)),
+                    None,
+                ));
             }
             for c in &h.spec.claims {
-                steps.push(step(Action::Delete, Kind::Claim, s, &c.name, h.claim_ids.get(&c.name), Some(form(c)), None));
+                steps.push(step(
+                    Action::Delete,
+                    Kind::Claim,
+                    s,
+                    &c.name,
+                    h.claim_ids.get(&c.name),
+                    Some(form(c)),
+                    None,
+                ));
             }
             for c in &h.spec.scopes {
-                steps.push(step(Action::Delete, Kind::Scope, s, &c.name, h.scope_ids.get(&c.name), Some(form(c)), None));
+                steps.push(step(
+                    Action::Delete,
+                    Kind::Scope,
+                    s,
+                    &c.name,
+                    h.scope_ids.get(&c.name),
+                    Some(form(c)),
+                    None,
+                ));
             }
             steps.push(step(Action::Delete, Kind::AuthServer, s, s, Some(&h.id), Some(server_form(&h.spec)), None));
         }
