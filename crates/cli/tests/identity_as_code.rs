@@ -435,3 +435,39 @@ async fn label_selection_leaves_the_rest_alone() {
     assert_eq!(id.ok(&["dump", "-o", "-"]).await, all);
     node.stop().await;
 }
+
+/// A change the server refuses stops the run there: what went before stays, the rest is listed as dropped, the
+/// error carries the server's reason, and the exit code is 1; the corrected file then completes the work.
+#[tokio::test]
+async fn a_refused_change_stops_the_run_with_the_reason() {
+    let node = TestNode::start().await;
+    let id = Id::new(&node);
+    let file = "_format_version: \"1.0\"\nauth_servers:\n- name: T\n  audience: https://t.example.com\n  scopes:\n  \
+                - name: s\n  claims:\n  - name: bad\n    value: '${{ x }}'\n  clients:\n  - name: c\n    \
+                grant_types: [client_credentials]\n";
+    id.write("t.yaml", file);
+    id.ok(&["validate", "t.yaml"]).await;
+    let (code, out, err) = id.run(&["apply", "t.yaml"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        lines(&out),
+        vec![
+            "creating auth_server T",
+            "creating scope s for auth_server T",
+            "Dropped creation client c for auth_server T",
+        ],
+        "{out}"
+    );
+    assert_eq!(summary(&out), (2, 0, 0));
+    assert!(err.starts_with("Error: failed to create claim bad for auth_server T: POST "), "{err}");
+    assert!(err.contains("HTTP status 400") && err.contains("template error"), "{err}");
+
+    id.write("t.yaml", &file.replace("'${{ x }}'", "fixed"));
+    let out = id.ok(&["apply", "t.yaml"]).await;
+    assert_eq!(
+        lines(&out),
+        vec!["creating claim bad for auth_server T", "creating client c for auth_server T"],
+        "{out}"
+    );
+    node.stop().await;
+}

@@ -177,8 +177,15 @@ pub async fn sync(
                 };
                 let what = step.head().split_once(' ').map(|(_, rest)| rest.to_owned()).unwrap_or_default();
                 failure = Some(masker.mask(&format!("failed to {verb} {what}: {e}")));
+                // decK's wording for what was not attempted.
                 for rest in &steps[i + 1..] {
-                    let _ = writeln!(out, "{}", masker.mask(&format!("Dropped {}", rest.head())));
+                    let noun = match rest.action {
+                        Action::Create => "creation",
+                        Action::Update => "update",
+                        Action::Delete => "deletion",
+                    };
+                    let what = rest.head().split_once(' ').map(|(_, r)| r.to_owned()).unwrap_or_default();
+                    let _ = writeln!(out, "{}", masker.mask(&format!("Dropped {noun} {what}")));
                 }
                 break;
             }
