@@ -1,7 +1,8 @@
 //! Declarative configuration, as decK does it: state files in decK's format 3.0 read with the position of every
 //! node and rendered (`${{ env "DECK_X" }}`) into a target state ([`file`], [`target`]), compared with what a Kong
 //! Admin API or a Konnect-mode platform API holds ([`client`]), turned into ordered changes with decK's console
-//! output ([`plan`]) and applied ([`run`]); [`dump`] goes the other way.
+//! output ([`plan`]) and applied ([`run`]); [`dump`] goes the other way, and [`convert`] rewrites Kong 2.x files
+//! for Kong 3.x (`file convert`).
 //!
 //! Validation is `model`'s (the server runs the same code), so an invalid file is refused before anything is
 //! sent. Talking HTTP needs a client, so this crate depends on `reqwest` besides `model`.
