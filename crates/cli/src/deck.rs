@@ -182,6 +182,32 @@ enum FileCommand {
         /// State files (YAML or JSON), directories of them, or `-` for stdin (the default).
         files: Vec<String>,
     },
+    /// Convert a state file from one format to another: kong-gateway-2.x to kong-gateway-3.x (or 2.8 to 3.4).
+    Convert(ConvertArgs),
+}
+
+#[derive(Debug, Args)]
+struct ConvertArgs {
+    /// Format of the source file: kong-gateway-2.x or 2.8.
+    #[arg(long)]
+    from: String,
+    /// Format to write: kong-gateway-3.x or 3.4.
+    #[arg(long)]
+    to: String,
+    /// The file to convert (`-` for stdin).
+    #[arg(long, default_value = "-")]
+    input_file: String,
+    /// Where to write the converted file (`-` for stdout).
+    #[arg(short = 'o', long, default_value = "-")]
+    output_file: String,
+    #[arg(long, value_enum, default_value = "yaml")]
+    format: Format,
+    /// Accepted for decK compatibility: the output file is overwritten without asking.
+    #[arg(long)]
+    yes: bool,
+    /// Keep `${{ env "DECK_X" }}` placeholders as they are instead of their values.
+    #[arg(long)]
+    no_expand_env_vars: bool,
 }
 
 /// The `DECK_*` variables a file's templates may read.
@@ -279,12 +305,44 @@ fn sync_options(kind: SyncKind, args: &SyncArgs, flags: &TargetFlags) -> SyncOpt
     }
 }
 
+/// `file convert`: one input to one output; decK's messages about what changed go to standard error.
+fn convert(args: &ConvertArgs) -> anyhow::Result<()> {
+    let conversion = gatehouse_deck::convert::Conversion::from_flags(&args.from, &args.to)?;
+    let source = match args.input_file.as_str() {
+        "-" => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text).context("reading stdin")?;
+            Source { name: "stdin".into(), text }
+        }
+        path => Source {
+            name: path.to_owned(),
+            text: std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
+        },
+    };
+    let json = matches!(args.format, Format::Json);
+    let (text, messages) =
+        gatehouse_deck::convert::convert(&source, &deck_env(), !args.no_expand_env_vars, conversion, json)?;
+    for m in messages {
+        eprintln!("{m}");
+    }
+    if args.output_file == "-" {
+        std::io::stdout().write_all(text.as_bytes())?;
+    } else {
+        std::fs::write(&args.output_file, text).with_context(|| format!("writing {}", args.output_file))?;
+    }
+    Ok(())
+}
+
 /// Runs a decK command; returns the process exit code (`diff --non-zero-exit-code` gives 2 on changes).
 pub async fn run(command: DeckCommand) -> anyhow::Result<u8> {
     let mut out = std::io::stdout();
     let (flags, command) = match command {
         DeckCommand::File(FileArgs { command: FileCommand::Validate { files } }) => {
             run::validate_offline(&sources(&files)?, &deck_env())?;
+            return Ok(0);
+        }
+        DeckCommand::File(FileArgs { command: FileCommand::Convert(args) }) => {
+            convert(&args)?;
             return Ok(0);
         }
         DeckCommand::Gateway(args) => {

@@ -9,12 +9,22 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use serde_saphyr::Spanned;
 
-/// The entity arrays Gatehouse manages.
-pub const ENTITY_KEYS: [&str; 7] =
-    ["services", "routes", "consumers", "plugins", "certificates", "ca_certificates", "upstreams"];
+/// The entity arrays Gatehouse manages. Credentials are nested under their consumer in decK's files; Kong's
+/// DB-less files (and `kong config db_export`) list them at the top level with a `consumer` reference.
+pub const ENTITY_KEYS: [&str; 9] = [
+    "services",
+    "routes",
+    "consumers",
+    "plugins",
+    "certificates",
+    "ca_certificates",
+    "upstreams",
+    "keyauth_credentials",
+    "acls",
+];
 
 /// decK entity arrays Gatehouse does not have (yet): a file that fills one is refused rather than half-applied.
-const UNSUPPORTED_KEYS: &[&str] = &[
+pub const UNSUPPORTED_KEYS: &[&str] = &[
     // decK nests SNIs under their certificate, which Gatehouse reads; a top-level list is not read.
     "snis",
     "vaults",
@@ -97,6 +107,46 @@ pub struct Item {
     pub body: Map<String, Value>,
 }
 
+/// A shared plugin configuration of `_plugin_configs`, with where it was defined.
+#[derive(Debug, Clone)]
+pub struct PluginConfig {
+    pub doc: usize,
+    pub pointer: String,
+    pub config: Map<String, Value>,
+}
+
+/// What kind of thing a file uses that Gatehouse does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum GapKind {
+    Plugin,
+    Entity,
+    Credential,
+    Key,
+    Feature,
+}
+
+/// A feature a file uses that Gatehouse does not support, and every place that uses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    pub kind: GapKind,
+    pub name: String,
+    pub places: Vec<Place>,
+}
+
+impl Gap {
+    /// How a message names it: `plugin 'jwt'`, `entity 'vaults'`.
+    pub fn label(&self) -> String {
+        match self.kind {
+            GapKind::Plugin => format!("plugin '{}'", self.name),
+            GapKind::Entity => format!("entity '{}'", self.name),
+            GapKind::Credential if self.name == "groups" => "consumer group membership (a consumer's 'groups')".into(),
+            GapKind::Credential => format!("consumer credentials '{}'", self.name),
+            GapKind::Key => format!("top-level key '{}'", self.name),
+            GapKind::Feature => self.name.clone(),
+        }
+    }
+}
+
 /// Every input merged: meta keys (which must agree across files) and the entity arrays in file order.
 #[derive(Debug, Clone, Default)]
 pub struct Content {
@@ -105,6 +155,16 @@ pub struct Content {
     pub select_tags: Vec<String>,
     pub control_plane_name: Option<String>,
     pub entities: BTreeMap<&'static str, Vec<Item>>,
+    /// `_transform` (Kong's: `false` means the credentials in the file are already in their stored form).
+    pub transform: Option<bool>,
+    /// decK's `_plugin_configs`: shared plugin configurations a plugin names with `_config`.
+    pub plugin_configs: BTreeMap<String, PluginConfig>,
+    /// `_info.defaults`: values for the fields a service, route, upstream or target leaves out, by kind.
+    pub defaults: BTreeMap<String, Map<String, Value>>,
+    /// What the files use that Gatehouse does not support, in the order first found.
+    pub gaps: Vec<Gap>,
+    /// Things worth telling the user that are not errors (`_workspace` ignored), for standard error.
+    pub notices: Vec<String>,
 }
 
 impl Content {
@@ -119,23 +179,57 @@ impl Content {
         self.entities.get(key).map(Vec::as_slice).unwrap_or(&[])
     }
 
-    /// decK 3.x refuses files for Kong 2.x (and files that name no version, which decK reads as 1.1).
+    /// Whether the files are in a format older than 3.0 (Kong 2.x's `1.1` or `2.1`; no version means 1.1).
+    pub fn is_old_format(&self) -> bool {
+        self.format_version.as_deref().unwrap_or("1.1").split('.').next() != Some("3")
+    }
+
+    /// decK 3.x refuses files for Kong 2.x (and files that name no version, which decK reads as 1.1) against a
+    /// Kong 3.x target, and points at `file convert`.
     pub fn check_format_version(&self) -> Result<(), FileError> {
-        let version = self.format_version.as_deref().unwrap_or("1.1");
-        if version.split('.').next() == Some("3") {
+        if !self.is_old_format() {
             return Ok(());
         }
+        let version = self.format_version.as_deref().unwrap_or("1.1");
         let file = self.docs.first().map(|d| d.name.clone()).unwrap_or_else(|| "-".into());
-        let place =
-            self.docs.first().map(|d| d.place("/_format_version")).unwrap_or(Place { file, line: 0, column: 0 });
+        let place = self.docs.first().map(|d| d.place("/_format_version")).unwrap_or(Place {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+        });
         Err(FileError {
             place,
             message: format!(
                 "cannot apply '{version}' config format version to Kong version 3.0 or above.\n\
-                 Set `_format_version: \"3.0\"` after updating the file for Kong 3.x \
-                 (regex route paths start with `~`)."
+                 Please upgrade your configuration to account for 3.0 breaking changes using the following command:\n\n\
+                 gatehouse file convert --from kong-gateway-2.x --to kong-gateway-3.x --input-file {file} --output-file {file}\n\n\
+                 (`deck file convert …` when the binary runs as deck). It sets `_format_version` to 3.0 and adds the `~` \
+                 prefix to every route path that looks like a regex; audit the result before applying it."
             ),
         })
+    }
+
+    /// Reads an old-format file as Kong's DB-less loader does: regex-looking route paths get their `~` (decK's
+    /// heuristic, the same as `file convert`). Returns the routes' paths it changed, for a notice.
+    pub fn upgrade_in_memory(&mut self) -> Vec<String> {
+        let mut changed = Vec::new();
+        let mut upgrade = |route: &mut Map<String, Value>| {
+            if crate::convert::prefix_regex_paths(route) {
+                changed.push(crate::convert::route_label(route));
+            }
+        };
+        for item in self.entities.get_mut("services").into_iter().flatten() {
+            if let Some(Value::Array(routes)) = item.body.get_mut("routes") {
+                for route in routes.iter_mut().filter_map(Value::as_object_mut) {
+                    upgrade(route);
+                }
+            }
+        }
+        for item in self.entities.get_mut("routes").into_iter().flatten() {
+            upgrade(&mut item.body);
+        }
+        self.format_version = Some("3.0".into());
+        changed
     }
 }
 
@@ -329,8 +423,24 @@ fn string_list(v: &Value) -> Option<Vec<String>> {
 }
 
 /// Renders, parses and merges sources. Meta keys must agree between files; entity arrays are concatenated.
-/// Returns the content and the environment values the templates used.
+/// Returns the content and the environment values the templates used. What the files use that Gatehouse does
+/// not support is an error here, one per place; [`load_all`] keeps them apart.
 pub fn load(sources: &[Source], env: &Env) -> Result<(Content, Vec<String>), Vec<FileError>> {
+    let (content, secrets, mut errors) = load_all(sources, env);
+    for gap in &content.gaps {
+        for place in &gap.places {
+            errors.push(FileError {
+                place: place.clone(),
+                message: format!("{} is not supported by Gatehouse", gap.label()),
+            });
+        }
+    }
+    if errors.is_empty() { Ok((content, secrets)) } else { Err(errors) }
+}
+
+/// [`load`] that always returns what it read: the content (with its [`Gap`]s), the environment values the
+/// templates used, and the problems found besides the gaps.
+pub fn load_all(sources: &[Source], env: &Env) -> (Content, Vec<String>, Vec<FileError>) {
     let mut content = Content::default();
     let mut errors = Vec::new();
     let mut secrets = Vec::new();
@@ -354,7 +464,86 @@ pub fn load(sources: &[Source], env: &Env) -> Result<(Content, Vec<String>), Vec
             Err(e) => errors.push(e),
         }
     }
-    if errors.is_empty() { Ok((content, secrets)) } else { Err(errors) }
+    content.gaps.sort_by_key(|g| {
+        g.places.first().map(|p| (content.docs.iter().position(|d| d.name == p.file), p.line, p.column))
+    });
+    (content, secrets, errors)
+}
+
+/// Adds a use of an unsupported feature to the content's gaps.
+fn add_gap(gaps: &mut Vec<Gap>, kind: GapKind, name: &str, place: Place) {
+    match gaps.iter_mut().find(|g| g.kind == kind && g.name == name) {
+        Some(g) => g.places.push(place),
+        None => gaps.push(Gap { kind, name: name.to_owned(), places: vec![place] }),
+    }
+}
+
+/// Consumer credentials decK files nest under a consumer that Gatehouse does not have (yet).
+pub const UNSUPPORTED_CREDENTIALS: &[&str] = &[
+    "basicauth_credentials",
+    "jwt_secrets",
+    "hmacauth_credentials",
+    "oauth2_credentials",
+    "mtls_auth_credentials",
+    "groups",
+];
+
+/// Walks one document for the plugins, credentials and vault references Gatehouse does not support. Entity
+/// arrays and top-level keys are found while merging.
+fn survey(doc: &Document, gaps: &mut Vec<Gap>) {
+    fn list(v: Option<&Value>) -> &[Value] {
+        v.and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+    }
+    let Some(root) = doc.value.as_object() else { return };
+    let mut plugin_lists: Vec<(String, Option<&Value>)> = vec![("/plugins".into(), root.get("plugins"))];
+    for (i, service) in list(root.get("services")).iter().enumerate() {
+        plugin_lists.push((format!("/services/{i}/plugins"), service.get("plugins")));
+        for (j, route) in list(service.get("routes")).iter().enumerate() {
+            plugin_lists.push((format!("/services/{i}/routes/{j}/plugins"), route.get("plugins")));
+        }
+    }
+    for key in ["routes", "consumers", "consumer_groups"] {
+        for (i, parent) in list(root.get(key)).iter().enumerate() {
+            plugin_lists.push((format!("/{key}/{i}/plugins"), parent.get("plugins")));
+        }
+    }
+    for (pointer, plugins) in plugin_lists {
+        for (i, plugin) in list(plugins).iter().enumerate() {
+            if let Some(name) = plugin.get("name").and_then(Value::as_str)
+                && gatehouse_model::gateway::plugins::info(name).is_none()
+            {
+                add_gap(gaps, GapKind::Plugin, name, doc.place(&format!("{pointer}/{i}/name")));
+            }
+        }
+    }
+    for (i, consumer) in list(root.get("consumers")).iter().enumerate() {
+        for key in UNSUPPORTED_CREDENTIALS {
+            if consumer.get(*key).is_some_and(|v| v.as_array().is_none_or(|a| !a.is_empty()) && !v.is_null()) {
+                add_gap(gaps, GapKind::Credential, key, doc.place(&format!("/consumers/{i}/{key}")));
+            }
+        }
+    }
+    vault_references(&doc.value, String::new(), doc, gaps);
+}
+
+/// Kong's `{vault://…}` references, anywhere in the file.
+fn vault_references(v: &Value, pointer: String, doc: &Document, gaps: &mut Vec<Gap>) {
+    match v {
+        Value::String(s) if s.trim_start().starts_with("{vault://") => {
+            add_gap(gaps, GapKind::Feature, "vault references ({vault://…})", doc.place(&pointer));
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                vault_references(item, format!("{pointer}/{i}"), doc, gaps);
+            }
+        }
+        Value::Object(map) => {
+            for (k, item) in map {
+                vault_references(item, format!("{pointer}/{}", escape(k)), doc, gaps);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn merge(content: &mut Content, index: usize, errors: &mut Vec<FileError>) {
@@ -364,6 +553,12 @@ fn merge(content: &mut Content, index: usize, errors: &mut Vec<FileError>) {
     let mut format_version = None;
     let mut select_tags = None;
     let mut cp_name = None;
+    let mut transform = None;
+    let mut gaps: Vec<Gap> = Vec::new();
+    let mut notices: Vec<String> = Vec::new();
+    let mut plugin_configs: Vec<(String, PluginConfig)> = Vec::new();
+    let mut defaults: Vec<(String, Map<String, Value>)> = Vec::new();
+    survey(doc, &mut gaps);
     for (key, value) in root {
         let at = format!("/{}", escape(key));
         let err = |message: String| FileError { place: doc.place(&at), message };
@@ -386,8 +581,23 @@ fn merge(content: &mut Content, index: usize, errors: &mut Vec<FileError>) {
                                 message: "_info.select_tags: expected a list of strings".into(),
                             }),
                         },
+                        "defaults" => info_defaults(doc, &format!("{at}/defaults"), v, &mut defaults, errors),
                         // Accepted and without effect here: lookups always see every entity of the target.
-                        "default_lookup_tags" | "defaults" => {}
+                        "default_lookup_tags" => {}
+                        // decK's switches for features Gatehouse does not have (basic-auth, plugin schemas in
+                        // dumps, consumer-group policy overrides): without effect, and the features themselves
+                        // are reported where a file uses them.
+                        "skip_hash_for_basic_auth" | "include_plugin_definitions" => {}
+                        "consumer_group_policy_overrides" => {
+                            if v.as_bool() == Some(true) {
+                                add_gap(
+                                    &mut gaps,
+                                    GapKind::Feature,
+                                    "_info.consumer_group_policy_overrides",
+                                    doc.place(&format!("{at}/{k}")),
+                                );
+                            }
+                        }
                         other => errors.push(FileError {
                             place: doc.place(&format!("{at}/{}", escape(other))),
                             message: format!("_info.{other}: unknown field"),
@@ -399,9 +609,36 @@ fn merge(content: &mut Content, index: usize, errors: &mut Vec<FileError>) {
                 Some(Value::String(name)) => cp_name = Some(name.clone()),
                 _ => errors.push(err("_konnect: expected control_plane_name".into())),
             },
-            "_workspace" | "_transform" | "_plugin_configs" => {
-                errors.push(err(format!("{key}: not supported by Gatehouse")));
-            }
+            "_workspace" => match value.as_str() {
+                Some(ws) => notices.push(format!(
+                    "{}: _workspace '{ws}' is ignored: Gatehouse has no workspaces, the file applies to the \
+                     target's one configuration",
+                    doc.place(&at)
+                )),
+                None => errors.push(err("_workspace: expected a string".into())),
+            },
+            "_transform" => match value.as_bool() {
+                Some(b) => transform = Some(b),
+                None => errors.push(err("_transform: expected a boolean".into())),
+            },
+            "_plugin_configs" => match value.as_object() {
+                Some(configs) => {
+                    for (name, config) in configs {
+                        let pointer = format!("{at}/{}", escape(name));
+                        match config.as_object() {
+                            Some(config) => plugin_configs
+                                .push((name.clone(), PluginConfig { doc: index, pointer, config: config.clone() })),
+                            None => errors.push(FileError {
+                                place: doc.place(&pointer),
+                                message: format!("_plugin_configs.{name}: expected a mapping"),
+                            }),
+                        }
+                    }
+                }
+                None => {
+                    errors.push(err("_plugin_configs: expected a mapping of names to plugin configurations".into()))
+                }
+            },
             k if ENTITY_KEYS.contains(&k) => {
                 let name = ENTITY_KEYS.iter().copied().find(|e| *e == k).unwrap_or("services");
                 match value {
@@ -423,10 +660,10 @@ fn merge(content: &mut Content, index: usize, errors: &mut Vec<FileError>) {
             }
             k if UNSUPPORTED_KEYS.contains(&k) => {
                 if value.as_array().is_some_and(|a| !a.is_empty()) {
-                    errors.push(err(format!("{k}: this kind of entity is not supported by Gatehouse")));
+                    add_gap(&mut gaps, GapKind::Entity, k, doc.place(&at));
                 }
             }
-            other => errors.push(err(format!("{other}: unknown field"))),
+            other => add_gap(&mut gaps, GapKind::Key, other, doc.place(&at)),
         }
     }
     let name = doc.name.clone();
@@ -453,6 +690,89 @@ fn merge(content: &mut Content, index: usize, errors: &mut Vec<FileError>) {
     }
     for (key, item) in found {
         content.entities.entry(key).or_default().push(item);
+    }
+    if transform.is_some() {
+        if content.transform.is_some() && content.transform != transform {
+            errors.push(FileError {
+                place: Place { file: name.clone(), line: 0, column: 0 },
+                message: "_transform differs from another file's".into(),
+            });
+        }
+        content.transform = transform;
+    }
+    for (config_name, config) in plugin_configs {
+        if let Some(first) = content.plugin_configs.get(&config_name) {
+            let first = content.place(first.doc, &first.pointer);
+            errors.push(FileError {
+                place: content.place(config.doc, &config.pointer),
+                message: format!("_plugin_configs.{config_name} appears twice (also at {first})"),
+            });
+            continue;
+        }
+        content.plugin_configs.insert(config_name, config);
+    }
+    for (kind, values) in defaults {
+        let slot = content.defaults.entry(kind).or_default();
+        for (k, v) in values {
+            slot.insert(k, v);
+        }
+    }
+    for gap in gaps {
+        for place in gap.places {
+            add_gap(&mut content.gaps, gap.kind, &gap.name, place);
+        }
+    }
+    content.notices.extend(notices);
+}
+
+/// The entities `_info.defaults` may give defaults for, and the fields it may not set (decK's restriction:
+/// what identifies an entity cannot have a default).
+const DEFAULTS: [(&str, &[&str]); 4] = [
+    ("service", &["id", "name"]),
+    ("route", &["id", "name"]),
+    ("upstream", &["id", "name"]),
+    ("target", &["id", "target"]),
+];
+
+fn info_defaults(
+    doc: &Document,
+    at: &str,
+    value: &Value,
+    out: &mut Vec<(String, Map<String, Value>)>,
+    errors: &mut Vec<FileError>,
+) {
+    let Some(kinds) = value.as_object() else {
+        errors.push(FileError { place: doc.place(at), message: "_info.defaults: expected a mapping".into() });
+        return;
+    };
+    for (kind, fields) in kinds {
+        let pointer = format!("{at}/{}", escape(kind));
+        let Some((_, restricted)) = DEFAULTS.iter().find(|(k, _)| *k == kind.as_str()) else {
+            errors.push(FileError {
+                place: doc.place(&pointer),
+                message: format!(
+                    "_info.defaults.{kind}: unknown field (defaults are for service, route, upstream, target)"
+                ),
+            });
+            continue;
+        };
+        let Some(fields) = fields.as_object() else {
+            errors.push(FileError {
+                place: doc.place(&pointer),
+                message: format!("_info.defaults.{kind}: expected a mapping"),
+            });
+            continue;
+        };
+        let bad: Vec<&str> =
+            restricted.iter().copied().filter(|f| fields.get(*f).is_some_and(|v| !v.is_null())).collect();
+        if !bad.is_empty() {
+            errors.push(FileError {
+                place: doc.place(&pointer),
+                message: format!("{kind} defaults cannot have these restricted fields set: {}", bad.join(", ")),
+            });
+            continue;
+        }
+        out.push((kind.clone(), fields.clone()));
     }
 }
 
@@ -520,5 +840,6 @@ mod tests {
         assert!(old.check_format_version().unwrap_err().message.contains("'1.1'"));
         let e = load(&[src("vaults:\n- name: v\n")], &Env::new()).unwrap_err();
         assert!(e[0].message.contains("not supported"));
+        assert_eq!(e[0].message, "entity 'vaults' is not supported by Gatehouse");
     }
 }

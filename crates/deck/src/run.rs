@@ -9,7 +9,7 @@ use futures_util::stream;
 use crate::DeckError;
 use crate::client::{Client, Connection};
 use crate::dump::{DumpOptions, dump, render};
-use crate::file::{Content, Env, Source, load};
+use crate::file::{Content, Env, Source, load_all};
 use crate::plan::{Action, Change, Masker, Summary, changes, console_line, json_output, stages};
 use crate::target::{Mode, resolve};
 
@@ -82,10 +82,62 @@ pub fn print_summary(out: &mut dyn Write, summary: &Summary, kind: SyncKind, col
     let _ = writeln!(out, "{}", paint(color, style, &block));
 }
 
-/// Reads, renders and checks the files; the select tags of the file and of the flags must agree.
-fn read(sources: &[Source], env: &Env, select_tags: &[String]) -> Result<(Content, Vec<String>), DeckError> {
-    let (mut content, used) = load(sources, env).map_err(DeckError::Files)?;
-    content.check_format_version().map_err(|e| DeckError::Files(vec![e]))?;
+/// Which command reads the files: the gateway commands refuse formats older than 3.0 as decK does against a
+/// Kong 3.x target; offline `file validate` reads them as Kong's DB-less loader does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reader {
+    Gateway,
+    Offline,
+}
+
+/// Reads, renders and checks the files; the select tags of the file and of the flags must agree. Notices (an
+/// ignored `_workspace`, an old format read in memory) go to standard error.
+fn read(
+    sources: &[Source],
+    env: &Env,
+    select_tags: &[String],
+    reader: Reader,
+) -> Result<(Content, Vec<String>), DeckError> {
+    let (mut content, used, mut errors) = load_all(sources, env);
+    let mut notices = std::mem::take(&mut content.notices);
+    if !content.docs.is_empty() && content.is_old_format() {
+        match reader {
+            Reader::Gateway => {
+                if let Err(e) = content.check_format_version() {
+                    errors.insert(0, e);
+                }
+            }
+            Reader::Offline => {
+                let version = content.format_version.clone().unwrap_or_else(|| "1.1".into());
+                let changed = content.upgrade_in_memory();
+                let file = content.docs.first().map(|d| d.name.clone()).unwrap_or_default();
+                let paths = if changed.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " The paths that look like regexes were read with a `~` in these routes: {}.",
+                        changed.join(", ")
+                    )
+                };
+                notices.push(format!(
+                    "{file}: format '{version}' was read as Kong's DB-less loader reads it, as format 3.0.{paths} \
+                     `gateway sync`, `diff`, `apply` and `validate` refuse it as decK does: convert the file with \
+                     `gatehouse file convert --from kong-gateway-2.x --to kong-gateway-3.x --input-file {file} \
+                     --output-file {file}`."
+                ));
+            }
+        }
+    }
+    let mut stderr = std::io::stderr();
+    for notice in notices {
+        let _ = writeln!(stderr, "Notice: {notice}");
+    }
+    if !content.gaps.is_empty() {
+        return Err(DeckError::Unsupported { gaps: std::mem::take(&mut content.gaps), errors });
+    }
+    if !errors.is_empty() {
+        return Err(DeckError::Files(errors));
+    }
     if !select_tags.is_empty() {
         if !content.select_tags.is_empty() && content.select_tags != select_tags {
             return Err(DeckError::Other(format!(
@@ -124,7 +176,7 @@ pub async fn sync(
     opts: &SyncOptions,
     out: &mut dyn Write,
 ) -> Result<Outcome, DeckError> {
-    let (content, used) = read(sources, env, &opts.select_tags)?;
+    let (content, used) = read(sources, env, &opts.select_tags, Reader::Gateway)?;
     let conn = connection_for(conn, &content)?;
     let client = Client::connect(&conn).await?;
     let current = client.current().await?;
@@ -288,7 +340,7 @@ pub async fn dump_text(conn: &Connection, opts: &DumpOptions, json: bool) -> Res
 /// `gateway validate`: the files checked against what the target holds (references to its entities resolve);
 /// nothing is changed.
 pub async fn validate_online(sources: &[Source], env: &Env, conn: &Connection) -> Result<(), DeckError> {
-    let (content, _) = read(sources, env, &[])?;
+    let (content, _) = read(sources, env, &[], Reader::Gateway)?;
     let conn = connection_for(conn, &content)?;
     let client = Client::connect(&conn).await?;
     let current = client.current().await?;
@@ -298,7 +350,7 @@ pub async fn validate_online(sources: &[Source], env: &Env, conn: &Connection) -
 
 /// `file validate`: the files checked on their own, offline.
 pub fn validate_offline(sources: &[Source], env: &Env) -> Result<(), DeckError> {
-    let (content, _) = read(sources, env, &[])?;
+    let (content, _) = read(sources, env, &[], Reader::Offline)?;
     resolve(&content, None, Mode::Apply).map_err(DeckError::Files)?;
     Ok(())
 }

@@ -266,11 +266,60 @@ impl Flattener<'_> {
         kind: EntityKind,
         doc: usize,
         pointer: String,
-        body: Map<String, Value>,
+        mut body: Map<String, Value>,
         refs: Vec<(&'static str, Ref)>,
     ) -> usize {
+        self.fill_defaults(kind, &mut body);
         self.out.push(Desired { kind, doc, pointer, body, refs });
         self.out.len() - 1
+    }
+
+    /// `_info.defaults`: the file's values for fields an entity leaves out (or sets to null), as decK fills them
+    /// before Kong's own defaults. A service given by `url` takes no default for what the URL says.
+    fn fill_defaults(&self, kind: EntityKind, body: &mut Map<String, Value>) {
+        let key = match kind {
+            EntityKind::Service => "service",
+            EntityKind::Route => "route",
+            EntityKind::Upstream => "upstream",
+            EntityKind::Target => "target",
+            _ => return,
+        };
+        let Some(defaults) = self.content.defaults.get(key) else { return };
+        let by_url = kind == EntityKind::Service && body.get("url").is_some_and(|u| !u.is_null());
+        for (field, value) in defaults {
+            if by_url && matches!(field.as_str(), "protocol" | "host" | "port" | "path") {
+                continue;
+            }
+            if body.get(field).is_none_or(Value::is_null) && !value.is_null() {
+                body.insert(field.clone(), value.clone());
+            }
+        }
+    }
+
+    /// decK's `_config`: the named `_plugin_configs` entry fills what the plugin's own `config` leaves out, at
+    /// every depth of nested records (the plugin's values win).
+    fn shared_config(&mut self, doc: usize, pointer: &str, plugin: &mut Map<String, Value>) {
+        let Some(source) = plugin.remove("_config") else { return };
+        let Some(name) = source.as_str() else {
+            self.error(
+                doc,
+                &format!("{pointer}/_config"),
+                "_config: expected the name of a _plugin_configs entry".into(),
+            );
+            return;
+        };
+        let Some(shared) = self.content.plugin_configs.get(name) else {
+            self.error(doc, &format!("{pointer}/_config"), format!("_plugin_config {name:?} not found"));
+            return;
+        };
+        let shared = shared.config.clone();
+        match plugin.get_mut("config") {
+            Some(Value::Object(config)) => merge_missing(config, &shared),
+            None | Some(Value::Null) => {
+                plugin.insert("config".into(), Value::Object(shared));
+            }
+            Some(_) => {}
+        }
     }
 
     /// Top-level references (`service: x`) of an entity, removed from its body.
@@ -305,6 +354,7 @@ impl Flattener<'_> {
         parent: Option<(&'static str, usize)>,
     ) {
         for (p, mut plugin) in nested {
+            self.shared_config(doc, &p, &mut plugin);
             let mut refs = Vec::new();
             if let Some((field, index)) = parent {
                 // A nested plugin belongs to its parent; other scopes may still be named (route and consumer).
@@ -381,6 +431,18 @@ impl Flattener<'_> {
                 self.push(EntityKind::KeyAuth, item.doc, p, key, vec![("consumer", Ref::Parent(index))]);
             }
         }
+        // Kong's DB-less form: credentials at the top level, naming their consumer.
+        for (key, kind) in [("acls", EntityKind::Acl), ("keyauth_credentials", EntityKind::KeyAuth)] {
+            for item in content.items(key) {
+                let mut body = item.body.clone();
+                let refs = self.top_refs(item.doc, &item.pointer, &mut body, &["consumer"]);
+                if refs.is_empty() {
+                    self.error(item.doc, &item.pointer, format!("{key}: a top-level credential needs its consumer"));
+                    continue;
+                }
+                self.push(kind, item.doc, item.pointer.clone(), body, refs);
+            }
+        }
         for item in content.items("plugins") {
             self.plugins(item.doc, vec![(item.pointer.clone(), item.body.clone())], None);
         }
@@ -408,6 +470,19 @@ impl Flattener<'_> {
             self.push(EntityKind::CaCertificate, item.doc, item.pointer.clone(), item.body.clone(), Vec::new());
         }
         (self.out, self.errors)
+    }
+}
+
+/// Fills `dst` with what `src` has and it lacks, recursing into records both have (decK's `mergePluginConfig`).
+fn merge_missing(dst: &mut Map<String, Value>, src: &Map<String, Value>) {
+    for (k, v) in src {
+        match (dst.get_mut(k), v) {
+            (None, _) => {
+                dst.insert(k.clone(), v.clone());
+            }
+            (Some(Value::Object(d)), Value::Object(s)) => merge_missing(d, s),
+            _ => {}
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 //! ordering: how many fields the route sets, plain hosts only, number of headers, regex paths over prefixes, then
 //! `regex_priority` (regex routes only), then the longest path. A route with several paths competes once per path.
 //!
-//! Regex paths run on the `regex` crate's linear-time engine, so no path can make matching blow up.
+//! Regex paths run on the `regex` crate's linear-time engine, so no path can make matching blow up; they are read
+//! as Kong's PCRE router reads them (literal braces, named groups) by `model`'s `route_regex`, which the entity
+//! validation uses too.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -230,11 +232,8 @@ impl Router {
                     None => (None, false, 0),
                     Some(p) => match p.strip_prefix('~') {
                         Some(pattern) => {
-                            let re = Regex::new(&format!("^(?:{pattern})")).map_err(|e| RouterError {
-                                route: route.id,
-                                pattern: p.clone(),
-                                error: e.to_string(),
-                            })?;
+                            let re = gatehouse_model::gateway::route_regex::compile(pattern)
+                                .map_err(|error| RouterError { route: route.id, pattern: p.clone(), error })?;
                             (Some(PathRule::Regex(re)), true, pattern.len())
                         }
                         None => (Some(PathRule::Prefix(p.clone())), false, p.len()),

@@ -759,17 +759,15 @@ fn check_plain_path(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Route paths: a prefix (`/…`) or a regex (`~/…`) that the linear-time engine accepts (no backreferences or
-/// look-around: a path can never make the router take exponential time).
+/// Route paths: a prefix (`/…`) or a regex (`~/…`) read as Kong's PCRE router reads it, that the linear-time
+/// engine accepts (no backreferences or look-around: a path can never make the router take exponential time).
 fn check_route_path(v: &Value) -> Result<(), String> {
     let s = v.as_str().unwrap_or("");
     if let Some(pattern) = s.strip_prefix('~') {
         if !pattern.starts_with('/') {
             return Err("should start with: / (fixed path) or ~/ (regex path)".into());
         }
-        return regex::Regex::new(&format!("^(?:{pattern})")).map(|_| ()).map_err(|e| {
-            format!("invalid regex: '{pattern}' ({})", e.to_string().lines().last().unwrap_or("syntax error").trim())
-        });
+        return super::route_regex::compile(pattern).map(|_| ());
     }
     if !s.starts_with('/') {
         return Err("should start with: / (fixed path) or ~/ (regex path)".into());
