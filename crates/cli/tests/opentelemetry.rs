@@ -187,10 +187,17 @@ async fn an_introspected_requests_spans_reach_the_collector_linked_to_the_caller
     assert_eq!(res.headers()["x-trace-id"], INCOMING_TRACE);
 
     let spans = collector
-        .wait_for("the request's four spans", |spans| {
-            ["kong", "kong.balancer", "kong.access.plugin.oauth2-introspection", "kong.internal.request"]
-                .iter()
-                .all(|n| spans.iter().any(|s| s.name == *n))
+        .wait_for("the request's six spans", |spans| {
+            [
+                "kong",
+                "kong.router",
+                "kong.balancer",
+                "kong.access.plugin.oauth2-introspection",
+                "kong.internal.request",
+                "kong.header_filter.plugin.opentelemetry",
+            ]
+            .iter()
+            .all(|n| spans.iter().any(|s| s.name == *n))
         })
         .await;
     assert!(spans.iter().all(|s| hex(&s.trace_id) == INCOMING_TRACE), "one trace, the caller's");
@@ -215,6 +222,10 @@ async fn an_introspected_requests_spans_reach_the_collector_linked_to_the_caller
     assert!(root.start_time_unix_nano <= plugin_span.start_time_unix_nano);
     assert!(plugin_span.end_time_unix_nano <= balancer.start_time_unix_nano, "authentication before the call");
     assert!(balancer.end_time_unix_nano <= root.end_time_unix_nano);
+    let (router, header_filter) = (span("kong.router"), span("kong.header_filter.plugin.opentelemetry"));
+    assert_eq!((&router.parent_span_id, &header_filter.parent_span_id), (&root.span_id, &root.span_id));
+    assert!(router.end_time_unix_nano <= plugin_span.start_time_unix_nano, "routing before authentication");
+    assert!(balancer.end_time_unix_nano <= header_filter.start_time_unix_nano, "the response head after the call");
 
     // The upstream's parent is the balancer span, in the caller's trace.
     let upstream = seen.lock().unwrap().last().cloned().unwrap();
@@ -230,6 +241,75 @@ async fn an_introspected_requests_spans_reach_the_collector_linked_to_the_caller
     assert_eq!(request.resource_spans[0].scope_spans[0].scope.as_ref().unwrap().name, "kong-internal");
 }
 
+/// The IdP calls of `openid-connect` (discovery and JWKS, on first use) and `upstream-oauth` (the token
+/// endpoint) are `kong.internal.request` spans under the plugin phase that made them, with Kong's attributes; a
+/// second request finds both cached and calls nobody.
+#[tokio::test]
+async fn openid_connect_and_upstream_oauth_idp_calls_are_spans_under_their_plugins() {
+    let node = TestNode::start().await;
+    let t = node.tutorial_setup("RS256").await;
+    traced_route(&node).await;
+    let (collector, endpoint) = Collector::start(Mode::Accept).await;
+    node.admin_ok(
+        Method::POST,
+        "/routes/traced/plugins",
+        json!({"name": "openid-connect", "config": {"issuer": t.issuer, "auth_methods": ["bearer"],
+            "audience": ["http://myhttpbin.dev"]}}),
+    )
+    .await;
+    node.admin_ok(
+        Method::POST,
+        "/routes/traced/plugins",
+        json!({"name": "upstream-oauth", "config": {"oauth": {"token_endpoint": format!("{}/oauth/token", t.issuer),
+            "client_id": t.client_id, "client_secret": t.client_secret, "scopes": ["my-scope"]}}}),
+    )
+    .await;
+    node.admin_ok(Method::POST, "/plugins", opentelemetry(&endpoint, json!({"sampling_rate": 0}))).await;
+    node.wait_config().await;
+    let (status, token) = node.token(&t.issuer, &t.client_id, &t.client_secret, Some("my-scope")).await;
+    assert_eq!(status, StatusCode::OK, "{token}");
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let traced = |trace: &str| {
+        http.get(format!("{}/traced", node.proxy_url()))
+            .bearer_auth(&token)
+            .header("traceparent", format!("00-{trace}-{INCOMING_SPAN}-01"))
+            .send()
+    };
+    assert_eq!(traced(INCOMING_TRACE).await.unwrap().status(), StatusCode::OK);
+    let spans = collector.wait_for("the first request's spans", |spans| spans.iter().any(|s| s.name == "kong")).await;
+    let span = |name: &str| spans.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("{:?}", names(&spans)));
+    let (oidc, upstream_oauth) = (span("kong.access.plugin.openid-connect"), span("kong.access.plugin.upstream-oauth"));
+    let calls_under = |parent: &Span| -> Vec<(String, String, Option<i64>)> {
+        spans
+            .iter()
+            .filter(|s| s.name == "kong.internal.request" && s.parent_span_id == parent.span_id)
+            .map(|s| {
+                assert!(s.start_time_unix_nano >= parent.start_time_unix_nano, "within the plugin's phase");
+                assert!(s.end_time_unix_nano <= parent.end_time_unix_nano, "within the plugin's phase");
+                let text = |k| string_attribute(&s.attributes, k).unwrap().to_owned();
+                (text("http.method"), text("http.url"), int_attribute(&s.attributes, "http.status_code"))
+            })
+            .collect()
+    };
+    let oidc_calls = calls_under(oidc);
+    assert_eq!(oidc_calls.len(), 2, "discovery, then the JWKS: {oidc_calls:?}");
+    assert_eq!(oidc_calls[0], ("GET".into(), format!("{}/.well-known/openid-configuration", t.issuer), Some(200)));
+    assert_eq!((oidc_calls[1].0.as_str(), oidc_calls[1].2), ("GET", Some(200)), "{oidc_calls:?}");
+    assert_eq!(calls_under(upstream_oauth), [("POST".into(), format!("{}/oauth/token", t.issuer), Some(200))]);
+    assert_eq!(spans.iter().filter(|s| s.name == "kong.internal.request").count(), 3, "no other call");
+
+    let second = "0af7651916cd43dd8448eb211c80319c";
+    assert_eq!(traced(second).await.unwrap().status(), StatusCode::OK);
+    let spans = collector
+        .wait_for("the second request's spans", |spans| {
+            spans.iter().any(|s| s.name == "kong" && hex(&s.trace_id) == second)
+        })
+        .await;
+    let calls = spans.iter().filter(|s| hex(&s.trace_id) == second && s.name == "kong.internal.request").count();
+    assert_eq!(calls, 0, "keys and token cached: no call, no span");
+}
+
 /// At `sampling_rate` 0 nothing is exported: a last request sampled by its caller arrives alone.
 #[tokio::test]
 async fn sampling_rate_zero_exports_nothing() {
@@ -243,11 +323,32 @@ async fn sampling_rate_zero_exports_nothing() {
     for _ in 0..50 {
         assert_eq!(http.get(&url).send().await.unwrap().status(), StatusCode::OK);
     }
-    assert!(seen.lock().unwrap().iter().all(|s| s.header("traceparent").is_empty()), "unsampled: nothing injected");
+    // As Kong, an unsampled request still propagates a trace: a new trace id each, the sampled flag off.
+    let sent: Vec<String> = seen.lock().unwrap().iter().map(|s| s.header("traceparent").concat()).collect();
+    assert_eq!(sent.len(), 50);
+    let mut trace_ids: Vec<&str> = sent
+        .iter()
+        .map(|t| {
+            assert!(t.len() == 55 && t.starts_with("00-") && t.ends_with("-00"), "{t}");
+            &t[3..35]
+        })
+        .collect();
+    trace_ids.sort_unstable();
+    trace_ids.dedup();
+    assert_eq!(trace_ids.len(), 50, "one trace per request");
+    let unsampled_parent = format!("00-{INCOMING_TRACE}-{INCOMING_SPAN}-00");
+    assert_eq!(http.get(&url).header("traceparent", unsampled_parent).send().await.unwrap().status(), StatusCode::OK);
+    let sent = seen.lock().unwrap().last().unwrap().header("traceparent").concat();
+    assert!(sent.starts_with(&format!("00-{INCOMING_TRACE}-")) && sent.ends_with("-00"), "the caller's trace: {sent}");
+    assert!(!sent.contains(INCOMING_SPAN), "under the gateway's span id");
     let marker = format!("00-{INCOMING_TRACE}-{INCOMING_SPAN}-01");
     assert_eq!(http.get(&url).header("traceparent", marker).send().await.unwrap().status(), StatusCode::OK);
-    let spans = collector.wait_for("the marker's spans", |spans| spans.len() >= 2).await;
-    assert_eq!(names(&spans), ["kong", "kong.balancer"], "the sampled request's spans only");
+    let spans = collector.wait_for("the marker's spans", |spans| spans.len() >= 4).await;
+    assert_eq!(
+        names(&spans),
+        ["kong", "kong.balancer", "kong.router", "kong.header_filter.plugin.opentelemetry"],
+        "the sampled request's spans only"
+    );
     assert!(spans.iter().all(|s| hex(&s.trace_id) == INCOMING_TRACE));
 }
 
@@ -271,12 +372,12 @@ async fn a_refusing_collector_costs_failed_spans_only() {
     for _ in 0..20 {
         assert_eq!(http.get(&url).send().await.unwrap().status(), StatusCode::OK);
     }
-    // Two spans a request (the request, the upstream call).
+    // Four spans a request (the request, routing, the upstream call, the plugin's `header_filter`).
     let started = tokio::time::Instant::now();
     loop {
         let text = scrape(&node).await;
         let (failed, dropped) = (spans_counted(&text, "failed"), spans_counted(&text, "dropped"));
-        if failed + dropped == 40 {
+        if failed + dropped == 80 {
             assert!(failed > 0, "{text}");
             assert_eq!(spans_counted(&text, "exported"), 0);
             break;
@@ -288,7 +389,7 @@ async fn a_refusing_collector_costs_failed_spans_only() {
 }
 
 /// A collector that accepts an export and never answers: while it holds the export, requests keep being proxied
-/// and their spans are dropped once `max_entries` are queued; nothing else grows.
+/// and the oldest queued spans are dropped once `max_entries` are queued; nothing else grows.
 #[tokio::test]
 async fn a_hanging_collector_costs_dropped_spans_only() {
     let node = TestNode::start().await;
@@ -314,9 +415,9 @@ async fn a_hanging_collector_costs_dropped_spans_only() {
     assert_eq!(collector.exports().len(), 1, "one export at a time, and it is still held");
     let text = scrape(&node).await;
     let dropped = spans_counted(&text, "dropped");
-    // Two spans a request. The first request's 2 are being sent and still count against the bound of 6, so the
-    // next 2 requests' 4 spans wait and the other 98 requests' spans were dropped.
-    assert_eq!(dropped, 196, "{text}");
+    // Four spans a request (`kong`, `kong.balancer`, `kong.router`, the plugin's `header_filter`), 404 in all.
+    // The first batch (2 spans) is being sent; the queue keeps the newest 6 and drops the oldest, as Kong's does.
+    assert_eq!(dropped, 404 - 2 - 6, "{text}");
     promtool_check(&text);
     assert_eq!(spans_counted(&text, "exported") + spans_counted(&text, "failed"), 0);
 }

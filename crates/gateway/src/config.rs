@@ -78,6 +78,7 @@ fn route(r: &snapshot::Route) -> (Arc<RouteConfig>, RouteRules) {
         preserve_host: r.preserve_host,
         https_redirect_status_code: r.https_redirect_status_code,
         request_buffering: r.request_buffering,
+        prometheus: Default::default(),
     };
     let rules = RouteRules {
         hosts: r.hosts.clone(),

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use http::Response;
 use http_body_util::Full;
 use smallvec::SmallVec;
+use tokio::time::Instant;
 
 use crate::config::Compiled;
 use crate::consumers::Consumer;
@@ -121,13 +122,19 @@ pub async fn access<'c>(
         if !def.phases.access {
             continue;
         }
-        if let Some(trace) = ctx.trace.as_mut() {
-            trace.start_phase("access", def.info.name);
-        }
-        let flow = plugin.access(ctx).await;
-        if let Some(trace) = ctx.trace.as_mut() {
-            trace.end_phase();
-        }
+        let flow = match ctx.trace.as_mut() {
+            None => plugin.access(ctx).await,
+            Some(trace) => {
+                trace.start_phase("access", def.info.name);
+                // The IdP calls the plugin makes (discovery, keys, tokens) become spans under its phase.
+                let (flow, calls) = crate::trace::with_calls(plugin.access(ctx)).await;
+                if let Some(trace) = ctx.trace.as_mut() {
+                    trace.add_calls(&calls);
+                    trace.end_phase();
+                }
+                flow
+            }
+        };
         if let Flow::Respond(response) = flow {
             // Kong keeps collecting the rest of the plugins after an exit (their `access` is skipped) and runs
             // their `log`: that is how `prometheus` (priority 13) counts `key-auth`'s 401s. Only `log` plugins
@@ -145,13 +152,27 @@ pub async fn access<'c>(
     None
 }
 
-/// `response`: the plugins whose `access` ran, in the same order.
-pub fn response(ran: &[Ran<'_>], ctx: &mut ResponseContext<'_>) {
+/// A traced request's `header_filter` phases: plugin and when it started and ended.
+pub type HeaderFilterSpans = SmallVec<[(&'static str, Instant, Instant); 2]>;
+
+/// `response`: the plugins whose `access` ran, in the same order. When the request is traced, each plugin's phase
+/// is timed (Kong's `kong.header_filter.plugin.<name>`); the caller adds them to the trace once `ctx` is done
+/// with it (plugins see the trace read-only here).
+pub fn response(ran: &[Ran<'_>], ctx: &mut ResponseContext<'_>) -> HeaderFilterSpans {
+    let mut timed = HeaderFilterSpans::new();
+    let traced = ctx.trace.is_some();
     for (def, plugin) in ran {
         if def.phases.response {
-            plugin.response(ctx);
+            if traced {
+                let start = Instant::now();
+                plugin.response(ctx);
+                timed.push((def.info.name, start, Instant::now()));
+            } else {
+                plugin.response(ctx);
+            }
         }
     }
+    timed
 }
 
 /// For a request that ended before the access phase (no route, a bad request, HTTPS required), the instances

@@ -26,6 +26,8 @@ pub struct RouteConfig {
     /// Whether a body of unknown length is read (up to the inspected-body limit) before the request goes
     /// upstream, so that a broken body is refused before anything is sent.
     pub request_buffering: bool,
+    /// The `prometheus` plugin's handles to this route's series, made on its first recorded request.
+    pub prometheus: crate::plugins::prometheus::RouteSeriesCell,
 }
 
 #[derive(Debug, Clone)]

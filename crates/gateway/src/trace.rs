@@ -9,6 +9,7 @@
 //! taken as `Instant`s and turned into wall time once, when the spans are exported.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::{Span as ProtoSpan, Status, span, status};
@@ -117,13 +118,7 @@ impl Trace {
 
     /// The W3C `traceparent` sent upstream: this trace, the balancer span as parent, sampled.
     pub fn traceparent(&self) -> String {
-        let mut out = String::with_capacity(55);
-        out.push_str("00-");
-        hex(&self.trace_id, &mut out);
-        out.push('-');
-        hex(&self.balancer, &mut out);
-        out.push_str("-01");
-        out
+        String::from_utf8_lossy(&traceparent(&self.trace_id, &self.balancer, true)).into_owned()
     }
 
     pub fn trace_id_hex(&self) -> String {
@@ -151,6 +146,38 @@ impl Trace {
                 attributes: Vec::new(),
                 error: false,
             });
+        }
+    }
+
+    /// A plugin phase that ran outside [`Trace::start_phase`] (`header_filter`, whose plugins see the trace
+    /// read-only), timed by the phase runner.
+    pub fn phase(&mut self, phase: &'static str, plugin: &'static str, start: Instant, end: Instant) {
+        self.spans.push(Recorded {
+            id: new_span_id(),
+            parent: self.root,
+            name: Cow::Owned(format!("kong.{phase}.plugin.{plugin}")),
+            kind: Kind::Internal,
+            start,
+            end,
+            attributes: Vec::new(),
+            error: false,
+        });
+    }
+
+    /// Routing (`kong.router`), timed by the proxy before the trace existed.
+    pub fn router(&mut self, start: Instant, end: Instant) {
+        let (id, parent) = (new_span_id(), self.root);
+        let name = Cow::Borrowed("kong.router");
+        let (kind, attributes, error) = (Kind::Internal, Vec::new(), false);
+        self.spans.push(Recorded { id, parent, name, kind, start, end, attributes, error });
+    }
+
+    /// The calls collected by [`with_calls`] while the current plugin phase ran, as `kong.internal.request`
+    /// spans under it.
+    pub fn add_calls(&mut self, calls: &Calls) {
+        let taken = std::mem::take(&mut *calls.0.lock().unwrap_or_else(|p| p.into_inner()));
+        for call in taken {
+            self.internal_request(call.start, call.end, call.attributes, call.error);
         }
     }
 
@@ -241,6 +268,58 @@ impl Trace {
     }
 }
 
+tokio::task_local! {
+    /// The calls to other services that the running plugin phase makes, while its request is traced.
+    static CALLS: Arc<Calls>;
+}
+
+/// Calls to other services made by a traced plugin phase, from code that has no access to the request's
+/// [`Trace`] (IdP clients shared by many requests: discovery, JWKS, token endpoints). The phase runner sets a
+/// task-local [`Calls`] around a traced request's plugin phase ([`with_calls`]); an HTTP client reports into it
+/// with [`record_call`], and the runner moves what was reported into the trace as `kong.internal.request` spans
+/// (Kong's `http_client` instrumentation). An untraced request sets nothing, and a client's report is then one
+/// failed task-local lookup. A call made by a task of its own (a background refresh) belongs to no request.
+#[derive(Debug, Default)]
+pub struct Calls(std::sync::Mutex<Vec<Call>>);
+
+#[derive(Debug)]
+struct Call {
+    start: Instant,
+    end: Instant,
+    attributes: Vec<KeyValue>,
+    error: bool,
+}
+
+/// Runs `phase` with a task-local [`Calls`] that the calls it makes report into; returns them with its output.
+pub async fn with_calls<F: std::future::Future>(phase: F) -> (F::Output, Arc<Calls>) {
+    let calls = Arc::new(Calls::default());
+    let output = CALLS.scope(calls.clone(), phase).await;
+    (output, calls)
+}
+
+/// Whether the current task runs a traced plugin phase: a client times its call only then.
+pub fn recording_calls() -> bool {
+    CALLS.try_with(|_| ()).is_ok()
+}
+
+/// Reports a call to another service (Kong's `kong.internal.request` attributes: method, URL, flavor, and the
+/// status when an answer came); nothing when the current task runs no traced plugin phase.
+pub fn record_call(method: &str, url: &dyn std::fmt::Display, (start, end): (Instant, Instant), status: Option<u16>) {
+    let _ = CALLS.try_with(|calls| {
+        let mut attributes = vec![
+            attribute("http.method", string_value(method)),
+            attribute("http.url", string_value(url.to_string())),
+            attribute("http.flavor", string_value("1.1")),
+        ];
+        if let Some(status) = status {
+            attributes.push(attribute("http.status_code", int_value(i64::from(status))));
+        }
+        // Kong records an error when no answer came; a refusal (4xx/5xx) is an answer.
+        let call = Call { start, end, attributes, error: status.is_none() };
+        calls.0.lock().unwrap_or_else(|p| p.into_inner()).push(call);
+    });
+}
+
 /// OTLP's span flags: W3C's sampled flag (every exported span is sampled), and whether the parent is known to be
 /// in another process (bit 8: known; bit 9: remote), which only the root span's caller is.
 fn span_flags(remote_parent: bool) -> u32 {
@@ -248,6 +327,22 @@ fn span_flags(remote_parent: bool) -> u32 {
     const HAS_IS_REMOTE: u32 = 0x100;
     const IS_REMOTE: u32 = 0x200;
     SAMPLED | HAS_IS_REMOTE | if remote_parent { IS_REMOTE } else { 0 }
+}
+
+/// A W3C `traceparent` (version 00) on the stack: what goes upstream, sampled or not (Kong propagates the trace
+/// id of a request it does not record too, with the sampled flag off).
+pub fn traceparent(trace_id: &TraceId, span_id: &SpanId, sampled: bool) -> [u8; 55] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [b'-'; 55];
+    out[..2].copy_from_slice(b"00");
+    for (i, b) in trace_id.iter().chain(span_id.iter()).enumerate() {
+        // The trace id's 32 digits from byte 3, then the span id's 16 from byte 36.
+        let at = if i < 16 { 3 + 2 * i } else { 36 + 2 * (i - 16) };
+        out[at] = DIGITS[usize::from(b >> 4)];
+        out[at + 1] = DIGITS[usize::from(b & 0xf)];
+    }
+    out[53..].copy_from_slice(if sampled { b"01" } else { b"00" });
+    out
 }
 
 fn hex(bytes: &[u8], out: &mut String) {
@@ -341,5 +436,45 @@ mod tests {
         assert!(spans.iter().all(|s| s.trace_id == trace.trace_id.to_vec()));
         assert!(spans[0].start_time_unix_nano >= 1_700_000_000_000_000_000);
         assert!(spans.iter().all(|s| s.end_time_unix_nano >= s.start_time_unix_nano));
+    }
+
+    #[test]
+    fn a_traceparent_is_written_as_w3c_reads_it() {
+        let (trace, span) = (new_trace_id(), new_span_id());
+        for sampled in [true, false] {
+            let written = traceparent(&trace, &span, sampled);
+            assert_eq!(parse_traceparent(&written), Some((trace, span, sampled)));
+        }
+        let known = traceparent(&[0xab; 16], &[0x01; 8], false);
+        assert_eq!(&known[..], b"00-abababababababababababababababab-0101010101010101-00");
+    }
+
+    /// Calls reported inside [`with_calls`] become `kong.internal.request` spans under the phase that ran; outside
+    /// it (an untraced request, a background task) a report does nothing.
+    #[tokio::test]
+    async fn calls_reported_in_a_traced_phase_become_its_children() {
+        record_call("GET", &"http://idp.test/x", (Instant::now(), Instant::now()), Some(200));
+        assert!(!recording_calls());
+        let mut trace = Trace::new(new_trace_id(), None, Instant::now(), 1_700_000_000_000_000, Vec::new());
+        trace.start_phase("access", "openid-connect");
+        let ((), calls) = with_calls(async {
+            assert!(recording_calls());
+            let start = Instant::now();
+            record_call("GET", &"http://idp.test/.well-known/openid-configuration", (start, Instant::now()), Some(200));
+            record_call("POST", &"http://idp.test/token", (start, Instant::now()), None);
+        })
+        .await;
+        trace.add_calls(&calls);
+        trace.end_phase();
+        let spans = trace.finish(Instant::now(), 200);
+        let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["kong", "kong.internal.request", "kong.internal.request", "kong.access.plugin.openid-connect"]
+        );
+        assert!(spans[1..3].iter().all(|s| s.parent_span_id == spans[3].span_id), "under the plugin's phase");
+        let url = |s: &ProtoSpan| s.attributes.iter().find(|a| a.key == "http.url").cloned();
+        assert_eq!(url(&spans[2]), Some(attribute("http.url", string_value("http://idp.test/token"))));
+        assert!(spans[1].status.is_none() && spans[2].status.is_some(), "no answer is an error");
     }
 }

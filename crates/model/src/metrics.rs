@@ -1,11 +1,13 @@
 //! Metric families in the Prometheus text exposition format, recorded without locks and rendered at scrape time.
 //!
-//! A family ([`CounterVec`], [`HistogramVec`]) keeps its series in a lock-free map keyed by label values: the hot
-//! path hashes a few short strings, finds the series and adds to its atomics; only the first request with new
-//! label values allocates. Each family holds at most [`MAX_SERIES`] series, so labels built from request data can
+//! A family ([`CounterVec`], [`HistogramVec`]) keeps its series in a lock-free map keyed by label values: a
+//! recording hashes a few short strings, finds the series and adds to its atomics; only the first request with new
+//! label values allocates. A hot path whose labels are known ahead (the `prometheus` plugin, per route) resolves a
+//! series once into a handle ([`Counter`], [`HistogramSeries`]) and records with atomics alone. Each family holds at most [`MAX_SERIES`] series, so labels built from request data can
 //! never grow memory without bound: past it new label sets are dropped (and counted in `dropped`).
 //!
-//! Families render themselves (`# HELP`, `# TYPE`, then one line per series, sorted so scrapes are stable). The
+//! Families render themselves (`# HELP`, `# TYPE`, then one line per series, sorted so scrapes are stable), from
+//! label text each series rendered once when it was made, into the caller's one buffer. The
 //! status listener concatenates whatever families the node has: Kong's (the gateway's `prometheus` plugin) and
 //! Gatehouse's own ([`gatehouse::GatehouseMetrics`]).
 //!
@@ -17,6 +19,7 @@ pub mod gatehouse;
 
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The most series one family keeps. Kong's labels are bounded by configuration (services, routes, status codes,
@@ -59,38 +62,71 @@ fn hash_values<'a, H: Hasher>(values: impl Iterator<Item = &'a str>, state: &mut
     }
 }
 
-/// A family's series map and its bound.
+/// One series: its label pairs rendered once, when it is made (`a="x",b="y"`, escaped, without the braces), and
+/// its value. A scrape copies the rendered text instead of escaping and formatting every label again.
+#[derive(Debug)]
+struct Entry<V> {
+    rendered: Box<str>,
+    value: V,
+}
+
+/// A family's series map and its bound. Entries are reference-counted so that a caller can keep a series'
+/// handle ([`Counter`], [`HistogramSeries`]) and record into it without a lookup; series are never removed, so a
+/// handle and the map always point at the same values.
 #[derive(Debug)]
 struct Series<V> {
-    map: papaya::HashMap<Labels, V, Hasher_>,
+    names: &'static [&'static str],
+    map: papaya::HashMap<Labels, Arc<Entry<V>>, Hasher_>,
     dropped: AtomicU64,
 }
 
 impl<V> Series<V> {
-    fn new() -> Self {
-        Self { map: papaya::HashMap::with_hasher(Hasher_::default()), dropped: AtomicU64::new(0) }
+    fn new(names: &'static [&'static str]) -> Self {
+        Self { names, map: papaya::HashMap::with_hasher(Hasher_::default()), dropped: AtomicU64::new(0) }
     }
 
     /// Runs `f` on the series for `values`, made with `make` when missing; nothing when the family is full.
     fn with(&self, values: &[&str], make: impl FnOnce() -> V, f: impl FnOnce(&V)) {
         let map = self.map.pin();
         if let Some(series) = map.get(&LabelsRef(values)) {
-            f(series);
-        } else if map.len() < MAX_SERIES {
-            let key = Labels(values.iter().map(|v| Box::<str>::from(*v)).collect());
-            f(map.get_or_insert_with(key, make));
-        } else {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            f(&series.value);
+        } else if let Some(series) = self.insert(&map, values, make) {
+            f(&series.value);
         }
     }
 
-    /// Every series as its rendered label set (`{a="x",b="y"}` without the braces), sorted.
-    fn sorted<T>(&self, names: &[&str], value: impl Fn(&V) -> T) -> Vec<(String, T)> {
+    /// The series for `values`, made when missing; `None` (counted as dropped) when the family is full.
+    fn entry(&self, values: &[&str], make: impl FnOnce() -> V) -> Option<Arc<Entry<V>>> {
         let map = self.map.pin();
-        let mut rows: Vec<(String, T)> =
-            map.iter().map(|(labels, v)| (label_pairs(names, &labels.0), value(v))).collect();
-        rows.sort_by(|a, b| a.0.cmp(&b.0));
-        rows
+        match map.get(&LabelsRef(values)) {
+            Some(series) => Some(series.clone()),
+            None => self.insert(&map, values, make).cloned(),
+        }
+    }
+
+    fn insert<'g>(
+        &self,
+        map: &'g papaya::HashMapRef<'_, Labels, Arc<Entry<V>>, Hasher_, impl papaya::Guard>,
+        values: &[&str],
+        make: impl FnOnce() -> V,
+    ) -> Option<&'g Arc<Entry<V>>> {
+        if map.len() >= MAX_SERIES {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let key = Labels(values.iter().map(|v| Box::<str>::from(*v)).collect());
+        let make = || Arc::new(Entry { rendered: label_pairs(self.names, values).into_boxed_str(), value: make() });
+        Some(map.get_or_insert_with(key, make))
+    }
+
+    /// Every series, sorted by its rendered labels (unique per series), for `f`, within one pin of the map.
+    fn each_sorted(&self, mut f: impl FnMut(&str, &V)) {
+        let map = self.map.pin();
+        let mut rows: Vec<&Entry<V>> = map.values().map(|e| &**e).collect();
+        rows.sort_unstable_by(|a, b| a.rendered.cmp(&b.rendered));
+        for row in rows {
+            f(&row.rendered, &row.value);
+        }
     }
 
     fn len(&self) -> usize {
@@ -99,7 +135,7 @@ impl<V> Series<V> {
 }
 
 /// `name="value",…` with the exposition format's escapes.
-fn label_pairs(names: &[&str], values: &[Box<str>]) -> String {
+fn label_pairs(names: &[&str], values: &[&str]) -> String {
     let mut out = String::new();
     for (i, (name, value)) in names.iter().zip(values.iter()).enumerate() {
         if i > 0 {
@@ -125,6 +161,33 @@ pub fn escape_into(value: &str, out: &mut String) {
     }
 }
 
+/// `n` in decimal, without the formatting machinery (a scrape writes tens of thousands of them).
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // ASCII digits only.
+    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+}
+
+/// `name{labels}` (`name` alone without labels), the start of a sample line.
+fn push_series(out: &mut String, name: &str, suffix: &str, labels: &str) {
+    out.push_str(name);
+    out.push_str(suffix);
+    if !labels.is_empty() {
+        out.push('{');
+        out.push_str(labels);
+        out.push('}');
+    }
+}
+
 /// `# HELP` and `# TYPE` lines.
 pub fn header(out: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
@@ -136,18 +199,28 @@ pub fn header(out: &mut String, name: &str, help: &str, kind: &str) {
 pub struct CounterVec {
     name: &'static str,
     help: &'static str,
-    labels: &'static [&'static str],
     series: Series<AtomicU64>,
+}
+
+/// One series of a [`CounterVec`], resolved once: adding to it is one atomic add, no hashing.
+#[derive(Debug, Clone)]
+pub struct Counter(Arc<Entry<AtomicU64>>);
+
+impl Counter {
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.value.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 impl CounterVec {
     pub fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
-        Self { name, help, labels, series: Series::new() }
+        Self { name, help, series: Series::new(labels) }
     }
 
     /// Adds `n` to the series for `values` (one per label name, in order).
     pub fn add(&self, values: &[&str], n: u64) {
-        debug_assert_eq!(values.len(), self.labels.len(), "{}", self.name);
+        debug_assert_eq!(values.len(), self.series.names.len(), "{}", self.name);
         self.series.with(
             values,
             || AtomicU64::new(0),
@@ -157,9 +230,16 @@ impl CounterVec {
         );
     }
 
+    /// The series for `values`, made now if missing (it renders from now on, with 0 until added to), to add to
+    /// later without a lookup; `None` when the family is full.
+    pub fn series(&self, values: &[&str]) -> Option<Counter> {
+        debug_assert_eq!(values.len(), self.series.names.len(), "{}", self.name);
+        self.series.entry(values, || AtomicU64::new(0)).map(Counter)
+    }
+
     /// The series' value, if it exists.
     pub fn get(&self, values: &[&str]) -> Option<u64> {
-        self.series.map.pin().get(&LabelsRef(values)).map(|c| c.load(Ordering::Relaxed))
+        self.series.map.pin().get(&LabelsRef(values)).map(|c| c.value.load(Ordering::Relaxed))
     }
 
     pub fn len(&self) -> usize {
@@ -177,18 +257,16 @@ impl CounterVec {
 
     /// The family in the exposition format; nothing while it has no series.
     pub fn render(&self, out: &mut String) {
-        let rows = self.series.sorted(self.labels, |c| c.load(Ordering::Relaxed));
-        if rows.is_empty() {
+        if self.series.len() == 0 {
             return;
         }
         header(out, self.name, self.help, "counter");
-        for (labels, value) in rows {
-            if labels.is_empty() {
-                let _ = writeln!(out, "{} {value}", self.name);
-            } else {
-                let _ = writeln!(out, "{}{{{labels}}} {value}", self.name);
-            }
-        }
+        self.series.each_sorted(|labels, count| {
+            push_series(out, self.name, "", labels);
+            out.push(' ');
+            push_u64(out, count.load(Ordering::Relaxed));
+            out.push('\n');
+        });
     }
 }
 
@@ -201,14 +279,50 @@ struct Histogram {
     sum: AtomicU64,
 }
 
+impl Histogram {
+    fn new(bounds: &[f64]) -> Self {
+        Self {
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum: AtomicU64::new(0f64.to_bits()),
+        }
+    }
+
+    fn observe(&self, bounds: &[f64], value: f64) {
+        let bucket = bounds.iter().position(|b| value <= *b).unwrap_or(bounds.len());
+        if let Some(b) = self.buckets.get(bucket) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let _ = self
+            .sum
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| Some((f64::from_bits(bits) + value).to_bits()));
+    }
+}
+
 /// A histogram family with fixed upper bounds (the `+Inf` bucket is implied).
 #[derive(Debug)]
 pub struct HistogramVec {
     name: &'static str,
     help: &'static str,
-    labels: &'static [&'static str],
     bounds: &'static [f64],
+    /// Each bucket's `le="…"` pair, formatted once.
+    le: Box<[Box<str>]>,
     series: Series<Histogram>,
+}
+
+/// One series of a [`HistogramVec`], resolved once: observing is a bucket search and three atomic updates.
+#[derive(Debug, Clone)]
+pub struct HistogramSeries {
+    bounds: &'static [f64],
+    entry: Arc<Entry<Histogram>>,
+}
+
+impl HistogramSeries {
+    #[inline]
+    pub fn observe(&self, value: f64) {
+        self.entry.value.observe(self.bounds, value);
+    }
 }
 
 impl HistogramVec {
@@ -218,31 +332,31 @@ impl HistogramVec {
         labels: &'static [&'static str],
         bounds: &'static [f64],
     ) -> Self {
-        Self { name, help, labels, bounds, series: Series::new() }
+        let le = bounds
+            .iter()
+            .map(|b| format!("le=\"{b}\""))
+            .chain(std::iter::once("le=\"+Inf\"".to_owned()))
+            .map(String::into_boxed_str)
+            .collect();
+        Self { name, help, bounds, le, series: Series::new(labels) }
     }
 
     pub fn observe(&self, values: &[&str], value: f64) {
-        debug_assert_eq!(values.len(), self.labels.len(), "{}", self.name);
-        let bucket = self.bounds.iter().position(|b| value <= *b).unwrap_or(self.bounds.len());
-        let make = || Histogram {
-            buckets: (0..=self.bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            count: AtomicU64::new(0),
-            sum: AtomicU64::new(0f64.to_bits()),
-        };
-        self.series.with(values, make, |h| {
-            if let Some(b) = h.buckets.get(bucket) {
-                b.fetch_add(1, Ordering::Relaxed);
-            }
-            h.count.fetch_add(1, Ordering::Relaxed);
-            let _ = h.sum.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
-                Some((f64::from_bits(bits) + value).to_bits())
-            });
-        });
+        debug_assert_eq!(values.len(), self.series.names.len(), "{}", self.name);
+        self.series.with(values, || Histogram::new(self.bounds), |h| h.observe(self.bounds, value));
+    }
+
+    /// The series for `values`, made now if missing (it renders from now on, empty until observed), to observe
+    /// into later without a lookup; `None` when the family is full.
+    pub fn series(&self, values: &[&str]) -> Option<HistogramSeries> {
+        debug_assert_eq!(values.len(), self.series.names.len(), "{}", self.name);
+        let entry = self.series.entry(values, || Histogram::new(self.bounds))?;
+        Some(HistogramSeries { bounds: self.bounds, entry })
     }
 
     /// The series' observation count, if it exists.
     pub fn count(&self, values: &[&str]) -> Option<u64> {
-        self.series.map.pin().get(&LabelsRef(values)).map(|h| h.count.load(Ordering::Relaxed))
+        self.series.map.pin().get(&LabelsRef(values)).map(|h| h.value.count.load(Ordering::Relaxed))
     }
 
     pub fn len(&self) -> usize {
@@ -254,34 +368,34 @@ impl HistogramVec {
     }
 
     pub fn render(&self, out: &mut String) {
-        let rows = self.series.sorted(self.labels, |h| {
-            let buckets: Vec<u64> = h.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
-            (buckets, f64::from_bits(h.sum.load(Ordering::Relaxed)))
-        });
-        if rows.is_empty() {
+        if self.series.len() == 0 {
             return;
         }
         header(out, self.name, self.help, "histogram");
         let name = self.name;
-        for (labels, (buckets, sum)) in rows {
-            let sep = if labels.is_empty() { "" } else { "," };
+        self.series.each_sorted(|labels, h| {
             let mut cumulative = 0;
-            for (i, n) in buckets.iter().enumerate() {
-                cumulative += n;
-                match self.bounds.get(i) {
-                    Some(bound) => {
-                        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}");
-                    }
-                    None => {
-                        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}");
-                    }
+            for (bucket, le) in h.buckets.iter().zip(self.le.iter()) {
+                cumulative += bucket.load(Ordering::Relaxed);
+                out.push_str(name);
+                out.push_str("_bucket{");
+                out.push_str(labels);
+                if !labels.is_empty() {
+                    out.push(',');
                 }
+                out.push_str(le);
+                out.push_str("} ");
+                push_u64(out, cumulative);
+                out.push('\n');
             }
             // The count is the `+Inf` bucket's, so the two always agree within a scrape.
-            let braced = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
-            let _ = writeln!(out, "{name}_sum{braced} {sum}");
-            let _ = writeln!(out, "{name}_count{braced} {cumulative}");
-        }
+            push_series(out, name, "_sum", labels);
+            let _ = writeln!(out, " {}", f64::from_bits(h.sum.load(Ordering::Relaxed)));
+            push_series(out, name, "_count", labels);
+            out.push(' ');
+            push_u64(out, cumulative);
+            out.push('\n');
+        });
     }
 }
 
@@ -393,6 +507,55 @@ mod tests {
         c.add(&["new"], 1);
         c.add(&["0"], 1);
         assert_eq!((c.len(), c.dropped(), c.get(&["new"]), c.get(&["0"])), (MAX_SERIES, 1, None, Some(2)));
+    }
+
+    #[test]
+    fn handles_record_into_the_same_series_as_lookups() {
+        static BOUNDS: [f64; 2] = [1.0, 5.0];
+        let c = CounterVec::new("t_total", "Help.", &["a", "b"]);
+        let h = HistogramVec::new("t_ms", "Help.", &["r"], &BOUNDS);
+        c.add(&["x", "1"], 2);
+        let counter = c.series(&["x", "1"]).unwrap();
+        counter.add(3);
+        let fresh = c.series(&["y", "2"]).unwrap();
+        assert_eq!((c.get(&["x", "1"]), c.get(&["y", "2"])), (Some(5), Some(0)), "a new handle's series exists");
+        fresh.add(1);
+        c.add(&["y", "2"], 1);
+        assert_eq!(c.get(&["y", "2"]), Some(2));
+        let series = h.series(&["r1"]).unwrap();
+        series.observe(0.5);
+        series.observe(7.0);
+        h.observe(&["r1"], 2.0);
+        let mut out = String::new();
+        c.render(&mut out);
+        h.render(&mut out);
+        assert_eq!(
+            out,
+            "# HELP t_total Help.\n# TYPE t_total counter\nt_total{a=\"x\",b=\"1\"} 5\nt_total{a=\"y\",b=\"2\"} 2\n\
+             # HELP t_ms Help.\n# TYPE t_ms histogram\nt_ms_bucket{r=\"r1\",le=\"1\"} 1\nt_ms_bucket{r=\"r1\",le=\"5\"} 2\n\
+             t_ms_bucket{r=\"r1\",le=\"+Inf\"} 3\nt_ms_sum{r=\"r1\"} 9.5\nt_ms_count{r=\"r1\"} 3\n"
+        );
+    }
+
+    #[test]
+    fn a_full_family_gives_no_handle_for_a_new_label_set() {
+        let c = CounterVec::new("t_total", "Help.", &["a"]);
+        for i in 0..MAX_SERIES {
+            c.add(&[&i.to_string()], 1);
+        }
+        assert!(c.series(&["new"]).is_none());
+        assert_eq!(c.dropped(), 1);
+        c.series(&["7"]).unwrap().add(1);
+        assert_eq!(c.get(&["7"]), Some(2), "an existing series still has one");
+    }
+
+    #[test]
+    fn integers_print_as_decimal() {
+        for n in [0, 7, 10, 99, 1_234_567, u64::MAX] {
+            let mut out = String::new();
+            push_u64(&mut out, n);
+            assert_eq!(out, n.to_string());
+        }
     }
 
     #[test]

@@ -509,7 +509,12 @@ impl Proxy {
                 body_filters: &mut body_filters,
                 trace: state.trace.as_deref(),
             };
-            crate::phases::response(&state.ran, &mut ctx);
+            let header_filters = crate::phases::response(&state.ran, &mut ctx);
+            if let Some(trace) = state.trace.as_mut() {
+                for (plugin, start, end) in header_filters {
+                    trace.phase("header_filter", plugin, start, end);
+                }
+            }
             if !body_filters.is_empty() {
                 response = response.map(|body| ResponseBody::Filtered(Box::new(FilteredBody::new(body, body_filters))));
             }
@@ -619,9 +624,13 @@ impl Proxy {
             tls: conn.tls,
             sni: conn.sni.as_deref(),
         };
+        // Routing is timed for `kong.router` when the configuration traces at all: the decision to trace a
+        // request comes after its route is known.
+        let routing_started = config.plugins.tracer().map(|_| Instant::now());
         let Some(matched) = config.router.find(&facts) else {
             return Err(self.fail(state, ProxyError::NoRoute, request_id, started));
         };
+        let routed = routing_started.map(|start| (start, Instant::now()));
         let route = matched.route;
         let matched_part = matched.matched;
         let path_regex = matched.regex;
@@ -705,7 +714,11 @@ impl Proxy {
                 peer_ip: conn.peer.ip(),
                 request_id: request_id.text(),
             };
-            crate::phases::start_trace(config, route, &mut start)
+            let mut trace = crate::phases::start_trace(config, route, &mut start);
+            if let (Some(trace), Some((start, end))) = (trace.as_mut(), routed) {
+                trace.router(start, end);
+            }
+            trace
         } else {
             None
         };

@@ -26,6 +26,7 @@ fn config(id: uuid::Uuid, name: Option<&str>, protocols: &[&str]) -> RouteConfig
         preserve_host: false,
         https_redirect_status_code: 426,
         request_buffering: true,
+        prometheus: Default::default(),
     }
 }
 

@@ -175,8 +175,9 @@ impl PluginInstance {
     }
 }
 
-/// Every entity of one control plane.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Every entity of one control plane. Equality is over what the snapshot says, not when it was announced: see the
+/// `PartialEq` impl.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ConfigSnapshot {
     /// The serialised form's version ([`Self::FORMAT`]).
     pub format: u32,
@@ -203,6 +204,39 @@ pub struct ConfigSnapshot {
     /// one read back from a file): the proxy reports how long the change took to serve. Not part of the content.
     #[serde(skip)]
     pub changed_at: Option<std::time::Instant>,
+}
+
+/// Every field but `changed_at`, a timing stamp the publisher sets (two publishes of one configuration differ in
+/// it and nothing else). The destructuring names every field, so a field added later must be placed on one side
+/// or the other here before the crate compiles.
+impl PartialEq for ConfigSnapshot {
+    fn eq(&self, other: &Self) -> bool {
+        let Self {
+            format,
+            control_plane_id,
+            version,
+            services,
+            routes,
+            consumers,
+            plugins,
+            key_auths,
+            certificates,
+            ca_certificates,
+            upstreams,
+            changed_at: _,
+        } = self;
+        *format == other.format
+            && *control_plane_id == other.control_plane_id
+            && *version == other.version
+            && *services == other.services
+            && *routes == other.routes
+            && *consumers == other.consumers
+            && *plugins == other.plugins
+            && *key_auths == other.key_auths
+            && *certificates == other.certificates
+            && *ca_certificates == other.ca_certificates
+            && *upstreams == other.upstreams
+    }
 }
 
 /// An entity that did not have the shape validation gives.
@@ -690,5 +724,19 @@ mod tests {
         assert_eq!(back, snapshot);
         assert_eq!(back.hash(), snapshot.hash());
         assert_eq!(back.format, ConfigSnapshot::FORMAT);
+    }
+
+    #[test]
+    // Any instant will do: the test is that its value does not count (`model` has no tokio clock).
+    #[allow(clippy::disallowed_methods)]
+    fn equality_ignores_when_a_change_was_announced() {
+        let service = valid(EntityKind::Service, json!({"url": "https://upstream.test:8443"}));
+        let snapshot = ConfigSnapshot::from_entities(None, 3, [(EntityKind::Service, &service)]).unwrap();
+        let announced = ConfigSnapshot { changed_at: Some(std::time::Instant::now()), ..snapshot.clone() };
+        assert_eq!(announced, snapshot, "the stamp is not content");
+        let mut renamed = announced.clone();
+        renamed.services[0].name = Some("other".into());
+        assert_ne!(renamed, announced, "content still counts");
+        assert_ne!(ConfigSnapshot { version: 4, ..snapshot.clone() }, snapshot, "so does the version");
     }
 }

@@ -106,6 +106,9 @@ impl IdpClient {
     }
 
     async fn exchange(&self, what: &'static str, req: Request<Full<Bytes>>) -> Result<Map<String, Value>, FetchError> {
+        // A traced request's call becomes a `kong.internal.request` span under the plugin's phase.
+        let traced = crate::trace::recording_calls()
+            .then(|| (req.method().clone(), req.uri().clone(), tokio::time::Instant::now()));
         let exchange = async {
             let response = self.client.request(req).await.map_err(|e| {
                 let mut message = e.to_string();
@@ -124,9 +127,15 @@ impl IdpClient {
                 .to_bytes();
             Ok::<_, FetchError>((status, body))
         };
-        let (status, body) = tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| FetchError::Timeout(what, self.timeout))??;
+        let answer = tokio::time::timeout(self.timeout, exchange).await;
+        if let Some((method, uri, start)) = traced {
+            let status = match &answer {
+                Ok(Ok((status, _))) => Some(status.as_u16()),
+                _ => None,
+            };
+            crate::trace::record_call(method.as_str(), &uri, (start, tokio::time::Instant::now()), status);
+        }
+        let (status, body) = answer.map_err(|_| FetchError::Timeout(what, self.timeout))??;
         if status != http::StatusCode::OK {
             return Err(FetchError::Status { what, status: status.as_u16(), len: body.len() });
         }

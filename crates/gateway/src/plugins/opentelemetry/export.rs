@@ -1,16 +1,18 @@
 //! Sending spans to an OTLP/HTTP collector: one bounded queue and one sender task per distinct export setting,
 //! shared by every instance (and every worker's copy) with that setting and kept while any of them lives.
 //!
-//! The proxy's side is [`Exporter::enqueue`]: a reservation on an atomic count of queued spans and a channel send,
-//! never a wait. When the queue holds `max_entries` spans, new ones are dropped and counted; a collector that is
-//! down, refuses or never answers therefore costs the proxy nothing but those spans. The sender task batches
-//! (`max_batch_size`, `max_coalescing_delay`), encodes an `ExportTraceServiceRequest` with the OTLP protobuf
-//! types and POSTs it with the gateway's HTTP client (hyper, rustls), within the configured timeouts; a failed
-//! export is retried with Kong's queue delays until `max_retry_time`, then its spans are dropped and counted. A
-//! batch's spans stay counted as queued until its export ends, so memory is bounded by `max_entries` spans
-//! whatever the collector does.
+//! The proxy's side is [`Exporter::enqueue`]: a short lock on the queue and a wake-up, never a wait for the
+//! collector. When the queue holds `max_entries` spans, the oldest are dropped (and counted) to make room, as
+//! Kong's queue does: while a collector is down the queue keeps the most recent spans, which are the ones worth
+//! having when it comes back. A collector that is down, refuses or never answers therefore costs the proxy nothing
+//! but those spans. The sender task batches (`max_batch_size`, `max_coalescing_delay`), encodes an
+//! `ExportTraceServiceRequest` with the OTLP protobuf types and POSTs it with the gateway's HTTP client (hyper,
+//! rustls), within the configured timeouts; a failed export is retried with Kong's queue delays until
+//! `max_retry_time`, then its spans are dropped and counted. Memory is bounded by `max_entries` queued spans plus
+//! the one batch being sent (at most `max_batch_size`), whatever the collector does.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -26,7 +28,7 @@ use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message as _;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use gatehouse_model::gateway::plugins::opentelemetry::Config;
@@ -128,113 +130,139 @@ impl Exporters {
         }
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| "the opentelemetry exporter needs a Tokio runtime".to_owned())?;
-        let (sender, receiver) = mpsc::unbounded_channel();
-        let queued = Arc::new(AtomicUsize::new(0));
-        let exporter = Arc::new(Exporter {
-            queued: queued.clone(),
+        let queue = Arc::new(Queue {
+            spans: Mutex::new(VecDeque::new()),
             capacity: settings.max_entries,
-            sender,
-            spans: self.spans.clone(),
+            in_flight: AtomicUsize::new(0),
+            ready: Notify::new(),
+            closed: AtomicBool::new(false),
         });
-        let task = Sender::new(settings.clone(), receiver, queued, self.spans.clone());
+        let exporter = Arc::new(Exporter { queue: queue.clone(), spans: self.spans.clone() });
+        let task = Sender::new(settings.clone(), queue, self.spans.clone());
         runtime.spawn(task.run());
         live.push((settings, Arc::downgrade(&exporter)));
         Ok(exporter)
     }
 }
 
+/// Spans waiting to be sent, oldest first, shared by the exporter handle and its sender task.
+#[derive(Debug)]
+struct Queue {
+    spans: Mutex<VecDeque<Span>>,
+    capacity: usize,
+    /// Spans of the batch being sent (no longer in `spans`).
+    in_flight: AtomicUsize,
+    /// Wakes the sender: spans were queued, or the exporter is gone.
+    ready: Notify,
+    /// The exporter is gone: the sender sends what is queued, then ends.
+    closed: AtomicBool,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Span>> {
+        self.spans.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// One queue: what the proxy's workers hand spans to.
 #[derive(Debug)]
 pub struct Exporter {
-    queued: Arc<AtomicUsize>,
-    capacity: usize,
-    sender: mpsc::UnboundedSender<Vec<Span>>,
+    queue: Arc<Queue>,
     spans: Arc<CounterVec>,
 }
 
 impl Exporter {
-    /// Queues one request's spans, or drops them (counted) when the queue cannot take them all.
+    /// Queues one request's spans, dropping (and counting) the oldest queued ones when there is no room.
     pub fn enqueue(&self, spans: Vec<Span>) {
-        let count = spans.len();
-        let reserved = self.queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
-            queued.checked_add(count).filter(|total| *total <= self.capacity)
-        });
-        if reserved.is_err() {
-            self.spans.add(&["dropped"], count as u64);
-            return;
+        let dropped = {
+            let mut queue = self.queue.lock();
+            queue.extend(spans);
+            let over = queue.len().saturating_sub(self.queue.capacity);
+            queue.drain(..over);
+            over
+        };
+        if dropped > 0 {
+            self.spans.add(&["dropped"], dropped as u64);
         }
-        if self.sender.send(spans).is_err() {
-            self.queued.fetch_sub(count, Ordering::AcqRel);
-            self.spans.add(&["dropped"], count as u64);
-        }
+        self.queue.ready.notify_one();
     }
 
     /// Spans queued or being sent.
     #[cfg(test)]
     pub fn queued(&self) -> usize {
-        self.queued.load(Ordering::Acquire)
+        self.queue.lock().len() + self.queue.in_flight.load(Ordering::Acquire)
+    }
+
+    /// The trace ids of the queued spans, oldest first.
+    #[cfg(test)]
+    pub fn queued_trace_ids(&self) -> Vec<Vec<u8>> {
+        self.queue.lock().iter().map(|s| s.trace_id.clone()).collect()
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        self.queue.closed.store(true, Ordering::Release);
+        self.queue.ready.notify_one();
     }
 }
 
 /// The sender task's state.
 struct Sender {
     settings: Settings,
-    receiver: mpsc::UnboundedReceiver<Vec<Span>>,
-    queued: Arc<AtomicUsize>,
+    queue: Arc<Queue>,
     spans: Arc<CounterVec>,
     client: HttpClient,
     resource: Vec<KeyValue>,
 }
 
 impl Sender {
-    fn new(
-        settings: Settings,
-        receiver: mpsc::UnboundedReceiver<Vec<Span>>,
-        queued: Arc<AtomicUsize>,
-        spans: Arc<CounterVec>,
-    ) -> Self {
+    fn new(settings: Settings, queue: Arc<Queue>, spans: Arc<CounterVec>) -> Self {
         let timeout_ms = u64::try_from(settings.connect_timeout.as_millis()).unwrap_or(u64::MAX);
         let connector = crate::upstream::connector(timeout_ms, true);
         let mut builder = Client::builder(TokioExecutor::new());
         builder.pool_timer(TokioTimer::new()).timer(TokioTimer::new()).pool_idle_timeout(Duration::from_secs(60));
         let client = builder.build(connector);
         let resource = settings.resource.iter().map(|(k, v)| attribute(k, string_value(v.as_str()))).collect();
-        Self { settings, receiver, queued, spans, client, resource }
+        Self { settings, queue, spans, client, resource }
+    }
+
+    fn closed(&self) -> bool {
+        self.queue.closed.load(Ordering::Acquire)
     }
 
     /// Until every exporter handle is gone (the configuration no longer has instances with these settings) and
     /// what was queued is sent.
-    async fn run(mut self) {
-        let mut batch: Vec<Span> = Vec::new();
+    async fn run(self) {
         loop {
-            match self.receiver.recv().await {
-                Some(spans) => batch.extend(spans),
-                None => return,
+            // Something to send, or the end.
+            loop {
+                if !self.queue.lock().is_empty() {
+                    break;
+                }
+                if self.closed() {
+                    return;
+                }
+                self.queue.ready.notified().await;
             }
+            // A full batch, or whatever came within the coalescing delay.
             let deadline = Instant::now() + self.settings.flush_delay;
-            let mut closed = false;
-            while batch.len() < self.settings.batch_size {
+            while self.queue.lock().len() < self.settings.batch_size && !self.closed() {
                 tokio::select! {
-                    next = self.receiver.recv() => match next {
-                        Some(spans) => batch.extend(spans),
-                        None => {
-                            closed = true;
-                            break;
-                        }
-                    },
+                    () = self.queue.ready.notified() => {}
                     () = tokio::time::sleep_until(deadline) => break,
                 }
             }
-            while !batch.is_empty() {
-                let take = batch.len().min(self.settings.batch_size);
-                let chunk: Vec<Span> = batch.drain(..take).collect();
-                let exported = self.export_with_retries(chunk).await;
-                self.queued.fetch_sub(take, Ordering::AcqRel);
-                self.spans.add(&[if exported { "exported" } else { "failed" }], take as u64);
-            }
-            if closed {
-                return;
-            }
+            let batch: Vec<Span> = {
+                let mut queue = self.queue.lock();
+                let take = queue.len().min(self.settings.batch_size);
+                self.queue.in_flight.store(take, Ordering::Release);
+                queue.drain(..take).collect()
+            };
+            let count = batch.len() as u64;
+            let exported = self.export_with_retries(batch).await;
+            self.queue.in_flight.store(0, Ordering::Release);
+            self.spans.add(&[if exported { "exported" } else { "failed" }], count);
         }
     }
 

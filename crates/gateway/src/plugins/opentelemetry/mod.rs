@@ -4,7 +4,8 @@
 //! The decision to trace is made when the request has been routed, before the `access` phase, by
 //! [`Plugin::start_trace`]: an incoming `traceparent` (when `propagation` extracts W3C) gives the trace id and the
 //! parent, whose sampled flag is followed (`sampling_strategy`); otherwise one draw against `sampling_rate`
-//! decides. An unsampled request allocates nothing and carries no trace. A sampled one gets a [`Trace`] that the
+//! decides. An unsampled request carries no trace; it still sends a `traceparent` upstream with the sampled flag
+//! off, as Kong does (its one allocation). A sampled one gets a [`Trace`] that the
 //! phase runner, the upstream call and plugins (the IdP calls of `oauth2-introspection`) add spans to; the
 //! upstream request carries a `traceparent` naming the `kong.balancer` span. In `log`, the spans are handed to
 //! the instance's exporter ([`export`]), which never makes the request wait.
@@ -21,7 +22,7 @@ use tokio::time::Instant;
 use gatehouse_model::gateway::plugins::opentelemetry::{Config, INFO};
 
 use super::{LogContext, Phases, Plugin, PluginDef, ResponseContext, TraceStart};
-use crate::trace::{Trace, attribute, new_trace_id, parse_traceparent, string_value};
+use crate::trace::{Trace, attribute, new_span_id, new_trace_id, parse_traceparent, string_value, traceparent};
 
 pub static PLUGIN: PluginDef = PluginDef {
     info: &INFO,
@@ -90,6 +91,15 @@ impl Plugin for OpenTelemetry {
             _ => self.draw(),
         };
         if !sampled {
+            // Kong propagates a trace it does not record: the upstream gets the trace id (the caller's, else a new
+            // one) under a span id of Kong's, with the sampled flag off. One allocation: the header's value.
+            if self.inject {
+                let trace_id = parent.map_or_else(new_trace_id, |(trace_id, ..)| trace_id);
+                let value = traceparent(&trace_id, &new_span_id(), false);
+                if let Ok(value) = HeaderValue::from_bytes(&value) {
+                    request.headers.insert(TRACEPARENT, value);
+                }
+            }
             return None;
         }
         let (trace_id, parent_span) = match parent {

@@ -47,20 +47,42 @@ fn with_traceparent(value: &str) -> HeaderMap {
     headers
 }
 
-/// The cost bound: a request that is not traced allocates nothing, whether it carries a parent or not.
+/// The cost bound: a request that is not traced allocates nothing but the `traceparent` it sends upstream
+/// (Kong sends one with the sampled flag off), whether it carries a parent or not; nothing at all without
+/// injection.
 #[tokio::test]
-async fn an_unsampled_request_allocates_nothing() {
+async fn an_unsampled_request_allocates_only_its_traceparent() {
     let shared = Shared::default();
-    let plugin = instance(&shared, json!({"traces_endpoint": "http://127.0.0.1:9/v1/traces", "sampling_rate": 0}));
-    for mut headers in [HeaderMap::new(), with_traceparent(UNSAMPLED)] {
-        let mut trace = None;
-        let counted = allocation_counter::measure(|| trace = start(&plugin, &mut headers));
-        assert!(trace.is_none());
-        assert_eq!(counted.count_total, 0, "{headers:?}");
+    let endpoint = "http://127.0.0.1:9/v1/traces";
+    let plugin = instance(&shared, json!({"traces_endpoint": endpoint, "sampling_rate": 0}));
+    let quiet = instance(
+        &shared,
+        json!({"traces_endpoint": endpoint, "sampling_rate": 0,
+            "propagation": {"extract": ["w3c"], "clear": [], "inject": [], "default_format": "w3c"}}),
+    );
+    for (plugin, allocations) in [(&plugin, 1), (&quiet, 0)] {
+        // A request's headers (room for one more, as a real request's map has).
+        for mut headers in [HeaderMap::with_capacity(8), with_traceparent(UNSAMPLED)] {
+            let mut trace = None;
+            let counted = allocation_counter::measure(|| trace = start(plugin, &mut headers));
+            assert!(trace.is_none());
+            assert_eq!(counted.count_total, allocations, "{headers:?}");
+        }
     }
     let mut headers = with_traceparent(UNSAMPLED);
     assert!(start(&plugin, &mut headers).is_none());
-    assert_eq!(headers[TRACEPARENT], UNSAMPLED, "an unsampled request's traceparent goes upstream as it came");
+    let sent = headers[TRACEPARENT].to_str().unwrap().to_owned();
+    let (trace_id, span_id, sampled) = parse_traceparent(sent.as_bytes()).expect("a valid traceparent");
+    assert_eq!(&sent[..36], "00-4bf92f3577b34da6a3ce929d0e0e4736-", "the caller's trace id goes on");
+    assert!(!sampled && sent.ends_with("-00"), "{sent}");
+    assert_ne!(span_id, [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7], "under a span id of the gateway's");
+    let mut fresh = HeaderMap::new();
+    assert!(start(&plugin, &mut fresh).is_none());
+    let (new_id, _, sampled) = parse_traceparent(fresh[TRACEPARENT].as_bytes()).expect("a new trace id");
+    assert!(!sampled && new_id != trace_id);
+    let mut headers = with_traceparent(UNSAMPLED);
+    assert!(start(&quiet, &mut headers).is_none());
+    assert_eq!(headers[TRACEPARENT], UNSAMPLED, "without injection the client's header goes as it came");
 }
 
 #[tokio::test]
@@ -114,8 +136,9 @@ async fn propagation_settings_choose_what_is_read_cleared_and_sent() {
     assert_eq!(headers[TRACEPARENT], SAMPLED, "nothing injected: the client's header is left as it was");
 }
 
-/// A collector that accepts connections and never answers: the queue holds at most `max_entries` spans and
-/// every further one is dropped and counted, without the caller ever waiting.
+/// A collector that accepts connections and never answers: the queue holds at most `max_entries` spans, the
+/// most recent ones (Kong drops the oldest), and every span pushed out is counted, without the caller ever
+/// waiting.
 #[tokio::test]
 async fn a_hanging_collector_costs_dropped_spans_only() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -132,11 +155,15 @@ async fn a_hanging_collector_costs_dropped_spans_only() {
         json!({"traces_endpoint": endpoint, "sampling_rate": 1,
             "queue": {"max_entries": 10, "max_batch_size": 4, "max_coalescing_delay": 0}}),
     );
+    let mut traces = Vec::new();
     for _ in 0..100 {
         let trace = start(&plugin, &mut HeaderMap::new()).expect("rate 1");
+        traces.push(trace.trace_id.to_vec());
         plugin.exporter.enqueue(trace.finish(Instant::now(), 200));
     }
-    assert!(plugin.exporter.queued() <= 10, "{}", plugin.exporter.queued());
+    // The sender has not run yet (this runtime has one thread, and enqueueing never yields).
+    assert_eq!(plugin.exporter.queued(), 10);
+    assert_eq!(plugin.exporter.queued_trace_ids(), traces[90..], "the newest spans are kept, in order");
     let spans = &shared.opentelemetry.spans;
     assert_eq!(spans.get(&["dropped"]), Some(90), "one span per request here; 10 fit");
     assert_eq!(spans.get(&["exported"]), None);

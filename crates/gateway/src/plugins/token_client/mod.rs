@@ -436,6 +436,8 @@ impl TokenClient {
         }
         // Counted from before the request: the IdP's `expires_in` starts no earlier than that.
         let sent_at = self.clock.now();
+        // A traced request's call becomes a `kong.internal.request` span under the plugin's phase.
+        let traced = crate::trace::recording_calls().then(tokio::time::Instant::now);
         let exchange = async {
             let response = request.client.request(req).await.map_err(|e| TokenError::Unreachable(chain(&e)))?;
             let status = response.status();
@@ -446,9 +448,15 @@ impl TokenClient {
                 .to_bytes();
             Ok::<_, TokenError>((status, body))
         };
-        let (status, body) = tokio::time::timeout(request.timeout, exchange)
-            .await
-            .map_err(|_| TokenError::Timeout(request.timeout))??;
+        let answer = tokio::time::timeout(request.timeout, exchange).await;
+        if let Some(start) = traced {
+            let status = match &answer {
+                Ok(Ok((status, _))) => Some(status.as_u16()),
+                _ => None,
+            };
+            crate::trace::record_call("POST", &request.uri, (start, tokio::time::Instant::now()), status);
+        }
+        let (status, body) = answer.map_err(|_| TokenError::Timeout(request.timeout))??;
         let answer = serde_json::from_slice::<Value>(&body).ok();
         if status != http::StatusCode::OK {
             let error = answer
