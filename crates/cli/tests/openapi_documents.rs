@@ -194,6 +194,9 @@ async fn documents_are_served_complete_and_match_the_routes() {
     assert!(paths["/v1/auth-servers/{authServerId}/keys/rotate"]["post"]["summary"].is_string());
     let test_claim = &paths["/v1/auth-servers/{authServerId}/clients/{clientId}/test-claim"]["post"];
     assert!(test_claim["responses"]["200"]["description"].as_str().unwrap().contains("template"), "{test_claim}");
+    // A rendered claim is any JSON value: a string, or what a template's JSON output parses to.
+    let rendered = &test_claim["responses"]["200"]["content"]["application/json"]["schema"]["additionalProperties"];
+    assert!(rendered.get("type").is_none(), "{rendered}");
     let algorithms = &v1["components"]["schemas"]["SigningAlgorithm"]["enum"];
     assert!(algorithms.as_array().unwrap().contains(&json!("EdDSA")), "{algorithms}");
     let introspection = &admin["components"]["schemas"]["PluginConfig.oauth2-introspection"];

@@ -123,8 +123,8 @@ fn list_params(kind: EntityKind) -> Vec<Value> {
     let mut params = vec![
         json!({"name": "size", "in": "query", "description": "Items per page (default 100).",
             "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}),
-        json!({"name": "offset", "in": "query", "description": "The `offset` of the previous page.",
-            "schema": {"type": "string"}}),
+        json!({"name": "offset", "in": "query", "description": "The `offset` the previous page gave.",
+            "schema": {"type": "string", "minLength": 1}}),
         json!({"name": "tags", "in": "query", "schema": {"type": "string"},
             "description": "Tags the entities have: `a,b` every one, `a/b` any one."}),
         json!({"name": "filter[name][eq]", "in": "query", "schema": {"type": "string"},

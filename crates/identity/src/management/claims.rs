@@ -122,7 +122,7 @@ pub(super) async fn patch(_: Auth, State(state): State<IdentityState>, params: P
 ///
 /// `POST …/clients/{clientId}/test-claim`: renders a map of claim name → value for this client, as a token
 /// minted now would carry them.
-#[utoipa::path(operation_id = "testClaim", post, path = "/v1/auth-servers/{authServerId}/clients/{clientId}/test-claim", tag = "Claims", request_body(content = HashMap<String, String>, description = "Claim name → value template, as a claim's `value` takes it."), responses((status = 200, description = "Claim name → the value a token minted now for this client would carry (a string, or the JSON value the template renders).", body = HashMap<String, Object>)))]
+#[utoipa::path(operation_id = "testClaim", post, path = "/v1/auth-servers/{authServerId}/clients/{clientId}/test-claim", tag = "Claims", request_body(content = HashMap<String, String>, description = "Claim name → value template, as a claim's `value` takes it."), responses((status = 200, description = "Claim name → the value a token minted now for this client would carry (a string, or the JSON value the template renders).", body = HashMap<String, serde_json::Value>)))]
 pub(super) async fn test(_: Auth, State(state): State<IdentityState>, params: Params, body: Body) -> Result<Response> {
     let server = require_server(&state, auth_server_id(&params)?).await?;
     let id = client_id(&params)?;
