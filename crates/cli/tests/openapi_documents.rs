@@ -49,7 +49,7 @@ fn check_document(name: &str, doc: &Value) -> Vec<String> {
         problem(format!("openapi is {}, not 3.1.0", doc["openapi"]));
     }
     for field in ["title", "version"] {
-        if !doc["info"][field].as_str().is_some_and(|s| !s.is_empty()) {
+        if doc["info"][field].as_str().is_none_or(str::is_empty) {
             problem(format!("info.{field} is missing"));
         }
     }
@@ -71,7 +71,7 @@ fn check_document(name: &str, doc: &Value) -> Vec<String> {
         for method in METHODS {
             let Some(op) = item.get(method) else { continue };
             let at = format!("{} {path}", method.to_uppercase());
-            if !op["summary"].as_str().is_some_and(|s| !s.trim().is_empty()) {
+            if op["summary"].as_str().is_none_or(|s| s.trim().is_empty()) {
                 problem(format!("{at} has no summary"));
             }
             if let Some(id) = op["operationId"].as_str()
@@ -113,7 +113,7 @@ fn check_document(name: &str, doc: &Value) -> Vec<String> {
     refs(doc, &mut all);
     for r in all {
         let name = r.strip_prefix("#/components/schemas/");
-        if !name.is_some_and(|n| doc["components"]["schemas"].get(n).is_some()) {
+        if name.is_none_or(|n| doc["components"]["schemas"].get(n).is_none()) {
             problem(format!("unresolved $ref {r}"));
         }
     }

@@ -16,9 +16,9 @@ use serde_json::{Value, json};
 use gatehouse_store::testing::TempDir;
 use gatehouse_testkit::TestNode;
 
-/// Test cases per operation: with about 130 operations over the three documents, the whole run stays within a
-/// few minutes on two cores.
-const MAX_EXAMPLES: &str = "10";
+/// Test cases per operation: with about 290 operations over the three documents, the whole run stays within a
+/// few minutes on two cores. `GATEHOUSE_TEST_SCHEMATHESIS_EXAMPLES` asks for more (a deeper run by hand).
+const MAX_EXAMPLES: &str = "20";
 
 /// What a run may not find: a 5xx, or a response its document does not describe.
 const FATAL_CHECKS: &[&str] =
@@ -44,12 +44,13 @@ async fn run(st: &str, dir: &std::path::Path, run: &Run) -> BTreeMap<String, Vec
         toml.push_str(&format!("\"path.{name}\" = \"{value}\"\n"));
     }
     std::fs::write(&config, toml).unwrap();
+    let examples = std::env::var("GATEHOUSE_TEST_SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| MAX_EXAMPLES.to_owned());
     let mut cmd = tokio::process::Command::new(st);
     cmd.arg("--config-file")
         .arg(&config)
         .arg("run")
         .arg(&run.document)
-        .args(["--checks", "all", "--max-examples", MAX_EXAMPLES, "--seed", "23", "--workers", "2"])
+        .args(["--checks", "all", "--max-examples", &examples, "--seed", "23", "--workers", "2"])
         .args(["--phases", "examples,coverage,fuzzing", "--no-shrink", "--request-timeout", "30"])
         .args(["--report", "ndjson", "--report-ndjson-path"])
         .arg(&report)
@@ -59,7 +60,7 @@ async fn run(st: &str, dir: &std::path::Path, run: &Run) -> BTreeMap<String, Vec
     for h in &run.headers {
         cmd.args(["-H", h]);
     }
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let output = tokio::time::timeout(RUN_LIMIT, cmd.output()).await.expect("schemathesis hung").unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     println!("--- schemathesis {} ({:.0?}, {})", run.name, started.elapsed(), output.status);
@@ -130,8 +131,24 @@ async fn schemathesis_finds_no_server_error_or_undescribed_response() {
             json!({"name": "app", "grant_types": ["client_credentials"], "allow_scopes": [scope["id"]]}),
         )
         .await;
-    node.example_service().await;
     let text = |v: &Value| v.as_str().unwrap().to_owned();
+    node.example_service().await;
+    node.admin_ok(reqwest::Method::POST, "/consumers", json!({"username": "alice"})).await;
+    node.admin_ok(reqwest::Method::POST, "/consumers/alice/acls", json!({"group": "staff"})).await;
+    node.admin_ok(reqwest::Method::POST, "/upstreams", json!({"name": "pool"})).await;
+    node.admin_ok(reqwest::Method::POST, "/upstreams/pool/targets", json!({"target": "127.0.0.1:9"})).await;
+    let (_, plugin) = node
+        .admin(reqwest::Method::POST, "/services/example-service/plugins", Some(json!({"name": "correlation-id"})))
+        .await;
+    let entities = vec![
+        ("serviceIdOrName", "example-service".to_owned()),
+        ("routeIdOrName", "example-route".to_owned()),
+        ("consumerIdOrUsername", "alice".to_owned()),
+        ("aclIdOrGroup", "staff".to_owned()),
+        ("upstreamIdOrName", "pool".to_owned()),
+        ("targetIdOrTarget", "127.0.0.1:9".to_owned()),
+        ("pluginIdOrInstanceName", text(&plugin["id"])),
+    ];
     let (_, planes) = node.get("/v2/control-planes").await;
     let v1_params = vec![
         ("authServerId", server.clone()),
@@ -157,13 +174,13 @@ async fn schemathesis_finds_no_server_error_or_undescribed_response() {
             name: "v2",
             document: format!("{}/v2/openapi.json", node.platform),
             headers: vec![bearer],
-            parameters: vec![("controlPlaneId", text(&planes["data"][0]["id"]))],
+            parameters: [vec![("controlPlaneId", text(&planes["data"][0]["id"]))], entities.clone()].concat(),
         },
         Run {
             name: "admin",
             document: format!("{}/openapi.json", node.node.admin_url()),
             headers: vec![],
-            parameters: vec![],
+            parameters: entities,
         },
     ];
     let mut fatal = Vec::new();
