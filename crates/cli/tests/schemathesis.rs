@@ -54,6 +54,9 @@ async fn run(st: &str, dir: &std::path::Path, run: &Run) -> BTreeMap<String, Vec
         .args(["--phases", "examples,coverage,fuzzing", "--no-shrink", "--request-timeout", "30"])
         .args(["--report", "ndjson", "--report-ndjson-path"])
         .arg(&report)
+        // schemathesis keeps a cache of what it found in its working directory: the report directory, not the
+        // source tree.
+        .current_dir(dir)
         .env("SCHEMATHESIS_TELEMETRY", "false")
         .env("NO_COLOR", "1")
         .kill_on_drop(true);
@@ -162,6 +165,7 @@ async fn schemathesis_finds_no_server_error_or_undescribed_response() {
     let temp = TempDir::new("schemathesis");
     let dir =
         std::env::var_os("GATEHOUSE_TEST_SCHEMATHESIS_REPORTS").map_or_else(|| temp.path().to_owned(), Into::into);
+    let dir = std::path::absolute(dir).unwrap();
     let bearer = format!("Authorization: Bearer {}", node.token);
     let runs = [
         Run {
