@@ -1,5 +1,6 @@
 //! The Kong Admin API on the admin listener: the entities of the control plane this node serves, `GET /` with a
-//! Kong 3.x version decK accepts, `GET /status`, and the schema endpoints. It has no authentication, which is why
+//! Kong 3.x version decK accepts, `GET /status`, the schema endpoints, and this API's description
+//! (`GET /openapi.json`). It has no authentication, which is why
 //! its listener only binds loopback, answers only to local host names, and takes no writes from other web pages.
 
 use axum::extract::State;
@@ -21,7 +22,12 @@ pub const KONG_VERSION: &str = "3.10.0";
 /// `allowed_hosts`: the names besides `localhost` and loopback addresses that requests may give as `Host`
 /// (`admin.allowed_hosts`).
 pub fn admin_router(control: ControlState, allowed_hosts: Vec<url::Host>) -> Router {
-    let info = Router::new().route("/", get(root)).route("/status", get(status)).with_state(control.clone());
+    let document = gatehouse_runtime::openapi::Document::new(&crate::openapi::admin_openapi());
+    let info = Router::new()
+        .route("/", get(root))
+        .route("/status", get(status))
+        .route("/openapi.json", get(move || std::future::ready(document.response())))
+        .with_state(control.clone());
     let api = info
         .merge(served_entity_routes(control))
         .fallback(|| async { KongError::from(ApiError::NotFound("Not found".into())) })

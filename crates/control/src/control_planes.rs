@@ -7,15 +7,19 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use gatehouse_model::Timestamp;
-use gatehouse_model::gateway::control_plane::{ControlPlane, ControlPlanePatch, NewControlPlane};
+use gatehouse_model::gateway::control_plane::{ControlPlane, ControlPlanePatch, ControlPlaneView, NewControlPlane};
 use gatehouse_model::listing::{
     CollectionSpec, Field, Filter, FilterKind, FilterOp, Page, parse_list_query, take_param,
 };
-use gatehouse_model::problem::{InvalidParameter, Rule};
+use gatehouse_model::problem::{InvalidParameter, ProblemBody, Rule};
 use gatehouse_runtime::auth::Principal;
 use gatehouse_runtime::errors::{ApiError, V2Error};
 use gatehouse_runtime::extract::{JsonBody, PathParams, method_not_allowed, path_id};
+use gatehouse_runtime::openapi::{self, Document};
 use gatehouse_store::{Conflict, StoreError};
+use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::ControlState;
 
@@ -32,10 +36,27 @@ const COLLECTION: CollectionSpec = CollectionSpec {
     sorts: &[Field::CreatedAt, Field::UpdatedAt, Field::Name],
 };
 
+fn routes() -> OpenApiRouter<ControlState> {
+    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(get_one, patch, delete))
+}
+
+/// The control-plane operations of the `/v2` document; [`crate::entities`] adds the core entities.
+pub(crate) fn control_planes_openapi() -> Value {
+    let (_, api) = routes().split_for_parts();
+    let mut doc = serde_json::to_value(api).unwrap_or_default();
+    let mut params = openapi::list_params(&COLLECTION);
+    params.push(json!({"name": "labels", "in": "query", "schema": {"type": "string"},
+        "description": "`key:value` or `key` conditions, comma-separated: every one must hold."}));
+    openapi::add_query_params(&mut doc, "/v2/control-planes", "get", params);
+    doc
+}
+
 pub fn control_planes_router(state: ControlState) -> Router {
-    Router::new()
-        .route("/v2/control-planes", get(list).post(create))
-        .route("/v2/control-planes/{control_plane}", get(get_one).patch(patch).delete(delete))
+    let (router, _) = routes().split_for_parts();
+    let document = Document::new(&crate::openapi::v2_openapi());
+    router
+        // The description of the API is public, like Kong's; every operation it describes needs a token.
+        .route("/v2/openapi.json", get(move || std::future::ready(document.response())))
         .method_not_allowed_fallback(|_: Auth| method_not_allowed::<V2Error>())
         .with_state(state)
 }
@@ -93,6 +114,8 @@ fn label_filters(values: Vec<String>) -> Result<Vec<Filter>, ApiError> {
     Ok(filters)
 }
 
+/// List control planes
+#[utoipa::path(operation_id = "listControlPlanes", get, path = "/v2/control-planes", tag = "Control Planes", responses((status = 200, description = "A page of control planes.", body = Page<ControlPlaneView>)))]
 async fn list(_: Auth, State(state): State<ControlState>, RawQuery(raw): RawQuery) -> Result<Response> {
     let (labels, rest) = take_param(raw.as_deref(), "labels");
     let mut query = parse_list_query(Some(&rest), &COLLECTION).map_err(ApiError::Invalid)?;
@@ -113,6 +136,8 @@ async fn list(_: Auth, State(state): State<ControlState>, RawQuery(raw): RawQuer
     Ok(Json(Page::new(views, &query, listed.total)).into_response())
 }
 
+/// Create a control plane
+#[utoipa::path(operation_id = "createControlPlane", post, path = "/v2/control-planes", tag = "Control Planes", request_body = NewControlPlane, responses((status = 201, description = "The control plane; its `control_plane_endpoint` is this node's Admin API.", body = ControlPlaneView), (status = 409, description = "A control plane with this name exists.", body = ProblemBody, content_type = "application/problem+json")))]
 async fn create(_: Auth, State(state): State<ControlState>, body: JsonBody<V2Error>) -> Result<Response> {
     let input = NewControlPlane::from_body(&body.0).map_err(ApiError::Invalid)?;
     let now = state.services.clock.now();
@@ -132,12 +157,16 @@ async fn create(_: Auth, State(state): State<ControlState>, body: JsonBody<V2Err
     Ok(respond(&state, &cp, StatusCode::CREATED))
 }
 
+/// Get a control plane
+#[utoipa::path(operation_id = "getControlPlane", get, path = "/v2/control-planes/{controlPlaneId}", tag = "Control Planes", responses((status = 200, description = "The control plane.", body = ControlPlaneView)))]
 async fn get_one(_: Auth, State(state): State<ControlState>, params: PathParams<V2Error>) -> Result<Response> {
     let id = control_plane_id(&params)?;
     let cp = state.services.store.get_control_plane(id).await?.ok_or_else(not_found_error)?;
     Ok(respond(&state, &cp, StatusCode::OK))
 }
 
+/// Update a control plane
+#[utoipa::path(operation_id = "updateControlPlane", patch, path = "/v2/control-planes/{controlPlaneId}", tag = "Control Planes", request_body = ControlPlanePatch, responses((status = 200, description = "The updated control plane.", body = ControlPlaneView), (status = 409, description = "A control plane with this name exists.", body = ProblemBody, content_type = "application/problem+json")))]
 async fn patch(
     _: Auth,
     State(state): State<ControlState>,
@@ -153,6 +182,8 @@ async fn patch(
     Ok(respond(&state, &updated, StatusCode::OK))
 }
 
+/// Delete a control plane
+#[utoipa::path(operation_id = "deleteControlPlane", delete, path = "/v2/control-planes/{controlPlaneId}", tag = "Control Planes", responses((status = 204, description = "Deleted, with its entities."), (status = 409, description = "The control plane is the one this node serves (`gateway.control_plane`).", body = ProblemBody, content_type = "application/problem+json")))]
 async fn delete(_: Auth, State(state): State<ControlState>, params: PathParams<V2Error>) -> Result<StatusCode> {
     let id = control_plane_id(&params)?;
     if state.served == Some(id) {

@@ -144,7 +144,7 @@ async fn target_health(method: axum::http::Method, t: Target) -> Result<Response
 
 pub fn core_entities_router(control: ControlState) -> Router {
     let api = EntityApi { control, scope: Scope::FromPath };
-    Router::new().nest("/v2/control-planes/{control_plane}/core-entities", entity_routes()).with_state(api)
+    Router::new().nest("/v2/control-planes/{controlPlaneId}/core-entities", entity_routes()).with_state(api)
 }
 
 /// The entity routes for the served control plane, for the admin listener.
@@ -161,15 +161,20 @@ fn kind_of(collection: &str) -> Result<EntityKind> {
 fn nested(parent: &str, collection: &str) -> Result<(EntityKind, EntityKind)> {
     let parent = kind_of(parent)?;
     let child = EntityKind::ALL.into_iter().find(|k| k.nested_collection() == collection).ok_or_else(not_found)?;
-    match (parent, child) {
-        (EntityKind::Service, EntityKind::Route)
-        | (EntityKind::Service | EntityKind::Route | EntityKind::Consumer, EntityKind::Plugin)
-        | (EntityKind::Consumer, EntityKind::Acl | EntityKind::KeyAuth)
-        | (EntityKind::Certificate, EntityKind::Sni)
-        | (EntityKind::Upstream, EntityKind::Target) => Ok((parent, child)),
-        _ => Err(not_found()),
-    }
+    NESTINGS.iter().copied().find(|n| *n == (parent, child)).ok_or_else(not_found)
 }
+
+/// (parent, child) for every nesting served (and described in the OpenAPI documents).
+pub(crate) const NESTINGS: &[(EntityKind, EntityKind)] = &[
+    (EntityKind::Service, EntityKind::Route),
+    (EntityKind::Service, EntityKind::Plugin),
+    (EntityKind::Route, EntityKind::Plugin),
+    (EntityKind::Consumer, EntityKind::Plugin),
+    (EntityKind::Consumer, EntityKind::Acl),
+    (EntityKind::Consumer, EntityKind::KeyAuth),
+    (EntityKind::Certificate, EntityKind::Sni),
+    (EntityKind::Upstream, EntityKind::Target),
+];
 
 fn param(t: &Target, i: usize) -> &str {
     t.params.get(i).map(String::as_str).unwrap_or("")

@@ -6,6 +6,7 @@ mod browsers;
 mod certificates;
 mod control_planes;
 mod entities;
+mod openapi;
 mod publish;
 mod secrets;
 mod upstream_health;
@@ -18,6 +19,7 @@ pub use admin::admin_router;
 pub use browsers::LocalHosts;
 pub use control_planes::control_planes_router;
 pub use entities::core_entities_router;
+pub use openapi::{admin_openapi, v2_openapi};
 pub use publish::{ConfigPublisher, ensure_control_plane};
 
 /// Shared by the control-plane handlers.

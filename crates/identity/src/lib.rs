@@ -8,5 +8,5 @@ mod state;
 pub mod template;
 
 pub use issuer::{Issuer, IssuerSettings, IssuerState, issuer_router};
-pub use management::management_router;
+pub use management::{management_openapi, management_router};
 pub use state::IdentityState;

@@ -9,7 +9,7 @@ use uuid::Uuid;
 macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
         #[serde(transparent)]
         pub struct $name(pub Uuid);
 
@@ -91,8 +91,9 @@ fn parse_uuid(s: &str) -> Result<Uuid, InvalidId> {
 }
 
 /// An OAuth client id, also the client's id in the management API: 1–36 ASCII letters, digits, `-` or `_`.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = String, pattern = "^[A-Za-z0-9_-]{1,36}$")]
 pub struct ClientId(String);
 
 impl ClientId {

@@ -11,7 +11,8 @@ pub const MAX_LABELS: usize = 50;
 const MAX_LEN: usize = 63;
 const RESERVED_KEY_PREFIXES: [&str; 5] = ["kong", "konnect", "mesh", "kic", "_"];
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// At most 50 `key: value` pairs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct Labels(pub BTreeMap<String, String>);
 

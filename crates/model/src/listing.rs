@@ -116,18 +116,18 @@ impl ListQuery {
 }
 
 /// A page of results with Konnect's `meta.page`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub data: Vec<T>,
     pub meta: PageMeta,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PageMeta {
     pub page: PageNumbers,
 }
 
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub struct PageNumbers {
     pub number: u32,
     pub size: u32,

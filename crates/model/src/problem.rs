@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// The `rule` of an invalid parameter, with the names Konnect uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
     Required,
@@ -28,13 +28,14 @@ pub enum Rule {
 }
 
 /// One entry of `invalid_parameters`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct InvalidParameter {
     pub field: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<Rule>,
     pub reason: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub source: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub minimum: Option<i64>,
@@ -89,15 +90,17 @@ impl InvalidParameter {
 }
 
 /// A problem+json body as Konnect sends it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ProblemBody {
     pub status: u16,
+    #[schema(value_type = String)]
     pub title: &'static str,
     #[serde(rename = "type")]
     pub type_uri: String,
     pub instance: String,
     pub detail: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
     pub invalid_parameters: Vec<InvalidParameter>,
 }
 

@@ -9,6 +9,7 @@ pub mod health;
 pub mod listener;
 pub mod logging;
 pub mod master_key;
+pub mod openapi;
 pub mod random;
 pub mod request_log;
 

@@ -7,6 +7,8 @@ use gatehouse_model::AuthServerId;
 use gatehouse_model::identity::auth_server::{AuthServerView, COLLECTION};
 use gatehouse_model::identity::{AuthServer, AuthServerPatch, NewAuthServer};
 use gatehouse_model::issuer_url::ISSUER_KEY_LEN;
+use gatehouse_model::listing::Page;
+use gatehouse_model::problem::ProblemBody;
 use gatehouse_model::problem::{InvalidParameter, Rule};
 use gatehouse_runtime::errors::ApiError;
 use gatehouse_runtime::random;
@@ -29,6 +31,8 @@ fn view<'a>(state: &IdentityState, s: &'a AuthServer) -> Json<AuthServerView<'a>
     Json(s.view(&state.issuer))
 }
 
+/// List auth servers
+#[utoipa::path(operation_id = "listAuthServers", get, path = "/v1/auth-servers", tag = "Auth Servers", responses((status = 200, description = "A page of auth servers.", body = Page<AuthServerView>)))]
 pub(super) async fn list(_: Auth, State(state): State<IdentityState>, RawQuery(raw): RawQuery) -> Result<Response> {
     let query = list_query(raw.as_deref(), &COLLECTION)?;
     let listed = state.services.store.list_auth_servers(&query).await?;
@@ -36,6 +40,8 @@ pub(super) async fn list(_: Auth, State(state): State<IdentityState>, RawQuery(r
     Ok(page(views, &query, listed.total).into_response())
 }
 
+/// Create an auth server
+#[utoipa::path(operation_id = "createAuthServer", post, path = "/v1/auth-servers", tag = "Auth Servers", request_body = NewAuthServer, responses((status = 201, description = "The auth server, with its first signing key generated.", body = AuthServerView), (status = 409, description = "An auth server with this name exists.", body = ProblemBody, content_type = "application/problem+json")))]
 pub(super) async fn create(_: Auth, State(state): State<IdentityState>, body: Body) -> Result<Response> {
     let input = NewAuthServer::from_body(&body.0).map_err(ApiError::Invalid)?;
     let now = state.services.clock.now();
@@ -59,11 +65,15 @@ pub(super) async fn create(_: Auth, State(state): State<IdentityState>, body: Bo
     Ok((StatusCode::CREATED, view(&state, &server)).into_response())
 }
 
+/// Get an auth server
+#[utoipa::path(operation_id = "getAuthServer", get, path = "/v1/auth-servers/{authServerId}", tag = "Auth Servers", responses((status = 200, description = "The auth server.", body = AuthServerView)))]
 pub(super) async fn get(_: Auth, State(state): State<IdentityState>, params: Params) -> Result<Response> {
     let server = require_server(&state, auth_server_id(&params)?).await?;
     Ok(view(&state, &server).into_response())
 }
 
+/// Update an auth server
+#[utoipa::path(operation_id = "updateAuthServer", patch, path = "/v1/auth-servers/{authServerId}", tag = "Auth Servers", request_body = AuthServerPatch, responses((status = 200, description = "The updated auth server. A new `signing_algorithm` generates a new key; the old one stays published until its tokens expire.", body = AuthServerView), (status = 409, description = "An auth server with this name exists.", body = ProblemBody, content_type = "application/problem+json")))]
 pub(super) async fn patch(_: Auth, State(state): State<IdentityState>, params: Params, body: Body) -> Result<Response> {
     let id = auth_server_id(&params)?;
     let patch = AuthServerPatch::from_body(&body.0).map_err(ApiError::Invalid)?;
@@ -84,6 +94,8 @@ pub(super) async fn patch(_: Auth, State(state): State<IdentityState>, params: P
     Ok(view(&state, &updated).into_response())
 }
 
+/// Delete an auth server
+#[utoipa::path(operation_id = "deleteAuthServer", delete, path = "/v1/auth-servers/{authServerId}", tag = "Auth Servers", responses((status = 204, description = "Deleted.")))]
 pub(super) async fn delete(
     _: Auth,
     State(state): State<IdentityState>,

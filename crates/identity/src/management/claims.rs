@@ -6,6 +6,8 @@ use axum::response::{IntoResponse, Response};
 use gatehouse_model::ClaimId;
 use gatehouse_model::identity::claim::COLLECTION;
 use gatehouse_model::identity::{Claim, ClaimPatch, NewClaim};
+use gatehouse_model::listing::Page;
+use gatehouse_model::problem::ProblemBody;
 use gatehouse_model::problem::{InvalidParameter, Rule};
 use gatehouse_runtime::errors::ApiError;
 use gatehouse_runtime::extract::path_id;
@@ -50,6 +52,8 @@ async fn check_scopes(state: &IdentityState, claim: &Claim) -> Result<()> {
     if missing.is_empty() { Ok(()) } else { Err(ApiError::Invalid(missing).into()) }
 }
 
+/// List claims
+#[utoipa::path(operation_id = "listClaims", get, path = "/v1/auth-servers/{authServerId}/claims", tag = "Claims", responses((status = 200, description = "A page of claims.", body = Page<Claim>)))]
 pub(super) async fn list(
     _: Auth,
     State(state): State<IdentityState>,
@@ -62,6 +66,8 @@ pub(super) async fn list(
     Ok(page(listed.items, &query, listed.total).into_response())
 }
 
+/// Create a claim
+#[utoipa::path(operation_id = "createClaim", post, path = "/v1/auth-servers/{authServerId}/claims", tag = "Claims", request_body = NewClaim, responses((status = 201, description = "The claim.", body = Claim), (status = 409, description = "A claim with this name exists.", body = ProblemBody, content_type = "application/problem+json")))]
 pub(super) async fn create(
     _: Auth,
     State(state): State<IdentityState>,
@@ -89,12 +95,16 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(claim)).into_response())
 }
 
+/// Get a claim
+#[utoipa::path(operation_id = "getClaim", get, path = "/v1/auth-servers/{authServerId}/claims/{claimId}", tag = "Claims", responses((status = 200, description = "The claim.", body = Claim)))]
 pub(super) async fn get(_: Auth, State(state): State<IdentityState>, params: Params) -> Result<Response> {
     let (server, id) = (auth_server_id(&params)?, claim_id(&params)?);
     let claim = state.services.store.get_claim(server, id).await?.ok_or_else(|| not_found(id))?;
     Ok(Json(claim).into_response())
 }
 
+/// Update a claim
+#[utoipa::path(operation_id = "updateClaim", patch, path = "/v1/auth-servers/{authServerId}/claims/{claimId}", tag = "Claims", request_body = ClaimPatch, responses((status = 200, description = "The updated claim.", body = Claim), (status = 409, description = "A claim with this name exists.", body = ProblemBody, content_type = "application/problem+json")))]
 pub(super) async fn patch(_: Auth, State(state): State<IdentityState>, params: Params, body: Body) -> Result<Response> {
     let (server, id) = (auth_server_id(&params)?, claim_id(&params)?);
     let patch = ClaimPatch::from_body(&body.0).map_err(ApiError::Invalid)?;
@@ -108,8 +118,11 @@ pub(super) async fn patch(_: Auth, State(state): State<IdentityState>, params: P
     Ok(Json(updated).into_response())
 }
 
+/// Test claim templates for a client
+///
 /// `POST …/clients/{clientId}/test-claim`: renders a map of claim name → value for this client, as a token
 /// minted now would carry them.
+#[utoipa::path(operation_id = "testClaim", post, path = "/v1/auth-servers/{authServerId}/clients/{clientId}/test-claim", tag = "Claims", request_body(content = HashMap<String, String>, description = "Claim name → value template, as a claim's `value` takes it."), responses((status = 200, description = "Claim name → the value a token minted now for this client would carry (a string, or the JSON value the template renders).", body = HashMap<String, serde_json::Value>)))]
 pub(super) async fn test(_: Auth, State(state): State<IdentityState>, params: Params, body: Body) -> Result<Response> {
     let server = require_server(&state, auth_server_id(&params)?).await?;
     let id = client_id(&params)?;
@@ -141,6 +154,8 @@ pub(super) async fn test(_: Auth, State(state): State<IdentityState>, params: Pa
     Ok(Json(Value::Object(out)).into_response())
 }
 
+/// Delete a claim
+#[utoipa::path(operation_id = "deleteClaim", delete, path = "/v1/auth-servers/{authServerId}/claims/{claimId}", tag = "Claims", responses((status = 204, description = "Deleted.")))]
 pub(super) async fn delete(_: Auth, State(state): State<IdentityState>, params: Params) -> Result<StatusCode> {
     let (server, id) = (auth_server_id(&params)?, claim_id(&params)?);
     match state.services.store.delete_claim(server, id).await {

@@ -6,6 +6,8 @@ use axum::response::{IntoResponse, Response};
 use gatehouse_model::identity::client::{COLLECTION, CreatedClientView};
 use gatehouse_model::identity::secret::GENERATED_SECRET_LEN;
 use gatehouse_model::identity::{AuthServer, Client, ClientInput, ClientPatch, ClientSecret};
+use gatehouse_model::listing::Page;
+use gatehouse_model::problem::ProblemBody;
 use gatehouse_model::{AuthServerId, ClientId, ClientSecretId, SecretString, Timestamp};
 use gatehouse_runtime::errors::ApiError;
 use gatehouse_runtime::random;
@@ -68,6 +70,8 @@ fn created(client: &Client, secret: &SecretString) -> Response {
     (StatusCode::CREATED, Json(CreatedClientView { client, client_secret: secret.expose() })).into_response()
 }
 
+/// List clients
+#[utoipa::path(operation_id = "listClients", get, path = "/v1/auth-servers/{authServerId}/clients", tag = "Clients", responses((status = 200, description = "A page of clients.", body = Page<Client>)))]
 pub(super) async fn list(
     _: Auth,
     State(state): State<IdentityState>,
@@ -80,6 +84,8 @@ pub(super) async fn list(
     Ok(page(listed.items, &query, listed.total).into_response())
 }
 
+/// Create a client
+#[utoipa::path(operation_id = "createClient", post, path = "/v1/auth-servers/{authServerId}/clients", tag = "Clients", request_body = ClientInput, responses((status = 201, description = "The client and its generated secret, shown this once.", body = CreatedClientView), (status = 409, description = "A client with this name exists.", body = ProblemBody, content_type = "application/problem+json")))]
 pub(super) async fn create(
     _: Auth,
     State(state): State<IdentityState>,
@@ -99,14 +105,19 @@ pub(super) async fn create(
     Ok(created(&client, &secret))
 }
 
+/// Get a client
+#[utoipa::path(operation_id = "getClient", get, path = "/v1/auth-servers/{authServerId}/clients/{clientId}", tag = "Clients", responses((status = 200, description = "The client.", body = Client)))]
 pub(super) async fn get(_: Auth, State(state): State<IdentityState>, params: Params) -> Result<Response> {
     let (server, id) = (auth_server_id(&params)?, client_id(&params)?);
     let client = state.services.store.get_client(server, &id).await?.ok_or_else(|| not_found(&id))?;
     Ok(Json(client).into_response())
 }
 
+/// Create or replace a client with a chosen id and secret
+///
 /// PUT with a caller-chosen id and secret: replaces an existing client (200, secret not echoed) or creates one
 /// (201, `CreatedClient`). Every secret of a replaced client gives way to the given one.
+#[utoipa::path(operation_id = "replaceClient", put, path = "/v1/auth-servers/{authServerId}/clients/{clientId}", tag = "Clients", request_body = ClientInput, responses((status = 200, description = "The replaced client (the secret is not echoed).", body = Client), (status = 201, description = "The created client and its secret.", body = CreatedClientView), (status = 409, description = "A client with this name exists.", body = ProblemBody, content_type = "application/problem+json")))]
 pub(super) async fn replace(
     _: Auth,
     State(state): State<IdentityState>,
@@ -133,6 +144,8 @@ pub(super) async fn replace(
     }
 }
 
+/// Update a client
+#[utoipa::path(operation_id = "updateClient", patch, path = "/v1/auth-servers/{authServerId}/clients/{clientId}", tag = "Clients", request_body = ClientPatch, responses((status = 200, description = "The updated client.", body = Client), (status = 409, description = "A client with this name exists.", body = ProblemBody, content_type = "application/problem+json")))]
 pub(super) async fn patch(_: Auth, State(state): State<IdentityState>, params: Params, body: Body) -> Result<Response> {
     let server = require_server(&state, auth_server_id(&params)?).await?;
     let id = client_id(&params)?;
@@ -146,6 +159,8 @@ pub(super) async fn patch(_: Auth, State(state): State<IdentityState>, params: P
     Ok(Json(updated).into_response())
 }
 
+/// Delete a client
+#[utoipa::path(operation_id = "deleteClient", delete, path = "/v1/auth-servers/{authServerId}/clients/{clientId}", tag = "Clients", responses((status = 204, description = "Deleted; its tokens stop being valid.")))]
 pub(super) async fn delete(_: Auth, State(state): State<IdentityState>, params: Params) -> Result<StatusCode> {
     let (server, id) = (auth_server_id(&params)?, client_id(&params)?);
     match state.services.store.delete_client(server, &id).await {

@@ -15,14 +15,23 @@ use gatehouse_runtime::errors::ApiError;
 use super::{Auth, Params, Result, auth_server_id, require_server};
 use crate::{IdentityState, keys};
 
-#[derive(Debug, Serialize)]
-struct KeyView<'a> {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct KeyView<'a> {
     id: SigningKeyId,
     algorithm: SigningAlgorithm,
+    /// `current` signs new tokens; `retired` is only still published.
+    #[schema(value_type = String, pattern = "^(current|retired)$")]
     status: &'static str,
     created_at: Timestamp,
     retired_at: Option<Timestamp>,
+    #[schema(value_type = Object)]
     public_jwk: &'a Value,
+}
+
+/// `GET …/keys`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct KeyList<'a> {
+    data: Vec<KeyView<'a>>,
 }
 
 fn view(key: &SigningKey) -> KeyView<'_> {
@@ -36,12 +45,16 @@ fn view(key: &SigningKey) -> KeyView<'_> {
     }
 }
 
+/// List signing keys (Gatehouse addition)
+#[utoipa::path(operation_id = "listSigningKeys", get, path = "/v1/auth-servers/{authServerId}/keys", tag = "Signing Keys", responses((status = 200, description = "Every key the auth server still publishes, current and retired.", body = KeyList)))]
 pub(super) async fn list(_: Auth, State(state): State<IdentityState>, params: Params) -> Result<Response> {
     let server = require_server(&state, auth_server_id(&params)?).await?;
     let keys = state.services.store.signing_keys(server.id).await?;
-    Ok(Json(serde_json::json!({ "data": keys.iter().map(view).collect::<Vec<_>>() })).into_response())
+    Ok(Json(KeyList { data: keys.iter().map(view).collect() }).into_response())
 }
 
+/// Rotate the signing key (Gatehouse addition)
+#[utoipa::path(operation_id = "rotateSigningKey", post, path = "/v1/auth-servers/{authServerId}/keys/rotate", tag = "Signing Keys", responses((status = 201, description = "The new current key. The previous one is retired: it signs nothing more and stays in JWKS until the last token it signed has expired.", body = KeyView)))]
 pub(super) async fn rotate(_: Auth, State(state): State<IdentityState>, params: Params) -> Result<Response> {
     let server = require_server(&state, auth_server_id(&params)?).await?;
     let now = state.services.clock.now();

@@ -11,17 +11,21 @@ mod tokens;
 
 use axum::Json;
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::get;
 use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use gatehouse_model::AuthServerId;
-use gatehouse_model::identity::{AuthServer, Scope};
+use gatehouse_model::identity::{AuthServer, Scope, auth_server, claim, client, scope, secret, token};
 use gatehouse_model::listing::{CollectionSpec, ListQuery, Page, parse_list_query};
 use gatehouse_model::problem::{InvalidParameter, Rule};
 use gatehouse_model::{ClientId, ScopeId};
 use gatehouse_runtime::auth::Principal;
 use gatehouse_runtime::errors::{ApiError, V1Error};
 use gatehouse_runtime::extract::{JsonBody, PathParams, method_not_allowed, path_id};
+use gatehouse_runtime::openapi::{self, Document, PathParam};
 
 use crate::IdentityState;
 
@@ -30,41 +34,76 @@ type Body = JsonBody<V1Error>;
 type Params = PathParams<V1Error>;
 type Result<T, E = V1Error> = std::result::Result<T, E>;
 
+/// The routes and their descriptions, from one list: a route cannot be served without being described.
+fn routes() -> OpenApiRouter<IdentityState> {
+    OpenApiRouter::new()
+        .routes(routes!(auth_servers::list, auth_servers::create))
+        .routes(routes!(auth_servers::get, auth_servers::patch, auth_servers::delete))
+        .routes(routes!(keys::list))
+        .routes(routes!(keys::rotate))
+        .routes(routes!(scopes::list, scopes::create))
+        .routes(routes!(scopes::get, scopes::patch, scopes::delete))
+        .routes(routes!(claims::list, claims::create))
+        .routes(routes!(claims::get, claims::patch, claims::delete))
+        .routes(routes!(clients::list, clients::create))
+        .routes(routes!(clients::get, clients::patch, clients::replace, clients::delete))
+        .routes(routes!(claims::test))
+        .routes(routes!(secrets::list, secrets::create))
+        .routes(routes!(secrets::get, secrets::patch, secrets::delete))
+        .routes(routes!(tokens::list, tokens::revoke_all))
+        .routes(routes!(tokens::get, tokens::revoke))
+}
+
+/// The path parameters, by the names Kong Identity's API gives them.
+const PATH_PARAMS: &[PathParam] = &[
+    PathParam::uuid("authServerId", "The auth server's id."),
+    PathParam::uuid("scopeId", "The scope's id."),
+    PathParam::uuid("claimId", "The claim's id."),
+    PathParam::text("clientId", "The client's id (its OAuth `client_id`).", "^[A-Za-z0-9_-]{1,36}$"),
+    PathParam::uuid("clientSecretId", "The secret's id."),
+    PathParam::uuid("tokenId", "The token's id (its `jti`)."),
+];
+
+/// The `/v1` document, as `/v1/openapi.json` serves it.
+pub fn management_openapi() -> Value {
+    let (_, api) = routes().split_for_parts();
+    let mut doc = serde_json::to_value(api).unwrap_or_default();
+    doc["info"] = json!({
+        "title": "Gatehouse identity API",
+        "version": env!("CARGO_PKG_VERSION"),
+        "description": "Kong Identity's `/v1` management API as Gatehouse serves it on the platform listener, with \
+            Gatehouse's additions: signing keys and their rotation (`/keys`, `/keys/rotate`), `ES256` and `EdDSA` \
+            signing algorithms, and claim templates rendered by `test-claim` exactly as the issuer renders them."
+    });
+    openapi::require_pat(&mut doc);
+    openapi::add_path_params(&mut doc, PATH_PARAMS);
+    let collections = [
+        ("/v1/auth-servers", &auth_server::COLLECTION),
+        ("/v1/auth-servers/{authServerId}/scopes", &scope::COLLECTION),
+        ("/v1/auth-servers/{authServerId}/claims", &claim::COLLECTION),
+        ("/v1/auth-servers/{authServerId}/clients", &client::COLLECTION),
+        ("/v1/auth-servers/{authServerId}/clients/{clientId}/secrets", &secret::COLLECTION),
+        ("/v1/auth-servers/{authServerId}/clients/{clientId}/tokens", &token::COLLECTION),
+    ];
+    for (path, spec) in collections {
+        openapi::add_query_params(&mut doc, path, "get", openapi::list_params(spec));
+    }
+    let force = json!({"name": "force", "in": "query", "schema": {"type": "string", "enum": ["true", "false"]},
+        "description": "`true` deletes what is in the way too (an auth server's clients, scopes and claims; a scope's \
+            mentions in claims' `include_in_scopes`)."});
+    for path in ["/v1/auth-servers/{authServerId}", "/v1/auth-servers/{authServerId}/scopes/{scopeId}"] {
+        openapi::add_query_params(&mut doc, path, "delete", vec![force.clone()]);
+    }
+    openapi::add_problem_responses(&mut doc);
+    doc
+}
+
 pub fn management_router(state: IdentityState) -> Router {
-    Router::new()
-        .route("/v1/auth-servers", get(auth_servers::list).post(auth_servers::create))
-        .route(
-            "/v1/auth-servers/{auth_server}",
-            get(auth_servers::get).patch(auth_servers::patch).delete(auth_servers::delete),
-        )
-        .route("/v1/auth-servers/{auth_server}/keys", get(keys::list))
-        .route("/v1/auth-servers/{auth_server}/keys/rotate", post(keys::rotate))
-        .route("/v1/auth-servers/{auth_server}/scopes", get(scopes::list).post(scopes::create))
-        .route(
-            "/v1/auth-servers/{auth_server}/scopes/{scope}",
-            get(scopes::get).patch(scopes::patch).delete(scopes::delete),
-        )
-        .route("/v1/auth-servers/{auth_server}/claims", get(claims::list).post(claims::create))
-        .route(
-            "/v1/auth-servers/{auth_server}/claims/{claim}",
-            get(claims::get).patch(claims::patch).delete(claims::delete),
-        )
-        .route("/v1/auth-servers/{auth_server}/clients", get(clients::list).post(clients::create))
-        .route(
-            "/v1/auth-servers/{auth_server}/clients/{client}",
-            get(clients::get).patch(clients::patch).put(clients::replace).delete(clients::delete),
-        )
-        .route("/v1/auth-servers/{auth_server}/clients/{client}/test-claim", post(claims::test))
-        .route("/v1/auth-servers/{auth_server}/clients/{client}/secrets", get(secrets::list).post(secrets::create))
-        .route(
-            "/v1/auth-servers/{auth_server}/clients/{client}/secrets/{secret}",
-            get(secrets::get).patch(secrets::patch).delete(secrets::delete),
-        )
-        .route("/v1/auth-servers/{auth_server}/clients/{client}/tokens", get(tokens::list).delete(tokens::revoke_all))
-        .route(
-            "/v1/auth-servers/{auth_server}/clients/{client}/tokens/{token}",
-            get(tokens::get).delete(tokens::revoke),
-        )
+    let (router, _) = routes().split_for_parts();
+    let document = Document::new(&management_openapi());
+    router
+        // The description of the API is public, like Kong's; every operation it describes needs a token.
+        .route("/v1/openapi.json", get(move || std::future::ready(document.response())))
         // A wrong method also needs a token, so an anonymous caller learns nothing about the API. (Unknown paths are
         // answered by the platform listener's fallback, shared with the other APIs on it.)
         .method_not_allowed_fallback(|_: Auth| method_not_allowed::<V1Error>())

@@ -6,6 +6,8 @@ use axum::response::{IntoResponse, Response};
 use gatehouse_model::ScopeId;
 use gatehouse_model::identity::scope::COLLECTION;
 use gatehouse_model::identity::{NewScope, Scope, ScopePatch};
+use gatehouse_model::listing::Page;
+use gatehouse_model::problem::ProblemBody;
 use gatehouse_model::problem::{InvalidParameter, Rule};
 use gatehouse_runtime::errors::ApiError;
 use gatehouse_runtime::extract::path_id;
@@ -29,6 +31,8 @@ fn store_error(name: &str) -> impl Fn(StoreError) -> ApiError + '_ {
     }
 }
 
+/// List scopes
+#[utoipa::path(operation_id = "listScopes", get, path = "/v1/auth-servers/{authServerId}/scopes", tag = "Scopes", responses((status = 200, description = "A page of scopes.", body = Page<Scope>)))]
 pub(super) async fn list(
     _: Auth,
     State(state): State<IdentityState>,
@@ -41,6 +45,8 @@ pub(super) async fn list(
     Ok(page(listed.items, &query, listed.total).into_response())
 }
 
+/// Create a scope
+#[utoipa::path(operation_id = "createScope", post, path = "/v1/auth-servers/{authServerId}/scopes", tag = "Scopes", request_body = NewScope, responses((status = 201, description = "The scope.", body = Scope), (status = 409, description = "A scope with this name exists.", body = ProblemBody, content_type = "application/problem+json")))]
 pub(super) async fn create(
     _: Auth,
     State(state): State<IdentityState>,
@@ -65,12 +71,16 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(scope)).into_response())
 }
 
+/// Get a scope
+#[utoipa::path(operation_id = "getScope", get, path = "/v1/auth-servers/{authServerId}/scopes/{scopeId}", tag = "Scopes", responses((status = 200, description = "The scope.", body = Scope)))]
 pub(super) async fn get(_: Auth, State(state): State<IdentityState>, params: Params) -> Result<Response> {
     let (server, id) = (auth_server_id(&params)?, scope_id(&params)?);
     let scope = state.services.store.get_scope(server, id).await?.ok_or_else(|| not_found(id))?;
     Ok(Json(scope).into_response())
 }
 
+/// Update a scope
+#[utoipa::path(operation_id = "updateScope", patch, path = "/v1/auth-servers/{authServerId}/scopes/{scopeId}", tag = "Scopes", request_body = ScopePatch, responses((status = 200, description = "The updated scope.", body = Scope), (status = 409, description = "A scope with this name exists.", body = ProblemBody, content_type = "application/problem+json")))]
 pub(super) async fn patch(_: Auth, State(state): State<IdentityState>, params: Params, body: Body) -> Result<Response> {
     let (server, id) = (auth_server_id(&params)?, scope_id(&params)?);
     let patch = ScopePatch::from_body(&body.0).map_err(ApiError::Invalid)?;
@@ -80,6 +90,8 @@ pub(super) async fn patch(_: Auth, State(state): State<IdentityState>, params: P
     Ok(Json(updated).into_response())
 }
 
+/// Delete a scope
+#[utoipa::path(operation_id = "deleteScope", delete, path = "/v1/auth-servers/{authServerId}/scopes/{scopeId}", tag = "Scopes", responses((status = 204, description = "Deleted.")))]
 pub(super) async fn delete(
     _: Auth,
     State(state): State<IdentityState>,

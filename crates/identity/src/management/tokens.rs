@@ -6,7 +6,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use gatehouse_model::TokenId;
+use gatehouse_model::identity::IssuedToken;
 use gatehouse_model::identity::token::COLLECTION;
+use gatehouse_model::listing::Page;
 use gatehouse_model::problem::Rule;
 use gatehouse_runtime::errors::ApiError;
 use gatehouse_runtime::extract::path_id;
@@ -24,6 +26,8 @@ fn not_found(id: TokenId) -> ApiError {
     ApiError::NotFound(format!("Token [{id}] was not found"))
 }
 
+/// List tokens issued to a client
+#[utoipa::path(operation_id = "listClientTokens", get, path = "/v1/auth-servers/{authServerId}/clients/{clientId}/tokens", tag = "Tokens", responses((status = 200, description = "A page of the records of tokens issued to the client (kept for a day after they expire).", body = Page<IssuedToken>)))]
 pub(super) async fn list(
     _: Auth,
     State(state): State<IdentityState>,
@@ -38,12 +42,16 @@ pub(super) async fn list(
     Ok(page(listed.items, &query, listed.total).into_response())
 }
 
+/// Get an issued token's record
+#[utoipa::path(operation_id = "getClientToken", get, path = "/v1/auth-servers/{authServerId}/clients/{clientId}/tokens/{tokenId}", tag = "Tokens", responses((status = 200, description = "The token's record.", body = IssuedToken)))]
 pub(super) async fn get(_: Auth, State(state): State<IdentityState>, params: Params) -> Result<Response> {
     let (server, client, id) = (auth_server_id(&params)?, client_id(&params)?, token_id(&params)?);
     let token = state.services.store.get_token(server, &client, id).await?.ok_or_else(|| not_found(id))?;
     Ok(Json(token).into_response())
 }
 
+/// Revoke a token
+#[utoipa::path(operation_id = "revokeToken", delete, path = "/v1/auth-servers/{authServerId}/clients/{clientId}/tokens/{tokenId}", tag = "Tokens", responses((status = 204, description = "Revoked: introspection answers inactive and the proxy refuses it.")))]
 pub(super) async fn revoke(_: Auth, State(state): State<IdentityState>, params: Params) -> Result<StatusCode> {
     let (server, client, id) = (auth_server_id(&params)?, client_id(&params)?, token_id(&params)?);
     match state.services.store.revoke_token(server, &client, id).await {
@@ -56,6 +64,8 @@ pub(super) async fn revoke(_: Auth, State(state): State<IdentityState>, params: 
     }
 }
 
+/// Revoke every token of a client
+#[utoipa::path(operation_id = "revokeClientTokens", delete, path = "/v1/auth-servers/{authServerId}/clients/{clientId}/tokens", tag = "Tokens", responses((status = 204, description = "Every token of the client is revoked.")))]
 pub(super) async fn revoke_all(_: Auth, State(state): State<IdentityState>, params: Params) -> Result<StatusCode> {
     let server = require_server(&state, auth_server_id(&params)?).await?;
     let client = client_id(&params)?;

@@ -12,7 +12,7 @@ pub const NAME_LEN: Len = Len::new(2, 256);
 pub const DESCRIPTION_LEN: Len = Len::new(0, 2048);
 pub const MAX_PROXY_URLS: usize = 5;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub enum ClusterType {
     #[serde(rename = "CLUSTER_TYPE_CONTROL_PLANE")]
     ControlPlane,
@@ -49,7 +49,7 @@ impl Choice for ClusterType {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthType {
     PinnedClientCerts,
@@ -66,7 +66,7 @@ impl Choice for AuthType {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ProxyUrl {
     pub host: String,
     pub port: i64,
@@ -87,7 +87,7 @@ pub struct ControlPlane {
     pub updated_at: Timestamp,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, utoipa::ToSchema)]
 pub struct NewControlPlane {
     pub name: String,
     pub description: String,
@@ -98,12 +98,18 @@ pub struct NewControlPlane {
     pub labels: Labels,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ControlPlanePatch {
+    #[schema(nullable = false)]
     pub name: Option<String>,
+    #[schema(nullable = false)]
     pub description: Option<String>,
+    #[schema(nullable = false)]
     pub auth_type: Option<AuthType>,
+    #[schema(nullable = false)]
     pub proxy_urls: Option<Vec<ProxyUrl>>,
+    /// A `null` value removes that label; `null` for the whole map removes them all.
+    #[schema(value_type = Option<std::collections::HashMap<String, Option<String>>>)]
     pub labels: Presence<LabelsPatch>,
 }
 
@@ -193,7 +199,7 @@ impl ControlPlanePatch {
 }
 
 /// Konnect's response shape; `control_plane_endpoint` is this node's admin URL.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ControlPlaneView<'a> {
     pub id: uuid::Uuid,
     pub name: &'a str,
@@ -204,7 +210,7 @@ pub struct ControlPlaneView<'a> {
     pub updated_at: Timestamp,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ControlPlaneConfig<'a> {
     pub control_plane_endpoint: &'a str,
     pub telemetry_endpoint: &'a str,

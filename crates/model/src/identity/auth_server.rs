@@ -40,23 +40,34 @@ pub struct AuthServer {
     pub updated_at: Timestamp,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, utoipa::ToSchema)]
 pub struct NewAuthServer {
     pub name: String,
     pub audience: String,
+    #[schema(required = false)]
     pub description: String,
+    #[schema(required = false)]
     pub signing_algorithm: SigningAlgorithm,
+    #[schema(required = false)]
     pub labels: Labels,
+    #[schema(required = false)]
     pub trusted_origins: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, utoipa::ToSchema)]
 pub struct AuthServerPatch {
+    #[schema(nullable = false)]
     pub name: Option<String>,
+    #[schema(nullable = false)]
     pub audience: Option<String>,
+    #[schema(nullable = false)]
     pub description: Option<String>,
+    #[schema(nullable = false)]
     pub signing_algorithm: Option<SigningAlgorithm>,
+    /// A `null` value removes that label; `null` for the whole map removes them all.
+    #[schema(value_type = Option<std::collections::HashMap<String, Option<String>>>)]
     pub labels: Presence<LabelsPatch>,
+    #[schema(nullable = false)]
     pub trusted_origins: Option<Vec<String>>,
 }
 
@@ -139,7 +150,7 @@ fn trusted_origins(r: &mut BodyReader<'_>) -> Option<Vec<String>> {
 }
 
 /// The management API's view of an auth server, with its computed URLs.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuthServerView<'a> {
     pub id: AuthServerId,
     pub name: &'a str,

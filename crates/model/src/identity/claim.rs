@@ -23,7 +23,7 @@ pub const COLLECTION: CollectionSpec = CollectionSpec {
     sorts: &[Field::CreatedAt, Field::UpdatedAt, Field::Name],
 };
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Claim {
     pub id: ClaimId,
     #[serde(skip)]
@@ -38,23 +38,33 @@ pub struct Claim {
     pub updated_at: Timestamp,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, utoipa::ToSchema)]
 pub struct NewClaim {
     pub name: String,
     pub value: String,
+    #[schema(required = false)]
     pub include_in_token: bool,
+    #[schema(required = false)]
     pub include_in_all_scopes: bool,
+    #[schema(required = false)]
     pub include_in_scopes: Vec<ScopeId>,
+    #[schema(required = false)]
     pub enabled: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ClaimPatch {
+    #[schema(nullable = false)]
     pub name: Option<String>,
+    #[schema(nullable = false)]
     pub value: Option<String>,
+    #[schema(nullable = false)]
     pub include_in_token: Option<bool>,
+    #[schema(nullable = false)]
     pub include_in_all_scopes: Option<bool>,
+    #[schema(nullable = false)]
     pub include_in_scopes: Option<Vec<ScopeId>>,
+    #[schema(nullable = false)]
     pub enabled: Option<bool>,
 }
 

@@ -22,7 +22,7 @@ pub const COLLECTION: CollectionSpec = CollectionSpec {
     sorts: &[Field::CreatedAt, Field::UpdatedAt, Field::Name],
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GrantType {
     Implicit,
@@ -39,7 +39,7 @@ impl Choice for GrantType {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ResponseType {
     None,
@@ -60,7 +60,7 @@ impl Choice for ResponseType {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenEndpointAuthMethod {
     ClientSecretPost,
@@ -77,7 +77,7 @@ impl Choice for TokenEndpointAuthMethod {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Client {
     pub id: ClientId,
     #[serde(skip)]
@@ -98,37 +98,61 @@ pub struct Client {
 }
 
 /// The body of a create (POST) or replace (PUT).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ClientInput {
     pub name: String,
     pub grant_types: Vec<GrantType>,
+    #[schema(required = false)]
     pub response_types: Vec<ResponseType>,
+    #[schema(required = false)]
     pub redirect_uris: Vec<String>,
+    #[schema(required = false)]
     pub login_uri: Option<String>,
+    #[schema(required = false)]
     pub access_token_duration: i64,
+    #[schema(required = false)]
     pub id_token_duration: i64,
+    #[schema(required = false)]
     pub allow_all_scopes: bool,
+    #[schema(required = false)]
     pub allow_scopes: Vec<ScopeId>,
+    #[schema(required = false)]
     pub labels: Labels,
+    #[schema(required = false)]
     pub token_endpoint_auth_method: TokenEndpointAuthMethod,
     /// Required on PUT, refused on POST (the server generates it).
+    #[schema(required = false)]
+    #[schema(value_type = String)]
     pub client_secret: Option<SecretString>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ClientPatch {
+    #[schema(nullable = false)]
     pub name: Option<String>,
+    #[schema(nullable = false)]
     pub grant_types: Option<Vec<GrantType>>,
+    #[schema(nullable = false)]
     pub response_types: Option<Vec<ResponseType>>,
+    #[schema(nullable = false)]
     pub redirect_uris: Option<Vec<String>>,
+    #[schema(value_type = Option<String>)]
     pub login_uri: Presence<String>,
+    #[schema(nullable = false)]
     pub access_token_duration: Option<i64>,
+    #[schema(nullable = false)]
     pub id_token_duration: Option<i64>,
+    #[schema(nullable = false)]
     pub allow_all_scopes: Option<bool>,
+    #[schema(nullable = false)]
     pub allow_scopes: Option<Vec<ScopeId>>,
+    /// A `null` value removes that label; `null` for the whole map removes them all.
+    #[schema(value_type = Option<std::collections::HashMap<String, Option<String>>>)]
     pub labels: Presence<LabelsPatch>,
+    #[schema(nullable = false)]
     pub token_endpoint_auth_method: Option<TokenEndpointAuthMethod>,
     /// Replaces every secret of the client with this one.
+    #[schema(value_type = String, required = false)]
     pub client_secret: Option<SecretString>,
 }
 
@@ -341,9 +365,10 @@ impl ClientPatch {
 }
 
 /// The create response (`CreatedClient`): the client plus its secret, shown this once.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedClientView<'a> {
     #[serde(flatten)]
+    #[schema(value_type = Client)]
     pub client: &'a Client,
     pub client_secret: &'a str,
 }

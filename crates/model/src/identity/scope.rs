@@ -18,7 +18,7 @@ pub const COLLECTION: CollectionSpec = CollectionSpec {
     sorts: &[Field::CreatedAt, Field::UpdatedAt, Field::Name],
 };
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Scope {
     pub id: ScopeId,
     #[serde(skip)]
@@ -32,21 +32,30 @@ pub struct Scope {
     pub updated_at: Timestamp,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, utoipa::ToSchema)]
 pub struct NewScope {
     pub name: String,
+    #[schema(required = false)]
     pub description: String,
+    #[schema(required = false)]
     pub default: bool,
+    #[schema(required = false)]
     pub include_in_metadata: bool,
+    #[schema(required = false)]
     pub enabled: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ScopePatch {
+    #[schema(nullable = false)]
     pub name: Option<String>,
+    #[schema(nullable = false)]
     pub description: Option<String>,
+    #[schema(nullable = false)]
     pub default: Option<bool>,
+    #[schema(nullable = false)]
     pub include_in_metadata: Option<bool>,
+    #[schema(nullable = false)]
     pub enabled: Option<bool>,
 }
 

@@ -23,7 +23,7 @@ pub const COLLECTION: CollectionSpec = CollectionSpec {
 };
 
 /// A stored secret: only its keyed hash is kept.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ClientSecret {
     pub id: ClientSecretId,
     #[serde(skip)]
@@ -38,9 +38,10 @@ pub struct ClientSecret {
 }
 
 /// The create response: the item plus the secret, shown this once.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedSecretView<'a> {
     #[serde(flatten)]
+    #[schema(value_type = ClientSecret)]
     pub item: &'a ClientSecret,
     pub secret: &'a str,
 }
@@ -76,9 +77,11 @@ pub fn chosen_secret(field: &str, v: &Value) -> Result<SecretString, InvalidPara
 }
 
 /// `POST …/secrets`: `{ "secret"?: string, "enabled"?: bool }`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, utoipa::ToSchema)]
 pub struct NewSecret {
+    #[schema(value_type = String, required = false, min_length = 24, max_length = 256)]
     pub secret: Option<SecretString>,
+    #[schema(required = false)]
     pub enabled: bool,
 }
 

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::body::Choice;
 use crate::{AuthServerId, SigningKeyId, Timestamp};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum SigningAlgorithm {
     RS256,
     RS384,

@@ -12,7 +12,7 @@ pub const COLLECTION: CollectionSpec =
 /// Records are kept this long after their token expires, then pruned.
 pub const RECORD_RETENTION_SECS: i64 = 86_400;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct IssuedToken {
     pub id: TokenId,
     #[serde(skip)]
