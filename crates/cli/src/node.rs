@@ -346,6 +346,7 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         // master key.
         key_auth_hmac: Some(services.keys.key_auth_hmac()),
         metrics: services.metrics.clone(),
+        dns: dns_settings(&config.gateway),
     })
     .map_err(StartError::AccessLog)?;
     proxy.follow(publisher.subscribe());
@@ -458,4 +459,17 @@ fn access_log_settings(config: &Config) -> gatehouse_gateway::access_log::Access
         gatehouse_runtime::config::LogFormat::Json => AccessLogFormat::Json,
     };
     AccessLogSettings { destination, format }
+}
+
+/// Kong's `dns_resolver`, `dns_stale_ttl` and `dns_not_found_ttl`, defaults where unset.
+fn dns_settings(gateway: &gatehouse_runtime::config::GatewayConfig) -> gatehouse_gateway::balancer::DnsSettings {
+    let defaults = gatehouse_gateway::balancer::DnsSettings::default();
+    let seconds = |value: Option<f64>, default| {
+        value.and_then(|s| std::time::Duration::try_from_secs_f64(s).ok()).unwrap_or(default)
+    };
+    gatehouse_gateway::balancer::DnsSettings {
+        resolvers: gateway.dns_resolver.clone(),
+        stale_ttl: seconds(gateway.dns_stale_ttl, defaults.stale_ttl),
+        not_found_ttl: seconds(gateway.dns_not_found_ttl, defaults.not_found_ttl),
+    }
 }

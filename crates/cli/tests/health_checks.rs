@@ -145,3 +145,26 @@ async fn target_health_is_exported_to_prometheus_when_asked() {
     common::metrics::promtool_check(&text);
     node.stop().await;
 }
+
+/// Kong's per-address endpoints on a target that is an address: the address is the target's own; another one is
+/// refused with Kong's 400.
+#[tokio::test]
+async fn an_address_target_is_set_through_its_address() {
+    let node = TestNode::start().await;
+    let a = Backend::start("a").await;
+    setup(&node, json!({"passive": {"unhealthy": {"tcp_failures": 1}}}), &[&a]).await;
+    let target = a.target();
+    let path = |address: &str, state: &str| format!("/upstreams/checked/targets/{target}/{address}/{state}");
+    let (status, _) = node.admin(Method::PUT, &path(&target, "unhealthy"), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(health_of(&node, "checked", &target).await, "UNHEALTHY");
+    let (status, _) = node.admin(Method::PUT, &path("127.0.0.3:1", "healthy"), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, body) = node.admin(Method::PUT, &path("not-an-ip", "healthy"), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _) = node.admin(Method::PUT, &path(&target, "healthy"), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(health_of(&node, "checked", &target).await, "HEALTHY");
+    assert_eq!(names(&node, 2).await, ["a", "a"]);
+    node.stop().await;
+}

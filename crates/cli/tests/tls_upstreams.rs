@@ -379,3 +379,36 @@ async fn a_balanced_target_is_verified_for_the_upstreams_name() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!((body["sni"].as_str(), body["host"].as_str()), (Some("api.test"), Some("api.test")));
 }
+
+/// Active HTTPS probes send the upstream's `https_sni` as the server name (a target given as an address sends none
+/// otherwise).
+#[tokio::test]
+async fn https_probes_send_the_configured_sni() {
+    let node = TestNode::start().await;
+    let ca = TestCa::new();
+    let leaf = ca.leaf(&["probe.test"]);
+    let upstream = TlsUpstream::start(&leaf.cert, &leaf.key, None).await;
+    let checks = json!({"active": {
+        "type": "https", "https_sni": "probe.test", "https_verify_certificate": false,
+        "healthy": {"interval": 0.05, "successes": 1}, "unhealthy": {"interval": 0.05, "tcp_failures": 1},
+    }});
+    node.admin_ok(Method::POST, "/upstreams", json!({"name": "probed", "healthchecks": checks})).await;
+    let target = json!({"target": format!("127.0.0.1:{}", upstream.addr.port())});
+    node.admin_ok(Method::POST, "/upstreams/probed/targets", target).await;
+    node.wait_config().await;
+    let started = tokio::time::Instant::now();
+    while upstream.last().is_none() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "no probe arrived");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(upstream.last().unwrap().sni.as_deref(), Some("probe.test"));
+    let (status, body) = node
+        .admin(
+            Method::POST,
+            "/upstreams",
+            Some(json!({"name": "bad", "healthchecks": {"active": {"https_sni": "10.0.0.1"}}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "an address is not a server name: {body}");
+    node.stop().await;
+}

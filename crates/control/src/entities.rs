@@ -121,6 +121,27 @@ fn entity_routes() -> Router<EntityApi> {
         )
         // Every method, so a path of this shape that is not a target's health answers Kong's 404, not a 405.
         .route("/{parent}/{parent_id}/{collection}/{id}/{action}", axum::routing::any(target_health))
+        .route("/{parent}/{parent_id}/{collection}/{id}/{address}/{action}", axum::routing::any(address_health))
+}
+
+/// `PUT /upstreams/{u}/targets/{t}/{address}/healthy|unhealthy`: one address (`ip:port`, the port 8000 when
+/// absent, as Kong reads it) of a target.
+async fn address_health(method: axum::http::Method, t: Target) -> Result<Response> {
+    let healthy = match param(&t, 5) {
+        "healthy" => true,
+        "unhealthy" => false,
+        _ => return Err(not_found()),
+    };
+    let (child, parent) = parent_of(&t).await?;
+    if child != EntityKind::Target {
+        return Err(not_found());
+    }
+    let target = resolve_child(&t, child, &parent, param(&t, 3)).await?.filter(|e| belongs(e, &parent));
+    let target = target.ok_or_else(not_found)?;
+    if method != axum::http::Method::PUT {
+        return Err(ApiError::MethodNotAllowed.into());
+    }
+    Ok(crate::upstream_health::set_address_health(&t, &parent, &target, param(&t, 4), healthy))
 }
 
 /// `PUT /upstreams/{u}/targets/{t}/healthy|unhealthy`.

@@ -55,12 +55,21 @@ pub(crate) async fn health(
         match health.as_deref().and_then(|h| h.iter().find(|x| x.target == name)) {
             Some(h) => {
                 value["health"] = json!(h.health);
+                // The target's weight is shared among its addresses (a name's), as the proxy balances them.
+                let n = u32::try_from(h.addresses.len()).unwrap_or(u32::MAX).max(1);
+                let addresses: Vec<Value> = h
+                    .addresses
+                    .iter()
+                    .map(
+                        |a| json!({"ip": a.ip.to_string(), "port": h.port, "health": a.health, "weight": h.weight / n}),
+                    )
+                    .collect();
                 value["data"] = json!({
                     "host": h.host,
                     "port": h.port,
                     "nodeWeight": h.weight,
-                    "dns": if h.host.parse::<std::net::IpAddr>().is_ok() { "A" } else { "name" },
-                    "addresses": [{"ip": h.host, "port": h.port, "health": h.health, "weight": h.weight}],
+                    "dns": h.dns,
+                    "addresses": addresses,
                     "weight": weights(std::slice::from_ref(h)),
                 });
             }
@@ -74,7 +83,11 @@ pub(crate) async fn health(
 
 fn weights(targets: &[TargetHealth]) -> Value {
     let total: u64 = targets.iter().map(|h| u64::from(h.weight)).sum();
-    let available: u64 = targets.iter().filter(|h| h.health != "UNHEALTHY").map(|h| u64::from(h.weight)).sum();
+    let available: u64 = targets
+        .iter()
+        .filter(|h| matches!(h.health, "HEALTHY" | "HEALTHCHECKS_OFF"))
+        .map(|h| u64::from(h.weight))
+        .sum();
     json!({ "total": total, "available": available, "unavailable": total - available })
 }
 
@@ -106,6 +119,32 @@ pub(crate) fn set_health(t: &Target, upstream: &StoredEntity, target: &StoredEnt
     let set = t.upstream_health().is_some_and(|node| node.set_target_health(upstream.id, name, healthy));
     if !set {
         let message = "target not found in this node's balancer (its configuration may still be loading)";
+        return (StatusCode::BAD_REQUEST, Json(json!({ "message": message }))).into_response();
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `PUT /upstreams/{u}/targets/{t}/{address}/healthy|unhealthy`: 204, or Kong's 400 with a message for an address
+/// that is not one of the target's on this node.
+pub(crate) fn set_address_health(
+    t: &Target,
+    upstream: &StoredEntity,
+    target: &StoredEntity,
+    address: &str,
+    healthy: bool,
+) -> Response {
+    let name = target.data.get("target").and_then(Value::as_str).unwrap_or_default();
+    let parsed = gatehouse_model::gateway::upstreams::split_target(address).and_then(|(host, port)| {
+        let ip = host.parse::<std::net::IpAddr>().ok()?;
+        Some(std::net::SocketAddr::new(ip, port.unwrap_or(gatehouse_model::gateway::upstreams::DEFAULT_TARGET_PORT)))
+    });
+    let Some(address) = parsed else {
+        let message = format!("invalid address '{address}': an IP address, with a port or not");
+        return (StatusCode::BAD_REQUEST, Json(json!({ "message": message }))).into_response();
+    };
+    let set = t.upstream_health().is_some_and(|node| node.set_address_health(upstream.id, name, address, healthy));
+    if !set {
+        let message = format!("no address {address} for target {name} in this node's balancer");
         return (StatusCode::BAD_REQUEST, Json(json!({ "message": message }))).into_response();
     }
     StatusCode::NO_CONTENT.into_response()

@@ -36,7 +36,7 @@ pub const MAX_IDLE_PER_TARGET: usize = 256;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What makes two upstream connections interchangeable.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 pub struct PoolKey {
     pub https: bool,
     pub authority: http::uri::Authority,
@@ -46,6 +46,31 @@ pub struct PoolKey {
     /// The name sent as SNI and verified, when it is not the authority's host (a `preserve_host` route sends the
     /// client's `Host`, as Kong's `proxy_ssl_name $upstream_host` does).
     pub server_name: Option<Arc<str>>,
+}
+
+/// Cheapest comparisons first: a client connection compares its kept connections' keys on every request. The
+/// authority is compared byte for byte (`Authority`'s own comparison ignores case, which costs more and only
+/// merges keys that differ in case), which keeps equal keys' hashes equal.
+impl PartialEq for PoolKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.connect_timeout_ms == other.connect_timeout_ms
+            && self.https == other.https
+            && self.authority.as_str() == other.authority.as_str()
+            && self.server_name == other.server_name
+            && self.tls == other.tls
+    }
+}
+
+impl Eq for PoolKey {}
+
+impl std::hash::Hash for PoolKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.authority.as_str().hash(state);
+        self.https.hash(state);
+        self.connect_timeout_ms.hash(state);
+        self.server_name.hash(state);
+        self.tls.hash(state);
+    }
 }
 
 impl Default for PoolKey {
@@ -415,6 +440,12 @@ pub(crate) fn connector(connect_timeout_ms: u64, verify: bool) -> HttpsConnector
         .https_or_http()
         .enable_http1()
         .wrap_connector(tcp_connector(connect_timeout_ms))
+}
+
+/// The TLS settings of active HTTPS health probes: the web PKI roots (`https_verify_certificate`), or no
+/// verification.
+pub(crate) fn probe_tls(verify: bool) -> Result<Arc<rustls::ClientConfig>, String> {
+    UpstreamTls::default_for(verify).config.clone()
 }
 
 /// For services that set `tls_verify: false`: signatures are still checked, certificates are not.

@@ -367,6 +367,34 @@ pub struct GatewayConfig {
     /// The proxy's access log (Kong's `proxy_access_log`): `stderr` (the default, with the node's logs, in
     /// `log.format`), `off`, or a file path to append to.
     pub access_log: Option<String>,
+    /// Kong's `dns_resolver`: the name servers that upstream targets' host names are resolved with, `ip` or
+    /// `ip:port` (port 53 when absent), a list or a comma-separated string. Empty (the default): the system's,
+    /// from `/etc/resolv.conf`. `/etc/hosts` is read either way.
+    #[serde(
+        deserialize_with = "resolvers_or_string",
+        serialize_with = "as_texts",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub dns_resolver: Vec<SocketAddr>,
+    /// Kong's `dns_stale_ttl`: seconds a name's addresses are still used past their TTL while it cannot be
+    /// resolved again; default 3600.
+    #[serde(deserialize_with = "opt_number_or_string")]
+    pub dns_stale_ttl: Option<f64>,
+    /// Kong's `dns_not_found_ttl`: seconds before a name that did not resolve is asked about again; default 30.
+    #[serde(deserialize_with = "opt_number_or_string")]
+    pub dns_not_found_ttl: Option<f64>,
+}
+
+fn resolvers_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+    list_or_string(d)?
+        .iter()
+        .map(|s| {
+            let s = s.trim();
+            s.parse::<SocketAddr>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                .map_err(|_| serde::de::Error::custom(format!("[{s}] is not an IP address or address:port")))
+        })
+        .collect()
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -624,6 +652,16 @@ impl Config {
                 ConfigError::Invalid { path: format!("{}.listen", name.as_str()), message: e.to_string() }
             })?;
             self.listener(name).validate(name.as_str())?;
+        }
+        for (key, value) in
+            [("dns_stale_ttl", self.gateway.dns_stale_ttl), ("dns_not_found_ttl", self.gateway.dns_not_found_ttl)]
+        {
+            if value.is_some_and(|s| !(0.0..=86_400.0 * 365.0).contains(&s)) {
+                return Err(ConfigError::Invalid {
+                    path: format!("gateway.{key}"),
+                    message: "must be a number of seconds, 0 or more".into(),
+                });
+            }
         }
         if let Some(addr) = self.proxy.listen_tls {
             crate::listener::check_bind(crate::listener::ListenerKind::Proxy, addr, true)

@@ -19,6 +19,13 @@ impl Backend {
         Backend { name: name.to_owned(), addr, task: Some(serve(listener, name.to_owned())) }
     }
 
+    /// One listening on `addr` (another loopback address, or a port chosen by the caller).
+    pub async fn start_on(name: &str, addr: SocketAddr) -> Backend {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        Backend { name: name.to_owned(), addr, task: Some(serve(listener, name.to_owned())) }
+    }
+
     /// `host:port`, as a target.
     pub fn target(&self) -> String {
         self.addr.to_string()

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use http_body_util::Empty;
 use hyper::body::Bytes;
-use tower::Service;
+use hyper_util::rt::TokioIo;
+use tokio_util::either::Either;
 
 use super::{Balancer, Outcome, Thresholds};
 
@@ -67,25 +68,39 @@ fn seconds(s: f64) -> Option<Duration> {
 async fn probe(b: &Balancer, i: usize) -> Outcome {
     let a = &b.spec.healthchecks.active;
     let t = &b.targets[i];
+    // A host-name target is probed at one of its addresses, in turn.
+    let address = match t.name.as_ref().map(super::dns::NameState::next_address) {
+        Some(Ok(Some(found))) => found,
+        Some(Err(())) => return Outcome::TcpFailure,
+        _ => t.authority.clone(),
+    };
     let timeout = Duration::from_secs_f64(a.timeout.max(0.001));
     let attempt = async {
         if a.kind == "tcp" {
-            return match tokio::net::TcpStream::connect(t.authority.as_str()).await {
+            return match tokio::net::TcpStream::connect(address.as_str()).await {
                 Ok(_) => Outcome::Status(200),
                 Err(_) => Outcome::TcpFailure,
             };
         }
-        let https = a.kind == "https";
-        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-        let mut connector = crate::upstream::connector(timeout_ms, a.https_verify_certificate);
-        let uri = http::Uri::builder()
-            .scheme(if https { "https" } else { "http" })
-            .authority(t.authority.clone())
-            .path_and_query(a.http_path.as_str())
-            .build();
-        let Ok(uri) = uri else { return Outcome::TcpFailure };
-        let Ok(stream) = connector.call(uri.clone()).await else { return Outcome::TcpFailure };
-        let Ok((mut sender, connection)) = hyper::client::conn::http1::handshake(stream).await else {
+        let Ok(tcp) = tokio::net::TcpStream::connect(address.as_str()).await else { return Outcome::TcpFailure };
+        let _ = tcp.set_nodelay(true);
+        let stream = if a.kind == "https" {
+            // Kong's `https_sni`, else the target's host (a name, or an address, which sends no SNI).
+            let name = a.https_sni.as_deref().unwrap_or(t.host());
+            let Ok(name) = rustls::pki_types::ServerName::try_from(name.to_owned()) else {
+                return Outcome::TcpFailure;
+            };
+            let Ok(config) = crate::upstream::probe_tls(a.https_verify_certificate) else {
+                return Outcome::TcpFailure;
+            };
+            match tokio_rustls::TlsConnector::from(config).connect(name, tcp).await {
+                Ok(tls) => Either::Right(tls),
+                Err(_) => return Outcome::TcpFailure,
+            }
+        } else {
+            Either::Left(tcp)
+        };
+        let Ok((mut sender, connection)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await else {
             return Outcome::TcpFailure;
         };
         tokio::spawn(connection);

@@ -7,6 +7,7 @@
 //! target takes no lock. [`Balancers`] keeps them across configuration changes: an upstream whose definition did not
 //! change keeps its balancer, and a rebuilt one keeps the health of the targets it still has.
 
+mod dns;
 mod health;
 
 use std::collections::HashMap;
@@ -15,8 +16,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex};
 
 use gatehouse_model::gateway::snapshot::Upstream;
-use gatehouse_model::gateway::upstreams::{TargetHealth, UpstreamHealth, split_target};
+use std::net::SocketAddr;
 
+use gatehouse_model::gateway::upstreams::{AddressHealth, TargetHealth, UpstreamHealth, split_target};
+
+pub use dns::{Dns, DnsSettings, refresh_loop};
 pub use health::probe_loop;
 
 /// One target of an upstream and its node-local state.
@@ -37,6 +41,8 @@ pub struct TargetState {
     active: AtomicU32,
     /// Exponentially weighted average of its response times in microseconds; 0 until measured (`latency`).
     latency_us: AtomicU64,
+    /// A host-name target's addresses; `None` for an IP address.
+    pub name: Option<dns::NameState>,
 }
 
 impl TargetState {
@@ -56,6 +62,7 @@ impl TargetState {
             successes: AtomicU32::new(0),
             active: AtomicU32::new(0),
             latency_us: AtomicU64::new(0),
+            name: host.parse::<std::net::IpAddr>().is_err().then(dns::NameState::default),
         })
     }
 
@@ -107,6 +114,8 @@ pub struct Balancer {
     ring: Box<[(u64, u16)]>,
     /// The `Host` header sent upstream when the upstream sets `host_header`.
     pub host_header: Option<http::HeaderValue>,
+    /// Resolves host-name targets (none: they are never resolved, as in unit tests).
+    dns: Option<Arc<Dns>>,
 }
 
 /// The largest round-robin cycle built; larger total weights are scaled down to it, keeping their ratios.
@@ -129,7 +138,7 @@ impl Balancer {
         // Start each node at a different place in the cycle, so nodes do not all send their first requests to
         // the same target.
         let start = getrandom::u64().unwrap_or(0) as usize;
-        Self { spec, targets, algorithm, schedule, cursor: AtomicUsize::new(start), ring, host_header }
+        Self { spec, targets, algorithm, schedule, cursor: AtomicUsize::new(start), ring, host_header, dns: None }
     }
 
     /// Whether the health checks decide anything (Kong's `HEALTHCHECKS_OFF` otherwise).
@@ -140,7 +149,7 @@ impl Balancer {
     /// Whether a target can take a request now.
     fn available(&self, i: usize) -> bool {
         let t = &self.targets[i];
-        t.weight > 0 && t.is_healthy()
+        t.weight > 0 && t.is_healthy() && t.name.as_ref().is_none_or(dns::NameState::usable)
     }
 
     /// Whether the upstream as a whole takes traffic: the healthy share of its weight reaches `threshold` %.
@@ -281,9 +290,11 @@ impl Balancer {
 
     /// The health a target reports (Kong's `/upstreams/{u}/health` values).
     pub fn health_of(&self, i: usize) -> &'static str {
-        if !self.checks_on() {
+        if self.targets[i].name.as_ref().is_some_and(dns::NameState::failed) {
+            "DNS_ERROR"
+        } else if !self.checks_on() {
             "HEALTHCHECKS_OFF"
-        } else if self.targets[i].is_healthy() {
+        } else if self.targets[i].is_healthy() && self.targets[i].name.as_ref().is_none_or(dns::NameState::usable) {
             "HEALTHY"
         } else {
             "UNHEALTHY"
@@ -315,7 +326,7 @@ impl Balancer {
                 input,
             )
         })?;
-        Some(hash64(value.as_bytes()))
+        Some(value.hash())
     }
 
     /// With `hash_on: cookie` and no cookie in the request, the cookie Kong sets so the client sticks to the
@@ -366,7 +377,7 @@ impl Thresholds<'_> {
 
 /// What a request offers to hash on.
 pub struct HashInput<'a> {
-    pub consumer: Option<&'a str>,
+    pub consumer: Option<uuid::Uuid>,
     pub client_ip: std::net::IpAddr,
     pub headers: &'a http::HeaderMap,
     pub path: &'a str,
@@ -386,35 +397,80 @@ impl std::fmt::Debug for HashInput<'_> {
     }
 }
 
-fn hash_source(
+/// What a request is hashed on: text, or the client's address, hashed as its text without being formatted
+/// into a string first (the same hash value, without an allocation per request).
+enum HashKey<'a> {
+    Text(std::borrow::Cow<'a, str>),
+    Ip(std::net::IpAddr),
+}
+
+impl HashKey<'_> {
+    fn hash(&self) -> u64 {
+        match self {
+            HashKey::Text(text) => hash64(text.as_bytes()),
+            HashKey::Ip(ip) => {
+                /// Feeds formatted text straight to the hasher (SipHash reads a stream: pieces hash as their
+                /// concatenation does).
+                struct Feed(siphasher::sip::SipHasher13);
+                impl std::fmt::Write for Feed {
+                    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+                        self.0.write(s.as_bytes());
+                        Ok(())
+                    }
+                }
+                let mut feed = Feed(hasher());
+                let _ = std::fmt::Write::write_fmt(&mut feed, format_args!("{ip}"));
+                feed.0.finish()
+            }
+        }
+    }
+}
+
+fn hash_source<'a>(
     on: &str,
     header: Option<&str>,
     cookie_name: Option<&str>,
     query_arg: Option<&str>,
     capture: Option<&str>,
-    input: &HashInput<'_>,
-) -> Option<String> {
-    match on {
-        "consumer" => input.consumer.map(str::to_owned),
-        "ip" => Some(input.client_ip.to_string()),
+    input: &HashInput<'a>,
+) -> Option<HashKey<'a>> {
+    use std::borrow::Cow;
+    let text = match on {
+        "consumer" => Cow::Owned(input.consumer?.to_string()),
+        "ip" => return Some(HashKey::Ip(input.client_ip)),
         "header" => {
-            let values: Vec<&str> = input.headers.get_all(header?).iter().filter_map(|v| v.to_str().ok()).collect();
+            let mut values = input.headers.get_all(header?).iter().filter_map(|v| v.to_str().ok());
+            let first = values.next()?;
             // Kong joins a repeated header's values.
-            (!values.is_empty()).then(|| values.join(","))
+            match values.next() {
+                None => Cow::Borrowed(first),
+                Some(second) => {
+                    let mut joined = format!("{first},{second}");
+                    for v in values {
+                        joined.push(',');
+                        joined.push_str(v);
+                    }
+                    Cow::Owned(joined)
+                }
+            }
         }
-        "cookie" => cookie(input.headers, cookie_name?).or(input.chosen_cookie).map(str::to_owned),
-        "path" => Some(input.path.to_owned()),
+        "cookie" => Cow::Borrowed(cookie(input.headers, cookie_name?).or(input.chosen_cookie)?),
+        "path" => Cow::Borrowed(input.path),
         "query_arg" => {
             let name = query_arg?;
             let values: Vec<String> = form_urlencoded::parse(input.query?.as_bytes())
                 .filter(|(k, _)| k == name)
                 .map(|(_, v)| v.into_owned())
                 .collect();
-            (!values.is_empty()).then(|| values.join(","))
+            if values.is_empty() {
+                return None;
+            }
+            Cow::Owned(values.join(","))
         }
-        "uri_capture" => (input.captures)(capture?),
-        _ => None,
-    }
+        "uri_capture" => Cow::Owned((input.captures)(capture?)?),
+        _ => return None,
+    };
+    Some(HashKey::Text(text))
 }
 
 fn cookie<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
@@ -430,9 +486,13 @@ fn cookie<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
 
 /// A stable 64-bit hash (the same on every node and across restarts, so a key keeps its target).
 fn hash64(bytes: &[u8]) -> u64 {
-    let mut h = siphasher::sip::SipHasher13::new_with_keys(0x6761_7465_686f_7573, 0x6b6f_6e67_7570_7374);
+    let mut h = hasher();
     h.write(bytes);
     h.finish()
+}
+
+fn hasher() -> siphasher::sip::SipHasher13 {
+    siphasher::sip::SipHasher13::new_with_keys(0x6761_7465_686f_7573, 0x6b6f_6e67_7570_7374)
 }
 
 /// nginx's smooth weighted round-robin over `weights`, one full cycle: each target appears `weight` times (after
@@ -494,42 +554,89 @@ fn ring(targets: &[TargetState], slots: u32) -> Box<[(u64, u16)]> {
     points.into_boxed_slice()
 }
 
+/// The balancers of a configuration being installed (see [`Balancers::stage`]).
+#[derive(Debug)]
+pub struct Staged {
+    next: HashMap<uuid::Uuid, Arc<Balancer>>,
+    /// Those built for it, whose active checks start when it is committed.
+    fresh: Vec<Arc<Balancer>>,
+}
+
+impl Staged {
+    /// The balancers by upstream name (lower case), for the services that name them.
+    pub fn by_name(&self) -> HashMap<String, Arc<Balancer>> {
+        self.next.values().map(|b| (b.spec.name.to_ascii_lowercase(), b.clone())).collect()
+    }
+}
+
 /// The node's balancers, by upstream id: what the proxy's configurations name, and what the Admin API's health
 /// endpoints read and set.
 #[derive(Debug, Default)]
 pub struct Balancers {
     current: Mutex<HashMap<uuid::Uuid, Arc<Balancer>>>,
+    dns: Arc<Dns>,
 }
 
 impl Balancers {
-    /// Makes `upstreams` the node's: an unchanged upstream keeps its balancer; a changed one gets a new balancer
-    /// that keeps the health of the targets it still has. Starts the active checks of new balancers. Returns the
-    /// balancers by upstream name (lower case), for the services that name them.
-    pub fn install(&self, upstreams: &[Upstream]) -> HashMap<String, Arc<Balancer>> {
-        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+    pub fn new(dns: DnsSettings) -> Self {
+        Self { current: Mutex::default(), dns: Arc::new(Dns::new(dns)) }
+    }
+
+    /// The balancers `upstreams` need: an unchanged upstream keeps its balancer; a changed one gets a new balancer
+    /// that keeps the health of the targets it still has. Nothing changes on the node until [`Balancers::commit`]
+    /// (a configuration that does not compile leaves the health endpoints as they were).
+    pub fn stage(&self, upstreams: &[Upstream]) -> Staged {
+        let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = HashMap::with_capacity(upstreams.len());
+        let mut fresh = Vec::new();
         for spec in upstreams {
             let balancer = match current.get(&spec.id) {
                 Some(existing) if existing.spec == *spec => existing.clone(),
                 previous => {
-                    let fresh = Arc::new(Balancer::new(spec.clone()));
+                    let mut built = Balancer::new(spec.clone());
+                    built.dns = Some(self.dns.clone());
                     if let Some(old) = previous {
-                        for t in fresh.targets.iter() {
+                        for t in built.targets.iter() {
                             if let Some(o) = old.targets.iter().find(|o| o.target == t.target) {
                                 t.healthy.store(o.is_healthy(), Ordering::Relaxed);
+                                // Its addresses stay until their own TTL runs out.
+                                if let (Some(new), Some(old)) = (&t.name, &o.name) {
+                                    new.resolved.store(old.resolved.load_full());
+                                }
                             }
                         }
                     }
-                    if fresh.spec.healthchecks.active_on() {
-                        tokio::spawn(probe_loop(Arc::downgrade(&fresh)));
-                    }
-                    fresh
+                    let built = Arc::new(built);
+                    fresh.push(built.clone());
+                    built
                 }
             };
             next.insert(spec.id, balancer);
         }
-        *current = next;
-        current.values().map(|b| (b.spec.name.to_ascii_lowercase(), b.clone())).collect()
+        Staged { next, fresh }
+    }
+
+    /// Stages and commits `upstreams` at once.
+    #[cfg(test)]
+    fn install(&self, upstreams: &[Upstream]) -> HashMap<String, Arc<Balancer>> {
+        let staged = self.stage(upstreams);
+        let by_name = staged.by_name();
+        self.commit(staged);
+        by_name
+    }
+
+    /// Makes a staged set the node's, and starts the active checks of its new balancers.
+    pub fn commit(&self, staged: Staged) {
+        let Staged { next, fresh } = staged;
+        for b in fresh {
+            if b.spec.healthchecks.active_on() {
+                tokio::spawn(probe_loop(Arc::downgrade(&b)));
+            }
+            if b.has_names() {
+                tokio::spawn(refresh_loop(Arc::downgrade(&b)));
+            }
+        }
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = next;
     }
 
     fn get(&self, upstream: uuid::Uuid) -> Option<Arc<Balancer>> {
@@ -585,12 +692,46 @@ impl UpstreamHealth for Balancers {
             (0..b.targets.len())
                 .map(|i| {
                     let t = &b.targets[i];
+                    let health = b.health_of(i);
+                    let of = |ip: std::net::IpAddr, healthy: bool| AddressHealth {
+                        ip,
+                        health: match health {
+                            "HEALTHY" | "UNHEALTHY" if !healthy || !t.is_healthy() => "UNHEALTHY",
+                            "HEALTHY" | "UNHEALTHY" => "HEALTHY",
+                            other => other,
+                        },
+                    };
+                    let (addresses, dns) = match &t.name {
+                        None => {
+                            let ip = t.host().parse().ok();
+                            let kind = if ip.is_some_and(|ip: std::net::IpAddr| ip.is_ipv6()) { "AAAA" } else { "A" };
+                            (ip.into_iter().map(|ip| of(ip, true)).collect(), kind.to_owned())
+                        }
+                        Some(name) => match name.resolved.load_full() {
+                            None => (Vec::new(), "unknown".to_owned()),
+                            Some(r) => {
+                                let kind = if r.ips.iter().all(std::net::IpAddr::is_ipv6) { "AAAA" } else { "A" };
+                                let dns = match &r.error {
+                                    Some(error) if r.ips.is_empty() => error.clone(),
+                                    _ => kind.to_owned(),
+                                };
+                                let addresses = r
+                                    .ips
+                                    .iter()
+                                    .zip(r.healthy.iter())
+                                    .map(|(ip, h)| of(*ip, h.load(Ordering::Relaxed)));
+                                (addresses.collect(), dns)
+                            }
+                        },
+                    };
                     TargetHealth {
                         target: t.target.clone(),
                         host: t.host().to_owned(),
                         port: t.authority.port_u16().unwrap_or(0),
                         weight: t.weight,
-                        health: b.health_of(i),
+                        health,
+                        addresses,
+                        dns,
                     }
                 })
                 .collect(),
@@ -601,7 +742,35 @@ impl UpstreamHealth for Balancers {
         let Some(b) = self.get(upstream) else { return false };
         let Some(t) = b.targets.iter().find(|t| t.target == target) else { return false };
         t.set_healthy(healthy);
+        if let Some(name) = &t.name {
+            name.set_all(healthy);
+        }
         true
+    }
+
+    fn set_address_health(&self, upstream: uuid::Uuid, target: &str, address: SocketAddr, healthy: bool) -> bool {
+        let Some(b) = self.get(upstream) else { return false };
+        let Some(t) = b.targets.iter().find(|t| t.target == target) else { return false };
+        if address.port() != t.authority.port_u16().unwrap_or(0) {
+            return false;
+        }
+        match &t.name {
+            Some(name) => {
+                if !name.set_one(address.ip(), healthy) {
+                    return false;
+                }
+                // Health set for an address brings the target back too (its checks count per target).
+                if healthy {
+                    t.set_healthy(true);
+                }
+                true
+            }
+            None if t.host().parse() == Ok(address.ip()) => {
+                t.set_healthy(healthy);
+                true
+            }
+            None => false,
+        }
     }
 }
 

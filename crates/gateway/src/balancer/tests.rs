@@ -226,3 +226,23 @@ async fn balancers_keep_health_across_a_change_of_targets() {
     assert!(changed["u.example"].targets[0].is_healthy());
     assert!(!balancers.set_target_health(uuid::Uuid::from_u128(1), "z:1", true));
 }
+
+#[tokio::test]
+async fn a_staged_set_changes_nothing_until_committed() {
+    let balancers = Balancers::default();
+    let first = upstream("round-robin", &[("a:1", 1)], json!({}));
+    balancers.install(std::slice::from_ref(&first));
+    let refused = balancers.stage(&[upstream("round-robin", &[("a:1", 1), ("b:1", 1)], json!({}))]);
+    assert_eq!(refused.by_name()["u.example"].targets.len(), 2);
+    drop(refused);
+    let health = balancers.targets_health(uuid::Uuid::from_u128(1)).unwrap();
+    assert_eq!(health.iter().map(|h| h.target.as_str()).collect::<Vec<_>>(), ["a:1"], "the installed set stays");
+}
+
+#[test]
+fn an_address_hashes_as_its_text() {
+    for ip in ["10.0.0.1", "::1", "2001:db8::7", "255.255.255.255"] {
+        let parsed: std::net::IpAddr = ip.parse().unwrap();
+        assert_eq!(HashKey::Ip(parsed).hash(), hash64(ip.as_bytes()), "{ip}");
+    }
+}

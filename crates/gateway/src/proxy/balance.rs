@@ -21,7 +21,6 @@ pub(super) fn hash_request(
     if !balanced.balancer.hashes() {
         return (None, None);
     }
-    let consumer = consumer.map(|id| id.to_string());
     // Kong's `uri_capture`: a named group, or a numbered one.
     let captures = |name: &str| {
         let caps = path_regex?.captures(path)?;
@@ -31,15 +30,7 @@ pub(super) fn hash_request(
         };
         group.map(|m| m.as_str().to_owned())
     };
-    let mut input = HashInput {
-        consumer: consumer.as_deref(),
-        client_ip,
-        headers,
-        path,
-        query,
-        captures: &captures,
-        chosen_cookie: None,
-    };
+    let mut input = HashInput { consumer, client_ip, headers, path, query, captures: &captures, chosen_cookie: None };
     let cookie = balanced.balancer.cookie_to_set(&input);
     if let Some((value, _)) = &cookie {
         input.chosen_cookie = Some(value);

@@ -109,6 +109,8 @@ pub struct ProxySettings {
     /// The node's `gatehouse_` families; the proxy records configuration loads and the introspection plugin's
     /// cache and IdP calls.
     pub metrics: Arc<GatehouseMetrics>,
+    /// How upstream targets' host names are resolved (Kong's `dns_resolver` and TTL settings).
+    pub dns: crate::balancer::DnsSettings,
 }
 
 /// Request ids: a random per-process prefix and a counter, 32 hex digits like Kong's.
@@ -241,9 +243,10 @@ struct ClientConnection {
     peer_value: HeaderValue,
     /// Whether the peer is a trusted proxy whose `X-Forwarded-*` headers are kept.
     trusted: bool,
-    /// The upstream connection the last request used: an HTTP/1 client's next request goes out on it without
-    /// touching the worker's pool.
-    upstream: std::sync::Mutex<Option<(PoolKey, Sender)>>,
+    /// The upstream connections this client's recent requests used, at most one per pool key and
+    /// [`KEPT_PER_CLIENT`] in all, oldest first: an HTTP/1 client's next request goes out on one of them without
+    /// touching the worker's pool, also when a balancer sends consecutive requests to different targets.
+    upstream: std::sync::Mutex<KeptUpstreams>,
     /// Requests in flight on this connection, for the listener's idle deadlines and eviction.
     activity: Arc<Activity>,
     /// Whether the connection came through the TLS listener: `X-Forwarded-Proto`, and which routes it may take.
@@ -252,13 +255,22 @@ struct ClientConnection {
     sni: Option<Box<str>>,
 }
 
+/// How many upstream connections one client connection keeps for itself: enough for a round-robin over a few
+/// targets to find its connection on the client each time, few enough that idle clients do not hold many
+/// upstream connections each (past this, the oldest goes to the worker's pool).
+const KEPT_PER_CLIENT: usize = 4;
+
+type KeptUpstreams = smallvec::SmallVec<[(PoolKey, Sender); KEPT_PER_CLIENT]>;
+
 impl Drop for ClientConnection {
     fn drop(&mut self) {
         if let Some(stats) = self.proxy.stats.get(self.worker.index) {
             stats.active.fetch_sub(1, Ordering::Relaxed);
         }
-        if let Some((key, sender)) = self.upstream.get_mut().ok().and_then(Option::take) {
-            self.worker.pool.put(key, sender);
+        if let Ok(kept) = self.upstream.get_mut() {
+            for (key, sender) in kept.drain(..) {
+                self.worker.pool.put(key, sender);
+            }
         }
     }
 }
@@ -299,7 +311,7 @@ impl Proxy {
         let stats = (0..workers).map(|_| WorkerStats::default()).collect();
         let tls_port = std::sync::atomic::AtomicU16::new(0);
         let parsed_certificates = Default::default();
-        let balancers = Arc::default();
+        let balancers = Arc::new(crate::balancer::Balancers::new(settings.dns.clone()));
         Arc::new(Self {
             configs,
             settings,
@@ -323,7 +335,8 @@ impl Proxy {
     /// with. Nothing is swapped unless it compiles.
     pub fn install(&self, data: &ConfigSnapshot) -> Result<(), CompileError> {
         let registry = &self.settings.registry;
-        let balancers = self.balancers.install(&data.upstreams);
+        let staged = self.balancers.stage(&data.upstreams);
+        let balancers = staged.by_name();
         let health_metrics = data.plugins.iter().any(|p| {
             p.enabled
                 && p.name == "prometheus"
@@ -343,6 +356,7 @@ impl Proxy {
                 return Err(e);
             }
         };
+        self.balancers.commit(staged);
         for (slot, config) in self.configs.iter().zip(compiled) {
             slot.store(Arc::new(config));
         }

@@ -94,17 +94,38 @@ impl Proxy {
                 },
                 None => None,
             };
+            // A host-name target: one of the addresses its name resolved to (resolved now if it never was).
+            let mut address = None;
+            if let Some((balanced, i)) = picked
+                && let Some(name) = &balanced.balancer.targets[i].name
+            {
+                let next = match name.next_address() {
+                    Ok(None) => {
+                        balanced.balancer.resolve(i).await;
+                        name.next_address()
+                    }
+                    known => known,
+                };
+                match next {
+                    Ok(found) => address = found,
+                    // Resolved to nothing (Kong's `DNS_ERROR`): the target is out until it resolves; try another.
+                    Err(()) => continue,
+                }
+            }
             // A renamed TLS server name (a preserved `Host`) holds for whichever target is picked.
-            let renamed;
+            let owned;
             let key = match picked {
-                Some((balanced, i)) if service_key.server_name == service.pool_key.server_name => {
-                    &balanced.target_keys[i]
+                Some((balanced, i)) if address.is_some() || service_key.server_name != service.pool_key.server_name => {
+                    let target_key = &balanced.target_keys[i];
+                    let renamed = service_key.server_name != service.pool_key.server_name;
+                    owned = PoolKey {
+                        authority: address.unwrap_or_else(|| target_key.authority.clone()),
+                        server_name: if renamed { &service_key.server_name } else { &target_key.server_name }.clone(),
+                        ..target_key.clone()
+                    };
+                    &owned
                 }
-                Some((balanced, i)) => {
-                    renamed =
-                        PoolKey { server_name: service_key.server_name.clone(), ..balanced.target_keys[i].clone() };
-                    &renamed
-                }
+                Some((balanced, i)) => &balanced.target_keys[i],
                 None => service_key,
             };
             let attempt = Attempt::start(picked);
@@ -163,7 +184,7 @@ impl Proxy {
         }
     }
 
-    /// A kept-alive connection to `key` that can take a request, with its key: the client connection's own
+    /// A kept-alive connection to `key` that can take a request, with its key: one the client connection keeps
     /// (HTTP/1 clients; its key moves along rather than being cloned), else one from the worker's pool.
     pub(super) fn checkout(
         &self,
@@ -171,25 +192,29 @@ impl Proxy {
         key: &PoolKey,
         sequential: bool,
     ) -> Option<(PoolKey, Sender)> {
-        if sequential {
-            let kept = conn.upstream.lock().ok().and_then(|mut slot| slot.take());
-            if let Some((kept_key, sender)) = kept {
-                // The previous response has ended (the client sent this request after it), so the connection is
-                // normally ready; if it is not yet, the pool holds it until it is, and this request looks further.
-                if kept_key == *key && sender.is_ready() {
-                    return Some((kept_key, sender));
-                }
-                conn.worker.pool.put(kept_key, sender);
+        if sequential && let Ok(mut kept) = conn.upstream.lock() {
+            // The previous response has ended (the client sent this request after it), so a kept connection is
+            // normally ready; one that is not yet stays kept, and this request looks further.
+            kept.retain(|(_, sender)| !sender.is_closed());
+            if let Some(at) = kept.iter().position(|(k, sender)| k == key && sender.is_ready()) {
+                return Some(kept.remove(at));
             }
         }
         conn.worker.pool.take(key).map(|sender| (key.clone(), sender))
     }
 
+    /// Gives a connection back after its response head: to the client connection (HTTP/1 clients), whose oldest
+    /// kept connection goes to the worker's pool when it already keeps [`KEPT_PER_CLIENT`] or one with this key;
+    /// otherwise to the worker's pool.
     pub(super) fn check_in(&self, conn: &ClientConnection, key: PoolKey, sender: Sender, sequential: bool) {
-        if sequential && let Ok(mut slot) = conn.upstream.lock() {
-            if let Some((old_key, old)) = slot.replace((key, sender)) {
+        if sequential && let Ok(mut kept) = conn.upstream.lock() {
+            // One per key: a second one to the same key would only wait there while the pool could lend it.
+            let evict = kept.iter().position(|(k, _)| *k == key).or((kept.len() >= KEPT_PER_CLIENT).then_some(0));
+            if let Some(at) = evict {
+                let (old_key, old) = kept.remove(at);
                 conn.worker.pool.put(old_key, old);
             }
+            kept.push((key, sender));
         } else {
             conn.worker.pool.put(key, sender);
         }

@@ -269,7 +269,7 @@ fn client_connection(
         proxy: proxy.clone(),
         worker: worker.clone(),
         local_port_value: HeaderValue::from(local_port),
-        upstream: std::sync::Mutex::new(None),
+        upstream: std::sync::Mutex::new(KeptUpstreams::new()),
         peer,
         local_port,
         peer_value: HeaderValue::from_str(&peer.ip().to_string()).unwrap_or(HeaderValue::from_static("")),

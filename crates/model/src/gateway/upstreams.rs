@@ -33,8 +33,8 @@ fn healthchecks() -> Field {
                     Field::number("timeout").default(json!(1)).between(0, 65535),
                     Field::integer("concurrency").default(json!(10)).between(1, 1 << 31),
                     Field::string("http_path").default(json!("/")).check(check_http_path),
-                    // Probes present the target's host name as SNI.
-                    Field::string("https_sni").unsupported(),
+                    // The server name HTTPS probes send (and verify); without it, the target's host.
+                    Field::string("https_sni").check(super::plugins::rate_limiting::sni),
                     Field::boolean("https_verify_certificate").required().default(json!(true)),
                     Field::map("headers", Field::string("name"), Field::array("values", Field::string("value"))),
                     Field::record(
@@ -306,6 +306,20 @@ pub struct TargetHealth {
     pub weight: u32,
     /// `HEALTHY`, `UNHEALTHY`, `DNS_ERROR` or `HEALTHCHECKS_OFF`.
     pub health: &'static str,
+    /// The addresses requests to it go to: its own for an IP address, what its name resolved to otherwise (none
+    /// before the first answer, or when the name does not resolve).
+    pub addresses: Vec<AddressHealth>,
+    /// Kong's `dns` field: the record type the addresses came from (`A`, `AAAA`), the resolution error, or
+    /// `unknown` before the first answer.
+    pub dns: String,
+}
+
+/// One address of a target and its health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressHealth {
+    pub ip: std::net::IpAddr,
+    /// As [`TargetHealth::health`], for this address.
+    pub health: &'static str,
 }
 
 /// The node's balancers, as the Admin API reaches them (the admin listener and the proxy run in one process).
@@ -315,6 +329,15 @@ pub trait UpstreamHealth: Send + Sync + std::fmt::Debug {
     /// Kong's `PUT …/targets/{t}/healthy|unhealthy`: sets a target's health on this node until a health check
     /// changes it again. `false` when the node has no such target.
     fn set_target_health(&self, upstream: uuid::Uuid, target: &str, healthy: bool) -> bool;
+    /// Kong's `PUT …/targets/{t}/{address}/healthy|unhealthy`: one address (`ip:port`) of a target. `false` when
+    /// the target has no such address on this node.
+    fn set_address_health(
+        &self,
+        upstream: uuid::Uuid,
+        target: &str,
+        address: std::net::SocketAddr,
+        healthy: bool,
+    ) -> bool;
 }
 
 /// A target as Kong stores it: `host:port`, the port 8000 when absent, IPv6 addresses in brackets.

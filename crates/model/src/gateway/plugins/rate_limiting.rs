@@ -279,7 +279,7 @@ fn host(v: &Value) -> Result<(), String> {
 }
 
 /// Kong's `typedefs.sni`: a host name, not an address, without a port.
-fn sni(v: &Value) -> Result<(), String> {
+pub(crate) fn sni(v: &Value) -> Result<(), String> {
     host(v)?;
     let s = v.as_str().unwrap_or("");
     let bare = s.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(s);
