@@ -247,6 +247,17 @@ fn entity_paths(prefix: &str, prefix_params: &[Value]) -> Map<String, Value> {
                     json!({"put": operation(format!("Set a target {action} in this node's balancer (passive health)"),
                         tag, item_params.clone(), json!({"204": {"description": "Set."}}))}),
                 );
+                let address = json!({"name": "address", "in": "path", "required": true,
+                    "description": "One of the target's addresses, `ip:port`, as `GET …/health` lists them.",
+                    "schema": {"type": "string"}});
+                paths.insert(
+                    format!("{base}/{{{}}}/{{address}}/{action}", key_param(child).0),
+                    json!({"put": operation(
+                        format!("Set one address of a target {action} in this node's balancer (passive health)"),
+                        tag, item_params.iter().cloned().chain([address]).collect(),
+                        json!({"204": {"description": "Set."},
+                            "400": kong_error("The address is not one of the target's.")}))}),
+                );
             }
             paths.insert(
                 format!("{prefix}/upstreams/{{{pname}}}/health"),
