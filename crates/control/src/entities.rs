@@ -127,40 +127,39 @@ fn entity_routes() -> Router<EntityApi> {
 /// `PUT /upstreams/{u}/targets/{t}/{address}/healthy|unhealthy`: one address (`ip:port`, the port 8000 when
 /// absent, as Kong reads it) of a target.
 async fn address_health(method: axum::http::Method, t: Target) -> Result<Response> {
-    let healthy = match param(&t, 5) {
-        "healthy" => true,
-        "unhealthy" => false,
-        _ => return Err(not_found()),
-    };
-    let (child, parent) = parent_of(&t).await?;
-    if child != EntityKind::Target {
-        return Err(not_found());
-    }
-    let target = resolve_child(&t, child, &parent, param(&t, 3)).await?.filter(|e| belongs(e, &parent));
-    let target = target.ok_or_else(not_found)?;
-    if method != axum::http::Method::PUT {
-        return Err(ApiError::MethodNotAllowed.into());
-    }
+    let (parent, target, healthy) = health_request(&method, &t, 5).await?;
     Ok(crate::upstream_health::set_address_health(&t, &parent, &target, param(&t, 4), healthy))
 }
 
 /// `PUT /upstreams/{u}/targets/{t}/healthy|unhealthy`.
 async fn target_health(method: axum::http::Method, t: Target) -> Result<Response> {
-    let healthy = match param(&t, 4) {
+    let (parent, target, healthy) = health_request(&method, &t, 4).await?;
+    Ok(crate::upstream_health::set_health(&t, &parent, &target, healthy))
+}
+
+/// What both health endpoints check, in Kong's order: the action named by path segment `action_at`, then the
+/// upstream and its target (404s), then the method (405), so a path of this shape that names no target's health
+/// is Kong's 404. Gives the upstream, the target and whether it is to be healthy.
+async fn health_request(
+    method: &axum::http::Method,
+    t: &Target,
+    action_at: usize,
+) -> Result<(StoredEntity, StoredEntity, bool)> {
+    let healthy = match param(t, action_at) {
         "healthy" => true,
         "unhealthy" => false,
         _ => return Err(not_found()),
     };
-    let (child, parent) = parent_of(&t).await?;
+    let (child, parent) = parent_of(t).await?;
     if child != EntityKind::Target {
         return Err(not_found());
     }
-    let target = resolve_child(&t, child, &parent, param(&t, 3)).await?.filter(|e| belongs(e, &parent));
+    let target = resolve_child(t, child, &parent, param(t, 3)).await?.filter(|e| belongs(e, &parent));
     let target = target.ok_or_else(not_found)?;
     if method != axum::http::Method::PUT {
         return Err(ApiError::MethodNotAllowed.into());
     }
-    Ok(crate::upstream_health::set_health(&t, &parent, &target, healthy))
+    Ok((parent, target, healthy))
 }
 
 pub fn core_entities_router(control: ControlState) -> Router {
