@@ -403,14 +403,7 @@ impl Flattener<'_> {
             let plugins = self.take_nested(item.doc, &item.pointer, &mut body, "plugins");
             let acls = self.take_nested(item.doc, &item.pointer, &mut body, "acls");
             let keys = self.take_nested(item.doc, &item.pointer, &mut body, "keyauth_credentials");
-            for key in [
-                "basicauth_credentials",
-                "jwt_secrets",
-                "hmacauth_credentials",
-                "oauth2_credentials",
-                "mtls_auth_credentials",
-                "groups",
-            ] {
+            for &key in crate::file::UNSUPPORTED_CREDENTIALS {
                 if body.remove(key).is_some_and(|v| v.as_array().is_none_or(|a| !a.is_empty())) {
                     self.error(
                         item.doc,
