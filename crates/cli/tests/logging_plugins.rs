@@ -27,10 +27,13 @@ enum Mode {
     Hang,
 }
 
+/// One request a log server received: headers, method and body.
+type Received = (HeaderMap, String, String);
+
 /// An HTTP log server: keeps every request's headers and body.
 #[derive(Clone)]
 struct Receiver {
-    state: Arc<Mutex<(Mode, Vec<(HeaderMap, String, String)>)>>,
+    state: Arc<Mutex<(Mode, Vec<Received>)>>,
 }
 
 impl Receiver {
@@ -43,12 +46,12 @@ impl Receiver {
         (receiver, address.to_string())
     }
 
-    fn requests(&self) -> Vec<(HeaderMap, String, String)> {
+    fn requests(&self) -> Vec<Received> {
         self.state.lock().unwrap().1.clone()
     }
 
     /// Waits (polling, 30 s backstop) until `done` holds for the requests received.
-    async fn wait_for(&self, what: &str, done: impl Fn(&[(HeaderMap, String, String)]) -> bool) {
+    async fn wait_for(&self, what: &str, done: impl Fn(&[Received]) -> bool) {
         let started = tokio::time::Instant::now();
         while !done(&self.requests()) {
             assert!(started.elapsed() < Duration::from_secs(30), "{what}: got {:?}", self.requests().len());
@@ -137,7 +140,7 @@ fn assert_kong_entry(entry: &Value) {
     assert!(latencies["request"].as_u64().unwrap() >= latencies["kong"].as_u64().unwrap());
     assert!(latencies["proxy"].as_i64().unwrap() >= 0);
     let started = entry["started_at"].as_i64().unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let now = gatehouse_model::Clock::now(&gatehouse_model::SystemClock).micros() / 1000;
     assert!((now - 600_000..=now).contains(&started), "started_at in milliseconds: {started}");
 }
 
