@@ -25,6 +25,30 @@ use gatehouse_model::gateway::plugins::logging;
 
 use crate::metrics::CounterVec;
 
+type HttpClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Full<Bytes>,
+>;
+
+/// The longest answer of a log or telemetry server that is read (only its status matters).
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// Sends `request` with `client` and reads (a bounded amount of) the answer, so the connection can be kept: the
+/// answer's status, or the failure with its cause. Shared by `http-log` and `opentelemetry`'s exporter.
+pub(crate) async fn exchange(
+    client: &HttpClient,
+    request: http::Request<http_body_util::Full<Bytes>>,
+) -> Result<http::StatusCode, String> {
+    use http_body_util::BodyExt as _;
+    let response = client.request(request).await.map_err(|e| match std::error::Error::source(&e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    })?;
+    let status = response.status();
+    let _ = http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BYTES).collect().await;
+    Ok(status)
+}
+
 /// How a plugin sends a batch of serialized entries (one JSON object each, without a newline).
 #[async_trait]
 pub trait Deliver: Send + 'static {
@@ -199,6 +223,14 @@ impl Queue {
             }
         }
         self.shared.ready.notify_one();
+    }
+
+    /// The `log` phase of the plugins that queue Kong's serializer entry as it is: serialize, then queue.
+    pub fn log(&self, ctx: &super::LogContext<'_>, clock: &gatehouse_model::SharedClock) {
+        let now = gatehouse_model::Clock::now(clock).micros();
+        if let Some(entry) = super::serializer::serialize(ctx, now) {
+            self.enqueue(entry);
+        }
     }
 
     /// Entries queued or being delivered.

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use bytes::{BufMut as _, Bytes, BytesMut};
 use http::{HeaderName, HeaderValue, Method, Request, Uri, header};
-use http_body_util::{BodyExt as _, Full, Limited};
+use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -27,9 +27,6 @@ pub static PLUGIN: PluginDef = PluginDef {
     phases: Phases { rewrite: false, access: false, response: false, log: true },
     build: |config, shared| Ok(Arc::new(HttpLog::new(config, shared)?)),
 };
-
-/// The most of the log server's answer that is read (only its status matters).
-const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 #[derive(Debug)]
 pub struct HttpLog {
@@ -52,10 +49,7 @@ impl HttpLog {
 #[async_trait]
 impl Plugin for HttpLog {
     fn log(&self, ctx: &LogContext<'_>) {
-        let now = gatehouse_model::Clock::now(&self.clock).micros();
-        if let Some(entry) = super::serializer::serialize(ctx, now) {
-            self.queue.enqueue(entry);
-        }
+        self.queue.log(ctx, &self.clock);
     }
 }
 
@@ -154,19 +148,10 @@ impl Deliver for Sender {
         for (name, value) in &target.headers {
             request.headers_mut().insert(name.clone(), value.clone());
         }
-        let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| match std::error::Error::source(&e) {
-                Some(cause) => format!("{e}: {cause}"),
-                None => e.to_string(),
-            })?;
-            let status = response.status();
-            // Read (a bounded amount of) the answer so the connection can be kept.
-            let _ = Limited::new(response.into_body(), MAX_ANSWER_BYTES).collect().await;
-            if status.as_u16() < 300 { Ok(()) } else { Err(format!("the log server answered {status}")) }
-        };
-        tokio::time::timeout(target.timeout, exchange)
+        let status = tokio::time::timeout(target.timeout, super::log_queue::exchange(&self.client, request))
             .await
-            .map_err(|_| format!("no answer within {:?}", target.timeout))?
+            .map_err(|_| format!("no answer within {:?}", target.timeout))??;
+        if status.as_u16() < 300 { Ok(()) } else { Err(format!("the log server answered {status}")) }
     }
 }
 

@@ -49,10 +49,7 @@ impl TcpLog {
 #[async_trait]
 impl Plugin for TcpLog {
     fn log(&self, ctx: &LogContext<'_>) {
-        let now = gatehouse_model::Clock::now(&self.clock).micros();
-        if let Some(entry) = super::serializer::serialize(ctx, now) {
-            self.queue.enqueue(entry);
-        }
+        self.queue.log(ctx, &self.clock);
     }
 }
 

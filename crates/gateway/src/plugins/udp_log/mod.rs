@@ -39,10 +39,7 @@ impl UdpLog {
 #[async_trait]
 impl Plugin for UdpLog {
     fn log(&self, ctx: &LogContext<'_>) {
-        let now = gatehouse_model::Clock::now(&self.clock).micros();
-        if let Some(entry) = super::serializer::serialize(ctx, now) {
-            self.queue.enqueue(entry);
-        }
+        self.queue.log(ctx, &self.clock);
     }
 }
 
