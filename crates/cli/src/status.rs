@@ -130,6 +130,7 @@ async fn metrics(State(state): State<StatusState>) -> Response {
     state.proxy.metrics().render(&mut out);
     state.proxy.render_target_health(&mut out);
     state.proxy.opentelemetry_spans().render(&mut out);
+    state.proxy.log_entries().render(&mut out);
     state.gatehouse.render(&mut out);
     crate::process_metrics::render(&mut out);
     LAST_SCRAPE_BYTES.store(out.len(), Ordering::Relaxed);

@@ -221,6 +221,24 @@ async fn kong_2x_files_are_refused_then_converted() {
     node.stop().await;
 }
 
+/// Kong's logging plugins (`http-log` with its sealed headers and queue, `file-log`, `tcp-log`, `udp-log`,
+/// `syslog`) round-trip with Kong's defaults filled in.
+#[tokio::test]
+async fn logging_plugins_round_trip() {
+    let node = TestNode::start().await;
+    let deck = Deck::admin(&node);
+    let text = fixture("load", "logging-plugins.yaml");
+    round_trip(&deck, "logging.yaml", &text, &[]).await;
+    let (_, plugins) = node.admin(Method::GET, "/plugins", None).await;
+    let names: Vec<&str> = plugins["data"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    for name in ["http-log", "file-log", "tcp-log", "udp-log", "syslog"] {
+        assert!(names.contains(&name), "{name}: {names:?}");
+    }
+    let dump = deck.read("dump.yaml");
+    assert!(dump.contains("collector-key-123"), "the header comes back in clear, as Kong's dump has it:\n{dump}");
+    node.stop().await;
+}
+
 /// Every unsupported feature of a file is listed at once, the first named on the first line; nothing is sent.
 #[tokio::test]
 async fn unsupported_features_are_listed_together() {
@@ -240,7 +258,7 @@ async fn unsupported_features_are_listed_together() {
             "  - vault references ({vault://…}): kong.yaml:",
             "  - plugin 'jwt': kong.yaml:",
             "  - plugin 'basic-auth': kong.yaml:",
-            "  - plugin 'http-log': kong.yaml:",
+            "  - plugin 'datadog': kong.yaml:",
         ] {
             assert!(err.contains(listed), "{args:?}: {listed}\n{err}");
         }

@@ -71,6 +71,27 @@ fn full_configs() -> Vec<(&'static str, Value)> {
                 "metrics": {"push_interval": 60}, "access_logs": null}),
         ),
         (
+            "http-log",
+            json!({"http_endpoint": "http://127.0.0.1:9/bulk", "method": "PUT",
+                "content_type": "application/json; charset=utf-8", "timeout": 2000, "keepalive": 3000,
+                "retry_count": 5, "queue_size": 20, "flush_timeout": 2, "headers": {"x-log-key": "k-3"},
+                "queue": {"max_batch_size": 20, "max_coalescing_delay": 2, "max_entries": 500, "max_bytes": 100000,
+                    "max_retry_time": 10, "initial_retry_delay": 0.5, "max_retry_delay": 5, "concurrency_limit": 1},
+                "ssl_verify": false, "client_certificate": null, "custom_fields_by_lua": null}),
+        ),
+        ("file-log", json!({"path": "/tmp/gatehouse-deck-plugins.log", "reopen": true, "custom_fields_by_lua": null})),
+        (
+            "tcp-log",
+            json!({"host": "127.0.0.1", "port": 9, "timeout": 2000, "keepalive": 3000, "tls": true,
+                "tls_sni": "logs.internal", "ssl_verify": false, "custom_fields_by_lua": null}),
+        ),
+        ("udp-log", json!({"host": "127.0.0.1", "port": 9, "timeout": 2000, "custom_fields_by_lua": null})),
+        (
+            "syslog",
+            json!({"log_level": "warning", "successful_severity": "notice", "client_errors_severity": "err",
+                "server_errors_severity": "crit", "facility": "local3", "custom_fields_by_lua": null}),
+        ),
+        (
             "acl",
             json!({"allow": null, "deny": ["blocked"], "hide_groups_header": true, "always_use_authenticated_groups": true,
                 "include_consumer_groups": false}),

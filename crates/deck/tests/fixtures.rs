@@ -148,7 +148,7 @@ fn unsupported_features_are_all_listed() {
             (GapKind::Credential, "basicauth_credentials", 1),
             (GapKind::Plugin, "jwt", 2),
             (GapKind::Plugin, "basic-auth", 1),
-            (GapKind::Plugin, "http-log", 1),
+            (GapKind::Plugin, "datadog", 1),
         ]
     );
     let text = e.to_string();
@@ -159,7 +159,7 @@ fn unsupported_features_are_all_listed() {
         text.contains("\n  - plugin 'jwt': many-unsupported-features.yaml:29:11, many-unsupported-features.yaml:40:11"),
         "{text}"
     );
-    assert!(text.contains("\n  - plugin 'http-log': many-unsupported-features.yaml:42:9"), "{text}");
+    assert!(text.contains("\n  - plugin 'datadog': many-unsupported-features.yaml:42:9"), "{text}");
 }
 
 #[test]
@@ -183,4 +183,19 @@ fn a_kong_2x_file_validates_as_kong_reads_it_and_converts_as_deck_does() {
     let paths: Vec<Value> =
         target.entities.iter().filter(|r| r.kind == EntityKind::Route).map(|r| r.data["paths"][0].clone()).collect();
     assert_eq!(paths, vec![json!("~/users/\\d+$"), json!("/users"), json!("~/orders/(?<order>\\d+)/items")]);
+}
+
+#[test]
+fn logging_plugins_keep_their_queue_and_fill_kongs_defaults() {
+    let entities = target_of(fixture("load", "logging-plugins.yaml"));
+    let plugin = |name: &str| {
+        entities.iter().find(|(k, e)| *k == EntityKind::Plugin && e["name"] == name).map(|(_, e)| e).unwrap()
+    };
+    let http = &plugin("http-log")["config"];
+    assert_eq!((&http["queue"]["max_batch_size"], &http["queue"]["initial_retry_delay"]), (&json!(50), &json!(0.01)));
+    assert_eq!(http["headers"]["X-Api-Key"], "collector-key-123");
+    assert_eq!(plugin("file-log")["config"]["reopen"], json!(true));
+    assert_eq!(plugin("tcp-log")["config"]["tls"], json!(false));
+    assert_eq!(plugin("udp-log")["config"]["timeout"], json!(10000));
+    assert_eq!(plugin("syslog")["config"]["facility"], "local0");
 }

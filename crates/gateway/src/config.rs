@@ -68,7 +68,8 @@ fn upstream_tls(s: &snapshot::Service, data: &ConfigSnapshot) -> UpstreamTls {
 /// The node's balancers by upstream name (lower case).
 pub type Balancers = HashMap<String, Arc<crate::balancer::Balancer>>;
 
-fn route(r: &snapshot::Route) -> (Arc<RouteConfig>, RouteRules) {
+/// `keep`: the configuration has a plugin that logs the route as configured.
+fn route(r: &snapshot::Route, keep: bool) -> (Arc<RouteConfig>, RouteRules) {
     let config = RouteConfig {
         id: r.id,
         name: r.name.clone(),
@@ -79,6 +80,7 @@ fn route(r: &snapshot::Route) -> (Arc<RouteConfig>, RouteRules) {
         https_redirect_status_code: r.https_redirect_status_code,
         request_buffering: r.request_buffering,
         prometheus: Default::default(),
+        entity: keep.then(|| Box::new(r.clone())),
     };
     let rules = RouteRules {
         hosts: r.hosts.clone(),
@@ -108,13 +110,15 @@ pub fn compile_balanced(
     for s in &data.services {
         services.insert(s.id, Arc::new(service(s, data, balancers)?));
     }
-    let routes = data.routes.iter().map(route).collect();
+    let plugins = build_plugins(&data.plugins, shared, registry)?;
+    let keep = plugins.serializes().is_some();
+    let routes = data.routes.iter().map(|r| route(r, keep)).collect();
     Ok(Compiled {
         version: data.version,
         hash: data.hash(),
         router: Router::new(routes)?,
         services,
-        plugins: build_plugins(&data.plugins, shared, registry)?,
+        plugins,
         consumers: Consumers::new(&data.consumers).with_key_auths(&data.key_auths),
     })
 }

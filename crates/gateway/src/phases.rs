@@ -52,6 +52,8 @@ pub struct RequestState<'c> {
     pub upstream: Option<Duration>,
     /// The request's trace, when `opentelemetry` sampled it (boxed: most requests carry `None`).
     pub trace: Option<Box<crate::trace::Trace>>,
+    /// The path and query sent upstream, credentials redacted: set only when a plugin serializes requests.
+    pub upstream_uri: Option<String>,
 }
 
 impl<'c> RequestState<'c> {
@@ -71,6 +73,7 @@ impl<'c> RequestState<'c> {
             before_upstream: None,
             upstream: None,
             trace: None,
+            upstream_uri: None,
         }
     }
 

@@ -28,6 +28,9 @@ pub struct RouteConfig {
     pub request_buffering: bool,
     /// The `prometheus` plugin's handles to this route's series, made on its first recorded request.
     pub prometheus: crate::plugins::prometheus::RouteSeriesCell,
+    /// The route as configured, for the log serializer's `route`: kept only when the configuration has a
+    /// plugin that serializes requests.
+    pub entity: Option<Box<gatehouse_model::gateway::snapshot::Route>>,
 }
 
 #[derive(Debug, Clone)]

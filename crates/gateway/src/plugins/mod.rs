@@ -26,8 +26,11 @@ pub mod acl;
 pub mod auth;
 pub mod correlation_id;
 pub mod cors;
+pub mod file_log;
+pub mod http_log;
 pub mod ip_restriction;
 pub mod key_auth;
+pub mod log_queue;
 pub mod multipart;
 pub mod oauth2_introspection;
 pub mod openid_connect;
@@ -40,7 +43,11 @@ pub mod request_size_limiting;
 pub mod request_termination;
 pub mod request_transformer;
 pub mod response_transformer;
+pub mod serializer;
+pub mod syslog;
+pub mod tcp_log;
 pub mod token_client;
+pub mod udp_log;
 pub mod upstream_oauth;
 
 use std::any::Any;
@@ -94,6 +101,8 @@ pub const BUILTIN: &[&PluginDef] = &[
     &acl::PLUGIN,
     &correlation_id::PLUGIN,
     &cors::PLUGIN,
+    &file_log::PLUGIN,
+    &http_log::PLUGIN,
     &ip_restriction::PLUGIN,
     &key_auth::PLUGIN,
     &oauth2_introspection::PLUGIN,
@@ -105,6 +114,9 @@ pub const BUILTIN: &[&PluginDef] = &[
     &request_termination::PLUGIN,
     &request_transformer::PLUGIN,
     &response_transformer::PLUGIN,
+    &syslog::PLUGIN,
+    &tcp_log::PLUGIN,
+    &udp_log::PLUGIN,
     &upstream_oauth::PLUGIN,
 ];
 
@@ -379,6 +391,13 @@ pub struct LogContext<'a> {
     pub response_bytes: Option<u64>,
     /// The request's trace, when it is sampled.
     pub trace: Option<&'a crate::trace::Trace>,
+    /// The request's head as it arrived, credentials redacted: kept only when the configuration has a plugin
+    /// that serializes requests (`http-log`, `file-log`, …), `None` otherwise.
+    pub request: Option<&'a serializer::RequestHead>,
+    /// The path and query sent upstream (redacted as `request`), when the request was proxied and serialized.
+    pub upstream_uri: Option<&'a str>,
+    /// The final response head's headers.
+    pub response_headers: &'a HeaderMap,
 }
 
 /// A plugin instance. Every phase has a no-op default; [`PluginDef::phases`] says which ones the runner calls.
@@ -428,6 +447,11 @@ pub struct Shared {
     pub metrics: Arc<prometheus::ProxyMetrics>,
     /// `opentelemetry`'s exporters (queues and sender tasks), shared by instances with the same settings.
     pub opentelemetry: Arc<opentelemetry::export::Exporters>,
+    /// The logging plugins' queues and senders (`http-log`'s, shared by instances with the same settings) and
+    /// their entry counts.
+    pub log_queues: Arc<log_queue::Queues>,
+    /// The local syslog socket `syslog` writes to (`/dev/log`; tests point it elsewhere).
+    pub syslog_socket: std::path::PathBuf,
     /// The node's `gatehouse_` families (configuration loads, the introspection cache and IdP calls).
     pub gatehouse: Arc<GatehouseMetrics>,
 }
@@ -456,6 +480,8 @@ impl Shared {
             key_auth: None,
             metrics: Arc::default(),
             opentelemetry: Arc::default(),
+            log_queues: Arc::default(),
+            syslog_socket: syslog::DEFAULT_SOCKET.into(),
             gatehouse,
         }
     }
@@ -521,6 +547,8 @@ pub struct PluginSet {
     rewrite: Vec<(&'static str, Arc<dyn Plugin>)>,
     /// The group of `opentelemetry`, the plugin that decides whether a request is traced; `None` costs nothing.
     tracer: Option<usize>,
+    /// Whether a plugin serializes requests (the logging plugins), and the names whose values it must not see.
+    serializes: Option<serializer::SecretNames>,
 }
 
 impl PluginSet {
@@ -561,6 +589,12 @@ impl PluginSet {
     /// The index of `opentelemetry`'s instances, when the configuration has any.
     pub fn tracer(&self) -> Option<usize> {
         self.tracer
+    }
+
+    /// When a plugin of the configuration serializes requests: the header and parameter names whose values the
+    /// copy of the request must not keep. `None` (no such plugin) costs the proxy nothing.
+    pub fn serializes(&self) -> Option<&serializer::SecretNames> {
+        self.serializes.as_ref()
     }
 }
 
@@ -612,7 +646,18 @@ pub fn build_plugins(
         })
         .collect();
     let tracer = groups.iter().position(|g| g.def.info.name == opentelemetry::PLUGIN.info.name);
-    Ok(PluginSet { groups, rewrite, tracer })
+    let serializes =
+        groups.iter().any(|g| gatehouse_model::gateway::plugins::logging::serializes(g.def.info.name)).then(|| {
+            // `key-auth`'s `key_names` are headers and query parameters that carry keys.
+            let configured = instances
+                .iter()
+                .filter(|p| p.enabled && p.name == key_auth::PLUGIN.info.name)
+                .filter_map(|p| p.config.get("key_names").and_then(Value::as_array))
+                .flatten()
+                .filter_map(|n| n.as_str().map(str::to_owned));
+            serializer::SecretNames::new(configured.collect::<Vec<_>>())
+        });
+    Ok(PluginSet { groups, rewrite, tracer, serializes })
 }
 
 #[cfg(test)]

@@ -398,6 +398,11 @@ impl Proxy {
         &self.plugins.opentelemetry.spans
     }
 
+    /// The logging plugins' entry counts by outcome (the status listener's `/metrics` renders them).
+    pub fn log_entries(&self) -> &crate::metrics::CounterVec {
+        &self.plugins.log_queues.entries
+    }
+
     /// The content hash of the configuration the workers serve (Kong's `configuration_hash`); `None` until every
     /// worker has loaded one.
     pub fn config_hash(&self) -> Option<String> {
@@ -503,6 +508,17 @@ impl Proxy {
             requests: conn.requests.fetch_add(1, Ordering::Relaxed) + 1,
         };
         let mut state = RequestState::new(&config, conn.peer.ip(), connection);
+        // Only for configurations with a logging plugin; redacted here, before anything else reads it.
+        let head = config.plugins.serializes().map(|secrets| {
+            crate::plugins::serializer::RequestHead::capture(
+                req.method(),
+                req.uri(),
+                req.headers(),
+                conn.tls,
+                conn.local_port,
+                secrets,
+            )
+        });
         let mut response = match self.forward(req, conn, ambiguous_framing, &request_id, started, &mut state).await {
             Ok(proxied) => proxied,
             Err(local) => local.map(ResponseBody::Local),
@@ -548,6 +564,9 @@ impl Proxy {
             request_bytes,
             response_bytes: content_length(response.headers()),
             trace: state.trace.as_deref(),
+            request: head.as_ref(),
+            upstream_uri: state.upstream_uri.as_deref(),
+            response_headers: response.headers(),
         };
         crate::phases::log(&state, &ctx);
         if let Some(error) = &state.error {
@@ -814,6 +833,9 @@ impl Proxy {
         let Ok(uri) = http::uri::PathAndQuery::try_from(upstream).map(http::Uri::from) else {
             return Err(self.fail(state, ProxyError::BadRequest, request_id, started));
         };
+        if let Some(secrets) = config.plugins.serializes() {
+            state.upstream_uri = Some(secrets.redact_target(uri.path_and_query().map_or("/", |p| p.as_str())));
+        }
         if let Some(host) = upstream_host {
             headers.insert(header::HOST, host);
         } else if !route.preserve_host || host_header.is_empty() {

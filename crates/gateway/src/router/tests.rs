@@ -27,6 +27,7 @@ fn config(id: uuid::Uuid, name: Option<&str>, protocols: &[&str]) -> RouteConfig
         https_redirect_status_code: 426,
         request_buffering: true,
         prometheus: Default::default(),
+        entity: None,
     }
 }
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, Uri, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -37,9 +37,6 @@ use crate::metrics::CounterVec;
 use crate::trace::{attribute, string_value};
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-/// The most of a collector's answer that is read (it is only looked at for its status).
-const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// Everything that decides where and how spans are sent: instances whose settings are equal share an exporter.
 #[derive(Debug, Clone, PartialEq)]
@@ -318,17 +315,10 @@ impl Sender {
         for (name, value) in &self.settings.headers {
             headers.insert(name.clone(), value.clone());
         }
-        let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| match std::error::Error::source(&e) {
-                Some(cause) => format!("{e}: {cause}"),
-                None => e.to_string(),
-            })?;
-            let status = response.status();
-            // Read (a bounded amount of) the answer so the connection can be reused.
-            let _ = Limited::new(response.into_body(), MAX_ANSWER_BYTES).collect().await;
-            if status.is_success() { Ok(()) } else { Err(format!("the collector answered {status}")) }
-        };
         let limit = self.settings.connect_timeout + self.settings.exchange_timeout;
-        tokio::time::timeout(limit, exchange).await.map_err(|_| format!("no answer within {limit:?}"))?
+        let exchange = crate::plugins::log_queue::exchange(&self.client, request);
+        let status =
+            tokio::time::timeout(limit, exchange).await.map_err(|_| format!("no answer within {limit:?}"))??;
+        if status.is_success() { Ok(()) } else { Err(format!("the collector answered {status}")) }
     }
 }

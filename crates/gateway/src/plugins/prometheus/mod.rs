@@ -351,6 +351,7 @@ mod tests {
             https_redirect_status_code: 426,
             request_buffering: true,
             prometheus: RouteSeriesCell::default(),
+            entity: None,
         }
     }
 
@@ -374,6 +375,9 @@ mod tests {
             request_bytes: None,
             response_bytes: Some(10),
             trace: None,
+            request: None,
+            upstream_uri: None,
+            response_headers: &http::HeaderMap::new(),
         };
         plugin.log(&ctx);
     }

@@ -10,6 +10,7 @@ pub mod correlation_id;
 pub mod cors;
 pub mod ip_restriction;
 pub mod key_auth;
+pub mod logging;
 pub mod oauth2_introspection;
 pub mod openid_connect;
 pub mod opentelemetry;
@@ -113,6 +114,8 @@ pub const PLUGINS: &[&PluginInfo] = &[
     &acl::INFO,
     &correlation_id::INFO,
     &cors::INFO,
+    &logging::FILE_LOG_INFO,
+    &logging::HTTP_LOG_INFO,
     &ip_restriction::INFO,
     &key_auth::INFO,
     &oauth2_introspection::INFO,
@@ -124,6 +127,9 @@ pub const PLUGINS: &[&PluginInfo] = &[
     &request_termination::INFO,
     &request_transformer::INFO,
     &response_transformer::INFO,
+    &logging::SYSLOG_INFO,
+    &logging::TCP_LOG_INFO,
+    &logging::UDP_LOG_INFO,
     &upstream_oauth::INFO,
 ];
 
