@@ -47,7 +47,7 @@ impl Page {
         assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{what}: {csp}");
         assert!(csp.contains("frame-ancestors 'none'"), "{what}: {csp}");
         assert_eq!(h("x-frame-options"), "DENY", "{what}");
-        assert_eq!(h("referrer-policy"), "no-referrer", "{what}");
+        assert_eq!(h("referrer-policy"), "same-origin", "{what}");
         assert_eq!(h("x-content-type-options"), "nosniff", "{what}");
     }
 }

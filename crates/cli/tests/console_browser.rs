@@ -41,7 +41,9 @@ async fn the_tutorial_in_chromium() {
     );
 
     let dir = TempDir::new("console-browser");
-    let env = common::ephemeral_listeners();
+    // Debug logs: the check below that no log line carries the client secret then covers every log line.
+    let mut env = common::ephemeral_listeners().to_vec();
+    env.push(("GATEHOUSE_LOG__LEVEL", "debug".to_owned()));
     let mut node = GatehouseProcess::spawn(&common::bin(), &["quickstart", "--data-dir", "data"], &env, dir.path());
     node.wait_for_line(Duration::from_secs(30), |l| l == "Gatehouse Ready").await;
     let stdout = node.output.stdout_text();

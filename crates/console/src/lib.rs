@@ -5,7 +5,7 @@
 //! personal access token, which opens a server-side session ([`session`]); every page then calls the platform
 //! APIs' own router in process with that token ([`api`]), so the console can do exactly what the token can through
 //! the API, with the API's validation. Every response carries a strict CSP (no inline script or style),
-//! `X-Frame-Options: DENY`, `Referrer-Policy: no-referrer` and `Cache-Control: no-store`.
+//! `X-Frame-Options: DENY`, `Referrer-Policy: same-origin` and `Cache-Control: no-store`.
 
 mod api;
 mod gateway;
@@ -100,7 +100,7 @@ async fn security_headers(request: Request, next: Next) -> Response {
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
     if !headers.contains_key(header::CACHE_CONTROL) {

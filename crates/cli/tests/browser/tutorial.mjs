@@ -169,7 +169,8 @@ try {
   await page.click('text=New route');
   await page.fill('#new-route-name', 'example-route');
   await page.fill('#new-route-paths', '/anything');
-  await page.selectOption('#new-route-service', { label: new RegExp('^example-service') });
+  const serviceId = await page.locator('#new-route-service option', { hasText: 'example-service' }).getAttribute('value');
+  await page.selectOption('#new-route-service', serviceId);
   await submit('new-route');
   await page.waitForURL(planeUrl);
   await page.click('text=New oauth2-introspection plugin');
