@@ -331,6 +331,30 @@ async fn a_client_secret_is_shown_on_its_creation_page_only() {
     assert!(tried.body.contains("id=\"introspection\""), "{}", tried.body);
     assert!(tried.body.contains("&#34;active&#34;: true"), "{}", tried.body);
     assert!(!tried.body.contains(&secret), "try-it does not echo the secret");
+
+    // Rotation: a second secret, shown once, works beside the first; disabling the first leaves only the new one.
+    let client_page = format!("{base}/clients/{client_id}");
+    let added = b.post(&format!("{client_page}/secrets"), &[("_csrf", &csrf)]).await;
+    assert_eq!(added.status, StatusCode::OK);
+    let at = added.body.find("id=\"new-client-secret\"").expect("the new secret is shown");
+    let second = added.body[at..].split("value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let issuer_url = issuer["issuer"].as_str().unwrap();
+    assert_eq!(node.token(issuer_url, &client_id, &second, None).await.0, StatusCode::OK);
+    assert_eq!(node.token(issuer_url, &client_id, &secret, None).await.0, StatusCode::OK);
+    let page = b.get(&client_page).await;
+    assert!(!page.body.contains(&second), "the client page does not show the new secret again");
+    let (_, listed) =
+        node.get(&format!("/v1/auth-servers/{}/clients/{client_id}/secrets", base.rsplit('/').next().unwrap())).await;
+    let first_id =
+        listed["data"].as_array().unwrap().iter().min_by_key(|x| x["created_at"].as_str().unwrap().to_owned()).unwrap()
+            ["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let disabled = b.post(&format!("{client_page}/secrets/{first_id}/disable"), &[("_csrf", &csrf)]).await;
+    assert_eq!(disabled.status, StatusCode::SEE_OTHER, "{}", disabled.body);
+    assert_eq!(node.token(issuer_url, &client_id, &secret, None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(node.token(issuer_url, &client_id, &second, None).await.0, StatusCode::OK);
     node.stop().await;
 }
 

@@ -35,6 +35,25 @@ pub(crate) fn routes() -> Router<Console> {
         .route("/console/auth-servers/{id}/clients", get(clients).post(create_client))
         .route("/console/auth-servers/{id}/clients/{cid}", get(client))
         .route("/console/auth-servers/{id}/clients/{cid}/delete", post(delete_client))
+        .route("/console/auth-servers/{id}/clients/{cid}/secrets", post(add_secret))
+        .route(
+            "/console/auth-servers/{id}/clients/{cid}/secrets/{sid}/enable",
+            post(|State(c): State<Console>, Path(p): Path<(String, String, String)>, posted: Posted| {
+                change_secret(c, posted, p, Some(true))
+            }),
+        )
+        .route(
+            "/console/auth-servers/{id}/clients/{cid}/secrets/{sid}/disable",
+            post(|State(c): State<Console>, Path(p): Path<(String, String, String)>, posted: Posted| {
+                change_secret(c, posted, p, Some(false))
+            }),
+        )
+        .route(
+            "/console/auth-servers/{id}/clients/{cid}/secrets/{sid}/delete",
+            post(|State(c): State<Console>, Path(p): Path<(String, String, String)>, posted: Posted| {
+                change_secret(c, posted, p, None)
+            }),
+        )
         .route("/console/auth-servers/{id}/clients/{cid}/tokens/{tid}/revoke", post(revoke_token))
         .route("/console/auth-servers/{id}/try", get(try_page).post(try_it))
 }
@@ -223,13 +242,7 @@ async fn delete_server(State(console): State<Console>, Path(id): Path<String>, p
 }
 
 async fn refused(console: &Console, posted: &Posted, id: &str, errors: FieldErrors) -> Result {
-    let text = errors
-        .general
-        .into_iter()
-        .chain(errors.fields.into_iter().map(|(f, m)| format!("{f}: {m}")))
-        .collect::<Vec<_>>()
-        .join(" ");
-    server_page(console, &posted.signed(), id, None, Some(Section::Notice { kind: "error", text })).await
+    server_page(console, &posted.signed(), id, None, Some(refusal(errors))).await
 }
 
 async fn rotate(State(console): State<Console>, Path(id): Path<String>, posted: Posted) -> Result {
@@ -614,10 +627,18 @@ async fn create_client(State(console): State<Console>, Path(id): Path<String>, p
 }
 
 async fn client(State(console): State<Console>, signed: Signed, Path((id, cid)): Path<(String, String)>) -> Result {
+    client_page(&console, &signed, &id, &cid, Vec::new()).await
+}
+
+/// A client's page, with `top` (a new secret, a refusal) above its details.
+async fn client_page(console: &Console, signed: &Signed, id: &str, cid: &str, top: Vec<Section>) -> Result {
+    let (console, signed) = (console.clone(), Signed { current: signed.current.clone(), peer: signed.peer });
+    let (id, cid) = (id.to_owned(), cid.to_owned());
     let server = fetch(&console, &signed, &api(&id)).await?;
     let path = format!("{}/clients/{}", api(&id), seg(&cid));
     let v = fetch(&console, &signed, &path).await?;
     let tokens = fetch(&console, &signed, &format!("{path}/tokens?page%5Bsize%5D=100")).await?;
+    let secrets = fetch(&console, &signed, &format!("{path}/secrets?page%5Bsize%5D=100")).await?;
     let scopes = scope_options(&console, &signed, &id).await?;
     let allowed = v
         .get("allow_scopes")
@@ -649,7 +670,35 @@ async fn client(State(console): State<Console>, signed: Signed, Path((id, cid)):
             )],
         })
         .collect();
-    let sections = vec![
+    let secret_rows = items(&secrets)
+        .iter()
+        .map(|x| {
+            let url = format!("{here}/secrets/{}", seg(&s(x, "id")));
+            let enabled = s(x, "enabled") == "true";
+            let toggle = if enabled {
+                Action::post("Disable", format!("{url}/disable"))
+            } else {
+                Action::post("Enable", format!("{url}/enable"))
+            };
+            Row {
+                cells: vec![
+                    Cell::text(s(x, "id")),
+                    Cell::text(if enabled { "enabled" } else { "disabled" }),
+                    Cell::text(s(x, "created_at")),
+                ],
+                actions: vec![
+                    toggle,
+                    Action::danger(
+                        "Delete",
+                        format!("{url}/delete"),
+                        "Delete this secret? Anything using it stops working.",
+                    ),
+                ],
+            }
+        })
+        .collect();
+    let mut sections = top;
+    sections.extend([
         Section::Details {
             heading: "Client".into(),
             rows: vec![
@@ -662,7 +711,21 @@ async fn client(State(console): State<Console>, signed: Signed, Path((id, cid)):
                 Detail::text("Created", s(&v, "created_at")),
             ],
         },
-        Section::Text("The secret was shown once, when the client was created; it cannot be shown again.".into()),
+        Section::Table(Table {
+            id: "client-secrets".into(),
+            heading: "Secrets".into(),
+            columns: vec!["Secret id".into(), "Status".into(), "Created".into()],
+            rows: secret_rows,
+            empty: "No secrets.".into(),
+            search: None,
+            pager: None,
+        }),
+        Section::Text(
+            "A secret is shown once, when it is made. To rotate: add a second secret, move its users to it, then \
+             delete the old one (at most two are enabled at a time)."
+                .into(),
+        ),
+        Section::Actions(vec![Action::post("Add a secret", format!("{here}/secrets"))]),
         Section::Table(Table {
             id: "client-tokens".into(),
             heading: "Tokens issued".into(),
@@ -676,10 +739,56 @@ async fn client(State(console): State<Console>, signed: Signed, Path((id, cid)):
             Action::link("Try it", format!("{}/try", base(&id))),
             Action::danger("Delete client", format!("{here}/delete"), "Delete this client? Its tokens stop working."),
         ]),
-    ];
+    ]);
     let crumbs =
         vec![home(), Link::new(s(&server, "name"), base(&id)), Link::new("Clients", format!("{}/clients", base(&id)))];
     Ok(page(&signed.current, "identity", s(&v, "name"), crumbs, sections).into_response())
+}
+
+async fn add_secret(State(console): State<Console>, Path((id, cid)): Path<(String, String)>, posted: Posted) -> Result {
+    let path = format!("{}/clients/{}/secrets", api(&id), seg(&cid));
+    let top = match call(&console, &posted.current, posted.peer, Method::POST, &path, Some(&json!({}))).await? {
+        Answer::Ok(v) => vec![Section::Secret {
+            id: "new-client-secret".into(),
+            label: "New client secret".into(),
+            value: s(&v, "secret"),
+            note: "Copy it now: it is shown only once. Both enabled secrets work until you disable or delete one."
+                .into(),
+        }],
+        Answer::Refused(_, e) => vec![refusal(e)],
+    };
+    client_page(&console, &posted.signed(), &id, &cid, top).await
+}
+
+async fn change_secret(
+    console: Console,
+    posted: Posted,
+    (id, cid, sid): (String, String, String),
+    change: Option<bool>,
+) -> Result {
+    let path = format!("{}/clients/{}/secrets/{}", api(&id), seg(&cid), seg(&sid));
+    let answer = match change {
+        Some(enabled) => {
+            call(&console, &posted.current, posted.peer, Method::PATCH, &path, Some(&json!({ "enabled": enabled })))
+                .await?
+        }
+        None => call(&console, &posted.current, posted.peer, Method::DELETE, &path, None).await?,
+    };
+    match answer {
+        Answer::Ok(..) => Ok(see_other(&format!("{}/clients/{}", base(&id), seg(&cid)))),
+        Answer::Refused(_, e) => client_page(&console, &posted.signed(), &id, &cid, vec![refusal(e)]).await,
+    }
+}
+
+/// An API refusal as a notice above the page.
+fn refusal(errors: FieldErrors) -> Section {
+    let text = errors
+        .general
+        .into_iter()
+        .chain(errors.fields.into_iter().map(|(f, m)| format!("{f}: {m}")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    Section::Notice { kind: "error", text }
 }
 
 async fn delete_client(
