@@ -96,6 +96,14 @@ try {
   const serverUrl = page.url();
   await check('auth-server');
 
+  // Search as you type (htmx swaps the results in; the box keeps its focus).
+  await page.goto(`${base}/console/auth-servers`);
+  await page.locator('#auth-servers-q').pressSequentially('nothing like it', { delay: 20 });
+  await page.locator('#auth-servers-results p.empty').waitFor();
+  if (!(await page.evaluate(() => document.activeElement && document.activeElement.id === 'auth-servers-q'))) {
+    throw new Error('the search box lost its focus');
+  }
+
   // A validation message from the API, next to its field.
   await page.goto(`${base}/console/auth-servers`);
   await page.fill('#new-auth-server-name', 'Appointments Dev');
