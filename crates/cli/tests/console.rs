@@ -282,6 +282,21 @@ async fn a_client_secret_is_shown_on_its_creation_page_only() {
     let base = server.location().to_owned();
     let scope = b.post(&format!("{base}/scopes"), &[("_csrf", &csrf), ("name", "my-scope"), ("enabled", "true")]).await;
     assert_eq!(scope.status, StatusCode::SEE_OTHER, "{}", scope.body);
+    // Edited in place: the form comes filled from the API and goes back as a PATCH.
+    let (_, scopes) = node.get(&format!("/v1/auth-servers/{}/scopes", base.rsplit('/').next().unwrap())).await;
+    let scope_id = scopes["data"][0]["id"].as_str().unwrap().to_owned();
+    let edit = b.get(&format!("{base}/scopes/{scope_id}")).await;
+    assert!(edit.body.contains("value=\"my-scope\""), "{}", edit.body);
+    let saved = b
+        .post(
+            &format!("{base}/scopes/{scope_id}"),
+            &[("_csrf", &csrf), ("name", "my-scope"), ("description", "edited"), ("enabled", "true")],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let (_, scope) =
+        node.get(&format!("/v1/auth-servers/{}/scopes/{scope_id}", base.rsplit('/').next().unwrap())).await;
+    assert_eq!(scope["description"], "edited");
     let created = b
         .post(
             &format!("{base}/clients"),

@@ -29,6 +29,8 @@ pub(crate) fn routes() -> Router<Console> {
         .route("/console/auth-servers/{id}/rotate", post(rotate))
         .route("/console/auth-servers/{id}/scopes", get(scopes).post(create_scope))
         .route("/console/auth-servers/{id}/scopes/{sid}/delete", post(delete_scope))
+        .route("/console/auth-servers/{id}/scopes/{sid}", editable(Editable::Scope))
+        .route("/console/auth-servers/{id}/claims/{cid}", editable(Editable::Claim))
         .route("/console/auth-servers/{id}/claims", get(claims).post(create_claim))
         .route("/console/auth-servers/{id}/claims/{cid}/delete", post(delete_claim))
         .route("/console/auth-servers/{id}/test-claim", post(test_claim))
@@ -56,6 +58,14 @@ pub(crate) fn routes() -> Router<Console> {
         )
         .route("/console/auth-servers/{id}/clients/{cid}/tokens/{tid}/revoke", post(revoke_token))
         .route("/console/auth-servers/{id}/try", get(try_page).post(try_it))
+}
+
+/// The edit page of a scope or claim (GET) and its save (POST).
+fn editable(kind: Editable) -> axum::routing::MethodRouter<Console> {
+    get(move |State(c): State<Console>, signed: Signed, Path(p): Path<(String, String)>| edit_page(kind, c, signed, p))
+        .post(move |State(c): State<Console>, Path(p): Path<(String, String)>, posted: Posted| {
+            save_edit(kind, c, posted, p)
+        })
 }
 
 fn home() -> Link {
@@ -258,6 +268,107 @@ async fn rotate(State(console): State<Console>, Path(id): Path<String>, posted: 
 
 // ---- scopes ----
 
+const SCOPE_BODY: &[(&str, J)] = &[
+    ("name", J::Str),
+    ("description", J::Str),
+    ("default", J::Bool),
+    ("include_in_metadata", J::Bool),
+    ("enabled", J::Bool),
+];
+
+const CLAIM_BODY: &[(&str, J)] = &[
+    ("name", J::Str),
+    ("value", J::Str),
+    ("include_in_token", J::Bool),
+    ("include_in_all_scopes", J::Bool),
+    ("include_in_scopes", J::List),
+    ("enabled", J::Bool),
+];
+
+/// Editing a scope or a claim in place: its create form, filled from the API and sent back as a PATCH.
+#[derive(Debug, Clone, Copy)]
+enum Editable {
+    Scope,
+    Claim,
+}
+
+impl Editable {
+    fn collection(self) -> &'static str {
+        match self {
+            Editable::Scope => "scopes",
+            Editable::Claim => "claims",
+        }
+    }
+
+    async fn form(self, console: &Console, signed: &Signed, id: &str, eid: &str) -> Result<Form> {
+        let mut form = match self {
+            Editable::Scope => scope_form(id),
+            Editable::Claim => claim_form(id, scope_options(console, signed, id).await?),
+        };
+        form.id = format!("edit-{}", &self.collection()[..self.collection().len() - 1]);
+        form.heading = "Edit".into();
+        form.submit = "Save changes".into();
+        form.action = format!("{}/{}/{}", base(id), self.collection(), seg(eid));
+        Ok(form)
+    }
+
+    fn body(self) -> &'static [(&'static str, J)] {
+        match self {
+            Editable::Scope => SCOPE_BODY,
+            Editable::Claim => CLAIM_BODY,
+        }
+    }
+}
+
+async fn edit_view(
+    console: &Console,
+    signed: &Signed,
+    kind: Editable,
+    id: &str,
+    eid: &str,
+    form: Option<Form>,
+) -> Result {
+    let path = format!("{}/{}/{}", api(id), kind.collection(), seg(eid));
+    let v = fetch(console, signed, &path).await?;
+    let form = match form {
+        Some(f) => f,
+        None => {
+            let mut form = kind.form(console, signed, id, eid).await?;
+            for field in &mut form.fields {
+                field.value = match v.get(&field.name) {
+                    Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","),
+                    _ => s(&v, &field.name),
+                };
+            }
+            form
+        }
+    };
+    let server = fetch(console, signed, &api(id)).await?;
+    let crumbs = vec![
+        home(),
+        Link::new(s(&server, "name"), base(id)),
+        Link::new(kind.collection(), format!("{}/{}", base(id), kind.collection())),
+    ];
+    Ok(page(&signed.current, "identity", s(&v, "name"), crumbs, vec![Section::Form(form)]).into_response())
+}
+
+async fn edit_page(kind: Editable, console: Console, signed: Signed, (id, eid): (String, String)) -> Result {
+    edit_view(&console, &signed, kind, &id, &eid, None).await
+}
+
+async fn save_edit(kind: Editable, console: Console, posted: Posted, (id, eid): (String, String)) -> Result {
+    let body = body_of(&posted, kind.body());
+    let path = format!("{}/{}/{}", api(&id), kind.collection(), seg(&eid));
+    match call(&console, &posted.current, posted.peer, Method::PATCH, &path, Some(&body)).await? {
+        Answer::Ok(..) => Ok(see_other(&format!("{}/{}", base(&id), kind.collection()))),
+        Answer::Refused(_, errors) => {
+            let signed = posted.signed();
+            let form = kind.form(&console, &signed, &id, &eid).await?.with_submission(&posted.pairs, &errors);
+            edit_view(&console, &signed, kind, &id, &eid, Some(form)).await
+        }
+    }
+}
+
 fn scope_form(id: &str) -> Form {
     Form::new(
         "new-scope",
@@ -282,7 +393,7 @@ async fn scopes_page(console: &Console, signed: &Signed, id: &str, form: Form) -
         .iter()
         .map(|v| Row {
             cells: vec![
-                Cell::text(s(v, "name")),
+                Cell::link(s(v, "name"), format!("{}/scopes/{}", base(id), seg(&s(v, "id")))),
                 Cell::text(s(v, "description")),
                 Cell::text(s(v, "default")),
                 Cell::text(s(v, "enabled")),
@@ -314,14 +425,7 @@ async fn scopes(State(console): State<Console>, signed: Signed, Path(id): Path<S
 }
 
 async fn create_scope(State(console): State<Console>, Path(id): Path<String>, posted: Posted) -> Result {
-    let spec = [
-        ("name", J::Str),
-        ("description", J::Str),
-        ("default", J::Bool),
-        ("include_in_metadata", J::Bool),
-        ("enabled", J::Bool),
-    ];
-    let body = body_of(&posted, &spec);
+    let body = body_of(&posted, SCOPE_BODY);
     match call(&console, &posted.current, posted.peer, Method::POST, &format!("{}/scopes", api(&id)), Some(&body))
         .await?
     {
@@ -417,7 +521,7 @@ async fn claims_page(
                 .unwrap_or_default();
             Row {
                 cells: vec![
-                    Cell::text(s(v, "name")),
+                    Cell::link(s(v, "name"), format!("{}/claims/{}", base(id), seg(&s(v, "id")))),
                     Cell::text(s(v, "value")),
                     Cell::text(s(v, "include_in_token")),
                     Cell::text(if s(v, "include_in_all_scopes") == "true" { "all".to_owned() } else { in_scopes }),
@@ -457,15 +561,7 @@ async fn claims(State(console): State<Console>, signed: Signed, Path(id): Path<S
 }
 
 async fn create_claim(State(console): State<Console>, Path(id): Path<String>, posted: Posted) -> Result {
-    let spec = [
-        ("name", J::Str),
-        ("value", J::Str),
-        ("include_in_token", J::Bool),
-        ("include_in_all_scopes", J::Bool),
-        ("include_in_scopes", J::List),
-        ("enabled", J::Bool),
-    ];
-    let body = body_of(&posted, &spec);
+    let body = body_of(&posted, CLAIM_BODY);
     match call(&console, &posted.current, posted.peer, Method::POST, &format!("{}/claims", api(&id)), Some(&body))
         .await?
     {

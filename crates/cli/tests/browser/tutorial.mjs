@@ -120,7 +120,7 @@ try {
   await page.selectOption('#new-scope-include_in_metadata', 'false');
   await page.selectOption('#new-scope-enabled', 'true');
   await submit('new-scope');
-  await page.locator('#scopes td:text-is("my-scope")').waitFor();
+  await page.locator('#scopes a:text-is("my-scope")').waitFor();
   await check('scopes');
 
   // The claim.
@@ -131,7 +131,7 @@ try {
   await page.selectOption('#new-claim-include_in_all_scopes', 'false');
   await page.selectOption('#new-claim-include_in_scopes', { label: 'my-scope' });
   await submit('new-claim');
-  await page.locator('#claims td:text-is("test-claim")').waitFor();
+  await page.locator('#claims a:text-is("test-claim")').waitFor();
   await check('claims');
 
   // The client: its secret is on this page and nowhere else.
