@@ -358,14 +358,25 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         upstream_health: Some(proxy.balancers()),
     }));
 
+    let apis = Router::new()
+        .merge(control_planes_router(control.clone()))
+        .merge(core_entities_router(control.clone()))
+        .merge(management_router(identity));
+    // The console calls these same routers in process with the signed-in token (never a privileged path).
+    let console = gatehouse_console::console_router(gatehouse_console::ConsoleDeps {
+        services: services.clone(),
+        api: apis.clone(),
+        issuer: issuer_router(issuer.clone()),
+        proxy_url: format!("http://{proxy_addr}"),
+        sessions: gatehouse_console::SessionSettings { secure_cookie: platform_tls, ..Default::default() },
+    });
     let platform_router = Router::new()
         .route("/health", {
             let store = services.store.clone();
             get(move || std::future::ready(gatehouse_runtime::health::response(store.as_ref())))
         })
-        .merge(control_planes_router(control.clone()))
-        .merge(core_entities_router(control.clone()))
-        .merge(management_router(identity))
+        .merge(apis)
+        .merge(console)
         .fallback({
             let services = services.clone();
             move |request: Request| platform_fallback(services.clone(), request)

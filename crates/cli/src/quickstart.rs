@@ -137,6 +137,7 @@ fn export_lines(node: &RunningNode, token: &SecretString, tls_ca: Option<&Path>)
 fn listener_lines(node: &RunningNode) -> Vec<String> {
     let mut rows = vec![
         ("platform API (Konnect: /v1, /v2)", node.platform_url()),
+        ("web console (token: KONNECT_TOKEN)", format!("{}/console", node.platform_url())),
         ("issuer (OAuth endpoints)", node.issuer_listener_url()),
         ("Admin API (Kong)", node.admin_url()),
         ("proxy", node.proxy_url()),

@@ -106,6 +106,7 @@ impl MasterKey {
             pat: hmac_key(b"gatehouse/v1/pat-hmac"),
             key_check: hmac_key(b"gatehouse/v1/key-check"),
             key_auth: hmac_key(b"gatehouse/v1/key-auth-hmac"),
+            console_session: hmac_key(b"gatehouse/v1/console-session-hmac"),
             encryption: aead::LessSafeKey::new(aead::UnboundKey::from(aead_okm)),
         }
     }
@@ -118,6 +119,9 @@ pub struct DerivedKeys {
     key_check: hmac::Key,
     /// `key-auth`'s API keys: the store's index and the proxy's lookups use this keyed hash, never the key.
     key_auth: hmac::Key,
+    /// The web console's session cookies carry their session id with this key's tag, so a cookie minted under
+    /// another master key (another installation) is refused before any session lookup.
+    console_session: hmac::Key,
     encryption: aead::LessSafeKey,
 }
 
@@ -154,6 +158,16 @@ impl DerivedKeys {
     /// The HMAC key of [`Self::hash_api_key`], for the proxy, which is handed this key and not the master key.
     pub fn key_auth_hmac(&self) -> hmac::Key {
         self.key_auth.clone()
+    }
+
+    /// The tag a console session cookie carries for its session id.
+    pub fn console_session_tag(&self, session_id: &[u8]) -> [u8; 32] {
+        tag(&self.console_session, session_id).0
+    }
+
+    /// Whether `tag` is this key's tag of `session_id`, compared in constant time.
+    pub fn verify_console_session(&self, session_id: &[u8], tag: &[u8]) -> bool {
+        hmac::verify(&self.console_session, session_id, tag).is_ok()
     }
 
     /// The value stored in the database to recognise this key.
