@@ -439,7 +439,7 @@ async fn foreign_certificates_and_unservable_versions_are_refused() {
 /// Waits until the data plane's link is in a state `check` accepts; panics with the last state after 30 s.
 async fn wait_link(dp: &DataPlaneNode, check: fn(&LinkState) -> bool) -> LinkState {
     let mut link = dp.link.clone();
-    match tokio::time::timeout(Duration::from_secs(30), link.wait_for(|s| check(s))).await {
+    match tokio::time::timeout(Duration::from_secs(30), link.wait_for(check)).await {
         Ok(Ok(state)) => state.clone(),
         _ => panic!("link state: {:?}", *dp.link.borrow()),
     }

@@ -1062,6 +1062,39 @@ mod tests {
     }
 
     #[test]
+    fn hybrid_roles_take_kongs_names_and_check_their_settings() {
+        let with_pair = |s: ConfigSources| s.set("cluster.cert", "/c.pem").set("cluster.cert_key", "/k.pem");
+        let config = |s: ConfigSources| load(&s).unwrap().config;
+        let dp = with_pair(ConfigSources::default().set("role", "data_plane").set("cluster.control_plane", "cp:8005"));
+        let c = config(dp.clone());
+        assert_eq!((c.role, c.cluster.mtls, c.cluster.listen.port()), (Role::DataPlane, ClusterMtls::Shared, 8005));
+        assert_eq!(c.cluster.ping_interval(), Duration::from_secs(30));
+        c.validate().unwrap();
+        // What only a store-holding node uses is refused by name, not ignored.
+        for (key, value) in [
+            ("storage.url", json!("postgres://u@db/g")),
+            ("master_key", json!("x")),
+            ("gateway.control_plane", json!("default")),
+        ] {
+            let message = config(dp.clone().set(key, value)).validate().unwrap_err().to_string();
+            assert!(message.starts_with(key) && message.contains("data plane has no storage"), "{message}");
+        }
+        let no_cp = config(with_pair(ConfigSources::default().set("role", "data_plane"))).validate().unwrap_err();
+        assert!(no_cp.to_string().starts_with("cluster.control_plane:"), "{no_cp}");
+        let bad_cp = config(dp.clone().set("cluster.control_plane", "no-port")).validate().unwrap_err();
+        assert!(bad_cp.to_string().contains("is not host:port"), "{bad_cp}");
+        let unpaired = config(ConfigSources::default().set("role", "control_plane")).validate().unwrap_err();
+        assert!(unpaired.to_string().starts_with("cluster.cert:"), "{unpaired}");
+        config(with_pair(ConfigSources::default().set("role", "control_plane"))).validate().unwrap();
+        let pki_without_ca = config(dp.clone().set("cluster.mtls", "pki")).validate().unwrap_err();
+        assert!(pki_without_ca.to_string().starts_with("cluster.ca_cert:"), "{pki_without_ca}");
+        let zero = config(dp.set("cluster.ping_interval", 0)).validate().unwrap_err();
+        assert!(zero.to_string().starts_with("cluster.ping_interval:"), "{zero}");
+        assert!(load(&ConfigSources::default().set("role", "edge")).is_err(), "only Kong's three roles");
+        assert_eq!(split_host_port("[::1]:8005"), Some(("::1".to_owned(), 8005)));
+    }
+
+    #[test]
     fn validation_catches_public_binds_and_bad_urls() {
         let public = load(&ConfigSources::default().set("admin.listen", "0.0.0.0:8001")).unwrap().config;
         assert!(public.validate().unwrap_err().to_string().contains("admin.listen"));
