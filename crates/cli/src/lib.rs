@@ -2,6 +2,7 @@
 //! commands. `main.rs` only parses arguments; tests and `testkit` start nodes through [`node::start`].
 
 pub mod backup;
+pub mod cluster;
 pub mod counters;
 pub mod deck;
 pub mod echo;

@@ -61,6 +61,11 @@ enum Command {
         #[arg(long, value_delimiter = ',', value_parser = parse_allowed_host)]
         allowed_hosts: Vec<url::Host>,
     },
+    /// Hybrid mode: control planes and data planes.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
     /// decK: declarative configuration of a gateway (apply, sync, diff, dump, validate, reset).
     Gateway(Box<gatehouse::deck::GatewayArgs>),
     /// decK: state files offline (`file validate`).
@@ -244,15 +249,30 @@ impl ShutdownSignals {
     }
 }
 
-async fn run_until_signal(node: node::RunningNode, signals: ShutdownSignals) {
-    let stop = node.stop_handle();
+#[derive(Debug, Subcommand)]
+enum ClusterAction {
+    /// Generate a shared-mode cluster certificate and key (`cluster.mtls = "shared"`; Kong's `kong hybrid
+    /// gen_cert`): ECDSA P-384, valid three years, both files written 0600. Copy both to every node.
+    Cert {
+        /// Where to write the certificate (PEM).
+        #[arg(long, default_value = "cluster.crt")]
+        cert: std::path::PathBuf,
+        /// Where to write the private key (PEM).
+        #[arg(long, default_value = "cluster.key")]
+        key: std::path::PathBuf,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+async fn run_until_signal(stop: tokio_util::sync::CancellationToken, signals: ShutdownSignals) {
     tokio::spawn(async move {
         signals.received().await;
         tracing::info!("shutting down");
         notify_systemd(&[sd_notify::NotifyState::Stopping]);
         stop.cancel();
     });
-    node.wait().await;
 }
 
 /// Tells a service manager that waits for it (systemd's `Type=notify`, `NOTIFY_SOCKET`) that the node is ready:
@@ -294,9 +314,26 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 return Ok(0);
             }
             let signals = ShutdownSignals::install()?;
-            let node = node::start(&cfg, NodeOptions::default()).await?;
-            notify_ready(&node);
-            run_until_signal(node, signals).await;
+            if cfg.role == config::Role::DataPlane {
+                let node = gatehouse::cluster::start_data_plane(&cfg, NodeOptions::default()).await?;
+                let status = format!("data plane: proxy {}, status {}", node.proxy_url(), node.status_url());
+                notify_systemd(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
+                run_until_signal(node.stop_handle(), signals).await;
+                node.wait().await;
+            } else {
+                let node = node::start(&cfg, NodeOptions::default()).await?;
+                notify_ready(&node);
+                run_until_signal(node.stop_handle(), signals).await;
+                node.wait().await;
+            }
+        }
+        Command::Cluster { action: ClusterAction::Cert { cert, key, force } } => {
+            gatehouse::cluster::generate_shared_cert(&cert, &key, force)?;
+            println!(
+                "wrote {} and {} (mode 0600); set cluster.cert and cluster.cert_key to them on the control plane and every data plane",
+                cert.display(),
+                key.display()
+            );
         }
         Command::Quickstart { config, action: Some(QuickstartAction::Env) } => {
             let cfg = load(&config, false, true)?;
@@ -312,7 +349,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let node = node::start(&cfg, NodeOptions { echo: true, ..NodeOptions::default() }).await?;
             quickstart::announce(&node, &cfg.data_dir, tls_ca.as_deref(), &mut std::io::stdout()).await?;
             notify_ready(&node);
-            run_until_signal(node, signals).await;
+            run_until_signal(node.stop_handle(), signals).await;
+            node.wait().await;
         }
         Command::Echo { listen, allow_plaintext_public, allowed_hosts } => {
             gatehouse_runtime::logging::init(&config::LogConfig::default()).map_err(anyhow::Error::msg)?;

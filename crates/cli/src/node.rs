@@ -20,10 +20,11 @@ use gatehouse_identity::{IdentityState, Issuer, IssuerSettings, IssuerState, iss
 use gatehouse_model::gateway::control_plane::ControlPlane;
 use gatehouse_model::metrics::gatehouse::GatehouseMetrics;
 use gatehouse_model::{Clock, SystemClock};
+use gatehouse_net::tls::TlsError;
 use gatehouse_net::{FdBudget, Gate};
 use gatehouse_runtime::Services;
 use gatehouse_runtime::auth::Principal;
-use gatehouse_runtime::config::{Config, ConfigError};
+use gatehouse_runtime::config::{Config, ConfigError, Role};
 use gatehouse_runtime::errors::{ApiError, KongError, V1Error, V2Error};
 use gatehouse_runtime::listener::{self, BindError, ListenerKind};
 use gatehouse_runtime::master_key::{self, KeyError};
@@ -53,6 +54,13 @@ pub enum StartError {
          (`gatehouse serve` or `gatehouse quickstart`), this command never does"
     )]
     NoNode { missing: String, data_dir: String, database: String },
+    /// Hybrid mode: the cluster certificate, key or CA.
+    #[error("cluster.cert/cert_key/ca_cert: {0}")]
+    Cluster(TlsError),
+    #[error("cannot bind the cluster listener on {addr}: {source}")]
+    ClusterBind { addr: SocketAddr, source: std::io::Error },
+    #[error("data dir: {0}")]
+    DataDir(String),
 }
 
 /// What a node is started with besides its configuration.
@@ -61,11 +69,13 @@ pub struct NodeOptions {
     pub clock: Arc<dyn Clock>,
     /// Also serve the httpbin-compatible echo upstream (the quickstart does).
     pub echo: bool,
+    /// The version a data plane reports to its control plane, when not this build's (tests of the version rule).
+    pub version: Option<String>,
 }
 
 impl Default for NodeOptions {
     fn default() -> Self {
-        Self { clock: Arc::new(SystemClock), echo: false }
+        Self { clock: Arc::new(SystemClock), echo: false, version: None }
     }
 }
 
@@ -77,7 +87,11 @@ pub struct RunningNode {
     pub control_plane: ControlPlane,
     pub platform_addr: SocketAddr,
     pub issuer_addr: SocketAddr,
+    /// The proxy listener; a control plane runs no proxy and binds nothing here (this is then the configured
+    /// address).
     pub proxy_addr: SocketAddr,
+    /// A control plane's cluster listener (`cluster.listen`).
+    pub cluster_addr: Option<SocketAddr>,
     /// The proxy's TLS listener (`proxy.listen_tls`), when configured.
     pub proxy_tls_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
@@ -152,7 +166,7 @@ fn scheme(tls: bool) -> &'static str {
 
 /// A listener's TLS settings, from its certificate files (kept in step with them until `stop`) and, for the proxy,
 /// the certificates its resolver already has. `None` when the listener has no files and needs none.
-fn listener_tls(
+pub(crate) fn listener_tls(
     kind: ListenerKind,
     config: &Config,
     resolver: Arc<gatehouse_net::tls::CertificateResolver>,
@@ -284,6 +298,13 @@ async fn bind(
 
 pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode, StartError> {
     config.validate()?;
+    if config.role == Role::DataPlane {
+        return Err(StartError::Config(ConfigError::Invalid {
+            path: "role".into(),
+            message: "a data plane starts with cluster::start_data_plane (it has no storage)".into(),
+        }));
+    }
+    let control_plane_role = config.role == Role::ControlPlane;
     // The soft limit (often 1024) is far below what a gateway needs; the hard limit is what the operator allows.
     if let Err(e) = gatehouse_net::raise_nofile_limit() {
         tracing::warn!(error = %e, "cannot raise the open-file limit");
@@ -300,16 +321,25 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
     let (issuer_listener, issuer_addr) =
         bind(ListenerKind::Issuer, config.issuer.listen, plaintext, issuer_tls).await?;
     let (admin, admin_addr) = bind(ListenerKind::Admin, config.admin.listen, plaintext, false).await?;
-    // The proxy's worker threads each accept on their own socket bound to this address.
-    let proxy_listener = listener::bind_reusable(ListenerKind::Proxy, config.proxy.listen, plaintext, false).await?;
-    let proxy_addr = proxy_listener.local_addr().map_err(|source| BindError::Io {
-        kind: ListenerKind::Proxy,
-        addr: config.proxy.listen,
-        source,
-    })?;
+    // The proxy's worker threads each accept on their own socket bound to this address. A control plane runs no
+    // proxy; it binds the cluster listener instead.
+    let (proxy_listener, proxy_addr, cluster) = if control_plane_role {
+        (None, config.proxy.listen, Some(crate::cluster::bind_cluster(&config.cluster).await?))
+    } else {
+        let proxy_listener =
+            listener::bind_reusable(ListenerKind::Proxy, config.proxy.listen, plaintext, false).await?;
+        let proxy_addr = proxy_listener.local_addr().map_err(|source| BindError::Io {
+            kind: ListenerKind::Proxy,
+            addr: config.proxy.listen,
+            source,
+        })?;
+        (Some(proxy_listener), proxy_addr, None)
+    };
     let proxy_tls_listener = match config.proxy.listen_tls {
-        Some(addr) => Some(listener::bind_reusable(ListenerKind::Proxy, addr, true, true).await?),
-        None => None,
+        Some(addr) if !control_plane_role => {
+            Some(listener::bind_reusable(ListenerKind::Proxy, addr, true, true).await?)
+        }
+        _ => None,
     };
     let proxy_tls_addr = proxy_tls_listener
         .as_ref()
@@ -326,6 +356,7 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
     let identity =
         IdentityState { services: services.clone(), issuer: template, revocations: issuer.revocations.clone() };
 
+    let mut tasks_before: Vec<JoinHandle<std::io::Result<()>>> = Vec::new();
     let served_name = config.gateway.control_plane.as_deref().unwrap_or(DEFAULT_CONTROL_PLANE);
     let control_plane = ensure_control_plane(&services, served_name).await?;
     let publisher = ConfigPublisher::start(services.clone(), control_plane.id).await?;
@@ -349,13 +380,43 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         dns: dns_settings(&config.gateway),
     })
     .map_err(StartError::AccessLog)?;
-    proxy.follow(publisher.subscribe());
+    let mut cluster_addr = None;
+    if let Some(cluster) = cluster {
+        // The data planes' proxies are the ones that serve; this node's own is never bound.
+        cluster_addr = Some(cluster.addr);
+        if let Some(pinned) = cluster.pinned {
+            gatehouse_control::cluster::follow_pinned(&services, control_plane.id, pinned).await?;
+        }
+        let state = gatehouse_control::cluster::ClusterState {
+            services: services.clone(),
+            control_plane_id: control_plane.id,
+            published: gatehouse_control::cluster::encode_published(&services, publisher.subscribe()),
+            ping_interval: config.cluster.ping_interval(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        let stop = shutdown.clone();
+        tracing::info!(listener = "cluster", address = %cluster.addr, mtls = ?config.cluster.mtls, "listening");
+        tasks_before.push(tokio::spawn(gatehouse_control::cluster::serve(
+            cluster.listener,
+            cluster.tls,
+            state,
+            async move { stop.cancelled().await },
+        )));
+    } else {
+        proxy.follow(publisher.subscribe());
+    }
     let config_changes = publisher.changes();
     let control = ControlState(Arc::new(Control {
         services: services.clone(),
         admin_url: format!("http://{admin_addr}"),
         served: Some(control_plane.id),
-        upstream_health: Some(proxy.balancers()),
+        upstream_health: if control_plane_role {
+            None
+        } else {
+            let balancers: Arc<dyn gatehouse_model::gateway::upstreams::UpstreamHealth> = proxy.balancers();
+            Some(balancers)
+        },
+        configuration: Some(publisher.subscribe()),
     }));
 
     let apis = Router::new()
@@ -390,7 +451,8 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         ListenerKind::Status,
         status_listener,
         crate::status::status_router(crate::status::StatusState {
-            store: services.store.clone(),
+            store: Some(services.store.clone()),
+            serves_proxy: !control_plane_role,
             proxy: proxy.clone(),
             gatehouse: services.metrics.clone(),
             node_id: uuid::Uuid::new_v4().to_string(),
@@ -401,7 +463,7 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         let hosts = LocalHosts::new(config.echo.allowed_hosts.clone(), "echo.allowed_hosts");
         routers.push((ListenerKind::Echo, listener, crate::echo::echo_router(hosts)));
     }
-    let mut tasks = Vec::new();
+    let mut tasks = tasks_before;
     for (kind, listener, router) in routers {
         let stop = shutdown.clone();
         let listener_config = config.listener(kind);
@@ -430,13 +492,15 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         }
         None => None,
     };
-    let stop = shutdown.clone();
-    tasks.push(tokio::spawn(gatehouse_gateway::proxy::serve_with_tls(
-        proxy.clone(),
-        proxy_listener,
-        proxy_tls,
-        async move { stop.cancelled().await },
-    )));
+    if let Some(proxy_listener) = proxy_listener {
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(gatehouse_gateway::proxy::serve_with_tls(
+            proxy.clone(),
+            proxy_listener,
+            proxy_tls,
+            async move { stop.cancelled().await },
+        )));
+    }
     Ok(RunningNode {
         services,
         issuer,
@@ -445,6 +509,7 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
         platform_addr,
         issuer_addr,
         proxy_addr,
+        cluster_addr,
         proxy_tls_addr,
         admin_addr,
         platform_tls,
@@ -458,7 +523,7 @@ pub async fn start(config: &Config, options: NodeOptions) -> Result<RunningNode,
 }
 
 /// `gateway.access_log` and `log.format` as the proxy takes them.
-fn access_log_settings(config: &Config) -> gatehouse_gateway::access_log::AccessLogSettings {
+pub(crate) fn access_log_settings(config: &Config) -> gatehouse_gateway::access_log::AccessLogSettings {
     use gatehouse_gateway::access_log::{AccessLogDestination, AccessLogFormat, AccessLogSettings};
     let destination = match config.gateway.access_log.as_deref().map(str::trim) {
         None | Some("" | "stderr") => AccessLogDestination::Stderr,
@@ -473,7 +538,9 @@ fn access_log_settings(config: &Config) -> gatehouse_gateway::access_log::Access
 }
 
 /// Kong's `dns_resolver`, `dns_stale_ttl` and `dns_not_found_ttl`, defaults where unset.
-fn dns_settings(gateway: &gatehouse_runtime::config::GatewayConfig) -> gatehouse_gateway::balancer::DnsSettings {
+pub(crate) fn dns_settings(
+    gateway: &gatehouse_runtime::config::GatewayConfig,
+) -> gatehouse_gateway::balancer::DnsSettings {
     let defaults = gatehouse_gateway::balancer::DnsSettings::default();
     let seconds = |value: Option<f64>, default| {
         value.and_then(|s| std::time::Duration::try_from_secs_f64(s).ok()).unwrap_or(default)

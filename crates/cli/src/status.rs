@@ -23,7 +23,11 @@ const DATABASE_CHECK: Duration = Duration::from_millis(800);
 
 #[derive(Debug, Clone)]
 pub struct StatusState {
-    pub store: Arc<dyn Store>,
+    /// `None` on a data plane, which has no database: it reports it reachable (Kong's data planes do too) and is
+    /// ready once it serves a configuration.
+    pub store: Option<Arc<dyn Store>>,
+    /// Whether readiness waits for the proxy's configuration (not on a control plane, which runs no proxy).
+    pub serves_proxy: bool,
     pub proxy: Arc<Proxy>,
     /// The node's `gatehouse_` families.
     pub gatehouse: Arc<GatehouseMetrics>,
@@ -41,7 +45,8 @@ pub fn status_router(state: StatusState) -> Router {
 }
 
 /// Whether the database answers a read now (Kong's `kong.db:connect()`), and whether writes are failing.
-async fn database_reachable(store: &dyn Store) -> Result<(), &'static str> {
+async fn database_reachable(store: Option<&dyn Store>) -> Result<(), &'static str> {
+    let Some(store) = store else { return Ok(()) };
     if let WriteStatus::Failing { reason } = store.write_status() {
         return Err(reason);
     }
@@ -57,7 +62,7 @@ async fn database_reachable(store: &dyn Store) -> Result<(), &'static str> {
 }
 
 async fn status(State(state): State<StatusState>) -> Response {
-    let reachable = database_reachable(state.store.as_ref()).await.is_ok();
+    let reachable = database_reachable(state.store.as_deref()).await.is_ok();
     let stats = state.proxy.connection_stats();
     let mut body = json!({
         "database": {"reachable": reachable},
@@ -78,10 +83,10 @@ async fn status(State(state): State<StatusState>) -> Response {
 /// configuration; otherwise 503 with the reason.
 async fn ready(State(state): State<StatusState>) -> Response {
     let not_ready = |message: &str| (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"message": message})));
-    if let Err(reason) = database_reachable(state.store.as_ref()).await {
+    if let Err(reason) = database_reachable(state.store.as_deref()).await {
         return not_ready(reason).into_response();
     }
-    if state.proxy.config_hash().is_none() {
+    if state.serves_proxy && state.proxy.config_hash().is_none() {
         return not_ready("no configuration available (configuration hash is not initialized)").into_response();
     }
     axum::Json(json!({"message": "ready"})).into_response()
@@ -94,7 +99,7 @@ static LAST_SCRAPE_BYTES: AtomicUsize = AtomicUsize::new(4096);
 
 async fn metrics(State(state): State<StatusState>) -> Response {
     use gatehouse_gateway::metrics::gauge;
-    let reachable = database_reachable(state.store.as_ref()).await.is_ok();
+    let reachable = database_reachable(state.store.as_deref()).await.is_ok();
     // A little headroom for series made since.
     let hint = LAST_SCRAPE_BYTES.load(Ordering::Relaxed);
     let mut out = String::with_capacity(hint + hint / 8);

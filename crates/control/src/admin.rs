@@ -26,6 +26,7 @@ pub fn admin_router(control: ControlState, allowed_hosts: Vec<url::Host>) -> Rou
     let info = Router::new()
         .route("/", get(root))
         .route("/status", get(status))
+        .route("/clustering/data-planes", get(clustering_data_planes))
         .route("/openapi.json", get(move || std::future::ready(document.response())))
         .with_state(control.clone());
     let api = info
@@ -57,6 +58,10 @@ async fn root(State(control): State<ControlState>) -> impl IntoResponse {
             "admin_listen": [control.admin_url.trim_start_matches("http://")],
         },
     }))
+}
+
+async fn clustering_data_planes(State(control): State<ControlState>) -> Result<Json<Value>, KongError> {
+    Ok(Json(crate::nodes::clustering_data_planes(&control).await?))
 }
 
 /// Kong's status shape: whether the database answers, and a hash that changes with the served configuration.

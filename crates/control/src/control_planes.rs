@@ -37,7 +37,10 @@ const COLLECTION: CollectionSpec = CollectionSpec {
 };
 
 fn routes() -> OpenApiRouter<ControlState> {
-    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(get_one, patch, delete))
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get_one, patch, delete))
+        .merge(crate::nodes::routes())
 }
 
 /// The control-plane operations of the `/v2` document; [`crate::entities`] adds the core entities.

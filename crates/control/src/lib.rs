@@ -4,8 +4,10 @@
 mod admin;
 mod browsers;
 mod certificates;
+pub mod cluster;
 mod control_planes;
 mod entities;
+mod nodes;
 mod openapi;
 mod publish;
 mod secrets;
@@ -32,6 +34,8 @@ pub struct Control {
     pub served: Option<uuid::Uuid>,
     /// The node's proxy's balancers, for the upstreams' health endpoints (health is per node).
     pub upstream_health: Option<Arc<dyn gatehouse_model::gateway::upstreams::UpstreamHealth>>,
+    /// The served control plane's configuration as published (its hash is `expected-config-hash`).
+    pub configuration: Option<tokio::sync::watch::Receiver<Arc<gatehouse_model::gateway::snapshot::ConfigSnapshot>>>,
 }
 
 /// The handlers' state: cheap to clone, dereferences to [`Control`].

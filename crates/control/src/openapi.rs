@@ -385,7 +385,15 @@ pub fn admin_openapi() -> Value {
                 "tags": ["information"], "responses": {"200": json_body("Status.", json!({"type": "object",
                     "required": ["database", "configuration_hash"], "properties": {
                         "database": {"type": "object", "properties": {"reachable": {"type": "boolean"}}},
-                        "configuration_hash": {"type": "string"}}}))}}}
+                        "configuration_hash": {"type": "string"}}}))}}},
+            "/clustering/data-planes": {"get": {"summary": "The data planes of the control plane this node serves",
+                "tags": ["clustering"], "responses": {"200": json_body("Data planes, with the hash each serves \
+                    (`sync_status` `normal` when it is the control plane's).", json!({"type": "object",
+                    "required": ["data"], "properties": {"data": {"type": "array", "items": {"type": "object",
+                    "properties": {"id": {"type": "string"}, "hostname": {"type": "string"},
+                    "version": {"type": "string"}, "config_hash": {"type": "string"},
+                    "last_seen": {"type": "integer"}, "sync_status": {"type": "string"}}}},
+                    "next": {"type": ["string", "null"]}}}))}}}
         },
         "components": {"schemas": {}}
     });
@@ -404,7 +412,14 @@ pub fn v2_openapi() -> Value {
             them on the platform listener."
     });
     openapi::require_pat(&mut doc);
-    openapi::add_path_params(&mut doc, &[PathParam::uuid("controlPlaneId", "The control plane's id.")]);
+    openapi::add_path_params(
+        &mut doc,
+        &[
+            PathParam::uuid("controlPlaneId", "The control plane's id."),
+            PathParam::uuid("nodeId", "The data plane's node id."),
+            PathParam::uuid("certificateId", "The pinned certificate's id."),
+        ],
+    );
     openapi::add_problem_responses(&mut doc);
     let cp = json!({"name": "controlPlaneId", "in": "path", "required": true,
         "description": "The control plane's id.", "schema": {"type": "string", "format": "uuid"}});

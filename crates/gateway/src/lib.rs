@@ -7,6 +7,7 @@
 pub mod access_log;
 pub mod balancer;
 pub mod body;
+pub mod cluster;
 pub mod config;
 pub mod consumers;
 pub mod counters;

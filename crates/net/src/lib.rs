@@ -11,6 +11,7 @@
 mod accept;
 mod body;
 mod client;
+pub mod cluster;
 mod connection;
 mod gate;
 mod limits;

@@ -21,7 +21,12 @@ const ENV_IGNORED_PREFIX: &str = "GATEHOUSE_TEST_";
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Config {
-    /// Where the SQLite database and the generated master key live.
+    /// Kong's `role`: `traditional` (everything on one node, the default), `control_plane` (everything but the
+    /// proxy, plus the cluster listener) or `data_plane` (the proxy and the status listener only, configured by a
+    /// control plane; no storage).
+    pub role: Role,
+    /// Where the SQLite database and the generated master key live; on a data plane, where the last configuration
+    /// received is kept.
     pub data_dir: PathBuf,
     /// The master key itself (base64 or hex of 32 bytes); prefer `GATEHOUSE_MASTER_KEY` to a file entry.
     #[serde(serialize_with = "redacted")]
@@ -44,6 +49,115 @@ pub struct Config {
     /// Kong's `status_listen`: health, readiness and Prometheus metrics.
     pub status: ListenerConfig,
     pub gateway: GatewayConfig,
+    /// Hybrid mode: how control planes and data planes reach and trust each other.
+    pub cluster: ClusterConfig,
+}
+
+/// A node's part in a deployment (Kong's `role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    #[default]
+    Traditional,
+    ControlPlane,
+    DataPlane,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Traditional => "traditional",
+            Role::ControlPlane => "control_plane",
+            Role::DataPlane => "data_plane",
+        }
+    }
+}
+
+/// How a data plane's certificate is trusted (Kong's `cluster_mtls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterMtls {
+    /// One certificate and key on every node; each side pins it.
+    #[default]
+    Shared,
+    /// Certificates signed by `cluster.ca_cert`, or pinned through `/v2/control-planes/{id}/dp-client-certificates`.
+    Pki,
+}
+
+/// Kong's `cluster_*` settings, without the prefix.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ClusterConfig {
+    /// Kong's `cluster_listen`: where a control plane accepts data planes (TLS 1.3 with client certificates only).
+    pub listen: SocketAddr,
+    /// Kong's `cluster_control_plane`: `host:port` of the control plane a data plane connects to.
+    pub control_plane: Option<String>,
+    /// Kong's `cluster_mtls`: `shared` (default) or `pki`.
+    pub mtls: ClusterMtls,
+    /// Kong's `cluster_cert` and `cluster_cert_key`: this node's cluster certificate (PEM) and its key.
+    pub cert: Option<PathBuf>,
+    pub cert_key: Option<PathBuf>,
+    /// Kong's `cluster_ca_cert`: with `pki`, the CA that signs data planes' certificates (on the control plane)
+    /// and the control plane's (on a data plane).
+    pub ca_cert: Option<PathBuf>,
+    /// Kong's `cluster_server_name`: with `pki`, the name a data plane expects in the control plane's
+    /// certificate; default the host of `control_plane`.
+    pub server_name: Option<String>,
+    /// Seconds between heartbeats, both ways; default 30 (Kong's `PING_INTERVAL`). A peer silent for three
+    /// intervals is taken as gone.
+    #[serde(deserialize_with = "opt_number_or_string")]
+    pub ping_interval: Option<f64>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            listen: loopback(8005),
+            control_plane: None,
+            mtls: ClusterMtls::Shared,
+            cert: None,
+            cert_key: None,
+            ca_cert: None,
+            server_name: None,
+            ping_interval: None,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// The heartbeat interval.
+    pub fn ping_interval(&self) -> Duration {
+        self.ping_interval.and_then(|s| Duration::try_from_secs_f64(s).ok()).unwrap_or(Duration::from_secs(30))
+    }
+
+    fn validate(&self, role: Role) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid { path: format!("cluster.{key}"), message };
+        if role == Role::Traditional {
+            return Ok(());
+        }
+        if self.ping_interval.is_some_and(|s| !(s > 0.0 && s <= 3600.0)) {
+            return Err(invalid("ping_interval", "must be more than 0 and at most 3600 seconds".into()));
+        }
+        for (key, value) in [("cert", &self.cert), ("cert_key", &self.cert_key)] {
+            if value.is_none() {
+                let message = format!(
+                    "a {} needs its cluster certificate and key (`gatehouse cluster cert` makes a shared pair)",
+                    role.as_str()
+                );
+                return Err(invalid(key, message));
+            }
+        }
+        if self.mtls == ClusterMtls::Pki && self.ca_cert.is_none() && role == Role::DataPlane {
+            return Err(invalid(
+                "ca_cert",
+                "with mtls = \"pki\", a data plane checks the control plane's certificate against this CA".into(),
+            ));
+        }
+        if self.mtls == ClusterMtls::Shared && self.ca_cert.is_some() {
+            return Err(invalid("ca_cert", "only used with mtls = \"pki\"".into()));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -397,6 +511,14 @@ fn resolvers_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr
         .collect()
 }
 
+/// `host:port` (`[v6]:port` for IPv6) split in two; `None` without a port.
+pub fn split_host_port(text: &str) -> Option<(String, u16)> {
+    let (host, port) = text.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    (!host.is_empty()).then(|| (host.to_owned(), port))
+}
+
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
@@ -418,6 +540,8 @@ impl Default for Config {
             echo: ListenerConfig::on(loopback(8004)),
             status: ListenerConfig::on(loopback(8100)),
             gateway: GatewayConfig::default(),
+            cluster: ClusterConfig::default(),
+            role: Role::Traditional,
         }
     }
 }
@@ -641,6 +765,10 @@ impl Config {
 
     /// Checks everything that can be checked without binding or connecting.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.cluster.validate(self.role)?;
+        if self.role == Role::DataPlane {
+            return self.validate_data_plane();
+        }
         self.storage_url()?;
         if let Some(url) = &self.identity_public_url {
             IssuerUrlTemplate::parse(url)
@@ -665,6 +793,53 @@ impl Config {
         }
         if let Some(addr) = self.proxy.listen_tls {
             crate::listener::check_bind(crate::listener::ListenerKind::Proxy, addr, true)
+                .map_err(|e| ConfigError::Invalid { path: "proxy.listen_tls".into(), message: e.to_string() })?;
+        }
+        Ok(())
+    }
+
+    /// A data plane opens no storage and holds no master key: settings that only make sense with them are refused
+    /// rather than ignored, so an operator who meant to give an edge proxy database credentials learns it does not
+    /// take them.
+    fn validate_data_plane(&self) -> Result<(), ConfigError> {
+        let store_only = [
+            ("storage.url", self.storage.url.is_some()),
+            ("storage.schema", self.storage.schema.is_some()),
+            ("storage.max_connections", self.storage.max_connections.is_some()),
+            ("master_key", self.master_key.is_some()),
+            ("master_key_file", self.master_key_file.is_some()),
+            ("identity_public_url", self.identity_public_url.is_some()),
+            ("gateway.control_plane", self.gateway.control_plane.is_some()),
+        ];
+        if let Some((key, _)) = store_only.iter().find(|(_, set)| *set) {
+            return Err(ConfigError::Invalid {
+                path: (*key).to_owned(),
+                message: "a data plane has no storage and takes its configuration from cluster.control_plane; \
+                          set this on the control plane"
+                    .to_owned(),
+            });
+        }
+        let Some(control_plane) = &self.cluster.control_plane else {
+            return Err(ConfigError::Invalid {
+                path: "cluster.control_plane".to_owned(),
+                message: "a data plane needs the control plane's host:port".to_owned(),
+            });
+        };
+        crate::config::split_host_port(control_plane).ok_or_else(|| ConfigError::Invalid {
+            path: "cluster.control_plane".to_owned(),
+            message: format!("[{control_plane}] is not host:port"),
+        })?;
+        use crate::listener::ListenerKind as K;
+        for name in [K::Proxy, K::Status] {
+            let addr = self.listener(name).listen;
+            crate::listener::check_bind(name, addr, self.allow_plaintext_public).map_err(|e| ConfigError::Invalid {
+                path: format!("{}.listen", name.as_str()),
+                message: e.to_string(),
+            })?;
+            self.listener(name).validate(name.as_str())?;
+        }
+        if let Some(addr) = self.proxy.listen_tls {
+            crate::listener::check_bind(K::Proxy, addr, true)
                 .map_err(|e| ConfigError::Invalid { path: "proxy.listen_tls".into(), message: e.to_string() })?;
         }
         Ok(())
@@ -884,6 +1059,39 @@ mod tests {
             let bad = load(&ConfigSources::default().set(key, value)).unwrap().config;
             assert!(bad.validate().unwrap_err().to_string().starts_with(key), "{key}");
         }
+    }
+
+    #[test]
+    fn hybrid_roles_take_kongs_names_and_check_their_settings() {
+        let with_pair = |s: ConfigSources| s.set("cluster.cert", "/c.pem").set("cluster.cert_key", "/k.pem");
+        let config = |s: ConfigSources| load(&s).unwrap().config;
+        let dp = with_pair(ConfigSources::default().set("role", "data_plane").set("cluster.control_plane", "cp:8005"));
+        let c = config(dp.clone());
+        assert_eq!((c.role, c.cluster.mtls, c.cluster.listen.port()), (Role::DataPlane, ClusterMtls::Shared, 8005));
+        assert_eq!(c.cluster.ping_interval(), Duration::from_secs(30));
+        c.validate().unwrap();
+        // What only a store-holding node uses is refused by name, not ignored.
+        for (key, value) in [
+            ("storage.url", json!("postgres://u@db/g")),
+            ("master_key", json!("x")),
+            ("gateway.control_plane", json!("default")),
+        ] {
+            let message = config(dp.clone().set(key, value)).validate().unwrap_err().to_string();
+            assert!(message.starts_with(key) && message.contains("data plane has no storage"), "{message}");
+        }
+        let no_cp = config(with_pair(ConfigSources::default().set("role", "data_plane"))).validate().unwrap_err();
+        assert!(no_cp.to_string().starts_with("cluster.control_plane:"), "{no_cp}");
+        let bad_cp = config(dp.clone().set("cluster.control_plane", "no-port")).validate().unwrap_err();
+        assert!(bad_cp.to_string().contains("is not host:port"), "{bad_cp}");
+        let unpaired = config(ConfigSources::default().set("role", "control_plane")).validate().unwrap_err();
+        assert!(unpaired.to_string().starts_with("cluster.cert:"), "{unpaired}");
+        config(with_pair(ConfigSources::default().set("role", "control_plane"))).validate().unwrap();
+        let pki_without_ca = config(dp.clone().set("cluster.mtls", "pki")).validate().unwrap_err();
+        assert!(pki_without_ca.to_string().starts_with("cluster.ca_cert:"), "{pki_without_ca}");
+        let zero = config(dp.set("cluster.ping_interval", 0)).validate().unwrap_err();
+        assert!(zero.to_string().starts_with("cluster.ping_interval:"), "{zero}");
+        assert!(load(&ConfigSources::default().set("role", "edge")).is_err(), "only Kong's three roles");
+        assert_eq!(split_host_port("[::1]:8005"), Some(("::1".to_owned(), 8005)));
     }
 
     #[test]

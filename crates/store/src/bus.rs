@@ -24,6 +24,8 @@ pub enum Invalidation {
     GatewayConfig { control_plane_id: uuid::Uuid },
     /// A control plane was created, renamed or deleted.
     ControlPlanes,
+    /// The data plane client certificates a control plane pins changed.
+    DpClientCertificates { control_plane_id: uuid::Uuid },
     /// Notifications may have been missed (the bus reconnected, or a subscriber lagged): reload everything.
     Resync,
 }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use gatehouse_model::gateway::cluster::DataPlaneNode;
 use gatehouse_model::gateway::control_plane::ControlPlane;
 use gatehouse_model::gateway::{EntityKind, StoredEntity};
 use gatehouse_model::identity::{AuthServer, Claim, Client, ClientSecret, IssuedToken, Scope, SigningKey};
@@ -184,6 +185,45 @@ pub trait ControlPlaneStore: Send + Sync {
     async fn delete_control_plane(&self, id: uuid::Uuid) -> Result<()>;
 }
 
+/// A data plane client certificate a control plane pins (Konnect's `dp-client-certificates`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DpClientCertificate {
+    pub id: uuid::Uuid,
+    pub control_plane_id: uuid::Uuid,
+    /// PEM.
+    pub cert: String,
+    pub title: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Hybrid mode: what a control plane knows of its data planes, and the certificates it pins for them.
+#[async_trait]
+pub trait ClusterStore: Send + Sync {
+    /// Creates the record or replaces everything but `created_at`.
+    async fn upsert_data_plane(&self, node: &DataPlaneNode) -> Result<()>;
+    async fn get_data_plane(&self, control_plane: uuid::Uuid, id: uuid::Uuid) -> Result<Option<DataPlaneNode>>;
+    /// A page of the control plane's data planes by id, after `after`; and how many it has.
+    async fn list_data_planes(
+        &self,
+        control_plane: uuid::Uuid,
+        after: Option<uuid::Uuid>,
+        size: u32,
+    ) -> Result<Listed<DataPlaneNode>>;
+    /// Whether there was one.
+    async fn delete_data_plane(&self, control_plane: uuid::Uuid, id: uuid::Uuid) -> Result<bool>;
+    /// Publishes `Invalidation::DpClientCertificates` so listeners reload the pinned set.
+    async fn create_dp_certificate(&self, cert: &DpClientCertificate) -> Result<()>;
+    async fn get_dp_certificate(
+        &self,
+        control_plane: uuid::Uuid,
+        id: uuid::Uuid,
+    ) -> Result<Option<DpClientCertificate>>;
+    /// Every certificate the control plane pins, oldest first.
+    async fn list_dp_certificates(&self, control_plane: uuid::Uuid) -> Result<Vec<DpClientCertificate>>;
+    async fn delete_dp_certificate(&self, control_plane: uuid::Uuid, id: uuid::Uuid) -> Result<bool>;
+}
+
 /// Tag filters of Kong's lists: `tags=a,b` (all) or `tags=a/b` (any).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum TagFilter {
@@ -310,6 +350,7 @@ pub trait Store:
     + PatStore
     + MetaStore
     + RateLimitCounterStore
+    + ClusterStore
     + fmt::Debug
 {
     /// This node's invalidation bus; it carries this node's writes and, on PostgreSQL, other nodes'.

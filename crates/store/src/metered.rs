@@ -7,6 +7,7 @@ use tokio::time::Instant;
 
 use async_trait::async_trait;
 
+use gatehouse_model::gateway::cluster::DataPlaneNode;
 use gatehouse_model::gateway::control_plane::ControlPlane;
 use gatehouse_model::gateway::{EntityKind, StoredEntity};
 use gatehouse_model::identity::{AuthServer, Claim, Client, ClientSecret, IssuedToken, Scope, SigningKey};
@@ -139,6 +140,16 @@ metered! {
         fn increment_rate_limits(counters: &[RateLimitCounter<'_>], by: u64) -> Result<Vec<u64>>;
         fn rate_limit_values(counters: &[RateLimitCounter<'_>]) -> Result<Vec<u64>>;
         fn prune_rate_limits(now: i64) -> Result<u64>;
+    }
+    ClusterStore {
+        fn upsert_data_plane(node: &DataPlaneNode) -> Result<()>;
+        fn get_data_plane(control_plane: uuid::Uuid, id: uuid::Uuid) -> Result<Option<DataPlaneNode>>;
+        fn list_data_planes(control_plane: uuid::Uuid, after: Option<uuid::Uuid>, size: u32) -> Result<Listed<DataPlaneNode>>;
+        fn delete_data_plane(control_plane: uuid::Uuid, id: uuid::Uuid) -> Result<bool>;
+        fn create_dp_certificate(cert: &DpClientCertificate) -> Result<()>;
+        fn get_dp_certificate(control_plane: uuid::Uuid, id: uuid::Uuid) -> Result<Option<DpClientCertificate>>;
+        fn list_dp_certificates(control_plane: uuid::Uuid) -> Result<Vec<DpClientCertificate>>;
+        fn delete_dp_certificate(control_plane: uuid::Uuid, id: uuid::Uuid) -> Result<bool>;
     }
 }
 

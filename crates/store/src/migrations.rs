@@ -15,6 +15,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (4, "rate limiting", include_str!("../migrations/sqlite/0004_rate_limiting.sql")),
     (5, "certificates", include_str!("../migrations/sqlite/0005_certificates.sql")),
     (6, "upstreams", include_str!("../migrations/sqlite/0006_upstreams.sql")),
+    (7, "cluster", include_str!("../migrations/sqlite/0007_cluster.sql")),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../migrations/postgres/0001_initial.sql")),
@@ -23,6 +24,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (4, "rate limiting", include_str!("../migrations/postgres/0004_rate_limiting.sql")),
     (5, "certificates", include_str!("../migrations/postgres/0005_certificates.sql")),
     (6, "upstreams", include_str!("../migrations/postgres/0006_upstreams.sql")),
+    (7, "cluster", include_str!("../migrations/postgres/0007_cluster.sql")),
 ];
 
 fn migrator(list: &'static [(i64, &'static str, &'static str)]) -> Migrator {

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use gatehouse_model::gateway::cluster::DataPlaneNode;
 use gatehouse_model::gateway::control_plane::{AuthType, ClusterType, ControlPlane, ProxyUrl};
 use gatehouse_model::gateway::entities::{EntityKind, StoredEntity, validate_entity};
 use gatehouse_model::identity::client::{GrantType, ResponseType, TokenEndpointAuthMethod};
@@ -19,7 +20,9 @@ use gatehouse_model::{
     TokenId,
 };
 use gatehouse_store::testing::TestDatabase;
-use gatehouse_store::{Conflict, EntityQuery, Invalidation, RateLimitCounter, Store, StoreError, TagFilter};
+use gatehouse_store::{
+    Conflict, DpClientCertificate, EntityQuery, Invalidation, RateLimitCounter, Store, StoreError, TagFilter,
+};
 
 type S = Arc<dyn Store>;
 
@@ -88,6 +91,8 @@ conformance!(
     gateway_writes_publish_invalidations,
     rate_limit_counters_count_and_prune,
     rate_limit_counters_are_exact_across_nodes,
+    cluster_nodes_are_upserted_paged_and_go_with_their_control_plane,
+    cluster_pinned_certificates_round_trip_and_publish,
 );
 
 #[test]
@@ -1282,4 +1287,80 @@ async fn rate_limit_counters_are_exact_across_nodes(store: S, db: &TestDatabase)
     let key = [counter(Some(route), "a", "minute", 1_700_000_040)];
     assert_eq!(second.rate_limit_values(&key).await.unwrap(), [320]);
     assert_eq!(store.rate_limit_values(&key).await.unwrap(), [320]);
+}
+
+fn data_plane(cp: uuid::Uuid, id: u128, at: i64) -> DataPlaneNode {
+    DataPlaneNode {
+        id: uuid::Uuid::from_u128(id),
+        control_plane_id: cp,
+        hostname: format!("edge-{id}"),
+        version: "0.1.0".into(),
+        config_hash: String::new(),
+        last_error: None,
+        last_ping: ts(at),
+        created_at: ts(at),
+        updated_at: ts(at),
+    }
+}
+
+async fn cluster_nodes_are_upserted_paged_and_go_with_their_control_plane(store: S, _db: &TestDatabase) {
+    let cp = control_plane("hybrid", ClusterType::ControlPlane, &[]);
+    let other = control_plane("elsewhere", ClusterType::ControlPlane, &[]);
+    store.create_control_plane(&cp).await.unwrap();
+    store.create_control_plane(&other).await.unwrap();
+    for id in [3, 1, 2] {
+        store.upsert_data_plane(&data_plane(cp.id, id, 10)).await.unwrap();
+    }
+    store.upsert_data_plane(&data_plane(other.id, 9, 10)).await.unwrap();
+
+    // A report replaces everything but when the node was first seen.
+    let mut report = data_plane(cp.id, 2, 99);
+    report.config_hash = "ab".repeat(16);
+    report.last_error = Some("refused".into());
+    store.upsert_data_plane(&report).await.unwrap();
+    let stored = store.get_data_plane(cp.id, report.id).await.unwrap().unwrap();
+    assert_eq!(stored.created_at, ts(10));
+    assert_eq!((stored.last_ping, stored.updated_at), (ts(99), ts(99)));
+    assert_eq!(
+        (stored.config_hash.as_str(), stored.last_error.as_deref()),
+        (report.config_hash.as_str(), Some("refused"))
+    );
+    assert!(store.get_data_plane(other.id, report.id).await.unwrap().is_none(), "per control plane");
+
+    let first = store.list_data_planes(cp.id, None, 2).await.unwrap();
+    assert_eq!(first.total, 3);
+    let ids: Vec<u128> = first.items.iter().map(|n| n.id.as_u128()).collect();
+    assert_eq!(ids, [1, 2]);
+    let rest = store.list_data_planes(cp.id, Some(first.items[1].id), 2).await.unwrap();
+    assert_eq!(rest.items.iter().map(|n| n.id.as_u128()).collect::<Vec<_>>(), [3]);
+
+    assert!(store.delete_data_plane(cp.id, uuid::Uuid::from_u128(3)).await.unwrap());
+    assert!(!store.delete_data_plane(cp.id, uuid::Uuid::from_u128(3)).await.unwrap());
+    store.delete_control_plane(cp.id).await.unwrap();
+    assert_eq!(store.list_data_planes(cp.id, None, 10).await.unwrap().total, 0, "gone with the control plane");
+    assert_eq!(store.list_data_planes(other.id, None, 10).await.unwrap().total, 1);
+}
+
+async fn cluster_pinned_certificates_round_trip_and_publish(store: S, _db: &TestDatabase) {
+    let cp = control_plane("pki", ClusterType::ControlPlane, &[]);
+    store.create_control_plane(&cp).await.unwrap();
+    let mut events = store.bus().subscribe();
+    let cert = |id: u128, at: i64| DpClientCertificate {
+        id: uuid::Uuid::from_u128(id),
+        control_plane_id: cp.id,
+        cert: format!("-----BEGIN CERTIFICATE-----\n{id}\n-----END CERTIFICATE-----\n"),
+        title: format!("edge {id}"),
+        created_at: ts(at),
+        updated_at: ts(at),
+    };
+    store.create_dp_certificate(&cert(2, 20)).await.unwrap();
+    store.create_dp_certificate(&cert(1, 30)).await.unwrap();
+    let expected = Invalidation::DpClientCertificates { control_plane_id: cp.id };
+    assert_eq!(events.recv().await.unwrap(), expected);
+    assert_eq!(store.get_dp_certificate(cp.id, cert(1, 30).id).await.unwrap(), Some(cert(1, 30)));
+    let listed = store.list_dp_certificates(cp.id).await.unwrap();
+    assert_eq!(listed, [cert(2, 20), cert(1, 30)], "oldest first");
+    assert!(store.delete_dp_certificate(cp.id, cert(2, 20).id).await.unwrap());
+    assert!(!store.delete_dp_certificate(cp.id, cert(2, 20).id).await.unwrap());
+    assert_eq!(store.list_dp_certificates(cp.id).await.unwrap(), [cert(1, 30)]);
 }

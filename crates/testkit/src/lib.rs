@@ -127,7 +127,7 @@ impl TestNode {
         } else {
             (None, Arc::new(SystemClock))
         };
-        let node = node::start(&config, NodeOptions { clock: dyn_clock, echo: true })
+        let node = node::start(&config, NodeOptions { clock: dyn_clock, echo: true, version: None })
             .await
             .unwrap_or_else(|e| panic!("start node: {e}"));
         let token = issue_pat(&node.services, "test", None, false)

@@ -2,6 +2,7 @@
 //! validation rules and the `url` shorthand, as pure code so the Admin API, Konnect's core-entities API and
 //! offline file validation all apply the same rules.
 
+pub mod cluster;
 pub mod control_plane;
 pub mod entities;
 pub mod form;

@@ -3,6 +3,7 @@
 mod auth_servers;
 mod claims;
 mod clients;
+mod cluster;
 mod control_planes;
 mod gateway;
 mod meta;
