@@ -1,5 +1,5 @@
-//! Kong's entity API (services, routes, consumers, plugins, the `acl` plugin's `acls` and the `key-auth` plugin's
-//! `keyauth_credentials` at `/key-auths`), served twice: on the
+//! Kong's entity API (services, routes, consumers, plugins, the `acl` plugin's `acls`, the `key-auth` plugin's
+//! `keyauth_credentials` at `/key-auths` and the `jwt` plugin's `jwt_secrets` at `/jwts`), served twice: on the
 //! admin listener for the node's control plane, and under `/v2/control-planes/{id}/core-entities` on the platform
 //! listener (with a personal access token). One set of handlers; [`Target`] resolves which control plane a request
 //! is about.
@@ -192,6 +192,7 @@ pub(crate) const NESTINGS: &[(EntityKind, EntityKind)] = &[
     (EntityKind::Consumer, EntityKind::Plugin),
     (EntityKind::Consumer, EntityKind::Acl),
     (EntityKind::Consumer, EntityKind::KeyAuth),
+    (EntityKind::Consumer, EntityKind::Jwt),
     (EntityKind::Certificate, EntityKind::Sni),
     (EntityKind::Upstream, EntityKind::Target),
 ];
@@ -539,6 +540,15 @@ fn prepare(
         EntityKind::CaCertificate => {
             crate::certificates::prepare_ca_certificate(&mut data, now_secs(t)).map_err(violations)?;
         }
+        EntityKind::Jwt => {
+            crate::jwt_secrets::check_public_key(&data).map_err(violations)?;
+            // Kong's `auto = true` key and secret: made when the client leaves them out.
+            for field in ["key", "secret"] {
+                if !data.get(field).is_some_and(Value::is_string) {
+                    data.insert(field.into(), Value::String(gatehouse_runtime::random::alphanumeric(32)));
+                }
+            }
+        }
         _ => {}
     }
     data.insert("id".into(), json!(id.to_string()));
@@ -847,7 +857,7 @@ async fn list_nested(t: Target, RawQuery(raw): RawQuery) -> Result<Response> {
     if param(&t, 0) == "routes" && param(&t, 2) == "service" {
         return route_service(t).await;
     }
-    if matches!(param(&t, 0), "acls" | "key-auths") && param(&t, 2) == "consumer" {
+    if matches!(param(&t, 0), "acls" | "key-auths" | "jwts") && param(&t, 2) == "consumer" {
         return acl_consumer(t).await;
     }
     if param(&t, 0) == "upstreams" && param(&t, 2) == "health" {
@@ -914,7 +924,7 @@ async fn route_service(t: Target) -> Result<Response> {
     Ok(Json(output(&t, service)).into_response())
 }
 
-/// `GET /acls/{acl}/consumer` and `GET /key-auths/{id or key}/consumer`.
+/// `GET /acls/{acl}/consumer`, `GET /key-auths/{id or key}/consumer` and `GET /jwts/{id or key}/consumer`.
 async fn acl_consumer(t: Target) -> Result<Response> {
     let acl = require(&t, kind_of(param(&t, 0))?, param(&t, 1)).await?;
     let consumer_id = acl.consumer_id.ok_or_else(not_found)?;

@@ -6,6 +6,7 @@ mod browsers;
 mod certificates;
 mod control_planes;
 mod entities;
+mod jwt_secrets;
 mod openapi;
 mod publish;
 mod secrets;

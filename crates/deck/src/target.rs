@@ -62,13 +62,14 @@ pub struct Leftover {
 }
 
 /// Creation order: what others reference comes first. Deletion runs in reverse.
-pub const ORDER: [EntityKind; 11] = [
+pub const ORDER: [EntityKind; 12] = [
     EntityKind::Certificate,
     EntityKind::Sni,
     EntityKind::CaCertificate,
     EntityKind::Consumer,
     EntityKind::Acl,
     EntityKind::KeyAuth,
+    EntityKind::Jwt,
     EntityKind::Upstream,
     EntityKind::Target,
     EntityKind::Service,
@@ -81,6 +82,7 @@ pub fn kind_name(kind: EntityKind) -> &'static str {
     match kind {
         EntityKind::Acl => "acl-group",
         EntityKind::KeyAuth => "key-auth",
+        EntityKind::Jwt => "jwt-auth",
         other => other.singular(),
     }
 }
@@ -170,6 +172,11 @@ impl Names {
         if kind == EntityKind::Acl {
             let consumer = reference(e, "consumer").map(|id| self.friendly(&id)).unwrap_or_default();
             return format!("{} for consumer {consumer}", text(e, "group").unwrap_or(""));
+        }
+        if kind == EntityKind::Jwt {
+            // A jwt credential's key is an identifier (a token's `iss`), not a secret.
+            let consumer = reference(e, "consumer").map(|id| self.friendly(&id)).unwrap_or_default();
+            return format!("{} for consumer {consumer}", text(e, "key").unwrap_or_else(|| id_of(e)));
         }
         if kind == EntityKind::KeyAuth {
             // The key is a secret: the console names the credential by id, as decK does.
@@ -403,6 +410,7 @@ impl Flattener<'_> {
             let plugins = self.take_nested(item.doc, &item.pointer, &mut body, "plugins");
             let acls = self.take_nested(item.doc, &item.pointer, &mut body, "acls");
             let keys = self.take_nested(item.doc, &item.pointer, &mut body, "keyauth_credentials");
+            let jwts = self.take_nested(item.doc, &item.pointer, &mut body, "jwt_secrets");
             for &key in crate::file::UNSUPPORTED_CREDENTIALS {
                 if body.remove(key).is_some_and(|v| v.as_array().is_none_or(|a| !a.is_empty())) {
                     self.error(
@@ -419,13 +427,17 @@ impl Flattener<'_> {
                 acl.remove("consumer");
                 self.push(EntityKind::Acl, item.doc, p, acl, vec![("consumer", Ref::Parent(index))]);
             }
-            for (p, mut key) in keys {
-                key.remove("consumer");
-                self.push(EntityKind::KeyAuth, item.doc, p, key, vec![("consumer", Ref::Parent(index))]);
+            for (kind, credentials) in [(EntityKind::KeyAuth, keys), (EntityKind::Jwt, jwts)] {
+                for (p, mut credential) in credentials {
+                    credential.remove("consumer");
+                    self.push(kind, item.doc, p, credential, vec![("consumer", Ref::Parent(index))]);
+                }
             }
         }
         // Kong's DB-less form: credentials at the top level, naming their consumer.
-        for (key, kind) in [("acls", EntityKind::Acl), ("keyauth_credentials", EntityKind::KeyAuth)] {
+        for (key, kind) in
+            [("acls", EntityKind::Acl), ("keyauth_credentials", EntityKind::KeyAuth), ("jwt_secrets", EntityKind::Jwt)]
+        {
             for item in content.items(key) {
                 let mut body = item.body.clone();
                 let refs = self.top_refs(item.doc, &item.pointer, &mut body, &["consumer"]);

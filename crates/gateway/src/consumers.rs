@@ -1,11 +1,12 @@
 //! Consumers as the proxy uses them, and the lookups authentication plugins make (by id, username, custom id).
 //! A consumer also carries its `acls` groups and their `X-Consumer-Groups` value, made once per configuration so
 //! the `acl` plugin neither allocates nor formats per request. Consumers' API keys (`keyauth_credentials`) are
-//! indexed by their keyed hash, the only form the snapshot carries them in.
+//! indexed by their keyed hash, the only form the snapshot carries them in; their `jwt_secrets` by `key`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use gatehouse_model::SecretString;
 use gatehouse_model::gateway::snapshot;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +58,26 @@ pub struct KeyAuthEntry {
     pub credential_id: http::HeaderValue,
 }
 
+/// One `jwt_secrets` credential, found by its `key`: what verifies a token it names. Public keys are loaded when
+/// the configuration is compiled; an HMAC secret is kept as the bytes the credential holds (the plugin's
+/// `secret_is_base64` decides per instance how to read it).
+#[derive(Debug, Clone)]
+pub struct JwtEntry {
+    pub consumer: Arc<Consumer>,
+    /// The credential's id (what rate limiting by credential counts).
+    pub credential_id: http::HeaderValue,
+    /// The credential's `key` as `X-Credential-Identifier` (Kong sends the key for jwt); `None` when it cannot be a
+    /// header value.
+    pub key_header: Option<http::HeaderValue>,
+    /// Kong's exact spelling (`HS256`, `EdDSA`), compared with the token's `alg`.
+    pub algorithm_name: Box<str>,
+    pub algorithm: Option<jsonwebtoken::Algorithm>,
+    pub secret: Option<SecretString>,
+    /// The loaded `rsa_public_key`; `None` when absent or not loadable for the algorithm (Kong's "Invalid
+    /// key/secret").
+    pub public_key: Option<jsonwebtoken::DecodingKey>,
+}
+
 /// Every consumer of a configuration, indexed the ways plugins look them up.
 #[derive(Debug, Default)]
 pub struct Consumers {
@@ -64,6 +85,7 @@ pub struct Consumers {
     by_username: HashMap<String, Arc<Consumer>>,
     by_custom_id: HashMap<String, Arc<Consumer>>,
     by_key_hash: HashMap<[u8; 32], KeyAuthEntry>,
+    by_jwt_key: HashMap<String, JwtEntry>,
 }
 
 impl Consumers {
@@ -106,6 +128,49 @@ impl Consumers {
             self.by_key_hash.insert(hash, KeyAuthEntry { consumer: consumer.clone(), credential_id });
         }
         self
+    }
+
+    /// Indexes `jwt_secrets` by their `key`, loading public keys; one whose consumer is not in the configuration is
+    /// left out.
+    pub fn with_jwt_secrets(mut self, secrets: &[snapshot::JwtSecret]) -> Self {
+        use jsonwebtoken::{Algorithm, DecodingKey};
+        for secret in secrets {
+            let Some(consumer) = self.by_id.get(&secret.consumer) else {
+                tracing::warn!(credential = %secret.id, "a jwt credential without its consumer is ignored");
+                continue;
+            };
+            let algorithm: Option<Algorithm> = secret.algorithm.parse().ok();
+            let public_key = secret.rsa_public_key.as_deref().and_then(|pem| {
+                use gatehouse_model::gateway::public_key::{self, KeyType};
+                let key = public_key::parse(pem).filter(|k| k.fits(&secret.algorithm));
+                if key.is_none() {
+                    tracing::warn!(credential = %secret.id, "a jwt public key does not load for its algorithm");
+                }
+                let key = key?;
+                Some(match key.key_type {
+                    KeyType::Rsa => DecodingKey::from_rsa_der(&key.der),
+                    KeyType::Ec => DecodingKey::from_ec_der(&key.der),
+                    KeyType::Ed25519 => DecodingKey::from_ed_der(&key.der),
+                })
+            });
+            let header = |text: &str| http::HeaderValue::from_str(text).ok();
+            let entry = JwtEntry {
+                consumer: consumer.clone(),
+                credential_id: header(&secret.id.to_string()).unwrap_or_else(|| http::HeaderValue::from_static("")),
+                key_header: header(&secret.key),
+                algorithm_name: secret.algorithm.clone().into_boxed_str(),
+                algorithm,
+                secret: secret.secret.clone(),
+                public_key,
+            };
+            self.by_jwt_key.insert(secret.key.clone(), entry);
+        }
+        self
+    }
+
+    /// The `jwt_secrets` credential whose `key` is `key`.
+    pub fn by_jwt_key(&self, key: &str) -> Option<&JwtEntry> {
+        self.by_jwt_key.get(key)
     }
 
     /// The key whose keyed hash is `hash`.

@@ -27,6 +27,7 @@ pub mod auth;
 pub mod correlation_id;
 pub mod cors;
 pub mod ip_restriction;
+pub mod jwt;
 pub mod key_auth;
 pub mod multipart;
 pub mod oauth2_introspection;
@@ -95,6 +96,7 @@ pub const BUILTIN: &[&PluginDef] = &[
     &correlation_id::PLUGIN,
     &cors::PLUGIN,
     &ip_restriction::PLUGIN,
+    &jwt::PLUGIN,
     &key_auth::PLUGIN,
     &oauth2_introspection::PLUGIN,
     &openid_connect::PLUGIN,

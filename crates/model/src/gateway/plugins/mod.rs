@@ -9,6 +9,7 @@ mod checks;
 pub mod correlation_id;
 pub mod cors;
 pub mod ip_restriction;
+pub mod jwt;
 pub mod key_auth;
 pub mod oauth2_introspection;
 pub mod openid_connect;
@@ -58,6 +59,11 @@ impl Checks {
     /// A Kong entity check's message, reported under `@entity`.
     pub fn entity(&mut self, message: impl Into<String>) {
         self.0.push(Violation::new("@entity", message));
+    }
+
+    /// A message at a field's own path (`config.claims_to_verify`), as a `conditional`'s `then_match` reports.
+    pub fn at(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Violation::new(path, message));
     }
 
     /// A `custom_validator`'s message on the config record.
@@ -114,6 +120,7 @@ pub const PLUGINS: &[&PluginInfo] = &[
     &correlation_id::INFO,
     &cors::INFO,
     &ip_restriction::INFO,
+    &jwt::INFO,
     &key_auth::INFO,
     &oauth2_introspection::INFO,
     &openid_connect::INFO,
