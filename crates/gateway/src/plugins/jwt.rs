@@ -195,7 +195,7 @@ impl Jwt {
         let Some(credential) = ctx.consumers.by_jwt_key(key) else {
             return Err(owned(format!("No credentials found for given '{claim}'")));
         };
-        if parsed.alg != &*credential.algorithm_name {
+        if *parsed.alg != *credential.algorithm_name {
             return Err(message("Invalid algorithm"));
         }
         let Some(algorithm) = credential.algorithm else { return Err(message("Invalid algorithm")) };
