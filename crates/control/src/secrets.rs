@@ -14,6 +14,9 @@
 //!
 //! A `jwt_secrets` entity's `secret` (an HMAC key) is sealed the same way, bound to the credential's id; its `key`
 //! is an identifier (a token's `iss`), not a secret, and is its endpoint key in clear, as in Kong.
+//!
+//! A `basicauth_credentials` entity's `password` is Kong's hash of the password (never the password), and that
+//! hash is sealed too, so a database dump holds nothing to brute-force offline.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -50,6 +53,7 @@ fn sealed_fields(kind: EntityKind, data: &Normalized) -> Vec<(&'static str, Stri
     match kind {
         EntityKind::KeyAuth => vec![("key", format!("keyauth_credential:{id}:key"))],
         EntityKind::Jwt => vec![("secret", format!("jwt_secret:{id}:secret"))],
+        EntityKind::BasicAuth => vec![("password", format!("basicauth_credential:{id}:password"))],
         EntityKind::Certificate => {
             vec![("key", format!("certificate:{id}:key")), ("key_alt", format!("certificate:{id}:key_alt"))]
         }

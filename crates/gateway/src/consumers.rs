@@ -78,6 +78,27 @@ pub struct JwtEntry {
     pub public_key: Option<jsonwebtoken::DecodingKey>,
 }
 
+/// One `basicauth_credentials` credential, found by its username: Kong's hash of its password, as bytes.
+#[derive(Debug, Clone)]
+pub struct BasicAuthEntry {
+    pub consumer: Arc<Consumer>,
+    /// The credential's id (what rate limiting by credential counts).
+    pub credential_id: http::HeaderValue,
+    /// The username as `X-Credential-Identifier` (Kong sends the username for basic-auth).
+    pub username_header: Option<http::HeaderValue>,
+    /// The salt of Kong's hash: the consumer's id as text.
+    consumer_id: String,
+    hash: [u8; 20],
+}
+
+impl BasicAuthEntry {
+    /// Whether `password` hashes, as Kong hashes passwords, to the stored hash (compared in constant time).
+    pub fn verifies(&self, password: &str) -> bool {
+        let presented = gatehouse_model::gateway::plugins::basic_auth::kong_digest(&self.consumer_id, password);
+        aws_lc_rs::constant_time::verify_slices_are_equal(&presented, &self.hash).is_ok()
+    }
+}
+
 /// Every consumer of a configuration, indexed the ways plugins look them up.
 #[derive(Debug, Default)]
 pub struct Consumers {
@@ -86,6 +107,7 @@ pub struct Consumers {
     by_custom_id: HashMap<String, Arc<Consumer>>,
     by_key_hash: HashMap<[u8; 32], KeyAuthEntry>,
     by_jwt_key: HashMap<String, JwtEntry>,
+    by_basic_username: HashMap<String, BasicAuthEntry>,
 }
 
 impl Consumers {
@@ -168,6 +190,33 @@ impl Consumers {
         self
     }
 
+    /// Indexes `basicauth_credentials` by username; one whose consumer is not in the configuration, or whose hash
+    /// is not Kong's 40 hex digits, is left out (it could never authenticate anyone).
+    pub fn with_basic_auths(mut self, credentials: &[snapshot::BasicAuthCredential]) -> Self {
+        for credential in credentials {
+            let hash = decode_hex::<20>(credential.password.expose());
+            let (Some(consumer), Some(hash)) = (self.by_id.get(&credential.consumer), hash) else {
+                tracing::warn!(credential = %credential.id, "a basic-auth credential without its consumer or hash is ignored");
+                continue;
+            };
+            let entry = BasicAuthEntry {
+                consumer: consumer.clone(),
+                credential_id: http::HeaderValue::from_str(&credential.id.to_string())
+                    .unwrap_or_else(|_| http::HeaderValue::from_static("")),
+                username_header: http::HeaderValue::from_str(&credential.username).ok(),
+                consumer_id: credential.consumer.to_string(),
+                hash,
+            };
+            self.by_basic_username.insert(credential.username.clone(), entry);
+        }
+        self
+    }
+
+    /// The `basicauth_credentials` credential whose username is `username`.
+    pub fn by_basic_username(&self, username: &str) -> Option<&BasicAuthEntry> {
+        self.by_basic_username.get(username)
+    }
+
     /// The `jwt_secrets` credential whose `key` is `key`.
     pub fn by_jwt_key(&self, key: &str) -> Option<&JwtEntry> {
         self.by_jwt_key.get(key)
@@ -204,12 +253,16 @@ impl Consumers {
 }
 
 fn decode_hash(hex: &str) -> Option<[u8; 32]> {
+    decode_hex::<32>(hex)
+}
+
+fn decode_hex<const N: usize>(hex: &str) -> Option<[u8; N]> {
     let bytes = hex.as_bytes();
-    if bytes.len() != 64 {
+    if bytes.len() != 2 * N {
         return None;
     }
     let digit = |b: u8| (b as char).to_digit(16);
-    let mut out = [0u8; 32];
+    let mut out = [0u8; N];
     for (i, pair) in bytes.chunks_exact(2).enumerate() {
         out[i] = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?;
     }

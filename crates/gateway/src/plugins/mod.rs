@@ -24,6 +24,7 @@
 
 pub mod acl;
 pub mod auth;
+pub mod basic_auth;
 pub mod correlation_id;
 pub mod cors;
 pub mod ip_restriction;
@@ -93,6 +94,7 @@ pub struct Phases {
 /// The plugins this build runs, in no particular order.
 pub const BUILTIN: &[&PluginDef] = &[
     &acl::PLUGIN,
+    &basic_auth::PLUGIN,
     &correlation_id::PLUGIN,
     &cors::PLUGIN,
     &ip_restriction::PLUGIN,

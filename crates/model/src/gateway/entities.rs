@@ -21,6 +21,9 @@ pub enum EntityKind {
     KeyAuth,
     /// A consumer's JWT signing secret or public key (Kong's `jwt_secrets`, declared by the `jwt` plugin; `/jwts`).
     Jwt,
+    /// A consumer's username and password (Kong's `basicauth_credentials`, declared by the `basic-auth` plugin;
+    /// `/basic-auths`); the password is kept in Kong's hashed form.
+    BasicAuth,
     /// A certificate and its private key (and optionally a second pair of another key type) the proxy's TLS
     /// listener serves for its SNIs.
     Certificate,
@@ -35,7 +38,7 @@ pub enum EntityKind {
 }
 
 impl EntityKind {
-    pub const ALL: [EntityKind; 12] = [
+    pub const ALL: [EntityKind; 13] = [
         EntityKind::Service,
         EntityKind::Route,
         EntityKind::Consumer,
@@ -43,6 +46,7 @@ impl EntityKind {
         EntityKind::Acl,
         EntityKind::KeyAuth,
         EntityKind::Jwt,
+        EntityKind::BasicAuth,
         EntityKind::Certificate,
         EntityKind::Sni,
         EntityKind::CaCertificate,
@@ -60,6 +64,7 @@ impl EntityKind {
             EntityKind::Acl => "acls",
             EntityKind::KeyAuth => "key-auths",
             EntityKind::Jwt => "jwts",
+            EntityKind::BasicAuth => "basic-auths",
             EntityKind::Certificate => "certificates",
             EntityKind::Sni => "snis",
             EntityKind::CaCertificate => "ca_certificates",
@@ -78,6 +83,7 @@ impl EntityKind {
             EntityKind::Acl => "acl",
             EntityKind::KeyAuth => "keyauth_credential",
             EntityKind::Jwt => "jwt_secret",
+            EntityKind::BasicAuth => "basicauth_credential",
             EntityKind::Certificate => "certificate",
             EntityKind::Sni => "sni",
             EntityKind::CaCertificate => "ca_certificate",
@@ -100,7 +106,7 @@ impl EntityKind {
             EntityKind::Target => "target",
             // Addressed by id only; `id` is never stored as an endpoint key (`StoredEntity::from_data`).
             EntityKind::Certificate | EntityKind::CaCertificate => "id",
-            EntityKind::Consumer => "username",
+            EntityKind::Consumer | EntityKind::BasicAuth => "username",
             EntityKind::Plugin => "instance_name",
             EntityKind::Acl => "group",
             EntityKind::KeyAuth | EntityKind::Jwt => "key",
@@ -112,6 +118,7 @@ impl EntityKind {
         match self {
             EntityKind::KeyAuth => "key-auth",
             EntityKind::Jwt => "jwt",
+            EntityKind::BasicAuth => "basic-auth",
             other => other.collection(),
         }
     }
@@ -119,12 +126,20 @@ impl EntityKind {
     /// Whether the snapshot adds the entity to another one (an acl or key to its consumer, an SNI to its
     /// certificate), which must be added first.
     pub fn joins_another(self) -> bool {
-        matches!(self, EntityKind::Acl | EntityKind::KeyAuth | EntityKind::Jwt | EntityKind::Sni | EntityKind::Target)
+        matches!(
+            self,
+            EntityKind::Acl
+                | EntityKind::KeyAuth
+                | EntityKind::Jwt
+                | EntityKind::BasicAuth
+                | EntityKind::Sni
+                | EntityKind::Target
+        )
     }
 
     /// Whether the entity has Kong's `updated_at` (acls and credentials have `created_at` only).
     pub fn has_updated_at(self) -> bool {
-        !matches!(self, EntityKind::Acl | EntityKind::KeyAuth | EntityKind::Jwt)
+        !matches!(self, EntityKind::Acl | EntityKind::KeyAuth | EntityKind::Jwt | EntityKind::BasicAuth)
     }
 
     pub fn fields(self) -> Vec<Field> {
@@ -136,6 +151,7 @@ impl EntityKind {
             EntityKind::Acl => acl_fields(),
             EntityKind::KeyAuth => keyauth_fields(),
             EntityKind::Jwt => jwt_secret_fields(),
+            EntityKind::BasicAuth => basicauth_fields(),
             EntityKind::Certificate => certificate_fields(),
             EntityKind::Sni => sni_fields(),
             EntityKind::CaCertificate => ca_certificate_fields(),
@@ -284,6 +300,19 @@ fn jwt_secret_fields() -> Vec<Field> {
         Field::string("secret"),
         Field::string("rsa_public_key"),
         Field::string("algorithm").default(json!("HS256")).one_of(JWT_ALGORITHMS),
+        tags(),
+    ]
+}
+
+/// Kong's `basicauth_credentials` (`kong/plugins/basic-auth/daos.lua`): `username` is unique; `password` is
+/// stored in Kong's hashed form (the control plane hashes it, `plugins::basic_auth::kong_hash`) and sealed.
+fn basicauth_fields() -> Vec<Field> {
+    vec![
+        Field::string("id").auto().check(check_uuid),
+        Field::integer("created_at").auto(),
+        Field::foreign("consumer", "consumers").required(),
+        Field::string("username").required().unique(),
+        Field::string("password").required(),
         tags(),
     ]
 }
@@ -631,7 +660,12 @@ fn entity_checks(kind: EntityKind, e: &Normalized, out: &mut Vec<Violation>) {
                 ));
             }
         }
-        EntityKind::Acl | EntityKind::KeyAuth | EntityKind::Sni | EntityKind::CaCertificate | EntityKind::Target => {}
+        EntityKind::Acl
+        | EntityKind::KeyAuth
+        | EntityKind::BasicAuth
+        | EntityKind::Sni
+        | EntityKind::CaCertificate
+        | EntityKind::Target => {}
         EntityKind::Jwt => {
             let algorithm = e.get("algorithm").and_then(Value::as_str).unwrap_or("HS256");
             // jsonwebtoken (and so the proxy) has no P-521 verifier: refused here rather than failing every token.

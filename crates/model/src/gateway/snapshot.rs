@@ -103,6 +103,17 @@ pub struct JwtSecret {
     pub rsa_public_key: Option<String>,
 }
 
+/// One `basicauth_credentials` credential: its username and Kong's hash of its password (`sha1(password ..
+/// consumer_id)`, hex), never the password. Sealed in the store; `Debug` redacts it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BasicAuthCredential {
+    pub id: uuid::Uuid,
+    pub consumer: uuid::Uuid,
+    pub username: String,
+    #[serde(serialize_with = "expose")]
+    pub password: SecretString,
+}
+
 /// A certificate the proxy's TLS listener serves, with its SNIs. The keys are in clear here, as plugins'
 /// secrets are: the snapshot is what a data plane runs on; they are sealed in the store, and `Debug` redacts them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,6 +219,9 @@ pub struct ConfigSnapshot {
     /// Consumers' `jwt_secrets`; left out when empty, like `key_auths`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub jwt_secrets: Vec<JwtSecret>,
+    /// Consumers' `basicauth_credentials` (password hashes); left out when empty, like `key_auths`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub basic_auths: Vec<BasicAuthCredential>,
     /// `certificates` with their `snis`, and `ca_certificates`; left out when empty, like `key_auths`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub certificates: Vec<TlsCertificate>,
@@ -237,6 +251,7 @@ impl PartialEq for ConfigSnapshot {
             plugins,
             key_auths,
             jwt_secrets,
+            basic_auths,
             certificates,
             ca_certificates,
             upstreams,
@@ -251,6 +266,7 @@ impl PartialEq for ConfigSnapshot {
             && *plugins == other.plugins
             && *key_auths == other.key_auths
             && *jwt_secrets == other.jwt_secrets
+            && *basic_auths == other.basic_auths
             && *certificates == other.certificates
             && *ca_certificates == other.ca_certificates
             && *upstreams == other.upstreams
@@ -343,6 +359,15 @@ impl ConfigSnapshot {
                     algorithm: e.string("algorithm")?,
                     secret: e.opt_string("secret")?.map(SecretString::new),
                     rsa_public_key: e.opt_string("rsa_public_key")?,
+                });
+            }
+            EntityKind::BasicAuth => {
+                let consumer = self.joined_consumer(&e)?;
+                self.basic_auths.push(BasicAuthCredential {
+                    id: e.id()?,
+                    consumer,
+                    username: e.string("username")?,
+                    password: SecretString::new(e.string("password")?),
                 });
             }
             EntityKind::Certificate => self.certificates.push(TlsCertificate {
@@ -457,6 +482,7 @@ impl ConfigSnapshot {
         }
         self.key_auths.sort_by_key(|k| k.id);
         self.jwt_secrets.sort_by_key(|k| k.id);
+        self.basic_auths.sort_by_key(|k| k.id);
         self.certificates.sort_by_key(|c| c.id);
         for certificate in &mut self.certificates {
             certificate.snis.sort_unstable();

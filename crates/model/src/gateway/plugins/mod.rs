@@ -5,6 +5,7 @@
 //! the other way round.
 
 pub mod acl;
+pub mod basic_auth;
 mod checks;
 pub mod correlation_id;
 pub mod cors;
@@ -117,6 +118,7 @@ pub fn no_check(_: &Map<String, Value>, _: &mut Checks) {}
 /// Every plugin the control plane accepts. The gateway's registry must hold the same set (a test there checks).
 pub const PLUGINS: &[&PluginInfo] = &[
     &acl::INFO,
+    &basic_auth::INFO,
     &correlation_id::INFO,
     &cors::INFO,
     &ip_restriction::INFO,
