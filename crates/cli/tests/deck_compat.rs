@@ -71,6 +71,33 @@ async fn transform_false_and_top_level_credentials_round_trip() {
 }
 
 #[tokio::test]
+async fn jwt_secrets_nested_and_top_level_round_trip() {
+    let node = TestNode::start().await;
+    let deck = Deck::admin(&node);
+    let text = fixture("load", "jwt-mobile-api.yaml");
+    round_trip(&deck, "jwt.yaml", &text, &[]).await;
+    let (_, android) = node.admin(Method::GET, "/jwts/android-app-issuer", None).await;
+    assert_eq!((&android["secret"], &android["algorithm"]), (&json!("android-app-hmac-secret-0002"), &json!("HS256")));
+    let (_, partner) = node.admin(Method::GET, "/consumers/partner-portal/jwt", None).await;
+    assert_eq!(partner["data"][0]["algorithm"], "RS256", "{partner}");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn basicauth_credentials_plaintext_round_trip() {
+    let node = TestNode::start().await;
+    let deck = Deck::admin(&node);
+    let text = fixture("load", "basic-auth-internal-tools.yaml");
+    round_trip(&deck, "basic.yaml", &text, &[]).await;
+    let (_, ops) = node.admin(Method::GET, "/basic-auths/ops", None).await;
+    let consumer = ops["consumer"]["id"].as_str().unwrap();
+    let expected = gatehouse_model::gateway::plugins::basic_auth::kong_hash(consumer, "correct-horse-battery-staple");
+    assert_eq!(ops["password"], expected, "stored as Kong hashes it");
+    assert!(deck.read("dump.yaml").contains("_transform: false"));
+    node.stop().await;
+}
+
+#[tokio::test]
 async fn workspace_is_ignored_with_a_notice() {
     let node = TestNode::start().await;
     let deck = Deck::admin(&node);
@@ -253,11 +280,7 @@ async fn unsupported_features_are_listed_together() {
             "  - entity 'vaults': kong.yaml:4:3",
             "  - entity 'consumer_groups': kong.yaml:",
             "  - consumer group membership (a consumer's 'groups'): kong.yaml:",
-            "  - consumer credentials 'jwt_secrets': kong.yaml:",
-            "  - consumer credentials 'basicauth_credentials': kong.yaml:",
             "  - vault references ({vault://…}): kong.yaml:",
-            "  - plugin 'jwt': kong.yaml:",
-            "  - plugin 'basic-auth': kong.yaml:",
             "  - plugin 'datadog': kong.yaml:",
         ] {
             assert!(err.contains(listed), "{args:?}: {listed}\n{err}");

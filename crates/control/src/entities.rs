@@ -1,5 +1,5 @@
-//! Kong's entity API (services, routes, consumers, plugins, the `acl` plugin's `acls` and the `key-auth` plugin's
-//! `keyauth_credentials` at `/key-auths`), served twice: on the
+//! Kong's entity API (services, routes, consumers, plugins, the `acl` plugin's `acls`, the `key-auth` plugin's
+//! `keyauth_credentials` at `/key-auths` and the `jwt` plugin's `jwt_secrets` at `/jwts`), served twice: on the
 //! admin listener for the node's control plane, and under `/v2/control-planes/{id}/core-entities` on the platform
 //! listener (with a personal access token). One set of handlers; [`Target`] resolves which control plane a request
 //! is about.
@@ -192,6 +192,8 @@ pub(crate) const NESTINGS: &[(EntityKind, EntityKind)] = &[
     (EntityKind::Consumer, EntityKind::Plugin),
     (EntityKind::Consumer, EntityKind::Acl),
     (EntityKind::Consumer, EntityKind::KeyAuth),
+    (EntityKind::Consumer, EntityKind::Jwt),
+    (EntityKind::Consumer, EntityKind::BasicAuth),
     (EntityKind::Certificate, EntityKind::Sni),
     (EntityKind::Upstream, EntityKind::Target),
 ];
@@ -529,6 +531,9 @@ fn prepare(
     for auto in ["id", "created_at", "updated_at"] {
         body.remove(auto);
     }
+    // Gatehouse's `_transform: false` on a basic-auth credential: its `password` is already Kong's hash (what decK
+    // sends, and what a PATCH that leaves the password alone carries over).
+    let stored_form = kind == EntityKind::BasicAuth && body.remove("_transform") == Some(Value::Bool(false));
     let mut data = validate_entity(kind, &body).map_err(violations)?;
     match kind {
         EntityKind::Certificate => {
@@ -538,6 +543,16 @@ fn prepare(
         }
         EntityKind::CaCertificate => {
             crate::certificates::prepare_ca_certificate(&mut data, now_secs(t)).map_err(violations)?;
+        }
+        EntityKind::BasicAuth => hash_password(&mut data, stored_form)?,
+        EntityKind::Jwt => {
+            crate::jwt_secrets::check_public_key(&data).map_err(violations)?;
+            // Kong's `auto = true` key and secret: made when the client leaves them out.
+            for field in ["key", "secret"] {
+                if !data.get(field).is_some_and(Value::is_string) {
+                    data.insert(field.into(), Value::String(gatehouse_runtime::random::alphanumeric(32)));
+                }
+            }
         }
         _ => {}
     }
@@ -565,6 +580,27 @@ fn prepare(
         entity.endpoint_key = key_hash;
     }
     Ok(entity)
+}
+
+/// Kong's `on_write` transformation of `basicauth_credentials`: the password becomes `sha1(password ..
+/// consumer_id)`. A password already in that form (`_transform: false`) is kept, and must have its shape.
+fn hash_password(data: &mut gatehouse_model::gateway::Normalized, stored_form: bool) -> Result<()> {
+    use gatehouse_model::gateway::plugins::basic_auth::{is_kong_hash, kong_hash};
+    let consumer = data.get("consumer").and_then(|c| c.get("id")).and_then(Value::as_str).unwrap_or_default();
+    let password = data.get("password").and_then(Value::as_str).unwrap_or_default();
+    let hashed = if stored_form {
+        if !is_kong_hash(password) {
+            return Err(violations(vec![Violation::new(
+                "password",
+                "with _transform: false, expected Kong's hashed form (40 lower-case hexadecimal digits)",
+            )]));
+        }
+        password.to_owned()
+    } else {
+        kong_hash(consumer, password)
+    };
+    data.insert("password".into(), Value::String(hashed));
+    Ok(())
 }
 
 /// A body's `id`, when it sends one, must be a UUID (and match the path on PUT).
@@ -671,6 +707,13 @@ async fn do_update(t: Target, kind: EntityKind, existing: StoredEntity, body: Ma
     // A key that does not open (another master key) would be replaced by a generated one: a silent rotation.
     if kind == EntityKind::KeyAuth && merged.get("key").is_none_or(Value::is_null) && !body.contains_key("key") {
         return Err(ApiError::internal("the stored key does not open with this node's master key").into());
+    }
+    // The stored password is already Kong's hash: kept as it is unless the PATCH names a new one.
+    if kind == EntityKind::BasicAuth && !body.contains_key("password") {
+        if merged.get("password").is_none_or(Value::is_null) {
+            return Err(ApiError::internal("the stored password does not open with this node's master key").into());
+        }
+        merged.insert("_transform".into(), Value::Bool(false));
     }
     let plugin = body.get("name").or_else(|| merged.get("name")).and_then(Value::as_str).map(str::to_owned);
     for (k, v) in body {
@@ -847,7 +890,7 @@ async fn list_nested(t: Target, RawQuery(raw): RawQuery) -> Result<Response> {
     if param(&t, 0) == "routes" && param(&t, 2) == "service" {
         return route_service(t).await;
     }
-    if matches!(param(&t, 0), "acls" | "key-auths") && param(&t, 2) == "consumer" {
+    if matches!(param(&t, 0), "acls" | "key-auths" | "jwts" | "basic-auths") && param(&t, 2) == "consumer" {
         return acl_consumer(t).await;
     }
     if param(&t, 0) == "upstreams" && param(&t, 2) == "health" {
@@ -914,7 +957,8 @@ async fn route_service(t: Target) -> Result<Response> {
     Ok(Json(output(&t, service)).into_response())
 }
 
-/// `GET /acls/{acl}/consumer` and `GET /key-auths/{id or key}/consumer`.
+/// `GET /acls/{acl}/consumer`, and `/consumer` under a credential (`/key-auths/{id or key}`, `/jwts/{…}`,
+/// `/basic-auths/{id or username}`).
 async fn acl_consumer(t: Target) -> Result<Response> {
     let acl = require(&t, kind_of(param(&t, 0))?, param(&t, 1)).await?;
     let consumer_id = acl.consumer_id.ok_or_else(not_found)?;

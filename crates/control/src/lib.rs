@@ -7,6 +7,7 @@ mod certificates;
 pub mod cluster;
 mod control_planes;
 mod entities;
+mod jwt_secrets;
 mod nodes;
 mod openapi;
 mod publish;

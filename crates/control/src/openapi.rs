@@ -203,7 +203,9 @@ fn entity_paths(prefix: &str, prefix_params: &[Value]) -> Map<String, Value> {
         // Kong's reverse lookups: a route's service, an acl's or key's consumer.
         let back = match kind {
             EntityKind::Route => Some(EntityKind::Service),
-            EntityKind::Acl | EntityKind::KeyAuth => Some(EntityKind::Consumer),
+            EntityKind::Acl | EntityKind::KeyAuth | EntityKind::Jwt | EntityKind::BasicAuth => {
+                Some(EntityKind::Consumer)
+            }
             _ => None,
         };
         if let Some(owner) = back {

@@ -11,6 +11,12 @@
 //! A `keyauth_credentials` entity's `key` is sealed the same way, bound to the credential's id; what finds it by
 //! key (the store's unique index, `/key-auths/{key}`, the proxy) is its keyed hash (`DerivedKeys::hash_api_key`),
 //! kept in the entity's `endpoint_key` column, never the key.
+//!
+//! A `jwt_secrets` entity's `secret` (an HMAC key) is sealed the same way, bound to the credential's id; its `key`
+//! is an identifier (a token's `iss`), not a secret, and is its endpoint key in clear, as in Kong.
+//!
+//! A `basicauth_credentials` entity's `password` is Kong's hash of the password (never the password), and that
+//! hash is sealed too, so a database dump holds nothing to brute-force offline.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -46,6 +52,8 @@ fn sealed_fields(kind: EntityKind, data: &Normalized) -> Vec<(&'static str, Stri
     let id = data.get("id").and_then(Value::as_str).unwrap_or_default();
     match kind {
         EntityKind::KeyAuth => vec![("key", format!("keyauth_credential:{id}:key"))],
+        EntityKind::Jwt => vec![("secret", format!("jwt_secret:{id}:secret"))],
+        EntityKind::BasicAuth => vec![("password", format!("basicauth_credential:{id}:password"))],
         EntityKind::Certificate => {
             vec![("key", format!("certificate:{id}:key")), ("key_alt", format!("certificate:{id}:key_alt"))]
         }

@@ -226,7 +226,15 @@ impl Client {
     pub async fn put(&self, kind: EntityKind, id: &str, body: &Map<String, Value>) -> Result<(), DeckError> {
         let url = format!("{}/{}/{id}", self.base, kind.collection());
         let what = format!("PUT {url}");
-        let (status, text) = self.send(&what, self.request(Method::PUT, &url).json(body)).await?;
+        let request = if kind == EntityKind::BasicAuth {
+            // decK hashed the password as Kong stores it (`target::stored_password`): stored as it is.
+            let mut body = body.clone();
+            body.insert("_transform".into(), Value::Bool(false));
+            self.request(Method::PUT, &url).json(&body)
+        } else {
+            self.request(Method::PUT, &url).json(body)
+        };
+        let (status, text) = self.send(&what, request).await?;
         if status.is_success() {
             Ok(())
         } else {

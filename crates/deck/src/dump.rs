@@ -31,7 +31,7 @@ fn clean(kind: EntityKind, e: &Map<String, Value>, with_id: bool) -> Map<String,
         // decK matches plugins by name and scope, acls by consumer and group.
         EntityKind::Plugin | EntityKind::Acl => true,
         // decK writes a credential's id; its key matches it too.
-        EntityKind::KeyAuth => false,
+        EntityKind::KeyAuth | EntityKind::Jwt | EntityKind::BasicAuth => false,
         // decK writes certificates' ids (nothing else names them); an SNI's name names it.
         EntityKind::Certificate | EntityKind::CaCertificate => false,
         EntityKind::Sni => true,
@@ -79,7 +79,8 @@ pub fn dump(current: &Current, opts: &DumpOptions) -> Value {
     };
     let (services, routes, consumers, plugins) =
         (pick(EntityKind::Service), pick(EntityKind::Route), pick(EntityKind::Consumer), pick(EntityKind::Plugin));
-    let (acls, keys) = (pick(EntityKind::Acl), pick(EntityKind::KeyAuth));
+    let (acls, keys, jwts) = (pick(EntityKind::Acl), pick(EntityKind::KeyAuth), pick(EntityKind::Jwt));
+    let basics = pick(EntityKind::BasicAuth);
     let children = |kind: EntityKind, list: &[Map<String, Value>], consumer: &str| -> Vec<Value> {
         list.iter()
             .filter(|a| reference(a, "consumer").as_deref() == Some(consumer))
@@ -92,6 +93,8 @@ pub fn dump(current: &Current, opts: &DumpOptions) -> Value {
     };
     let nested_acls = |consumer: &str| children(EntityKind::Acl, &acls, consumer);
     let nested_keys = |consumer: &str| children(EntityKind::KeyAuth, &keys, consumer);
+    let nested_jwts = |consumer: &str| children(EntityKind::Jwt, &jwts, consumer);
+    let nested_basics = |consumer: &str| children(EntityKind::BasicAuth, &basics, consumer);
     let name_of = |kind: EntityKind, id: &str| -> String {
         let field = if kind == EntityKind::Consumer { "username" } else { "name" };
         current
@@ -139,6 +142,10 @@ pub fn dump(current: &Current, opts: &DumpOptions) -> Value {
     };
     let mut file = Map::new();
     file.insert("_format_version".into(), json!("3.0"));
+    // Passwords come back as Kong stores them (hashed): the file says so, as `kong config db_export` does.
+    if !basics.is_empty() {
+        file.insert("_transform".into(), json!(false));
+    }
     if !opts.select_tags.is_empty() {
         file.insert("_info".into(), json!({ "select_tags": opts.select_tags }));
     }
@@ -168,6 +175,8 @@ pub fn dump(current: &Current, opts: &DumpOptions) -> Value {
         .map(|c| {
             let out = with_children(clean(EntityKind::Consumer, c, opts.with_id), "acls", nested_acls(id_of(c)));
             let out = with_children(out, "keyauth_credentials", nested_keys(id_of(c)));
+            let out = with_children(out, "jwt_secrets", nested_jwts(id_of(c)));
+            let out = with_children(out, "basicauth_credentials", nested_basics(id_of(c)));
             Value::Object(with_children(out, "plugins", nested_plugins("consumer", id_of(c))))
         })
         .collect();

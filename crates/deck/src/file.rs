@@ -11,7 +11,7 @@ use serde_saphyr::Spanned;
 
 /// The entity arrays Gatehouse manages. Credentials are nested under their consumer in decK's files; Kong's
 /// DB-less files (and `kong config db_export`) list them at the top level with a `consumer` reference.
-pub const ENTITY_KEYS: [&str; 9] = [
+pub const ENTITY_KEYS: [&str; 11] = [
     "services",
     "routes",
     "consumers",
@@ -20,6 +20,8 @@ pub const ENTITY_KEYS: [&str; 9] = [
     "ca_certificates",
     "upstreams",
     "keyauth_credentials",
+    "jwt_secrets",
+    "basicauth_credentials",
     "acls",
 ];
 
@@ -479,14 +481,8 @@ fn add_gap(gaps: &mut Vec<Gap>, kind: GapKind, name: &str, place: Place) {
 }
 
 /// Consumer credentials decK files nest under a consumer that Gatehouse does not have (yet).
-pub const UNSUPPORTED_CREDENTIALS: &[&str] = &[
-    "basicauth_credentials",
-    "jwt_secrets",
-    "hmacauth_credentials",
-    "oauth2_credentials",
-    "mtls_auth_credentials",
-    "groups",
-];
+pub const UNSUPPORTED_CREDENTIALS: &[&str] =
+    &["hmacauth_credentials", "oauth2_credentials", "mtls_auth_credentials", "groups"];
 
 /// Walks one document for the plugins, credentials and vault references Gatehouse does not support. Entity
 /// arrays and top-level keys are found while merging.

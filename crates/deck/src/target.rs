@@ -62,13 +62,15 @@ pub struct Leftover {
 }
 
 /// Creation order: what others reference comes first. Deletion runs in reverse.
-pub const ORDER: [EntityKind; 11] = [
+pub const ORDER: [EntityKind; 13] = [
     EntityKind::Certificate,
     EntityKind::Sni,
     EntityKind::CaCertificate,
     EntityKind::Consumer,
     EntityKind::Acl,
     EntityKind::KeyAuth,
+    EntityKind::Jwt,
+    EntityKind::BasicAuth,
     EntityKind::Upstream,
     EntityKind::Target,
     EntityKind::Service,
@@ -81,6 +83,8 @@ pub fn kind_name(kind: EntityKind) -> &'static str {
     match kind {
         EntityKind::Acl => "acl-group",
         EntityKind::KeyAuth => "key-auth",
+        EntityKind::Jwt => "jwt-auth",
+        EntityKind::BasicAuth => "basic-auth",
         other => other.singular(),
     }
 }
@@ -170,6 +174,11 @@ impl Names {
         if kind == EntityKind::Acl {
             let consumer = reference(e, "consumer").map(|id| self.friendly(&id)).unwrap_or_default();
             return format!("{} for consumer {consumer}", text(e, "group").unwrap_or(""));
+        }
+        if matches!(kind, EntityKind::Jwt | EntityKind::BasicAuth) {
+            // A jwt credential's key (a token's `iss`) and a basic-auth username are identifiers, not secrets.
+            let consumer = reference(e, "consumer").map(|id| self.friendly(&id)).unwrap_or_default();
+            return format!("{} for consumer {consumer}", text(e, kind.endpoint_key()).unwrap_or_else(|| id_of(e)));
         }
         if kind == EntityKind::KeyAuth {
             // The key is a secret: the console names the credential by id, as decK does.
@@ -403,6 +412,8 @@ impl Flattener<'_> {
             let plugins = self.take_nested(item.doc, &item.pointer, &mut body, "plugins");
             let acls = self.take_nested(item.doc, &item.pointer, &mut body, "acls");
             let keys = self.take_nested(item.doc, &item.pointer, &mut body, "keyauth_credentials");
+            let jwts = self.take_nested(item.doc, &item.pointer, &mut body, "jwt_secrets");
+            let basics = self.take_nested(item.doc, &item.pointer, &mut body, "basicauth_credentials");
             for &key in crate::file::UNSUPPORTED_CREDENTIALS {
                 if body.remove(key).is_some_and(|v| v.as_array().is_none_or(|a| !a.is_empty())) {
                     self.error(
@@ -419,13 +430,22 @@ impl Flattener<'_> {
                 acl.remove("consumer");
                 self.push(EntityKind::Acl, item.doc, p, acl, vec![("consumer", Ref::Parent(index))]);
             }
-            for (p, mut key) in keys {
-                key.remove("consumer");
-                self.push(EntityKind::KeyAuth, item.doc, p, key, vec![("consumer", Ref::Parent(index))]);
+            for (kind, credentials) in
+                [(EntityKind::KeyAuth, keys), (EntityKind::Jwt, jwts), (EntityKind::BasicAuth, basics)]
+            {
+                for (p, mut credential) in credentials {
+                    credential.remove("consumer");
+                    self.push(kind, item.doc, p, credential, vec![("consumer", Ref::Parent(index))]);
+                }
             }
         }
         // Kong's DB-less form: credentials at the top level, naming their consumer.
-        for (key, kind) in [("acls", EntityKind::Acl), ("keyauth_credentials", EntityKind::KeyAuth)] {
+        for (key, kind) in [
+            ("acls", EntityKind::Acl),
+            ("keyauth_credentials", EntityKind::KeyAuth),
+            ("jwt_secrets", EntityKind::Jwt),
+            ("basicauth_credentials", EntityKind::BasicAuth),
+        ] {
             for item in content.items(key) {
                 let mut body = item.body.clone();
                 let refs = self.top_refs(item.doc, &item.pointer, &mut body, &["consumer"]);
@@ -464,6 +484,25 @@ impl Flattener<'_> {
         }
         (self.out, self.errors)
     }
+}
+
+/// A basic-auth credential's password as Kong stores it: a `_transform: true` file's plaintext hashed with its
+/// consumer's id (so it compares with what the server holds, and the plaintext is never sent), a `_transform:
+/// false` file's hash taken as it is. Offline (`file validate`) the consumer has no id yet: nothing to hash with.
+fn stored_password(data: &mut Map<String, Value>, transform: bool) -> Result<(), String> {
+    use gatehouse_model::gateway::plugins::basic_auth::{is_kong_hash, kong_hash};
+    let password = text(data, "password").unwrap_or_default().to_owned();
+    if !transform {
+        return if is_kong_hash(&password) {
+            Ok(())
+        } else {
+            Err("with _transform: false, expected Kong's hashed form (40 lower-case hexadecimal digits)".into())
+        };
+    }
+    if let Some(consumer) = reference(data, "consumer") {
+        data.insert("password".into(), Value::String(kong_hash(&consumer, &password)));
+    }
+    Ok(())
 }
 
 /// Fills `dst` with what `src` has and it lacks, recursing into records both have (decK's `mergePluginConfig`).
@@ -591,6 +630,15 @@ pub fn resolve(content: &Content, current: Option<&Current>, mode: Mode) -> Resu
             let data = match validate_entity(kind, &body) {
                 Ok(mut data) => {
                     drop_derived(kind, &mut data);
+                    if kind == EntityKind::BasicAuth
+                        && let Err(message) = stored_password(&mut data, content.transform != Some(false))
+                    {
+                        errors.push(FileError {
+                            place: content.place(d.doc, &format!("{}/password", d.pointer)),
+                            message: format!("{} password: {message}", kind_name(kind)),
+                        });
+                        continue;
+                    }
                     data
                 }
                 Err(violations) => {

@@ -119,7 +119,10 @@ pub fn compile_balanced(
         router: Router::new(routes)?,
         services,
         plugins,
-        consumers: Consumers::new(&data.consumers).with_key_auths(&data.key_auths),
+        consumers: Consumers::new(&data.consumers)
+            .with_key_auths(&data.key_auths)
+            .with_jwt_secrets(&data.jwt_secrets)
+            .with_basic_auths(&data.basic_auths),
     })
 }
 

@@ -1,11 +1,12 @@
 //! Consumers as the proxy uses them, and the lookups authentication plugins make (by id, username, custom id).
 //! A consumer also carries its `acls` groups and their `X-Consumer-Groups` value, made once per configuration so
 //! the `acl` plugin neither allocates nor formats per request. Consumers' API keys (`keyauth_credentials`) are
-//! indexed by their keyed hash, the only form the snapshot carries them in.
+//! indexed by their keyed hash, the only form the snapshot carries them in; their `jwt_secrets` by `key`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use gatehouse_model::SecretString;
 use gatehouse_model::gateway::snapshot;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +58,47 @@ pub struct KeyAuthEntry {
     pub credential_id: http::HeaderValue,
 }
 
+/// One `jwt_secrets` credential, found by its `key`: what verifies a token it names. Public keys are loaded when
+/// the configuration is compiled; an HMAC secret is kept as the bytes the credential holds (the plugin's
+/// `secret_is_base64` decides per instance how to read it).
+#[derive(Debug, Clone)]
+pub struct JwtEntry {
+    pub consumer: Arc<Consumer>,
+    /// The credential's id (what rate limiting by credential counts).
+    pub credential_id: http::HeaderValue,
+    /// The credential's `key` as `X-Credential-Identifier` (Kong sends the key for jwt); `None` when it cannot be a
+    /// header value.
+    pub key_header: Option<http::HeaderValue>,
+    /// Kong's exact spelling (`HS256`, `EdDSA`), compared with the token's `alg`.
+    pub algorithm_name: Box<str>,
+    pub algorithm: Option<jsonwebtoken::Algorithm>,
+    pub secret: Option<SecretString>,
+    /// The loaded `rsa_public_key`; `None` when absent or not loadable for the algorithm (Kong's "Invalid
+    /// key/secret").
+    pub public_key: Option<jsonwebtoken::DecodingKey>,
+}
+
+/// One `basicauth_credentials` credential, found by its username: Kong's hash of its password, as bytes.
+#[derive(Debug, Clone)]
+pub struct BasicAuthEntry {
+    pub consumer: Arc<Consumer>,
+    /// The credential's id (what rate limiting by credential counts).
+    pub credential_id: http::HeaderValue,
+    /// The username as `X-Credential-Identifier` (Kong sends the username for basic-auth).
+    pub username_header: Option<http::HeaderValue>,
+    /// The salt of Kong's hash: the consumer's id as text.
+    consumer_id: String,
+    hash: [u8; 20],
+}
+
+impl BasicAuthEntry {
+    /// Whether `password` hashes, as Kong hashes passwords, to the stored hash (compared in constant time).
+    pub fn verifies(&self, password: &str) -> bool {
+        let presented = gatehouse_model::gateway::plugins::basic_auth::kong_digest(&self.consumer_id, password);
+        aws_lc_rs::constant_time::verify_slices_are_equal(&presented, &self.hash).is_ok()
+    }
+}
+
 /// Every consumer of a configuration, indexed the ways plugins look them up.
 #[derive(Debug, Default)]
 pub struct Consumers {
@@ -64,6 +106,8 @@ pub struct Consumers {
     by_username: HashMap<String, Arc<Consumer>>,
     by_custom_id: HashMap<String, Arc<Consumer>>,
     by_key_hash: HashMap<[u8; 32], KeyAuthEntry>,
+    by_jwt_key: HashMap<String, JwtEntry>,
+    by_basic_username: HashMap<String, BasicAuthEntry>,
 }
 
 impl Consumers {
@@ -108,6 +152,76 @@ impl Consumers {
         self
     }
 
+    /// Indexes `jwt_secrets` by their `key`, loading public keys; one whose consumer is not in the configuration is
+    /// left out.
+    pub fn with_jwt_secrets(mut self, secrets: &[snapshot::JwtSecret]) -> Self {
+        use jsonwebtoken::{Algorithm, DecodingKey};
+        for secret in secrets {
+            let Some(consumer) = self.by_id.get(&secret.consumer) else {
+                tracing::warn!(credential = %secret.id, "a jwt credential without its consumer is ignored");
+                continue;
+            };
+            let algorithm: Option<Algorithm> = secret.algorithm.parse().ok();
+            let public_key = secret.rsa_public_key.as_deref().and_then(|pem| {
+                use gatehouse_model::gateway::public_key::{self, KeyType};
+                let key = public_key::parse(pem).filter(|k| k.fits(&secret.algorithm));
+                if key.is_none() {
+                    tracing::warn!(credential = %secret.id, "a jwt public key does not load for its algorithm");
+                }
+                let key = key?;
+                Some(match key.key_type {
+                    KeyType::Rsa => DecodingKey::from_rsa_der(&key.der),
+                    KeyType::Ec => DecodingKey::from_ec_der(&key.der),
+                    KeyType::Ed25519 => DecodingKey::from_ed_der(&key.der),
+                })
+            });
+            let header = |text: &str| http::HeaderValue::from_str(text).ok();
+            let entry = JwtEntry {
+                consumer: consumer.clone(),
+                credential_id: header(&secret.id.to_string()).unwrap_or_else(|| http::HeaderValue::from_static("")),
+                key_header: header(&secret.key),
+                algorithm_name: secret.algorithm.clone().into_boxed_str(),
+                algorithm,
+                secret: secret.secret.clone(),
+                public_key,
+            };
+            self.by_jwt_key.insert(secret.key.clone(), entry);
+        }
+        self
+    }
+
+    /// Indexes `basicauth_credentials` by username; one whose consumer is not in the configuration, or whose hash
+    /// is not Kong's 40 hex digits, is left out (it could never authenticate anyone).
+    pub fn with_basic_auths(mut self, credentials: &[snapshot::BasicAuthCredential]) -> Self {
+        for credential in credentials {
+            let hash = decode_hex::<20>(credential.password.expose());
+            let (Some(consumer), Some(hash)) = (self.by_id.get(&credential.consumer), hash) else {
+                tracing::warn!(credential = %credential.id, "a basic-auth credential without its consumer or hash is ignored");
+                continue;
+            };
+            let entry = BasicAuthEntry {
+                consumer: consumer.clone(),
+                credential_id: http::HeaderValue::from_str(&credential.id.to_string())
+                    .unwrap_or_else(|_| http::HeaderValue::from_static("")),
+                username_header: http::HeaderValue::from_str(&credential.username).ok(),
+                consumer_id: credential.consumer.to_string(),
+                hash,
+            };
+            self.by_basic_username.insert(credential.username.clone(), entry);
+        }
+        self
+    }
+
+    /// The `basicauth_credentials` credential whose username is `username`.
+    pub fn by_basic_username(&self, username: &str) -> Option<&BasicAuthEntry> {
+        self.by_basic_username.get(username)
+    }
+
+    /// The `jwt_secrets` credential whose `key` is `key`.
+    pub fn by_jwt_key(&self, key: &str) -> Option<&JwtEntry> {
+        self.by_jwt_key.get(key)
+    }
+
     /// The key whose keyed hash is `hash`.
     pub fn by_key_hash(&self, hash: &[u8]) -> Option<&KeyAuthEntry> {
         let hash: &[u8; 32] = hash.try_into().ok()?;
@@ -139,12 +253,16 @@ impl Consumers {
 }
 
 fn decode_hash(hex: &str) -> Option<[u8; 32]> {
+    decode_hex::<32>(hex)
+}
+
+fn decode_hex<const N: usize>(hex: &str) -> Option<[u8; N]> {
     let bytes = hex.as_bytes();
-    if bytes.len() != 64 {
+    if bytes.len() != 2 * N {
         return None;
     }
     let digit = |b: u8| (b as char).to_digit(16);
-    let mut out = [0u8; 32];
+    let mut out = [0u8; N];
     for (i, pair) in bytes.chunks_exact(2).enumerate() {
         out[i] = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?;
     }

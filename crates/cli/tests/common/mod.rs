@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod auth;
 pub mod backends;
 pub mod deck;
 pub mod metrics;

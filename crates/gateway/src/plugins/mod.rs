@@ -24,11 +24,13 @@
 
 pub mod acl;
 pub mod auth;
+pub mod basic_auth;
 pub mod correlation_id;
 pub mod cors;
 pub mod file_log;
 pub mod http_log;
 pub mod ip_restriction;
+pub mod jwt;
 pub mod key_auth;
 pub mod log_queue;
 pub mod multipart;
@@ -99,11 +101,13 @@ pub struct Phases {
 /// The plugins this build runs, in no particular order.
 pub const BUILTIN: &[&PluginDef] = &[
     &acl::PLUGIN,
+    &basic_auth::PLUGIN,
     &correlation_id::PLUGIN,
     &cors::PLUGIN,
     &file_log::PLUGIN,
     &http_log::PLUGIN,
     &ip_restriction::PLUGIN,
+    &jwt::PLUGIN,
     &key_auth::PLUGIN,
     &oauth2_introspection::PLUGIN,
     &openid_connect::PLUGIN,

@@ -19,6 +19,11 @@ pub enum EntityKind {
     Acl,
     /// A consumer's API key (Kong's `keyauth_credentials`, declared by the `key-auth` plugin; `/key-auths`).
     KeyAuth,
+    /// A consumer's JWT signing secret or public key (Kong's `jwt_secrets`, declared by the `jwt` plugin; `/jwts`).
+    Jwt,
+    /// A consumer's username and password (Kong's `basicauth_credentials`, declared by the `basic-auth` plugin;
+    /// `/basic-auths`); the password is kept in Kong's hashed form.
+    BasicAuth,
     /// A certificate and its private key (and optionally a second pair of another key type) the proxy's TLS
     /// listener serves for its SNIs.
     Certificate,
@@ -33,13 +38,15 @@ pub enum EntityKind {
 }
 
 impl EntityKind {
-    pub const ALL: [EntityKind; 11] = [
+    pub const ALL: [EntityKind; 13] = [
         EntityKind::Service,
         EntityKind::Route,
         EntityKind::Consumer,
         EntityKind::Plugin,
         EntityKind::Acl,
         EntityKind::KeyAuth,
+        EntityKind::Jwt,
+        EntityKind::BasicAuth,
         EntityKind::Certificate,
         EntityKind::Sni,
         EntityKind::CaCertificate,
@@ -56,6 +63,8 @@ impl EntityKind {
             EntityKind::Plugin => "plugins",
             EntityKind::Acl => "acls",
             EntityKind::KeyAuth => "key-auths",
+            EntityKind::Jwt => "jwts",
+            EntityKind::BasicAuth => "basic-auths",
             EntityKind::Certificate => "certificates",
             EntityKind::Sni => "snis",
             EntityKind::CaCertificate => "ca_certificates",
@@ -73,6 +82,8 @@ impl EntityKind {
             EntityKind::Plugin => "plugin",
             EntityKind::Acl => "acl",
             EntityKind::KeyAuth => "keyauth_credential",
+            EntityKind::Jwt => "jwt_secret",
+            EntityKind::BasicAuth => "basicauth_credential",
             EntityKind::Certificate => "certificate",
             EntityKind::Sni => "sni",
             EntityKind::CaCertificate => "ca_certificate",
@@ -95,10 +106,10 @@ impl EntityKind {
             EntityKind::Target => "target",
             // Addressed by id only; `id` is never stored as an endpoint key (`StoredEntity::from_data`).
             EntityKind::Certificate | EntityKind::CaCertificate => "id",
-            EntityKind::Consumer => "username",
+            EntityKind::Consumer | EntityKind::BasicAuth => "username",
             EntityKind::Plugin => "instance_name",
             EntityKind::Acl => "group",
-            EntityKind::KeyAuth => "key",
+            EntityKind::KeyAuth | EntityKind::Jwt => "key",
         }
     }
 
@@ -106,6 +117,8 @@ impl EntityKind {
     pub fn nested_collection(self) -> &'static str {
         match self {
             EntityKind::KeyAuth => "key-auth",
+            EntityKind::Jwt => "jwt",
+            EntityKind::BasicAuth => "basic-auth",
             other => other.collection(),
         }
     }
@@ -113,12 +126,20 @@ impl EntityKind {
     /// Whether the snapshot adds the entity to another one (an acl or key to its consumer, an SNI to its
     /// certificate), which must be added first.
     pub fn joins_another(self) -> bool {
-        matches!(self, EntityKind::Acl | EntityKind::KeyAuth | EntityKind::Sni | EntityKind::Target)
+        matches!(
+            self,
+            EntityKind::Acl
+                | EntityKind::KeyAuth
+                | EntityKind::Jwt
+                | EntityKind::BasicAuth
+                | EntityKind::Sni
+                | EntityKind::Target
+        )
     }
 
-    /// Whether the entity has Kong's `updated_at` (acls and keyauth credentials have `created_at` only).
+    /// Whether the entity has Kong's `updated_at` (acls and credentials have `created_at` only).
     pub fn has_updated_at(self) -> bool {
-        !matches!(self, EntityKind::Acl | EntityKind::KeyAuth)
+        !matches!(self, EntityKind::Acl | EntityKind::KeyAuth | EntityKind::Jwt | EntityKind::BasicAuth)
     }
 
     pub fn fields(self) -> Vec<Field> {
@@ -129,6 +150,8 @@ impl EntityKind {
             EntityKind::Plugin => plugin_fields(None),
             EntityKind::Acl => acl_fields(),
             EntityKind::KeyAuth => keyauth_fields(),
+            EntityKind::Jwt => jwt_secret_fields(),
+            EntityKind::BasicAuth => basicauth_fields(),
             EntityKind::Certificate => certificate_fields(),
             EntityKind::Sni => sni_fields(),
             EntityKind::CaCertificate => ca_certificate_fields(),
@@ -253,6 +276,43 @@ fn keyauth_fields() -> Vec<Field> {
         Field::integer("created_at").auto(),
         Field::foreign("consumer", "consumers").required(),
         Field::string("key").unique(),
+        tags(),
+    ]
+}
+
+/// The algorithms Kong's `jwt_secrets.algorithm` accepts (`kong/plugins/jwt/daos.lua`).
+pub const JWT_ALGORITHMS: &[&str] = &[
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA",
+];
+
+/// The algorithms for which Kong requires `rsa_public_key` (its `conditional` entity check; ES* are not in it).
+pub const JWT_PUBLIC_KEY_REQUIRED: &[&str] = &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA"];
+
+/// Kong's `jwt_secrets` (`kong/plugins/jwt/daos.lua`): `key` is unique (what a token's `iss` claim names) and made
+/// by the control plane when absent, as is `secret` (sealed at rest); `rsa_public_key` is a PEM public key, checked
+/// by the control plane against the algorithm's key type.
+fn jwt_secret_fields() -> Vec<Field> {
+    vec![
+        Field::string("id").auto().check(check_uuid),
+        Field::integer("created_at").auto(),
+        Field::foreign("consumer", "consumers").required(),
+        Field::string("key").unique(),
+        Field::string("secret"),
+        Field::string("rsa_public_key"),
+        Field::string("algorithm").default(json!("HS256")).one_of(JWT_ALGORITHMS),
+        tags(),
+    ]
+}
+
+/// Kong's `basicauth_credentials` (`kong/plugins/basic-auth/daos.lua`): `username` is unique; `password` is
+/// stored in Kong's hashed form (the control plane hashes it, `plugins::basic_auth::kong_hash`) and sealed.
+fn basicauth_fields() -> Vec<Field> {
+    vec![
+        Field::string("id").auto().check(check_uuid),
+        Field::integer("created_at").auto(),
+        Field::foreign("consumer", "consumers").required(),
+        Field::string("username").required().unique(),
+        Field::string("password").required(),
         tags(),
     ]
 }
@@ -600,7 +660,23 @@ fn entity_checks(kind: EntityKind, e: &Normalized, out: &mut Vec<Violation>) {
                 ));
             }
         }
-        EntityKind::Acl | EntityKind::KeyAuth | EntityKind::Sni | EntityKind::CaCertificate | EntityKind::Target => {}
+        EntityKind::Acl
+        | EntityKind::KeyAuth
+        | EntityKind::BasicAuth
+        | EntityKind::Sni
+        | EntityKind::CaCertificate
+        | EntityKind::Target => {}
+        EntityKind::Jwt => {
+            let algorithm = e.get("algorithm").and_then(Value::as_str).unwrap_or("HS256");
+            // jsonwebtoken (and so the proxy) has no P-521 verifier: refused here rather than failing every token.
+            if algorithm == "ES512" {
+                out.push(Violation::new("algorithm", "not supported by Gatehouse: ES512 (P-521) cannot be verified"));
+            }
+            if JWT_PUBLIC_KEY_REQUIRED.contains(&algorithm) && !set("rsa_public_key") {
+                out.push(Violation::new("rsa_public_key", "required field missing"));
+                out.push(Violation::new("@entity", "failed conditional validation given value of field 'algorithm'"));
+            }
+        }
         EntityKind::Upstream => super::upstreams::upstream_checks(e, out),
         EntityKind::Certificate => {
             if set("cert_alt") != set("key_alt") {

@@ -7,6 +7,7 @@ pub mod control_plane;
 pub mod entities;
 pub mod form;
 pub mod plugins;
+pub mod public_key;
 pub mod route_regex;
 pub mod schema;
 pub mod snapshot;

@@ -90,6 +90,30 @@ pub struct KeyAuthCredential {
     pub key_hash: String,
 }
 
+/// One `jwt_secrets` credential, as the `jwt` plugin needs it: found by `key` (what a token's `iss` names), with
+/// the HMAC secret in clear (sealed in the store; `Debug` redacts it) or the PEM public key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JwtSecret {
+    pub id: uuid::Uuid,
+    pub consumer: uuid::Uuid,
+    pub key: String,
+    pub algorithm: String,
+    #[serde(serialize_with = "expose_opt")]
+    pub secret: Option<SecretString>,
+    pub rsa_public_key: Option<String>,
+}
+
+/// One `basicauth_credentials` credential: its username and Kong's hash of its password (`sha1(password ..
+/// consumer_id)`, hex), never the password. Sealed in the store; `Debug` redacts it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BasicAuthCredential {
+    pub id: uuid::Uuid,
+    pub consumer: uuid::Uuid,
+    pub username: String,
+    #[serde(serialize_with = "expose")]
+    pub password: SecretString,
+}
+
 /// A certificate the proxy's TLS listener serves, with its SNIs. The keys are in clear here, as plugins'
 /// secrets are: the snapshot is what a data plane runs on; they are sealed in the store, and `Debug` redacts them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,6 +216,12 @@ pub struct ConfigSnapshot {
     /// out when empty, so a snapshot without them serialises, and hashes, as it did before they existed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub key_auths: Vec<KeyAuthCredential>,
+    /// Consumers' `jwt_secrets`; left out when empty, like `key_auths`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jwt_secrets: Vec<JwtSecret>,
+    /// Consumers' `basicauth_credentials` (password hashes); left out when empty, like `key_auths`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub basic_auths: Vec<BasicAuthCredential>,
     /// `certificates` with their `snis`, and `ca_certificates`; left out when empty, like `key_auths`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub certificates: Vec<TlsCertificate>,
@@ -220,6 +250,8 @@ impl PartialEq for ConfigSnapshot {
             consumers,
             plugins,
             key_auths,
+            jwt_secrets,
+            basic_auths,
             certificates,
             ca_certificates,
             upstreams,
@@ -233,6 +265,8 @@ impl PartialEq for ConfigSnapshot {
             && *consumers == other.consumers
             && *plugins == other.plugins
             && *key_auths == other.key_auths
+            && *jwt_secrets == other.jwt_secrets
+            && *basic_auths == other.basic_auths
             && *certificates == other.certificates
             && *ca_certificates == other.ca_certificates
             && *upstreams == other.upstreams
@@ -313,11 +347,28 @@ impl ConfigSnapshot {
             }
             // The publisher puts the key's hash in `key_hash` in place of the sealed key.
             EntityKind::KeyAuth => {
-                let consumer = e.foreign("consumer")?.ok_or_else(|| e.fail("consumer", "is missing"))?;
-                if !self.consumers.iter().any(|c| c.id == consumer) {
-                    return Err(e.fail("consumer", "names a consumer not added before it"));
-                }
+                let consumer = self.joined_consumer(&e)?;
                 self.key_auths.push(KeyAuthCredential { id: e.id()?, consumer, key_hash: e.string("key_hash")? });
+            }
+            EntityKind::Jwt => {
+                let consumer = self.joined_consumer(&e)?;
+                self.jwt_secrets.push(JwtSecret {
+                    id: e.id()?,
+                    consumer,
+                    key: e.string("key")?,
+                    algorithm: e.string("algorithm")?,
+                    secret: e.opt_string("secret")?.map(SecretString::new),
+                    rsa_public_key: e.opt_string("rsa_public_key")?,
+                });
+            }
+            EntityKind::BasicAuth => {
+                let consumer = self.joined_consumer(&e)?;
+                self.basic_auths.push(BasicAuthCredential {
+                    id: e.id()?,
+                    consumer,
+                    username: e.string("username")?,
+                    password: SecretString::new(e.string("password")?),
+                });
             }
             EntityKind::Certificate => self.certificates.push(TlsCertificate {
                 id: e.id()?,
@@ -388,6 +439,15 @@ impl ConfigSnapshot {
         Ok(())
     }
 
+    /// The consumer a credential names, which must have been added before it.
+    fn joined_consumer(&self, e: &Reader<'_>) -> Result<uuid::Uuid, SnapshotError> {
+        let consumer = e.foreign("consumer")?.ok_or_else(|| e.fail("consumer", "is missing"))?;
+        if !self.consumers.iter().any(|c| c.id == consumer) {
+            return Err(e.fail("consumer", "names a consumer not added before it"));
+        }
+        Ok(consumer)
+    }
+
     /// A snapshot of `entities`, ordered by id so that equal contents serialise (and hash) equally.
     pub fn from_entities<'a>(
         control_plane_id: Option<uuid::Uuid>,
@@ -421,6 +481,8 @@ impl ConfigSnapshot {
             consumer.groups.dedup();
         }
         self.key_auths.sort_by_key(|k| k.id);
+        self.jwt_secrets.sort_by_key(|k| k.id);
+        self.basic_auths.sort_by_key(|k| k.id);
         self.certificates.sort_by_key(|c| c.id);
         for certificate in &mut self.certificates {
             certificate.snis.sort_unstable();

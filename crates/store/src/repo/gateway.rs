@@ -341,10 +341,10 @@ impl GatewayStore for SqlStore {
             .await?;
         }
         if kind == EntityKind::Consumer {
-            // Kong's `acls.consumer` and `keyauth_credentials.consumer` are `on_delete = "cascade"`, like the
+            // Kong's `acls.consumer` and its credentials' `consumer` are `on_delete = "cascade"`, like the
             // consumer's plugins.
             tx.execute(
-                "DELETE FROM gateway_entities WHERE control_plane_id = ? AND kind IN ('acls', 'key-auths') \
+                "DELETE FROM gateway_entities WHERE control_plane_id = ? AND kind IN ('acls', 'key-auths', 'jwts', 'basic-auths') \
                  AND consumer_id = ?",
                 params![&cp_text, &id_text],
             )

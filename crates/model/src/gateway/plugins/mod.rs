@@ -5,10 +5,12 @@
 //! the other way round.
 
 pub mod acl;
+pub mod basic_auth;
 mod checks;
 pub mod correlation_id;
 pub mod cors;
 pub mod ip_restriction;
+pub mod jwt;
 pub mod key_auth;
 pub mod logging;
 pub mod oauth2_introspection;
@@ -59,6 +61,11 @@ impl Checks {
     /// A Kong entity check's message, reported under `@entity`.
     pub fn entity(&mut self, message: impl Into<String>) {
         self.0.push(Violation::new("@entity", message));
+    }
+
+    /// A message at a field's own path (`config.claims_to_verify`), as a `conditional`'s `then_match` reports.
+    pub fn at(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Violation::new(path, message));
     }
 
     /// A `custom_validator`'s message on the config record.
@@ -112,11 +119,13 @@ pub fn no_check(_: &Map<String, Value>, _: &mut Checks) {}
 /// Every plugin the control plane accepts. The gateway's registry must hold the same set (a test there checks).
 pub const PLUGINS: &[&PluginInfo] = &[
     &acl::INFO,
+    &basic_auth::INFO,
     &correlation_id::INFO,
     &cors::INFO,
     &logging::FILE_LOG_INFO,
     &logging::HTTP_LOG_INFO,
     &ip_restriction::INFO,
+    &jwt::INFO,
     &key_auth::INFO,
     &oauth2_introspection::INFO,
     &openid_connect::INFO,
