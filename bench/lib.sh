@@ -60,6 +60,35 @@ start_upstream() {
   wait_http "http://127.0.0.1:$UPSTREAM_PORT/" "$!" 20 || { cat "$TMP/upstream.err" >&2; die "the upstream did not start"; }
 }
 
+# --- callgrind ----------------------------------------------------------------------------------------------
+# callgrind_bin: from now on BIN starts Gatehouse under callgrind, counting nothing until callgrind_count; REAL_BIN
+# is the binary itself. After bench_tmp.
+callgrind_bin() {
+  cat >"$TMP/under-callgrind" <<SH
+#!/bin/sh
+exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=$TMP/callgrind.out.%p "$BIN" "\$@"
+SH
+  chmod +x "$TMP/under-callgrind"
+  REAL_BIN=$BIN
+  BIN=$TMP/under-callgrind
+}
+
+# callgrind_count COMMAND... -> IR: the instructions Gatehouse (GH_PID) executes while COMMAND runs; COMMAND's
+# output goes to stdout. With CALLGRIND_OUT=DIR, the profile is kept there as NAME.PID (NAME: CALLGRIND_NAME).
+callgrind_count() {
+  rm -f "$TMP"/callgrind.out.*
+  callgrind_control -z "$GH_PID" >/dev/null 2>&1
+  callgrind_control -i on "$GH_PID" >/dev/null 2>&1
+  "$@"
+  callgrind_control -d "$GH_PID" >/dev/null 2>&1
+  callgrind_control -i off "$GH_PID" >/dev/null 2>&1
+  IR=$(for f in "$TMP"/callgrind.out.*; do sed -n 's/^summary: //p' "$f"; done | awk '{s += $1} END {print s}')
+  if [[ -n ${CALLGRIND_OUT:-} ]]; then
+    mkdir -p "$CALLGRIND_OUT"
+    for f in "$TMP"/callgrind.out.*; do cp "$f" "$CALLGRIND_OUT/${CALLGRIND_NAME:-run}.${f##*.}"; done
+  fi
+}
+
 # --- processes and cleanup ----------------------------------------------------------------------------------
 # bench_tmp NAME: TMP, a new temp dir ${TMPDIR:-/tmp}/NAME.XXXXXX, and PIDS, the processes to stop on exit. On exit
 # (Ctrl-C and TERM included) they are stopped; the temp dir is removed, or kept on failure or with KEEP=1.

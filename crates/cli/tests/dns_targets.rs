@@ -62,13 +62,28 @@ impl NameServer {
 
     /// Makes `name` (relative to the zone) answer `ip` alone, or nothing.
     async fn set(&mut self, name: &str, ip: Option<Ipv4Addr>) {
+        self.set_all(name, ip.as_slice()).await;
+    }
+
+    /// Makes `name` answer every one of `ips` (nothing when empty).
+    async fn set_all(&mut self, name: &str, ips: &[Ipv4Addr]) {
         let name = Name::from_str(&format!("{name}.{ZONE}")).unwrap();
         self.zone.records_mut().await.remove(&RrKey::new(LowerName::new(&name), RecordType::A));
-        if let Some(ip) = ip {
+        for ip in ips {
             self.serial += 1;
-            assert!(self.zone.upsert(Record::from_rdata(name, TTL, RData::A(A(ip))), self.serial).await);
+            assert!(self.zone.upsert(Record::from_rdata(name.clone(), TTL, RData::A(A(*ip))), self.serial).await);
         }
     }
+}
+
+/// A node whose `gateway.dns_resolver` is `dns`.
+async fn node_asking(dns: &NameServer) -> TestNode {
+    let resolver = dns.addr;
+    TestNode::builder()
+        .configure(move |c| c.gateway.dns_resolver = vec![resolver])
+        .start()
+        .await
+        .expect("a node on SQLite")
 }
 
 async fn health(node: &TestNode, upstream: &str) -> Vec<Value> {
@@ -115,12 +130,7 @@ async fn a_changed_record_moves_the_traffic_after_its_ttl() {
     let new = Backend::start_on("new", SocketAddr::new(IpAddr::from([127, 0, 0, 2]), port)).await;
     dns.set("app", Some(Ipv4Addr::new(127, 0, 0, 1))).await;
 
-    let resolver = dns.addr;
-    let node = TestNode::builder()
-        .configure(move |c| c.gateway.dns_resolver = vec![resolver])
-        .start()
-        .await
-        .expect("a node on SQLite");
+    let node = node_asking(&dns).await;
     let target = format!("app.gatehouse.test:{port}");
     let missing = format!("missing.gatehouse.test:{port}");
     node.admin_ok(Method::POST, "/upstreams", json!({"name": "named"})).await;
@@ -171,6 +181,48 @@ async fn a_changed_record_moves_the_traffic_after_its_ttl() {
     assert_eq!(entry(&h, &missing)["data"]["addresses"], json!([]));
     assert_eq!(entry(&h, &target)["health"], "HEALTHCHECKS_OFF");
     drop(new);
+    node.stop().await;
+}
+
+/// Kong's rule for a name's addresses (`balancers.lua`, `addAddress`): each carries the target's full weight. A
+/// name answering two addresses beside an IP target of the same weight gets two thirds of the requests (a third
+/// per address), not half; `GET …/health` shows each address with the target's weight.
+#[tokio::test]
+async fn every_address_of_a_name_carries_the_targets_weight() {
+    let mut dns = NameServer::start().await;
+    let one = Backend::start_on("one", "127.0.0.1:0".parse().unwrap()).await;
+    let port = one.addr.port();
+    let two = Backend::start_on("two", SocketAddr::new(IpAddr::from([127, 0, 0, 2]), port)).await;
+    let three = Backend::start_on("three", SocketAddr::new(IpAddr::from([127, 0, 0, 3]), port)).await;
+    dns.set_all("pair", &[Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(127, 0, 0, 2)]).await;
+    let node = node_asking(&dns).await;
+    let (name, ip) = (format!("pair.gatehouse.test:{port}"), format!("127.0.0.3:{port}"));
+    node.admin_ok(Method::POST, "/upstreams", json!({"name": "weighted"})).await;
+    for target in [&name, &ip] {
+        node.admin_ok(Method::POST, "/upstreams/weighted/targets", json!({"target": target, "weight": 100})).await;
+    }
+    node.admin_ok(Method::POST, "/services", json!({"name": "weighted", "host": "weighted"})).await;
+    node.admin_ok(Method::POST, "/services/weighted/routes", json!({"paths": ["/w"]})).await;
+    node.wait_config().await;
+    let started = tokio::time::Instant::now();
+    while entry(&health(&node, "weighted").await, &name)["data"]["addresses"].as_array().is_none_or(|a| a.len() < 2) {
+        assert!(started.elapsed() < Duration::from_secs(30), "{name} never resolved to both addresses");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let h = health(&node, "weighted").await;
+    let data = &entry(&h, &name)["data"];
+    assert!(data["addresses"].as_array().unwrap().iter().all(|a| a["weight"] == 100), "{data}");
+    assert_eq!(data["weight"], json!({"total": 200, "available": 200, "unavailable": 0}), "{data}");
+    assert_eq!(data["nodeWeight"], 100);
+
+    let got = answers(&node, "/w", 300).await;
+    let count = |who: &str| got.iter().filter(|a| *a == who).count();
+    // Round-robin over a cycle of three is exact; a little room for the one rebuild of the schedule when the
+    // name's answer arrived.
+    for who in ["one", "two", "three"] {
+        assert!((95..=105).contains(&count(who)), "{who}: {} of 300 (Kong's rule: a third each)", count(who));
+    }
+    drop((two, three));
     node.stop().await;
 }
 

@@ -55,14 +55,11 @@ pub(crate) async fn health(
         match health.as_deref().and_then(|h| h.iter().find(|x| x.target == name)) {
             Some(h) => {
                 value["health"] = json!(h.health);
-                // The target's weight is shared among its addresses (a name's), as the proxy balances them.
-                let n = u32::try_from(h.addresses.len()).unwrap_or(u32::MAX).max(1);
+                // Each address carries the target's full weight (Kong's `addAddress`), as the proxy balances them.
                 let addresses: Vec<Value> = h
                     .addresses
                     .iter()
-                    .map(
-                        |a| json!({"ip": a.ip.to_string(), "port": h.port, "health": a.health, "weight": h.weight / n}),
-                    )
+                    .map(|a| json!({"ip": a.ip.to_string(), "port": h.port, "health": a.health, "weight": h.weight}))
                     .collect();
                 value["data"] = json!({
                     "host": h.host,
@@ -81,13 +78,16 @@ pub(crate) async fn health(
     Ok(Json(json!({ "data": data, "next": null, "node_id": node_id })).into_response())
 }
 
+/// Kong's `weight` object: the sum of the addresses' weights (each the target's), and of those that can take
+/// requests. A name with no address (not resolved yet, or `DNS_ERROR`) weighs nothing, as in Kong.
 fn weights(targets: &[TargetHealth]) -> Value {
-    let total: u64 = targets.iter().map(|h| u64::from(h.weight)).sum();
-    let available: u64 = targets
-        .iter()
-        .filter(|h| matches!(h.health, "HEALTHY" | "HEALTHCHECKS_OFF"))
-        .map(|h| u64::from(h.weight))
-        .sum();
+    let sum = |up: fn(&str) -> bool| -> u64 {
+        let per_target =
+            |h: &TargetHealth| u64::from(h.weight) * h.addresses.iter().filter(|a| up(a.health)).count() as u64;
+        targets.iter().map(per_target).sum()
+    };
+    let total = sum(|_| true);
+    let available = sum(|health| matches!(health, "HEALTHY" | "HEALTHCHECKS_OFF"));
     json!({ "total": total, "available": available, "unavailable": total - available })
 }
 

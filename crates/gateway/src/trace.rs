@@ -18,15 +18,25 @@ use tokio::time::Instant;
 pub type SpanId = [u8; 8];
 pub type TraceId = [u8; 16];
 
-/// A span id that is not all zeros (W3C's invalid value).
+/// A span id that is not all zeros (W3C's invalid value). A plain draw: the full range needs no reduction, and
+/// the all-zero value (one in 2^64) is drawn again.
 pub fn new_span_id() -> SpanId {
-    let id = fastrand::u64(1..);
-    id.to_be_bytes()
+    loop {
+        let id = fastrand::u64(..);
+        if id != 0 {
+            return id.to_be_bytes();
+        }
+    }
 }
 
+/// A trace id that is not all zeros, drawn as [`new_span_id`] is.
 pub fn new_trace_id() -> TraceId {
-    let id = fastrand::u128(1..);
-    id.to_be_bytes()
+    loop {
+        let id = fastrand::u128(..);
+        if id != 0 {
+            return id.to_be_bytes();
+        }
+    }
 }
 
 /// A span attribute's value.

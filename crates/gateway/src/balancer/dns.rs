@@ -5,7 +5,9 @@
 //! addresses for `dns_stale_ttl` past their TTL while it cannot be resolved again.
 //!
 //! A request picks the target first (by the upstream's algorithm and the targets' weights), then one of the
-//! target's addresses in turn: the target's weight is shared among its addresses.
+//! target's addresses: in turn, or for `consistent-hashing` by the request's hash. As in Kong, every address
+//! carries the target's full weight, so a name that resolves to three addresses weighs three times its weight in
+//! the balancer (whose tables are rebuilt when that number changes).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -99,6 +101,8 @@ pub struct Resolved {
     /// `ip:port` of each address (the target's port), to connect to.
     pub addresses: Box<[http::uri::Authority]>,
     pub ips: Box<[IpAddr]>,
+    /// Each address's hash, which a request's hash is mixed with to pick its address (`consistent-hashing`).
+    seeds: Box<[u64]>,
     /// Each address's health as set through Kong's `PUT …/targets/{t}/{address}/healthy|unhealthy` (the health
     /// checks count per target); kept across resolutions for the addresses that stay.
     pub healthy: Box<[AtomicBool]>,
@@ -123,16 +127,24 @@ impl NameState {
     /// The address for the next request to this target: `Ok(None)` when the name was never resolved yet,
     /// `Err(())` when it resolved to nothing (Kong's `DNS_ERROR`).
     /// `Err(())` too when every address was set unhealthy.
-    pub fn next_address(&self) -> Result<Option<http::uri::Authority>, ()> {
+    ///
+    /// With a request's `hash` (`consistent-hashing`), the healthy address whose seed mixed with it scores
+    /// highest (rendezvous hashing): a key keeps its address while the name's answer keeps it, and an address
+    /// that comes or goes moves only the keys that go to or came from it. Otherwise the addresses take turns.
+    pub fn next_address(&self, hash: Option<u64>) -> Result<Option<http::uri::Authority>, ()> {
         let guard = self.resolved.load();
         let Some(resolved) = guard.as_deref() else { return Ok(None) };
+        let healthy = |at: &usize| resolved.healthy[*at].load(Ordering::Relaxed);
+        if let Some(hash) = hash {
+            return (0..resolved.addresses.len())
+                .filter(healthy)
+                .max_by_key(|&at| mix(hash ^ resolved.seeds[at]))
+                .map(|at| Some(resolved.addresses[at].clone()))
+                .ok_or(());
+        }
         let n = resolved.addresses.len();
         let start = if n <= 1 { 0 } else { self.cursor.fetch_add(1, Ordering::Relaxed) };
-        (0..n)
-            .map(|k| (start + k) % n)
-            .find(|&at| resolved.healthy[at].load(Ordering::Relaxed))
-            .map(|at| Some(resolved.addresses[at].clone()))
-            .ok_or(())
+        (0..n).map(|k| (start + k) % n).find(healthy).map(|at| Some(resolved.addresses[at].clone())).ok_or(())
     }
 
     /// Whether the name resolved to nothing last time (and has no stale addresses left).
@@ -152,6 +164,21 @@ impl NameState {
                 h.store(healthy, Ordering::Relaxed);
             }
         }
+    }
+
+    /// What a resolution answering `ips` (all healthy) would record, on `port`, without a name server.
+    #[cfg(test)]
+    pub(super) fn answer(&self, ips: &[IpAddr], port: u16) {
+        let now = Instant::now();
+        self.resolved.store(Some(std::sync::Arc::new(Resolved {
+            addresses: ips.iter().map(|ip| SocketAddr::new(*ip, port).to_string().parse().unwrap()).collect(),
+            healthy: ips.iter().map(|_| AtomicBool::new(true)).collect(),
+            seeds: ips.iter().map(seed).collect(),
+            ips: ips.into(),
+            refresh_at: now + Duration::from_secs(60),
+            stale_until: now + Duration::from_secs(60),
+            error: None,
+        })));
     }
 
     /// Sets the health of one address; `false` when the name has no such address now.
@@ -192,6 +219,7 @@ impl Balancer {
                 Resolved {
                     addresses,
                     healthy,
+                    seeds: ips.iter().map(seed).collect(),
                     ips: ips.into_boxed_slice(),
                     refresh_at,
                     stale_until: refresh_at + dns.settings.stale_ttl,
@@ -208,6 +236,7 @@ impl Balancer {
                             addresses: stale.addresses.clone(),
                             healthy: stale.healthy.iter().map(|h| AtomicBool::new(h.load(Ordering::Relaxed))).collect(),
                             ips: stale.ips.clone(),
+                            seeds: stale.seeds.clone(),
                             refresh_at: retry_at.min(stale.stale_until),
                             stale_until: stale.stale_until,
                             error: Some(error),
@@ -219,6 +248,7 @@ impl Balancer {
                             addresses: Box::default(),
                             healthy: Box::default(),
                             ips: Box::default(),
+                            seeds: Box::default(),
                             refresh_at: retry_at,
                             stale_until: now,
                             error: Some(error),
@@ -227,18 +257,38 @@ impl Balancer {
                 }
             }
         };
-        if let Some(old) = state.resolved.load().as_deref()
+        let before = state.resolved.load_full();
+        if let Some(old) = before.as_deref()
             && old.ips != next.ips
         {
             tracing::info!(upstream = %self.spec.name, target = %t.target, addresses = ?next.ips, "target's addresses changed");
         }
+        // Before its first answer a name counts as one address (`TargetState::address_count`).
+        let counted = |r: Option<&Resolved>| r.map_or(1, |r| r.addresses.len());
+        let recount = counted(before.as_deref()) != counted(Some(&next));
         state.resolved.store(Some(std::sync::Arc::new(next)));
+        if recount {
+            self.addresses_changed();
+        }
     }
 
     /// Whether any target is a host name.
     pub fn has_names(&self) -> bool {
         self.targets.iter().any(|t| t.name.is_some())
     }
+}
+
+/// An address's seed for [`NameState::next_address`]: the hash of its text, the same on every node.
+fn seed(ip: &IpAddr) -> u64 {
+    super::hash64(ip.to_string().as_bytes())
+}
+
+/// SplitMix64's finalizer: spreads a request's hash mixed with a seed over all 64 bits, so that which address
+/// scores highest does not follow the seeds' order.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Resolves the balancer's host-name targets, each again when its answer expires, until the balancer is replaced

@@ -69,7 +69,7 @@ async fn probe(b: &Balancer, i: usize) -> Outcome {
     let a = &b.spec.healthchecks.active;
     let t = &b.targets[i];
     // A host-name target is probed at one of its addresses, in turn.
-    let address = match t.name.as_ref().map(super::dns::NameState::next_address) {
+    let address = match t.name.as_ref().map(|name| name.next_address(None)) {
         Some(Ok(Some(found))) => found,
         Some(Err(())) => return Outcome::TcpFailure,
         _ => t.authority.clone(),

@@ -80,6 +80,38 @@ impl TargetState {
     fn host(&self) -> &str {
         self.authority.host().trim_start_matches('[').trim_end_matches(']')
     }
+
+    /// How many addresses share in the balancing: an IP address is one; a name has those it resolved to (none
+    /// when it resolved to nothing), or one before its first answer, so that it is picked and resolved.
+    fn address_count(&self) -> u64 {
+        match &self.name {
+            None => 1,
+            Some(name) => name.resolved.load().as_deref().map_or(1, |r| r.addresses.len() as u64),
+        }
+    }
+
+    /// Kong's rule for a host-name target (`kong/runloop/balancer/balancers.lua`, `addAddress`): every address
+    /// it resolves to carries the target's full weight, so the target weighs its weight times its addresses.
+    fn balanced_weight(&self) -> u64 {
+        u64::from(self.weight) * self.address_count()
+    }
+
+    /// The weight of its addresses that can take requests: all of them while the target is healthy, less those
+    /// set unhealthy one by one.
+    fn available_weight(&self) -> u64 {
+        if !self.is_healthy() {
+            return 0;
+        }
+        let healthy = match &self.name {
+            None => 1,
+            Some(name) => name
+                .resolved
+                .load()
+                .as_deref()
+                .map_or(1, |r| r.healthy.iter().filter(|h| h.load(Ordering::Relaxed)).count() as u64),
+        };
+        u64::from(self.weight) * healthy
+    }
 }
 
 /// What happened to one attempt on a target, for the health checks.
@@ -101,17 +133,41 @@ enum Algorithm {
     Latency,
 }
 
+/// What picks read, built from each target's [`TargetState::balanced_weight`].
+#[derive(Debug, Default)]
+struct Tables {
+    /// Target indexes in smooth weighted round-robin order (nginx's), one full cycle.
+    schedule: Box<[u16]>,
+    /// The consistent-hashing ring: points sorted by position, each naming a target index.
+    ring: Box<[(u64, u16)]>,
+}
+
+impl Tables {
+    fn build(targets: &[TargetState], algorithm: Algorithm, slots: u32) -> Self {
+        let weights: Vec<u64> = targets.iter().map(TargetState::balanced_weight).collect();
+        let schedule = smooth_schedule(&weights);
+        let ring =
+            if algorithm == Algorithm::ConsistentHashing { ring(targets, &weights, slots) } else { Box::default() };
+        Self { schedule, ring }
+    }
+}
+
+/// A balancer's [`Tables`]: fixed when every target is an IP address (a pick reads them with no atomic
+/// operation), swapped when a host name's number of addresses changes otherwise.
+#[derive(Debug)]
+enum TablesCell {
+    Fixed(Tables),
+    Named { current: arc_swap::ArcSwap<Tables>, rebuilding: Mutex<()> },
+}
+
 /// One upstream's balancer on this node.
 #[derive(Debug)]
 pub struct Balancer {
     pub spec: Upstream,
     pub targets: Box<[TargetState]>,
     algorithm: Algorithm,
-    /// Target indexes in smooth weighted round-robin order (nginx's), one full cycle.
-    schedule: Box<[u16]>,
+    tables: TablesCell,
     cursor: AtomicUsize,
-    /// The consistent-hashing ring: points sorted by position, each naming a target index.
-    ring: Box<[(u64, u16)]>,
     /// The `Host` header sent upstream when the upstream sets `host_header`.
     pub host_header: Option<http::HeaderValue>,
     /// Resolves host-name targets (none: they are never resolved, as in unit tests).
@@ -131,14 +187,35 @@ impl Balancer {
             "latency" => Algorithm::Latency,
             _ => Algorithm::RoundRobin,
         };
-        let weights: Vec<u64> = targets.iter().map(|t| u64::from(t.weight)).collect();
-        let schedule = smooth_schedule(&weights);
-        let ring = if algorithm == Algorithm::ConsistentHashing { ring(&targets, spec.slots) } else { Box::default() };
+        let built = Tables::build(&targets, algorithm, spec.slots);
+        let tables = if targets.iter().any(|t| t.name.is_some()) {
+            TablesCell::Named { current: arc_swap::ArcSwap::from_pointee(built), rebuilding: Mutex::new(()) }
+        } else {
+            TablesCell::Fixed(built)
+        };
         let host_header = spec.host_header.as_deref().and_then(|h| http::HeaderValue::from_str(h).ok());
         // Start each node at a different place in the cycle, so nodes do not all send their first requests to
         // the same target.
         let start = getrandom::u64().unwrap_or(0) as usize;
-        Self { spec, targets, algorithm, schedule, cursor: AtomicUsize::new(start), ring, host_header, dns: None }
+        Self { spec, targets, algorithm, tables, cursor: AtomicUsize::new(start), host_header, dns: None }
+    }
+
+    /// Rebuilds the tables from the targets' addresses now: after a name resolved to a different number of
+    /// addresses. One rebuild at a time, each from the latest answers, so a slower one never stores older tables
+    /// over a newer one's.
+    fn addresses_changed(&self) {
+        if let TablesCell::Named { current, rebuilding } = &self.tables {
+            let _one = rebuilding.lock().unwrap_or_else(|p| p.into_inner());
+            current.store(Arc::new(Tables::build(&self.targets, self.algorithm, self.spec.slots)));
+        }
+    }
+
+    #[cfg(test)]
+    fn schedule(&self) -> Vec<u16> {
+        match &self.tables {
+            TablesCell::Fixed(t) => t.schedule.to_vec(),
+            TablesCell::Named { current, .. } => current.load().schedule.to_vec(),
+        }
     }
 
     /// Whether the health checks decide anything (Kong's `HEALTHCHECKS_OFF` otherwise).
@@ -152,29 +229,37 @@ impl Balancer {
         t.weight > 0 && t.is_healthy() && t.name.as_ref().is_none_or(dns::NameState::usable)
     }
 
-    /// Whether the upstream as a whole takes traffic: the healthy share of its weight reaches `threshold` %.
+    /// Whether the upstream as a whole takes traffic: the healthy share of its weight reaches `threshold` %
+    /// (weights per address, as Kong counts them).
     fn above_threshold(&self) -> bool {
         let threshold = self.spec.healthchecks.threshold;
         if threshold <= 0.0 {
             return true;
         }
-        let total: u64 = self.targets.iter().map(|t| u64::from(t.weight)).sum();
-        let healthy: u64 = self.targets.iter().filter(|t| t.is_healthy()).map(|t| u64::from(t.weight)).sum();
+        let total: u64 = self.targets.iter().map(TargetState::balanced_weight).sum();
+        let healthy: u64 = self.targets.iter().map(TargetState::available_weight).sum();
         total > 0 && (healthy as f64) * 100.0 >= threshold * total as f64
     }
 
     /// The target for one attempt: `hash` is the request's hash value (consistent hashing), `tried` the attempts
     /// so far (retries move on to another target). `None`: no target is available (Kong's 503).
     pub fn pick(&self, hash: Option<u64>, tried: &[usize]) -> Option<usize> {
+        match &self.tables {
+            TablesCell::Fixed(tables) => self.pick_in(tables, hash, tried),
+            TablesCell::Named { current, .. } => self.pick_in(&current.load(), hash, tried),
+        }
+    }
+
+    fn pick_in(&self, tables: &Tables, hash: Option<u64>, tried: &[usize]) -> Option<usize> {
         if !self.above_threshold() {
             return None;
         }
         let usable = |i: usize| self.available(i) && !tried.contains(&i);
         match self.algorithm {
-            Algorithm::ConsistentHashing if hash.is_some() && !self.ring.is_empty() => {
-                let h = hash.unwrap_or(0);
-                let start = self.ring.partition_point(|(p, _)| *p < h);
-                (0..self.ring.len()).map(|k| self.ring[(start + k) % self.ring.len()].1 as usize).find(|&i| usable(i))
+            Algorithm::ConsistentHashing if hash.is_some() && !tables.ring.is_empty() => {
+                let (h, ring) = (hash.unwrap_or(0), &tables.ring);
+                let start = ring.partition_point(|(p, _)| *p < h);
+                (0..ring.len()).map(|k| ring[(start + k) % ring.len()].1 as usize).find(|&i| usable(i))
             }
             Algorithm::LeastConnections | Algorithm::Latency => {
                 let n = self.targets.len();
@@ -187,17 +272,17 @@ impl Balancer {
                     } else {
                         active
                     };
-                    base / f64::from(t.weight.max(1))
+                    base / (t.balanced_weight().max(1) as f64)
                 };
                 (0..n).map(|k| (offset + k) % n).filter(|&i| usable(i)).min_by(|&a, &b| score(a).total_cmp(&score(b)))
             }
             _ => {
-                let len = self.schedule.len();
+                let (schedule, len) = (&tables.schedule, tables.schedule.len());
                 if len == 0 {
                     return None;
                 }
                 let at = self.cursor.fetch_add(1, Ordering::Relaxed);
-                (0..len).map(|k| self.schedule[(at + k) % len] as usize).find(|&i| usable(i))
+                (0..len).map(|k| schedule[(at + k) % len] as usize).find(|&i| usable(i))
             }
         }
     }
@@ -530,22 +615,24 @@ fn gcd(a: u64, b: u64) -> u64 {
 }
 
 /// The consistent-hashing ring. Each target gets points in proportion to its weight alone (`slots / 1000` per unit
-/// of weight, so 1,000 for a weight of 100 at the default 10,000 slots), each placed by hashing the target and the
-/// point's number: adding a target adds its points and leaves every other target's where they were, so only the
-/// keys that land on the newcomer's points move. Past 2^20 points in all, the resolution is lowered to fit.
-fn ring(targets: &[TargetState], slots: u32) -> Box<[(u64, u16)]> {
+/// of weight, so 1,000 for a weight of 100 at the default 10,000 slots; a host name's weight counts once per
+/// address), each placed by hashing the target and the point's number: adding a target (or an address to a name)
+/// adds points and leaves every other where it was, so only the keys that land on the new points move. Past 2^20
+/// points in all, the resolution is lowered to fit. Within a name, a key picks its address by
+/// [`dns::NameState::next_address`]'s rendezvous hashing.
+fn ring(targets: &[TargetState], weights: &[u64], slots: u32) -> Box<[(u64, u16)]> {
     const MAX_POINTS: u64 = 1 << 20;
-    let total: u64 = targets.iter().map(|t| u64::from(t.weight)).sum();
+    let total: u64 = weights.iter().sum();
     if total == 0 {
         return Box::default();
     }
     let per_weight = (f64::from(slots) / 1000.0).min(MAX_POINTS as f64 / total as f64);
     let mut points = Vec::new();
-    for (i, t) in targets.iter().enumerate() {
-        if t.weight == 0 {
+    for (i, (t, &weight)) in targets.iter().zip(weights).enumerate() {
+        if weight == 0 {
             continue;
         }
-        let share = ((f64::from(t.weight) * per_weight).round() as u64).max(1);
+        let share = ((weight as f64 * per_weight).round() as u64).max(1);
         for n in 0..share {
             points.push((hash64(format!("{}#{n}", t.target).as_bytes()), u16::try_from(i).unwrap_or(u16::MAX)));
         }
@@ -606,6 +693,7 @@ impl Balancers {
                             }
                         }
                     }
+                    built.addresses_changed();
                     let built = Arc::new(built);
                     fresh.push(built.clone());
                     built

@@ -52,11 +52,11 @@ fn counts(b: &Balancer, n: usize) -> HashMap<String, usize> {
 #[test]
 fn round_robin_follows_the_weights_exactly_over_a_cycle() {
     let b = Balancer::new(upstream("round-robin", &[("a:1", 100), ("b:1", 50), ("c:1", 25)], json!({})));
-    assert_eq!(b.schedule.len(), 7, "weights divided by their common divisor");
+    assert_eq!(b.schedule().len(), 7, "weights divided by their common divisor");
     let c = counts(&b, 7000);
     assert_eq!((c["a:1"], c["b:1"], c["c:1"]), (4000, 2000, 1000));
     // Smooth: the heaviest target never gets more than two picks in a row in this cycle.
-    let picks: Vec<u16> = b.schedule.to_vec();
+    let picks: Vec<u16> = b.schedule();
     assert!(picks.windows(3).all(|w| !(w[0] == w[1] && w[1] == w[2])), "{picks:?}");
 }
 
@@ -245,4 +245,67 @@ fn an_address_hashes_as_its_text() {
         let parsed: std::net::IpAddr = ip.parse().unwrap();
         assert_eq!(HashKey::Ip(parsed).hash(), hash64(ip.as_bytes()), "{ip}");
     }
+}
+
+/// Where one request goes: the target, then for a host name one of its addresses.
+fn destination(b: &Balancer, hash: Option<u64>) -> String {
+    let i = b.pick(hash, &[]).unwrap();
+    match &b.targets[i].name {
+        Some(name) => name.next_address(hash).unwrap().unwrap().to_string(),
+        None => b.targets[i].authority.to_string(),
+    }
+}
+
+fn answer(b: &Balancer, i: usize, ips: &[&str]) {
+    let ips: Vec<std::net::IpAddr> = ips.iter().map(|ip| ip.parse().unwrap()).collect();
+    b.targets[i].name.as_ref().unwrap().answer(&ips, 80);
+    b.addresses_changed();
+}
+
+/// Kong's rule (`balancers.lua`, `addAddress`): each address of a host-name target carries the target's full
+/// weight, so a name with two addresses beside an IP target of the same weight gets two thirds of the requests,
+/// a third per address; a third address makes it three quarters.
+#[test]
+fn every_address_of_a_name_carries_the_targets_weight() {
+    let b = Balancer::new(upstream("round-robin", &[("app.test:80", 100), ("10.0.0.9:80", 100)], json!({})));
+    answer(&b, 0, &["10.0.0.1", "10.0.0.2"]);
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for _ in 0..3000 {
+        *seen.entry(destination(&b, None)).or_default() += 1;
+    }
+    assert_eq!((seen["10.0.0.1:80"], seen["10.0.0.2:80"], seen["10.0.0.9:80"]), (1000, 1000, 1000), "{seen:?}");
+    answer(&b, 0, &["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+    let c = counts(&b, 4000);
+    assert_eq!((c["app.test:80"], c["10.0.0.9:80"]), (3000, 1000));
+    // The threshold counts weight per address too: one of the name's three set unhealthy leaves 300 of 400.
+    let checks = json!({"healthchecks": {"threshold": 80}});
+    let b = Balancer::new(upstream("round-robin", &[("app.test:80", 100), ("10.0.0.9:80", 100)], checks));
+    answer(&b, 0, &["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+    assert!(b.pick(None, &[]).is_some());
+    b.targets[0].name.as_ref().unwrap().set_one("10.0.0.1".parse().unwrap(), false);
+    assert_eq!(b.pick(None, &[]), None, "75 % of the weight is under the 80 % threshold");
+}
+
+/// Consistent hashing spreads keys over addresses by the same rule, and a key keeps its address: a name's new
+/// address takes keys only from the others (its own new share), never swaps keys between the old ones.
+#[test]
+fn consistent_hashing_weighs_addresses_and_keeps_keys_on_theirs() {
+    let b = Balancer::new(upstream("consistent-hashing", &[("app.test:80", 100), ("10.0.0.9:80", 100)], json!({})));
+    answer(&b, 0, &["10.0.0.1", "10.0.0.2"]);
+    let keys: Vec<u64> = (0..30_000).map(|k| hash64(format!("key-{k}").as_bytes())).collect();
+    let before: Vec<String> = keys.iter().map(|&h| destination(&b, Some(h))).collect();
+    assert!(keys.iter().zip(&before).all(|(&h, d)| destination(&b, Some(h)) == *d), "the same key, the same address");
+    let share = |list: &[String], address: &str| list.iter().filter(|d| *d == address).count() as f64 / 30_000.0;
+    for address in ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.9:80"] {
+        let got = share(&before, address);
+        assert!((0.28..0.39).contains(&got), "{address} took {got} of the keys, not about a third");
+    }
+    answer(&b, 0, &["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+    let after: Vec<String> = keys.iter().map(|&h| destination(&b, Some(h))).collect();
+    for (old, new) in before.iter().zip(&after) {
+        let moved_within = old != new && old != "10.0.0.9:80" && new != "10.0.0.3:80";
+        assert!(!moved_within, "a key moved from {old} to {new}");
+    }
+    let got = share(&after, "10.0.0.9:80");
+    assert!((0.20..0.30).contains(&got), "the IP target keeps about a quarter: {got}");
 }

@@ -99,10 +99,10 @@ impl Proxy {
             if let Some((balanced, i)) = picked
                 && let Some(name) = &balanced.balancer.targets[i].name
             {
-                let next = match name.next_address() {
+                let next = match name.next_address(hash) {
                     Ok(None) => {
                         balanced.balancer.resolve(i).await;
-                        name.next_address()
+                        name.next_address(hash)
                     }
                     known => known,
                 };

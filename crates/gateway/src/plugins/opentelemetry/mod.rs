@@ -15,6 +15,7 @@ pub mod export;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use http::header::Entry;
 use http::{HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
@@ -42,7 +43,9 @@ pub struct OpenTelemetry {
     parent_drops: bool,
     extract: bool,
     inject: bool,
+    /// `clear`'s headers other than `traceparent`, which [`Plugin::start_trace`] handles with its one lookup.
     clear: Vec<HeaderName>,
+    clear_traceparent: bool,
     trace_id_header: Option<HeaderName>,
     exporter: Arc<export::Exporter>,
     clock: gatehouse_model::SharedClock,
@@ -53,7 +56,9 @@ impl OpenTelemetry {
         let config: Config = serde_json::from_value(Value::Object(config.clone())).map_err(|e| e.to_string())?;
         let propagate = config.propagate();
         let header = |name: &str| HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("invalid header {name}"));
-        let clear = propagate.clear.iter().map(|h| header(h)).collect::<Result<_, _>>()?;
+        let mut clear = propagate.clear.iter().map(|h| header(h)).collect::<Result<Vec<_>, _>>()?;
+        let clear_traceparent = clear.contains(&TRACEPARENT);
+        clear.retain(|h| *h != TRACEPARENT);
         let trace_id_header = config.http_response_header_for_traceid.as_deref().map(header).transpose()?;
         let exporter = shared.opentelemetry.get(export::Settings::from_config(&config)?)?;
         Ok(Self {
@@ -62,6 +67,7 @@ impl OpenTelemetry {
             extract: propagate.extract_w3c,
             inject: propagate.inject_w3c,
             clear,
+            clear_traceparent,
             trace_id_header,
             exporter,
             clock: shared.clock.clone(),
@@ -77,62 +83,83 @@ impl OpenTelemetry {
 #[async_trait]
 impl Plugin for OpenTelemetry {
     fn start_trace(&self, request: &mut TraceStart<'_>) -> Option<Box<Trace>> {
-        let parent = if self.extract {
-            request.headers.get(&TRACEPARENT).and_then(|v| parse_traceparent(v.as_bytes()))
+        // With injection, one lookup of `traceparent` (one hash of the name) serves both the read of the caller's
+        // and the write of ours: every request pays for it, sampled or not.
+        let (parent, mut slot) = if self.inject {
+            let slot = request.headers.entry(TRACEPARENT);
+            let parent = match &slot {
+                Entry::Occupied(found) if self.extract => parse_traceparent(found.get().as_bytes()),
+                _ => None,
+            };
+            (parent, Some(slot))
+        } else if self.extract {
+            (request.headers.get(&TRACEPARENT).and_then(|v| parse_traceparent(v.as_bytes())), None)
         } else {
-            None
+            (None, None)
         };
-        for name in &self.clear {
-            request.headers.remove(name);
-        }
         let sampled = match parent {
             Some((_, _, true)) => true,
             Some((_, _, false)) if self.parent_drops => false,
             _ => self.draw(),
         };
-        if !sampled {
-            // Kong propagates a trace it does not record: the upstream gets the trace id (the caller's, else a new
-            // one) under a span id of Kong's, with the sampled flag off. One allocation: the header's value.
-            if self.inject {
-                let trace_id = parent.map_or_else(new_trace_id, |(trace_id, ..)| trace_id);
-                let value = traceparent(&trace_id, &new_span_id(), false);
-                if let Ok(value) = HeaderValue::from_bytes(&value) {
-                    request.headers.insert(TRACEPARENT, value);
+        let trace = sampled.then(|| {
+            let (trace_id, parent_span) = match parent {
+                Some((trace_id, span, _)) => (trace_id, Some(span)),
+                None => (new_trace_id(), None),
+            };
+            let url = format!("{}://{}{}", request.scheme, request.host, request.target);
+            let flavor = match request.version {
+                http::Version::HTTP_10 => "1.0",
+                http::Version::HTTP_2 => "2.0",
+                http::Version::HTTP_3 => "3.0",
+                _ => "1.1",
+            };
+            let attributes = vec![
+                attribute("http.method", string_value(request.method.as_str())),
+                attribute("http.url", string_value(url)),
+                attribute("http.host", string_value(request.host)),
+                attribute("http.scheme", string_value(request.scheme)),
+                attribute("http.flavor", string_value(flavor)),
+                attribute("http.client_ip", string_value(request.client_ip.to_string())),
+                attribute("net.peer.ip", string_value(request.peer_ip.to_string())),
+                attribute("kong.request.id", string_value(request.request_id)),
+            ];
+            // The wall clock when the request arrived, from the clock's reading now and the time since.
+            let now = gatehouse_model::Clock::now(&self.clock).micros();
+            let elapsed = i64::try_from(request.started.elapsed().as_micros()).unwrap_or(0);
+            Box::new(Trace::new(trace_id, parent_span, request.started, now - elapsed, attributes))
+        });
+        // Kong clears after extracting and injects after clearing: an injected `traceparent` replaces the
+        // caller's whether or not `clear` names it.
+        if self.inject {
+            // Sampled: this trace, under the balancer span. Not sampled: Kong still propagates the trace id (the
+            // caller's, else a new one) under a span id of its own, with the sampled flag off.
+            let value = match &trace {
+                Some(trace) => traceparent(&trace.trace_id, &trace.balancer, true),
+                None => {
+                    traceparent(&parent.map_or_else(new_trace_id, |(trace_id, ..)| trace_id), &new_span_id(), false)
+                }
+            };
+            // The request's one allocation when it is not traced: the value's bytes. (`HeaderValue`'s unchecked
+            // constructor would skip re-reading 55 bytes we know are visible ASCII, but it is `unsafe`, which the
+            // workspace forbids.)
+            if let (Ok(value), Some(slot)) = (HeaderValue::from_bytes(&value), slot.take()) {
+                match slot {
+                    Entry::Occupied(mut found) => {
+                        found.insert(value);
+                    }
+                    Entry::Vacant(empty) => {
+                        empty.insert(value);
+                    }
                 }
             }
-            return None;
+        } else if self.clear_traceparent {
+            request.headers.remove(&TRACEPARENT);
         }
-        let (trace_id, parent_span) = match parent {
-            Some((trace_id, span, _)) => (trace_id, Some(span)),
-            None => (new_trace_id(), None),
-        };
-        let url = format!("{}://{}{}", request.scheme, request.host, request.target);
-        let flavor = match request.version {
-            http::Version::HTTP_10 => "1.0",
-            http::Version::HTTP_2 => "2.0",
-            http::Version::HTTP_3 => "3.0",
-            _ => "1.1",
-        };
-        let attributes = vec![
-            attribute("http.method", string_value(request.method.as_str())),
-            attribute("http.url", string_value(url)),
-            attribute("http.host", string_value(request.host)),
-            attribute("http.scheme", string_value(request.scheme)),
-            attribute("http.flavor", string_value(flavor)),
-            attribute("http.client_ip", string_value(request.client_ip.to_string())),
-            attribute("net.peer.ip", string_value(request.peer_ip.to_string())),
-            attribute("kong.request.id", string_value(request.request_id)),
-        ];
-        // The wall clock when the request arrived, from the clock's reading now and the time since.
-        let now = gatehouse_model::Clock::now(&self.clock).micros();
-        let elapsed = i64::try_from(request.started.elapsed().as_micros()).unwrap_or(0);
-        let trace = Box::new(Trace::new(trace_id, parent_span, request.started, now - elapsed, attributes));
-        if self.inject
-            && let Ok(value) = HeaderValue::from_str(&trace.traceparent())
-        {
-            request.headers.insert(TRACEPARENT, value);
+        for name in &self.clear {
+            request.headers.remove(name);
         }
-        Some(trace)
+        trace
     }
 
     fn response(&self, ctx: &mut ResponseContext<'_>) {
