@@ -305,7 +305,7 @@ mod tests {
             .collect()
     }
 
-    fn resolved<'c>(c: &'c Compiled, route: u128, service: u128) -> &'c Arc<dyn Plugin> {
+    fn resolved(c: &Compiled, route: u128, service: u128) -> &Arc<dyn Plugin> {
         let at = c.plugins.names().position(|n| n == "request-termination").unwrap();
         c.plugins.resolve(at, Some(id(route)), Some(id(service)), None).unwrap()
     }
