@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Helpers of bench/scale.sh (standard library only).
 
-  scale.py gen N FILE                  a decK file: N services, each with one route and two plugins
+  scale.py gen N DIR                   decK files: N services, each with one route and two plugins
   scale.py propagate ADMIN PROXY COUNT [SERVICE]
                                        COUNT times: create a route through the Admin API, then poll the proxy
                                        (one kept-alive connection, no pause) until it serves it; prints the
@@ -10,6 +10,7 @@
 """
 import http.client
 import json
+import os
 import sys
 import time
 import urllib.parse
@@ -18,9 +19,12 @@ import urllib.parse
 def gen(n, path):
     # Every service answers through request-termination (no upstream needed), so a proxied request measures the
     # router, the plugin lookup and the plugins, not an upstream. cors is cheap when a request has no Origin.
-    with open(path, "w") as f:
+    # PATH is a directory of files of 2,000 services each: decK's reader caps one file at 250,000 YAML nodes.
+    os.makedirs(path, exist_ok=True)
+    for start in range(1, n + 1, 2000):
+      with open(os.path.join(path, f"part-{start:06d}.yaml"), "w") as f:
         f.write('_format_version: "3.0"\nservices:\n')
-        for i in range(1, n + 1):
+        for i in range(start, min(n, start + 1999) + 1):
             f.write(
                 f"- name: s{i}\n  url: http://127.0.0.1:9/\n"
                 f"  routes:\n  - name: r{i}\n    paths: [/s{i}/]\n"

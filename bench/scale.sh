@@ -60,10 +60,10 @@ for n in $SIZES; do
   require_free_ports "$GH_PROXY_PORT" "$GH_ADMIN_PORT" "$GH_PLATFORM_PORT" "$GH_ISSUER_PORT" "$GH_ECHO_PORT"
   rm -rf "$TMP/gh-data"
   start_proxy_gatehouse
-  python3 "$HERE/scale.py" gen "$n" "$TMP/kong-$n.yaml"
+  python3 "$HERE/scale.py" gen "$n" "$TMP/kong-$n"
   log "N=$n: deck gateway sync of $n services, $n routes, $((2 * n)) plugins (--parallelism $PARALLELISM)"
   t0=$(date +%s.%N)
-  "$BIN" gateway sync --kong-addr "$ADMIN" --parallelism "$PARALLELISM" "$TMP/kong-$n.yaml" >"$TMP/sync-$n.out" 2>&1 \
+  "$BIN" gateway sync --kong-addr "$ADMIN" --parallelism "$PARALLELISM" "$TMP/kong-$n" >"$TMP/sync-$n.out" 2>&1 \
     || { tail -20 "$TMP/sync-$n.out" >&2; die "sync failed"; }
   t1=$(date +%s.%N)
   wait_until "$GH_PID" 120 served "/s$n/x" || die "the last route is not served"
