@@ -555,3 +555,69 @@ async fn large_bodies_pass_through_unchanged_both_ways() {
     }
     node.stop().await;
 }
+
+/// The publisher converts only rows whose text changed and the proxy rebuilds only entities that changed: after
+/// every kind of change made through the Admin API (a plugin's config, a route deleted, a route's path renamed, a
+/// plugin moved from its service to a route, a service's upstream, a plugin deleted, a service added) the proxy
+/// serves exactly the configuration a publisher built from nothing makes, and answers as it says.
+#[tokio::test]
+async fn incremental_rebuilds_serve_what_a_full_rebuild_serves() {
+    let node = TestNode::start().await;
+    for i in 1..=20 {
+        node.admin_ok(Method::POST, "/services", json!({"name": format!("s{i}"), "url": "http://127.0.0.1:9/"})).await;
+        let route = json!({"name": format!("r{i}"), "paths": [format!("/s{i}/")]});
+        node.admin_ok(Method::POST, &format!("/services/s{i}/routes"), route).await;
+        let plugin = json!({"name": "request-termination", "config": {"status_code": 200, "message": format!("s{i}")}});
+        node.admin_ok(Method::POST, &format!("/services/s{i}/plugins"), plugin).await;
+    }
+    node.wait_config().await;
+    let plugin_of = |service: &'static str| {
+        let node = &node;
+        async move {
+            let (_, list) = node.admin(Method::GET, &format!("/services/{service}/plugins"), None).await;
+            list["data"][0]["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let (p3, p6, p10) = (plugin_of("s3").await, plugin_of("s6").await, plugin_of("s10").await);
+    let r7 = node.admin(Method::GET, "/routes/r7", None).await.1["id"].clone();
+    let steps: Vec<(&str, Method, String, Value)> = vec![
+        ("a plugin's config", Method::PATCH, format!("/plugins/{p3}"), json!({"config": {"message": "changed"}})),
+        ("a route deleted", Method::DELETE, "/routes/r4".into(), Value::Null),
+        ("a route's path renamed", Method::PATCH, "/routes/r5".into(), json!({"paths": ["/moved/"]})),
+        (
+            "a plugin moved to another service's route",
+            Method::PATCH,
+            format!("/plugins/{p6}"),
+            json!({"service": null, "route": {"id": r7}}),
+        ),
+        ("a service's upstream", Method::PATCH, "/services/s8".into(), json!({"port": 10})),
+        ("a plugin deleted", Method::DELETE, format!("/plugins/{p10}"), Value::Null),
+        ("a service added", Method::POST, "/services".into(), json!({"name": "s21", "url": "http://127.0.0.1:9/"})),
+    ];
+    for (step, method, path, body) in steps {
+        let (status, answer) = node.admin(method, &path, (!body.is_null()).then_some(body)).await;
+        assert!(status.is_success(), "{step}: {status} {answer}");
+        node.wait_config().await;
+        let fresh = gatehouse_control::ConfigPublisher::start(node.node.services.clone(), node.node.control_plane.id)
+            .await
+            .unwrap();
+        let full = fresh.subscribe().borrow().hash();
+        assert_eq!(node.node.proxy.config_hash().as_deref(), Some(full.as_str()), "{step}");
+    }
+    let client = reqwest::Client::new();
+    let call = |path: &'static str| {
+        let (client, url) = (client.clone(), format!("{}{path}", node.proxy_url()));
+        async move {
+            let res = client.get(url).send().await.unwrap();
+            (res.status(), res.json::<Value>().await.unwrap_or(Value::Null)["message"].clone())
+        }
+    };
+    assert_eq!(call("/s3/x").await, (StatusCode::OK, json!("changed")));
+    assert_eq!(call("/s4/x").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(call("/s5/x").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(call("/moved/x").await, (StatusCode::OK, json!("s5")));
+    assert_eq!(call("/s7/x").await, (StatusCode::OK, json!("s6")), "the route's own plugin beats its service's");
+    assert_ne!(call("/s6/x").await.1, json!("s6"), "s6 lost its plugin");
+    assert_ne!(call("/s10/x").await.1, json!("s10"));
+    node.stop().await;
+}

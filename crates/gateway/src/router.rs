@@ -183,6 +183,49 @@ pub struct RouteMatch<'s, 'r> {
 #[derive(Debug, Default)]
 pub struct Router {
     candidates: Vec<Candidate>,
+    /// With many candidates, the plain-prefix ones by their prefix; `None` scans every candidate in order.
+    index: Option<PrefixIndex>,
+}
+
+/// A request can only match a plain-prefix candidate whose prefix is the start of its path, so the router looks up
+/// the request path's starts that have the length of some indexed prefix (a handful of lengths, however many
+/// routes) and scans only the candidates it finds, plus those the index cannot place (regex paths, no path, short
+/// prefixes). Positions are the candidates' places in priority order, and the lowest matching one wins, exactly
+/// as in the scan.
+#[derive(Debug, Default)]
+struct PrefixIndex {
+    by_prefix: std::collections::HashMap<Box<str>, Vec<u32>>,
+    /// The distinct lengths of the indexed prefixes, ascending.
+    lengths: Vec<usize>,
+    /// Every other candidate, ascending.
+    rest: Vec<u32>,
+}
+
+impl PrefixIndex {
+    /// Up to this many candidates the router scans them all, which is cheaper than hashing.
+    const SCANNED: usize = 16;
+    /// Prefixes shorter than this (`/`, `/a`) would gather many routes under one key; they are scanned.
+    const SHORTEST: usize = 3;
+
+    fn new(candidates: &[Candidate]) -> Option<Self> {
+        if candidates.len() <= Self::SCANNED {
+            return None;
+        }
+        let mut index = Self::default();
+        for (at, c) in candidates.iter().enumerate() {
+            let at = u32::try_from(at).ok()?;
+            match &c.path {
+                Some(PathRule::Prefix(p)) if p.len() >= Self::SHORTEST => {
+                    index.by_prefix.entry(p.as_str().into()).or_default().push(at);
+                    if let Err(place) = index.lengths.binary_search(&p.len()) {
+                        index.lengths.insert(place, p.len());
+                    }
+                }
+                _ => index.rest.push(at),
+            }
+        }
+        Some(index)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -255,7 +298,8 @@ impl Router {
         }
         // Highest priority first; equal priorities fall back to the route id, as Kong's ATC router does.
         candidates.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.route.id.cmp(&b.route.id)));
-        Ok(Self { candidates })
+        let index = PrefixIndex::new(&candidates);
+        Ok(Self { candidates, index })
     }
 
     pub fn len(&self) -> usize {
@@ -267,48 +311,77 @@ impl Router {
     }
 
     pub fn find<'s, 'r>(&'s self, req: &RequestFacts<'r, '_>) -> Option<RouteMatch<'s, 'r>> {
-        self.candidates.iter().find_map(|c| {
-            let rules = &c.rules;
-            if req.tls && !rules.over_tls {
-                return None;
+        let Some(index) = &self.index else {
+            return self.candidates.iter().find_map(|c| Self::check(c, req));
+        };
+        let mut best: Option<(u32, RouteMatch<'s, 'r>)> = None;
+        // Scans `positions` (ascending) for the first match that comes before the best so far.
+        let scan = |positions: &[u32], best: &mut Option<(u32, RouteMatch<'s, 'r>)>| {
+            for &at in positions {
+                if best.as_ref().is_some_and(|(b, _)| *b <= at) {
+                    return;
+                }
+                if let Some(found) = self.candidates.get(at as usize).and_then(|c| Self::check(c, req)) {
+                    *best = Some((at, found));
+                    return;
+                }
             }
-            // Kong's `(net.protocol != "https" || tls.sni == …)`: a route's SNIs count over TLS only.
-            if req.tls
-                && !rules.snis.is_empty()
-                && !req.sni.is_some_and(|sni| {
-                    let sni = sni.strip_suffix('.').unwrap_or(sni);
-                    rules.snis.iter().any(|pattern| pattern.matches(sni))
+        };
+        for &len in &index.lengths {
+            if len > req.path.len() {
+                break;
+            }
+            // A length that cuts a character cannot start the path: a prefix is whole characters.
+            if let Some(positions) = req.path.get(..len).and_then(|start| index.by_prefix.get(start)) {
+                scan(positions, &mut best);
+            }
+        }
+        scan(&index.rest, &mut best);
+        best.map(|(_, found)| found)
+    }
+
+    /// Whether candidate `c` matches the request, and what it matched.
+    fn check<'s, 'r>(c: &'s Candidate, req: &RequestFacts<'r, '_>) -> Option<RouteMatch<'s, 'r>> {
+        let rules = &c.rules;
+        if req.tls && !rules.over_tls {
+            return None;
+        }
+        // Kong's `(net.protocol != "https" || tls.sni == …)`: a route's SNIs count over TLS only.
+        if req.tls
+            && !rules.snis.is_empty()
+            && !req.sni.is_some_and(|sni| {
+                let sni = sni.strip_suffix('.').unwrap_or(sni);
+                rules.snis.iter().any(|pattern| pattern.matches(sni))
+            })
+        {
+            return None;
+        }
+        if !rules.methods.is_empty() && !rules.methods.iter().any(|m| m == req.method) {
+            return None;
+        }
+        if !rules.hosts.is_empty() && !rules.hosts.iter().any(|h| h.matches(req.host, req.port)) {
+            return None;
+        }
+        for rule in &rules.headers {
+            let mut values = req.headers.get_all(&rule.name).iter().filter_map(|v| v.to_str().ok());
+            let ok = values.any(|v| {
+                rule.values.iter().any(|want| match want {
+                    ValueRule::Exact(w) => w.eq_ignore_ascii_case(v),
+                    ValueRule::Regex(re) => re.is_match(v),
                 })
-            {
+            });
+            if !ok {
                 return None;
             }
-            if !rules.methods.is_empty() && !rules.methods.iter().any(|m| m == req.method) {
-                return None;
+        }
+        let (matched, regex) = match &c.path {
+            None => (None, None),
+            Some(PathRule::Prefix(p)) => {
+                (Some(&req.path[..req.path.starts_with(p.as_str()).then_some(p.len())?]), None)
             }
-            if !rules.hosts.is_empty() && !rules.hosts.iter().any(|h| h.matches(req.host, req.port)) {
-                return None;
-            }
-            for rule in &rules.headers {
-                let mut values = req.headers.get_all(&rule.name).iter().filter_map(|v| v.to_str().ok());
-                let ok = values.any(|v| {
-                    rule.values.iter().any(|want| match want {
-                        ValueRule::Exact(w) => w.eq_ignore_ascii_case(v),
-                        ValueRule::Regex(re) => re.is_match(v),
-                    })
-                });
-                if !ok {
-                    return None;
-                }
-            }
-            let (matched, regex) = match &c.path {
-                None => (None, None),
-                Some(PathRule::Prefix(p)) => {
-                    (Some(&req.path[..req.path.starts_with(p.as_str()).then_some(p.len())?]), None)
-                }
-                Some(PathRule::Regex(re)) => (Some(&req.path[..re.find(req.path)?.end()]), Some(re)),
-            };
-            Some(RouteMatch { route: &c.route, matched, regex })
-        })
+            Some(PathRule::Regex(re)) => (Some(&req.path[..re.find(req.path)?.end()]), Some(re)),
+        };
+        Some(RouteMatch { route: &c.route, matched, regex })
     }
 }
 

@@ -233,6 +233,29 @@ pub enum TagFilter {
     Any(Vec<String>),
 }
 
+/// One stored gateway entity as its row holds it, unparsed: a reader that keeps what it made of each row can
+/// compare texts and parse only the rows that changed (the configuration publisher).
+#[derive(Debug, Clone)]
+pub struct EntityRow {
+    pub kind: EntityKind,
+    pub id: uuid::Uuid,
+    /// See `StoredEntity::endpoint_key` (a keyauth credential's key hash).
+    pub endpoint_key: Option<String>,
+    /// The entity's JSON text, as `StoredEntity::data` is parsed from.
+    pub data: String,
+}
+
+impl EntityRow {
+    /// The parsed entity.
+    pub fn parse(&self) -> Result<gatehouse_model::gateway::Normalized> {
+        match serde_json::from_str(&self.data) {
+            Ok(serde_json::Value::Object(data)) => Ok(data),
+            Ok(_) => Err(StoreError::corrupt("data is not an object")),
+            Err(e) => Err(StoreError::corrupt(format!("data: {e}"))),
+        }
+    }
+}
+
 /// A page of gateway entities: keyset paging by id, as Kong's opaque `offset` does.
 #[derive(Debug, Clone, Default)]
 pub struct EntityQuery {
@@ -289,6 +312,8 @@ pub trait GatewayStore: Send + Sync {
     async fn delete_entity(&self, control_plane: uuid::Uuid, kind: EntityKind, id: uuid::Uuid) -> Result<bool>;
     /// Every entity of a control plane (to build the proxy's configuration).
     async fn all_entities(&self, control_plane: uuid::Uuid) -> Result<Vec<StoredEntity>>;
+    /// Every entity of a control plane, unparsed, ordered by kind and id.
+    async fn all_entity_rows(&self, control_plane: uuid::Uuid) -> Result<Vec<EntityRow>>;
 }
 
 #[async_trait]

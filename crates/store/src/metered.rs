@@ -125,6 +125,7 @@ metered! {
         fn list_entities(control_plane: uuid::Uuid, kind: EntityKind, query: &EntityQuery) -> Result<(Vec<StoredEntity>, Option<uuid::Uuid>)>;
         fn delete_entity(control_plane: uuid::Uuid, kind: EntityKind, id: uuid::Uuid) -> Result<bool>;
         fn all_entities(control_plane: uuid::Uuid) -> Result<Vec<StoredEntity>>;
+        fn all_entity_rows(control_plane: uuid::Uuid) -> Result<Vec<EntityRow>>;
     }
     PatStore {
         fn create_pat(pat: &PersonalAccessToken, replace_same_name: bool) -> Result<()>;

@@ -1198,6 +1198,11 @@ async fn gateway_entity_list_pages_and_filters(store: S, _db: &TestDatabase) {
     assert_eq!(of_s1, vec![r1]);
     let all = store.all_entities(cp).await.unwrap();
     assert_eq!(all.len(), 7);
+    // The unparsed rows, for the publisher: the same entities in the same order, the same data once parsed.
+    let rows = store.all_entity_rows(cp).await.unwrap();
+    let parsed: Vec<_> = rows.iter().map(|r| (r.kind, r.id, r.endpoint_key.clone(), r.parse().unwrap())).collect();
+    let expected: Vec<_> = all.into_iter().map(|e| (e.kind, e.id, e.endpoint_key, e.data)).collect();
+    assert_eq!(parsed, expected);
 }
 
 async fn gateway_writes_publish_invalidations(store: S, _db: &TestDatabase) {

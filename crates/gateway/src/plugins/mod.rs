@@ -498,7 +498,7 @@ impl Default for Shared {
 }
 
 /// Where an instance applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Scope {
     pub route: Option<uuid::Uuid>,
     pub service: Option<uuid::Uuid>,
@@ -523,6 +523,29 @@ impl Scope {
         }
     }
 
+    /// The scopes an instance can have to apply to a request with these entities, most specific first: the
+    /// scopes of [`Self::rank`]'s order whose every set field the request has.
+    fn candidates(
+        route: Option<uuid::Uuid>,
+        service: Option<uuid::Uuid>,
+        consumer: Option<uuid::Uuid>,
+    ) -> impl Iterator<Item = Scope> {
+        const ORDER: [(bool, bool, bool); 8] = [
+            (true, true, true),
+            (true, false, true),
+            (false, true, true),
+            (true, true, false),
+            (false, false, true),
+            (true, false, false),
+            (false, true, false),
+            (false, false, false),
+        ];
+        ORDER.into_iter().filter_map(move |(r, s, c)| {
+            let pick = |wanted: bool, id: Option<uuid::Uuid>| if wanted { id.map(Some) } else { Some(None) };
+            Some(Scope { route: pick(r, route)?, service: pick(s, service)?, consumer: pick(c, consumer)? })
+        })
+    }
+
     fn applies(self, route: Option<uuid::Uuid>, service: Option<uuid::Uuid>, consumer: Option<uuid::Uuid>) -> bool {
         self.route.is_none_or(|r| Some(r) == route)
             && self.service.is_none_or(|s| Some(s) == service)
@@ -541,6 +564,43 @@ pub struct Instance {
 pub struct PluginGroup {
     pub def: &'static PluginDef,
     instances: Vec<Instance>,
+    /// With many instances, where each scope's first instance is: a request then looks up the (at most eight)
+    /// scopes that could apply to it instead of testing every instance. Few instances are scanned, which costs
+    /// less than hashing.
+    by_scope: Option<std::collections::HashMap<Scope, usize>>,
+}
+
+impl PluginGroup {
+    /// Up to this many instances a group is scanned.
+    const SCANNED: usize = 8;
+
+    fn new(def: &'static PluginDef, mut instances: Vec<Instance>) -> Self {
+        instances.sort_by_key(|i| i.scope.rank());
+        let by_scope = (instances.len() > Self::SCANNED).then(|| {
+            let mut map = std::collections::HashMap::with_capacity(instances.len());
+            for (at, instance) in instances.iter().enumerate() {
+                map.entry(instance.scope).or_insert(at);
+            }
+            map
+        });
+        Self { def, instances, by_scope }
+    }
+
+    /// The most specific instance that applies: the first in rank order (a scan finds the same one, since the
+    /// instances are sorted by rank and, within a rank, only one scope can apply to a request).
+    fn resolve(
+        &self,
+        route: Option<uuid::Uuid>,
+        service: Option<uuid::Uuid>,
+        consumer: Option<uuid::Uuid>,
+    ) -> Option<&Instance> {
+        match &self.by_scope {
+            None => self.instances.iter().find(|i| i.scope.applies(route, service, consumer)),
+            Some(map) => Scope::candidates(route, service, consumer)
+                .find_map(|scope| map.get(&scope))
+                .and_then(|at| self.instances.get(*at)),
+        }
+    }
 }
 
 /// Every enabled plugin instance, grouped by plugin in descending priority.
@@ -582,8 +642,7 @@ impl PluginSet {
         service: Option<uuid::Uuid>,
         consumer: Option<uuid::Uuid>,
     ) -> Option<&Arc<dyn Plugin>> {
-        let group = self.groups.get(index)?;
-        group.instances.iter().find(|i| i.scope.applies(route, service, consumer)).map(|i| &i.plugin)
+        self.groups.get(index)?.resolve(route, service, consumer).map(|i| &i.plugin)
     }
 
     pub fn rewrite(&self) -> &[(&'static str, Arc<dyn Plugin>)] {
@@ -602,10 +661,6 @@ impl PluginSet {
     }
 }
 
-fn scope_of(instance: &PluginInstance) -> Scope {
-    Scope { route: instance.route, service: instance.service, consumer: instance.consumer }
-}
-
 /// Builds the instances of every enabled plugin that serves HTTP. A plugin the registry does not hold refuses
 /// the whole configuration: running without an authentication plugin would open its routes.
 pub fn build_plugins(
@@ -613,55 +668,80 @@ pub fn build_plugins(
     shared: &Shared,
     registry: &Registry,
 ) -> Result<PluginSet, CompileError> {
-    let mut groups: Vec<PluginGroup> = Vec::new();
+    let mut built = Vec::new();
     for entity in instances.iter().filter(|p| p.enabled && p.serves_http()) {
-        let Some(def) = registry.get(&entity.name) else {
-            return Err(CompileError::Plugin {
-                name: entity.name.clone(),
-                reason: "not available in this build".into(),
-            });
-        };
-        let mut config = entity.config.clone();
-        for (key, id) in [("route_id", entity.route), ("service_id", entity.service), ("consumer_id", entity.consumer)]
-        {
-            config.insert(key.to_owned(), id.map_or(Value::Null, |id| Value::String(id.to_string())));
-        }
-        let plugin = (def.build)(&config, shared)
-            .map_err(|reason| CompileError::Plugin { name: entity.name.clone(), reason })?;
-        let instance = Instance { scope: scope_of(entity), plugin };
-        match groups.iter_mut().find(|g| g.def.info.name == def.info.name) {
-            Some(group) => group.instances.push(instance),
-            None => groups.push(PluginGroup { def, instances: vec![instance] }),
-        }
+        let def = plugin_def(entity, registry)?;
+        built.push((def, scope_of(entity), build_instance(def, entity, shared)?));
     }
-    for group in &mut groups {
-        group.instances.sort_by_key(|i| i.scope.rank());
+    Ok(PluginSet::assemble(built, instances))
+}
+
+/// The definition of an instance's plugin; a name this build lacks is an error (see [`build_plugins`]).
+pub fn plugin_def(entity: &PluginInstance, registry: &Registry) -> Result<&'static PluginDef, CompileError> {
+    registry
+        .get(&entity.name)
+        .ok_or_else(|| CompileError::Plugin { name: entity.name.clone(), reason: "not available in this build".into() })
+}
+
+/// One instance from its entity. What it builds depends on the entity and the node's `shared` state alone, so an
+/// unchanged entity may keep its instance across configurations (`config::Compiler`).
+pub fn build_instance(
+    def: &'static PluginDef,
+    entity: &PluginInstance,
+    shared: &Shared,
+) -> Result<Arc<dyn Plugin>, CompileError> {
+    let mut config = entity.config.clone();
+    for (key, id) in [("route_id", entity.route), ("service_id", entity.service), ("consumer_id", entity.consumer)] {
+        config.insert(key.to_owned(), id.map_or(Value::Null, |id| Value::String(id.to_string())));
     }
-    // Descending priority; names break ties so the order is stable.
-    groups.sort_by(|a, b| {
-        b.def.info.priority.cmp(&a.def.info.priority).then_with(|| a.def.info.name.cmp(b.def.info.name))
-    });
-    let rewrite = groups
-        .iter()
-        .filter(|g| g.def.phases.rewrite)
-        .filter_map(|g| {
-            let global = g.instances.iter().find(|i| i.scope == Scope::GLOBAL)?;
-            Some((g.def.info.name, global.plugin.clone()))
-        })
-        .collect();
-    let tracer = groups.iter().position(|g| g.def.info.name == opentelemetry::PLUGIN.info.name);
-    let serializes =
-        groups.iter().any(|g| gatehouse_model::gateway::plugins::logging::serializes(g.def.info.name)).then(|| {
-            // `key-auth`'s `key_names` are headers and query parameters that carry keys.
-            let configured = instances
-                .iter()
-                .filter(|p| p.enabled && p.name == key_auth::PLUGIN.info.name)
-                .filter_map(|p| p.config.get("key_names").and_then(Value::as_array))
-                .flatten()
-                .filter_map(|n| n.as_str().map(str::to_owned));
-            serializer::SecretNames::new(configured.collect::<Vec<_>>())
+    (def.build)(&config, shared).map_err(|reason| CompileError::Plugin { name: entity.name.clone(), reason })
+}
+
+pub(crate) fn scope_of(instance: &PluginInstance) -> Scope {
+    Scope { route: instance.route, service: instance.service, consumer: instance.consumer }
+}
+
+impl PluginSet {
+    /// Groups built instances by plugin, in descending priority, each group most specific first.
+    /// `entities`: the configuration's plugin entities, which say what a logging plugin's copy of the request must
+    /// not keep (`key-auth`'s `key_names`).
+    pub fn assemble(built: Vec<(&'static PluginDef, Scope, Arc<dyn Plugin>)>, entities: &[PluginInstance]) -> Self {
+        let mut by_name: Vec<(&'static PluginDef, Vec<Instance>)> = Vec::new();
+        for (def, scope, plugin) in built {
+            let instance = Instance { scope, plugin };
+            match by_name.iter_mut().find(|(d, _)| d.info.name == def.info.name) {
+                Some((_, instances)) => instances.push(instance),
+                None => by_name.push((def, vec![instance])),
+            }
+        }
+        let mut groups: Vec<PluginGroup> =
+            by_name.into_iter().map(|(def, instances)| PluginGroup::new(def, instances)).collect();
+        // Descending priority; names break ties so the order is stable.
+        groups.sort_by(|a, b| {
+            b.def.info.priority.cmp(&a.def.info.priority).then_with(|| a.def.info.name.cmp(b.def.info.name))
         });
-    Ok(PluginSet { groups, rewrite, tracer, serializes })
+        let rewrite = groups
+            .iter()
+            .filter(|g| g.def.phases.rewrite)
+            .filter_map(|g| {
+                let global = g.instances.iter().find(|i| i.scope == Scope::GLOBAL)?;
+                Some((g.def.info.name, global.plugin.clone()))
+            })
+            .collect();
+        let tracer = groups.iter().position(|g| g.def.info.name == opentelemetry::PLUGIN.info.name);
+        let serializes =
+            groups.iter().any(|g| gatehouse_model::gateway::plugins::logging::serializes(g.def.info.name)).then(|| {
+                // `key-auth`'s `key_names` are headers and query parameters that carry keys.
+                let configured = entities
+                    .iter()
+                    .filter(|p| p.enabled && p.name == key_auth::PLUGIN.info.name)
+                    .filter_map(|p| p.config.get("key_names").and_then(Value::as_array))
+                    .flatten()
+                    .filter_map(|n| n.as_str().map(str::to_owned));
+                serializer::SecretNames::new(configured.collect::<Vec<_>>())
+            });
+        PluginSet { groups, rewrite, tracer, serializes }
+    }
 }
 
 #[cfg(test)]
@@ -710,6 +790,37 @@ mod tests {
         assert!(code(Some(uuid::Uuid::from_u128(9)), None, Some(c)).contains("503"));
         assert!(code(Some(uuid::Uuid::from_u128(9)), None, None).contains("500"), "global");
         assert!(code(None, None, None).contains("500"), "no route: the global instance");
+    }
+
+    /// Past [`PluginGroup::SCANNED`] instances a group finds the instance by scope lookups; it must pick the one
+    /// the scan picks for every request, whatever scopes the instances have.
+    #[test]
+    fn the_scope_index_picks_what_the_scan_picks() {
+        let mut rng = fastrand::Rng::with_seed(6);
+        let pool = |rng: &mut fastrand::Rng| (rng.u8(..3) > 0).then(|| uuid::Uuid::from_u128(rng.u128(1..6)));
+        let mut seen = std::collections::HashSet::new();
+        let mut instances = Vec::new();
+        for code in 500..700 {
+            let scope = Scope { route: pool(&mut rng), service: pool(&mut rng), consumer: pool(&mut rng) };
+            // One instance per plugin and scope, as the control plane's cache key has it.
+            if seen.insert(scope) {
+                instances.push(plugin("request-termination", scope, term(code)));
+            }
+        }
+        assert!(instances.len() > PluginGroup::SCANNED);
+        let set = build_plugins(&instances, &Shared::default(), &Registry::builtin()).unwrap();
+        let group = &set.groups[0];
+        assert!(group.by_scope.is_some());
+        for _ in 0..2000 {
+            let (route, service, consumer) = (pool(&mut rng), pool(&mut rng), pool(&mut rng));
+            let scanned = group.instances.iter().find(|i| i.scope.applies(route, service, consumer));
+            let found = set.resolve(0, route, service, consumer);
+            let same = match (found, scanned) {
+                (Some(found), Some(scanned)) => Arc::ptr_eq(found, &scanned.plugin),
+                (found, scanned) => found.is_none() && scanned.is_none(),
+            };
+            assert!(same, "{route:?} {service:?} {consumer:?}");
+        }
     }
 
     /// Kong's plugin iterator adds the instance's scope to its `conf`; factories get it the same way.

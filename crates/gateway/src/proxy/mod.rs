@@ -167,10 +167,13 @@ fn content_length(headers: &http::HeaderMap) -> Option<u64> {
 /// What the workers share: the configuration snapshot and the settings.
 #[derive(Debug)]
 pub struct Proxy {
-    /// The configuration snapshot, one copy per worker, each compiled on its own: a request takes a reference to
-    /// its worker's copy, and on two cores a reference count (or a shared value's) that both cores update on every
-    /// request costs more than it seems (see `docs/architecture.md`, "Workers").
+    /// The configuration snapshot, one per worker: a request takes a reference to its worker's copy, and on two
+    /// cores a reference count (or a shared value's) that both cores update on every request costs more than it
+    /// seems (see `docs/architecture.md`, "Workers"). What requests only borrow (router, services, consumers) is
+    /// compiled once and shared by the copies; plugin instances are each worker's own.
     configs: Box<[ArcSwap<Compiled>]>,
+    /// What the last install compiled, kept for the next (`config::Compiler`).
+    compiler: std::sync::Mutex<crate::config::Compiler>,
     settings: ProxySettings,
     plugins: crate::plugins::Shared,
     access_log: Arc<AccessLog>,
@@ -314,6 +317,7 @@ impl Proxy {
         let balancers = Arc::new(crate::balancer::Balancers::new(settings.dns.clone()));
         Arc::new(Self {
             configs,
+            compiler: Default::default(),
             settings,
             plugins,
             access_log,
@@ -331,7 +335,7 @@ impl Proxy {
         &self.certificates
     }
 
-    /// Compiles a configuration (once per worker) and swaps it in; requests in flight keep the one they started
+    /// Compiles a configuration (incrementally: see `config::Compiler`) and swaps it in; requests in flight keep the one they started
     /// with. Nothing is swapped unless it compiles.
     pub fn install(&self, data: &ConfigSnapshot) -> Result<(), CompileError> {
         let registry = &self.settings.registry;
@@ -343,11 +347,12 @@ impl Proxy {
                 && p.config.get("upstream_health_metrics") == Some(&serde_json::Value::Bool(true))
         });
         self.upstream_health_metrics.store(health_metrics, Ordering::Relaxed);
-        let compiled = self
-            .configs
-            .iter()
-            .map(|_| crate::config::compile_balanced(data, &self.plugins, registry, &balancers))
-            .collect::<Result<Vec<_>, _>>();
+        let mut compiler = self.compiler.lock().unwrap_or_else(|p| p.into_inner());
+        let compiled =
+            compiler.compile(data, &self.plugins, registry, &balancers, self.configs.len()).map(|(compiled, reuse)| {
+                tracing::debug!(kept = reuse.kept, built = reuse.built, "configuration compiled");
+                compiled
+            });
         let loads = &self.settings.metrics.proxy_configuration_loads;
         let compiled = match compiled {
             Ok(compiled) => compiled,

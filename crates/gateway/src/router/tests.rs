@@ -657,3 +657,60 @@ fn the_scheme_and_the_sni_select_among_routes() {
     assert_eq!(pick(true, Some("www.example.org")), Some("tls-prefix"));
     assert_eq!(pick(true, Some("other.example.com")), Some("tls-any"));
 }
+
+/// With more routes than it scans, the router looks plain prefixes up by the request path's starts: it must find
+/// what the scan of every candidate finds, whatever mix of overlapping prefixes (of lengths that fall inside a
+/// two-byte character of some requests), regex paths, path-less routes, hosts and methods it holds.
+#[test]
+fn the_prefix_index_finds_what_the_scan_finds() {
+    let mut rng = fastrand::Rng::with_seed(21);
+    let segments = ["a", "ab", "api", "é", "v1", "v2", "users", "x"];
+    let path = |rng: &mut fastrand::Rng| {
+        let mut p = String::new();
+        for _ in 0..rng.usize(0..4) {
+            p.push('/');
+            p.push_str(segments[rng.usize(..segments.len())]);
+        }
+        if p.is_empty() || rng.bool() {
+            p.push('/');
+        }
+        if rng.u8(..8) == 0 {
+            // A prefix that ends inside a segment (`/us` for `/users`).
+            p.pop();
+        }
+        p
+    };
+    let mut built = Vec::new();
+    for i in 0..400u128 {
+        let paths = match rng.u8(..10) {
+            0 => Vec::new(),
+            1 => vec![format!("~/api/v{}/[a-z]+$", rng.u8(1..3))],
+            _ => (0..rng.usize(1..3)).map(|_| path(&mut rng)).filter(|p| !p.is_empty()).collect(),
+        };
+        let hosts = if rng.u8(..4) == 0 { vec!["h1.test".to_owned()] } else { Vec::new() };
+        let methods = if rng.u8(..4) == 0 { vec!["POST".to_owned()] } else { Vec::new() };
+        if paths.is_empty() && hosts.is_empty() && methods.is_empty() {
+            continue;
+        }
+        let rules =
+            RouteRules { hosts, snis: Vec::new(), methods, headers: Vec::new(), paths, regex_priority: rng.i64(0..3) };
+        built.push((Arc::new(config(uuid::Uuid::from_u128(i + 1), None, &["http", "https"])), rules));
+    }
+    let router = Router::new(built).unwrap();
+    assert!(router.index.is_some());
+    let headers = HeaderMap::new();
+    let mut found = 0;
+    for _ in 0..3000 {
+        let p = format!("{}{}", path(&mut rng), if rng.bool() { "/users" } else { "" });
+        let Some(p) = normalize_path(&p) else { continue };
+        let host = if rng.bool() { "h1.test" } else { "other.test" };
+        let method = if rng.bool() { "GET" } else { "POST" };
+        let facts = RequestFacts { method, host, port: 80, path: &p, headers: &headers, tls: false, sni: None };
+        let indexed = router.find(&facts).map(|m| (m.route.id, m.matched.map(str::to_owned)));
+        let scanned = router.candidates.iter().find_map(|c| Router::check(c, &facts));
+        let scanned = scanned.map(|m| (m.route.id, m.matched.map(str::to_owned)));
+        assert_eq!(indexed, scanned, "{method} {host} {p}");
+        found += usize::from(indexed.is_some());
+    }
+    assert!(found > 1000, "only {found} requests matched a route");
+}

@@ -7,7 +7,7 @@ use super::{SqlStore, parse_id, to_json};
 use crate::bus::Invalidation;
 use crate::error::Conflict;
 use crate::sql::{Param, Row, SqlBuf, Tx, params};
-use crate::{EntityQuery, GatewayStore, Result, StoreError, TagFilter};
+use crate::{EntityQuery, EntityRow, GatewayStore, Result, StoreError, TagFilter};
 
 const COLUMNS: &str = "kind, id, endpoint_key, custom_id, cache_key, service_id, route_id, consumer_id, name, tags, \
                        data, created_at, updated_at, certificate_id, upstream_id";
@@ -387,5 +387,28 @@ impl GatewayStore for SqlStore {
             )
             .await?;
         rows.iter().map(|r| decode(r.as_ref())).collect()
+    }
+
+    async fn all_entity_rows(&self, cp: uuid::Uuid) -> Result<Vec<EntityRow>> {
+        let rows = self
+            .fetch(
+                "SELECT kind, id, endpoint_key, data FROM gateway_entities WHERE control_plane_id = ? ORDER BY kind, id",
+                params![cp.to_string()],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let r = r.as_ref();
+                let kind_text = r.text("kind")?;
+                let kind = EntityKind::from_collection(&kind_text)
+                    .ok_or_else(|| StoreError::corrupt(format!("kind {kind_text}")))?;
+                Ok(EntityRow {
+                    kind,
+                    id: parse_id(r, "id")?,
+                    endpoint_key: r.opt_text("endpoint_key")?,
+                    data: r.text("data")?,
+                })
+            })
+            .collect()
     }
 }
