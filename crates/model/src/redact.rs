@@ -17,6 +17,8 @@ pub const SECRET_PARAMS: &[&str] = &[
     "client_assertion",
     "apikey",
     "api_key",
+    // The `jwt` plugin's default `uri_param_names`: a bearer token like any other.
+    "jwt",
 ];
 
 pub const REDACTED: &str = "[redacted]";
@@ -57,5 +59,6 @@ mod tests {
         assert_eq!(out, "a=1&access_token=[redacted]&Client_Secret=[redacted]&x=2&%61ccess_token=[redacted]");
         assert!(matches!(redact_query("a=1&b=2"), Cow::Borrowed(_)));
         assert_eq!(redact_query("token"), "token=[redacted]");
+        assert_eq!(redact_query("jwt=eyJhbGci.e30.c2ln&page=2"), "jwt=[redacted]&page=2");
     }
 }
