@@ -79,6 +79,13 @@ fn full_configs() -> Vec<(&'static str, Value)> {
                     "max_retry_time": 10, "initial_retry_delay": 0.5, "max_retry_delay": 5, "concurrency_limit": 1},
                 "ssl_verify": false, "client_certificate": null, "custom_fields_by_lua": null}),
         ),
+        (
+            "jwt",
+            json!({"uri_param_names": ["token_q"], "cookie_names": ["jwt_cookie"], "key_claim_name": "kid",
+                "secret_is_base64": true, "claims_to_verify": ["exp", "nbf"], "anonymous": "fallback",
+                "run_on_preflight": false, "maximum_expiration": 3600, "header_names": ["x-jwt"], "realm": "api"}),
+        ),
+        ("basic-auth", json!({"anonymous": "fallback", "hide_credentials": true, "realm": "internal"})),
         ("file-log", json!({"path": "/tmp/gatehouse-deck-plugins.log", "reopen": true, "custom_fields_by_lua": null})),
         (
             "tcp-log",
